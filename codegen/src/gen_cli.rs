@@ -1,0 +1,235 @@
+//! The clap command tree: one command per operation, grouped by its command words, with one
+//! argument per input field.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote};
+use serde_json::Value;
+
+use crate::gen_contract::static_ident;
+use crate::model::{Contract, Operation};
+
+/// How the CLI turns an argument's text into the field's JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldKind {
+    /// A flag with no value: `true` when given.
+    Flag,
+    /// An integer; text that does not parse is passed on for the validator to reject.
+    Integer,
+    /// A number.
+    Number,
+    /// A string (possibly limited to an enum).
+    Text(Vec<String>),
+    /// A repeatable string argument.
+    TextList,
+}
+
+/// One input field as the CLI sees it.
+#[derive(Debug)]
+pub struct Field<'a> {
+    /// Property name in the input schema.
+    pub name: &'a str,
+    /// What it holds.
+    pub kind: FieldKind,
+    /// Its description.
+    pub help: String,
+    /// Whether the schema requires it.
+    pub required: bool,
+    /// Position among the positionals, if it is one.
+    pub position: Option<usize>,
+}
+
+/// The input fields of `op`, in authored order.
+pub fn fields(op: &Operation) -> Vec<Field<'_>> {
+    let required: Vec<&str> = op
+        .input
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(Value::Object(props)) = op.input.get("properties") else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .map(|(name, schema)| Field {
+            name,
+            kind: kind_of(schema),
+            help: schema
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            required: required.contains(&name.as_str()),
+            position: op.meta.cli.positionals.iter().position(|p| p == name),
+        })
+        .collect()
+}
+
+fn kind_of(schema: &Value) -> FieldKind {
+    let ty = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("string");
+    match ty {
+        "boolean" => FieldKind::Flag,
+        "integer" => FieldKind::Integer,
+        "number" => FieldKind::Number,
+        "array" => FieldKind::TextList,
+        _ => FieldKind::Text(
+            schema
+                .get("enum")
+                .and_then(Value::as_array)
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+fn arg(field: &Field) -> TokenStream {
+    let id = field.name;
+    let help = &field.help;
+    let mut arg = quote!(Arg::new(#id).help(#help));
+    if field.position.is_none() {
+        let long = field.name.replace('_', "-");
+        arg = quote!(#arg.long(#long));
+    } else {
+        let value_name = field.name.to_uppercase();
+        arg = quote!(#arg.value_name(#value_name));
+    }
+    arg = match &field.kind {
+        FieldKind::Flag => quote!(#arg.action(ArgAction::SetTrue)),
+        FieldKind::Integer | FieldKind::Number => quote!(#arg.value_name("N")),
+        FieldKind::TextList => quote!(#arg.action(ArgAction::Append)),
+        FieldKind::Text(values) if values.is_empty() => arg,
+        FieldKind::Text(values) => quote!(#arg.value_parser([#(#values),*])),
+    };
+    if field.required {
+        arg = quote!(#arg.required(true));
+    }
+    arg
+}
+
+fn kind_tokens(kind: &FieldKind) -> TokenStream {
+    match kind {
+        FieldKind::Flag => quote!(FieldKind::Flag),
+        FieldKind::Integer => quote!(FieldKind::Integer),
+        FieldKind::Number => quote!(FieldKind::Number),
+        FieldKind::Text(_) => quote!(FieldKind::Text),
+        FieldKind::TextList => quote!(FieldKind::TextList),
+    }
+}
+
+fn builder_ident(op: &Operation) -> Ident {
+    format_ident!("{}_command", op.meta.id)
+}
+
+/// A node of the command tree: either an operation or a group of nodes.
+enum Node<'a> {
+    Leaf(&'a Operation),
+    Group(BTreeMap<&'a str, Node<'a>>),
+}
+
+fn insert<'a>(tree: &mut BTreeMap<&'a str, Node<'a>>, path: &'a [String], op: &'a Operation) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        tree.insert(first, Node::Leaf(op));
+    } else if let Node::Group(children) = tree
+        .entry(first)
+        .or_insert_with(|| Node::Group(BTreeMap::new()))
+    {
+        insert(children, rest, op);
+    }
+}
+
+fn node_tokens(contract: &Contract, word: &str, node: &Node) -> TokenStream {
+    match node {
+        Node::Leaf(op) => {
+            let builder = builder_ident(op);
+            quote!(#builder())
+        }
+        Node::Group(children) => {
+            let about = contract.groups.get(word).cloned().unwrap_or_default();
+            let subs = children.iter().map(|(w, n)| node_tokens(contract, w, n));
+            quote! {
+                Command::new(#word)
+                    .about(#about)
+                    .subcommand_required(true)
+                    .arg_required_else_help(true)
+                    #(.subcommand(#subs))*
+            }
+        }
+    }
+}
+
+/// `cli.rs` of `dispatch-cli`.
+pub fn generate(contract: &Contract) -> TokenStream {
+    let mut tree = BTreeMap::new();
+    for op in &contract.ops {
+        insert(&mut tree, &op.meta.cli.path, op);
+    }
+    let top = tree.iter().map(|(w, n)| node_tokens(contract, w, n));
+    let builders = contract.ops.iter().map(|op| {
+        let builder = builder_ident(op);
+        let word = op.meta.cli.path.last().cloned().unwrap_or_default();
+        let summary = &op.meta.summary;
+        let description = &op.description;
+        let mut fields = fields(op);
+        fields.sort_by_key(|f| f.position.unwrap_or(usize::MAX));
+        let args = fields.iter().map(arg);
+        let doc = format!("The `{}` command.", op.title);
+        quote! {
+            #[doc = #doc]
+            fn #builder() -> Command {
+                Command::new(#word)
+                    .about(#summary)
+                    .long_about(#description)
+                    #(.arg(#args))*
+            }
+        }
+    });
+    let arms = contract.ops.iter().map(|op| {
+        let path = &op.meta.cli.path;
+        let ident = static_ident(op);
+        let specs = fields(op).into_iter().map(|f| {
+            let name = f.name;
+            let kind = kind_tokens(&f.kind);
+            quote!(Field { name: #name, kind: #kind })
+        });
+        quote! {
+            [#(#path),*] => Some((&operations::#ident, &[#(#specs),*])),
+        }
+    });
+    quote! {
+        //! The command tree of every contract operation, and the map from a command path back
+        //! to its operation and the kinds of its fields.
+        use clap::{Arg, ArgAction, Command};
+        use dispatch_contract::{Operation, operations};
+
+        use crate::args::{Field, FieldKind};
+
+        /// The top-level commands of every operation; groups nest their operations.
+        pub fn operation_commands() -> Vec<Command> {
+            vec![#(#top),*]
+        }
+
+        #(#builders)*
+
+        /// The operation named by the command words `path`, and its input fields.
+        pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> {
+            match path {
+                #(#arms)*
+                _ => None,
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The operation table, the traits the daemon and the client implement, and the error codes.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote};
+
+use crate::gen_types::type_name;
+use crate::model::{Contract, Intent, Operation, RunsIn};
+
+/// Identifier of an operation's static in the table: `daemon_status` → `DAEMON_STATUS`.
+pub fn static_ident(op: &Operation) -> Ident {
+    Ident::new(&op.meta.id.to_uppercase(), Span::call_site())
+}
+
+/// `DaemonStatusInput` / `DaemonStatusOutput` as identifiers.
+pub fn io_idents(op: &Operation) -> (Ident, Ident) {
+    (
+        format_ident!("{}", type_name(&op.meta.id, "Input")),
+        format_ident!("{}", type_name(&op.meta.id, "Output")),
+    )
+}
+
+/// The method name of an operation on the traits and the typed client.
+pub fn method_ident(op: &Operation) -> Ident {
+    format_ident!("{}", op.meta.id)
+}
+
+/// `operations.rs`: one `Operation` static per operation, the table, and request markers.
+pub fn operations(contract: &Contract) -> TokenStream {
+    let statics = contract.ops.iter().map(|op| {
+        let ident = static_ident(op);
+        let id = &op.meta.id;
+        let title = &op.title;
+        let summary = &op.meta.summary;
+        let description = &op.description;
+        let intent = match op.meta.intent {
+            Intent::Read => quote!(Intent::Read),
+            Intent::Write => quote!(Intent::Write),
+            Intent::Destroy => quote!(Intent::Destroy),
+        };
+        let runs_in = match op.meta.runs_in {
+            RunsIn::Daemon => quote!(RunsIn::Daemon),
+            RunsIn::Client => quote!(RunsIn::Client),
+        };
+        let idempotent = op.meta.idempotent;
+        let writes_history = op.meta.writes_history;
+        let path = &op.meta.cli.path;
+        let positionals = &op.meta.cli.positionals;
+        let hash = &op.hash;
+        let input = op.input_bundled.to_string();
+        let output = op.output_bundled.to_string();
+        let examples = serde_json::to_string(&op.meta.examples).unwrap_or_default();
+        let doc = format!("`{title}`: {summary}.");
+        quote! {
+            #[doc = #doc]
+            pub static #ident: Operation = Operation {
+                id: #id,
+                title: #title,
+                summary: #summary,
+                description: #description,
+                intent: #intent,
+                idempotent: #idempotent,
+                writes_history: #writes_history,
+                runs_in: #runs_in,
+                cli_path: &[#(#path),*],
+                positionals: &[#(#positionals),*],
+                contract_hash: #hash,
+                input_schema: #input,
+                output_schema: #output,
+                examples: #examples,
+            };
+        }
+    });
+    let all = contract.ops.iter().map(static_ident);
+    let markers = contract.ops.iter().map(|op| {
+        let ident = static_ident(op);
+        let (input, output) = io_idents(op);
+        quote! {
+            impl Request for #input {
+                type Output = #output;
+                const OPERATION: &'static Operation = &#ident;
+            }
+        }
+    });
+    quote! {
+        //! The operation table: one entry per contract file, with its metadata, its
+        //! self-contained input and output schemas and its contract hash.
+        use super::types::*;
+        use crate::operation::{Intent, Operation, Request, RunsIn};
+
+        #(#statics)*
+
+        /// Every operation, sorted by id.
+        pub static OPERATIONS: &[&Operation] = &[#(&#all),*];
+
+        #(#markers)*
+    }
+}
+
+fn trait_methods<'a>(ops: impl Iterator<Item = &'a Operation>) -> TokenStream {
+    let methods = ops.map(|op| {
+        let name = method_ident(op);
+        let (input, output) = io_idents(op);
+        let doc = format!("`{}`: {}.", op.title, op.meta.summary);
+        quote! {
+            #[doc = #doc]
+            fn #name(&self, input: #input)
+                -> impl Future<Output = Result<#output, DispatchError>> + Send;
+        }
+    });
+    quote!(#(#methods)*)
+}
+
+fn runs_in(contract: &Contract, place: RunsIn) -> impl Iterator<Item = &Operation> {
+    contract
+        .ops
+        .iter()
+        .filter(move |op| op.meta.runs_in == place)
+}
+
+/// `api.rs`: the `Dispatch` trait (daemon operations), the `ClientOps` trait (client-side
+/// operations) and the JSON entry point of the client-side ones.
+pub fn api(contract: &Contract) -> TokenStream {
+    let daemon = trait_methods(runs_in(contract, RunsIn::Daemon));
+    let client = trait_methods(runs_in(contract, RunsIn::Client));
+    let arms = runs_in(contract, RunsIn::Client).map(|op| {
+        let id = &op.meta.id;
+        let name = method_ident(op);
+        let (input, _) = io_idents(op);
+        quote! {
+            #id => encode_output(ops.#name(decode_input::<#input>(input)?).await?),
+        }
+    });
+    quote! {
+        //! The traits that implement the contract. `dispatchd` implements [`Dispatch`]; the
+        //! CLI and MCP front ends implement [`ClientOps`] for the operations that need no
+        //! daemon.
+        use std::future::Future;
+
+        use super::types::*;
+        use crate::error::DispatchError;
+        use crate::operation::{Operation, decode_input, encode_output};
+
+        /// The operations served by the daemon, one method each.
+        pub trait Dispatch: Send + Sync + 'static {
+            #daemon
+
+            /// Whether the daemon has no work in flight (no running turn, no pending
+            /// approval). A client may restart an idle daemon that answered `daemon_stale`.
+            fn idle(&self) -> bool {
+                true
+            }
+        }
+
+        /// The operations that run in the calling process.
+        pub trait ClientOps: Send + Sync {
+            #client
+        }
+
+        /// Runs the client-side operation `op` on JSON input: validates the input against
+        /// the contract, calls the method, and returns the output as JSON.
+        pub async fn call_client_op<C: ClientOps>(
+            ops: &C,
+            op: &Operation,
+            input: serde_json::Value,
+        ) -> Result<serde_json::Value, DispatchError> {
+            match op.id {
+                #(#arms)*
+                other => Err(DispatchError::internal(format!(
+                    "`{other}` is not a client-side operation"
+                ))),
+            }
+        }
+    }
+}
+
+/// `errors.rs`: the `ErrorCode` enum and its tables.
+pub fn errors(contract: &Contract) -> TokenStream {
+    let variant = |code: &str| format_ident!("{}", type_name(code, ""));
+    let variants = contract.errors.iter().map(|e| {
+        let v = variant(&e.code);
+        let doc = format!("`{}`: {}.", e.code, e.summary);
+        quote!(#[doc = #doc] #v,)
+    });
+    let all = contract.errors.iter().map(|e| variant(&e.code));
+    let table = |f: &dyn Fn(&crate::model::ErrorSpec) -> TokenStream| {
+        let arms = contract.errors.iter().map(|e| {
+            let v = variant(&e.code);
+            let value = f(e);
+            quote!(ErrorCode::#v => #value,)
+        });
+        quote!(match self { #(#arms)* })
+    };
+    let as_str = table(&|e| {
+        let c = &e.code;
+        quote!(#c)
+    });
+    let exit = table(&|e| {
+        let c = e.exit_code;
+        quote!(#c)
+    });
+    let rpc = table(&|e| {
+        let c = e.jsonrpc_code;
+        quote!(#c)
+    });
+    let hint = table(&|e| {
+        let c = &e.hint;
+        quote!(#c)
+    });
+    let summary = table(&|e| {
+        let c = &e.summary;
+        quote!(#c)
+    });
+    quote! {
+        //! The stable error codes of `contract/errors.json`.
+
+        /// A stable error code: one exit code, one JSON-RPC code and one hint each.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            #(#variants)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in catalog order.
+            pub const ALL: &[ErrorCode] = &[#(ErrorCode::#all),*];
+
+            /// The code as written on every surface, e.g. `not_found`.
+            pub const fn as_str(self) -> &'static str { #as_str }
+
+            /// The CLI's process exit code.
+            pub const fn exit_code(self) -> i32 { #exit }
+
+            /// The JSON-RPC error code on the daemon socket.
+            pub const fn jsonrpc_code(self) -> i32 { #rpc }
+
+            /// How to recover, when the error itself gives no better hint.
+            pub const fn hint(self) -> &'static str { #hint }
+
+            /// What the code means.
+            pub const fn summary(self) -> &'static str { #summary }
+
+            /// The code named `code`, if it exists.
+            pub fn from_code(code: &str) -> Option<ErrorCode> {
+                ErrorCode::ALL.iter().copied().find(|c| c.as_str() == code)
+            }
+        }
+    }
+}

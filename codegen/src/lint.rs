@@ -1,0 +1,114 @@
+//! Checks on the contract itself, so a mistake in a contract file fails generation with a
+//! clear message instead of producing a surface that drifts.
+
+use std::collections::BTreeSet;
+
+use anyhow::{bail, ensure};
+use serde_json::Value;
+
+use crate::gen_cli::fields;
+use crate::model::Contract;
+
+/// Fails with the first problem found in `contract`.
+pub fn check(contract: &Contract) -> anyhow::Result<()> {
+    let codes: BTreeSet<&str> = contract.errors.iter().map(|e| e.code.as_str()).collect();
+    ensure!(
+        codes.len() == contract.errors.len(),
+        "errors.json: a code is listed twice"
+    );
+    for code in [
+        "invalid_input",
+        "internal",
+        "daemon_unreachable",
+        "daemon_stale",
+    ] {
+        ensure!(
+            codes.contains(code),
+            "errors.json: the required code `{code}` is missing"
+        );
+    }
+    for e in &contract.errors {
+        ensure!(
+            (1..=125).contains(&e.exit_code),
+            "errors.json: `{}` has exit code {} outside 1..=125",
+            e.code,
+            e.exit_code
+        );
+    }
+    let mut paths = BTreeSet::new();
+    for op in &contract.ops {
+        let id = &op.meta.id;
+        let file = op.file.display();
+        ensure!(
+            !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{file}: id `{id}` must be snake_case"
+        );
+        ensure!(
+            op.file.file_stem().is_some_and(|s| s == id.as_str()),
+            "{file}: the file must be named `{id}.json`"
+        );
+        ensure!(!op.meta.cli.path.is_empty(), "{file}: `cli.path` is empty");
+        let path = op.meta.cli.path.join(" ");
+        ensure!(
+            paths.insert(path.clone()),
+            "{file}: command `{path}` is used twice"
+        );
+        for group in &op.meta.cli.path[..op.meta.cli.path.len() - 1] {
+            ensure!(
+                contract.groups.contains_key(group),
+                "{file}: command group `{group}` needs a description in contract/cli.json"
+            );
+        }
+        ensure!(
+            op.input.get("type") == Some(&Value::String("object".into()))
+                && op.input.get("additionalProperties") == Some(&Value::Bool(false)),
+            "{file}: the input must be an object with `additionalProperties: false`"
+        );
+        let fields = fields(op);
+        for field in &fields {
+            ensure!(
+                !field.help.is_empty(),
+                "{file}: input field `{}` needs a description",
+                field.name
+            );
+            ensure!(
+                field.name != "json",
+                "{file}: `json` is reserved for the CLI's output switch"
+            );
+        }
+        for positional in &op.meta.cli.positionals {
+            ensure!(
+                fields.iter().any(|f| f.name == positional),
+                "{file}: positional `{positional}` is not an input field"
+            );
+        }
+        for example in &op.meta.examples {
+            match (&example.output, &example.error) {
+                (Some(_), None) => {}
+                (None, Some(code)) => ensure!(
+                    codes.contains(code.as_str()),
+                    "{file}: example `{}` expects unknown error code `{code}`",
+                    example.title
+                ),
+                _ => bail!(
+                    "{file}: example `{}` needs exactly one of `output` and `error`",
+                    example.title
+                ),
+            }
+        }
+    }
+    let all: Vec<String> = contract
+        .ops
+        .iter()
+        .map(|op| op.meta.cli.path.join(" "))
+        .collect();
+    for a in &all {
+        for b in &all {
+            ensure!(
+                a == b || !b.starts_with(&format!("{a} ")),
+                "command `{a}` cannot be both an operation and a group (of `{b}`)"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! The contract as authored: operation files, shared definitions, the error catalog and the
+//! CLI group descriptions, loaded from `contract/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::resolve;
+
+/// Everything under `contract/`.
+#[derive(Debug)]
+pub struct Contract {
+    /// Operations, sorted by id.
+    pub ops: Vec<Operation>,
+    /// Shared definitions by name (from `contract/defs/*.json`), refs already normalised.
+    pub defs: BTreeMap<String, Value>,
+    /// Stable error codes, in catalog order.
+    pub errors: Vec<ErrorSpec>,
+    /// One-line descriptions of CLI command groups (`daemon`, `registry`, ...).
+    pub groups: BTreeMap<String, String>,
+}
+
+/// One operation file.
+#[derive(Debug)]
+pub struct Operation {
+    /// Path of the file it came from.
+    pub file: PathBuf,
+    /// Human title (`daemon status`).
+    pub title: String,
+    /// Long description: CLI long help, MCP tool description.
+    pub description: String,
+    /// The `x-dispatch` metadata.
+    pub meta: OperationMeta,
+    /// Input schema with refs normalised to `#/$defs/<Name>`.
+    pub input: Value,
+    /// Output schema with refs normalised to `#/$defs/<Name>`.
+    pub output: Value,
+    /// Self-contained input schema, as served and validated at run time.
+    pub input_bundled: Value,
+    /// Self-contained output schema.
+    pub output_bundled: Value,
+    /// Hash of everything a client and a daemon must agree on for this operation.
+    pub hash: String,
+}
+
+/// The `x-dispatch` block of an operation file.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationMeta {
+    /// Stable snake_case id; also the RPC method name and, prefixed, the MCP tool name.
+    pub id: String,
+    /// One line on what it does.
+    pub summary: String,
+    /// read, write or destroy.
+    pub intent: Intent,
+    /// Whether repeating the call with the same input has no further effect.
+    pub idempotent: bool,
+    /// Whether it writes turns or history of a lane (blocked on attached lanes).
+    pub writes_history: bool,
+    /// Where it runs.
+    pub runs_in: RunsIn,
+    /// Command words and positionals.
+    pub cli: CliMeta,
+    /// Examples: input → output or input → error code.
+    #[serde(default)]
+    pub examples: Vec<Example>,
+}
+
+/// What an operation does to state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Changes nothing.
+    Read,
+    /// Changes state.
+    Write,
+    /// Removes or irreversibly ends something.
+    Destroy,
+}
+
+/// Which process runs an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunsIn {
+    /// `dispatchd`, reached over its JSON-RPC socket.
+    Daemon,
+    /// The calling process (`dispatch` or `dispatch mcp`); needs no daemon.
+    Client,
+}
+
+/// CLI placement of an operation.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliMeta {
+    /// Command words, e.g. `["daemon", "status"]`.
+    pub path: Vec<String>,
+    /// Input fields taken as positional arguments, in order.
+    #[serde(default)]
+    pub positionals: Vec<String>,
+}
+
+/// An example call, run as a test against a real daemon.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// What it shows.
+    pub title: String,
+    /// The input object.
+    pub input: Value,
+    /// Expected output; `"*"` matches any value, objects match as subsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Expected error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One stable error code.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorSpec {
+    /// The code, e.g. `not_found`.
+    pub code: String,
+    /// Process exit code of the CLI.
+    pub exit_code: i32,
+    /// JSON-RPC error code on the daemon socket.
+    pub jsonrpc_code: i32,
+    /// What the code means.
+    pub summary: String,
+    /// How to recover.
+    pub hint: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorCatalog {
+    #[serde(rename = "$comment")]
+    _comment: Option<String>,
+    codes: Vec<ErrorSpec>,
+}
+
+#[derive(Deserialize)]
+struct CliGroups {
+    #[serde(rename = "$comment")]
+    _comment: Option<String>,
+    groups: BTreeMap<String, String>,
+}
+
+impl Contract {
+    /// Reads and resolves the contract directory.
+    pub fn load(dir: &Path) -> anyhow::Result<Contract> {
+        let defs = load_defs(&dir.join("defs"))?;
+        let errors: ErrorCatalog = read_json(&dir.join("errors.json"))?;
+        let groups: CliGroups = read_json(&dir.join("cli.json"))?;
+        let mut ops = Vec::new();
+        for file in json_files(&dir.join("ops"))? {
+            ops.push(load_operation(&file, &defs)?);
+        }
+        ops.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+        Ok(Contract {
+            ops,
+            defs,
+            errors: errors.codes,
+            groups: groups.groups,
+        })
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn load_defs(dir: &Path) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut defs = BTreeMap::new();
+    for file in json_files(dir)? {
+        let doc: Value = read_json(&file)?;
+        let Some(Value::Object(entries)) = doc.get("$defs") else {
+            bail!("{} has no `$defs` object", file.display());
+        };
+        for (name, schema) in entries {
+            let schema = resolve::normalise_refs(schema, &file)?;
+            if defs.insert(name.clone(), schema).is_some() {
+                bail!(
+                    "definition `{name}` is defined twice (again in {})",
+                    file.display()
+                );
+            }
+        }
+    }
+    Ok(defs)
+}
+
+fn load_operation(file: &Path, defs: &BTreeMap<String, Value>) -> anyhow::Result<Operation> {
+    let doc: Value = read_json(file)?;
+    let text = |key: &str| -> anyhow::Result<String> {
+        doc.get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .with_context(|| format!("{}: missing string `{key}`", file.display()))
+    };
+    let meta: OperationMeta = serde_json::from_value(
+        doc.get("x-dispatch")
+            .cloned()
+            .with_context(|| format!("{}: missing `x-dispatch`", file.display()))?,
+    )
+    .with_context(|| format!("{}: bad `x-dispatch`", file.display()))?;
+    let schema = |key: &str| -> anyhow::Result<Value> {
+        let raw = doc
+            .pointer(&format!("/$defs/{key}"))
+            .with_context(|| format!("{}: missing `$defs/{key}`", file.display()))?;
+        resolve::normalise_refs(raw, file)
+    };
+    let input = schema("input")?;
+    let output = schema("output")?;
+    let input_bundled = resolve::bundle(&input, defs)?;
+    let output_bundled = resolve::bundle(&output, defs)?;
+    let title = text("title")?;
+    let description = text("description")?;
+    let hash = contract_hash(&[
+        serde_json::to_value(&meta)?,
+        Value::String(description.clone()),
+        input_bundled.clone(),
+        output_bundled.clone(),
+    ]);
+    Ok(Operation {
+        file: file.to_path_buf(),
+        title,
+        description,
+        meta,
+        input,
+        output,
+        input_bundled,
+        output_bundled,
+        hash,
+    })
+}
+
+/// First 16 hex digits of SHA-256 over the canonical JSON (sorted keys) of `parts`.
+fn contract_hash(parts: &[Value]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(canonical(part).as_bytes());
+        hasher.update([0u8]);
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// JSON text with object keys sorted, so authoring order never changes a hash.
+pub fn canonical(value: &Value) -> String {
+    fn sort(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let sorted: BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, sort(v))).collect();
+                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(value).to_string()
+}
