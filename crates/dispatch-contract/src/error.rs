@@ -1,0 +1,86 @@
+//! [`DispatchError`]: a stable code, a message, a hint and structured details.
+
+use serde_json::{Value, json};
+
+use crate::generated::errors::ErrorCode;
+
+/// A typed error as every surface shows it: `{code, message, hint, details}`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct DispatchError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What happened, in lower case.
+    pub message: String,
+    /// How to recover; the code's own hint unless a better one is known.
+    pub hint: String,
+    /// Structured context (the field, the candidates, ...), or null.
+    pub details: Value,
+}
+
+impl DispatchError {
+    /// An error with the code's own hint and no details.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        DispatchError {
+            code,
+            message: message.into(),
+            hint: code.hint().to_owned(),
+            details: Value::Null,
+        }
+    }
+
+    /// `invalid_input` with `message`.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+
+    /// `internal` with `message`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    /// Replaces the hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = hint.into();
+        self
+    }
+
+    /// Replaces the details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// The error body `{code, message, hint, details?}`.
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "code": self.code.as_str(),
+            "message": self.message,
+            "hint": self.hint,
+        });
+        if !self.details.is_null() {
+            body["details"] = self.details.clone();
+        }
+        body
+    }
+
+    /// The error as the CLI prints it with `--json`: `{"error": body}`.
+    pub fn to_json(&self) -> Value {
+        json!({ "error": self.body() })
+    }
+
+    /// Reads an error body back; `None` when `body` is not one.
+    pub fn from_body(body: &Value) -> Option<Self> {
+        let code = ErrorCode::from_code(body.get("code")?.as_str()?)?;
+        Some(DispatchError {
+            code,
+            message: body.get("message")?.as_str()?.to_owned(),
+            hint: body
+                .get("hint")
+                .and_then(Value::as_str)
+                .unwrap_or(code.hint())
+                .to_owned(),
+            details: body.get("details").cloned().unwrap_or(Value::Null),
+        })
+    }
+}

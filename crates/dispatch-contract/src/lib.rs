@@ -1,0 +1,27 @@
+//! The dispatch contract in Rust: the generated types of every operation's input and output,
+//! the operation table, the [`Dispatch`] and [`ClientOps`] traits, the stable [`ErrorCode`]s,
+//! and the one place where inputs are validated against the contract's JSON Schema.
+//!
+//! Everything under `generated/` is written by `cargo xtask gen` from `contract/`.
+
+mod error;
+mod operation;
+mod validate;
+
+/// Files written by `cargo xtask gen`; never edit them by hand.
+pub mod generated {
+    pub mod api;
+    pub mod errors;
+    pub mod operations;
+    pub mod types;
+}
+
+pub use error::DispatchError;
+pub use generated::api::{ClientOps, Dispatch, call_client_op};
+pub use generated::errors::ErrorCode;
+pub use generated::operations::{self as operations, OPERATIONS};
+pub use generated::types;
+pub use operation::{
+    Intent, Operation, Request, RunsIn, decode_input, encode_output, find_operation,
+};
+pub use validate::{validate_input, validate_output};

@@ -1,0 +1,11 @@
+//! The runtime layout of dispatch: where `DISPATCH_HOME` and its files are, the daemon's
+//! pidfile lock (the singleton), and probes for a running or stale daemon.
+//!
+//! `DISPATCH_HOME` defaults to `~/.dispatch`; `DISPATCH_SOCKET`, `DISPATCH_DB` and
+//! `DISPATCH_PIDFILE` override single files.
+
+mod paths;
+mod pidfile;
+
+pub use paths::{HomeError, Paths};
+pub use pidfile::{DaemonProbe, Pidfile, probe, signal_kill, signal_terminate, wait_released};

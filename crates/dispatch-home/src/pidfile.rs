@@ -1,0 +1,160 @@
+//! The daemon singleton: an exclusively locked pidfile held for the daemon's whole life.
+//! The lock, not the file's existence, says whether a daemon lives: a killed daemon's lock is
+//! released by the kernel, so a leftover file is recognisably stale.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The daemon's held pidfile. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct Pidfile {
+    file: File,
+    path: PathBuf,
+}
+
+/// What a look at the pidfile found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonProbe {
+    /// A daemon holds the lock; its pid as written in the file (if readable).
+    Running {
+        /// The daemon's process id.
+        pid: Option<u32>,
+    },
+    /// The file exists but nobody holds its lock: a daemon died without cleaning up.
+    Stale {
+        /// The pid the dead daemon wrote.
+        pid: Option<u32>,
+    },
+    /// No pidfile.
+    Absent,
+}
+
+impl Pidfile {
+    /// Takes the lock and writes this process's pid. `Ok(None)` when another daemon holds it.
+    pub fn acquire(path: &Path) -> std::io::Result<Option<Pidfile>> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(err)) => return Err(err),
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        file.sync_all()?;
+        Ok(Some(Pidfile {
+            file,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// Removes the file, then releases the lock (also when the removal fails).
+    pub fn remove(self) -> std::io::Result<()> {
+        let removed = std::fs::remove_file(&self.path);
+        drop(self.file);
+        removed
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Looks at the pidfile without disturbing a live daemon.
+pub fn probe(path: &Path) -> std::io::Result<DaemonProbe> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(DaemonProbe::Absent),
+        Err(err) => return Err(err),
+    };
+    let pid = read_pid(&mut file);
+    match file.try_lock_shared() {
+        Ok(()) => Ok(DaemonProbe::Stale { pid }),
+        Err(TryLockError::WouldBlock) => Ok(DaemonProbe::Running { pid }),
+        Err(TryLockError::Error(err)) => Err(err),
+    }
+}
+
+/// Waits until nobody holds the pidfile's lock (the daemon exited), at most `timeout`.
+/// Returns whether it was released in time.
+pub async fn wait_released(path: &Path, timeout: Duration) -> bool {
+    let path = path.to_path_buf();
+    let waiter = std::thread::spawn(move || -> std::io::Result<()> {
+        match File::open(&path) {
+            Ok(file) => file.lock_shared(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _receiver_gone = tx.send(waiter.join().map(|r| r.is_ok()).unwrap_or(false));
+    });
+    matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(true)))
+}
+
+/// Sends SIGTERM to `pid`.
+pub fn signal_terminate(pid: u32) -> std::io::Result<()> {
+    send(pid, rustix::process::Signal::TERM)
+}
+
+/// Sends SIGKILL to `pid`.
+pub fn signal_kill(pid: u32) -> std::io::Result<()> {
+    send(pid, rustix::process::Signal::KILL)
+}
+
+fn send(pid: u32, signal: rustix::process::Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad pid"))?;
+    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_pidfile_probes_running_and_a_released_one_stale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d.pid");
+        assert_eq!(probe(&path).expect("probe"), DaemonProbe::Absent);
+        let held = Pidfile::acquire(&path).expect("acquire").expect("free");
+        assert_eq!(
+            probe(&path).expect("probe"),
+            DaemonProbe::Running {
+                pid: Some(std::process::id())
+            }
+        );
+        assert!(Pidfile::acquire(&path).expect("second acquire").is_none());
+        drop(held);
+        assert_eq!(
+            probe(&path).expect("probe"),
+            DaemonProbe::Stale {
+                pid: Some(std::process::id())
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_released_returns_when_the_lock_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d.pid");
+        let held = Pidfile::acquire(&path).expect("acquire").expect("free");
+        assert!(!wait_released(&path, Duration::from_millis(50)).await);
+        held.remove().expect("remove");
+        assert!(wait_released(&path, Duration::from_secs(5)).await);
+    }
+}
