@@ -1,0 +1,45 @@
+//! The dispatch registry: a SQLite file, accessed through sqlx, that records dispatch's lanes and
+//! an append-only log of the actions it took.
+//!
+//! The schema is defined by the migrations embedded from `migrations/`; the schema version of a
+//! registry is the highest migration recorded as applied in sqlx's `_sqlx_migrations` table (and
+//! mirrored into `PRAGMA user_version` for humans). This binary only ever works with registries
+//! at exactly [`LATEST_SCHEMA_VERSION`]:
+//!
+//! - [`Registry::open`] creates a missing registry, but refuses older and newer ones;
+//! - [`migrate`] upgrades an older registry after writing a backup next to it;
+//! - [`inspect`] looks at a registry without creating or changing anything (for `dispatch doctor`).
+
+mod actions;
+mod contract_error;
+mod error;
+mod inspect;
+mod lanes;
+mod migrate;
+mod open;
+mod probe;
+
+pub use actions::{Action, NewAction, Outcome};
+pub use error::RegistryError;
+pub use inspect::{Inspection, inspect};
+pub use lanes::LaneCounts;
+pub use migrate::{MigrationReport, MigrationStatus, migrate};
+pub use open::Registry;
+
+/// Schema version this binary knows: the highest embedded migration version.
+pub const LATEST_SCHEMA_VERSION: i64 = 2;
+
+/// The embedded migrations, `migrations/NNNN_name.sql`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_schema_version_matches_the_embedded_migrations() {
+        let versions: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
+        assert_eq!(versions, (1..=LATEST_SCHEMA_VERSION).collect::<Vec<_>>());
+        assert!(MIGRATOR.iter().all(|migration| !migration.no_tx));
+    }
+}

@@ -1,0 +1,162 @@
+//! Opening a registry: creating it if missing, refusing foreign schema versions, migrating a new
+//! database, and the handful of whole-database queries.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqlitePoolOptions;
+
+use crate::probe::{self, Access, Schema};
+use crate::{LATEST_SCHEMA_VERSION, MIGRATOR, RegistryError};
+
+/// Maximum number of pooled SQLite connections.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// An open registry: a small pool of read-write SQLite connections in WAL mode.
+///
+/// Cloning is cheap and shares the pool; [`Registry::close`] closes it for every clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub(crate) pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Registry {
+    /// Opens the registry at `path`.
+    ///
+    /// A missing file (or an empty database) is created with mode 0600 and migrated to
+    /// [`LATEST_SCHEMA_VERSION`]; the parent directory must already exist. An existing registry
+    /// with an older schema yields [`RegistryError::SchemaTooOld`] (run [`crate::migrate`]), a
+    /// newer one [`RegistryError::SchemaTooNew`]; a file that is not a SQLite database, not a
+    /// dispatch registry, or unreadable yields [`RegistryError::Corrupt`]. In all those error
+    /// cases the file is left as it was.
+    ///
+    /// The pool uses WAL journaling, `synchronous=NORMAL`, foreign keys and a 5 s busy timeout.
+    pub async fn open(path: &Path) -> Result<Registry, RegistryError> {
+        if !probe::check_file(path)? {
+            probe::create_private_file(path)?;
+        }
+        if let Schema::Version(found) = probe::probe_schema(path).await? {
+            check_version(path, found)?;
+        }
+        Self::connect_and_migrate(path).await
+    }
+
+    /// Opens the pool and applies any pending embedded migrations, without version checks.
+    ///
+    /// Callers must have checked that the file is either empty or at a version we know.
+    pub(crate) async fn connect_and_migrate(path: &Path) -> Result<Registry, RegistryError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(probe::pool_options(path))
+            .await
+            .map_err(RegistryError::db_with(path, "opening the connection pool"))?;
+        let registry = Registry {
+            pool,
+            path: path.to_path_buf(),
+        };
+        if let Err(err) = registry.migrate_pool().await {
+            registry.close().await;
+            return Err(err);
+        }
+        Ok(registry)
+    }
+
+    /// Runs the embedded migrator and mirrors the resulting version into `PRAGMA user_version`.
+    async fn migrate_pool(&self) -> Result<(), RegistryError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|source| RegistryError::Migration {
+                path: self.path.clone(),
+                source,
+            })?;
+        let version = self.schema_version().await?;
+        let user_version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(RegistryError::db_with(&self.path, "reading user_version"))?;
+        if user_version != version {
+            // PRAGMA arguments cannot be bound; `version` is an integer read from the database.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "PRAGMA user_version = {version}"
+            )))
+            .execute(&self.pool)
+            .await
+            .map_err(RegistryError::db_with(&self.path, "setting user_version"))?;
+        }
+        Ok(())
+    }
+
+    /// The registry file this registry was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The highest successfully applied migration version.
+    pub async fn schema_version(&self) -> Result<i64, RegistryError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(RegistryError::db_with(
+                    &self.path,
+                    "reading the schema version",
+                ))?;
+        version.ok_or_else(|| RegistryError::corrupt(&self.path, "no applied migrations"))
+    }
+
+    /// Runs `PRAGMA quick_check`: `Ok(vec!["ok"])` when the database is fine, otherwise the
+    /// problems SQLite reports, one per element.
+    pub async fn quick_check(&self) -> Result<Vec<String>, RegistryError> {
+        sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(RegistryError::db_with(&self.path, "running quick_check"))
+    }
+
+    /// Closes every pooled connection, waiting for them to be returned first, and leaves the
+    /// registry as a single self-contained file when no other process has it open.
+    pub async fn close(self) {
+        self.pool.close().await;
+        fold_wal(&self.path).await;
+    }
+}
+
+/// Checkpoints a WAL left behind by a pool that has just been closed.
+///
+/// sqlx can close several pooled connections at the same moment; each then sees the others still
+/// open, so none checkpoints the WAL on close and the `-wal`/`-shm` files stay behind. A single
+/// connection that reads and closes is the last one, so SQLite checkpoints and removes them. If
+/// another process has the registry open this does nothing, which is equally fine: the WAL is
+/// durable either way. Failures are ignored for the same reason.
+async fn fold_wal(path: &Path) {
+    if !probe::sidecar(path, "-wal").exists() {
+        return;
+    }
+    if let Ok(mut conn) = probe::connect_probe(path, Access::ReadWrite).await {
+        // Any read opens the WAL, so that closing the connection checkpoints it.
+        let _ = sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
+            .execute(&mut conn)
+            .await;
+        probe::close_quietly(conn).await;
+    }
+}
+
+/// Rejects any version other than [`LATEST_SCHEMA_VERSION`].
+pub(crate) fn check_version(path: &Path, found: i64) -> Result<(), RegistryError> {
+    match found.cmp(&LATEST_SCHEMA_VERSION) {
+        Ordering::Equal => Ok(()),
+        Ordering::Less => Err(RegistryError::SchemaTooOld {
+            path: path.to_path_buf(),
+            found,
+            supported: LATEST_SCHEMA_VERSION,
+        }),
+        Ordering::Greater => Err(RegistryError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: LATEST_SCHEMA_VERSION,
+        }),
+    }
+}

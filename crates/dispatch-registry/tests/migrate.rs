@@ -1,0 +1,148 @@
+//! Schema versions: old registries are refused by `open` and upgraded by `migrate`; newer ones
+//! are refused by both.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{action_rows, backups, build_v1_registry, mode, raw, registry_path, user_version};
+use dispatch_registry::{
+    LATEST_SCHEMA_VERSION, MigrationStatus, Outcome, Registry, RegistryError, inspect, migrate,
+};
+use sqlx::Connection;
+
+#[tokio::test]
+async fn an_old_registry_is_refused_then_backed_up_and_migrated() {
+    let (dir, path) = registry_path();
+    build_v1_registry(&path).await;
+    let v1_bytes = std::fs::read(&path).unwrap();
+
+    let err = Registry::open(&path).await.unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::SchemaTooOld { path: p, found: 1, supported: 2 } if p == &path),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        v1_bytes,
+        "open must not touch it"
+    );
+
+    let report = migrate(&path).await.expect("migrate");
+    assert_eq!(report.status, MigrationStatus::Migrated);
+    assert_eq!(report.from_version, Some(1));
+    assert_eq!(report.to_version, LATEST_SCHEMA_VERSION);
+    let backup = report.backup.clone().expect("a backup");
+    assert_eq!(backups(dir.path()), vec![backup.clone()]);
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("registry.db.bak-v1-"), "{name}");
+    assert!(
+        name["registry.db.bak-v1-".len()..].parse::<u64>().is_ok(),
+        "{name}"
+    );
+    assert_eq!(mode(&backup), 0o600);
+
+    // The backup is a readable registry at version 1 holding the old data.
+    let backup_inspection = inspect(&backup).await.expect("inspect backup");
+    assert_eq!(backup_inspection.schema_version, Some(1));
+    assert_eq!(backup_inspection.quick_check, vec!["ok".to_owned()]);
+    let mut backup_conn = raw(&backup).await;
+    let backup_rows = action_rows(&mut backup_conn).await;
+    let lanes_in_backup: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'lanes'",
+    )
+    .fetch_one(&mut backup_conn)
+    .await
+    .unwrap();
+    backup_conn.close().await.unwrap();
+    assert_eq!(lanes_in_backup, 0, "the backup predates migration 2");
+    assert_eq!(
+        backup_rows,
+        vec![
+            ("old.first".into(), None, "ok".into(), None, None),
+            (
+                "old.second".into(),
+                Some("abc123".into()),
+                "error".into(),
+                Some("E_OLD".into()),
+                Some("from v1".into())
+            ),
+        ]
+    );
+
+    // The migrated registry opens at the latest version with its data preserved.
+    assert_eq!(user_version(&path).await, LATEST_SCHEMA_VERSION);
+    let registry = Registry::open(&path).await.expect("open migrated");
+    assert_eq!(
+        registry.schema_version().await.unwrap(),
+        LATEST_SCHEMA_VERSION
+    );
+    assert_eq!(registry.quick_check().await.unwrap(), vec!["ok".to_owned()]);
+    assert_eq!(registry.lane_counts().await.unwrap().total, 0);
+    let actions = registry.actions(10).await.unwrap();
+    let summary: Vec<(i64, &str, Outcome)> = actions
+        .iter()
+        .map(|action| (action.at_ms, action.op.as_str(), action.outcome))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (2000, "old.second", Outcome::Error),
+            (1000, "old.first", Outcome::Ok)
+        ]
+    );
+    registry.close().await;
+
+    // A second run has nothing to do and takes no backup.
+    let again = migrate(&path).await.expect("migrate again");
+    assert_eq!(again.status, MigrationStatus::UpToDate);
+    assert_eq!(again.from_version, Some(LATEST_SCHEMA_VERSION));
+    assert_eq!(again.to_version, LATEST_SCHEMA_VERSION);
+    assert_eq!(again.backup, None);
+    assert_eq!(backups(dir.path()), vec![backup]);
+}
+
+#[tokio::test]
+async fn a_newer_registry_is_refused_by_open_and_migrate() {
+    let (dir, path) = registry_path();
+    Registry::open(&path).await.unwrap().close().await;
+    let mut conn = raw(&path).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', TRUE, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    for err in [
+        Registry::open(&path).await.unwrap_err(),
+        migrate(&path).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, RegistryError::SchemaTooNew { path: p, found: 99, supported: 2 } if p == &path),
+            "{err:?}"
+        );
+    }
+    assert!(backups(dir.path()).is_empty());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+
+    let inspection = inspect(&path).await.unwrap();
+    assert_eq!(inspection.schema_version, Some(99));
+    assert_eq!(inspection.supported_version, LATEST_SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn migrate_creates_a_missing_registry_without_a_backup() {
+    let (dir, path) = registry_path();
+    let report = migrate(&path).await.expect("migrate missing");
+    assert_eq!(report.status, MigrationStatus::Created);
+    assert_eq!(report.from_version, None);
+    assert_eq!(report.to_version, LATEST_SCHEMA_VERSION);
+    assert_eq!(report.backup, None);
+    assert!(backups(dir.path()).is_empty());
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(user_version(&path).await, LATEST_SCHEMA_VERSION);
+}
