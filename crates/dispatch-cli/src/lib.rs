@@ -1,0 +1,127 @@
+//! The `dispatch` command-line interface: the generated command tree of every contract
+//! operation, plus `completion` and `mcp`, with human and `--json` output.
+
+pub mod args;
+pub mod render;
+pub mod root;
+
+/// Files written by `cargo xtask gen`; never edit them by hand.
+pub mod generated {
+    pub mod cli;
+}
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use dispatch_client::Runner;
+use dispatch_contract::{DispatchError, Operation};
+use serde_json::Value;
+
+/// Runs `dispatch` with the process arguments; the binary's `main`.
+pub fn main_with_args(raw: Vec<String>) -> ExitCode {
+    let json = raw.iter().skip(1).any(|a| a == "--json");
+    let matches = match root::command().try_get_matches_from(&raw) {
+        Ok(matches) => matches,
+        Err(err) => return clap_failure(err, json),
+    };
+    let (path, leaf) = root::subcommand_path(&matches);
+    match path.as_slice() {
+        ["completion"] => root::completion(leaf),
+        ["mcp"] => run_async(async {
+            let runner = Runner::from_env()?;
+            dispatch_mcp::serve_stdio(runner)
+                .await
+                .map_err(DispatchError::internal)?;
+            Ok(ExitCode::SUCCESS)
+        })
+        .unwrap_or_else(|err| report_error(&err, json)),
+        words => {
+            let Some((op, fields)) = generated::cli::resolve(words) else {
+                let err =
+                    DispatchError::internal(format!("no operation for `{}`", words.join(" ")));
+                return report_error(&err, json);
+            };
+            let input = args::input_from_matches(fields, leaf);
+            run_async(run_operation(op, input, json)).unwrap_or_else(|err| report_error(&err, json))
+        }
+    }
+}
+
+async fn run_operation(
+    op: &'static Operation,
+    input: Value,
+    json: bool,
+) -> Result<ExitCode, DispatchError> {
+    let runner = Runner::from_env()?;
+    let output = runner.run(op, input).await?;
+    let mut stdout = std::io::stdout().lock();
+    let text = if json {
+        serde_json::to_string_pretty(&output).unwrap_or_default()
+    } else {
+        render::human(op, &output)
+    };
+    // A closed stdout (e.g. `| head`) is not an error worth reporting.
+    let _closed = writeln!(stdout, "{text}");
+    Ok(render::exit_code(op, &output))
+}
+
+fn run_async<F: std::future::Future<Output = Result<ExitCode, DispatchError>>>(
+    future: F,
+) -> Result<ExitCode, DispatchError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| DispatchError::internal(format!("cannot start the async runtime: {err}")))?
+        .block_on(future)
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Prints `err` as the contract says: one line and a hint on stderr, or `{"error":..}` on
+/// stdout with `--json`; exits with the code's exit code.
+fn report_error(err: &DispatchError, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&err.to_json()).unwrap_or_default()
+        );
+    } else {
+        eprintln!("dispatch: {}\nhint: {}", err.message, err.hint);
+    }
+    exit(err.code.exit_code())
+}
+
+/// Help and version go to stdout with exit 0; every other clap failure is `invalid_input`.
+fn clap_failure(err: clap::Error, json: bool) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _closed = err.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            let _closed = err.print();
+            exit(dispatch_contract::ErrorCode::InvalidInput.exit_code())
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_owned();
+            let usage = rendered
+                .lines()
+                .find(|l| l.starts_with("Usage:"))
+                .map(str::to_owned);
+            let mut dispatch_err = DispatchError::invalid_input(first);
+            if let Some(usage) = usage {
+                dispatch_err = dispatch_err.with_hint(format!("{usage}; add --help for details"));
+            }
+            report_error(&dispatch_err, json)
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! [`LocalOps`]: the client-side operations, run in the calling process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dispatch_contract::types::{
+    DoctorInput, DoctorOutput, DownInput, DownOutput, DownOutputStatus, RegistryMigrateInput,
+    RegistryMigrateOutput, RegistryMigrateOutputStatus, SchemaInput, SchemaOutput, UpInput,
+    UpOutput, UpOutputStatus,
+};
+use dispatch_contract::{ClientOps, DispatchError, ErrorCode, OPERATIONS, find_operation};
+use dispatch_home::{DaemonProbe, Paths, probe, signal_kill, signal_terminate, wait_released};
+use dispatch_registry::{MigrationStatus, NewAction, Outcome, Registry};
+use serde_json::{Map, Value, json};
+
+use crate::daemon_process;
+use crate::doctor;
+
+/// How long `down` waits for a graceful exit before it kills the daemon.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client-side operations over one layout.
+pub struct LocalOps {
+    paths: Paths,
+    daemon_bin: Option<PathBuf>,
+}
+
+impl LocalOps {
+    /// Operations on `paths`; `up` starts `daemon_bin`, or the one [`daemon_binary`] finds.
+    ///
+    /// [`daemon_binary`]: crate::daemon_binary
+    pub fn new(paths: Paths, daemon_bin: Option<PathBuf>) -> LocalOps {
+        LocalOps { paths, daemon_bin }
+    }
+
+    /// The layout.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    fn probe(&self) -> Result<DaemonProbe, DispatchError> {
+        probe(&self.paths.pidfile).map_err(|err| {
+            DispatchError::internal(format!("reading {}: {err}", self.paths.pidfile.display()))
+        })
+    }
+
+    /// Removes a dead daemon's socket and pidfile; returns what it removed.
+    fn clean_stale(&self) -> Vec<String> {
+        let mut cleaned = Vec::new();
+        for path in [&self.paths.socket, &self.paths.pidfile] {
+            if std::fs::remove_file(path).is_ok() {
+                cleaned.push(path.display().to_string());
+            }
+        }
+        cleaned
+    }
+}
+
+fn schema_object(text: &str) -> Map<String, Value> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+fn pid_of(probe: &DaemonProbe) -> Option<u32> {
+    match probe {
+        DaemonProbe::Running { pid } | DaemonProbe::Stale { pid } => *pid,
+        DaemonProbe::Absent => None,
+    }
+}
+
+impl ClientOps for LocalOps {
+    async fn doctor(&self, input: DoctorInput) -> Result<DoctorOutput, DispatchError> {
+        Ok(doctor::run(&self.paths, input.no_app_server).await)
+    }
+
+    async fn down(&self, _input: DownInput) -> Result<DownOutput, DispatchError> {
+        let probe = self.probe()?;
+        let DaemonProbe::Running { pid } = probe else {
+            let socket_left = self.paths.socket.exists();
+            let cleaned = if matches!(probe, DaemonProbe::Stale { .. }) || socket_left {
+                self.clean_stale()
+            } else {
+                Vec::new()
+            };
+            return Ok(DownOutput {
+                status: DownOutputStatus::NotRunning,
+                pid: pid_of(&probe).map(i64::from),
+                cleaned,
+            });
+        };
+        let pid = pid.ok_or_else(|| {
+            DispatchError::internal(format!(
+                "a daemon holds {} but its pid is unreadable",
+                self.paths.pidfile.display()
+            ))
+            .with_hint("stop it by hand (`fuser` or `lsof` on the pidfile names it)")
+        })?;
+        let signal_failed = |err: std::io::Error| {
+            DispatchError::internal(format!("cannot signal dispatchd (pid {pid}): {err}"))
+        };
+        signal_terminate(pid).map_err(signal_failed)?;
+        let status = if wait_released(&self.paths.pidfile, STOP_TIMEOUT).await {
+            DownOutputStatus::Stopped
+        } else {
+            signal_kill(pid).map_err(signal_failed)?;
+            if !wait_released(&self.paths.pidfile, STOP_TIMEOUT).await {
+                return Err(DispatchError::internal(format!(
+                    "dispatchd (pid {pid}) survived SIGKILL for {} s",
+                    STOP_TIMEOUT.as_secs()
+                )));
+            }
+            DownOutputStatus::Killed
+        };
+        let cleaned = self.clean_stale();
+        Ok(DownOutput {
+            status,
+            pid: Some(i64::from(pid)),
+            cleaned,
+        })
+    }
+
+    async fn registry_migrate(
+        &self,
+        input: RegistryMigrateInput,
+    ) -> Result<RegistryMigrateOutput, DispatchError> {
+        if let DaemonProbe::Running { pid } = self.probe()?
+            && !input.allow_running
+        {
+            return Err(DispatchError::new(
+                ErrorCode::DaemonRunning,
+                format!(
+                    "the daemon (pid {}) has the registry open",
+                    pid.map_or("unknown".into(), |p| p.to_string())
+                ),
+            ));
+        }
+        self.paths
+            .prepare()
+            .map_err(|err| DispatchError::internal(err.to_string()))?;
+        let report = dispatch_registry::migrate(&self.paths.db).await?;
+        let status = match report.status {
+            MigrationStatus::Created => RegistryMigrateOutputStatus::Created,
+            MigrationStatus::Migrated => RegistryMigrateOutputStatus::Migrated,
+            MigrationStatus::UpToDate => RegistryMigrateOutputStatus::UpToDate,
+        };
+        let output = RegistryMigrateOutput {
+            status,
+            from_version: report.from_version,
+            to_version: report.to_version,
+            backup: report.backup.map(|b| b.display().to_string()),
+            path: self.paths.db.display().to_string(),
+        };
+        if report.status == MigrationStatus::Migrated {
+            let registry = Registry::open(&self.paths.db).await?;
+            let detail = format!(
+                "schema {} -> {}, backup {}",
+                output.from_version.unwrap_or_default(),
+                output.to_version,
+                output.backup.as_deref().unwrap_or("none")
+            );
+            registry
+                .record_action(&NewAction {
+                    op: "registry_migrate".into(),
+                    lane: None,
+                    outcome: Outcome::Ok,
+                    error_code: None,
+                    detail: Some(detail),
+                })
+                .await?;
+            registry.close().await;
+        }
+        Ok(output)
+    }
+
+    async fn schema(&self, input: SchemaInput) -> Result<SchemaOutput, DispatchError> {
+        let name: &str = &input.op;
+        let op = find_operation(name).ok_or_else(|| {
+            let known: Vec<&str> = OPERATIONS.iter().map(|op| op.id).collect();
+            DispatchError::new(ErrorCode::NotFound, format!("no operation named `{name}`"))
+                .with_hint(format!("operations: {}", known.join(", ")))
+                .with_details(json!({ "operations": known }))
+        })?;
+        Ok(SchemaOutput {
+            op: op.id.to_owned(),
+            summary: op.summary.to_owned(),
+            contract_hash: op.contract_hash.to_owned(),
+            input: schema_object(op.input_schema),
+            output: schema_object(op.output_schema),
+        })
+    }
+
+    async fn up(&self, _input: UpInput) -> Result<UpOutput, DispatchError> {
+        self.paths
+            .prepare()
+            .map_err(|err| DispatchError::internal(err.to_string()))?;
+        if let Some(running) = self.running()? {
+            return Ok(running);
+        }
+        self.clean_stale();
+        match daemon_process::start(&self.paths, self.daemon_bin.clone()).await {
+            Ok(started) => Ok(UpOutput {
+                status: UpOutputStatus::Started,
+                pid: started.pid,
+                socket: started.socket,
+            }),
+            // Another `up` won the race: report the daemon it started.
+            Err(err) if err.code == ErrorCode::DaemonRunning => self.running()?.ok_or(err),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl LocalOps {
+    fn running(&self) -> Result<Option<UpOutput>, DispatchError> {
+        Ok(match self.probe()? {
+            DaemonProbe::Running { pid } => Some(UpOutput {
+                status: UpOutputStatus::Running,
+                pid: pid.map_or(0, i64::from),
+                socket: self.paths.socket.display().to_string(),
+            }),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! [`Runner`]: the one entry point both front ends call with an operation and JSON input.
+
+use dispatch_contract::types::{DownInput, UpInput};
+use dispatch_contract::{
+    ClientOps, DispatchError, ErrorCode, Operation, RunsIn, call_client_op, operations,
+    validate_input,
+};
+use std::path::PathBuf;
+
+use dispatch_home::Paths;
+use dispatch_rpc::DaemonClient;
+use serde_json::Value;
+
+use crate::local::LocalOps;
+
+/// Runs operations against the layout of one `DISPATCH_HOME`.
+pub struct Runner {
+    local: LocalOps,
+}
+
+impl Runner {
+    /// A runner for the layout in the process environment.
+    pub fn from_env() -> Result<Runner, DispatchError> {
+        let paths =
+            Paths::from_env().map_err(|err| DispatchError::invalid_input(err.to_string()))?;
+        Ok(Runner::new(paths))
+    }
+
+    /// A runner for `paths`, starting the daemon binary found next to this executable or on
+    /// PATH.
+    pub fn new(paths: Paths) -> Runner {
+        Runner {
+            local: LocalOps::new(paths, None),
+        }
+    }
+
+    /// A runner for `paths` whose `up` starts `daemon_bin`.
+    pub fn with_daemon_binary(paths: Paths, daemon_bin: PathBuf) -> Runner {
+        Runner {
+            local: LocalOps::new(paths, Some(daemon_bin)),
+        }
+    }
+
+    /// The layout this runner works on.
+    pub fn paths(&self) -> &Paths {
+        self.local.paths()
+    }
+
+    /// Runs `op` with `input`: validates it against the contract, then runs it here or in the
+    /// daemon.
+    pub async fn run(&self, op: &'static Operation, input: Value) -> Result<Value, DispatchError> {
+        match op.runs_in {
+            RunsIn::Client => call_client_op(&self.local, op, input).await,
+            RunsIn::Daemon => {
+                validate_input(op, &input)?;
+                match self.call_daemon(op, input.clone()).await {
+                    Err(err) if err.code == ErrorCode::DaemonStale => {
+                        self.restart_if_idle(err).await?;
+                        self.call_daemon(op, input).await
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn call_daemon(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
+        let client = DaemonClient::connect(&self.paths().socket).await?;
+        client.call_json(op, input).await
+    }
+
+    /// Restarts a stale daemon that has no work in flight; a busy one is left alone and the
+    /// error says how to restart it.
+    async fn restart_if_idle(&self, stale: DispatchError) -> Result<(), DispatchError> {
+        let idle = match stale.details.get("idle").and_then(Value::as_bool) {
+            Some(idle) => idle,
+            None => self.daemon_is_idle().await,
+        };
+        if !idle {
+            return Err(stale.with_hint(
+                "the daemon has work in flight, so it was not restarted; run `dispatch down && dispatch up` when its lanes are idle",
+            ));
+        }
+        self.local.down(DownInput::default()).await?;
+        self.local.up(UpInput::default()).await?;
+        Ok(())
+    }
+
+    /// Asks a daemon too old to know the operation whether it is idle (no busy lane, no pending
+    /// approval), without the contract check.
+    async fn daemon_is_idle(&self) -> bool {
+        let Ok(client) = DaemonClient::connect(&self.paths().socket).await else {
+            return false;
+        };
+        let Ok(status) = client
+            .call_json_unchecked(&operations::DAEMON_STATUS, serde_json::json!({}))
+            .await
+        else {
+            return false;
+        };
+        let lanes = &status["lanes"];
+        lanes["busy"].as_u64() == Some(0) && lanes["waiting_approval"].as_u64() == Some(0)
+    }
+}

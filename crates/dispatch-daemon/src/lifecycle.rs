@@ -1,0 +1,173 @@
+//! Start-up, serving and shutdown of the daemon: pidfile lock, log file, registry, socket,
+//! signals, and the ready line `dispatch up` waits for.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_home::{Paths, Pidfile};
+use dispatch_registry::{NewAction, Outcome, Registry};
+use serde_json::json;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::errors::{error_chain, registry_error};
+use crate::service::Service;
+
+fn internal(context: &str, err: impl std::fmt::Display) -> DispatchError {
+    DispatchError::internal(format!("{context}: {err}"))
+}
+
+/// Prints the failure as the start-up protocol's error line (stdout) and for humans (stderr).
+pub fn report_start_failure(err: &DispatchError) {
+    let mut stdout = std::io::stdout().lock();
+    let _stdout_gone = writeln!(stdout, "{}", err.to_json()).and_then(|()| stdout.flush());
+    eprintln!("dispatchd: {}\nhint: {}", err.message, err.hint);
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run() -> Result<(), DispatchError> {
+    let paths = Paths::from_env().map_err(|err| DispatchError::invalid_input(err.to_string()))?;
+    paths
+        .prepare()
+        .map_err(|err| internal("preparing DISPATCH_HOME", error_chain(&err)))?;
+    let pidfile = match Pidfile::acquire(&paths.pidfile) {
+        Ok(Some(pidfile)) => pidfile,
+        Ok(None) => {
+            return Err(DispatchError::new(
+                ErrorCode::DaemonRunning,
+                format!("another dispatchd holds {}", paths.pidfile.display()),
+            )
+            .with_hint("`dispatch daemon status` shows it; `dispatch down` stops it"));
+        }
+        Err(err) => {
+            return Err(internal(
+                &format!("locking {}", paths.pidfile.display()),
+                err,
+            ));
+        }
+    };
+    init_logging(&paths.log)?;
+    let result = serve(&paths).await;
+    if let Err(err) = &result {
+        tracing::error!(code = err.code.as_str(), "{}", err.message);
+    }
+    if let Err(err) = pidfile.remove() {
+        tracing::warn!(%err, "removing the pidfile");
+    }
+    result
+}
+
+async fn serve(paths: &Paths) -> Result<(), DispatchError> {
+    let registry = Registry::open(&paths.db).await.map_err(registry_error)?;
+    let listener = bind(&paths.socket)?;
+    let pid = std::process::id();
+    tracing::info!(pid, socket = %paths.socket.display(), "dispatchd started");
+    record(
+        &registry,
+        "daemon_start",
+        format!("pid {pid}, version {}", env!("CARGO_PKG_VERSION")),
+    )
+    .await;
+
+    let service = Arc::new(Service::new(registry, paths.socket.clone()));
+    let module = dispatch_rpc::rpc_module(Arc::clone(&service));
+    announce_ready(pid, &paths.socket);
+    dispatch_rpc::serve(listener, module, shutdown_signal()).await;
+
+    tracing::info!("dispatchd stopping");
+    if let Err(err) = std::fs::remove_file(&paths.socket) {
+        tracing::warn!(%err, "removing the socket");
+    }
+    record(service.registry(), "daemon_stop", format!("pid {pid}")).await;
+    match Arc::try_unwrap(service) {
+        Ok(service) => service.into_registry().close().await,
+        Err(_) => {
+            tracing::warn!("connections still hold the service; closing without a checkpoint")
+        }
+    }
+    Ok(())
+}
+
+async fn record(registry: &Registry, op: &str, detail: String) {
+    let action = NewAction {
+        op: op.to_owned(),
+        lane: None,
+        outcome: Outcome::Ok,
+        error_code: None,
+        detail: Some(detail),
+    };
+    if let Err(err) = registry.record_action(&action).await {
+        tracing::warn!(err = %error_chain(&err), op, "recording an action");
+    }
+}
+
+/// Binds the socket owner-only. The caller holds the pidfile lock, so a file already at the
+/// path was left by a dead daemon and is removed.
+fn bind(socket: &Path) -> Result<UnixListener, DispatchError> {
+    match std::fs::remove_file(socket) {
+        Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(internal(
+                &format!("removing stale {}", socket.display()),
+                err,
+            ));
+        }
+    }
+    // The umask makes the socket 0600 from its creation; no window with wider permissions.
+    let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(socket);
+    rustix::process::umask(previous);
+    let listener = bound.map_err(|err| {
+        let hint = if socket.as_os_str().len() > 100 {
+            "the socket path is too long for a Unix socket; set DISPATCH_SOCKET to a shorter path"
+        } else {
+            "check that the directory of DISPATCH_SOCKET is writable"
+        };
+        internal(&format!("binding {}", socket.display()), err).with_hint(hint)
+    })?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|err| internal(&format!("securing {}", socket.display()), err))?;
+    Ok(listener)
+}
+
+fn announce_ready(pid: u32, socket: &Path) {
+    let line = json!({ "ready": true, "pid": pid, "socket": socket.display().to_string() });
+    let mut stdout = std::io::stdout().lock();
+    // `dispatch up` may have gone away; the daemon runs on regardless.
+    let _reader_gone = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn init_logging(log: &Path) -> Result<(), DispatchError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+        .map_err(|err| internal(&format!("opening the log {}", log.display()), err))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DISPATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .map_err(|err| internal("starting the logger", err))
+}

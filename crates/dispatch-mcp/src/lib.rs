@@ -1,0 +1,16 @@
+//! `dispatch mcp`: an MCP stdio server (rmcp) with one tool per contract operation, named
+//! `dispatch_<op>`, serving the contract's own input and output schemas. `tools/list` needs no
+//! daemon; tool calls run through the same [`Runner`] as the CLI, so inputs are validated in
+//! the same place and errors are the same `{code, message, hint}` (as `isError` results).
+
+mod descriptor;
+mod server;
+
+/// Files written by `cargo xtask gen`; never edit them by hand.
+pub mod generated {
+    pub mod tools;
+}
+
+pub use dispatch_client::Runner;
+pub use generated::tools::{TOOL_OPERATIONS, tools};
+pub use server::{DispatchMcp, serve_stdio};

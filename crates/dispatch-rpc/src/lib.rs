@@ -1,0 +1,19 @@
+//! The daemon's JSON-RPC surface: one method per daemon operation, served by jsonrpsee on a
+//! Unix socket, and the client the CLI and the MCP server use to reach it.
+//!
+//! Wire format: method = operation id; params = `{"contract_hash": "<hash>", "input": {..}}`
+//! (both optional, for hand-made calls); result = the operation's output; errors carry the
+//! dispatch error body `{code, message, hint, details}` as `data`. A request whose hash differs
+//! from the daemon's answers `daemon_stale`.
+
+mod client;
+mod server;
+
+/// Files written by `cargo xtask gen`; never edit them by hand.
+pub mod generated {
+    pub mod rpc;
+}
+
+pub use client::DaemonClient;
+pub use generated::rpc::{METHODS, rpc_module};
+pub use server::{CallParams, serve};
