@@ -1,0 +1,60 @@
+//! Every example of every contract file, run against a real daemon through the MCP surface
+//! (which takes the example's JSON input as it is), and its output checked against the
+//! operation's output schema.
+
+mod support;
+
+use dispatch_contract::{OPERATIONS, validate_output};
+use serde_json::Value;
+
+/// `actual` matches `expected` when every key of an expected object matches, arrays match
+/// item by item, and the string `"*"` matches anything.
+fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(s), _) if s == "*" => true,
+        (Value::Object(e), Value::Object(a)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|av| matches(v, av))),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches(e, a))
+        }
+        (e, a) => e == a,
+    }
+}
+
+#[test]
+fn every_contract_example_holds_against_a_real_daemon() {
+    let home = support::Home::new();
+    home.up();
+    let mut mcp = home.mcp();
+    mcp.initialize();
+    let mut ran = 0;
+    for op in OPERATIONS {
+        let examples: Vec<Value> = serde_json::from_str(op.examples).expect("examples JSON");
+        for example in examples {
+            let title = example["title"].as_str().unwrap_or_default();
+            let result = mcp.call(&format!("dispatch_{}", op.id), example["input"].clone());
+            let content = &result["structuredContent"];
+            if let Some(code) = example["error"].as_str() {
+                assert_eq!(result["isError"], true, "`{}`: {title}: {result}", op.id);
+                assert_eq!(
+                    content["error"]["code"], code,
+                    "`{}`: {title}: {result}",
+                    op.id
+                );
+            } else {
+                assert_eq!(result["isError"], false, "`{}`: {title}: {result}", op.id);
+                validate_output(op, content)
+                    .unwrap_or_else(|err| panic!("`{}`: {title}: {err:?}", op.id));
+                assert!(
+                    matches(&example["output"], content),
+                    "`{}`: {title}: expected {} got {content}",
+                    op.id,
+                    example["output"]
+                );
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 10, "only {ran} examples ran");
+}

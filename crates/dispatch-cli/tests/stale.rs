@@ -1,0 +1,38 @@
+//! A daemon built from another contract answers `daemon_stale`; the client restarts an idle
+//! one once and retries.
+
+mod support;
+
+use dispatch_client::Runner;
+use dispatch_contract::{ErrorCode, Operation, operations};
+use dispatch_home::Paths;
+
+#[test]
+fn an_idle_stale_daemon_is_restarted_once() {
+    let home = support::Home::new();
+    let first = home.up()["pid"].clone();
+    let paths =
+        Paths::from_lookup(|key| (key == "DISPATCH_HOME").then(|| home.path())).expect("paths");
+    let runner = Runner::with_daemon_binary(paths, support::dispatchd_bin());
+    // This client's idea of `daemon status` differs from the daemon's: as after an upgrade.
+    let skewed: &'static Operation = Box::leak(Box::new(Operation {
+        contract_hash: "ffffffffffffffff",
+        ..operations::DAEMON_STATUS
+    }));
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(runner.run(skewed, serde_json::json!({})));
+    let err = result.expect_err("still stale after the one restart");
+    assert_eq!(err.code, ErrorCode::DaemonStale, "{err:?}");
+    let now = home.json(&["daemon", "status"]).ok_json()["pid"].clone();
+    assert_ne!(now, first, "the idle daemon was restarted");
+    let starts = home.json(&["daemon", "log"]).ok_json()["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["op"] == "daemon_start")
+        .count();
+    assert_eq!(starts, 2, "restarted exactly once");
+}

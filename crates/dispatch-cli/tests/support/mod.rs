@@ -1,0 +1,229 @@
+//! Test support: a private DISPATCH_HOME per test and the real binaries, driven as a user
+//! would drive them.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+/// The `dispatch` binary under test.
+pub fn dispatch_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dispatch"))
+}
+
+/// The `dispatchd` binary under test.
+pub fn dispatchd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dispatchd"))
+}
+
+/// A private runtime layout; stops its daemon when dropped.
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Standard output parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {self:?}"))
+    }
+
+    /// Asserts success and returns the JSON output.
+    pub fn ok_json(&self) -> Value {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        self.json()
+    }
+
+    /// Asserts a `--json` error with `code` and returns the error body.
+    pub fn error(&self, code: &str) -> Value {
+        let body = self.json()["error"].clone();
+        assert_eq!(body["code"], code, "unexpected outcome: {self:?}");
+        body
+    }
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Home {
+    /// A fresh, empty DISPATCH_HOME (not yet created on disk).
+    pub fn new() -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("dh")
+            .tempdir()
+            .expect("tempdir");
+        Home { dir }
+    }
+
+    /// DISPATCH_HOME.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// A file in DISPATCH_HOME.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    /// A command for `bin` with this layout and the binaries' directory first on PATH.
+    pub fn command(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin);
+        let bin_dir = dispatch_bin()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![bin_dir];
+        dirs.extend(std::env::split_paths(&path));
+        cmd.env("DISPATCH_HOME", self.path())
+            .env("PATH", std::env::join_paths(dirs).expect("PATH"))
+            .env_remove("DISPATCH_SOCKET")
+            .env_remove("DISPATCH_DB")
+            .env_remove("DISPATCH_PIDFILE")
+            .env_remove("DISPATCH_DAEMON_BIN")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `dispatch args...`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(&dispatch_bin())
+            .args(args)
+            .output()
+            .expect("run dispatch")
+            .into()
+    }
+
+    /// Runs `dispatch args... --json`.
+    pub fn json(&self, args: &[&str]) -> Run {
+        let mut args = args.to_vec();
+        args.push("--json");
+        self.run(&args)
+    }
+
+    /// `dispatch up --json`, asserted to succeed.
+    pub fn up(&self) -> Value {
+        self.json(&["up"]).ok_json()
+    }
+
+    /// The pid in the pidfile, if any.
+    pub fn pidfile_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.file("dispatchd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Starts `dispatch mcp` as an MCP client would.
+    pub fn mcp(&self) -> Mcp {
+        let mut child = self
+            .command(&dispatch_bin())
+            .arg("mcp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn dispatch mcp");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Mcp {
+            child,
+            stdin,
+            stdout,
+            next_id: 1,
+        }
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let stopped = self.run(&["down", "--json"]);
+        if stopped.code != 0
+            && let Some(pid) = self.pidfile_pid()
+        {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// A `dispatch mcp` child speaking newline-delimited JSON-RPC.
+pub struct Mcp {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    next_id: u64,
+}
+
+impl Mcp {
+    /// Sends one message.
+    pub fn send(&mut self, message: &Value) {
+        writeln!(self.stdin, "{message}").expect("write to dispatch mcp");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// Sends a request and returns its response, skipping notifications.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let mut line = String::new();
+            let read = self
+                .stdout
+                .read_line(&mut line)
+                .expect("read from dispatch mcp");
+            assert!(read > 0, "dispatch mcp closed its stdout");
+            let message: Value = serde_json::from_str(&line).expect("a JSON line");
+            if message["id"] == json!(id) {
+                return message;
+            }
+        }
+    }
+
+    /// `initialize` + `notifications/initialized`.
+    pub fn initialize(&mut self) -> Value {
+        let answer = self.request(
+            "initialize",
+            json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "dispatch-tests", "version": "0"}
+            }),
+        );
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        answer
+    }
+
+    /// `tools/call` of `name` with `arguments`; returns the call result.
+    pub fn call(&mut self, name: &str, arguments: Value) -> Value {
+        self.request("tools/call", json!({"name": name, "arguments": arguments}))["result"].clone()
+    }
+}
+
+impl Drop for Mcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
