@@ -8,6 +8,7 @@
 
 mod emit;
 mod gen_cli;
+mod gen_codex;
 mod gen_contract;
 mod gen_mcp;
 mod gen_rpc;
@@ -25,7 +26,7 @@ pub use model::Contract;
 pub mod outputs {
     /// Rust types of every operation's input and output, and of the shared definitions.
     pub const TYPES: &str = "crates/dispatch-contract/src/generated/types.rs";
-    /// The operation table, request markers and error codes.
+    /// The operation table and the request markers.
     pub const OPERATIONS: &str = "crates/dispatch-contract/src/generated/operations.rs";
     /// The `Dispatch` and `ClientOps` traits.
     pub const API: &str = "crates/dispatch-contract/src/generated/api.rs";
@@ -37,6 +38,8 @@ pub mod outputs {
     pub const CLI: &str = "crates/dispatch-cli/src/generated/cli.rs";
     /// MCP tool descriptors.
     pub const MCP: &str = "crates/dispatch-mcp/src/generated/tools.rs";
+    /// Serde types and method bindings of the pinned Codex App Server protocol.
+    pub const CODEX_PROTOCOL: &str = "crates/codex-app-server/src/generated/protocol.rs";
 }
 
 /// What a generation run found.
@@ -61,6 +64,7 @@ pub fn render(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
         (outputs::RPC, gen_rpc::generate(&contract)),
         (outputs::CLI, gen_cli::generate(&contract)),
         (outputs::MCP, gen_mcp::generate(&contract)),
+        (outputs::CODEX_PROTOCOL, gen_codex::generate(root)?),
     ];
     files
         .into_iter()

@@ -27,6 +27,11 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
             "errors.json: the required code `{code}` is missing"
         );
     }
+    let rpc_codes: BTreeSet<i32> = contract.errors.iter().map(|e| e.jsonrpc_code).collect();
+    ensure!(
+        rpc_codes.len() == contract.errors.len(),
+        "errors.json: a JSON-RPC code is used twice"
+    );
     for e in &contract.errors {
         ensure!(
             (1..=125).contains(&e.exit_code),
@@ -48,6 +53,11 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
             "{file}: the file must be named `{id}.json`"
         );
         ensure!(!op.meta.cli.path.is_empty(), "{file}: `cli.path` is empty");
+        ensure!(
+            !["completion", "mcp", "help"].contains(&op.meta.cli.path[0].as_str()),
+            "{file}: `{}` is a command of the CLI itself",
+            op.meta.cli.path[0]
+        );
         let path = op.meta.cli.path.join(" ");
         ensure!(
             paths.insert(path.clone()),

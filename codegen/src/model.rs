@@ -43,7 +43,8 @@ pub struct Operation {
     pub input_bundled: Value,
     /// Self-contained output schema.
     pub output_bundled: Value,
-    /// Hash of everything a client and a daemon must agree on for this operation.
+    /// Hash of what a client and a daemon must agree on for this operation: its id, where it
+    /// runs, whether it writes history, its bundled schemas and the error codes.
     pub hash: String,
 }
 
@@ -155,9 +156,14 @@ impl Contract {
         let defs = load_defs(&dir.join("defs"))?;
         let errors: ErrorCatalog = read_json(&dir.join("errors.json"))?;
         let groups: CliGroups = read_json(&dir.join("cli.json"))?;
+        let codes: Vec<Value> = errors
+            .codes
+            .iter()
+            .map(|e| Value::String(e.code.clone()))
+            .collect();
         let mut ops = Vec::new();
         for file in json_files(&dir.join("ops"))? {
-            ops.push(load_operation(&file, &defs)?);
+            ops.push(load_operation(&file, &defs, &codes)?);
         }
         ops.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
         Ok(Contract {
@@ -207,7 +213,11 @@ fn load_defs(dir: &Path) -> anyhow::Result<BTreeMap<String, Value>> {
     Ok(defs)
 }
 
-fn load_operation(file: &Path, defs: &BTreeMap<String, Value>) -> anyhow::Result<Operation> {
+fn load_operation(
+    file: &Path,
+    defs: &BTreeMap<String, Value>,
+    error_codes: &[Value],
+) -> anyhow::Result<Operation> {
     let doc: Value = read_json(file)?;
     let text = |key: &str| -> anyhow::Result<String> {
         doc.get(key)
@@ -233,11 +243,14 @@ fn load_operation(file: &Path, defs: &BTreeMap<String, Value>) -> anyhow::Result
     let output_bundled = resolve::bundle(&output, defs)?;
     let title = text("title")?;
     let description = text("description")?;
+    // Only what changes the wire or its meaning: wording edits never make a daemon stale.
     let hash = contract_hash(&[
-        serde_json::to_value(&meta)?,
-        Value::String(description.clone()),
+        Value::String(meta.id.clone()),
+        serde_json::to_value(meta.runs_in)?,
+        Value::Bool(meta.writes_history),
         input_bundled.clone(),
         output_bundled.clone(),
+        Value::Array(error_codes.to_vec()),
     ]);
     Ok(Operation {
         file: file.to_path_buf(),

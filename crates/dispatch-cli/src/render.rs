@@ -33,6 +33,7 @@ pub fn human(op: &Operation, output: &Value) -> String {
         "daemon_log" => daemon_log(output),
         "doctor" => doctor(output),
         "registry_migrate" => registry_migrate(output),
+        "models" => models(output),
         _ => serde_json::to_string_pretty(output).unwrap_or_default(),
     }
 }
@@ -187,4 +188,71 @@ fn registry_migrate(o: &Value) -> String {
             text(&o["to_version"])
         ),
     }
+}
+
+fn list(value: &Value) -> String {
+    value
+        .as_array()
+        .map(|items| items.iter().map(text).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+fn models(o: &Value) -> String {
+    if o["catalog_state"] == "empty" {
+        return format!("no model catalog yet\nhint: {}", text(&o["hint"]));
+    }
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(vec![
+        "MODEL",
+        "NAME",
+        "EFFORTS (DEFAULT)",
+        "INPUT",
+        "SERVICE TIERS",
+    ]);
+    for m in o["models"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let id = if m["is_default"] == true {
+            format!("{} *", text(&m["id"]))
+        } else {
+            text(&m["id"])
+        };
+        let tiers = m["service_tiers"]
+            .as_array()
+            .map(|tiers| {
+                tiers
+                    .iter()
+                    .map(|t| {
+                        let alias = m["aliases"].as_object().and_then(|a| {
+                            a.iter()
+                                .find(|(_, id)| **id == t["id"])
+                                .map(|(a, _)| a.clone())
+                        });
+                        match alias {
+                            Some(alias) => format!("{} ({alias})", text(&t["id"])),
+                            None => text(&t["id"]),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        table.add_row(vec![
+            id,
+            text(&m["display_name"]),
+            format!("{} ({})", list(&m["efforts"]), text(&m["default_effort"])),
+            list(&m["input_modalities"]),
+            tiers,
+        ]);
+    }
+    format!(
+        "{}\ndefault model: {} (* = catalog default); {} catalog fetched {}",
+        plain(&table),
+        text(&o["default_model"]),
+        text(&o["source"]),
+        text(&o["fetched_at"])
+    )
 }

@@ -34,7 +34,7 @@ fn up_starts_once_and_down_stops_it() {
 
     let status = home.json(&["daemon", "status"]).ok_json();
     assert_eq!(status["pid"], pid);
-    assert_eq!(status["schema_version"], 2);
+    assert_eq!(status["schema_version"], 3);
 
     let down = home.json(&["down"]).ok_json();
     assert_eq!(down["status"], "stopped");
@@ -158,7 +158,7 @@ fn malformed_frames_get_parse_errors_and_the_daemon_stays_up() {
         r#"{"jsonrpc":"2.0","id":2,"method":"daemon_status"}"#,
     );
     assert!(
-        answer.contains("\"schema_version\":2"),
+        answer.contains("\"schema_version\":3"),
         "plain calls work: {answer}"
     );
 

@@ -40,8 +40,8 @@ fn an_old_registry_is_refused_until_migrated_with_a_backup() {
     block_on(execute(
         &db,
         "INSERT INTO action_log (at_ms, op, outcome, detail) VALUES (1, 'legacy', 'ok', 'kept');
-         DROP TABLE lanes; DROP TABLE retired_refs;
-         DELETE FROM _sqlx_migrations WHERE version = 2; PRAGMA user_version = 1;",
+         DROP TABLE lanes; DROP TABLE retired_refs; DROP TABLE model_catalog;
+         DELETE FROM _sqlx_migrations WHERE version >= 2; PRAGMA user_version = 1;",
     ));
 
     let refused = home.json(&["up"]);
@@ -60,7 +60,7 @@ fn an_old_registry_is_refused_until_migrated_with_a_backup() {
     let migrated = home.json(&["registry", "migrate"]).ok_json();
     assert_eq!(migrated["status"], "migrated");
     assert_eq!(migrated["from_version"], 1);
-    assert_eq!(migrated["to_version"], 2);
+    assert_eq!(migrated["to_version"], 3);
     let backup = migrated["backup"].as_str().expect("a backup path");
     assert!(Path::new(backup).is_file(), "the backup exists");
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use dispatch_client::Runner;
+use dispatch_client::{DaemonLaunch, Runner};
 use dispatch_contract::{ErrorCode, Operation, operations};
 use dispatch_home::Paths;
 
@@ -13,7 +13,14 @@ fn an_idle_stale_daemon_is_restarted_once() {
     let first = home.up()["pid"].clone();
     let paths =
         Paths::from_lookup(|key| (key == "DISPATCH_HOME").then(|| home.path())).expect("paths");
-    let runner = Runner::with_daemon_binary(paths, support::dispatchd_bin());
+    let launch = DaemonLaunch {
+        bin: Some(support::dispatchd_bin()),
+        env: vec![
+            ("CODEX_HOME".into(), home.codex_home().into()),
+            ("DISPATCH_CODEX_BIN".into(), support::codex_bin().into()),
+        ],
+    };
+    let runner = Runner::with_launch(paths, launch);
     // This client's idea of `daemon status` differs from the daemon's: as after an upgrade.
     let skewed: &'static Operation = Box::leak(Box::new(Operation {
         contract_hash: "ffffffffffffffff",

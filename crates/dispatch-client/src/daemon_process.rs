@@ -40,6 +40,16 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// How `up` starts the daemon when the defaults do not fit (an embedding program, a test).
+#[derive(Debug, Clone, Default)]
+pub struct DaemonLaunch {
+    /// The `dispatchd` binary; [`daemon_binary`] finds one when `None`.
+    pub bin: Option<PathBuf>,
+    /// Extra environment for the daemon (and so for the App Server it starts), e.g.
+    /// `CODEX_HOME` or `DISPATCH_CODEX_BIN`.
+    pub env: Vec<(String, std::ffi::OsString)>,
+}
+
 /// What the daemon said when it started.
 pub struct Started {
     /// Its pid.
@@ -50,8 +60,8 @@ pub struct Started {
 
 /// Starts `dispatchd run` in its own process group with stderr appended to the log, and waits
 /// for its ready line.
-pub async fn start(paths: &Paths, bin: Option<PathBuf>) -> Result<Started, DispatchError> {
-    let bin = bin.or_else(daemon_binary).ok_or_else(|| {
+pub async fn start(paths: &Paths, launch: &DaemonLaunch) -> Result<Started, DispatchError> {
+    let bin = launch.bin.clone().or_else(daemon_binary).ok_or_else(|| {
         DispatchError::new(
             ErrorCode::DaemonUnreachable,
             "cannot find the dispatchd binary",
@@ -72,6 +82,7 @@ pub async fn start(paths: &Paths, bin: Option<PathBuf>) -> Result<Started, Dispa
         .env("DISPATCH_SOCKET", &paths.socket)
         .env("DISPATCH_DB", &paths.db)
         .env("DISPATCH_PIDFILE", &paths.pidfile)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)

@@ -10,7 +10,15 @@ use dispatch_rpc::DaemonClient;
 
 use crate::daemon_process::{daemon_binary, find_on_path};
 
-fn check(name: &str, status: CheckStatus, summary: String, hint: Option<&str>) -> DoctorCheck {
+#[path = "doctor_codex.rs"]
+mod codex;
+
+pub(crate) fn check(
+    name: &str,
+    status: CheckStatus,
+    summary: String,
+    hint: Option<&str>,
+) -> DoctorCheck {
     DoctorCheck {
         name: name.to_owned(),
         status,
@@ -19,15 +27,21 @@ fn check(name: &str, status: CheckStatus, summary: String, hint: Option<&str>) -
     }
 }
 
-/// Runs every check. `no_app_server` skips the ones that start the Codex App Server.
-pub async fn run(paths: &Paths, _no_app_server: bool) -> DoctorOutput {
-    let checks = vec![
+/// Runs every check. `no_app_server` skips the one that starts the Codex App Server.
+pub async fn run(paths: &Paths, no_app_server: bool) -> DoctorOutput {
+    let mut checks = vec![
         binaries_on_path(),
         daemon_binary_check(),
         home(paths),
         daemon(paths).await,
         registry(paths).await,
     ];
+    let (codex, bin) = codex::cli().await;
+    checks.push(codex);
+    checks.push(codex::auth());
+    if !no_app_server {
+        checks.push(codex::app_server(bin.as_deref()).await);
+    }
     let status = if checks.iter().any(|c| c.status == CheckStatus::Fail) {
         CheckStatus::Fail
     } else if checks.iter().any(|c| c.status == CheckStatus::Warn) {

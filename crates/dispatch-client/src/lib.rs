@@ -7,6 +7,6 @@ mod doctor;
 mod local;
 mod runner;
 
-pub use daemon_process::daemon_binary;
+pub use daemon_process::{DaemonLaunch, daemon_binary};
 pub use local::LocalOps;
 pub use runner::Runner;

@@ -1,6 +1,5 @@
 //! [`LocalOps`]: the client-side operations, run in the calling process.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use dispatch_contract::types::{
@@ -13,7 +12,7 @@ use dispatch_home::{DaemonProbe, Paths, probe, signal_kill, signal_terminate, wa
 use dispatch_registry::{MigrationStatus, NewAction, Outcome, Registry};
 use serde_json::{Map, Value, json};
 
-use crate::daemon_process;
+use crate::daemon_process::{self, DaemonLaunch};
 use crate::doctor;
 
 /// How long `down` waits for a graceful exit before it kills the daemon.
@@ -22,15 +21,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client-side operations over one layout.
 pub struct LocalOps {
     paths: Paths,
-    daemon_bin: Option<PathBuf>,
+    launch: DaemonLaunch,
 }
 
 impl LocalOps {
-    /// Operations on `paths`; `up` starts `daemon_bin`, or the one [`daemon_binary`] finds.
-    ///
-    /// [`daemon_binary`]: crate::daemon_binary
-    pub fn new(paths: Paths, daemon_bin: Option<PathBuf>) -> LocalOps {
-        LocalOps { paths, daemon_bin }
+    /// Operations on `paths`; `up` starts the daemon as `launch` says.
+    pub fn new(paths: Paths, launch: DaemonLaunch) -> LocalOps {
+        LocalOps { paths, launch }
     }
 
     /// The layout.
@@ -198,8 +195,9 @@ impl ClientOps for LocalOps {
         if let Some(running) = self.running()? {
             return Ok(running);
         }
-        self.clean_stale();
-        match daemon_process::start(&self.paths, self.daemon_bin.clone()).await {
+        // A dead daemon's pidfile and socket need no cleaning here: the new daemon takes the
+        // pidfile's lock and, holding it, replaces the socket.
+        match daemon_process::start(&self.paths, &self.launch).await {
             Ok(started) => Ok(UpOutput {
                 status: UpOutputStatus::Started,
                 pid: started.pid,

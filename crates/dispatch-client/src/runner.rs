@@ -5,12 +5,11 @@ use dispatch_contract::{
     ClientOps, DispatchError, ErrorCode, Operation, RunsIn, call_client_op, operations,
     validate_input,
 };
-use std::path::PathBuf;
-
 use dispatch_home::Paths;
 use dispatch_rpc::DaemonClient;
 use serde_json::Value;
 
+use crate::daemon_process::DaemonLaunch;
 use crate::local::LocalOps;
 
 /// Runs operations against the layout of one `DISPATCH_HOME`.
@@ -29,15 +28,13 @@ impl Runner {
     /// A runner for `paths`, starting the daemon binary found next to this executable or on
     /// PATH.
     pub fn new(paths: Paths) -> Runner {
-        Runner {
-            local: LocalOps::new(paths, None),
-        }
+        Runner::with_launch(paths, DaemonLaunch::default())
     }
 
-    /// A runner for `paths` whose `up` starts `daemon_bin`.
-    pub fn with_daemon_binary(paths: Paths, daemon_bin: PathBuf) -> Runner {
+    /// A runner for `paths` whose `up` starts the daemon as `launch` says.
+    pub fn with_launch(paths: Paths, launch: DaemonLaunch) -> Runner {
         Runner {
-            local: LocalOps::new(paths, Some(daemon_bin)),
+            local: LocalOps::new(paths, launch),
         }
     }
 

@@ -1,12 +1,4 @@
-//! Mapping of the daemon's internal failures to the contract's error codes.
-
-use dispatch_contract::DispatchError;
-use dispatch_registry::RegistryError;
-
-/// The contract error for a registry failure.
-pub fn registry_error(err: RegistryError) -> DispatchError {
-    DispatchError::from(err)
-}
+//! Rendering of the daemon's internal failures for its log.
 
 /// `err` and its sources, joined with `: `.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
@@ -18,4 +10,16 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The contract error for a failed App Server call: its own JSON-RPC errors are
+/// `app_server_error` with its message; a lost or silent App Server is `app_server_unavailable`.
+pub fn app_server_error(err: codex_app_server::Error) -> dispatch_contract::DispatchError {
+    use dispatch_contract::{DispatchError, ErrorCode};
+    let code = if err.rpc_error().is_some() {
+        ErrorCode::AppServerError
+    } else {
+        ErrorCode::AppServerUnavailable
+    };
+    DispatchError::new(code, error_chain(&err))
 }

@@ -1,4 +1,4 @@
-//! `dispatchd`: owns the registry, the event log and (later) the Codex App Server child, and
+//! `dispatchd`: owns the registry, the event log and the Codex App Server child, and
 //! serves the contract's daemon operations on a Unix socket.
 //!
 //! Start-up protocol: once the socket accepts connections the daemon prints one JSON line on
@@ -7,7 +7,9 @@
 
 mod errors;
 mod lifecycle;
+mod models;
 mod service;
+mod supervisor;
 
 use std::process::ExitCode;
 

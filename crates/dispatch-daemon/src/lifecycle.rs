@@ -13,8 +13,9 @@ use serde_json::json;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::errors::{error_chain, registry_error};
+use crate::errors::error_chain;
 use crate::service::Service;
+use crate::supervisor::Supervisor;
 
 fn internal(context: &str, err: impl std::fmt::Display) -> DispatchError {
     DispatchError::internal(format!("{context}: {err}"))
@@ -61,8 +62,15 @@ pub async fn run() -> Result<(), DispatchError> {
 }
 
 async fn serve(paths: &Paths) -> Result<(), DispatchError> {
-    let registry = Registry::open(&paths.db).await.map_err(registry_error)?;
-    let listener = bind(&paths.socket)?;
+    let registry = Registry::open(&paths.db).await?;
+    let app_server = Supervisor::start().await?;
+    let listener = match bind(&paths.socket) {
+        Ok(listener) => listener,
+        Err(err) => {
+            app_server.stop().await;
+            return Err(err);
+        }
+    };
     let pid = std::process::id();
     tracing::info!(pid, socket = %paths.socket.display(), "dispatchd started");
     record(
@@ -72,12 +80,17 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     )
     .await;
 
-    let service = Arc::new(Service::new(registry, paths.socket.clone()));
+    let service = Arc::new(Service::new(
+        registry,
+        app_server.clone(),
+        paths.socket.clone(),
+    ));
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));
     announce_ready(pid, &paths.socket);
     dispatch_rpc::serve(listener, module, shutdown_signal()).await;
 
     tracing::info!("dispatchd stopping");
+    app_server.stop().await;
     if let Err(err) = std::fs::remove_file(&paths.socket) {
         tracing::warn!(%err, "removing the socket");
     }

@@ -42,10 +42,19 @@ impl Pidfile {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(err)) => return Err(err),
+        // A `probe` holds a shared lock for an instant; only a lock that stays taken means
+        // another daemon.
+        let mut attempts = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(err)) => return Err(err),
+            }
         }
         file.set_len(0)?;
         file.rewind()?;

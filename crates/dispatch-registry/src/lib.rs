@@ -11,6 +11,7 @@
 //! - [`inspect`] looks at a registry without creating or changing anything (for `dispatch doctor`).
 
 mod actions;
+mod catalog;
 mod contract_error;
 mod error;
 mod inspect;
@@ -20,6 +21,7 @@ mod open;
 mod probe;
 
 pub use actions::{Action, NewAction, Outcome};
+pub use catalog::CachedCatalog;
 pub use error::RegistryError;
 pub use inspect::{Inspection, inspect};
 pub use lanes::LaneCounts;
@@ -27,7 +29,7 @@ pub use migrate::{MigrationReport, MigrationStatus, migrate};
 pub use open::Registry;
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 2;
+pub const LATEST_SCHEMA_VERSION: i64 = 3;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -19,7 +19,7 @@ async fn an_old_registry_is_refused_then_backed_up_and_migrated() {
 
     let err = Registry::open(&path).await.unwrap_err();
     assert!(
-        matches!(&err, RegistryError::SchemaTooOld { path: p, found: 1, supported: 2 } if p == &path),
+        matches!(&err, RegistryError::SchemaTooOld { path: p, found: 1, supported: LATEST_SCHEMA_VERSION } if p == &path),
         "{err:?}"
     );
     assert_eq!(
@@ -122,7 +122,7 @@ async fn a_newer_registry_is_refused_by_open_and_migrate() {
         migrate(&path).await.unwrap_err(),
     ] {
         assert!(
-            matches!(&err, RegistryError::SchemaTooNew { path: p, found: 99, supported: 2 } if p == &path),
+            matches!(&err, RegistryError::SchemaTooNew { path: p, found: 99, supported: LATEST_SCHEMA_VERSION } if p == &path),
             "{err:?}"
         );
     }

@@ -16,6 +16,7 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(daemon_status_command()),
         doctor_command(),
         down_command(),
+        models_command(),
         Command::new("registry")
             .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
             .subcommand_required(true)
@@ -66,7 +67,25 @@ fn down_command() -> Command {
     Command::new("down")
         .about("Stop the daemon and the App Server it started")
         .long_about(
-            "Stop the daemon and everything it started (the Codex App Server). Sends SIGTERM, waits for a graceful exit, and kills it if it does not exit in time. With nothing running it says so and succeeds.",
+            "Stop the daemon and everything it started (the Codex App Server, and with it any running turn). Sends SIGTERM, waits for a graceful exit, and kills it if it does not exit in time. With nothing running it says so and succeeds.",
+        )
+}
+///The `models` command.
+fn models_command() -> Command {
+    Command::new("models")
+        .about(
+            "List the model catalog with efforts, modalities, service tiers and aliases",
+        )
+        .long_about(
+            "List the model catalog the Codex App Server offers: every model with its reasoning efforts, input modalities, service tiers and aliases (`fast` is the service tier named Fast, e.g. `priority`), and the configured default model. Every page of `model/list` is fetched and cached in the registry; --no-refresh answers from that cache (catalog_state `empty` until a first refresh).",
+        )
+        .arg(
+            Arg::new("no_refresh")
+                .help(
+                    "Answer from the registry's cache instead of asking the App Server.",
+                )
+                .long("no-refresh")
+                .action(ArgAction::SetTrue),
         )
 }
 ///The `registry migrate` command.
@@ -126,6 +145,13 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
             }],
         )),
         ["down"] => Some((&operations::DOWN, &[])),
+        ["models"] => Some((
+            &operations::MODELS,
+            &[Field {
+                name: "no_refresh",
+                kind: FieldKind::Flag,
+            }],
+        )),
         ["registry", "migrate"] => Some((
             &operations::REGISTRY_MIGRATE,
             &[Field {

@@ -19,7 +19,25 @@ pub fn dispatchd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_dispatchd"))
 }
 
-/// A private runtime layout; stops its daemon when dropped.
+/// The real Codex CLI the tests drive: `DISPATCH_CODEX_BIN` (as `scripts/test` sets it), else
+/// the copy `scripts/install-codex` puts under `target/codex`.
+pub fn codex_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DISPATCH_CODEX_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = root.join(
+        "target/codex/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+    );
+    assert!(
+        bin.is_file(),
+        "the pinned Codex CLI is missing: run scripts/install-codex (scripts/test does) or set DISPATCH_CODEX_BIN"
+    );
+    bin
+}
+
+/// A private runtime layout (DISPATCH_HOME) and Codex home (CODEX_HOME, configured for the
+/// offline recipe); stops its daemon when dropped.
 pub struct Home {
     dir: tempfile::TempDir,
 }
@@ -73,7 +91,25 @@ impl Home {
             .prefix("dh")
             .tempdir()
             .expect("tempdir");
-        Home { dir }
+        let home = Home { dir };
+        // Nothing listens on the discard port: a turn would fail fast, not reach the network.
+        home.use_model_provider("http://127.0.0.1:9/v1");
+        home
+    }
+
+    /// Points Codex at the Responses API at `base_url` (a stub of the test's).
+    pub fn use_model_provider(&self, base_url: &str) {
+        responses_stub::write_codex_config(
+            &self.codex_home(),
+            base_url,
+            &responses_stub::CodexConfig::default(),
+        )
+        .expect("write CODEX_HOME/config.toml");
+    }
+
+    /// CODEX_HOME.
+    pub fn codex_home(&self) -> PathBuf {
+        self.dir.path().join("codex")
     }
 
     /// DISPATCH_HOME.
@@ -97,6 +133,8 @@ impl Home {
         let mut dirs = vec![bin_dir];
         dirs.extend(std::env::split_paths(&path));
         cmd.env("DISPATCH_HOME", self.path())
+            .env("CODEX_HOME", self.codex_home())
+            .env("DISPATCH_CODEX_BIN", codex_bin())
             .env("PATH", std::env::join_paths(dirs).expect("PATH"))
             .env_remove("DISPATCH_SOCKET")
             .env_remove("DISPATCH_DB")
@@ -113,6 +151,33 @@ impl Home {
             .output()
             .expect("run dispatch")
             .into()
+    }
+
+    /// Runs `dispatch args... --json` with `env` on top of the layout's environment.
+    pub fn json_with_env(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
+        let mut cmd = self.command(&dispatch_bin());
+        cmd.args(args).arg("--json");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        cmd.output().expect("run dispatch").into()
+    }
+
+    /// Polls `dispatch daemon status --json` until `done` holds or `within` passes; returns the
+    /// last status. For state the daemon reaches on its own (a restart), not for ordering.
+    pub fn status_until(
+        &self,
+        within: std::time::Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let status = self.json(&["daemon", "status"]).ok_json();
+            if done(&status) || std::time::Instant::now() > deadline {
+                return status;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Runs `dispatch args... --json`.

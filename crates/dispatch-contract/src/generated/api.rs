@@ -19,6 +19,11 @@ pub trait Dispatch: Send + Sync + 'static {
         &self,
         input: DaemonStatusInput,
     ) -> impl Future<Output = Result<DaemonStatusOutput, DispatchError>> + Send;
+    ///`models`: List the model catalog with efforts, modalities, service tiers and aliases.
+    fn models(
+        &self,
+        input: ModelsInput,
+    ) -> impl Future<Output = Result<ModelsOutput, DispatchError>> + Send;
     /// Whether the daemon has no work in flight (no running turn, no pending
     /// approval). A client may restart an idle daemon that answered `daemon_stale`.
     fn idle(&self) -> bool {

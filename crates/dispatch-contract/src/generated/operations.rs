@@ -16,7 +16,7 @@ pub static DAEMON_LOG: Operation = Operation {
     runs_in: RunsIn::Daemon,
     cli_path: &["daemon", "log"],
     positionals: &[],
-    contract_hash: "daf47ff3033d19cc",
+    contract_hash: "a00efbc634188931",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"limit\":{\"description\":\"Most entries to return.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":10000,\"default\":50}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"entries\"],\"properties\":{\"entries\":{\"description\":\"Action log entries, newest first.\",\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"ActionEntry\",\"required\":[\"id\",\"at\",\"op\",\"lane\",\"outcome\",\"error_code\",\"detail\"],\"properties\":{\"id\":{\"description\":\"Entry id, increasing.\",\"type\":\"integer\"},\"at\":{\"$ref\":\"#/$defs/Timestamp\"},\"op\":{\"description\":\"The operation or lifecycle event (`daemon_start`, `daemon_stop`, `registry_migrate`, ...).\",\"type\":\"string\"},\"lane\":{\"description\":\"Ref of the lane it concerned, if any.\",\"type\":[\"string\",\"null\"]},\"outcome\":{\"description\":\"`ok` or `error`.\",\"type\":\"string\",\"enum\":[\"ok\",\"error\"]},\"error_code\":{\"description\":\"Stable error code when the outcome is `error`.\",\"type\":[\"string\",\"null\"]},\"detail\":{\"description\":\"A short human description.\",\"type\":[\"string\",\"null\"]}}}}},\"$defs\":{\"Timestamp\":{\"description\":\"A point in time, RFC 3339 in UTC (e.g. `2026-11-26T03:44:09.120Z`).\",\"type\":\"string\"}}}",
     examples: "[{\"title\":\"the newest entry of a fresh daemon is its start\",\"input\":{\"limit\":1},\"output\":{\"entries\":[{\"id\":\"*\",\"at\":\"*\",\"op\":\"daemon_start\",\"lane\":null,\"outcome\":\"ok\",\"error_code\":null,\"detail\":\"*\"}]}},{\"title\":\"the limit is bounded\",\"input\":{\"limit\":0},\"error\":\"invalid_input\"},{\"title\":\"the limit is a number\",\"input\":{\"limit\":\"ten\"},\"error\":\"invalid_input\"}]",
@@ -33,10 +33,10 @@ pub static DAEMON_STATUS: Operation = Operation {
     runs_in: RunsIn::Daemon,
     cli_path: &["daemon", "status"],
     positionals: &[],
-    contract_hash: "9e786f7603f5e252",
+    contract_hash: "b0caf436da416909",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
-    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"pid\",\"uptime_s\",\"socket\",\"version\",\"schema_version\",\"app_server\",\"lanes\"],\"properties\":{\"pid\":{\"description\":\"Process id of dispatchd.\",\"type\":\"integer\",\"minimum\":1},\"uptime_s\":{\"description\":\"Seconds since the daemon started.\",\"type\":\"integer\",\"minimum\":0},\"socket\":{\"description\":\"Path of the daemon's Unix socket.\",\"type\":\"string\"},\"version\":{\"description\":\"dispatchd's version.\",\"type\":\"string\"},\"schema_version\":{\"description\":\"Schema version of the registry the daemon has open.\",\"type\":\"integer\"},\"app_server\":{\"description\":\"The Codex App Server child the daemon supervises.\",\"type\":\"object\",\"required\":[\"state\",\"pid\",\"version\",\"restarts\"],\"properties\":{\"state\":{\"description\":\"`not_started` (no App Server supervision configured), `starting`, `ready`, `restarting` (it died; a restart is scheduled), `failed` (gave up; see last_error), `stopped`.\",\"type\":\"string\",\"enum\":[\"not_started\",\"starting\",\"ready\",\"restarting\",\"failed\",\"stopped\"]},\"pid\":{\"description\":\"Process id of the App Server, when running.\",\"type\":[\"integer\",\"null\"]},\"version\":{\"description\":\"Codex CLI version the App Server reported.\",\"type\":[\"string\",\"null\"]},\"restarts\":{\"description\":\"How many times the daemon restarted it.\",\"type\":\"integer\",\"minimum\":0},\"last_error\":{\"description\":\"Why it last stopped or failed to start.\",\"type\":[\"string\",\"null\"]}}},\"lanes\":{\"description\":\"Lane counts by status.\",\"type\":\"object\",\"required\":[\"total\",\"idle\",\"busy\",\"waiting_approval\",\"error\"],\"properties\":{\"total\":{\"type\":\"integer\",\"minimum\":0},\"idle\":{\"type\":\"integer\",\"minimum\":0},\"busy\":{\"type\":\"integer\",\"minimum\":0},\"waiting_approval\":{\"type\":\"integer\",\"minimum\":0},\"error\":{\"type\":\"integer\",\"minimum\":0},\"archived\":{\"type\":\"integer\",\"minimum\":0}}}}}",
-    examples: "[{\"title\":\"status of a freshly started daemon\",\"input\":{},\"output\":{\"pid\":\"*\",\"uptime_s\":\"*\",\"socket\":\"*\",\"version\":\"*\",\"schema_version\":2,\"app_server\":{\"state\":\"*\",\"pid\":\"*\",\"version\":\"*\",\"restarts\":0},\"lanes\":{\"total\":0,\"idle\":0,\"busy\":0,\"waiting_approval\":0,\"error\":0}}},{\"title\":\"unknown fields are refused\",\"input\":{\"verbose\":true},\"error\":\"invalid_input\"}]",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"pid\",\"uptime_s\",\"socket\",\"version\",\"schema_version\",\"app_server\",\"lanes\"],\"properties\":{\"pid\":{\"description\":\"Process id of dispatchd.\",\"type\":\"integer\",\"minimum\":1},\"uptime_s\":{\"description\":\"Seconds since the daemon started.\",\"type\":\"integer\",\"minimum\":0},\"socket\":{\"description\":\"Path of the daemon's Unix socket.\",\"type\":\"string\"},\"version\":{\"description\":\"dispatchd's version.\",\"type\":\"string\"},\"schema_version\":{\"description\":\"Schema version of the registry the daemon has open.\",\"type\":\"integer\"},\"app_server\":{\"description\":\"The Codex App Server child the daemon supervises.\",\"type\":\"object\",\"required\":[\"state\",\"pid\",\"version\",\"restarts\"],\"properties\":{\"state\":{\"description\":\"`not_started` (no App Server supervision configured), `starting`, `ready`, `restarting` (it died; a restart is scheduled), `failed` (gave up; see last_error), `stopped`.\",\"type\":\"string\",\"enum\":[\"not_started\",\"starting\",\"ready\",\"restarting\",\"failed\",\"stopped\"]},\"pid\":{\"description\":\"Process id of the App Server, when running.\",\"type\":[\"integer\",\"null\"]},\"version\":{\"description\":\"Codex CLI version the App Server reported.\",\"type\":[\"string\",\"null\"]},\"restarts\":{\"description\":\"How many times the daemon restarted it.\",\"type\":\"integer\",\"minimum\":0},\"last_error\":{\"description\":\"Why it last stopped or failed to start.\",\"type\":[\"string\",\"null\"]}}},\"lanes\":{\"description\":\"Lane counts by status.\",\"type\":\"object\",\"required\":[\"total\",\"idle\",\"busy\",\"waiting_approval\",\"error\",\"archived\"],\"properties\":{\"total\":{\"type\":\"integer\",\"minimum\":0},\"idle\":{\"type\":\"integer\",\"minimum\":0},\"busy\":{\"type\":\"integer\",\"minimum\":0},\"waiting_approval\":{\"type\":\"integer\",\"minimum\":0},\"error\":{\"type\":\"integer\",\"minimum\":0},\"archived\":{\"type\":\"integer\",\"minimum\":0}}}}}",
+    examples: "[{\"title\":\"status of a freshly started daemon\",\"input\":{},\"output\":{\"pid\":\"*\",\"uptime_s\":\"*\",\"socket\":\"*\",\"version\":\"*\",\"schema_version\":3,\"app_server\":{\"state\":\"*\",\"pid\":\"*\",\"version\":\"*\",\"restarts\":0},\"lanes\":{\"total\":0,\"idle\":0,\"busy\":0,\"waiting_approval\":0,\"error\":0,\"archived\":0}}},{\"title\":\"unknown fields are refused\",\"input\":{\"verbose\":true},\"error\":\"invalid_input\"}]",
 };
 ///`doctor`: Check binaries, daemon files and registry, with recovery hints.
 pub static DOCTOR: Operation = Operation {
@@ -50,7 +50,7 @@ pub static DOCTOR: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["doctor"],
     positionals: &[],
-    contract_hash: "91f3e38c066dc606",
+    contract_hash: "536d291004760a9d",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"no_app_server\":{\"description\":\"Skip the checks that start the Codex App Server.\",\"type\":\"boolean\",\"default\":false}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"checks\"],\"properties\":{\"status\":{\"$ref\":\"#/$defs/CheckStatus\"},\"checks\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"DoctorCheck\",\"required\":[\"name\",\"status\",\"summary\",\"hint\"],\"properties\":{\"name\":{\"description\":\"Stable check name, e.g. `registry`.\",\"type\":\"string\"},\"status\":{\"$ref\":\"#/$defs/CheckStatus\"},\"summary\":{\"description\":\"What was found.\",\"type\":\"string\"},\"hint\":{\"description\":\"How to recover; null when there is nothing to do.\",\"type\":[\"string\",\"null\"]}}}}},\"$defs\":{\"CheckStatus\":{\"description\":\"Outcome of one check: `ok`, `warn` (works, but look at the hint) or `fail`.\",\"type\":\"string\",\"enum\":[\"ok\",\"warn\",\"fail\"]}}}",
     examples: "[{\"title\":\"checks without the App Server\",\"input\":{\"no_app_server\":true},\"output\":{\"status\":\"*\",\"checks\":\"*\"}},{\"title\":\"a flag takes a boolean\",\"input\":{\"no_app_server\":\"yes\"},\"error\":\"invalid_input\"}]",
@@ -60,17 +60,34 @@ pub static DOWN: Operation = Operation {
     id: "down",
     title: "down",
     summary: "Stop the daemon and the App Server it started",
-    description: "Stop the daemon and everything it started (the Codex App Server). Sends SIGTERM, waits for a graceful exit, and kills it if it does not exit in time. With nothing running it says so and succeeds.",
-    intent: Intent::Write,
+    description: "Stop the daemon and everything it started (the Codex App Server, and with it any running turn). Sends SIGTERM, waits for a graceful exit, and kills it if it does not exit in time. With nothing running it says so and succeeds.",
+    intent: Intent::Destroy,
     idempotent: true,
     writes_history: false,
     runs_in: RunsIn::Client,
     cli_path: &["down"],
     positionals: &[],
-    contract_hash: "a005e03b2f724657",
+    contract_hash: "eda31d8d50284dcf",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"pid\"],\"properties\":{\"status\":{\"description\":\"`stopped` (it exited gracefully), `killed` (it had to be killed) or `not_running`.\",\"type\":\"string\",\"enum\":[\"stopped\",\"killed\",\"not_running\"]},\"pid\":{\"description\":\"Process id of the daemon that was stopped.\",\"type\":[\"integer\",\"null\"]},\"cleaned\":{\"description\":\"Stale files removed (socket, pidfile).\",\"type\":\"array\",\"items\":{\"type\":\"string\"}}}}",
     examples: "[]",
+};
+///`models`: List the model catalog with efforts, modalities, service tiers and aliases.
+pub static MODELS: Operation = Operation {
+    id: "models",
+    title: "models",
+    summary: "List the model catalog with efforts, modalities, service tiers and aliases",
+    description: "List the model catalog the Codex App Server offers: every model with its reasoning efforts, input modalities, service tiers and aliases (`fast` is the service tier named Fast, e.g. `priority`), and the configured default model. Every page of `model/list` is fetched and cached in the registry; --no-refresh answers from that cache (catalog_state `empty` until a first refresh).",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["models"],
+    positionals: &[],
+    contract_hash: "2929aabee201672c",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"no_refresh\":{\"description\":\"Answer from the registry's cache instead of asking the App Server.\",\"type\":\"boolean\",\"default\":false}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"source\",\"catalog_state\",\"default_model\",\"fetched_at\",\"models\"],\"properties\":{\"source\":{\"description\":\"`live` (just fetched from the App Server) or `cache` (the registry's copy).\",\"type\":\"string\",\"enum\":[\"live\",\"cache\"]},\"catalog_state\":{\"description\":\"`ready`, or `empty` when nothing was ever fetched (with --no-refresh).\",\"type\":\"string\",\"enum\":[\"ready\",\"empty\"]},\"default_model\":{\"description\":\"The model new lanes use when none is given: Codex's configured model, else the catalog's default.\",\"type\":[\"string\",\"null\"]},\"fetched_at\":{\"description\":\"When the catalog was fetched, RFC 3339 in UTC; null when it never was.\",\"type\":[\"string\",\"null\"]},\"hint\":{\"description\":\"What to do next, when the catalog is empty.\",\"type\":[\"string\",\"null\"]},\"models\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"CatalogModel\",\"required\":[\"id\",\"display_name\",\"is_default\",\"efforts\",\"default_effort\",\"input_modalities\",\"service_tiers\",\"aliases\"],\"properties\":{\"id\":{\"description\":\"Model id to pass as --model.\",\"type\":\"string\"},\"display_name\":{\"description\":\"Human name.\",\"type\":\"string\"},\"is_default\":{\"description\":\"Whether the catalog marks it as the default.\",\"type\":\"boolean\"},\"hidden\":{\"description\":\"Whether Codex hides it from pickers.\",\"type\":\"boolean\"},\"upgrade\":{\"description\":\"The model Codex suggests instead, if any.\",\"type\":[\"string\",\"null\"]},\"efforts\":{\"description\":\"Reasoning efforts it supports.\",\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"default_effort\":{\"description\":\"Its default reasoning effort.\",\"type\":[\"string\",\"null\"]},\"input_modalities\":{\"description\":\"Inputs it accepts, e.g. `text`, `image`.\",\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"service_tiers\":{\"description\":\"Service tiers on offer.\",\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"ServiceTier\",\"required\":[\"id\",\"name\"],\"properties\":{\"id\":{\"description\":\"Tier id to pass as --service-tier, e.g. `priority`.\",\"type\":\"string\"},\"name\":{\"description\":\"Human name, e.g. `Fast`.\",\"type\":\"string\"},\"description\":{\"type\":[\"string\",\"null\"]}}}},\"aliases\":{\"description\":\"Alias → service tier id, e.g. `{\\\"fast\\\": \\\"priority\\\"}`.\",\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}}}}}}}",
+    examples: "[{\"title\":\"a live refresh\",\"input\":{},\"output\":{\"source\":\"live\",\"catalog_state\":\"ready\",\"default_model\":\"*\",\"fetched_at\":\"*\",\"models\":\"*\"}},{\"title\":\"the cache answers after a refresh\",\"input\":{\"no_refresh\":true},\"output\":{\"source\":\"cache\",\"catalog_state\":\"ready\",\"default_model\":\"*\",\"fetched_at\":\"*\",\"models\":\"*\"}},{\"title\":\"a flag takes a boolean\",\"input\":{\"no_refresh\":1},\"error\":\"invalid_input\"}]",
 };
 ///`registry migrate`: Back up and upgrade the registry schema.
 pub static REGISTRY_MIGRATE: Operation = Operation {
@@ -84,10 +101,10 @@ pub static REGISTRY_MIGRATE: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["registry", "migrate"],
     positionals: &[],
-    contract_hash: "454d216c9e893cc3",
+    contract_hash: "0974b2ed9ddc3e4a",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"allow_running\":{\"description\":\"Migrate even though the daemon is running.\",\"type\":\"boolean\",\"default\":false}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"from_version\",\"to_version\",\"backup\",\"path\"],\"properties\":{\"status\":{\"description\":\"`created`, `migrated` or `up_to_date`.\",\"type\":\"string\",\"enum\":[\"created\",\"migrated\",\"up_to_date\"]},\"from_version\":{\"description\":\"Schema version before; null when the registry was created.\",\"type\":[\"integer\",\"null\"]},\"to_version\":{\"description\":\"Schema version now.\",\"type\":\"integer\"},\"backup\":{\"description\":\"Path of the backup taken before migrating.\",\"type\":[\"string\",\"null\"]},\"path\":{\"description\":\"Path of the registry.\",\"type\":\"string\"}}}",
-    examples: "[{\"title\":\"refused while the daemon runs\",\"input\":{},\"error\":\"daemon_running\"},{\"title\":\"allowed while running when asked\",\"input\":{\"allow_running\":true},\"output\":{\"status\":\"up_to_date\",\"from_version\":2,\"to_version\":2,\"backup\":null,\"path\":\"*\"}}]",
+    examples: "[{\"title\":\"refused while the daemon runs\",\"input\":{},\"error\":\"daemon_running\"},{\"title\":\"allowed while running when asked\",\"input\":{\"allow_running\":true},\"output\":{\"status\":\"up_to_date\",\"from_version\":3,\"to_version\":3,\"backup\":null,\"path\":\"*\"}}]",
 };
 ///`schema`: Print an operation's input and output JSON Schema.
 pub static SCHEMA: Operation = Operation {
@@ -101,7 +118,7 @@ pub static SCHEMA: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["schema"],
     positionals: &["op"],
-    contract_hash: "2ee9acbbc124a5b7",
+    contract_hash: "6ac4952cb63c608c",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"op\"],\"properties\":{\"op\":{\"description\":\"Operation id or command words, e.g. `daemon_log` or `daemon log`.\",\"type\":\"string\",\"minLength\":1}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"op\",\"summary\",\"contract_hash\",\"input\",\"output\"],\"properties\":{\"op\":{\"description\":\"Operation id.\",\"type\":\"string\"},\"summary\":{\"description\":\"One line on what it does.\",\"type\":\"string\"},\"contract_hash\":{\"description\":\"Hash of the operation's contract; clients send it so a stale daemon is detected.\",\"type\":\"string\"},\"input\":{\"description\":\"JSON Schema of the input.\",\"type\":\"object\"},\"output\":{\"description\":\"JSON Schema of the output.\",\"type\":\"object\"}}}",
     examples: "[{\"title\":\"the schema of `daemon log`\",\"input\":{\"op\":\"daemon log\"},\"output\":{\"op\":\"daemon_log\",\"summary\":\"*\",\"contract_hash\":\"*\",\"input\":\"*\",\"output\":\"*\"}},{\"title\":\"an unknown operation\",\"input\":{\"op\":\"launch\"},\"error\":\"not_found\"},{\"title\":\"the operation is required\",\"input\":{},\"error\":\"invalid_input\"}]",
@@ -118,7 +135,7 @@ pub static UP: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["up"],
     positionals: &[],
-    contract_hash: "07421847b7590e4f",
+    contract_hash: "4ba36aa3b7516555",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"pid\",\"socket\"],\"properties\":{\"status\":{\"description\":\"`started` (this call started it) or `running` (it already was).\",\"type\":\"string\",\"enum\":[\"started\",\"running\"]},\"pid\":{\"description\":\"Process id of dispatchd.\",\"type\":\"integer\"},\"socket\":{\"description\":\"Path of the daemon's Unix socket.\",\"type\":\"string\"}}}",
     examples: "[{\"title\":\"a second `up` reports the running daemon\",\"input\":{},\"output\":{\"status\":\"running\",\"pid\":\"*\",\"socket\":\"*\"}}]",
@@ -129,6 +146,7 @@ pub static OPERATIONS: &[&Operation] = &[
     &DAEMON_STATUS,
     &DOCTOR,
     &DOWN,
+    &MODELS,
     &REGISTRY_MIGRATE,
     &SCHEMA,
     &UP,
@@ -148,6 +166,10 @@ impl Request for DoctorInput {
 impl Request for DownInput {
     type Output = DownOutput;
     const OPERATION: &'static Operation = &DOWN;
+}
+impl Request for ModelsInput {
+    type Output = ModelsOutput;
+    const OPERATION: &'static Operation = &MODELS;
 }
 impl Request for RegistryMigrateInput {
     type Output = RegistryMigrateOutput;

@@ -74,6 +74,33 @@ impl ::std::convert::TryFrom<::std::string::String> for ActionEntryOutcome {
         value.parse()
     }
 }
+///`CatalogModel`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct CatalogModel {
+    ///Alias → service tier id, e.g. `{"fast": "priority"}`.
+    pub aliases: ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+    ///Its default reasoning effort.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub default_effort: ::std::option::Option<::std::string::String>,
+    ///Human name.
+    pub display_name: ::std::string::String,
+    ///Reasoning efforts it supports.
+    pub efforts: ::std::vec::Vec<::std::string::String>,
+    ///Whether Codex hides it from pickers.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub hidden: ::std::option::Option<bool>,
+    ///Model id to pass as --model.
+    pub id: ::std::string::String,
+    ///Inputs it accepts, e.g. `text`, `image`.
+    pub input_modalities: ::std::vec::Vec<::std::string::String>,
+    ///Whether the catalog marks it as the default.
+    pub is_default: bool,
+    ///Service tiers on offer.
+    pub service_tiers: ::std::vec::Vec<ServiceTier>,
+    ///The model Codex suggests instead, if any.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub upgrade: ::std::option::Option<::std::string::String>,
+}
 ///Outcome of one check: `ok`, `warn` (works, but look at the hint) or `fail`.
 #[derive(
     ::serde::Deserialize,
@@ -257,8 +284,7 @@ impl ::std::convert::TryFrom<::std::string::String> for DaemonStatusOutputAppSer
 ///Lane counts by status.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct DaemonStatusOutputLanes {
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub archived: ::std::option::Option<u64>,
+    pub archived: u64,
     pub busy: u64,
     pub error: u64,
     pub idle: u64,
@@ -374,6 +400,318 @@ pub struct ErrorBody {
     pub hint: ::std::string::String,
     ///What happened, in lower case.
     pub message: ::std::string::String,
+}
+///The lane's native Codex thread goal.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Goal {
+    ///What the goal asks for.
+    pub objective: ::std::string::String,
+    ///Codex's goal status: `active`, `paused`, `blocked`, `usageLimited`, `budgetLimited` or `complete`.
+    pub status: ::std::string::String,
+    ///Token budget, if one was set.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub token_budget: ::std::option::Option<i64>,
+    ///Tokens used towards the goal.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tokens_used: ::std::option::Option<i64>,
+}
+///A Codex thread that dispatch knows.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Lane {
+    ///When dispatch made or adopted it (RFC 3339).
+    pub created_at: ::std::string::String,
+    ///The directory Codex works in.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub cwd: ::std::option::Option<::std::string::String>,
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub goal: ::std::option::Option<Goal>,
+    ///`@handle`; a label, not identity.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub handle: ::std::option::Option<::std::string::String>,
+    ///The Codex thread id.
+    pub id: ::std::string::String,
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub latest_turn: ::std::option::Option<LatestTurn>,
+    ///The model asked for at creation; null means Codex's default.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub model: ::std::option::Option<::std::string::String>,
+    ///`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).
+    pub ownership: LaneOwnership,
+    ///dispatch's short ref for the lane; never changes, never reused.
+    #[serde(rename = "ref")]
+    pub ref_: ::std::string::String,
+    pub status: LaneStatus,
+    ///Title (the Codex thread name); a label, not identity.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+    ///Its latest activity (RFC 3339).
+    pub updated_at: ::std::string::String,
+    ///Whether operations that write turns or history are allowed.
+    pub writable: bool,
+    ///Why it is not writable, when it is not.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub write_locked_reason: ::std::option::Option<::std::string::String>,
+}
+///`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum LaneOwnership {
+    #[serde(rename = "owned")]
+    Owned,
+    #[serde(rename = "attached")]
+    Attached,
+}
+impl ::std::fmt::Display for LaneOwnership {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Owned => f.write_str("owned"),
+            Self::Attached => f.write_str("attached"),
+        }
+    }
+}
+impl ::std::str::FromStr for LaneOwnership {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "owned" => Ok(Self::Owned),
+            "attached" => Ok(Self::Attached),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaneOwnership {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaneOwnership {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum LaneStatus {
+    #[serde(rename = "idle")]
+    Idle,
+    #[serde(rename = "busy")]
+    Busy,
+    #[serde(rename = "waiting_approval")]
+    WaitingApproval,
+    #[serde(rename = "error")]
+    Error,
+    #[serde(rename = "archived")]
+    Archived,
+}
+impl ::std::fmt::Display for LaneStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Idle => f.write_str("idle"),
+            Self::Busy => f.write_str("busy"),
+            Self::WaitingApproval => f.write_str("waiting_approval"),
+            Self::Error => f.write_str("error"),
+            Self::Archived => f.write_str("archived"),
+        }
+    }
+}
+impl ::std::str::FromStr for LaneStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "idle" => Ok(Self::Idle),
+            "busy" => Ok(Self::Busy),
+            "waiting_approval" => Ok(Self::WaitingApproval),
+            "error" => Ok(Self::Error),
+            "archived" => Ok(Self::Archived),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaneStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaneStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///The lane's most recent turn.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LatestTurn {
+    ///When it ended (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub completed_at: ::std::option::Option<::std::string::String>,
+    ///How long it ran.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub duration_ms: ::std::option::Option<i64>,
+    ///Why it failed, if it did.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub error: ::std::option::Option<::std::string::String>,
+    ///Codex turn id.
+    pub id: ::std::string::String,
+    ///When it started (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub started_at: ::std::option::Option<::std::string::String>,
+    pub status: TurnStatus,
+}
+///Input of `models`: List the model catalog with efforts, modalities, service tiers and aliases
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsInput {
+    ///Answer from the registry's cache instead of asking the App Server.
+    #[serde(default)]
+    pub no_refresh: bool,
+}
+///Output of `models`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ModelsOutput {
+    ///`ready`, or `empty` when nothing was ever fetched (with --no-refresh).
+    pub catalog_state: ModelsOutputCatalogState,
+    ///The model new lanes use when none is given: Codex's configured model, else the catalog's default.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub default_model: ::std::option::Option<::std::string::String>,
+    ///When the catalog was fetched, RFC 3339 in UTC; null when it never was.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub fetched_at: ::std::option::Option<::std::string::String>,
+    ///What to do next, when the catalog is empty.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub hint: ::std::option::Option<::std::string::String>,
+    pub models: ::std::vec::Vec<CatalogModel>,
+    ///`live` (just fetched from the App Server) or `cache` (the registry's copy).
+    pub source: ModelsOutputSource,
+}
+///`ready`, or `empty` when nothing was ever fetched (with --no-refresh).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ModelsOutputCatalogState {
+    #[serde(rename = "ready")]
+    Ready,
+    #[serde(rename = "empty")]
+    Empty,
+}
+impl ::std::fmt::Display for ModelsOutputCatalogState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Ready => f.write_str("ready"),
+            Self::Empty => f.write_str("empty"),
+        }
+    }
+}
+impl ::std::str::FromStr for ModelsOutputCatalogState {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "ready" => Ok(Self::Ready),
+            "empty" => Ok(Self::Empty),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ModelsOutputCatalogState {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ModelsOutputCatalogState {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`live` (just fetched from the App Server) or `cache` (the registry's copy).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ModelsOutputSource {
+    #[serde(rename = "live")]
+    Live,
+    #[serde(rename = "cache")]
+    Cache,
+}
+impl ::std::fmt::Display for ModelsOutputSource {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Live => f.write_str("live"),
+            Self::Cache => f.write_str("cache"),
+        }
+    }
+}
+impl ::std::str::FromStr for ModelsOutputSource {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "live" => Ok(Self::Live),
+            "cache" => Ok(Self::Cache),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ModelsOutputSource {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ModelsOutputSource {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///Input of `registry migrate`: Back up and upgrade the registry schema
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -525,6 +863,66 @@ pub struct SchemaOutput {
     ///One line on what it does.
     pub summary: ::std::string::String,
 }
+///A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct Selector(::std::string::String);
+impl ::std::ops::Deref for Selector {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<Selector> for ::std::string::String {
+    fn from(value: Selector) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for Selector {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for Selector {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for Selector {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Selector {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`ServiceTier`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ServiceTier {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Tier id to pass as --service-tier, e.g. `priority`.
+    pub id: ::std::string::String,
+    ///Human name, e.g. `Fast`.
+    pub name: ::std::string::String,
+}
 ///A point in time, RFC 3339 in UTC (e.g. `2026-11-26T03:44:09.120Z`).
 #[derive(
     ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
@@ -556,6 +954,65 @@ impl ::std::str::FromStr for Timestamp {
     type Err = ::std::convert::Infallible;
     fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
         Ok(Self(value.to_string()))
+    }
+}
+///`in_progress`, `completed`, `interrupted` or `failed`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TurnStatus {
+    #[serde(rename = "in_progress")]
+    InProgress,
+    #[serde(rename = "completed")]
+    Completed,
+    #[serde(rename = "interrupted")]
+    Interrupted,
+    #[serde(rename = "failed")]
+    Failed,
+}
+impl ::std::fmt::Display for TurnStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::InProgress => f.write_str("in_progress"),
+            Self::Completed => f.write_str("completed"),
+            Self::Interrupted => f.write_str("interrupted"),
+            Self::Failed => f.write_str("failed"),
+        }
+    }
+}
+impl ::std::str::FromStr for TurnStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "in_progress" => Ok(Self::InProgress),
+            "completed" => Ok(Self::Completed),
+            "interrupted" => Ok(Self::Interrupted),
+            "failed" => Ok(Self::Failed),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TurnStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TurnStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///Input of `up`: Start the daemon in the background and wait until it is ready

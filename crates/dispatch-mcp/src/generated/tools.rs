@@ -10,6 +10,7 @@ pub static TOOL_OPERATIONS: &[(&str, &Operation)] = &[
     ("dispatch_daemon_status", &operations::DAEMON_STATUS),
     ("dispatch_doctor", &operations::DOCTOR),
     ("dispatch_down", &operations::DOWN),
+    ("dispatch_models", &operations::MODELS),
     ("dispatch_registry_migrate", &operations::REGISTRY_MIGRATE),
     ("dispatch_schema", &operations::SCHEMA),
     ("dispatch_up", &operations::UP),
@@ -49,6 +50,15 @@ pub fn tools() -> Vec<rmcp::model::Tool> {
             &operations::DOWN,
             Hints {
                 read_only: false,
+                destructive: true,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_models",
+            &operations::MODELS,
+            Hints {
+                read_only: true,
                 destructive: false,
                 idempotent: true,
             },

@@ -8,7 +8,7 @@ use dispatch_contract::{Dispatch, DispatchError};
 use jsonrpsee::RpcModule;
 use std::sync::Arc;
 /// The JSON-RPC method names, one per daemon operation (the operation id).
-pub const METHODS: &[&str] = &["daemon_log", "daemon_status"];
+pub const METHODS: &[&str] = &["daemon_log", "daemon_status", "models"];
 /// The daemon's RPC module. Every method checks the caller's contract hash and
 /// validates its input against the contract before `service` sees it.
 pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
@@ -18,6 +18,9 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     });
     register::<D, DaemonStatusInput, _, _>(&mut module, |service, input| async move {
         service.daemon_status(input).await
+    });
+    register::<D, ModelsInput, _, _>(&mut module, |service, input| async move {
+        service.models(input).await
     });
     module
 }
@@ -34,6 +37,10 @@ impl DaemonClient {
         &self,
         input: &DaemonStatusInput,
     ) -> Result<DaemonStatusOutput, DispatchError> {
+        self.call(input).await
+    }
+    ///`models`: List the model catalog with efforts, modalities, service tiers and aliases.
+    pub async fn models(&self, input: &ModelsInput) -> Result<ModelsOutput, DispatchError> {
         self.call(input).await
     }
 }

@@ -1,0 +1,147 @@
+//! `models`: the model catalog from `model/list` (every page) and `config/read`, cached in the
+//! registry as the output document itself.
+
+use codex_app_server::AppServer;
+use codex_app_server::protocol::{ConfigReadParams, Model, ModelListParams};
+use dispatch_contract::DispatchError;
+use dispatch_contract::types::{
+    CatalogModel, ModelsOutput, ModelsOutputCatalogState, ModelsOutputSource, ServiceTier,
+};
+use dispatch_registry::Registry;
+use serde_json::Value;
+
+use crate::errors::app_server_error;
+
+/// Pages of `model/list` fetched at the most, so a server that keeps answering with a cursor
+/// cannot hold a call for ever.
+const MAX_PAGES: usize = 50;
+
+/// The alias of a service tier: its name in lower case when that is one word (`Fast` →
+/// `fast`).
+fn alias(tier_name: &str) -> Option<String> {
+    let alias = tier_name.trim().to_lowercase();
+    (!alias.is_empty() && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then_some(alias)
+}
+
+/// How a protocol enum is spelled on the wire.
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+fn catalog_model(model: Model) -> CatalogModel {
+    let service_tiers: Vec<ServiceTier> = model
+        .service_tiers
+        .into_iter()
+        .map(|tier| ServiceTier {
+            id: tier.id,
+            name: tier.name,
+            description: Some(tier.description).filter(|d| !d.is_empty()),
+        })
+        .collect();
+    let aliases = service_tiers
+        .iter()
+        .filter_map(|tier| alias(&tier.name).map(|a| (a, tier.id.clone())))
+        .collect();
+    CatalogModel {
+        id: model.id,
+        display_name: model.display_name,
+        is_default: model.is_default,
+        hidden: Some(model.hidden),
+        upgrade: model.upgrade,
+        efforts: model
+            .supported_reasoning_efforts
+            .into_iter()
+            .map(|e| wire_name(&e.reasoning_effort))
+            .collect(),
+        default_effort: Some(wire_name(&model.default_reasoning_effort)),
+        input_modalities: model.input_modalities.iter().map(wire_name).collect(),
+        service_tiers,
+        aliases,
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+/// Fetches the whole catalog, stores it, and returns it as `source: live`.
+pub async fn refresh(
+    server: &AppServer,
+    registry: &Registry,
+) -> Result<ModelsOutput, DispatchError> {
+    let mut models = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let page = server
+            .call(&ModelListParams {
+                cursor: cursor.take(),
+                include_hidden: Some(true),
+                limit: None,
+                model_provider: None,
+            })
+            .await
+            .map_err(app_server_error)?;
+        models.extend(page.data.into_iter().map(catalog_model));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let config = server
+        .call(&ConfigReadParams {
+            cwd: None,
+            include_layers: None,
+        })
+        .await
+        .map_err(app_server_error)?;
+    let default_model = config
+        .config
+        .model
+        .or_else(|| models.iter().find(|m| m.is_default).map(|m| m.id.clone()));
+    let fetched_at_ms = now_ms();
+    let output = ModelsOutput {
+        source: ModelsOutputSource::Live,
+        catalog_state: ModelsOutputCatalogState::Ready,
+        default_model,
+        fetched_at: rfc3339(fetched_at_ms),
+        hint: None,
+        models,
+    };
+    let document = serde_json::to_value(&output)
+        .map_err(|err| DispatchError::internal(format!("encoding the catalog: {err}")))?;
+    registry.store_catalog(fetched_at_ms, &document).await?;
+    Ok(output)
+}
+
+/// The cached catalog as `source: cache`, or `catalog_state: empty` with a hint.
+pub async fn cached(registry: &Registry) -> Result<ModelsOutput, DispatchError> {
+    let Some(cached) = registry.cached_catalog().await? else {
+        return Ok(ModelsOutput {
+            source: ModelsOutputSource::Cache,
+            catalog_state: ModelsOutputCatalogState::Empty,
+            default_model: None,
+            fetched_at: None,
+            hint: Some("no catalog is cached yet: run `dispatch models` to fetch it".into()),
+            models: Vec::new(),
+        });
+    };
+    let mut output: ModelsOutput = serde_json::from_value::<Value>(cached.catalog)
+        .and_then(serde_json::from_value)
+        .map_err(|err| {
+            DispatchError::internal(format!("the cached catalog is unreadable: {err}"))
+        })?;
+    output.source = ModelsOutputSource::Cache;
+    output.fetched_at = rfc3339(cached.fetched_at_ms);
+    Ok(output)
+}
