@@ -10,6 +10,8 @@ impl From<RegistryError> for DispatchError {
             RegistryError::SchemaTooOld { .. } => ErrorCode::RegistrySchemaTooOld,
             RegistryError::SchemaTooNew { .. } => ErrorCode::RegistrySchemaTooNew,
             RegistryError::Corrupt { .. } => ErrorCode::RegistryCorrupt,
+            RegistryError::LaneNotFound { .. } => ErrorCode::NotFound,
+            RegistryError::Conflict { .. } => ErrorCode::InvalidInput,
             _ => ErrorCode::Internal,
         };
         let mut message = err.to_string();

@@ -69,6 +69,35 @@ pub enum RegistryError {
         source: sqlx::Error,
     },
 
+    /// A write would break a uniqueness rule, e.g. creating a second lane for a thread that
+    /// already has one.
+    #[error("registry {path}: {what}")]
+    Conflict {
+        /// The registry file.
+        path: PathBuf,
+        /// What conflicts, for humans, e.g. `"thread T already has lane abc123"`.
+        what: String,
+    },
+
+    /// No lane has this ref.
+    #[error("registry {path}: no lane has ref {lane_ref:?}")]
+    LaneNotFound {
+        /// The registry file.
+        path: PathBuf,
+        /// The ref that was asked for.
+        lane_ref: String,
+    },
+
+    /// Every freshly generated lane ref was already taken (or retired), `attempts` times in a
+    /// row. With 62^6 refs this means the random source is broken, not that refs ran out.
+    #[error("registry {path}: no free lane ref after {attempts} attempts")]
+    RefsExhausted {
+        /// The registry file.
+        path: PathBuf,
+        /// How many refs were tried.
+        attempts: u32,
+    },
+
     /// The embedded migrations could not be applied (or an applied one no longer matches).
     #[error("registry {path}: applying migrations failed")]
     Migration {
@@ -94,6 +123,14 @@ impl RegistryError {
         Self::Corrupt {
             path: path.to_path_buf(),
             detail: detail.into(),
+        }
+    }
+
+    /// Builds a [`RegistryError::LaneNotFound`].
+    pub(crate) fn lane_not_found(path: &Path, lane_ref: &str) -> Self {
+        Self::LaneNotFound {
+            path: path.to_path_buf(),
+            lane_ref: lane_ref.to_owned(),
         }
     }
 

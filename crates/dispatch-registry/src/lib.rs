@@ -1,5 +1,6 @@
-//! The dispatch registry: a SQLite file, accessed through sqlx, that records dispatch's lanes and
-//! an append-only log of the actions it took.
+//! The dispatch registry: a SQLite file, accessed through sqlx, that records dispatch's lanes,
+//! what their App Server notifications said (events, turns, items, errors, pending requests),
+//! and an append-only log of the actions dispatch took.
 //!
 //! The schema is defined by the migrations embedded from `migrations/`; the schema version of a
 //! registry is the highest migration recorded as applied in sqlx's `_sqlx_migrations` table (and
@@ -11,25 +12,39 @@
 //! - [`inspect`] looks at a registry without creating or changing anything (for `dispatch doctor`).
 
 mod actions;
+mod approvals;
+mod bulk;
 mod catalog;
 mod contract_error;
 mod error;
+mod events;
+mod ingest;
 mod inspect;
 mod lanes;
 mod migrate;
 mod open;
 mod probe;
+mod refs;
+mod search;
+mod selectors;
 
 pub use actions::{Action, NewAction, Outcome};
+pub use approvals::{NewRequest, RequestRow, RequestStatus};
 pub use catalog::CachedCatalog;
 pub use error::RegistryError;
+pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use inspect::{Inspection, inspect};
-pub use lanes::LaneCounts;
+pub use lanes::{
+    GoalRow, LaneActivity, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership,
+    TurnRow, TurnStatus,
+};
 pub use migrate::{MigrationReport, MigrationStatus, migrate};
 pub use open::Registry;
+pub use search::{SearchRow, fts_query};
+pub use selectors::{Candidate, Resolution};
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 3;
+pub const LATEST_SCHEMA_VERSION: i64 = 5;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -3,9 +3,11 @@
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::sqlite::{SqliteConnection, SqlitePoolOptions};
+use sqlx::{ConnectOptions, Connection, SqlitePool};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::probe::{self, Access, Schema};
 use crate::{LATEST_SCHEMA_VERSION, MIGRATOR, RegistryError};
@@ -13,13 +15,41 @@ use crate::{LATEST_SCHEMA_VERSION, MIGRATOR, RegistryError};
 /// Maximum number of pooled SQLite connections.
 const MAX_CONNECTIONS: u32 = 4;
 
-/// An open registry: a small pool of read-write SQLite connections in WAL mode.
+/// Page cache of the ingest connection, in KiB (SQLite's negative `cache_size`).
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
+/// An open registry: a small pool of read-write SQLite connections in WAL mode, plus one
+/// connection dedicated to [`Registry::record`].
 ///
-/// Cloning is cheap and shares the pool; [`Registry::close`] closes it for every clone.
+/// The dedicated connection keeps its page cache warm between batches: in WAL mode a
+/// connection drops its cache whenever another one has written, which a pool handing out
+/// connections in turn would make happen on every batch.
+///
+/// Cloning is cheap and shares the connections; [`Registry::close`] closes them for every
+/// clone.
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub(crate) pool: SqlitePool,
+    /// The ingest connection, opened on first use.
+    writer: Arc<Mutex<Option<SqliteConnection>>>,
     path: PathBuf,
+}
+
+/// Exclusive use of the ingest connection; see [`Registry::writer`].
+pub(crate) struct Writer<'a> {
+    guard: MutexGuard<'a, Option<SqliteConnection>>,
+}
+
+impl Writer<'_> {
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> Option<&mut SqliteConnection> {
+        self.guard.as_mut()
+    }
+
+    /// Drops the connection (after a failure), so that the next use opens a fresh one.
+    pub(crate) fn discard(&mut self) {
+        self.guard.take();
+    }
 }
 
 impl Registry {
@@ -54,6 +84,7 @@ impl Registry {
             .map_err(RegistryError::db_with(path, "opening the connection pool"))?;
         let registry = Registry {
             pool,
+            writer: Arc::new(Mutex::new(None)),
             path: path.to_path_buf(),
         };
         if let Err(err) = registry.migrate_pool().await {
@@ -89,6 +120,23 @@ impl Registry {
         Ok(())
     }
 
+    /// Waits for exclusive use of the ingest connection, opening it if needed.
+    pub(crate) async fn writer(&self) -> Result<Writer<'_>, RegistryError> {
+        let mut guard = self.writer.lock().await;
+        if guard.is_none() {
+            let conn = probe::pool_options(&self.path)
+                .pragma("cache_size", (-WRITER_CACHE_KIB).to_string())
+                .connect()
+                .await
+                .map_err(RegistryError::db_with(
+                    &self.path,
+                    "opening the ingest connection",
+                ))?;
+            *guard = Some(conn);
+        }
+        Ok(Writer { guard })
+    }
+
     /// The registry file this registry was opened from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -119,6 +167,10 @@ impl Registry {
     /// Closes every pooled connection, waiting for them to be returned first, and leaves the
     /// registry as a single self-contained file when no other process has it open.
     pub async fn close(self) {
+        if let Some(conn) = self.writer.lock().await.take() {
+            // Nothing useful can be done if closing fails: the connection is dropped either way.
+            let _ = conn.close().await;
+        }
         self.pool.close().await;
         fold_wal(&self.path).await;
     }

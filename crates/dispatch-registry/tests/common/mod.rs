@@ -132,3 +132,24 @@ pub fn garbage(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// An owned lane to create for `thread_id`, with everything else unset.
+pub fn new_lane(thread_id: &str) -> dispatch_registry::NewLane {
+    dispatch_registry::NewLane {
+        thread_id: thread_id.to_owned(),
+        title: None,
+        handle: None,
+        ownership: dispatch_registry::Ownership::Owned,
+        cwd: None,
+        model: None,
+    }
+}
+
+/// A fresh registry in a temporary directory.
+pub async fn open_registry() -> (TempDir, dispatch_registry::Registry) {
+    let (dir, path) = registry_path();
+    let registry = dispatch_registry::Registry::open(&path)
+        .await
+        .expect("open registry");
+    (dir, registry)
+}

@@ -1,0 +1,287 @@
+//! What the daemon records about a lane's notifications, and how it is read back.
+//!
+//! Writing happens in batches through [`Registry::record`] (see `ingest.rs`); this module has
+//! the types a batch is made of and the read side: items (`tail`), errors, the stored events
+//! (`watch` paging) and pruning.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::lanes::{GoalRow, LaneStatus, TurnRow};
+use crate::{Registry, RegistryError};
+
+/// One notification's worth of changes to one lane, applied in one transaction with the rest
+/// of its batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The lane the notification belongs to; it must exist.
+    pub lane_ref: String,
+    /// The notification to store, or `None` for one that is only folded into state (deltas).
+    pub event: Option<NewEvent>,
+    /// The state changes it implies, applied in order.
+    pub facts: Vec<Fact>,
+}
+
+/// A notification to store in the lane's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// The App Server method, e.g. `"item/completed"`.
+    pub method: String,
+    /// The turn it belongs to, if any.
+    pub turn_id: Option<String>,
+    /// When it arrived (Unix epoch milliseconds).
+    pub at_ms: i64,
+    /// Its params, as received.
+    pub params: Value,
+}
+
+/// A change to a lane's derived state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Fact {
+    /// A turn started: it is upserted as in progress (a finished turn stays finished), becomes
+    /// the latest turn, and the lane becomes [`LaneStatus::Busy`].
+    TurnStarted {
+        /// The turn id.
+        turn_id: String,
+        /// When it started.
+        at_ms: i64,
+    },
+    /// A turn's final (or refreshed) state: upserted, and if it is the lane's latest turn the
+    /// lane becomes idle (completed, interrupted), error (failed) or busy (in progress).
+    TurnCompleted {
+        /// The turn; a missing `duration_ms` is computed from the timestamps.
+        turn: TurnRow,
+    },
+    /// An item started, changed or completed: upserted by `(lane, item_id)`. A text replaces the
+    /// stored one; `None` keeps what deltas folded so far. `at_ms` of a new item is kept as the
+    /// time it was first seen.
+    Item {
+        /// The turn it belongs to.
+        turn_id: Option<String>,
+        /// The item id.
+        item_id: String,
+        /// Its type, e.g. `"agent_message"`, `"command"`.
+        kind: String,
+        /// Its text, if the notification carries it.
+        text: Option<String>,
+        /// Its status, if the notification carries it.
+        status: Option<String>,
+        /// When it was seen.
+        at_ms: i64,
+    },
+    /// A streamed fragment of an item's text, appended to it (the item is created if needed).
+    /// Deltas are folded into the item, never stored as events.
+    ItemDelta {
+        /// The turn it belongs to.
+        turn_id: Option<String>,
+        /// The item id.
+        item_id: String,
+        /// The item's type.
+        kind: String,
+        /// The text to append.
+        delta: String,
+        /// When it arrived.
+        at_ms: i64,
+    },
+    /// An App Server error for the lane; recorded in the lane's error list without changing
+    /// its status (a failed turn arrives as [`Fact::TurnCompleted`]).
+    Error {
+        /// The turn it concerns.
+        turn_id: Option<String>,
+        /// The message.
+        message: String,
+        /// Whether the App Server is retrying.
+        will_retry: bool,
+        /// When it arrived.
+        at_ms: i64,
+    },
+    /// An explicit status, e.g. [`LaneStatus::WaitingApproval`], or [`LaneStatus::Error`] on a
+    /// system error. [`LaneStatus::Archived`] sets the archived flag; no status clears it (use
+    /// `Archived(false)`).
+    Status(LaneStatus),
+    /// Sets or clears the archived flag; the live status is kept underneath.
+    Archived(bool),
+    /// Sets or clears the goal.
+    Goal(Option<GoalRow>),
+    /// Sets or clears the title.
+    Title(Option<String>),
+    /// The latest token usage, as reported.
+    TokenUsage(Value),
+}
+
+/// One item of a lane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRow {
+    /// The turn it belongs to.
+    pub turn_id: Option<String>,
+    /// The item id.
+    pub item_id: String,
+    /// Its type, e.g. `"agent_message"`.
+    pub kind: String,
+    /// Its text, with deltas folded in.
+    pub text: Option<String>,
+    /// Its last reported status.
+    pub status: Option<String>,
+    /// When it was first seen (Unix epoch milliseconds).
+    pub at_ms: i64,
+}
+
+/// One App Server error recorded for a lane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRow {
+    /// The turn it concerned.
+    pub turn_id: Option<String>,
+    /// The message.
+    pub message: String,
+    /// Whether the App Server was retrying.
+    pub will_retry: bool,
+    /// When it arrived (Unix epoch milliseconds).
+    pub at_ms: i64,
+}
+
+/// One stored notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// Its id: increasing in arrival order, never reused; use it as a paging cursor.
+    pub id: i64,
+    /// The App Server method.
+    pub method: String,
+    /// The turn it belongs to.
+    pub turn_id: Option<String>,
+    /// When it arrived (Unix epoch milliseconds).
+    pub at_ms: i64,
+    /// Its params.
+    pub params: Value,
+}
+
+impl Registry {
+    /// The lane's last `limit` items, oldest first (by first-seen time, then arrival).
+    pub async fn tail(&self, lane_ref: &str, limit: u32) -> Result<Vec<ItemRow>, RegistryError> {
+        let rows: Vec<(
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            i64,
+        )> = sqlx::query_as(
+            "SELECT turn_id, item_id, kind, text, status, at_ms FROM ( \
+                   SELECT id, turn_id, item_id, kind, text, status, at_ms FROM items \
+                   WHERE lane_ref = ? ORDER BY at_ms DESC, id DESC LIMIT ?) \
+                 ORDER BY at_ms, id",
+        )
+        .bind(lane_ref)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(self.path(), "reading lane items"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(turn_id, item_id, kind, text, status, at_ms)| ItemRow {
+                turn_id,
+                item_id,
+                kind,
+                text,
+                status,
+                at_ms,
+            })
+            .collect())
+    }
+
+    /// The lane's last `limit` errors, most recent first.
+    pub async fn lane_errors(
+        &self,
+        lane_ref: &str,
+        limit: u32,
+    ) -> Result<Vec<ErrorRow>, RegistryError> {
+        let rows: Vec<(Option<String>, String, bool, i64)> = sqlx::query_as(
+            "SELECT turn_id, message, will_retry, at_ms FROM lane_errors \
+             WHERE lane_ref = ? ORDER BY at_ms DESC, id DESC LIMIT ?",
+        )
+        .bind(lane_ref)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(self.path(), "reading lane errors"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(turn_id, message, will_retry, at_ms)| ErrorRow {
+                turn_id,
+                message,
+                will_retry,
+                at_ms,
+            })
+            .collect())
+    }
+
+    /// Up to `limit` of the lane's stored events with an id above `after_id`, ascending.
+    ///
+    /// Start with `after_id = 0` (or [`Registry::last_event_id`] to see only new ones) and pass
+    /// the last id received to get the next page.
+    pub async fn events_after(
+        &self,
+        lane_ref: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, RegistryError> {
+        let rows: Vec<(i64, String, Option<String>, i64, String)> = sqlx::query_as(
+            "SELECT id, method, turn_id, at_ms, params FROM events \
+             WHERE lane_ref = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(lane_ref)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(self.path(), "reading lane events"))?;
+        rows.into_iter()
+            .map(|(id, method, turn_id, at_ms, params)| {
+                let params = serde_json::from_str(&params).map_err(|err| {
+                    RegistryError::corrupt(
+                        self.path(),
+                        format!("event {id} has params that are not JSON: {err}"),
+                    )
+                })?;
+                Ok(EventRow {
+                    id,
+                    method,
+                    turn_id,
+                    at_ms,
+                    params,
+                })
+            })
+            .collect()
+    }
+
+    /// The id of the lane's newest stored event, or 0 if it has none.
+    pub async fn last_event_id(&self, lane_ref: &str) -> Result<i64, RegistryError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE lane_ref = ?")
+            .bind(lane_ref)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(RegistryError::db_with(
+                self.path(),
+                "reading the last event id",
+            ))
+    }
+
+    /// Deletes all but the newest `max_per_lane` events of every lane; returns how many rows
+    /// were deleted. Items, turns and errors are kept.
+    pub async fn prune_events(&self, max_per_lane: u32) -> Result<u64, RegistryError> {
+        let done = sqlx::query(
+            "WITH cutoff AS MATERIALIZED ( \
+               SELECT lanes.ref AS lane_ref, \
+                 (SELECT id FROM events WHERE events.lane_ref = lanes.ref \
+                  ORDER BY id DESC LIMIT 1 OFFSET ?) AS last_doomed \
+               FROM lanes) \
+             DELETE FROM events WHERE id IN ( \
+               SELECT events.id FROM cutoff JOIN events \
+               ON events.lane_ref = cutoff.lane_ref AND events.id <= cutoff.last_doomed)",
+        )
+        .bind(i64::from(max_per_lane))
+        .execute(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(self.path(), "pruning events"))?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,721 @@
+//! [`Registry::record`]: applying a batch of notifications in one transaction, fast.
+//!
+//! A batch costs a fixed handful of statements, however many notifications it holds:
+//!
+//! 1. the batch is folded in memory: events and errors are collected, all changes to one item
+//!    become a single upsert (deltas concatenated), and each lane's state changes are listed
+//!    in order;
+//! 2. inside a write transaction, the lanes (and the turns the batch mentions) are read once;
+//! 3. the lane facts are applied in memory, in order, to those rows;
+//! 4. everything is written back with multi-row statements (see [`crate::bulk`]).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, Connection, SqliteConnection};
+
+use crate::bulk::Bulk;
+use crate::events::{Fact, NewEvent, Recorded};
+use crate::lanes::{LaneRow, LaneStatus, TurnRow, TurnStatus, parse_lanes, select_lanes};
+use crate::{Registry, RegistryError};
+
+/// What [`Registry::record`] is doing, for error messages.
+const CONTEXT: &str = "recording lane events";
+
+/// A batch, folded.
+#[derive(Debug, Default)]
+struct Plan<'a> {
+    /// Distinct lanes in first-seen order, with their state changes.
+    lanes: Vec<LanePlan<'a>>,
+    /// Index into `lanes` by ref.
+    lane_index: HashMap<&'a str, usize>,
+    /// Events to store, in order.
+    events: Vec<(&'a str, &'a NewEvent)>,
+    /// One folded change per item, in first-seen order.
+    items: Vec<ItemChange<'a>>,
+    /// Index into `items` by `(lane, item)`.
+    item_index: HashMap<(&'a str, &'a str), usize>,
+    /// Errors to store, in order.
+    errors: Vec<ErrorChange<'a>>,
+    /// The `(lane, turn)` pairs that turn facts mention.
+    turns: Vec<(&'a str, &'a str)>,
+}
+
+/// One lane's state changes, in order.
+#[derive(Debug)]
+struct LanePlan<'a> {
+    lane_ref: &'a str,
+    /// The facts that change the lane's row or turns.
+    facts: Vec<&'a Fact>,
+    /// The latest `at_ms` seen for the lane in this batch.
+    max_at_ms: Option<i64>,
+}
+
+/// What happens to an item's text.
+#[derive(Debug)]
+enum TextChange<'a> {
+    /// Left as it is.
+    Keep,
+    /// Deltas appended to the stored text.
+    Append(String),
+    /// Replaced (and possibly appended to afterwards).
+    Replace(std::borrow::Cow<'a, str>),
+}
+
+/// All changes to one item in a batch.
+#[derive(Debug)]
+struct ItemChange<'a> {
+    lane_ref: &'a str,
+    item_id: &'a str,
+    turn_id: Option<&'a str>,
+    kind: &'a str,
+    text: TextChange<'a>,
+    status: Option<&'a str>,
+    /// When the item was first seen in this batch.
+    at_ms: i64,
+}
+
+impl ItemChange<'_> {
+    fn text(&self) -> Option<&str> {
+        match &self.text {
+            TextChange::Keep => None,
+            TextChange::Append(text) => Some(text),
+            TextChange::Replace(text) => Some(text),
+        }
+    }
+}
+
+/// An error to store.
+#[derive(Debug)]
+struct ErrorChange<'a> {
+    lane_ref: &'a str,
+    turn_id: Option<&'a str>,
+    message: &'a str,
+    will_retry: bool,
+    at_ms: i64,
+}
+
+impl<'a> Plan<'a> {
+    /// Folds a batch.
+    fn build(batch: &'a [Recorded]) -> Plan<'a> {
+        let mut plan = Plan::default();
+        for recorded in batch {
+            let lane = plan.lane(&recorded.lane_ref);
+            if let Some(event) = &recorded.event {
+                plan.events.push((&recorded.lane_ref, event));
+                plan.lanes[lane].seen(event.at_ms);
+            }
+            for fact in &recorded.facts {
+                plan.fact(lane, fact);
+            }
+        }
+        plan.turns.sort_unstable();
+        plan.turns.dedup();
+        plan
+    }
+
+    /// The index of the lane's plan, created if new.
+    fn lane(&mut self, lane_ref: &'a str) -> usize {
+        match self.lane_index.entry(lane_ref) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
+                self.lanes.push(LanePlan {
+                    lane_ref,
+                    facts: Vec::new(),
+                    max_at_ms: None,
+                });
+                *entry.insert(self.lanes.len() - 1)
+            }
+        }
+    }
+
+    /// Folds one fact about lane number `lane`.
+    fn fact(&mut self, lane: usize, fact: &'a Fact) {
+        let lane_ref = self.lanes[lane].lane_ref;
+        match fact {
+            Fact::TurnStarted { turn_id, at_ms } => {
+                self.turns.push((lane_ref, turn_id));
+                self.lanes[lane].facts.push(fact);
+                self.lanes[lane].seen(*at_ms);
+            }
+            Fact::TurnCompleted { turn } => {
+                self.turns.push((lane_ref, &turn.turn_id));
+                self.lanes[lane].facts.push(fact);
+                for at_ms in [turn.started_at_ms, turn.completed_at_ms]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.lanes[lane].seen(at_ms);
+                }
+            }
+            Fact::Item {
+                turn_id,
+                item_id,
+                kind,
+                text,
+                status,
+                at_ms,
+            } => {
+                let change = self.item(lane_ref, item_id, kind, *at_ms);
+                change.kind = kind;
+                if turn_id.is_some() {
+                    change.turn_id = turn_id.as_deref();
+                }
+                if status.is_some() {
+                    change.status = status.as_deref();
+                }
+                if let Some(text) = text {
+                    change.text = TextChange::Replace(text.as_str().into());
+                }
+                self.lanes[lane].seen(*at_ms);
+            }
+            Fact::ItemDelta {
+                turn_id,
+                item_id,
+                kind,
+                delta,
+                at_ms,
+            } => {
+                let change = self.item(lane_ref, item_id, kind, *at_ms);
+                change.kind = kind;
+                if turn_id.is_some() {
+                    change.turn_id = turn_id.as_deref();
+                }
+                match &mut change.text {
+                    TextChange::Keep => change.text = TextChange::Append(delta.clone()),
+                    TextChange::Append(text) => text.push_str(delta),
+                    TextChange::Replace(text) => text.to_mut().push_str(delta),
+                }
+                self.lanes[lane].seen(*at_ms);
+            }
+            Fact::Error {
+                turn_id,
+                message,
+                will_retry,
+                at_ms,
+            } => {
+                self.errors.push(ErrorChange {
+                    lane_ref,
+                    turn_id: turn_id.as_deref(),
+                    message,
+                    will_retry: *will_retry,
+                    at_ms: *at_ms,
+                });
+                self.lanes[lane].seen(*at_ms);
+            }
+            Fact::Status(_)
+            | Fact::Archived(_)
+            | Fact::Goal(_)
+            | Fact::Title(_)
+            | Fact::TokenUsage(_) => self.lanes[lane].facts.push(fact),
+        }
+    }
+
+    /// The folded change of an item, created if new.
+    fn item(
+        &mut self,
+        lane_ref: &'a str,
+        item_id: &'a str,
+        kind: &'a str,
+        at_ms: i64,
+    ) -> &mut ItemChange<'a> {
+        let index = match self.item_index.entry((lane_ref, item_id)) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
+                self.items.push(ItemChange {
+                    lane_ref,
+                    item_id,
+                    turn_id: None,
+                    kind,
+                    text: TextChange::Keep,
+                    status: None,
+                    at_ms,
+                });
+                *entry.insert(self.items.len() - 1)
+            }
+        };
+        &mut self.items[index]
+    }
+}
+
+impl LanePlan<'_> {
+    fn seen(&mut self, at_ms: i64) {
+        self.max_at_ms = Some(self.max_at_ms.map_or(at_ms, |max| max.max(at_ms)));
+    }
+}
+
+/// A lane's row as the batch changes it.
+#[derive(Debug)]
+struct LaneState {
+    row: LaneRow,
+    /// The status underneath the archived flag; never [`LaneStatus::Archived`].
+    live: LaneStatus,
+    /// Whether a fact set the title. Titles are written apart from the other columns, so that
+    /// triggers on title updates (search indexing) fire only when a title was set.
+    title_set: bool,
+}
+
+impl LaneState {
+    /// Applies one lane fact (see [`Fact`] for the rules).
+    fn apply(&mut self, fact: &Fact, turns: &mut HashMap<(String, String), TurnRow>) {
+        let lane_ref = self.row.lane_ref.clone();
+        match fact {
+            Fact::TurnStarted { turn_id, at_ms } => {
+                let turn = turns
+                    .entry((lane_ref, turn_id.clone()))
+                    .and_modify(|turn| turn.started_at_ms = turn.started_at_ms.or(Some(*at_ms)))
+                    .or_insert_with(|| TurnRow {
+                        turn_id: turn_id.clone(),
+                        status: TurnStatus::InProgress,
+                        error: None,
+                        started_at_ms: Some(*at_ms),
+                        completed_at_ms: None,
+                        duration_ms: None,
+                    });
+                self.promote(turn);
+            }
+            Fact::TurnCompleted { turn: new } => {
+                let turn = match turns.entry((lane_ref, new.turn_id.clone())) {
+                    Entry::Occupied(entry) => {
+                        let turn = entry.into_mut();
+                        turn.status = new.status;
+                        turn.error = new.error.clone().or(turn.error.take());
+                        turn.started_at_ms = new.started_at_ms.or(turn.started_at_ms);
+                        turn.completed_at_ms = new.completed_at_ms.or(turn.completed_at_ms);
+                        turn.duration_ms = new
+                            .duration_ms
+                            .or(elapsed(turn.started_at_ms, turn.completed_at_ms))
+                            .or(turn.duration_ms);
+                        turn
+                    }
+                    Entry::Vacant(entry) => {
+                        let mut turn = new.clone();
+                        turn.duration_ms = turn
+                            .duration_ms
+                            .or(elapsed(turn.started_at_ms, turn.completed_at_ms));
+                        entry.insert(turn)
+                    }
+                };
+                self.promote(turn);
+            }
+            Fact::Status(LaneStatus::Archived) => self.row.archived = true,
+            Fact::Status(status) => self.live = *status,
+            Fact::Archived(archived) => self.row.archived = *archived,
+            Fact::Goal(goal) => self.row.goal = goal.clone(),
+            Fact::Title(title) => {
+                self.row.title = title.clone();
+                self.title_set = true;
+            }
+            Fact::TokenUsage(usage) => self.row.token_usage = Some(usage.clone()),
+            Fact::Item { .. } | Fact::ItemDelta { .. } | Fact::Error { .. } => {}
+        }
+    }
+
+    /// Makes `turn` the latest turn and derives the live status from it, unless a newer turn
+    /// already is the latest: a turn becomes the latest if the lane has none, it already is
+    /// the latest, it is in progress, or the latest is finished and did not start after it.
+    fn promote(&mut self, turn: &TurnRow) {
+        let same = self
+            .row
+            .latest_turn
+            .as_ref()
+            .is_some_and(|latest| latest.turn_id == turn.turn_id);
+        let wins = match &self.row.latest_turn {
+            None => true,
+            Some(_) if same || turn.status == TurnStatus::InProgress => true,
+            Some(latest) => {
+                latest.status != TurnStatus::InProgress
+                    && match (latest.started_at_ms, turn.started_at_ms) {
+                        (Some(latest), Some(this)) => latest <= this,
+                        _ => true,
+                    }
+            }
+        };
+        if !wins {
+            return;
+        }
+        // A refreshed state of the running turn does not end a wait for an approval.
+        let keep_waiting = same
+            && turn.status == TurnStatus::InProgress
+            && self.live == LaneStatus::WaitingApproval;
+        if !keep_waiting {
+            self.live = turn.status.lane_status();
+        }
+        self.row.latest_turn = Some(turn.clone());
+    }
+}
+
+/// `completed - started`, when both are known.
+fn elapsed(started: Option<i64>, completed: Option<i64>) -> Option<i64> {
+    Some(completed? - started?)
+}
+
+/// Stores events.
+static INSERT_EVENTS: Bulk = Bulk::new(
+    "INSERT INTO events (lane_ref, method, turn_id, at_ms, params) SELECT * FROM (VALUES",
+    5,
+    ") WHERE column1 IS NOT NULL",
+);
+
+/// Upserts items whose text is replaced.
+static REPLACE_ITEMS: Bulk = Bulk::new(
+    "INSERT INTO items (lane_ref, item_id, turn_id, kind, text, status, at_ms) \
+     SELECT * FROM (VALUES",
+    7,
+    ") WHERE column1 IS NOT NULL \
+     ON CONFLICT (lane_ref, item_id) DO UPDATE SET \
+       turn_id = COALESCE(excluded.turn_id, items.turn_id), \
+       kind = excluded.kind, \
+       text = excluded.text, \
+       status = COALESCE(excluded.status, items.status)",
+);
+
+/// Upserts items whose text is appended to.
+static APPEND_ITEMS: Bulk = Bulk::new(
+    "INSERT INTO items (lane_ref, item_id, turn_id, kind, text, status, at_ms) \
+     SELECT * FROM (VALUES",
+    7,
+    ") WHERE column1 IS NOT NULL \
+     ON CONFLICT (lane_ref, item_id) DO UPDATE SET \
+       turn_id = COALESCE(excluded.turn_id, items.turn_id), \
+       kind = excluded.kind, \
+       text = COALESCE(items.text, '') || excluded.text, \
+       status = COALESCE(excluded.status, items.status)",
+);
+
+/// Upserts items whose text is left alone (the text column is not even assigned, so triggers
+/// on text updates do not fire).
+static KEEP_ITEMS: Bulk = Bulk::new(
+    "INSERT INTO items (lane_ref, item_id, turn_id, kind, text, status, at_ms) \
+     SELECT * FROM (VALUES",
+    7,
+    ") WHERE column1 IS NOT NULL \
+     ON CONFLICT (lane_ref, item_id) DO UPDATE SET \
+       turn_id = COALESCE(excluded.turn_id, items.turn_id), \
+       kind = excluded.kind, \
+       status = COALESCE(excluded.status, items.status)",
+);
+
+/// Stores errors.
+static INSERT_ERRORS: Bulk = Bulk::new(
+    "INSERT INTO lane_errors (lane_ref, turn_id, message, will_retry, at_ms) \
+     SELECT * FROM (VALUES",
+    5,
+    ") WHERE column1 IS NOT NULL",
+);
+
+/// Writes turns in full.
+static UPSERT_TURNS: Bulk = Bulk::new(
+    "INSERT INTO turns (lane_ref, turn_id, status, error, started_at_ms, completed_at_ms, \
+       duration_ms) SELECT * FROM (VALUES",
+    7,
+    ") WHERE column1 IS NOT NULL \
+     ON CONFLICT (lane_ref, turn_id) DO UPDATE SET \
+       status = excluded.status, error = excluded.error, \
+       started_at_ms = excluded.started_at_ms, completed_at_ms = excluded.completed_at_ms, \
+       duration_ms = excluded.duration_ms",
+);
+
+/// Writes the derived columns of lanes, all but the title.
+static UPDATE_LANES: Bulk = Bulk::new(
+    "WITH p (r, status, archived, goal_objective, goal_status, goal_token_budget, \
+       goal_tokens_used, token_usage, latest_turn_id, latest_turn_status, latest_turn_error, \
+       latest_turn_started_at_ms, latest_turn_completed_at_ms, latest_turn_duration_ms, \
+       updated_at_ms) AS (VALUES",
+    15,
+    ") UPDATE lanes SET status = p.status, archived = p.archived, \
+       goal_objective = p.goal_objective, goal_status = p.goal_status, \
+       goal_token_budget = p.goal_token_budget, goal_tokens_used = p.goal_tokens_used, \
+       token_usage = p.token_usage, latest_turn_id = p.latest_turn_id, \
+       latest_turn_status = p.latest_turn_status, latest_turn_error = p.latest_turn_error, \
+       latest_turn_started_at_ms = p.latest_turn_started_at_ms, \
+       latest_turn_completed_at_ms = p.latest_turn_completed_at_ms, \
+       latest_turn_duration_ms = p.latest_turn_duration_ms, updated_at_ms = p.updated_at_ms \
+     FROM p WHERE lanes.ref = p.r",
+);
+
+impl Registry {
+    /// Applies a batch of notifications in one transaction: stores the events (skipping
+    /// `None`), applies the facts in order, and moves each lane's `updated_at_ms` forward to
+    /// the latest `at_ms` seen for it.
+    ///
+    /// Every lane must exist; otherwise nothing is written and the error is
+    /// [`RegistryError::LaneNotFound`]. A batch costs a handful of statements whatever its
+    /// size, so batch whatever has arrived since the last call: throughput grows with the
+    /// batch size (see `benches/ingest.rs`).
+    pub async fn record(&self, batch: &[Recorded]) -> Result<(), RegistryError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let plan = Plan::build(batch);
+        let mut writer = self.writer().await?;
+        let result = match writer.conn() {
+            Some(conn) => self.apply(conn, &plan).await,
+            None => Err(RegistryError::corrupt(
+                self.path(),
+                "the ingest connection vanished",
+            )),
+        };
+        if result.is_err() {
+            // The transaction rolls back when dropped; a fresh connection rules out any state
+            // a failure may have left behind.
+            writer.discard();
+        }
+        result
+    }
+
+    /// Runs a folded batch in one transaction on `conn`.
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        plan: &Plan<'_>,
+    ) -> Result<(), RegistryError> {
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(RegistryError::db_with(self.path(), CONTEXT))?;
+        let mut lanes = self.load_lanes(&mut tx, plan).await?;
+        let mut turns = self.load_turns(&mut tx, plan).await?;
+        for (lane, state) in plan.lanes.iter().zip(&mut lanes) {
+            for fact in &lane.facts {
+                state.apply(fact, &mut turns);
+            }
+            if let Some(at_ms) = lane.max_at_ms {
+                state.row.updated_at_ms = state.row.updated_at_ms.max(at_ms);
+            }
+        }
+        self.write(&mut tx, plan, &lanes, &turns).await?;
+        tx.commit()
+            .await
+            .map_err(RegistryError::db_with(self.path(), CONTEXT))
+    }
+
+    /// Reads the plan's lanes, in the plan's order; fails with [`RegistryError::LaneNotFound`]
+    /// if one does not exist.
+    async fn load_lanes(
+        &self,
+        conn: &mut SqliteConnection,
+        plan: &Plan<'_>,
+    ) -> Result<Vec<LaneState>, RegistryError> {
+        let refs: Vec<&str> = plan.lanes.iter().map(|lane| lane.lane_ref).collect();
+        let text: String = sqlx::query_scalar(select_lanes!(
+            "WHERE ref IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(json_text(self, &refs)?)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(RegistryError::db_with(self.path(), CONTEXT))?;
+        let records = parse_lanes(self, &text)?;
+        let mut found: HashMap<String, LaneState> = HashMap::with_capacity(records.len());
+        for record in records {
+            let (row, live) = record.into_state(self)?;
+            found.insert(
+                row.lane_ref.clone(),
+                LaneState {
+                    row,
+                    live,
+                    title_set: false,
+                },
+            );
+        }
+        refs.iter()
+            .map(|lane_ref| {
+                found
+                    .remove(*lane_ref)
+                    .ok_or_else(|| RegistryError::lane_not_found(self.path(), lane_ref))
+            })
+            .collect()
+    }
+
+    /// Reads the stored turns that the plan's turn facts mention.
+    async fn load_turns(
+        &self,
+        conn: &mut SqliteConnection,
+        plan: &Plan<'_>,
+    ) -> Result<HashMap<(String, String), TurnRow>, RegistryError> {
+        if plan.turns.is_empty() {
+            return Ok(HashMap::new());
+        }
+        type TurnRecord = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let records: Vec<TurnRecord> = sqlx::query_as(
+            "SELECT lane_ref, turn_id, status, error, started_at_ms, completed_at_ms, duration_ms \
+             FROM turns WHERE (lane_ref, turn_id) IN \
+               (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+        )
+        .bind(json_text(self, &plan.turns)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(RegistryError::db_with(self.path(), CONTEXT))?;
+        records
+            .into_iter()
+            .map(
+                |(lane_ref, turn_id, status, error, started, completed, duration)| {
+                    let status = TurnStatus::parse(&status).ok_or_else(|| {
+                        RegistryError::corrupt(
+                            self.path(),
+                            format!(
+                                "turn {turn_id} of lane {lane_ref} has unknown status {status:?}"
+                            ),
+                        )
+                    })?;
+                    let turn = TurnRow {
+                        turn_id: turn_id.clone(),
+                        status,
+                        error,
+                        started_at_ms: started,
+                        completed_at_ms: completed,
+                        duration_ms: duration,
+                    };
+                    Ok(((lane_ref, turn_id), turn))
+                },
+            )
+            .collect()
+    }
+
+    /// Writes events, items, errors, turns and lanes.
+    async fn write(
+        &self,
+        conn: &mut SqliteConnection,
+        plan: &Plan<'_>,
+        lanes: &[LaneState],
+        turns: &HashMap<(String, String), TurnRow>,
+    ) -> Result<(), RegistryError> {
+        let path = self.path();
+        INSERT_EVENTS
+            .run(conn, &plan.events, bind_event, path, "storing events")
+            .await?;
+
+        let mut replaced = Vec::new();
+        let mut appended = Vec::new();
+        let mut kept = Vec::new();
+        for item in &plan.items {
+            match item.text {
+                TextChange::Replace(_) => replaced.push(item),
+                TextChange::Append(_) => appended.push(item),
+                TextChange::Keep => kept.push(item),
+            }
+        }
+        REPLACE_ITEMS
+            .run(conn, &replaced, bind_item, path, "storing items")
+            .await?;
+        APPEND_ITEMS
+            .run(conn, &appended, bind_item, path, "storing item deltas")
+            .await?;
+        KEEP_ITEMS
+            .run(conn, &kept, bind_item, path, "storing items")
+            .await?;
+
+        INSERT_ERRORS
+            .run(conn, &plan.errors, bind_error, path, "storing lane errors")
+            .await?;
+
+        let touched: Vec<(&str, &TurnRow)> = plan
+            .turns
+            .iter()
+            .filter_map(|&(lane_ref, turn_id)| {
+                turns
+                    .get(&(lane_ref.to_owned(), turn_id.to_owned()))
+                    .map(|turn| (lane_ref, turn))
+            })
+            .collect();
+        UPSERT_TURNS
+            .run(conn, &touched, bind_turn, path, "storing turns")
+            .await?;
+
+        UPDATE_LANES
+            .run(conn, lanes, bind_lane, path, "updating lanes")
+            .await?;
+        for state in lanes.iter().filter(|state| state.title_set) {
+            sqlx::query("UPDATE lanes SET title = ?1 WHERE ref = ?2 AND title IS NOT ?1")
+                .bind(state.row.title.as_deref())
+                .bind(state.row.lane_ref.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(path, "setting a lane title"))?;
+        }
+        Ok(())
+    }
+}
+
+fn bind_event(args: &mut SqliteArguments, row: &(&str, &NewEvent)) -> Result<(), BoxDynError> {
+    let (lane_ref, event) = row;
+    args.add(*lane_ref)?;
+    args.add(event.method.as_str())?;
+    args.add(event.turn_id.as_deref())?;
+    args.add(event.at_ms)?;
+    args.add(event.params.to_string())
+}
+
+fn bind_item(args: &mut SqliteArguments, item: &&ItemChange<'_>) -> Result<(), BoxDynError> {
+    args.add(item.lane_ref)?;
+    args.add(item.item_id)?;
+    args.add(item.turn_id)?;
+    args.add(item.kind)?;
+    args.add(item.text())?;
+    args.add(item.status)?;
+    args.add(item.at_ms)
+}
+
+fn bind_error(args: &mut SqliteArguments, error: &ErrorChange<'_>) -> Result<(), BoxDynError> {
+    args.add(error.lane_ref)?;
+    args.add(error.turn_id)?;
+    args.add(error.message)?;
+    args.add(error.will_retry)?;
+    args.add(error.at_ms)
+}
+
+fn bind_turn(args: &mut SqliteArguments, row: &(&str, &TurnRow)) -> Result<(), BoxDynError> {
+    let (lane_ref, turn) = row;
+    args.add(*lane_ref)?;
+    args.add(turn.turn_id.as_str())?;
+    args.add(turn.status.as_str())?;
+    args.add(turn.error.as_deref())?;
+    args.add(turn.started_at_ms)?;
+    args.add(turn.completed_at_ms)?;
+    args.add(turn.duration_ms)
+}
+
+fn bind_lane(args: &mut SqliteArguments, state: &LaneState) -> Result<(), BoxDynError> {
+    let row = &state.row;
+    let goal = row.goal.as_ref();
+    let turn = row.latest_turn.as_ref();
+    args.add(row.lane_ref.as_str())?;
+    args.add(state.live.as_str())?;
+    args.add(row.archived)?;
+    args.add(goal.map(|goal| goal.objective.as_str()))?;
+    args.add(goal.map(|goal| goal.status.as_str()))?;
+    args.add(goal.and_then(|goal| goal.token_budget))?;
+    args.add(goal.and_then(|goal| goal.tokens_used))?;
+    args.add(row.token_usage.as_ref().map(ToString::to_string))?;
+    args.add(turn.map(|turn| turn.turn_id.as_str()))?;
+    args.add(turn.map(|turn| turn.status.as_str()))?;
+    args.add(turn.and_then(|turn| turn.error.as_deref()))?;
+    args.add(turn.and_then(|turn| turn.started_at_ms))?;
+    args.add(turn.and_then(|turn| turn.completed_at_ms))?;
+    args.add(turn.and_then(|turn| turn.duration_ms))?;
+    args.add(row.updated_at_ms)
+}
+
+/// Serialises a list for `json_each`. Serialising strings cannot fail; should it ever, the
+/// error says so rather than panicking.
+fn json_text<T: serde::Serialize + ?Sized>(
+    registry: &Registry,
+    rows: &T,
+) -> Result<String, RegistryError> {
+    serde_json::to_string(rows).map_err(|err| {
+        RegistryError::io(
+            registry.path(),
+            std::io::Error::other(format!("serialising a list of keys: {err}")),
+        )
+    })
+}

@@ -1,0 +1,406 @@
+//! Creating, reading, listing and counting lanes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{new_lane, open_registry, raw};
+use dispatch_registry::{
+    Fact, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership, Recorded, RegistryError,
+};
+use sqlx::Connection;
+
+/// Records one notification carrying only `facts`.
+fn facts(lane_ref: &str, facts: Vec<Fact>) -> Recorded {
+    Recorded {
+        lane_ref: lane_ref.to_owned(),
+        event: None,
+        facts,
+    }
+}
+
+fn refs(lanes: &[LaneRow]) -> Vec<&str> {
+    lanes.iter().map(|lane| lane.lane_ref.as_str()).collect()
+}
+
+#[tokio::test]
+async fn create_lane_assigns_a_random_base62_ref_and_stores_everything() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry
+        .create_lane(&NewLane {
+            thread_id: "019a-thread".into(),
+            title: Some("Fix the build".into()),
+            handle: Some("@builder".into()),
+            ownership: Ownership::Attached,
+            cwd: Some("/src/app".into()),
+            model: Some("gpt-5".into()),
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(lane.lane_ref.len(), 6);
+    assert!(
+        lane.lane_ref.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{}",
+        lane.lane_ref
+    );
+    assert_eq!(lane.thread_id, "019a-thread");
+    assert_eq!(lane.title.as_deref(), Some("Fix the build"));
+    assert_eq!(
+        lane.handle.as_deref(),
+        Some("builder"),
+        "stored without '@'"
+    );
+    assert_eq!(lane.ownership, Ownership::Attached);
+    assert_eq!(lane.cwd.as_deref(), Some("/src/app"));
+    assert_eq!(lane.model.as_deref(), Some("gpt-5"));
+    assert_eq!(lane.status, LaneStatus::Idle);
+    assert!(!lane.archived);
+    assert_eq!(lane.latest_turn, None);
+    assert_eq!(lane.goal, None);
+    assert_eq!(lane.token_usage, None);
+    assert_eq!(lane.created_at_ms, lane.updated_at_ms);
+    assert!(lane.created_at_ms > 1_600_000_000_000);
+
+    assert_eq!(
+        registry.lane(&lane.lane_ref).await.unwrap(),
+        Some(lane.clone())
+    );
+    assert_eq!(
+        registry.lane_by_thread("019a-thread").await.unwrap(),
+        Some(lane)
+    );
+    assert_eq!(registry.lane("zzzzzz").await.unwrap(), None);
+    assert_eq!(registry.lane_by_thread("nope").await.unwrap(), None);
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn refs_are_unique_and_not_sequential() {
+    let (_dir, registry) = open_registry().await;
+    let mut seen = HashSet::new();
+    let mut created = Vec::new();
+    for n in 0..100 {
+        let lane = registry
+            .create_lane(&new_lane(&format!("t-{n}")))
+            .await
+            .unwrap();
+        assert!(
+            seen.insert(lane.lane_ref.clone()),
+            "duplicate {}",
+            lane.lane_ref
+        );
+        created.push(lane.lane_ref);
+    }
+    let mut sorted = created.clone();
+    sorted.sort();
+    assert_ne!(created, sorted, "refs must not come out in order");
+    // Refs spread over the alphabet instead of sharing a counter-like prefix.
+    let first_chars: HashSet<u8> = created.iter().map(|r| r.as_bytes()[0]).collect();
+    assert!(first_chars.len() > 10, "{first_chars:?}");
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn a_second_lane_for_the_same_thread_is_a_conflict() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry.create_lane(&new_lane("thread-1")).await.unwrap();
+    let err = registry
+        .create_lane(&new_lane("thread-1"))
+        .await
+        .unwrap_err();
+    match &err {
+        RegistryError::Conflict { path, what } => {
+            assert_eq!(path, registry.path());
+            assert!(what.contains("thread-1"), "{what}");
+            assert!(what.contains(&lane.lane_ref), "{what}");
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(registry.lane_counts().await.unwrap().total, 1);
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn metadata_setters_change_one_lane_and_reject_unknown_refs() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry.create_lane(&new_lane("t")).await.unwrap();
+    let other = registry.create_lane(&new_lane("u")).await.unwrap();
+
+    registry
+        .set_title(&lane.lane_ref, Some("Renamed"))
+        .await
+        .unwrap();
+    registry
+        .set_handle(&lane.lane_ref, Some("@ops"))
+        .await
+        .unwrap();
+    registry
+        .touch(&lane.lane_ref, lane.updated_at_ms + 5_000)
+        .await
+        .unwrap();
+    let got = registry.lane(&lane.lane_ref).await.unwrap().unwrap();
+    assert_eq!(got.title.as_deref(), Some("Renamed"));
+    assert_eq!(got.handle.as_deref(), Some("ops"));
+    assert_eq!(got.updated_at_ms, lane.updated_at_ms + 5_000);
+
+    // Touching with an older time never moves activity backwards.
+    registry.touch(&lane.lane_ref, 1).await.unwrap();
+    assert_eq!(
+        registry
+            .lane(&lane.lane_ref)
+            .await
+            .unwrap()
+            .unwrap()
+            .updated_at_ms,
+        lane.updated_at_ms + 5_000
+    );
+
+    registry.set_title(&lane.lane_ref, None).await.unwrap();
+    registry.set_handle(&lane.lane_ref, None).await.unwrap();
+    let cleared = registry.lane(&lane.lane_ref).await.unwrap().unwrap();
+    assert_eq!((cleared.title, cleared.handle), (None, None));
+    assert_eq!(
+        registry.lane(&other.lane_ref).await.unwrap().unwrap(),
+        other
+    );
+
+    for err in [
+        registry.set_title("nope00", Some("x")).await.unwrap_err(),
+        registry.set_handle("nope00", Some("x")).await.unwrap_err(),
+        registry.touch("nope00", 1).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, RegistryError::LaneNotFound { lane_ref, .. } if lane_ref == "nope00"),
+            "{err:?}"
+        );
+    }
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn list_lanes_orders_by_activity_and_filters_by_status_and_archive() {
+    let (_dir, registry) = open_registry().await;
+    let mut lanes = Vec::new();
+    for n in 0..5 {
+        lanes.push(
+            registry
+                .create_lane(&new_lane(&format!("t-{n}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let base = lanes[0].updated_at_ms;
+    // Activity: lane 2 newest, then 0, then 4; 1 and 3 tie and fall back to ref order.
+    for (index, offset) in [
+        (2, 400_000),
+        (0, 300_000),
+        (4, 200_000),
+        (1, 100_000),
+        (3, 100_000),
+    ] {
+        registry
+            .touch(&lanes[index].lane_ref, base + offset)
+            .await
+            .unwrap();
+    }
+    let (tie_a, tie_b) = if lanes[1].lane_ref < lanes[3].lane_ref {
+        (&lanes[1].lane_ref, &lanes[3].lane_ref)
+    } else {
+        (&lanes[3].lane_ref, &lanes[1].lane_ref)
+    };
+    registry
+        .record(&[
+            facts(&lanes[4].lane_ref, vec![Fact::Status(LaneStatus::Busy)]),
+            facts(&lanes[0].lane_ref, vec![Fact::Archived(true)]),
+            facts(&lanes[1].lane_ref, vec![Fact::Status(LaneStatus::Archived)]),
+        ])
+        .await
+        .unwrap();
+
+    let all = registry
+        .list_lanes(&LaneFilter {
+            include_archived: true,
+            ..LaneFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refs(&all),
+        vec![
+            lanes[2].lane_ref.as_str(),
+            lanes[0].lane_ref.as_str(),
+            lanes[4].lane_ref.as_str(),
+            tie_a.as_str(),
+            tie_b.as_str()
+        ]
+    );
+
+    let live = registry.list_lanes(&LaneFilter::default()).await.unwrap();
+    assert_eq!(
+        refs(&live),
+        vec![
+            lanes[2].lane_ref.as_str(),
+            lanes[4].lane_ref.as_str(),
+            lanes[3].lane_ref.as_str()
+        ]
+    );
+    assert!(live.iter().all(|lane| !lane.archived));
+
+    let archived = registry
+        .list_lanes(&LaneFilter {
+            status: Some(LaneStatus::Archived),
+            ..LaneFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refs(&archived),
+        vec![lanes[0].lane_ref.as_str(), lanes[1].lane_ref.as_str()]
+    );
+    assert!(
+        archived
+            .iter()
+            .all(|lane| lane.archived && lane.status == LaneStatus::Archived)
+    );
+
+    let busy = registry
+        .list_lanes(&LaneFilter {
+            status: Some(LaneStatus::Busy),
+            include_archived: true,
+            limit: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(refs(&busy), vec![lanes[4].lane_ref.as_str()]);
+
+    // Lane 1 was idle when archived: filtering on idle must not show it even with --all.
+    let idle = registry
+        .list_lanes(&LaneFilter {
+            status: Some(LaneStatus::Idle),
+            include_archived: true,
+            limit: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refs(&idle),
+        vec![lanes[2].lane_ref.as_str(), lanes[3].lane_ref.as_str()]
+    );
+
+    let limited = registry
+        .list_lanes(&LaneFilter {
+            include_archived: true,
+            limit: 2,
+            ..LaneFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refs(&limited), refs(&all[..2]));
+
+    // Restoring brings the live status back.
+    registry
+        .record(&[facts(&lanes[0].lane_ref, vec![Fact::Archived(false)])])
+        .await
+        .unwrap();
+    let restored = registry.lane(&lanes[0].lane_ref).await.unwrap().unwrap();
+    assert!(!restored.archived);
+    assert_eq!(restored.status, LaneStatus::Idle);
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn lane_counts_count_archived_lanes_as_archived_only() {
+    let (_dir, registry) = open_registry().await;
+    let mut lanes = Vec::new();
+    for n in 0..6 {
+        lanes.push(
+            registry
+                .create_lane(&new_lane(&format!("t-{n}")))
+                .await
+                .unwrap()
+                .lane_ref,
+        );
+    }
+    registry
+        .record(&[
+            facts(&lanes[0], vec![Fact::Status(LaneStatus::Busy)]),
+            facts(&lanes[1], vec![Fact::Status(LaneStatus::Busy)]),
+            facts(&lanes[2], vec![Fact::Status(LaneStatus::WaitingApproval)]),
+            facts(&lanes[3], vec![Fact::Status(LaneStatus::Error)]),
+            // Busy underneath, but archived: counts as archived, not busy.
+            facts(
+                &lanes[4],
+                vec![Fact::Status(LaneStatus::Busy), Fact::Archived(true)],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.lane_counts().await.unwrap(),
+        LaneCounts {
+            total: 6,
+            idle: 1,
+            busy: 2,
+            waiting_approval: 1,
+            error: 1,
+            archived: 1,
+        }
+    );
+    let archived = registry.lane(&lanes[4]).await.unwrap().unwrap();
+    assert_eq!(
+        (archived.status, archived.archived),
+        (LaneStatus::Archived, true)
+    );
+
+    // A status recorded while archived changes the live status, not the archived flag.
+    registry
+        .record(&[facts(&lanes[4], vec![Fact::Status(LaneStatus::Idle)])])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.lane(&lanes[4]).await.unwrap().unwrap().status,
+        LaneStatus::Archived
+    );
+    registry
+        .record(&[facts(&lanes[4], vec![Fact::Archived(false)])])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.lane(&lanes[4]).await.unwrap().unwrap().status,
+        LaneStatus::Idle
+    );
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn legacy_archived_status_rows_still_read_as_archived() {
+    let (_dir, registry) = open_registry().await;
+    let mut conn = raw(registry.path()).await;
+    sqlx::query(
+        "INSERT INTO lanes (ref, thread_id, ownership, status, created_at_ms, updated_at_ms) \
+         VALUES ('old001', 'thread-old', 'owned', 'archived', 0, 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let bad_archived = sqlx::query("UPDATE lanes SET archived = 2 WHERE ref = 'old001'")
+        .execute(&mut conn)
+        .await;
+    assert!(bad_archived.is_err(), "archived is a 0/1 flag");
+    conn.close().await.unwrap();
+
+    let lane = registry.lane("old001").await.unwrap().unwrap();
+    assert_eq!((lane.status, lane.archived), (LaneStatus::Archived, true));
+    assert_eq!(registry.lane_counts().await.unwrap().archived, 1);
+    assert!(
+        registry
+            .list_lanes(&LaneFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    registry.close().await;
+}

@@ -1,0 +1,824 @@
+//! `record`: deriving lane state from notifications; items, errors, events and pruning.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{new_lane, open_registry};
+use dispatch_registry::{
+    ErrorRow, Fact, GoalRow, ItemRow, LaneActivity, LaneStatus, NewEvent, Recorded, Registry,
+    RegistryError, TurnRow, TurnStatus,
+};
+use serde_json::json;
+
+/// A stored notification with its facts.
+fn note(
+    lane_ref: &str,
+    method: &str,
+    turn: Option<&str>,
+    at_ms: i64,
+    facts: Vec<Fact>,
+) -> Recorded {
+    Recorded {
+        lane_ref: lane_ref.to_owned(),
+        event: Some(NewEvent {
+            method: method.to_owned(),
+            turn_id: turn.map(str::to_owned),
+            at_ms,
+            params: json!({ "method": method, "at": at_ms }),
+        }),
+        facts,
+    }
+}
+
+/// A delta: folded, not stored.
+fn delta(lane_ref: &str, turn: &str, item: &str, text: &str, at_ms: i64) -> Recorded {
+    Recorded {
+        lane_ref: lane_ref.to_owned(),
+        event: None,
+        facts: vec![Fact::ItemDelta {
+            turn_id: Some(turn.to_owned()),
+            item_id: item.to_owned(),
+            kind: "agent_message".to_owned(),
+            delta: text.to_owned(),
+            at_ms,
+        }],
+    }
+}
+
+fn item(
+    turn: &str,
+    item_id: &str,
+    kind: &str,
+    text: Option<&str>,
+    status: &str,
+    at_ms: i64,
+) -> Fact {
+    Fact::Item {
+        turn_id: Some(turn.to_owned()),
+        item_id: item_id.to_owned(),
+        kind: kind.to_owned(),
+        text: text.map(str::to_owned),
+        status: Some(status.to_owned()),
+        at_ms,
+    }
+}
+
+fn turn_done(
+    turn_id: &str,
+    status: TurnStatus,
+    error: Option<&str>,
+    started: i64,
+    done: i64,
+) -> Fact {
+    Fact::TurnCompleted {
+        turn: TurnRow {
+            turn_id: turn_id.to_owned(),
+            status,
+            error: error.map(str::to_owned),
+            started_at_ms: Some(started),
+            completed_at_ms: Some(done),
+            duration_ms: None,
+        },
+    }
+}
+
+async fn status(registry: &Registry, lane_ref: &str) -> LaneStatus {
+    registry.lane(lane_ref).await.unwrap().unwrap().status
+}
+
+#[tokio::test]
+async fn a_completed_turn_derives_busy_then_idle_and_folds_deltas() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry
+        .create_lane(&new_lane("thread-1"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let t0 = 2_000_000_000_000;
+
+    registry
+        .record(&[
+            note(
+                &lane,
+                "turn/started",
+                Some("turn-1"),
+                t0,
+                vec![Fact::TurnStarted {
+                    turn_id: "turn-1".into(),
+                    at_ms: t0,
+                }],
+            ),
+            note(
+                &lane,
+                "item/completed",
+                Some("turn-1"),
+                t0 + 1,
+                vec![item(
+                    "turn-1",
+                    "user-1",
+                    "user_message",
+                    Some("fix it"),
+                    "completed",
+                    t0 + 1,
+                )],
+            ),
+            note(
+                &lane,
+                "item/started",
+                Some("turn-1"),
+                t0 + 2,
+                vec![item(
+                    "turn-1",
+                    "msg-1",
+                    "agent_message",
+                    None,
+                    "in_progress",
+                    t0 + 2,
+                )],
+            ),
+            delta(&lane, "turn-1", "msg-1", "Hel", t0 + 3),
+        ])
+        .await
+        .unwrap();
+    let busy = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(busy.status, LaneStatus::Busy);
+    assert_eq!(
+        busy.latest_turn,
+        Some(TurnRow {
+            turn_id: "turn-1".into(),
+            status: TurnStatus::InProgress,
+            error: None,
+            started_at_ms: Some(t0),
+            completed_at_ms: None,
+            duration_ms: None,
+        })
+    );
+    assert_eq!(busy.updated_at_ms, t0 + 3);
+
+    // Deltas in a later batch append to what is stored; a completed item without text keeps
+    // the folded text.
+    registry
+        .record(&[
+            delta(&lane, "turn-1", "msg-1", "lo, ", t0 + 4),
+            delta(&lane, "turn-1", "msg-1", "world", t0 + 5),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.tail(&lane, 10).await.unwrap()[1].text.as_deref(),
+        Some("Hello, world")
+    );
+    registry
+        .record(&[
+            note(
+                &lane,
+                "item/completed",
+                Some("turn-1"),
+                t0 + 6,
+                vec![item(
+                    "turn-1",
+                    "msg-1",
+                    "agent_message",
+                    None,
+                    "completed",
+                    t0 + 6,
+                )],
+            ),
+            note(
+                &lane,
+                "thread/tokenUsage/updated",
+                Some("turn-1"),
+                t0 + 7,
+                vec![Fact::TokenUsage(
+                    json!({ "total": { "totalTokens": 1234 } }),
+                )],
+            ),
+            note(
+                &lane,
+                "thread/goal/updated",
+                None,
+                t0 + 7,
+                vec![Fact::Goal(Some(GoalRow {
+                    objective: "ship it".into(),
+                    status: "active".into(),
+                    token_budget: Some(50_000),
+                    tokens_used: Some(1234),
+                }))],
+            ),
+            note(
+                &lane,
+                "turn/completed",
+                Some("turn-1"),
+                t0 + 9,
+                vec![turn_done("turn-1", TurnStatus::Completed, None, t0, t0 + 9)],
+            ),
+        ])
+        .await
+        .unwrap();
+
+    let idle = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(idle.status, LaneStatus::Idle);
+    assert_eq!(
+        idle.latest_turn,
+        Some(TurnRow {
+            turn_id: "turn-1".into(),
+            status: TurnStatus::Completed,
+            error: None,
+            started_at_ms: Some(t0),
+            completed_at_ms: Some(t0 + 9),
+            duration_ms: Some(9),
+        })
+    );
+    assert_eq!(
+        idle.token_usage,
+        Some(json!({ "total": { "totalTokens": 1234 } }))
+    );
+    assert_eq!(
+        idle.goal,
+        Some(GoalRow {
+            objective: "ship it".into(),
+            status: "active".into(),
+            token_budget: Some(50_000),
+            tokens_used: Some(1234),
+        })
+    );
+    assert_eq!(idle.updated_at_ms, t0 + 9);
+
+    assert_eq!(
+        registry.tail(&lane, 10).await.unwrap(),
+        vec![
+            ItemRow {
+                turn_id: Some("turn-1".into()),
+                item_id: "user-1".into(),
+                kind: "user_message".into(),
+                text: Some("fix it".into()),
+                status: Some("completed".into()),
+                at_ms: t0 + 1,
+            },
+            ItemRow {
+                turn_id: Some("turn-1".into()),
+                item_id: "msg-1".into(),
+                kind: "agent_message".into(),
+                text: Some("Hello, world".into()),
+                status: Some("completed".into()),
+                at_ms: t0 + 2,
+            },
+        ]
+    );
+    // Deltas are never stored as events: 4 + 4 notifications were.
+    assert_eq!(
+        registry.counts(&lane).await.unwrap(),
+        LaneActivity {
+            turns: 1,
+            items: 2,
+            events: 7,
+            errors: 0
+        }
+    );
+    let methods: Vec<String> = registry
+        .events_after(&lane, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.method)
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "turn/started",
+            "item/completed",
+            "item/started",
+            "item/completed",
+            "thread/tokenUsage/updated",
+            "thread/goal/updated",
+            "turn/completed"
+        ]
+    );
+
+    // A later text replaces the folded one; clearing the goal clears it.
+    registry
+        .record(&[note(
+            &lane,
+            "item/completed",
+            Some("turn-1"),
+            t0 + 10,
+            vec![
+                item(
+                    "turn-1",
+                    "msg-1",
+                    "agent_message",
+                    Some("Hello, world!"),
+                    "completed",
+                    t0 + 10,
+                ),
+                Fact::Goal(None),
+            ],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.tail(&lane, 1).await.unwrap()[0].text.as_deref(),
+        Some("Hello, world!")
+    );
+    assert_eq!(registry.lane(&lane).await.unwrap().unwrap().goal, None);
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_turn_sets_error_and_retrying_errors_keep_the_lane_busy() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry
+        .create_lane(&new_lane("thread-1"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let t0 = 2_000_000_000_000;
+
+    registry
+        .record(&[
+            note(
+                &lane,
+                "turn/started",
+                Some("turn-1"),
+                t0,
+                vec![Fact::TurnStarted {
+                    turn_id: "turn-1".into(),
+                    at_ms: t0,
+                }],
+            ),
+            note(
+                &lane,
+                "error",
+                Some("turn-1"),
+                t0 + 1,
+                vec![Fact::Error {
+                    turn_id: Some("turn-1".into()),
+                    message: "stream disconnected; retrying 1/5".into(),
+                    will_retry: true,
+                    at_ms: t0 + 1,
+                }],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&registry, &lane).await,
+        LaneStatus::Busy,
+        "a retrying error keeps it busy"
+    );
+
+    registry
+        .record(&[
+            note(
+                &lane,
+                "error",
+                Some("turn-1"),
+                t0 + 2,
+                vec![Fact::Error {
+                    turn_id: Some("turn-1".into()),
+                    message: "quota exceeded".into(),
+                    will_retry: false,
+                    at_ms: t0 + 2,
+                }],
+            ),
+            note(
+                &lane,
+                "turn/completed",
+                Some("turn-1"),
+                t0 + 3,
+                vec![turn_done(
+                    "turn-1",
+                    TurnStatus::Failed,
+                    Some("quota exceeded"),
+                    t0,
+                    t0 + 3,
+                )],
+            ),
+        ])
+        .await
+        .unwrap();
+    let failed = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(failed.status, LaneStatus::Error);
+    let turn = failed.latest_turn.unwrap();
+    assert_eq!(turn.status, TurnStatus::Failed);
+    assert_eq!(turn.error.as_deref(), Some("quota exceeded"));
+    assert_eq!(turn.duration_ms, Some(3));
+    assert_eq!(
+        registry.lane_errors(&lane, 10).await.unwrap(),
+        vec![
+            ErrorRow {
+                turn_id: Some("turn-1".into()),
+                message: "quota exceeded".into(),
+                will_retry: false,
+                at_ms: t0 + 2,
+            },
+            ErrorRow {
+                turn_id: Some("turn-1".into()),
+                message: "stream disconnected; retrying 1/5".into(),
+                will_retry: true,
+                at_ms: t0 + 1,
+            },
+        ]
+    );
+    assert_eq!(registry.lane_errors(&lane, 1).await.unwrap().len(), 1);
+
+    // The next turn makes the lane busy again, an interrupt makes it idle.
+    registry
+        .record(&[note(
+            &lane,
+            "turn/started",
+            Some("turn-2"),
+            t0 + 10,
+            vec![Fact::TurnStarted {
+                turn_id: "turn-2".into(),
+                at_ms: t0 + 10,
+            }],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(status(&registry, &lane).await, LaneStatus::Busy);
+    registry
+        .record(&[note(
+            &lane,
+            "turn/completed",
+            Some("turn-2"),
+            t0 + 12,
+            vec![turn_done(
+                "turn-2",
+                TurnStatus::Interrupted,
+                None,
+                t0 + 10,
+                t0 + 12,
+            )],
+        )])
+        .await
+        .unwrap();
+    let interrupted = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(interrupted.status, LaneStatus::Idle);
+    assert_eq!(interrupted.latest_turn.unwrap().turn_id, "turn-2");
+    assert_eq!(registry.counts(&lane).await.unwrap().turns, 2);
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn approvals_and_system_errors_set_explicit_statuses() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry
+        .create_lane(&new_lane("thread-1"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let t0 = 2_000_000_000_000;
+    registry
+        .record(&[
+            note(
+                &lane,
+                "turn/started",
+                Some("turn-1"),
+                t0,
+                vec![Fact::TurnStarted {
+                    turn_id: "turn-1".into(),
+                    at_ms: t0,
+                }],
+            ),
+            note(
+                &lane,
+                "item/started",
+                Some("turn-1"),
+                t0 + 1,
+                vec![
+                    item(
+                        "turn-1",
+                        "cmd-1",
+                        "command",
+                        Some("rm -rf build"),
+                        "in_progress",
+                        t0 + 1,
+                    ),
+                    Fact::Status(LaneStatus::WaitingApproval),
+                ],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(status(&registry, &lane).await, LaneStatus::WaitingApproval);
+
+    // A refreshed in-progress state of the same turn (e.g. from a sync) keeps the wait.
+    registry
+        .record(&[Recorded {
+            lane_ref: lane.clone(),
+            event: None,
+            facts: vec![Fact::TurnCompleted {
+                turn: TurnRow {
+                    turn_id: "turn-1".into(),
+                    status: TurnStatus::InProgress,
+                    error: None,
+                    started_at_ms: Some(t0),
+                    completed_at_ms: None,
+                    duration_ms: None,
+                },
+            }],
+        }])
+        .await
+        .unwrap();
+    assert_eq!(status(&registry, &lane).await, LaneStatus::WaitingApproval);
+
+    // Answered: back to busy, then the turn ends.
+    registry
+        .record(&[
+            Recorded {
+                lane_ref: lane.clone(),
+                event: None,
+                facts: vec![Fact::Status(LaneStatus::Busy)],
+            },
+            note(
+                &lane,
+                "turn/completed",
+                Some("turn-1"),
+                t0 + 5,
+                vec![turn_done("turn-1", TurnStatus::Completed, None, t0, t0 + 5)],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(status(&registry, &lane).await, LaneStatus::Idle);
+
+    // The order of facts within a batch matters: a status after the turn change wins.
+    registry
+        .record(&[note(
+            &lane,
+            "thread/status/changed",
+            None,
+            t0 + 6,
+            vec![
+                Fact::Status(LaneStatus::Busy),
+                turn_done("turn-1", TurnStatus::Completed, None, t0, t0 + 5),
+                Fact::Status(LaneStatus::Error),
+                Fact::Title(Some("renamed by codex".into())),
+            ],
+        )])
+        .await
+        .unwrap();
+    let lane_row = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(lane_row.status, LaneStatus::Error);
+    assert_eq!(lane_row.title.as_deref(), Some("renamed by codex"));
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn a_late_completion_of_an_older_turn_does_not_replace_the_running_one() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry
+        .create_lane(&new_lane("thread-1"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let t0 = 2_000_000_000_000;
+    registry
+        .record(&[
+            note(
+                &lane,
+                "turn/started",
+                Some("old"),
+                t0,
+                vec![Fact::TurnStarted {
+                    turn_id: "old".into(),
+                    at_ms: t0,
+                }],
+            ),
+            note(
+                &lane,
+                "turn/started",
+                Some("new"),
+                t0 + 10,
+                vec![Fact::TurnStarted {
+                    turn_id: "new".into(),
+                    at_ms: t0 + 10,
+                }],
+            ),
+            note(
+                &lane,
+                "turn/completed",
+                Some("old"),
+                t0 + 11,
+                vec![turn_done("old", TurnStatus::Completed, None, t0, t0 + 11)],
+            ),
+        ])
+        .await
+        .unwrap();
+    let row = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(row.status, LaneStatus::Busy);
+    assert_eq!(row.latest_turn.unwrap().turn_id, "new");
+
+    // Once the new one finished, the old one's replayed completion still does not win.
+    registry
+        .record(&[
+            note(
+                &lane,
+                "turn/completed",
+                Some("new"),
+                t0 + 20,
+                vec![turn_done(
+                    "new",
+                    TurnStatus::Failed,
+                    Some("boom"),
+                    t0 + 10,
+                    t0 + 20,
+                )],
+            ),
+            note(
+                &lane,
+                "turn/completed",
+                Some("old"),
+                t0 + 21,
+                vec![turn_done("old", TurnStatus::Completed, None, t0, t0 + 11)],
+            ),
+        ])
+        .await
+        .unwrap();
+    let row = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(row.status, LaneStatus::Error);
+    assert_eq!(row.latest_turn.unwrap().turn_id, "new");
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn a_batch_naming_an_unknown_lane_writes_nothing() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry.create_lane(&new_lane("thread-1")).await.unwrap();
+    let err = registry
+        .record(&[
+            note(
+                &lane.lane_ref,
+                "turn/started",
+                Some("t"),
+                5,
+                vec![Fact::TurnStarted {
+                    turn_id: "t".into(),
+                    at_ms: 5,
+                }],
+            ),
+            note("ghost0", "turn/started", Some("t"), 5, vec![]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::LaneNotFound { lane_ref, .. } if lane_ref == "ghost0"),
+        "{err:?}"
+    );
+    assert_eq!(registry.lane(&lane.lane_ref).await.unwrap().unwrap(), lane);
+    assert_eq!(
+        registry.counts(&lane.lane_ref).await.unwrap(),
+        LaneActivity::default()
+    );
+    registry.record(&[]).await.unwrap();
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn tail_returns_the_last_items_oldest_first() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry
+        .create_lane(&new_lane("thread-1"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let other = registry
+        .create_lane(&new_lane("thread-2"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let batch: Vec<Recorded> = (0..8)
+        .map(|n| {
+            note(
+                &lane,
+                "item/completed",
+                Some("t"),
+                100 + n,
+                vec![item(
+                    "t",
+                    &format!("item-{n}"),
+                    "command",
+                    Some(&format!("echo {n}")),
+                    "completed",
+                    100 + n,
+                )],
+            )
+        })
+        .chain([note(
+            &other,
+            "item/completed",
+            None,
+            500,
+            vec![item("t", "elsewhere", "command", None, "completed", 500)],
+        )])
+        .collect();
+    registry.record(&batch).await.unwrap();
+    // Updating an old item does not move it: items keep their first-seen time.
+    registry
+        .record(&[note(
+            &lane,
+            "item/completed",
+            Some("t"),
+            900,
+            vec![item(
+                "t",
+                "item-1",
+                "command",
+                Some("echo one"),
+                "failed",
+                900,
+            )],
+        )])
+        .await
+        .unwrap();
+
+    let ids =
+        |items: Vec<ItemRow>| -> Vec<String> { items.into_iter().map(|i| i.item_id).collect() };
+    assert_eq!(
+        ids(registry.tail(&lane, 3).await.unwrap()),
+        ["item-5", "item-6", "item-7"]
+    );
+    let all = registry.tail(&lane, 100).await.unwrap();
+    assert_eq!(all.len(), 8);
+    assert_eq!(all[1].text.as_deref(), Some("echo one"));
+    assert_eq!(all[1].status.as_deref(), Some("failed"));
+    assert_eq!(all[1].at_ms, 101);
+    assert!(registry.tail(&lane, 0).await.unwrap().is_empty());
+    assert_eq!(ids(registry.tail(&other, 10).await.unwrap()), ["elsewhere"]);
+    assert!(registry.tail("nope00", 10).await.unwrap().is_empty());
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn events_page_by_id_per_lane_and_pruning_keeps_the_newest() {
+    let (_dir, registry) = open_registry().await;
+    let a = registry
+        .create_lane(&new_lane("thread-a"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let b = registry
+        .create_lane(&new_lane("thread-b"))
+        .await
+        .unwrap()
+        .lane_ref;
+    assert_eq!(registry.last_event_id(&a).await.unwrap(), 0);
+
+    // Interleaved lanes: each lane's ids increase but are not contiguous.
+    let batch: Vec<Recorded> = (0..10)
+        .flat_map(|n| {
+            [
+                note(&a, "item/completed", None, n, vec![]),
+                note(&b, "item/completed", None, n, vec![]),
+            ]
+        })
+        .collect();
+    registry.record(&batch).await.unwrap();
+
+    let mut pages = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let page = registry.events_after(&a, cursor, 4).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.id;
+        pages.push(page.iter().map(|event| event.at_ms).collect::<Vec<_>>());
+    }
+    assert_eq!(pages, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
+    assert_eq!(registry.last_event_id(&a).await.unwrap(), cursor);
+    let first = &registry.events_after(&a, 0, 1).await.unwrap()[0];
+    assert_eq!(first.params, json!({ "method": "item/completed", "at": 0 }));
+    assert_eq!(first.turn_id, None);
+    assert!(
+        registry
+            .events_after(&a, cursor, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(registry.events_after(&a, 0, 0).await.unwrap().is_empty());
+
+    assert_eq!(registry.prune_events(3).await.unwrap(), 14);
+    let kept: Vec<i64> = registry
+        .events_after(&b, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.at_ms)
+        .collect();
+    assert_eq!(kept, vec![7, 8, 9]);
+    assert_eq!(registry.prune_events(3).await.unwrap(), 0);
+
+    // Ids are never reused, not even after deleting every event.
+    let last = registry.last_event_id(&a).await.unwrap();
+    assert_eq!(registry.prune_events(0).await.unwrap(), 6);
+    assert_eq!(registry.last_event_id(&a).await.unwrap(), 0);
+    registry
+        .record(&[note(&a, "turn/started", None, 50, vec![])])
+        .await
+        .unwrap();
+    assert!(registry.last_event_id(&a).await.unwrap() > last);
+    assert_eq!(registry.counts(&a).await.unwrap().events, 1);
+    registry.close().await;
+}
