@@ -568,7 +568,7 @@ fn open_enum(defs: &Map<String, Value>, name: &str) -> anyhow::Result<TokenStrea
         .iter()
         .map(|(wire, doc)| {
             let variant = pascal(wire);
-            if variant == "Unknown" || !seen.insert(variant.clone()) {
+            if variant == "Unknown" || wire == "unknown" || !seen.insert(variant.clone()) {
                 bail!("`{name}`: value `{wire}` clashes with another variant");
             }
             let variant = ident(&variant);
@@ -592,8 +592,8 @@ fn open_enum(defs: &Map<String, Value>, name: &str) -> anyhow::Result<TokenStrea
         )]
         pub enum #ident {
             #(#variants)*
-            /// A value this client does not know.
-            #[serde(other)]
+            /// A value this client does not know (written back as `unknown`).
+            #[serde(other, rename = "unknown")]
             Unknown,
         }
     })

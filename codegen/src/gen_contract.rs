@@ -46,6 +46,12 @@ pub fn operations(contract: &Contract) -> TokenStream {
         let path = &op.meta.cli.path;
         let positionals = &op.meta.cli.positionals;
         let hash = &op.hash;
+        let pairs = |map: &std::collections::BTreeMap<String, String>| {
+            let items = map.iter().map(|(k, v)| quote!((#k, #v)));
+            quote!(&[#(#items),*])
+        };
+        let client_defaults = pairs(&op.meta.client_defaults);
+        let file_inputs = pairs(&op.meta.file_inputs);
         let input = op.input_bundled.to_string();
         let output = op.output_bundled.to_string();
         let examples = serde_json::to_string(&op.meta.examples).unwrap_or_default();
@@ -63,6 +69,8 @@ pub fn operations(contract: &Contract) -> TokenStream {
                 runs_in: #runs_in,
                 cli_path: &[#(#path),*],
                 positionals: &[#(#positionals),*],
+                client_defaults: #client_defaults,
+                file_inputs: #file_inputs,
                 contract_hash: #hash,
                 input_schema: #input,
                 output_schema: #output,
@@ -134,6 +142,8 @@ pub fn api(contract: &Contract) -> TokenStream {
         //! The traits that implement the contract. `dispatchd` implements [`Dispatch`]; the
         //! CLI and MCP front ends implement [`ClientOps`] for the operations that need no
         //! daemon.
+        // Method names are the operation ids, `new` included.
+        #![allow(clippy::wrong_self_convention, clippy::new_ret_no_self)]
         use std::future::Future;
 
         use super::types::*;
@@ -148,6 +158,30 @@ pub fn api(contract: &Contract) -> TokenStream {
             /// approval). A client may restart an idle daemon that answered `daemon_stale`.
             fn idle(&self) -> bool {
                 true
+            }
+
+            /// Called before every operation the contract marks as writing turns or history
+            /// (`writes_history`), with its validated input: the one place where the
+            /// attached-lane write lock is enforced.
+            fn authorize_history_write(
+                &self,
+                op: &'static Operation,
+                input: &serde_json::Value,
+            ) -> impl Future<Output = Result<(), DispatchError>> + Send {
+                let _ = (op, input);
+                async { Ok(()) }
+            }
+
+            /// Called after every operation whose intent is write or destroy, with its input
+            /// and outcome: the one place where the action log is written.
+            fn record_write(
+                &self,
+                op: &'static Operation,
+                input: &serde_json::Value,
+                outcome: Result<&serde_json::Value, &DispatchError>,
+            ) -> impl Future<Output = ()> + Send {
+                let _ = (op, input, outcome);
+                async {}
             }
         }
 

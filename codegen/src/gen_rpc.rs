@@ -36,6 +36,8 @@ pub fn generate(contract: &Contract) -> TokenStream {
     });
     quote! {
         //! One JSON-RPC method per daemon operation, and the matching typed client methods.
+        // Method names are the operation ids, `new` included.
+        #![allow(clippy::new_ret_no_self, clippy::wrong_self_convention)]
         use dispatch_contract::types::*;
         use dispatch_contract::{Dispatch, DispatchError};
         use std::sync::Arc;

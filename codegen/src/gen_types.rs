@@ -73,7 +73,7 @@ pub fn generate(contract: &Contract) -> anyhow::Result<TokenStream> {
     Ok(quote! {
         //! Rust types of the contract: one `<Op>Input` and `<Op>Output` per operation and the
         //! shared definitions of `contract/defs/`.
-        #![allow(missing_docs, clippy::all, clippy::unwrap_used)]
+        #![allow(missing_docs, dead_code, clippy::all, clippy::unwrap_used)]
         #types
     })
 }

@@ -86,6 +86,22 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
                 "{file}: `json` is reserved for the CLI's output switch"
             );
         }
+        for (field, source) in &op.meta.client_defaults {
+            ensure!(
+                fields.iter().any(|f| f.name == field),
+                "{file}: client default `{field}` is not an input field"
+            );
+            ensure!(
+                source == "current_dir",
+                "{file}: client default `{field}` must be `current_dir`"
+            );
+        }
+        for (from, into) in &op.meta.file_inputs {
+            ensure!(
+                fields.iter().any(|f| f.name == from) && fields.iter().any(|f| f.name == into),
+                "{file}: file input `{from}` -> `{into}` must name two input fields"
+            );
+        }
         for positional in &op.meta.cli.positionals {
             ensure!(
                 fields.iter().any(|f| f.name == positional),

@@ -66,6 +66,14 @@ pub struct OperationMeta {
     pub runs_in: RunsIn,
     /// Command words and positionals.
     pub cli: CliMeta,
+    /// Input fields the calling process fills when they are omitted, e.g.
+    /// `{"cwd": "current_dir"}`: the lane works in the caller's directory, not the daemon's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_defaults: BTreeMap<String, String>,
+    /// Input fields naming a file (`-`: standard input) the calling process reads into
+    /// another field, e.g. `{"text_file": "text"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub file_inputs: BTreeMap<String, String>,
     /// Examples: input → output or input → error code.
     #[serde(default)]
     pub examples: Vec<Example>,

@@ -6,9 +6,10 @@
 //! `initialize` handshake and returns a cheap-to-clone handle:
 //!
 //! - **Requests**: [`AppServer::call`] with a typed params struct from [`protocol`]
-//!   (each implements [`protocol::ClientMethod`]), or [`AppServer::request`] with raw
-//!   JSON. Every request has a deadline; every pending request fails at once when the
-//!   child's stdout closes or the child exits (with the exit status).
+//!   (generated from the pinned schema; each implements [`protocol::ClientMethod`]), or
+//!   [`AppServer::request`] with raw JSON. Every request has a deadline; every pending
+//!   request fails at once when the child's stdout closes or the child exits (with the
+//!   exit status).
 //! - **Notifications**: [`AppServer::subscribe`] (everything) and
 //!   [`AppServer::subscribe_thread`] (one thread); see [`events`] for ordering and what
 //!   happens to a subscriber that lags. Unknown notifications are delivered raw.

@@ -143,6 +143,10 @@ mod tests {
             ])
         );
         assert_eq!(
+            serde_json::to_value(ThreadActiveFlag::Unknown).expect("enc"),
+            json!("unknown")
+        );
+        assert_eq!(
             serde_json::to_value(ThreadStatus::Idle).expect("enc"),
             json!({"type": "idle"})
         );

@@ -48,12 +48,80 @@ pub fn main_with_args(raw: Vec<String>) -> ExitCode {
     }
 }
 
+/// `watch` from the CLI: events are printed as they arrive (one JSON object per line with
+/// `--json`), by calling the operation in its streaming mode until its bound is reached.
+async fn run_watch(
+    runner: &Runner,
+    op: &'static Operation,
+    input: Value,
+    json: bool,
+) -> Result<ExitCode, DispatchError> {
+    let timeout = input["timeout"].as_f64().unwrap_or(30.0);
+    let max_events = input["max_events"].as_u64().unwrap_or(100);
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout.clamp(0.0, 600.0));
+    let mut seen = 0u64;
+    let mut cursor = input.get("after").cloned();
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let remaining = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_secs_f64();
+        let mut call = input.clone();
+        call["stream"] = Value::Bool(true);
+        call["timeout"] = serde_json::json!(remaining.max(0.001));
+        call["max_events"] = serde_json::json!(max_events - seen);
+        if let Some(cursor) = &cursor {
+            call["after"] = cursor.clone();
+        }
+        let output = runner.run(op, call).await?;
+        for event in output["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let line = if json {
+                event.to_string()
+            } else {
+                render::watch_event(event)
+            };
+            let _closed = writeln!(stdout, "{line}");
+            seen += 1;
+        }
+        let _closed = stdout.flush();
+        cursor = output.get("cursor").cloned();
+        let ended = output["ended"].as_str().unwrap_or("timeout");
+        if ended != "batch" || seen >= max_events || std::time::Instant::now() >= deadline {
+            let ended = if ended == "batch" {
+                if seen >= max_events {
+                    "max_events"
+                } else {
+                    "timeout"
+                }
+            } else {
+                ended
+            };
+            let summary = serde_json::json!({ "ended": ended, "events": seen, "cursor": cursor });
+            let line = if json {
+                summary.to_string()
+            } else {
+                format!("watch ended ({ended}) after {seen} events")
+            };
+            let _closed = writeln!(stdout, "{line}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
 async fn run_operation(
     op: &'static Operation,
     input: Value,
     json: bool,
 ) -> Result<ExitCode, DispatchError> {
     let runner = Runner::from_env()?;
+    if op.id == "watch" {
+        return run_watch(&runner, op, input, json).await;
+    }
     let output = runner.run(op, input).await?;
     let mut stdout = std::io::stdout().lock();
     let text = if json {

@@ -34,6 +34,21 @@ pub fn human(op: &Operation, output: &Value) -> String {
         "doctor" => doctor(output),
         "registry_migrate" => registry_migrate(output),
         "models" => models(output),
+        "new" => new(output),
+        "get" => get(output),
+        "list" => list_lanes(output),
+        "tail" => tail(output),
+        "send" => send(output),
+        "stop" => stop(output),
+        "goal_set" | "goal_get" => goal(output),
+        "goal_clear" => goal_clear(output),
+        "requests" => requests(output),
+        "respond" => respond(output),
+        "attach" => attach(output),
+        "sync" => sync(output),
+        "rename" | "archive" | "restore" => thread_meta(op.id, output),
+        "search" => search(output),
+        "assets" => assets(output),
         _ => serde_json::to_string_pretty(output).unwrap_or_default(),
     }
 }
@@ -255,4 +270,332 @@ fn models(o: &Value) -> String {
         text(&o["source"]),
         text(&o["fetched_at"])
     )
+}
+
+fn lane_line(l: &Value) -> String {
+    let title = l["title"].as_str().unwrap_or("(untitled)");
+    let handle = l["handle"]
+        .as_str()
+        .map(|h| format!(" @{h}"))
+        .unwrap_or_default();
+    format!(
+        "{} {title}{handle} [{}]",
+        text(&l["ref"]),
+        text(&l["status"])
+    )
+}
+
+fn turn_line(t: &Value) -> String {
+    if t.is_null() {
+        return "no turn yet".into();
+    }
+    let mut line = format!("{} {}", text(&t["id"]), text(&t["status"]));
+    if let Some(ms) = t["duration_ms"].as_i64() {
+        line.push_str(&format!(" in {:.1} s", ms as f64 / 1000.0));
+    }
+    if let Some(err) = t["error"].as_str() {
+        line.push_str(&format!(": {err}"));
+    }
+    line
+}
+
+fn new(o: &Value) -> String {
+    let lane = &o["lane"];
+    let mut lines = vec![
+        format!("created lane {}", lane_line(lane)),
+        format!("thread {}", text(&lane["id"])),
+    ];
+    if o["goal_set"] == true {
+        lines.push("goal set: Codex works on it until it is complete".into());
+    }
+    match o["message_accepted"].as_bool() {
+        Some(true) => lines.push(format!(
+            "message accepted (turn {}); follow it with `dispatch get {}` or `dispatch watch {}`",
+            text(&o["turn_id"]),
+            text(&lane["ref"]),
+            text(&lane["ref"])
+        )),
+        Some(false) => lines.push("the first message was not accepted".into()),
+        None => {}
+    }
+    lines.join("\n")
+}
+
+fn get(o: &Value) -> String {
+    let l = &o["lane"];
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.add_row(vec!["lane".into(), lane_line(l)]);
+    table.add_row(vec!["thread".into(), text(&l["id"])]);
+    let writable = if l["writable"] == true {
+        format!("{}, writable", text(&l["ownership"]))
+    } else {
+        format!(
+            "{}, read-only: {}",
+            text(&l["ownership"]),
+            text(&l["write_locked_reason"])
+        )
+    };
+    table.add_row(vec!["ownership".into(), writable]);
+    table.add_row(vec!["cwd".into(), text(&l["cwd"])]);
+    table.add_row(vec![
+        "model".into(),
+        l["model"].as_str().unwrap_or("Codex default").to_owned(),
+    ]);
+    table.add_row(vec!["latest turn".into(), turn_line(&l["latest_turn"])]);
+    if !l["goal"].is_null() {
+        table.add_row(vec![
+            "goal".into(),
+            format!(
+                "{} ({})",
+                text(&l["goal"]["objective"]),
+                text(&l["goal"]["status"])
+            ),
+        ]);
+    }
+    let c = &o["counts"];
+    table.add_row(vec![
+        "counts".into(),
+        format!(
+            "{} turns, {} items, {} events, {} errors",
+            text(&c["turns"]),
+            text(&c["items"]),
+            text(&c["events"]),
+            text(&c["errors"])
+        ),
+    ]);
+    let mut out = plain(&table);
+    for e in o["errors"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .take(5)
+    {
+        let retry = if e["will_retry"] == true {
+            " (Codex is retrying)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "\nerror {}: {}{retry}",
+            text(&e["at"]),
+            text(&e["message"])
+        ));
+    }
+    out
+}
+
+fn list_lanes(o: &Value) -> String {
+    let lanes = o["lanes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if lanes.is_empty() {
+        return "no lanes".into();
+    }
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(vec![
+        "REF",
+        "STATUS",
+        "TITLE",
+        "HANDLE",
+        "OWNER",
+        "LATEST TURN",
+        "UPDATED",
+    ]);
+    for l in lanes {
+        table.add_row(vec![
+            text(&l["ref"]),
+            text(&l["status"]),
+            text(&l["title"]),
+            l["handle"]
+                .as_str()
+                .map(|h| format!("@{h}"))
+                .unwrap_or_else(|| "-".into()),
+            text(&l["ownership"]),
+            l["latest_turn"]["status"]
+                .as_str()
+                .unwrap_or("-")
+                .to_owned(),
+            text(&l["updated_at"]),
+        ]);
+    }
+    plain(&table)
+}
+
+fn tail(o: &Value) -> String {
+    let items = o["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.is_empty() {
+        return format!("lane {} has no items yet", text(&o["lane"]["ref"]));
+    }
+    items
+        .iter()
+        .map(|i| format!("[{}] {}", text(&i["type"]), text(&i["text"])))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn send(o: &Value) -> String {
+    let how = if o["steered"] == true {
+        "added to the running turn"
+    } else {
+        "accepted, new turn"
+    };
+    format!(
+        "message {how} {} on lane {}; follow it with `dispatch get {}`",
+        text(&o["turn_id"]),
+        text(&o["lane"]["ref"]),
+        text(&o["lane"]["ref"])
+    )
+}
+
+fn stop(o: &Value) -> String {
+    if o["interrupted"] == true {
+        format!(
+            "interrupting turn {} of lane {}",
+            text(&o["turn_id"]),
+            text(&o["lane"]["ref"])
+        )
+    } else {
+        format!("lane {} has no running turn", text(&o["lane"]["ref"]))
+    }
+}
+
+fn goal(o: &Value) -> String {
+    match o["goal"].as_object() {
+        Some(g) => format!(
+            "lane {} goal: {} ({})",
+            text(&o["lane"]["ref"]),
+            g.get("objective").map(text).unwrap_or_default(),
+            g.get("status").map(text).unwrap_or_default()
+        ),
+        None => format!("lane {} has no goal", text(&o["lane"]["ref"])),
+    }
+}
+
+fn goal_clear(o: &Value) -> String {
+    if o["cleared"] == true {
+        format!("goal of lane {} cleared", text(&o["lane"]["ref"]))
+    } else {
+        format!("lane {} had no goal", text(&o["lane"]["ref"]))
+    }
+}
+
+fn requests(o: &Value) -> String {
+    let requests = o["requests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if requests.is_empty() {
+        return "no pending requests".into();
+    }
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(vec!["ID", "LANE", "KIND", "ASKS", "DECISIONS"]);
+    for r in requests {
+        table.add_row(vec![
+            text(&r["id"]),
+            text(&r["lane"]["ref"]),
+            text(&r["kind"]),
+            text(&r["summary"]),
+            list(&r["available_decisions"]),
+        ]);
+    }
+    format!(
+        "{}\nanswer with `dispatch respond <id> accept|decline`",
+        plain(&table)
+    )
+}
+
+fn respond(o: &Value) -> String {
+    format!(
+        "request {} answered `{}` (lane {})",
+        text(&o["request_id"]),
+        text(&o["decision"]),
+        text(&o["lane"]["ref"])
+    )
+}
+
+/// One watched event as a human line.
+pub fn watch_event(e: &Value) -> String {
+    let summary = e["summary"]
+        .as_str()
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    format!("{} {}{summary}", text(&e["at"]), text(&e["method"]))
+}
+
+fn attach(o: &Value) -> String {
+    let verb = if o["already_attached"] == true {
+        "already attached as"
+    } else {
+        "attached as"
+    };
+    format!(
+        "{verb} lane {} (observe-only unless [policy] allow_attached_writes)",
+        lane_line(&o["lane"])
+    )
+}
+
+fn sync(o: &Value) -> String {
+    format!(
+        "synced lane {}: {} turns, {} new items, {} updated",
+        text(&o["lane"]["ref"]),
+        text(&o["turns"]),
+        text(&o["items_added"]),
+        text(&o["items_updated"])
+    )
+}
+
+fn thread_meta(op: &str, o: &Value) -> String {
+    let who = match o["ref"].as_str() {
+        Some(r) => format!("lane {r}"),
+        None => format!("thread {}", text(&o["id"])),
+    };
+    match op {
+        "rename" => format!("{who} is now titled {}", text(&o["title"])),
+        "archive" => format!("{who} archived"),
+        _ => format!("{who} restored"),
+    }
+}
+
+fn search(o: &Value) -> String {
+    let hits = o["hits"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if hits.is_empty() {
+        return "no matches".into();
+    }
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(vec!["REF", "SCOPE", "TITLE", "MATCH"]);
+    for h in hits {
+        table.add_row(vec![
+            h["ref"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| text(&h["id"])),
+            text(&h["scope"]),
+            text(&h["title"]),
+            text(&h["snippet"]),
+        ]);
+    }
+    plain(&table)
+}
+
+fn assets(o: &Value) -> String {
+    let files = o["files"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let out = o["out"].as_str();
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|f| match out {
+            Some(_) => format!("{:<11} {}", text(&f["status"]), text(&f["path"])),
+            None => format!("{} ({} bytes)", text(&f["path"]), text(&f["bytes"])),
+        })
+        .collect();
+    lines.push(match out {
+        Some(dir) => format!("dispatch {} agent assets are in {dir}", text(&o["version"])),
+        None => format!(
+            "dispatch {} agent assets; `dispatch assets --out DIR` writes them",
+            text(&o["version"])
+        ),
+    });
+    lines.join("\n")
 }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 
+use dispatch_registry::LATEST_SCHEMA_VERSION;
 use support::Home;
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -34,7 +35,7 @@ fn up_starts_once_and_down_stops_it() {
 
     let status = home.json(&["daemon", "status"]).ok_json();
     assert_eq!(status["pid"], pid);
-    assert_eq!(status["schema_version"], 3);
+    assert_eq!(status["schema_version"], LATEST_SCHEMA_VERSION);
 
     let down = home.json(&["down"]).ok_json();
     assert_eq!(down["status"], "stopped");
@@ -158,7 +159,7 @@ fn malformed_frames_get_parse_errors_and_the_daemon_stays_up() {
         r#"{"jsonrpc":"2.0","id":2,"method":"daemon_status"}"#,
     );
     assert!(
-        answer.contains("\"schema_version\":3"),
+        answer.contains(&format!("\"schema_version\":{LATEST_SCHEMA_VERSION}")),
         "plain calls work: {answer}"
     );
 

@@ -20,6 +20,44 @@ async fn execute(db: &Path, sql: &'static str) {
     conn.close().await.expect("close");
 }
 
+async fn downgrade_to_v1(db: &Path) {
+    let url = format!("sqlite://{}", db.display());
+    let mut conn = SqliteConnection::connect(&url)
+        .await
+        .expect("open registry");
+    sqlx::raw_sql(
+        "INSERT INTO action_log (at_ms, op, outcome, detail) VALUES (1, 'legacy', 'ok', 'kept')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("insert");
+    let later: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN \
+         ('action_log', 'meta', '_sqlx_migrations') AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("tables");
+    sqlx::raw_sql("PRAGMA foreign_keys = OFF")
+        .execute(&mut conn)
+        .await
+        .expect("pragma");
+    for table in later {
+        // Table names come from sqlite_master of the test's own file.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS \"{table}\""
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("drop");
+    }
+    sqlx::raw_sql("DELETE FROM _sqlx_migrations WHERE version >= 2; PRAGMA user_version = 1;")
+        .execute(&mut conn)
+        .await
+        .expect("forget migrations");
+    conn.close().await.expect("close");
+}
+
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -36,13 +74,8 @@ fn an_old_registry_is_refused_until_migrated_with_a_backup() {
         "created"
     );
     let db = home.file("registry.db");
-    // Turn it into a schema-1 registry, as an older dispatch left it.
-    block_on(execute(
-        &db,
-        "INSERT INTO action_log (at_ms, op, outcome, detail) VALUES (1, 'legacy', 'ok', 'kept');
-         DROP TABLE lanes; DROP TABLE retired_refs; DROP TABLE model_catalog;
-         DELETE FROM _sqlx_migrations WHERE version >= 2; PRAGMA user_version = 1;",
-    ));
+    // Turn it into a schema-1 registry, as an older dispatch left it: only schema 1's tables.
+    block_on(downgrade_to_v1(&db));
 
     let refused = home.json(&["up"]);
     assert_eq!(refused.code, 10, "{refused:?}");
@@ -60,7 +93,10 @@ fn an_old_registry_is_refused_until_migrated_with_a_backup() {
     let migrated = home.json(&["registry", "migrate"]).ok_json();
     assert_eq!(migrated["status"], "migrated");
     assert_eq!(migrated["from_version"], 1);
-    assert_eq!(migrated["to_version"], 3);
+    assert_eq!(
+        migrated["to_version"],
+        dispatch_registry::LATEST_SCHEMA_VERSION
+    );
     let backup = migrated["backup"].as_str().expect("a backup path");
     assert!(Path::new(backup).is_file(), "the backup exists");
 

@@ -35,6 +35,7 @@ pub async fn run(paths: &Paths, no_app_server: bool) -> DoctorOutput {
         home(paths),
         daemon(paths).await,
         registry(paths).await,
+        agent_assets(),
     ];
     let (codex, bin) = codex::cli().await;
     checks.push(codex);
@@ -50,6 +51,22 @@ pub async fn run(paths: &Paths, no_app_server: bool) -> DoctorOutput {
         CheckStatus::Ok
     };
     DoctorOutput { status, checks }
+}
+
+/// The skills and the Codex plugin built into this binary parse, and the plugin's version is
+/// this binary's.
+fn agent_assets() -> DoctorCheck {
+    match crate::assets::check() {
+        Ok(summary) => check("agent_assets", CheckStatus::Ok, summary, None),
+        Err(problem) => check(
+            "agent_assets",
+            CheckStatus::Fail,
+            format!("the built-in agent assets are broken: {problem}"),
+            Some(
+                "this dispatch was built from a broken tree: rebuild it from a clean checkout (`scripts/install`)",
+            ),
+        ),
+    }
 }
 
 fn binaries_on_path() -> DoctorCheck {

@@ -2,9 +2,11 @@
 //! client-side operations (`up`, `down`, `doctor`, `schema`, `registry migrate`) run in this
 //! process; daemon operations go over the socket, restarting an idle stale daemon once.
 
+mod assets;
 mod daemon_process;
 mod doctor;
 mod local;
+mod prepare;
 mod runner;
 
 pub use daemon_process::{DaemonLaunch, daemon_binary};

@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use dispatch_contract::types::{
-    DoctorInput, DoctorOutput, DownInput, DownOutput, DownOutputStatus, RegistryMigrateInput,
-    RegistryMigrateOutput, RegistryMigrateOutputStatus, SchemaInput, SchemaOutput, UpInput,
-    UpOutput, UpOutputStatus,
+    AssetsInput, AssetsOutput, DoctorInput, DoctorOutput, DownInput, DownOutput, DownOutputStatus,
+    RegistryMigrateInput, RegistryMigrateOutput, RegistryMigrateOutputStatus, SchemaInput,
+    SchemaOutput, UpInput, UpOutput, UpOutputStatus,
 };
 use dispatch_contract::{ClientOps, DispatchError, ErrorCode, OPERATIONS, find_operation};
 use dispatch_home::{DaemonProbe, Paths, probe, signal_kill, signal_terminate, wait_released};
 use dispatch_registry::{MigrationStatus, NewAction, Outcome, Registry};
 use serde_json::{Map, Value, json};
 
+use crate::assets;
 use crate::daemon_process::{self, DaemonLaunch};
 use crate::doctor;
 
@@ -68,6 +69,11 @@ fn pid_of(probe: &DaemonProbe) -> Option<u32> {
 }
 
 impl ClientOps for LocalOps {
+    async fn assets(&self, input: AssetsInput) -> Result<AssetsOutput, DispatchError> {
+        let out = input.out.as_ref().map(|out| out.to_string());
+        assets::run(out.as_deref(), input.force)
+    }
+
     async fn doctor(&self, input: DoctorInput) -> Result<DoctorOutput, DispatchError> {
         Ok(doctor::run(&self.paths, input.no_app_server).await)
     }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::daemon_process::DaemonLaunch;
 use crate::local::LocalOps;
+use crate::prepare::{ProcessStdin, prepare};
 
 /// Runs operations against the layout of one `DISPATCH_HOME`.
 pub struct Runner {
@@ -50,6 +51,7 @@ impl Runner {
             RunsIn::Client => call_client_op(&self.local, op, input).await,
             RunsIn::Daemon => {
                 validate_input(op, &input)?;
+                let input = prepare(op, input, &mut ProcessStdin)?;
                 match self.call_daemon(op, input.clone()).await {
                     Err(err) if err.code == ErrorCode::DaemonStale => {
                         self.restart_if_idle(err).await?;

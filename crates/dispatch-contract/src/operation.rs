@@ -51,6 +51,11 @@ pub struct Operation {
     pub cli_path: &'static [&'static str],
     /// Input fields taken as CLI positionals, in order.
     pub positionals: &'static [&'static str],
+    /// Input fields the calling process fills when omitted: `(field, "current_dir")`.
+    pub client_defaults: &'static [(&'static str, &'static str)],
+    /// Input fields naming a file (`-`: stdin) the calling process reads into another
+    /// field: `(file_field, text_field)`.
+    pub file_inputs: &'static [(&'static str, &'static str)],
     /// Hash of the operation's contract; requests carry it so a stale daemon is detected.
     pub contract_hash: &'static str,
     /// Self-contained JSON Schema of the input.

@@ -5,11 +5,18 @@
 //! stdout, `{"ready":true,"pid":..,"socket":".."}`, or `{"error":{code,message,hint}}` when it
 //! cannot start; `dispatch up` waits for that line.
 
+mod approvals;
+mod convert;
 mod errors;
+mod ingest;
+mod lanes;
 mod lifecycle;
 mod models;
+mod search;
 mod service;
 mod supervisor;
+mod threads;
+mod watch;
 
 use std::process::ExitCode;
 

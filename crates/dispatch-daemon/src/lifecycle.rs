@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dispatch_contract::{DispatchError, ErrorCode};
-use dispatch_home::{Paths, Pidfile};
+use dispatch_home::{Config, Paths, Pidfile};
 use dispatch_registry::{NewAction, Outcome, Registry};
 use serde_json::json;
 use tokio::net::UnixListener;
@@ -62,6 +62,10 @@ pub async fn run() -> Result<(), DispatchError> {
 }
 
 async fn serve(paths: &Paths) -> Result<(), DispatchError> {
+    let config = Config::load(&paths.config).map_err(|err| {
+        DispatchError::invalid_input(err.to_string())
+            .with_hint("fix or remove the file; the only table today is [policy] allow_attached_writes = true|false")
+    })?;
     let registry = Registry::open(&paths.db).await?;
     let app_server = Supervisor::start().await?;
     let listener = match bind(&paths.socket) {
@@ -84,13 +88,18 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
         registry,
         app_server.clone(),
         paths.socket.clone(),
+        config.policy.allow_attached_writes,
     ));
+    let pump = tokio::spawn(crate::ingest::run(Arc::clone(&service)));
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));
+    let shutdown = shutdown_signal()?;
     announce_ready(pid, &paths.socket);
-    dispatch_rpc::serve(listener, module, shutdown_signal()).await;
+    dispatch_rpc::serve(listener, module, shutdown).await;
 
     tracing::info!("dispatchd stopping");
     app_server.stop().await;
+    pump.abort();
+    let _aborted = pump.await;
     if let Err(err) = std::fs::remove_file(&paths.socket) {
         tracing::warn!(%err, "removing the socket");
     }
@@ -154,18 +163,20 @@ fn announce_ready(pid: u32, socket: &Path) {
     let _reader_gone = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
-async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+/// Installs the SIGTERM and SIGINT handlers now (before the daemon says it is ready, so a
+/// signal sent right after `up` returns is never the default, fatal one) and returns the
+/// future that resolves when one arrives.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send, DispatchError> {
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|err| internal("installing the SIGTERM handler", err))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|err| internal("installing the SIGINT handler", err))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 fn init_logging(log: &Path) -> Result<(), DispatchError> {

@@ -145,3 +145,83 @@ pub async fn cached(registry: &Registry) -> Result<ModelsOutput, DispatchError> 
     output.fetched_at = rfc3339(cached.fetched_at_ms);
     Ok(output)
 }
+
+/// Model, effort and service tier as `thread/start` and `turn/start` take them.
+pub struct Settings {
+    /// The effort, validated.
+    pub effort: Option<String>,
+    /// The service tier id, aliases resolved.
+    pub service_tier: Option<String>,
+}
+
+fn unavailable(what: &str, value: &str, choices: &[String]) -> DispatchError {
+    DispatchError::new(
+        dispatch_contract::ErrorCode::ModelUnavailable,
+        format!(
+            "unknown {what} `{value}`; choose one of: {}",
+            choices.join(", ")
+        ),
+    )
+    .with_details(serde_json::json!({ "field": what, "value": value, "choices": choices }))
+}
+
+/// Checks `model`, `effort` and `tier` against the cached catalog (fetched first if empty),
+/// before anything is created. Omitted settings stay omitted.
+pub async fn check_settings(
+    server: &AppServer,
+    registry: &Registry,
+    model: Option<&str>,
+    effort: Option<&str>,
+    tier: Option<&str>,
+) -> Result<Settings, DispatchError> {
+    if model.is_none() && effort.is_none() && tier.is_none() {
+        return Ok(Settings {
+            effort: None,
+            service_tier: None,
+        });
+    }
+    let mut catalog = cached(registry).await?;
+    if catalog.catalog_state == ModelsOutputCatalogState::Empty {
+        catalog = refresh(server, registry).await?;
+    }
+    let ids: Vec<String> = catalog.models.iter().map(|m| m.id.clone()).collect();
+    let chosen = match model {
+        Some(id) => Some(
+            catalog
+                .models
+                .iter()
+                .find(|m| m.id == id)
+                .ok_or_else(|| unavailable("model", id, &ids))?,
+        ),
+        None => catalog
+            .default_model
+            .as_deref()
+            .and_then(|id| catalog.models.iter().find(|m| m.id == id))
+            .or_else(|| catalog.models.iter().find(|m| m.is_default)),
+    };
+    let effort = match (effort, chosen) {
+        (Some(effort), Some(m)) if !m.efforts.iter().any(|e| e == effort) => {
+            return Err(unavailable("effort", effort, &m.efforts));
+        }
+        (effort, _) => effort.map(str::to_owned),
+    };
+    let service_tier = match (tier, chosen) {
+        (Some(tier), Some(m)) => {
+            if let Some(id) = m.aliases.get(tier) {
+                Some(id.clone())
+            } else if m.service_tiers.iter().any(|t| t.id == tier) {
+                Some(tier.to_owned())
+            } else {
+                let mut choices: Vec<String> =
+                    m.service_tiers.iter().map(|t| t.id.clone()).collect();
+                choices.extend(m.aliases.keys().cloned());
+                return Err(unavailable("service tier", tier, &choices));
+            }
+        }
+        (tier, _) => tier.map(str::to_owned),
+    };
+    Ok(Settings {
+        effort,
+        service_tier,
+    })
+}

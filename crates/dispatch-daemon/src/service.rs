@@ -1,19 +1,28 @@
-//! [`Service`]: the daemon's implementation of the contract's [`Dispatch`] trait.
+//! [`Service`]: the daemon's implementation of the contract's [`Dispatch`] trait. Each method
+//! delegates to the module that owns the operation.
 
+use std::collections::HashSet;
 use std::num::NonZeroU64;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use dispatch_contract::types::{
-    ActionEntry, ActionEntryOutcome, DaemonLogInput, DaemonLogOutput, DaemonStatusInput,
-    DaemonStatusOutput, DaemonStatusOutputAppServer, DaemonStatusOutputAppServerState,
-    DaemonStatusOutputLanes, ModelsInput, ModelsOutput, Timestamp,
-};
-use dispatch_contract::{Dispatch, DispatchError};
-use dispatch_registry::{Action, Outcome, Registry};
+use dispatch_contract::types::*;
+use dispatch_contract::{Dispatch, DispatchError, ErrorCode, Intent, Operation};
+use dispatch_registry::{Action, NewAction, Outcome, Registry};
+use serde_json::Value;
+use tokio::sync::watch;
 
+use crate::convert::write_lock;
 use crate::models;
 use crate::supervisor::{State, Supervisor};
+
+/// Threads loaded in the current App Server process.
+struct Loaded {
+    generation: u64,
+    threads: HashSet<String>,
+}
 
 /// The state behind every daemon operation.
 pub struct Service {
@@ -21,16 +30,38 @@ pub struct Service {
     app_server: Supervisor,
     socket: PathBuf,
     started: Instant,
+    loaded: Mutex<Loaded>,
+    stored: watch::Sender<u64>,
+    idle: AtomicBool,
+    allow_attached_writes: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Service {
     /// A service over an open registry and a supervised App Server, serving on `socket`.
-    pub fn new(registry: Registry, app_server: Supervisor, socket: PathBuf) -> Service {
+    pub fn new(
+        registry: Registry,
+        app_server: Supervisor,
+        socket: PathBuf,
+        allow_attached_writes: bool,
+    ) -> Service {
         Service {
             registry,
             app_server,
             socket,
             started: Instant::now(),
+            loaded: Mutex::new(Loaded {
+                generation: 0,
+                threads: HashSet::new(),
+            }),
+            stored: watch::channel(0).0,
+            idle: AtomicBool::new(true),
+            allow_attached_writes,
         }
     }
 
@@ -39,9 +70,90 @@ impl Service {
         &self.registry
     }
 
+    /// The App Server supervisor.
+    pub fn app_server(&self) -> &Supervisor {
+        &self.app_server
+    }
+
+    /// Whether `[policy] allow_attached_writes` is set.
+    pub fn allow_attached_writes(&self) -> bool {
+        self.allow_attached_writes
+    }
+
     /// Gives the registry back, to close it at shutdown.
     pub fn into_registry(self) -> Registry {
         self.registry
+    }
+
+    /// Whether `thread_id` is loaded in App Server `generation`.
+    pub fn is_loaded(&self, generation: u64, thread_id: &str) -> bool {
+        let loaded = lock(&self.loaded);
+        loaded.generation == generation && loaded.threads.contains(thread_id)
+    }
+
+    /// Notes that `thread_id` is loaded in App Server `generation`.
+    pub fn mark_loaded(&self, generation: u64, thread_id: &str) {
+        let mut loaded = lock(&self.loaded);
+        if loaded.generation != generation {
+            loaded.generation = generation;
+            loaded.threads.clear();
+        }
+        loaded.threads.insert(thread_id.to_owned());
+    }
+
+    /// Resumes, in the current App Server, the threads the previous one had loaded.
+    pub async fn resume_loaded(&self) {
+        let Some((server, generation)) = self.app_server.current() else {
+            return;
+        };
+        let threads: Vec<String> = {
+            let loaded = lock(&self.loaded);
+            if loaded.generation == generation {
+                return;
+            }
+            loaded.threads.iter().cloned().collect()
+        };
+        for thread_id in threads {
+            let params = codex_app_server::protocol::ThreadResumeParams {
+                thread_id: thread_id.clone(),
+                ..Default::default()
+            };
+            match server.call(&params).await {
+                Ok(_) => self.mark_loaded(generation, &thread_id),
+                Err(err) => tracing::warn!(%err, thread_id, "resuming a thread after a restart"),
+            }
+        }
+    }
+
+    /// Wakes watchers after events were stored, and refreshes the idle flag.
+    pub async fn events_stored(&self) {
+        if let Ok(counts) = self.registry.lane_counts().await {
+            self.idle.store(
+                counts.busy == 0 && counts.waiting_approval == 0,
+                Ordering::Relaxed,
+            );
+        }
+        self.stored.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever events were stored.
+    pub fn event_notifications(&self) -> watch::Receiver<u64> {
+        self.stored.subscribe()
+    }
+
+    fn app_server_status(&self) -> DaemonStatusOutputAppServer {
+        let status = self.app_server.status();
+        DaemonStatusOutputAppServer {
+            state: match status.state {
+                State::Ready => DaemonStatusOutputAppServerState::Ready,
+                State::Restarting => DaemonStatusOutputAppServerState::Restarting,
+                State::Stopped => DaemonStatusOutputAppServerState::Stopped,
+            },
+            pid: status.pid.map(i64::from),
+            version: status.version,
+            restarts: status.restarts,
+            last_error: status.last_error,
+        }
     }
 }
 
@@ -50,12 +162,9 @@ fn count(n: i64) -> u64 {
 }
 
 fn entry(action: Action) -> ActionEntry {
-    let at = jiff::Timestamp::from_millisecond(action.at_ms)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| action.at_ms.to_string());
     ActionEntry {
         id: action.id,
-        at: Timestamp(at),
+        at: Timestamp(crate::convert::rfc3339(action.at_ms)),
         op: action.op,
         lane: action.lane,
         outcome: match action.outcome {
@@ -67,22 +176,103 @@ fn entry(action: Action) -> ActionEntry {
     }
 }
 
-fn app_server_status(supervisor: &Supervisor) -> DaemonStatusOutputAppServer {
-    let status = supervisor.status();
-    DaemonStatusOutputAppServer {
-        state: match status.state {
-            State::Ready => DaemonStatusOutputAppServerState::Ready,
-            State::Restarting => DaemonStatusOutputAppServerState::Restarting,
-            State::Stopped => DaemonStatusOutputAppServerState::Stopped,
+/// A short description of a write for the action log.
+fn detail(op: &Operation, input: &Value, outcome: Result<&Value, &DispatchError>) -> String {
+    match outcome {
+        Err(err) => err.message.clone(),
+        Ok(output) => match op.id {
+            "new" => format!(
+                "created {}{}",
+                output["lane"]["title"].as_str().unwrap_or("a lane"),
+                if output["message_accepted"] == true {
+                    ", first message accepted"
+                } else {
+                    ""
+                }
+            ),
+            "send" if output["steered"] == true => "message steered into the running turn".into(),
+            "send" => format!(
+                "message accepted, turn {}",
+                output["turn_id"].as_str().unwrap_or("?")
+            ),
+            "stop" if output["interrupted"] == true => format!(
+                "interrupted turn {}",
+                output["turn_id"].as_str().unwrap_or("?")
+            ),
+            "stop" => "nothing was running".into(),
+            "respond" => format!(
+                "request {} answered {}",
+                input["request_id"],
+                output["decision"].as_str().unwrap_or("?")
+            ),
+            "goal_set" => format!("goal: {}", input["objective"].as_str().unwrap_or_default()),
+            _ => op.summary.to_owned(),
         },
-        pid: status.pid.map(i64::from),
-        version: status.version,
-        restarts: status.restarts,
-        last_error: status.last_error,
     }
 }
 
 impl Dispatch for Service {
+    fn idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    async fn authorize_history_write(
+        &self,
+        op: &'static Operation,
+        input: &Value,
+    ) -> Result<(), DispatchError> {
+        let lane = match input.get("lane").and_then(Value::as_str) {
+            Some(selector) => self.resolve(selector).await?,
+            None => match input.get("request_id").and_then(Value::as_i64) {
+                Some(id) => match self.registry.request(id).await? {
+                    Some(request) => match self.registry.lane(&request.lane_ref).await? {
+                        Some(lane) => lane,
+                        None => return Ok(()),
+                    },
+                    None => return Ok(()),
+                },
+                None => return Ok(()),
+            },
+        };
+        match write_lock(&lane, self.allow_attached_writes) {
+            None => Ok(()),
+            Some(reason) => Err(DispatchError::new(
+                ErrorCode::AttachedLaneWriteBlocked,
+                format!(
+                    "`{}` is refused on lane {}: {reason}",
+                    op.title, lane.lane_ref
+                ),
+            )),
+        }
+    }
+
+    async fn record_write(
+        &self,
+        op: &'static Operation,
+        input: &Value,
+        outcome: Result<&Value, &DispatchError>,
+    ) {
+        debug_assert!(op.intent != Intent::Read);
+        let lane = outcome
+            .ok()
+            .and_then(|o| o["lane"]["ref"].as_str().map(str::to_owned))
+            .or_else(|| input.get("lane").and_then(Value::as_str).map(str::to_owned));
+        let action = NewAction {
+            op: op.id.to_owned(),
+            lane,
+            outcome: if outcome.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Error
+            },
+            error_code: outcome.err().map(|e| e.code.as_str().to_owned()),
+            detail: Some(detail(op, input, outcome)),
+        };
+        if let Err(err) = self.registry.record_action(&action).await {
+            tracing::warn!(%err, op = op.id, "recording an action");
+        }
+    }
+
     async fn models(&self, input: ModelsInput) -> Result<ModelsOutput, DispatchError> {
         if input.no_refresh {
             return models::cached(&self.registry).await;
@@ -110,7 +300,7 @@ impl Dispatch for Service {
             socket: self.socket.display().to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             schema_version,
-            app_server: app_server_status(&self.app_server),
+            app_server: self.app_server_status(),
             lanes: DaemonStatusOutputLanes {
                 total: count(lanes.total),
                 idle: count(lanes.idle),
@@ -120,5 +310,77 @@ impl Dispatch for Service {
                 archived: count(lanes.archived),
             },
         })
+    }
+
+    async fn new(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
+        self.lane_new(input).await
+    }
+
+    async fn send(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
+        self.lane_send(input).await
+    }
+
+    async fn stop(&self, input: StopInput) -> Result<StopOutput, DispatchError> {
+        self.lane_stop(input).await
+    }
+
+    async fn get(&self, input: GetInput) -> Result<GetOutput, DispatchError> {
+        self.lane_get(input).await
+    }
+
+    async fn list(&self, input: ListInput) -> Result<ListOutput, DispatchError> {
+        self.lane_list(input).await
+    }
+
+    async fn tail(&self, input: TailInput) -> Result<TailOutput, DispatchError> {
+        self.lane_tail(input).await
+    }
+
+    async fn watch(&self, input: WatchInput) -> Result<WatchOutput, DispatchError> {
+        self.lane_watch(input).await
+    }
+
+    async fn goal_set(&self, input: GoalSetInput) -> Result<GoalSetOutput, DispatchError> {
+        Service::goal_set(self, input).await
+    }
+
+    async fn goal_get(&self, input: GoalGetInput) -> Result<GoalGetOutput, DispatchError> {
+        Service::goal_get(self, input).await
+    }
+
+    async fn goal_clear(&self, input: GoalClearInput) -> Result<GoalClearOutput, DispatchError> {
+        Service::goal_clear(self, input).await
+    }
+
+    async fn requests(&self, input: RequestsInput) -> Result<RequestsOutput, DispatchError> {
+        Service::requests(self, input).await
+    }
+
+    async fn respond(&self, input: RespondInput) -> Result<RespondOutput, DispatchError> {
+        Service::respond(self, input).await
+    }
+
+    async fn attach(&self, input: AttachInput) -> Result<AttachOutput, DispatchError> {
+        Service::attach(self, input).await
+    }
+
+    async fn sync(&self, input: SyncInput) -> Result<SyncOutput, DispatchError> {
+        Service::sync(self, input).await
+    }
+
+    async fn rename(&self, input: RenameInput) -> Result<RenameOutput, DispatchError> {
+        Service::rename(self, input).await
+    }
+
+    async fn archive(&self, input: ArchiveInput) -> Result<ArchiveOutput, DispatchError> {
+        Service::archive(self, input).await
+    }
+
+    async fn restore(&self, input: RestoreInput) -> Result<RestoreOutput, DispatchError> {
+        Service::restore(self, input).await
+    }
+
+    async fn search(&self, input: SearchInput) -> Result<SearchOutput, DispatchError> {
+        Service::search(self, input).await
     }
 }

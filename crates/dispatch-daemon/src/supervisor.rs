@@ -47,6 +47,8 @@ struct Shared {
     status: Mutex<Status>,
     current: Mutex<Option<AppServer>>,
     stop: watch::Sender<bool>,
+    /// Bumped each time a new App Server process is ready (1 for the first).
+    generation: watch::Sender<u64>,
 }
 
 /// The supervisor; cheap to clone.
@@ -104,16 +106,31 @@ impl Supervisor {
             last_error: None,
         };
         let (stop, _) = watch::channel(false);
+        let (generation, _) = watch::channel(1);
         let supervisor = Supervisor {
             shared: Arc::new(Shared {
                 bin,
                 status: Mutex::new(status),
                 current: Mutex::new(Some(server.clone())),
                 stop,
+                generation,
             }),
         };
         tokio::spawn(supervisor.clone().watch(server));
         Ok(supervisor)
+    }
+
+    /// Follows the App Server processes: the value is bumped when a new one is ready.
+    pub fn generations(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    /// The running App Server and its generation, together.
+    pub fn current(&self) -> Option<(AppServer, u64)> {
+        let current = lock(&self.shared.current);
+        current
+            .clone()
+            .map(|server| (server, *self.shared.generation.borrow()))
     }
 
     /// What `daemon status` shows.
@@ -190,7 +207,11 @@ impl Supervisor {
                 }
             };
             tracing::info!(pid = ?server.pid(), "App Server restarted");
-            *lock(&self.shared.current) = Some(server.clone());
+            {
+                let mut current = lock(&self.shared.current);
+                *current = Some(server.clone());
+                self.shared.generation.send_modify(|g| *g += 1);
+            }
             let mut status = lock(&self.shared.status);
             status.state = State::Ready;
             status.pid = server.pid();

@@ -60,7 +60,7 @@ impl DaemonClient {
 
     /// Calls `op` with JSON input, sending this client's contract hash of it.
     pub async fn call_json(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
-        self.send(op, Some(op.contract_hash), input).await
+        self.request(op, Some(op.contract_hash), input).await
     }
 
     /// Calls `op` without the contract check, e.g. to ask a stale daemon whether it is idle.
@@ -69,10 +69,10 @@ impl DaemonClient {
         op: &Operation,
         input: Value,
     ) -> Result<Value, DispatchError> {
-        self.send(op, None, input).await
+        self.request(op, None, input).await
     }
 
-    async fn send(
+    async fn request(
         &self,
         op: &Operation,
         hash: Option<&str>,

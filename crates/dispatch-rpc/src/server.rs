@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use dispatch_contract::{Dispatch, DispatchError, ErrorCode, Request, decode_input, encode_output};
+use dispatch_contract::{
+    Dispatch, DispatchError, ErrorCode, Intent, Request, decode_input, encode_output,
+};
 use jsonrpsee::RpcModule;
 use jsonrpsee::server::{Server, serve_with_graceful_shutdown, stop_channel};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -77,8 +79,19 @@ where
                         "idle": service.idle(),
                     })));
                 }
-                let input = decode_input::<R>(params.input.unwrap_or_else(|| json!({})))?;
-                encode_output(handler(service, input).await?)
+                let raw = params.input.unwrap_or_else(|| json!({}));
+                let input = decode_input::<R>(raw.clone())?;
+                if op.writes_history {
+                    service.authorize_history_write(op, &raw).await?;
+                }
+                let outcome = match handler(Arc::clone(&service), input).await {
+                    Ok(output) => encode_output(output),
+                    Err(err) => Err(err),
+                };
+                if op.intent != Intent::Read {
+                    service.record_write(op, &raw, outcome.as_ref()).await;
+                }
+                outcome
             }
             .await;
             result.map_err(|err| rpc_error(&err))

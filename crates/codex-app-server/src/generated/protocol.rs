@@ -311,8 +311,8 @@ pub enum InputModality {
     ///Audio attachments included in user turns.
     #[serde(rename = "audio")]
     Audio,
-    /// A value this client does not know.
-    #[serde(other)]
+    /// A value this client does not know (written back as `unknown`).
+    #[serde(other, rename = "unknown")]
     Unknown,
 }
 ///Classifies assistant text as commentary, a partial answer, or a terminal answer.
@@ -344,8 +344,8 @@ pub enum MessagePhase {
     ///The assistant's declared terminal answer text for the current turn.
     #[serde(rename = "final_answer")]
     FinalAnswer,
-    /// A value this client does not know.
-    #[serde(other)]
+    /// A value this client does not know (written back as `unknown`).
+    #[serde(other, rename = "unknown")]
     Unknown,
 }
 ///`ThreadActiveFlag`.
@@ -370,8 +370,8 @@ pub enum ThreadActiveFlag {
     ///`waitingOnUserInput`.
     #[serde(rename = "waitingOnUserInput")]
     WaitingOnUserInput,
-    /// A value this client does not know.
-    #[serde(other)]
+    /// A value this client does not know (written back as `unknown`).
+    #[serde(other, rename = "unknown")]
     Unknown,
 }
 ///A thread item and its recorded lifecycle times. The payload stays flat on the wire.

@@ -8,6 +8,9 @@ use dispatch_contract::{Operation, operations};
 /// The top-level commands of every operation; groups nest their operations.
 pub fn operation_commands() -> Vec<Command> {
     vec![
+        archive_command(),
+        assets_command(),
+        attach_command(),
         Command::new("daemon")
             .about("Inspect the running daemon: its status and its action log")
             .subcommand_required(true)
@@ -16,15 +19,96 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(daemon_status_command()),
         doctor_command(),
         down_command(),
+        get_command(),
+        Command::new("goal")
+            .about("Set, show or clear a lane's native Codex goal")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(goal_clear_command())
+            .subcommand(goal_get_command())
+            .subcommand(goal_set_command()),
+        list_command(),
         models_command(),
+        new_command(),
         Command::new("registry")
             .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
             .subcommand_required(true)
             .arg_required_else_help(true)
             .subcommand(registry_migrate_command()),
+        rename_command(),
+        requests_command(),
+        respond_command(),
+        restore_command(),
         schema_command(),
+        search_command(),
+        send_command(),
+        stop_command(),
+        sync_command(),
+        tail_command(),
         up_command(),
+        watch_command(),
     ]
+}
+///The `archive` command.
+fn archive_command() -> Command {
+    Command::new("archive")
+        .about("Archive a lane or an unmanaged Codex thread")
+        .long_about(
+            "Archive a lane or an unmanaged Codex thread (by its full id) in Codex and in the registry. `dispatch restore` undoes it.",
+        )
+        .arg(
+            Arg::new("target")
+                .help(
+                    "A lane selector, or the full id of a Codex thread dispatch does not manage.",
+                )
+                .value_name("TARGET")
+                .required(true),
+        )
+}
+///The `assets` command.
+fn assets_command() -> Command {
+    Command::new("assets")
+        .about(
+            "List the embedded skills and Codex plugin, or write them out with --out DIR",
+        )
+        .long_about(
+            "The agent assets built into this dispatch: the `dispatch` and `dm` skills, the Codex plugin bundle (`plugins/dispatch/`, whose MCP server runs `dispatch mcp`) and the marketplace file that lists it. Without --out, lists the embedded files. With --out DIR, writes them under DIR (`skills/`, `plugins/dispatch/`, `.agents/plugins/marketplace.json`), creating directories; a file that already exists with the same content is left alone, and one that differs is refused (nothing is written) unless --force. A relative DIR is taken from the caller's current directory. Needs no daemon.",
+        )
+        .arg(
+            Arg::new("out")
+                .help("Write the assets under this directory instead of listing them.")
+                .long("out"),
+        )
+        .arg(
+            Arg::new("force")
+                .help("With --out: overwrite files whose content differs.")
+                .long("force")
+                .action(ArgAction::SetTrue),
+        )
+}
+///The `attach` command.
+fn attach_command() -> Command {
+    Command::new("attach")
+        .about("Adopt an existing Codex thread as an attached (observe-only) lane")
+        .long_about(
+            "Adopt an existing Codex thread (made by the desktop app, the Codex CLI, another tool) as an attached lane with a ref. Metadata only: no history is copied until `dispatch sync`. Attached lanes are observe-only: operations that write turns or history are refused unless `[policy] allow_attached_writes = true`. Attaching a thread twice returns its existing lane.",
+        )
+        .arg(
+            Arg::new("thread_id")
+                .help("The full Codex thread id.")
+                .value_name("THREAD_ID")
+                .required(true),
+        )
+        .arg(
+            Arg::new("name")
+                .help("Title for the lane; the thread's own name when omitted.")
+                .long("name"),
+        )
+        .arg(
+            Arg::new("handle")
+                .help("A label to address the lane by, e.g. `@review`.")
+                .long("handle"),
+        )
 }
 ///The `daemon log` command.
 fn daemon_log_command() -> Command {
@@ -53,7 +137,7 @@ fn doctor_command() -> Command {
     Command::new("doctor")
         .about("Check binaries, daemon files and registry, with recovery hints")
         .long_about(
-            "Check the installation and runtime: binaries on PATH, the daemon's socket and pidfile (and stale ones), the registry (readable, quick_check, schema version). Every check has a status and a recovery hint. Exits 0 unless a check fails. Needs no daemon.",
+            "Check the installation and runtime: binaries on PATH, the daemon's socket and pidfile (and stale ones), the registry (readable, quick_check, schema version), the Codex CLI and its App Server, and the agent assets built into this binary (the skills and the Codex plugin parse; the plugin's version is this binary's). Every check has a status and a recovery hint. Exits 0 unless a check fails. Needs no daemon.",
         )
         .arg(
             Arg::new("no_app_server")
@@ -68,6 +152,104 @@ fn down_command() -> Command {
         .about("Stop the daemon and the App Server it started")
         .long_about(
             "Stop the daemon and everything it started (the Codex App Server, and with it any running turn). Sends SIGTERM, waits for a graceful exit, and kills it if it does not exit in time. With nothing running it says so and succeeds.",
+        )
+}
+///The `get` command.
+fn get_command() -> Command {
+    Command::new("get")
+        .about("Show one lane: status, latest turn, goal, errors and counts")
+        .long_about(
+            "Show one lane: identity, ownership and whether it is writable, its status, latest turn, goal, the App Server errors it hit (most recent first, with their retry state), token usage and counts.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+}
+///The `goal clear` command.
+fn goal_clear_command() -> Command {
+    Command::new("clear")
+        .about("Clear a lane's native goal")
+        .long_about(
+            "Clear the lane's native goal; Codex stops starting continuation turns for it.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+}
+///The `goal get` command.
+fn goal_get_command() -> Command {
+    Command::new("get")
+        .about("Show a lane's native goal")
+        .long_about("Show the lane's native goal, as Codex reports it.")
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+}
+///The `goal set` command.
+fn goal_set_command() -> Command {
+    Command::new("set")
+        .about("Set a lane's native goal (Codex works until it is complete)")
+        .long_about(
+            "Set the lane's native Codex goal. Codex starts working on it at once and keeps going until the goal is complete, paused or cleared.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(
+            Arg::new("objective")
+                .help("What the goal asks for.")
+                .value_name("OBJECTIVE")
+                .required(true),
+        )
+        .arg(
+            Arg::new("token_budget")
+                .help("Tokens Codex may spend on it.")
+                .long("token-budget")
+                .value_name("N"),
+        )
+}
+///The `list` command.
+fn list_command() -> Command {
+    Command::new("list")
+        .about("List lanes, newest activity first")
+        .long_about(
+            "List lanes, newest activity first. Archived lanes are left out unless --all or --status archived.",
+        )
+        .arg(
+            Arg::new("status")
+                .help(
+                    "Only lanes with this status: idle, busy, waiting_approval, error or archived.",
+                )
+                .long("status"),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Include archived lanes.")
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("limit").help("Most lanes to return.").long("limit").value_name("N"),
         )
 }
 ///The `models` command.
@@ -88,6 +270,69 @@ fn models_command() -> Command {
                 .action(ArgAction::SetTrue),
         )
 }
+///The `new` command.
+fn new_command() -> Command {
+    Command::new("new")
+        .about(
+            "Create an owned lane (new Codex thread), optionally with a goal and a first message",
+        )
+        .long_about(
+            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports `message_accepted` (the App Server accepted the turn), never that the work is done: follow it with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) before anything is created; omitted settings are not sent, so Codex's defaults apply. Without --cwd the lane works in the caller's current directory. Slash commands in the text are sent as plain text.",
+        )
+        .arg(
+            Arg::new("name")
+                .help("Title of the lane (also the Codex thread name).")
+                .long("name")
+                .required(true),
+        )
+        .arg(
+            Arg::new("cwd")
+                .help(
+                    "Directory Codex works in; the caller's current directory when omitted.",
+                )
+                .long("cwd"),
+        )
+        .arg(
+            Arg::new("goal")
+                .help("A native thread goal: Codex keeps working until it is complete.")
+                .long("goal"),
+        )
+        .arg(Arg::new("text").help("First message to send.").long("text"))
+        .arg(Arg::new("model").help("Model id (see `dispatch models`).").long("model"))
+        .arg(
+            Arg::new("effort")
+                .help("Reasoning effort, e.g. `low`, `medium`, `high`.")
+                .long("effort"),
+        )
+        .arg(
+            Arg::new("service_tier")
+                .help("Service tier id or alias, e.g. `priority` or `fast`.")
+                .long("service-tier"),
+        )
+        .arg(
+            Arg::new("sandbox")
+                .help("Sandbox mode.")
+                .long("sandbox")
+                .value_parser(["read-only", "workspace-write", "danger-full-access"]),
+        )
+        .arg(
+            Arg::new("approval_policy")
+                .help("When Codex asks before acting.")
+                .long("approval-policy")
+                .value_parser(["untrusted", "on-request", "never"]),
+        )
+        .arg(
+            Arg::new("handle")
+                .help("A label to address the lane by, e.g. `@docs`.")
+                .long("handle"),
+        )
+        .arg(
+            Arg::new("no_send")
+                .help("Create the lane without sending the first message.")
+                .long("no-send")
+                .action(ArgAction::SetTrue),
+        )
+}
 ///The `registry migrate` command.
 fn registry_migrate_command() -> Command {
     Command::new("migrate")
@@ -100,6 +345,70 @@ fn registry_migrate_command() -> Command {
                 .help("Migrate even though the daemon is running.")
                 .long("allow-running")
                 .action(ArgAction::SetTrue),
+        )
+}
+///The `rename` command.
+fn rename_command() -> Command {
+    Command::new("rename")
+        .about("Rename a lane or an unmanaged Codex thread")
+        .long_about(
+            "Set the title of a lane or of an unmanaged Codex thread (by its full id): the Codex thread name changes too.",
+        )
+        .arg(
+            Arg::new("target")
+                .help(
+                    "A lane selector, or the full id of a Codex thread dispatch does not manage.",
+                )
+                .value_name("TARGET")
+                .required(true),
+        )
+        .arg(Arg::new("title").help("The new title.").value_name("TITLE").required(true))
+}
+///The `requests` command.
+fn requests_command() -> Command {
+    Command::new("requests")
+        .about("List pending approval requests")
+        .long_about(
+            "List pending approval requests (commands, file changes, permissions, user input) that hold a lane in `waiting_approval`, oldest first. They wait for `dispatch respond`; dispatch never accepts on its own.",
+        )
+        .arg(Arg::new("lane").help("Only this lane's requests.").long("lane"))
+}
+///The `respond` command.
+fn respond_command() -> Command {
+    Command::new("respond")
+        .about("Answer a pending approval request")
+        .long_about(
+            "Answer a pending approval request: `accept` lets the action run, `decline` refuses it (the turn goes on), `cancel` refuses it and interrupts the turn.",
+        )
+        .arg(
+            Arg::new("request_id")
+                .help("The request's id (see `dispatch requests`).")
+                .value_name("REQUEST_ID")
+                .value_name("N")
+                .required(true),
+        )
+        .arg(
+            Arg::new("decision")
+                .help("The answer.")
+                .value_name("DECISION")
+                .value_parser(["accept", "accept_for_session", "decline", "cancel"])
+                .required(true),
+        )
+}
+///The `restore` command.
+fn restore_command() -> Command {
+    Command::new("restore")
+        .about("Unarchive a lane or an unmanaged Codex thread")
+        .long_about(
+            "Unarchive a lane or an unmanaged Codex thread (by its full id) in Codex and in the registry.",
+        )
+        .arg(
+            Arg::new("target")
+                .help(
+                    "A lane selector, or the full id of a Codex thread dispatch does not manage.",
+                )
+                .value_name("TARGET")
+                .required(true),
         )
 }
 ///The `schema` command.
@@ -118,6 +427,107 @@ fn schema_command() -> Command {
                 .required(true),
         )
 }
+///The `search` command.
+fn search_command() -> Command {
+    Command::new("search")
+        .about("Search lanes' items and titles, and unmanaged Codex threads")
+        .long_about(
+            "Full-text search over the indexed items and titles of lanes (SQLite FTS5) and, through Codex's own thread search, over unmanaged threads. The query is plain words: quotes, `*`, `NEAR` and parentheses are matched as text, never as query syntax.",
+        )
+        .arg(Arg::new("query").help("Words to find.").value_name("QUERY").required(true))
+        .arg(
+            Arg::new("scope")
+                .help("`managed` (lanes), `unmanaged` (other Codex threads) or `all`.")
+                .long("scope")
+                .value_parser(["managed", "unmanaged", "all"]),
+        )
+        .arg(
+            Arg::new("limit").help("Most hits to return.").long("limit").value_name("N"),
+        )
+}
+///The `send` command.
+fn send_command() -> Command {
+    Command::new("send")
+        .about(
+            "Send a message to an owned lane (a new turn, or --steer into the running one)",
+        )
+        .long_about(
+            "Send a message to an idle owned lane: it starts a new turn. On a busy lane it fails with `lane_busy` unless --steer, which adds the message to the running turn. --text-file reads the message from a file (`-` for stdin). Reports acceptance, not completion: follow with `dispatch get` or `dispatch watch`; never resend blindly.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(Arg::new("text").help("The message.").value_name("TEXT"))
+        .arg(
+            Arg::new("text_file")
+                .help("Read the message from this file (`-`: standard input).")
+                .long("text-file"),
+        )
+        .arg(
+            Arg::new("steer")
+                .help(
+                    "Add the message to the running turn instead of failing on a busy lane.",
+                )
+                .long("steer")
+                .action(ArgAction::SetTrue),
+        )
+}
+///The `stop` command.
+fn stop_command() -> Command {
+    Command::new("stop")
+        .about("Interrupt the running turn of an owned lane")
+        .long_about(
+            "Interrupt the lane's running turn. The turn ends as `interrupted`; an idle lane is left as it is.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+}
+///The `sync` command.
+fn sync_command() -> Command {
+    Command::new("sync")
+        .about("Refresh a lane's indexed turns and items from the App Server")
+        .long_about(
+            "Refresh the lane's indexed view (turns and items) from the App Server, so `tail`, `get` and `search` see what happened in the thread, also outside dispatch. Idempotent; reports what changed.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+}
+///The `tail` command.
+fn tail_command() -> Command {
+    Command::new("tail")
+        .about("Show the last items of a lane")
+        .long_about(
+            "Show the lane's last items: user and agent messages, commands, file changes, errors.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(
+            Arg::new("limit").help("Most items to return.").long("limit").value_name("N"),
+        )
+}
 ///The `up` command.
 fn up_command() -> Command {
     Command::new("up")
@@ -126,9 +536,96 @@ fn up_command() -> Command {
             "Start the singleton daemon (dispatchd) in the background and return once it answers on its socket. If one is already running, report it. Stale sockets and pidfiles left by a killed daemon are cleaned up first.",
         )
 }
+///The `watch` command.
+fn watch_command() -> Command {
+    Command::new("watch")
+        .about("Stream a lane's live events, bounded by time and count")
+        .long_about(
+            "A bounded live sample of the lane's events, streamed as they arrive: stops after --timeout seconds, --max-events events, or (with --until turn-end) when a turn ends. With --json the CLI prints one JSON object per event. The call returns within its bound; it never waits for a whole piece of work.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
+                )
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(
+            Arg::new("timeout")
+                .help("Seconds to watch at most.")
+                .long("timeout")
+                .value_name("N"),
+        )
+        .arg(
+            Arg::new("max_events")
+                .help("Events to return at most.")
+                .long("max-events")
+                .value_name("N"),
+        )
+        .arg(
+            Arg::new("until")
+                .help("Also stop when this happens.")
+                .long("until")
+                .value_parser(["turn-end"]),
+        )
+        .arg(
+            Arg::new("after")
+                .help(
+                    "Only events after this cursor (from a previous answer); default: from now.",
+                )
+                .long("after")
+                .value_name("N"),
+        )
+        .arg(
+            Arg::new("stream")
+                .help(
+                    "Return as soon as some events are there (with the cursor to continue); callers that print live use it.",
+                )
+                .long("stream")
+                .action(ArgAction::SetTrue),
+        )
+}
 /// The operation named by the command words `path`, and its input fields.
 pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> {
     match path {
+        ["archive"] => Some((
+            &operations::ARCHIVE,
+            &[Field {
+                name: "target",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["assets"] => Some((
+            &operations::ASSETS,
+            &[
+                Field {
+                    name: "out",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "force",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
+        ["attach"] => Some((
+            &operations::ATTACH,
+            &[
+                Field {
+                    name: "thread_id",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "name",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "handle",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
         ["daemon", "log"] => Some((
             &operations::DAEMON_LOG,
             &[Field {
@@ -145,6 +642,61 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
             }],
         )),
         ["down"] => Some((&operations::DOWN, &[])),
+        ["get"] => Some((
+            &operations::GET,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["goal", "clear"] => Some((
+            &operations::GOAL_CLEAR,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["goal", "get"] => Some((
+            &operations::GOAL_GET,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["goal", "set"] => Some((
+            &operations::GOAL_SET,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "objective",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "token_budget",
+                    kind: FieldKind::Integer,
+                },
+            ],
+        )),
+        ["list"] => Some((
+            &operations::LIST,
+            &[
+                Field {
+                    name: "status",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "limit",
+                    kind: FieldKind::Integer,
+                },
+            ],
+        )),
         ["models"] => Some((
             &operations::MODELS,
             &[Field {
@@ -152,11 +704,100 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 kind: FieldKind::Flag,
             }],
         )),
+        ["new"] => Some((
+            &operations::NEW,
+            &[
+                Field {
+                    name: "name",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "cwd",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "goal",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "text",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "model",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "effort",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "service_tier",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "sandbox",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "approval_policy",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "handle",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "no_send",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
         ["registry", "migrate"] => Some((
             &operations::REGISTRY_MIGRATE,
             &[Field {
                 name: "allow_running",
                 kind: FieldKind::Flag,
+            }],
+        )),
+        ["rename"] => Some((
+            &operations::RENAME,
+            &[
+                Field {
+                    name: "target",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "title",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
+        ["requests"] => Some((
+            &operations::REQUESTS,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["respond"] => Some((
+            &operations::RESPOND,
+            &[
+                Field {
+                    name: "request_id",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "decision",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
+        ["restore"] => Some((
+            &operations::RESTORE,
+            &[Field {
+                name: "target",
+                kind: FieldKind::Text,
             }],
         )),
         ["schema"] => Some((
@@ -166,7 +807,101 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 kind: FieldKind::Text,
             }],
         )),
+        ["search"] => Some((
+            &operations::SEARCH,
+            &[
+                Field {
+                    name: "query",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "scope",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "limit",
+                    kind: FieldKind::Integer,
+                },
+            ],
+        )),
+        ["send"] => Some((
+            &operations::SEND,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "text",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "text_file",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "steer",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
+        ["stop"] => Some((
+            &operations::STOP,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["sync"] => Some((
+            &operations::SYNC,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["tail"] => Some((
+            &operations::TAIL,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "limit",
+                    kind: FieldKind::Integer,
+                },
+            ],
+        )),
         ["up"] => Some((&operations::UP, &[])),
+        ["watch"] => Some((
+            &operations::WATCH,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "timeout",
+                    kind: FieldKind::Number,
+                },
+                Field {
+                    name: "max_events",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "until",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "after",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "stream",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
         _ => None,
     }
 }

@@ -292,3 +292,71 @@ impl Drop for Mcp {
         let _ = self.child.wait();
     }
 }
+
+/// The stub Responses API on loopback, with the runtime that serves it.
+pub struct Stub {
+    stub: responses_stub::ResponsesStub,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Stub {
+    /// Starts the stub with `script`.
+    pub fn start(script: responses_stub::Script) -> Stub {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let stub = runtime
+            .block_on(responses_stub::ResponsesStub::start(script))
+            .expect("start the stub");
+        Stub {
+            stub,
+            _runtime: runtime,
+        }
+    }
+
+    /// Its base URL for Codex.
+    pub fn base_url(&self) -> String {
+        self.stub.base_url()
+    }
+
+    /// Queues a behaviour for the next request.
+    pub fn push(&self, behaviour: responses_stub::Behaviour) {
+        self.stub.push(behaviour);
+    }
+
+    /// The requests it received.
+    pub fn requests(&self) -> Vec<responses_stub::RecordedRequest> {
+        self.stub.requests()
+    }
+}
+
+impl Home {
+    /// A layout whose Codex talks to a fresh stub running `script`; the daemon is up.
+    pub fn with_stub(script: responses_stub::Script) -> (Home, Stub) {
+        let stub = Stub::start(script);
+        let home = Home::new();
+        home.use_model_provider(&stub.base_url());
+        home.up();
+        (home, stub)
+    }
+
+    /// Polls `dispatch get <lane> --json` until `done` holds (bounded); returns the last answer.
+    pub fn get_until(
+        &self,
+        lane: &str,
+        within: std::time::Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let got = self.json(&["get", lane]).ok_json();
+            if done(&got) || std::time::Instant::now() > deadline {
+                return got;
+            }
+            // Let the daemon's pump make progress; `watch` is tested on its own.
+            let _ = self.json(&["watch", lane, "--timeout", "0.5", "--max-events", "1"]);
+        }
+    }
+}

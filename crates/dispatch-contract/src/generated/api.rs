@@ -3,12 +3,23 @@
 //! The traits that implement the contract. `dispatchd` implements [`Dispatch`]; the
 //! CLI and MCP front ends implement [`ClientOps`] for the operations that need no
 //! daemon.
+#![allow(clippy::wrong_self_convention, clippy::new_ret_no_self)]
 use super::types::*;
 use crate::error::DispatchError;
 use crate::operation::{Operation, decode_input, encode_output};
 use std::future::Future;
 /// The operations served by the daemon, one method each.
 pub trait Dispatch: Send + Sync + 'static {
+    ///`archive`: Archive a lane or an unmanaged Codex thread.
+    fn archive(
+        &self,
+        input: ArchiveInput,
+    ) -> impl Future<Output = Result<ArchiveOutput, DispatchError>> + Send;
+    ///`attach`: Adopt an existing Codex thread as an attached (observe-only) lane.
+    fn attach(
+        &self,
+        input: AttachInput,
+    ) -> impl Future<Output = Result<AttachOutput, DispatchError>> + Send;
     ///`daemon log`: Show the action log: every write with time, lane, outcome and detail.
     fn daemon_log(
         &self,
@@ -19,19 +30,122 @@ pub trait Dispatch: Send + Sync + 'static {
         &self,
         input: DaemonStatusInput,
     ) -> impl Future<Output = Result<DaemonStatusOutput, DispatchError>> + Send;
+    ///`get`: Show one lane: status, latest turn, goal, errors and counts.
+    fn get(&self, input: GetInput)
+    -> impl Future<Output = Result<GetOutput, DispatchError>> + Send;
+    ///`goal clear`: Clear a lane's native goal.
+    fn goal_clear(
+        &self,
+        input: GoalClearInput,
+    ) -> impl Future<Output = Result<GoalClearOutput, DispatchError>> + Send;
+    ///`goal get`: Show a lane's native goal.
+    fn goal_get(
+        &self,
+        input: GoalGetInput,
+    ) -> impl Future<Output = Result<GoalGetOutput, DispatchError>> + Send;
+    ///`goal set`: Set a lane's native goal (Codex works until it is complete).
+    fn goal_set(
+        &self,
+        input: GoalSetInput,
+    ) -> impl Future<Output = Result<GoalSetOutput, DispatchError>> + Send;
+    ///`list`: List lanes, newest activity first.
+    fn list(
+        &self,
+        input: ListInput,
+    ) -> impl Future<Output = Result<ListOutput, DispatchError>> + Send;
     ///`models`: List the model catalog with efforts, modalities, service tiers and aliases.
     fn models(
         &self,
         input: ModelsInput,
     ) -> impl Future<Output = Result<ModelsOutput, DispatchError>> + Send;
+    ///`new`: Create an owned lane (new Codex thread), optionally with a goal and a first message.
+    fn new(&self, input: NewInput)
+    -> impl Future<Output = Result<NewOutput, DispatchError>> + Send;
+    ///`rename`: Rename a lane or an unmanaged Codex thread.
+    fn rename(
+        &self,
+        input: RenameInput,
+    ) -> impl Future<Output = Result<RenameOutput, DispatchError>> + Send;
+    ///`requests`: List pending approval requests.
+    fn requests(
+        &self,
+        input: RequestsInput,
+    ) -> impl Future<Output = Result<RequestsOutput, DispatchError>> + Send;
+    ///`respond`: Answer a pending approval request.
+    fn respond(
+        &self,
+        input: RespondInput,
+    ) -> impl Future<Output = Result<RespondOutput, DispatchError>> + Send;
+    ///`restore`: Unarchive a lane or an unmanaged Codex thread.
+    fn restore(
+        &self,
+        input: RestoreInput,
+    ) -> impl Future<Output = Result<RestoreOutput, DispatchError>> + Send;
+    ///`search`: Search lanes' items and titles, and unmanaged Codex threads.
+    fn search(
+        &self,
+        input: SearchInput,
+    ) -> impl Future<Output = Result<SearchOutput, DispatchError>> + Send;
+    ///`send`: Send a message to an owned lane (a new turn, or --steer into the running one).
+    fn send(
+        &self,
+        input: SendInput,
+    ) -> impl Future<Output = Result<SendOutput, DispatchError>> + Send;
+    ///`stop`: Interrupt the running turn of an owned lane.
+    fn stop(
+        &self,
+        input: StopInput,
+    ) -> impl Future<Output = Result<StopOutput, DispatchError>> + Send;
+    ///`sync`: Refresh a lane's indexed turns and items from the App Server.
+    fn sync(
+        &self,
+        input: SyncInput,
+    ) -> impl Future<Output = Result<SyncOutput, DispatchError>> + Send;
+    ///`tail`: Show the last items of a lane.
+    fn tail(
+        &self,
+        input: TailInput,
+    ) -> impl Future<Output = Result<TailOutput, DispatchError>> + Send;
+    ///`watch`: Stream a lane's live events, bounded by time and count.
+    fn watch(
+        &self,
+        input: WatchInput,
+    ) -> impl Future<Output = Result<WatchOutput, DispatchError>> + Send;
     /// Whether the daemon has no work in flight (no running turn, no pending
     /// approval). A client may restart an idle daemon that answered `daemon_stale`.
     fn idle(&self) -> bool {
         true
     }
+    /// Called before every operation the contract marks as writing turns or history
+    /// (`writes_history`), with its validated input: the one place where the
+    /// attached-lane write lock is enforced.
+    fn authorize_history_write(
+        &self,
+        op: &'static Operation,
+        input: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), DispatchError>> + Send {
+        let _ = (op, input);
+        async { Ok(()) }
+    }
+    /// Called after every operation whose intent is write or destroy, with its input
+    /// and outcome: the one place where the action log is written.
+    fn record_write(
+        &self,
+        op: &'static Operation,
+        input: &serde_json::Value,
+        outcome: Result<&serde_json::Value, &DispatchError>,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (op, input, outcome);
+        async {}
+    }
 }
 /// The operations that run in the calling process.
 pub trait ClientOps: Send + Sync {
+    ///`assets`: List the embedded skills and Codex plugin, or write them out with --out DIR.
+    fn assets(
+        &self,
+        input: AssetsInput,
+    ) -> impl Future<Output = Result<AssetsOutput, DispatchError>> + Send;
     ///`doctor`: Check binaries, daemon files and registry, with recovery hints.
     fn doctor(
         &self,
@@ -63,6 +177,7 @@ pub async fn call_client_op<C: ClientOps>(
     input: serde_json::Value,
 ) -> Result<serde_json::Value, DispatchError> {
     match op.id {
+        "assets" => encode_output(ops.assets(decode_input::<AssetsInput>(input)?).await?),
         "doctor" => encode_output(ops.doctor(decode_input::<DoctorInput>(input)?).await?),
         "down" => encode_output(ops.down(decode_input::<DownInput>(input)?).await?),
         "registry_migrate" => encode_output(

@@ -4,6 +4,63 @@
 //! self-contained input and output schemas and its contract hash.
 use super::types::*;
 use crate::operation::{Intent, Operation, Request, RunsIn};
+///`archive`: Archive a lane or an unmanaged Codex thread.
+pub static ARCHIVE: Operation = Operation {
+    id: "archive",
+    title: "archive",
+    summary: "Archive a lane or an unmanaged Codex thread",
+    description: "Archive a lane or an unmanaged Codex thread (by its full id) in Codex and in the registry. `dispatch restore` undoes it.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["archive"],
+    positionals: &["target"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "7798650d503a56bb",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"target\"],\"properties\":{\"target\":{\"description\":\"A lane selector, or the full id of a Codex thread dispatch does not manage.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"id\",\"ref\",\"title\",\"archived\",\"scope\"],\"properties\":{\"id\":{\"type\":\"string\",\"description\":\"Codex thread id.\"},\"ref\":{\"type\":[\"string\",\"null\"],\"description\":\"The lane's ref; null for an unmanaged thread.\"},\"title\":{\"type\":[\"string\",\"null\"],\"description\":\"The title now.\"},\"archived\":{\"type\":[\"boolean\",\"null\"],\"description\":\"Whether it is archived now; null when Codex does not say (a renamed unmanaged thread).\"},\"scope\":{\"type\":\"string\",\"enum\":[\"managed\",\"unmanaged\"],\"description\":\"`managed` (a lane) or `unmanaged` (a thread only Codex knows).\"}}}",
+    examples: "[{\"title\":\"an unknown target\",\"input\":{\"target\":\"zzzzzz\"},\"error\":\"not_found\"}]",
+};
+///`assets`: List the embedded skills and Codex plugin, or write them out with --out DIR.
+pub static ASSETS: Operation = Operation {
+    id: "assets",
+    title: "assets",
+    summary: "List the embedded skills and Codex plugin, or write them out with --out DIR",
+    description: "The agent assets built into this dispatch: the `dispatch` and `dm` skills, the Codex plugin bundle (`plugins/dispatch/`, whose MCP server runs `dispatch mcp`) and the marketplace file that lists it. Without --out, lists the embedded files. With --out DIR, writes them under DIR (`skills/`, `plugins/dispatch/`, `.agents/plugins/marketplace.json`), creating directories; a file that already exists with the same content is left alone, and one that differs is refused (nothing is written) unless --force. A relative DIR is taken from the caller's current directory. Needs no daemon.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Client,
+    cli_path: &["assets"],
+    positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "dc8402a4dfac3b3f",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"out\":{\"description\":\"Write the assets under this directory instead of listing them.\",\"type\":\"string\",\"minLength\":1},\"force\":{\"description\":\"With --out: overwrite files whose content differs.\",\"type\":\"boolean\",\"default\":false}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"version\",\"out\",\"files\"],\"properties\":{\"version\":{\"description\":\"The dispatch version the assets belong to (the plugin's version).\",\"type\":\"string\"},\"out\":{\"description\":\"The directory written to (absolute); null when only listing.\",\"type\":[\"string\",\"null\"]},\"files\":{\"description\":\"Every embedded file, sorted by path.\",\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"AssetFile\",\"required\":[\"path\",\"bytes\",\"status\"],\"properties\":{\"path\":{\"description\":\"Path relative to the output directory (or the repository), e.g. `skills/dm/SKILL.md`.\",\"type\":\"string\"},\"bytes\":{\"description\":\"Size in bytes.\",\"type\":\"integer\",\"minimum\":0},\"status\":{\"description\":\"`embedded` (listed only), `written` (new file), `unchanged` (already there, same content) or `overwritten` (differed; --force).\",\"type\":\"string\",\"enum\":[\"embedded\",\"written\",\"unchanged\",\"overwritten\"]}}}}}}",
+    examples: "[{\"title\":\"lists the embedded files\",\"input\":{},\"output\":{\"version\":\"*\",\"out\":null,\"files\":[{\"path\":\".agents/plugins/marketplace.json\",\"bytes\":\"*\",\"status\":\"embedded\"},{\"path\":\"plugins/dispatch/.codex-plugin/plugin.json\",\"bytes\":\"*\",\"status\":\"embedded\"},{\"path\":\"plugins/dispatch/.mcp.json\",\"bytes\":\"*\",\"status\":\"embedded\"},{\"path\":\"plugins/dispatch/skills/dispatch/SKILL.md\",\"bytes\":\"*\",\"status\":\"embedded\"},{\"path\":\"plugins/dispatch/skills/dm/SKILL.md\",\"bytes\":\"*\",\"status\":\"embedded\"},{\"path\":\"skills/dispatch/SKILL.md\",\"bytes\":\"*\",\"status\":\"embedded\"},{\"path\":\"skills/dm/SKILL.md\",\"bytes\":\"*\",\"status\":\"embedded\"}]}},{\"title\":\"the directory cannot be empty\",\"input\":{\"out\":\"\"},\"error\":\"invalid_input\"},{\"title\":\"a flag takes a boolean\",\"input\":{\"force\":\"yes\"},\"error\":\"invalid_input\"}]",
+};
+///`attach`: Adopt an existing Codex thread as an attached (observe-only) lane.
+pub static ATTACH: Operation = Operation {
+    id: "attach",
+    title: "attach",
+    summary: "Adopt an existing Codex thread as an attached (observe-only) lane",
+    description: "Adopt an existing Codex thread (made by the desktop app, the Codex CLI, another tool) as an attached lane with a ref. Metadata only: no history is copied until `dispatch sync`. Attached lanes are observe-only: operations that write turns or history are refused unless `[policy] allow_attached_writes = true`. Attaching a thread twice returns its existing lane.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["attach"],
+    positionals: &["thread_id"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "cbcf6c422d6d4cf0",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"thread_id\"],\"properties\":{\"thread_id\":{\"description\":\"The full Codex thread id.\",\"type\":\"string\",\"minLength\":1},\"name\":{\"description\":\"Title for the lane; the thread's own name when omitted.\",\"type\":\"string\",\"minLength\":1},\"handle\":{\"description\":\"A label to address the lane by, e.g. `@review`.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"already_attached\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Lane\"},\"already_attached\":{\"type\":\"boolean\",\"description\":\"Whether the thread already was a lane (its lane is returned).\"}},\"$defs\":{\"Goal\":{\"description\":\"The lane's native Codex thread goal.\",\"type\":\"object\",\"required\":[\"objective\",\"status\"],\"properties\":{\"objective\":{\"description\":\"What the goal asks for.\",\"type\":\"string\"},\"status\":{\"description\":\"Codex's goal status: `active`, `paused`, `blocked`, `usageLimited`, `budgetLimited` or `complete`.\",\"type\":\"string\"},\"token_budget\":{\"description\":\"Token budget, if one was set.\",\"type\":[\"integer\",\"null\"]},\"tokens_used\":{\"description\":\"Tokens used towards the goal.\",\"type\":[\"integer\",\"null\"]}}},\"Lane\":{\"description\":\"A Codex thread that dispatch knows.\",\"type\":\"object\",\"required\":[\"ref\",\"id\",\"title\",\"handle\",\"ownership\",\"writable\",\"write_locked_reason\",\"cwd\",\"model\",\"status\",\"latest_turn\",\"goal\",\"created_at\",\"updated_at\"],\"properties\":{\"ref\":{\"description\":\"dispatch's short ref for the lane; never changes, never reused.\",\"type\":\"string\"},\"id\":{\"description\":\"The Codex thread id.\",\"type\":\"string\"},\"title\":{\"description\":\"Title (the Codex thread name); a label, not identity.\",\"type\":[\"string\",\"null\"]},\"handle\":{\"description\":\"`@handle`; a label, not identity.\",\"type\":[\"string\",\"null\"]},\"ownership\":{\"description\":\"`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).\",\"type\":\"string\",\"enum\":[\"owned\",\"attached\"]},\"writable\":{\"description\":\"Whether operations that write turns or history are allowed.\",\"type\":\"boolean\"},\"write_locked_reason\":{\"description\":\"Why it is not writable, when it is not.\",\"type\":[\"string\",\"null\"]},\"cwd\":{\"description\":\"The directory Codex works in.\",\"type\":[\"string\",\"null\"]},\"model\":{\"description\":\"The model asked for at creation; null means Codex's default.\",\"type\":[\"string\",\"null\"]},\"status\":{\"$ref\":\"#/$defs/LaneStatus\"},\"latest_turn\":{\"oneOf\":[{\"$ref\":\"#/$defs/LatestTurn\"},{\"type\":\"null\"}]},\"goal\":{\"oneOf\":[{\"$ref\":\"#/$defs/Goal\"},{\"type\":\"null\"}]},\"created_at\":{\"description\":\"When dispatch made or adopted it (RFC 3339).\",\"type\":\"string\"},\"updated_at\":{\"description\":\"Its latest activity (RFC 3339).\",\"type\":\"string\"}}},\"LaneStatus\":{\"description\":\"`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.\",\"type\":\"string\",\"enum\":[\"idle\",\"busy\",\"waiting_approval\",\"error\",\"archived\"]},\"LatestTurn\":{\"description\":\"The lane's most recent turn.\",\"type\":\"object\",\"required\":[\"id\",\"status\",\"error\",\"started_at\",\"completed_at\",\"duration_ms\"],\"properties\":{\"id\":{\"description\":\"Codex turn id.\",\"type\":\"string\"},\"status\":{\"$ref\":\"#/$defs/TurnStatus\"},\"error\":{\"description\":\"Why it failed, if it did.\",\"type\":[\"string\",\"null\"]},\"started_at\":{\"description\":\"When it started (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"completed_at\":{\"description\":\"When it ended (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"duration_ms\":{\"description\":\"How long it ran.\",\"type\":[\"integer\",\"null\"]}}},\"TurnStatus\":{\"description\":\"`in_progress`, `completed`, `interrupted` or `failed`.\",\"type\":\"string\",\"enum\":[\"in_progress\",\"completed\",\"interrupted\",\"failed\"]}}}",
+    examples: "[{\"title\":\"a thread Codex does not know\",\"input\":{\"thread_id\":\"019a0000-0000-7000-8000-000000000000\"},\"error\":\"not_found\"}]",
+};
 ///`daemon log`: Show the action log: every write with time, lane, outcome and detail.
 pub static DAEMON_LOG: Operation = Operation {
     id: "daemon_log",
@@ -16,10 +73,12 @@ pub static DAEMON_LOG: Operation = Operation {
     runs_in: RunsIn::Daemon,
     cli_path: &["daemon", "log"],
     positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "a00efbc634188931",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"limit\":{\"description\":\"Most entries to return.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":10000,\"default\":50}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"entries\"],\"properties\":{\"entries\":{\"description\":\"Action log entries, newest first.\",\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"ActionEntry\",\"required\":[\"id\",\"at\",\"op\",\"lane\",\"outcome\",\"error_code\",\"detail\"],\"properties\":{\"id\":{\"description\":\"Entry id, increasing.\",\"type\":\"integer\"},\"at\":{\"$ref\":\"#/$defs/Timestamp\"},\"op\":{\"description\":\"The operation or lifecycle event (`daemon_start`, `daemon_stop`, `registry_migrate`, ...).\",\"type\":\"string\"},\"lane\":{\"description\":\"Ref of the lane it concerned, if any.\",\"type\":[\"string\",\"null\"]},\"outcome\":{\"description\":\"`ok` or `error`.\",\"type\":\"string\",\"enum\":[\"ok\",\"error\"]},\"error_code\":{\"description\":\"Stable error code when the outcome is `error`.\",\"type\":[\"string\",\"null\"]},\"detail\":{\"description\":\"A short human description.\",\"type\":[\"string\",\"null\"]}}}}},\"$defs\":{\"Timestamp\":{\"description\":\"A point in time, RFC 3339 in UTC (e.g. `2026-11-26T03:44:09.120Z`).\",\"type\":\"string\"}}}",
-    examples: "[{\"title\":\"the newest entry of a fresh daemon is its start\",\"input\":{\"limit\":1},\"output\":{\"entries\":[{\"id\":\"*\",\"at\":\"*\",\"op\":\"daemon_start\",\"lane\":null,\"outcome\":\"ok\",\"error_code\":null,\"detail\":\"*\"}]}},{\"title\":\"the limit is bounded\",\"input\":{\"limit\":0},\"error\":\"invalid_input\"},{\"title\":\"the limit is a number\",\"input\":{\"limit\":\"ten\"},\"error\":\"invalid_input\"}]",
+    examples: "[{\"title\":\"the newest entry\",\"input\":{\"limit\":1},\"output\":{\"entries\":[{\"id\":\"*\",\"at\":\"*\",\"op\":\"*\",\"lane\":\"*\",\"outcome\":\"*\",\"error_code\":\"*\",\"detail\":\"*\"}]}},{\"title\":\"the limit is bounded\",\"input\":{\"limit\":0},\"error\":\"invalid_input\"},{\"title\":\"the limit is a number\",\"input\":{\"limit\":\"ten\"},\"error\":\"invalid_input\"}]",
 };
 ///`daemon status`: Show the daemon's pid, uptime, socket, App Server and lane counts.
 pub static DAEMON_STATUS: Operation = Operation {
@@ -33,23 +92,27 @@ pub static DAEMON_STATUS: Operation = Operation {
     runs_in: RunsIn::Daemon,
     cli_path: &["daemon", "status"],
     positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "b0caf436da416909",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"pid\",\"uptime_s\",\"socket\",\"version\",\"schema_version\",\"app_server\",\"lanes\"],\"properties\":{\"pid\":{\"description\":\"Process id of dispatchd.\",\"type\":\"integer\",\"minimum\":1},\"uptime_s\":{\"description\":\"Seconds since the daemon started.\",\"type\":\"integer\",\"minimum\":0},\"socket\":{\"description\":\"Path of the daemon's Unix socket.\",\"type\":\"string\"},\"version\":{\"description\":\"dispatchd's version.\",\"type\":\"string\"},\"schema_version\":{\"description\":\"Schema version of the registry the daemon has open.\",\"type\":\"integer\"},\"app_server\":{\"description\":\"The Codex App Server child the daemon supervises.\",\"type\":\"object\",\"required\":[\"state\",\"pid\",\"version\",\"restarts\"],\"properties\":{\"state\":{\"description\":\"`not_started` (no App Server supervision configured), `starting`, `ready`, `restarting` (it died; a restart is scheduled), `failed` (gave up; see last_error), `stopped`.\",\"type\":\"string\",\"enum\":[\"not_started\",\"starting\",\"ready\",\"restarting\",\"failed\",\"stopped\"]},\"pid\":{\"description\":\"Process id of the App Server, when running.\",\"type\":[\"integer\",\"null\"]},\"version\":{\"description\":\"Codex CLI version the App Server reported.\",\"type\":[\"string\",\"null\"]},\"restarts\":{\"description\":\"How many times the daemon restarted it.\",\"type\":\"integer\",\"minimum\":0},\"last_error\":{\"description\":\"Why it last stopped or failed to start.\",\"type\":[\"string\",\"null\"]}}},\"lanes\":{\"description\":\"Lane counts by status.\",\"type\":\"object\",\"required\":[\"total\",\"idle\",\"busy\",\"waiting_approval\",\"error\",\"archived\"],\"properties\":{\"total\":{\"type\":\"integer\",\"minimum\":0},\"idle\":{\"type\":\"integer\",\"minimum\":0},\"busy\":{\"type\":\"integer\",\"minimum\":0},\"waiting_approval\":{\"type\":\"integer\",\"minimum\":0},\"error\":{\"type\":\"integer\",\"minimum\":0},\"archived\":{\"type\":\"integer\",\"minimum\":0}}}}}",
-    examples: "[{\"title\":\"status of a freshly started daemon\",\"input\":{},\"output\":{\"pid\":\"*\",\"uptime_s\":\"*\",\"socket\":\"*\",\"version\":\"*\",\"schema_version\":3,\"app_server\":{\"state\":\"*\",\"pid\":\"*\",\"version\":\"*\",\"restarts\":0},\"lanes\":{\"total\":0,\"idle\":0,\"busy\":0,\"waiting_approval\":0,\"error\":0,\"archived\":0}}},{\"title\":\"unknown fields are refused\",\"input\":{\"verbose\":true},\"error\":\"invalid_input\"}]",
+    examples: "[{\"title\":\"status of a freshly started daemon\",\"input\":{},\"output\":{\"pid\":\"*\",\"uptime_s\":\"*\",\"socket\":\"*\",\"version\":\"*\",\"schema_version\":\"*\",\"app_server\":{\"state\":\"*\",\"pid\":\"*\",\"version\":\"*\",\"restarts\":0},\"lanes\":{\"total\":0,\"idle\":0,\"busy\":0,\"waiting_approval\":0,\"error\":0,\"archived\":0}}},{\"title\":\"unknown fields are refused\",\"input\":{\"verbose\":true},\"error\":\"invalid_input\"}]",
 };
 ///`doctor`: Check binaries, daemon files and registry, with recovery hints.
 pub static DOCTOR: Operation = Operation {
     id: "doctor",
     title: "doctor",
     summary: "Check binaries, daemon files and registry, with recovery hints",
-    description: "Check the installation and runtime: binaries on PATH, the daemon's socket and pidfile (and stale ones), the registry (readable, quick_check, schema version). Every check has a status and a recovery hint. Exits 0 unless a check fails. Needs no daemon.",
+    description: "Check the installation and runtime: binaries on PATH, the daemon's socket and pidfile (and stale ones), the registry (readable, quick_check, schema version), the Codex CLI and its App Server, and the agent assets built into this binary (the skills and the Codex plugin parse; the plugin's version is this binary's). Every check has a status and a recovery hint. Exits 0 unless a check fails. Needs no daemon.",
     intent: Intent::Read,
     idempotent: true,
     writes_history: false,
     runs_in: RunsIn::Client,
     cli_path: &["doctor"],
     positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "536d291004760a9d",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"no_app_server\":{\"description\":\"Skip the checks that start the Codex App Server.\",\"type\":\"boolean\",\"default\":false}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"checks\"],\"properties\":{\"status\":{\"$ref\":\"#/$defs/CheckStatus\"},\"checks\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"DoctorCheck\",\"required\":[\"name\",\"status\",\"summary\",\"hint\"],\"properties\":{\"name\":{\"description\":\"Stable check name, e.g. `registry`.\",\"type\":\"string\"},\"status\":{\"$ref\":\"#/$defs/CheckStatus\"},\"summary\":{\"description\":\"What was found.\",\"type\":\"string\"},\"hint\":{\"description\":\"How to recover; null when there is nothing to do.\",\"type\":[\"string\",\"null\"]}}}}},\"$defs\":{\"CheckStatus\":{\"description\":\"Outcome of one check: `ok`, `warn` (works, but look at the hint) or `fail`.\",\"type\":\"string\",\"enum\":[\"ok\",\"warn\",\"fail\"]}}}",
@@ -67,10 +130,107 @@ pub static DOWN: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["down"],
     positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "eda31d8d50284dcf",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"pid\"],\"properties\":{\"status\":{\"description\":\"`stopped` (it exited gracefully), `killed` (it had to be killed) or `not_running`.\",\"type\":\"string\",\"enum\":[\"stopped\",\"killed\",\"not_running\"]},\"pid\":{\"description\":\"Process id of the daemon that was stopped.\",\"type\":[\"integer\",\"null\"]},\"cleaned\":{\"description\":\"Stale files removed (socket, pidfile).\",\"type\":\"array\",\"items\":{\"type\":\"string\"}}}}",
     examples: "[]",
+};
+///`get`: Show one lane: status, latest turn, goal, errors and counts.
+pub static GET: Operation = Operation {
+    id: "get",
+    title: "get",
+    summary: "Show one lane: status, latest turn, goal, errors and counts",
+    description: "Show one lane: identity, ownership and whether it is writable, its status, latest turn, goal, the App Server errors it hit (most recent first, with their retry state), token usage and counts.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["get"],
+    positionals: &["lane"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "49c8165c7a65bec9",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"errors\",\"counts\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Lane\"},\"errors\":{\"type\":\"array\",\"description\":\"Persisted App Server errors, most recent first.\",\"items\":{\"type\":\"object\",\"title\":\"LaneError\",\"required\":[\"turn_id\",\"message\",\"will_retry\",\"at\"],\"properties\":{\"turn_id\":{\"type\":[\"string\",\"null\"],\"description\":\"The turn it happened in.\"},\"message\":{\"type\":\"string\",\"description\":\"What the App Server reported.\"},\"will_retry\":{\"type\":\"boolean\",\"description\":\"Whether Codex keeps retrying (the lane stays busy meanwhile).\"},\"at\":{\"type\":\"string\",\"description\":\"When (RFC 3339).\"}}}},\"token_usage\":{\"description\":\"The latest token usage Codex reported.\",\"type\":[\"object\",\"null\"]},\"counts\":{\"type\":\"object\",\"title\":\"LaneCounts\",\"required\":[\"turns\",\"items\",\"events\",\"errors\"],\"properties\":{\"turns\":{\"type\":\"integer\",\"minimum\":0},\"items\":{\"type\":\"integer\",\"minimum\":0},\"events\":{\"type\":\"integer\",\"minimum\":0},\"errors\":{\"type\":\"integer\",\"minimum\":0}}}},\"$defs\":{\"Goal\":{\"description\":\"The lane's native Codex thread goal.\",\"type\":\"object\",\"required\":[\"objective\",\"status\"],\"properties\":{\"objective\":{\"description\":\"What the goal asks for.\",\"type\":\"string\"},\"status\":{\"description\":\"Codex's goal status: `active`, `paused`, `blocked`, `usageLimited`, `budgetLimited` or `complete`.\",\"type\":\"string\"},\"token_budget\":{\"description\":\"Token budget, if one was set.\",\"type\":[\"integer\",\"null\"]},\"tokens_used\":{\"description\":\"Tokens used towards the goal.\",\"type\":[\"integer\",\"null\"]}}},\"Lane\":{\"description\":\"A Codex thread that dispatch knows.\",\"type\":\"object\",\"required\":[\"ref\",\"id\",\"title\",\"handle\",\"ownership\",\"writable\",\"write_locked_reason\",\"cwd\",\"model\",\"status\",\"latest_turn\",\"goal\",\"created_at\",\"updated_at\"],\"properties\":{\"ref\":{\"description\":\"dispatch's short ref for the lane; never changes, never reused.\",\"type\":\"string\"},\"id\":{\"description\":\"The Codex thread id.\",\"type\":\"string\"},\"title\":{\"description\":\"Title (the Codex thread name); a label, not identity.\",\"type\":[\"string\",\"null\"]},\"handle\":{\"description\":\"`@handle`; a label, not identity.\",\"type\":[\"string\",\"null\"]},\"ownership\":{\"description\":\"`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).\",\"type\":\"string\",\"enum\":[\"owned\",\"attached\"]},\"writable\":{\"description\":\"Whether operations that write turns or history are allowed.\",\"type\":\"boolean\"},\"write_locked_reason\":{\"description\":\"Why it is not writable, when it is not.\",\"type\":[\"string\",\"null\"]},\"cwd\":{\"description\":\"The directory Codex works in.\",\"type\":[\"string\",\"null\"]},\"model\":{\"description\":\"The model asked for at creation; null means Codex's default.\",\"type\":[\"string\",\"null\"]},\"status\":{\"$ref\":\"#/$defs/LaneStatus\"},\"latest_turn\":{\"oneOf\":[{\"$ref\":\"#/$defs/LatestTurn\"},{\"type\":\"null\"}]},\"goal\":{\"oneOf\":[{\"$ref\":\"#/$defs/Goal\"},{\"type\":\"null\"}]},\"created_at\":{\"description\":\"When dispatch made or adopted it (RFC 3339).\",\"type\":\"string\"},\"updated_at\":{\"description\":\"Its latest activity (RFC 3339).\",\"type\":\"string\"}}},\"LaneStatus\":{\"description\":\"`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.\",\"type\":\"string\",\"enum\":[\"idle\",\"busy\",\"waiting_approval\",\"error\",\"archived\"]},\"LatestTurn\":{\"description\":\"The lane's most recent turn.\",\"type\":\"object\",\"required\":[\"id\",\"status\",\"error\",\"started_at\",\"completed_at\",\"duration_ms\"],\"properties\":{\"id\":{\"description\":\"Codex turn id.\",\"type\":\"string\"},\"status\":{\"$ref\":\"#/$defs/TurnStatus\"},\"error\":{\"description\":\"Why it failed, if it did.\",\"type\":[\"string\",\"null\"]},\"started_at\":{\"description\":\"When it started (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"completed_at\":{\"description\":\"When it ended (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"duration_ms\":{\"description\":\"How long it ran.\",\"type\":[\"integer\",\"null\"]}}},\"TurnStatus\":{\"description\":\"`in_progress`, `completed`, `interrupted` or `failed`.\",\"type\":\"string\",\"enum\":[\"in_progress\",\"completed\",\"interrupted\",\"failed\"]}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"}]",
+};
+///`goal clear`: Clear a lane's native goal.
+pub static GOAL_CLEAR: Operation = Operation {
+    id: "goal_clear",
+    title: "goal clear",
+    summary: "Clear a lane's native goal",
+    description: "Clear the lane's native goal; Codex stops starting continuation turns for it.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: true,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["goal", "clear"],
+    positionals: &["lane"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "346172539c291f45",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"cleared\"],\"properties\":{\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"cleared\":{\"type\":\"boolean\",\"description\":\"Whether a goal was cleared.\"}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"}]",
+};
+///`goal get`: Show a lane's native goal.
+pub static GOAL_GET: Operation = Operation {
+    id: "goal_get",
+    title: "goal get",
+    summary: "Show a lane's native goal",
+    description: "Show the lane's native goal, as Codex reports it.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["goal", "get"],
+    positionals: &["lane"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "8f6004a8bd2b9a62",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"goal\"],\"properties\":{\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"goal\":{\"oneOf\":[{\"$ref\":\"#/$defs/Goal\"},{\"type\":\"null\"}]}},\"$defs\":{\"Goal\":{\"description\":\"The lane's native Codex thread goal.\",\"type\":\"object\",\"required\":[\"objective\",\"status\"],\"properties\":{\"objective\":{\"description\":\"What the goal asks for.\",\"type\":\"string\"},\"status\":{\"description\":\"Codex's goal status: `active`, `paused`, `blocked`, `usageLimited`, `budgetLimited` or `complete`.\",\"type\":\"string\"},\"token_budget\":{\"description\":\"Token budget, if one was set.\",\"type\":[\"integer\",\"null\"]},\"tokens_used\":{\"description\":\"Tokens used towards the goal.\",\"type\":[\"integer\",\"null\"]}}}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"}]",
+};
+///`goal set`: Set a lane's native goal (Codex works until it is complete).
+pub static GOAL_SET: Operation = Operation {
+    id: "goal_set",
+    title: "goal set",
+    summary: "Set a lane's native goal (Codex works until it is complete)",
+    description: "Set the lane's native Codex goal. Codex starts working on it at once and keeps going until the goal is complete, paused or cleared.",
+    intent: Intent::Write,
+    idempotent: false,
+    writes_history: true,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["goal", "set"],
+    positionals: &["lane", "objective"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "d529f104d2277da4",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\",\"objective\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"},\"objective\":{\"description\":\"What the goal asks for.\",\"type\":\"string\",\"minLength\":1},\"token_budget\":{\"description\":\"Tokens Codex may spend on it.\",\"type\":\"integer\",\"minimum\":1}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"goal\"],\"properties\":{\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"goal\":{\"oneOf\":[{\"$ref\":\"#/$defs/Goal\"},{\"type\":\"null\"}]}},\"$defs\":{\"Goal\":{\"description\":\"The lane's native Codex thread goal.\",\"type\":\"object\",\"required\":[\"objective\",\"status\"],\"properties\":{\"objective\":{\"description\":\"What the goal asks for.\",\"type\":\"string\"},\"status\":{\"description\":\"Codex's goal status: `active`, `paused`, `blocked`, `usageLimited`, `budgetLimited` or `complete`.\",\"type\":\"string\"},\"token_budget\":{\"description\":\"Token budget, if one was set.\",\"type\":[\"integer\",\"null\"]},\"tokens_used\":{\"description\":\"Tokens used towards the goal.\",\"type\":[\"integer\",\"null\"]}}}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\",\"objective\":\"x\"},\"error\":\"not_found\"}]",
+};
+///`list`: List lanes, newest activity first.
+pub static LIST: Operation = Operation {
+    id: "list",
+    title: "list",
+    summary: "List lanes, newest activity first",
+    description: "List lanes, newest activity first. Archived lanes are left out unless --all or --status archived.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["list"],
+    positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "77565a474183d2d5",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"status\":{\"$ref\":\"#/$defs/LaneStatus\",\"description\":\"Only lanes with this status: idle, busy, waiting_approval, error or archived.\"},\"all\":{\"description\":\"Include archived lanes.\",\"type\":\"boolean\",\"default\":false},\"limit\":{\"description\":\"Most lanes to return.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":10000,\"default\":200}},\"$defs\":{\"LaneStatus\":{\"description\":\"`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.\",\"type\":\"string\",\"enum\":[\"idle\",\"busy\",\"waiting_approval\",\"error\",\"archived\"]}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lanes\"],\"properties\":{\"lanes\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/Lane\"}}},\"$defs\":{\"Goal\":{\"description\":\"The lane's native Codex thread goal.\",\"type\":\"object\",\"required\":[\"objective\",\"status\"],\"properties\":{\"objective\":{\"description\":\"What the goal asks for.\",\"type\":\"string\"},\"status\":{\"description\":\"Codex's goal status: `active`, `paused`, `blocked`, `usageLimited`, `budgetLimited` or `complete`.\",\"type\":\"string\"},\"token_budget\":{\"description\":\"Token budget, if one was set.\",\"type\":[\"integer\",\"null\"]},\"tokens_used\":{\"description\":\"Tokens used towards the goal.\",\"type\":[\"integer\",\"null\"]}}},\"Lane\":{\"description\":\"A Codex thread that dispatch knows.\",\"type\":\"object\",\"required\":[\"ref\",\"id\",\"title\",\"handle\",\"ownership\",\"writable\",\"write_locked_reason\",\"cwd\",\"model\",\"status\",\"latest_turn\",\"goal\",\"created_at\",\"updated_at\"],\"properties\":{\"ref\":{\"description\":\"dispatch's short ref for the lane; never changes, never reused.\",\"type\":\"string\"},\"id\":{\"description\":\"The Codex thread id.\",\"type\":\"string\"},\"title\":{\"description\":\"Title (the Codex thread name); a label, not identity.\",\"type\":[\"string\",\"null\"]},\"handle\":{\"description\":\"`@handle`; a label, not identity.\",\"type\":[\"string\",\"null\"]},\"ownership\":{\"description\":\"`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).\",\"type\":\"string\",\"enum\":[\"owned\",\"attached\"]},\"writable\":{\"description\":\"Whether operations that write turns or history are allowed.\",\"type\":\"boolean\"},\"write_locked_reason\":{\"description\":\"Why it is not writable, when it is not.\",\"type\":[\"string\",\"null\"]},\"cwd\":{\"description\":\"The directory Codex works in.\",\"type\":[\"string\",\"null\"]},\"model\":{\"description\":\"The model asked for at creation; null means Codex's default.\",\"type\":[\"string\",\"null\"]},\"status\":{\"$ref\":\"#/$defs/LaneStatus\"},\"latest_turn\":{\"oneOf\":[{\"$ref\":\"#/$defs/LatestTurn\"},{\"type\":\"null\"}]},\"goal\":{\"oneOf\":[{\"$ref\":\"#/$defs/Goal\"},{\"type\":\"null\"}]},\"created_at\":{\"description\":\"When dispatch made or adopted it (RFC 3339).\",\"type\":\"string\"},\"updated_at\":{\"description\":\"Its latest activity (RFC 3339).\",\"type\":\"string\"}}},\"LaneStatus\":{\"description\":\"`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.\",\"type\":\"string\",\"enum\":[\"idle\",\"busy\",\"waiting_approval\",\"error\",\"archived\"]},\"LatestTurn\":{\"description\":\"The lane's most recent turn.\",\"type\":\"object\",\"required\":[\"id\",\"status\",\"error\",\"started_at\",\"completed_at\",\"duration_ms\"],\"properties\":{\"id\":{\"description\":\"Codex turn id.\",\"type\":\"string\"},\"status\":{\"$ref\":\"#/$defs/TurnStatus\"},\"error\":{\"description\":\"Why it failed, if it did.\",\"type\":[\"string\",\"null\"]},\"started_at\":{\"description\":\"When it started (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"completed_at\":{\"description\":\"When it ended (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"duration_ms\":{\"description\":\"How long it ran.\",\"type\":[\"integer\",\"null\"]}}},\"TurnStatus\":{\"description\":\"`in_progress`, `completed`, `interrupted` or `failed`.\",\"type\":\"string\",\"enum\":[\"in_progress\",\"completed\",\"interrupted\",\"failed\"]}}}",
+    examples: "[{\"title\":\"a fresh registry has no lanes\",\"input\":{},\"output\":{\"lanes\":[]}},{\"title\":\"an unknown status\",\"input\":{\"status\":\"sleeping\"},\"error\":\"invalid_input\"}]",
 };
 ///`models`: List the model catalog with efforts, modalities, service tiers and aliases.
 pub static MODELS: Operation = Operation {
@@ -84,10 +244,31 @@ pub static MODELS: Operation = Operation {
     runs_in: RunsIn::Daemon,
     cli_path: &["models"],
     positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "2929aabee201672c",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"no_refresh\":{\"description\":\"Answer from the registry's cache instead of asking the App Server.\",\"type\":\"boolean\",\"default\":false}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"source\",\"catalog_state\",\"default_model\",\"fetched_at\",\"models\"],\"properties\":{\"source\":{\"description\":\"`live` (just fetched from the App Server) or `cache` (the registry's copy).\",\"type\":\"string\",\"enum\":[\"live\",\"cache\"]},\"catalog_state\":{\"description\":\"`ready`, or `empty` when nothing was ever fetched (with --no-refresh).\",\"type\":\"string\",\"enum\":[\"ready\",\"empty\"]},\"default_model\":{\"description\":\"The model new lanes use when none is given: Codex's configured model, else the catalog's default.\",\"type\":[\"string\",\"null\"]},\"fetched_at\":{\"description\":\"When the catalog was fetched, RFC 3339 in UTC; null when it never was.\",\"type\":[\"string\",\"null\"]},\"hint\":{\"description\":\"What to do next, when the catalog is empty.\",\"type\":[\"string\",\"null\"]},\"models\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"CatalogModel\",\"required\":[\"id\",\"display_name\",\"is_default\",\"efforts\",\"default_effort\",\"input_modalities\",\"service_tiers\",\"aliases\"],\"properties\":{\"id\":{\"description\":\"Model id to pass as --model.\",\"type\":\"string\"},\"display_name\":{\"description\":\"Human name.\",\"type\":\"string\"},\"is_default\":{\"description\":\"Whether the catalog marks it as the default.\",\"type\":\"boolean\"},\"hidden\":{\"description\":\"Whether Codex hides it from pickers.\",\"type\":\"boolean\"},\"upgrade\":{\"description\":\"The model Codex suggests instead, if any.\",\"type\":[\"string\",\"null\"]},\"efforts\":{\"description\":\"Reasoning efforts it supports.\",\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"default_effort\":{\"description\":\"Its default reasoning effort.\",\"type\":[\"string\",\"null\"]},\"input_modalities\":{\"description\":\"Inputs it accepts, e.g. `text`, `image`.\",\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"service_tiers\":{\"description\":\"Service tiers on offer.\",\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"ServiceTier\",\"required\":[\"id\",\"name\"],\"properties\":{\"id\":{\"description\":\"Tier id to pass as --service-tier, e.g. `priority`.\",\"type\":\"string\"},\"name\":{\"description\":\"Human name, e.g. `Fast`.\",\"type\":\"string\"},\"description\":{\"type\":[\"string\",\"null\"]}}}},\"aliases\":{\"description\":\"Alias → service tier id, e.g. `{\\\"fast\\\": \\\"priority\\\"}`.\",\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}}}}}}}",
     examples: "[{\"title\":\"a live refresh\",\"input\":{},\"output\":{\"source\":\"live\",\"catalog_state\":\"ready\",\"default_model\":\"*\",\"fetched_at\":\"*\",\"models\":\"*\"}},{\"title\":\"the cache answers after a refresh\",\"input\":{\"no_refresh\":true},\"output\":{\"source\":\"cache\",\"catalog_state\":\"ready\",\"default_model\":\"*\",\"fetched_at\":\"*\",\"models\":\"*\"}},{\"title\":\"a flag takes a boolean\",\"input\":{\"no_refresh\":1},\"error\":\"invalid_input\"}]",
+};
+///`new`: Create an owned lane (new Codex thread), optionally with a goal and a first message.
+pub static NEW: Operation = Operation {
+    id: "new",
+    title: "new",
+    summary: "Create an owned lane (new Codex thread), optionally with a goal and a first message",
+    description: "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports `message_accepted` (the App Server accepted the turn), never that the work is done: follow it with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) before anything is created; omitted settings are not sent, so Codex's defaults apply. Without --cwd the lane works in the caller's current directory. Slash commands in the text are sent as plain text.",
+    intent: Intent::Write,
+    idempotent: false,
+    writes_history: true,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["new"],
+    positionals: &[],
+    client_defaults: &[("cwd", "current_dir")],
+    file_inputs: &[],
+    contract_hash: "8db1c8f0d02a2b30",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"name\"],\"properties\":{\"name\":{\"description\":\"Title of the lane (also the Codex thread name).\",\"type\":\"string\",\"minLength\":1},\"cwd\":{\"description\":\"Directory Codex works in; the caller's current directory when omitted.\",\"type\":\"string\",\"minLength\":1},\"goal\":{\"description\":\"A native thread goal: Codex keeps working until it is complete.\",\"type\":\"string\",\"minLength\":1},\"text\":{\"description\":\"First message to send.\",\"type\":\"string\",\"minLength\":1},\"model\":{\"description\":\"Model id (see `dispatch models`).\",\"type\":\"string\",\"minLength\":1},\"effort\":{\"description\":\"Reasoning effort, e.g. `low`, `medium`, `high`.\",\"type\":\"string\",\"minLength\":1},\"service_tier\":{\"description\":\"Service tier id or alias, e.g. `priority` or `fast`.\",\"type\":\"string\",\"minLength\":1},\"sandbox\":{\"description\":\"Sandbox mode.\",\"type\":\"string\",\"enum\":[\"read-only\",\"workspace-write\",\"danger-full-access\"]},\"approval_policy\":{\"description\":\"When Codex asks before acting.\",\"type\":\"string\",\"enum\":[\"untrusted\",\"on-request\",\"never\"]},\"handle\":{\"description\":\"A label to address the lane by, e.g. `@docs`.\",\"type\":\"string\",\"pattern\":\"^@?[A-Za-z0-9][A-Za-z0-9_.-]*$\"},\"no_send\":{\"description\":\"Create the lane without sending the first message.\",\"type\":\"boolean\",\"default\":false}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"message_accepted\",\"goal_set\",\"turn_id\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Lane\"},\"message_accepted\":{\"description\":\"Whether the App Server accepted the first message (a turn started); null when none was sent.\",\"type\":[\"boolean\",\"null\"]},\"goal_set\":{\"description\":\"Whether a native goal was set.\",\"type\":\"boolean\"},\"turn_id\":{\"description\":\"The turn the first message (or the goal) started.\",\"type\":[\"string\",\"null\"]}},\"$defs\":{\"Goal\":{\"description\":\"The lane's native Codex thread goal.\",\"type\":\"object\",\"required\":[\"objective\",\"status\"],\"properties\":{\"objective\":{\"description\":\"What the goal asks for.\",\"type\":\"string\"},\"status\":{\"description\":\"Codex's goal status: `active`, `paused`, `blocked`, `usageLimited`, `budgetLimited` or `complete`.\",\"type\":\"string\"},\"token_budget\":{\"description\":\"Token budget, if one was set.\",\"type\":[\"integer\",\"null\"]},\"tokens_used\":{\"description\":\"Tokens used towards the goal.\",\"type\":[\"integer\",\"null\"]}}},\"Lane\":{\"description\":\"A Codex thread that dispatch knows.\",\"type\":\"object\",\"required\":[\"ref\",\"id\",\"title\",\"handle\",\"ownership\",\"writable\",\"write_locked_reason\",\"cwd\",\"model\",\"status\",\"latest_turn\",\"goal\",\"created_at\",\"updated_at\"],\"properties\":{\"ref\":{\"description\":\"dispatch's short ref for the lane; never changes, never reused.\",\"type\":\"string\"},\"id\":{\"description\":\"The Codex thread id.\",\"type\":\"string\"},\"title\":{\"description\":\"Title (the Codex thread name); a label, not identity.\",\"type\":[\"string\",\"null\"]},\"handle\":{\"description\":\"`@handle`; a label, not identity.\",\"type\":[\"string\",\"null\"]},\"ownership\":{\"description\":\"`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).\",\"type\":\"string\",\"enum\":[\"owned\",\"attached\"]},\"writable\":{\"description\":\"Whether operations that write turns or history are allowed.\",\"type\":\"boolean\"},\"write_locked_reason\":{\"description\":\"Why it is not writable, when it is not.\",\"type\":[\"string\",\"null\"]},\"cwd\":{\"description\":\"The directory Codex works in.\",\"type\":[\"string\",\"null\"]},\"model\":{\"description\":\"The model asked for at creation; null means Codex's default.\",\"type\":[\"string\",\"null\"]},\"status\":{\"$ref\":\"#/$defs/LaneStatus\"},\"latest_turn\":{\"oneOf\":[{\"$ref\":\"#/$defs/LatestTurn\"},{\"type\":\"null\"}]},\"goal\":{\"oneOf\":[{\"$ref\":\"#/$defs/Goal\"},{\"type\":\"null\"}]},\"created_at\":{\"description\":\"When dispatch made or adopted it (RFC 3339).\",\"type\":\"string\"},\"updated_at\":{\"description\":\"Its latest activity (RFC 3339).\",\"type\":\"string\"}}},\"LaneStatus\":{\"description\":\"`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.\",\"type\":\"string\",\"enum\":[\"idle\",\"busy\",\"waiting_approval\",\"error\",\"archived\"]},\"LatestTurn\":{\"description\":\"The lane's most recent turn.\",\"type\":\"object\",\"required\":[\"id\",\"status\",\"error\",\"started_at\",\"completed_at\",\"duration_ms\"],\"properties\":{\"id\":{\"description\":\"Codex turn id.\",\"type\":\"string\"},\"status\":{\"$ref\":\"#/$defs/TurnStatus\"},\"error\":{\"description\":\"Why it failed, if it did.\",\"type\":[\"string\",\"null\"]},\"started_at\":{\"description\":\"When it started (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"completed_at\":{\"description\":\"When it ended (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"duration_ms\":{\"description\":\"How long it ran.\",\"type\":[\"integer\",\"null\"]}}},\"TurnStatus\":{\"description\":\"`in_progress`, `completed`, `interrupted` or `failed`.\",\"type\":\"string\",\"enum\":[\"in_progress\",\"completed\",\"interrupted\",\"failed\"]}}}",
+    examples: "[{\"title\":\"the name is required\",\"input\":{\"text\":\"hi\"},\"error\":\"invalid_input\"},{\"title\":\"an empty first message is refused\",\"input\":{\"name\":\"x\",\"text\":\"\"},\"error\":\"invalid_input\"},{\"title\":\"a directory that does not exist is refused before anything is created\",\"input\":{\"name\":\"x\",\"cwd\":\"/no/such/dir\"},\"error\":\"invalid_input\"},{\"title\":\"an unknown model is refused with the choices\",\"input\":{\"name\":\"x\",\"cwd\":\"/\",\"model\":\"no-such-model\",\"no_send\":true},\"error\":\"model_unavailable\"}]",
 };
 ///`registry migrate`: Back up and upgrade the registry schema.
 pub static REGISTRY_MIGRATE: Operation = Operation {
@@ -101,10 +282,88 @@ pub static REGISTRY_MIGRATE: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["registry", "migrate"],
     positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "0974b2ed9ddc3e4a",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"allow_running\":{\"description\":\"Migrate even though the daemon is running.\",\"type\":\"boolean\",\"default\":false}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"from_version\",\"to_version\",\"backup\",\"path\"],\"properties\":{\"status\":{\"description\":\"`created`, `migrated` or `up_to_date`.\",\"type\":\"string\",\"enum\":[\"created\",\"migrated\",\"up_to_date\"]},\"from_version\":{\"description\":\"Schema version before; null when the registry was created.\",\"type\":[\"integer\",\"null\"]},\"to_version\":{\"description\":\"Schema version now.\",\"type\":\"integer\"},\"backup\":{\"description\":\"Path of the backup taken before migrating.\",\"type\":[\"string\",\"null\"]},\"path\":{\"description\":\"Path of the registry.\",\"type\":\"string\"}}}",
-    examples: "[{\"title\":\"refused while the daemon runs\",\"input\":{},\"error\":\"daemon_running\"},{\"title\":\"allowed while running when asked\",\"input\":{\"allow_running\":true},\"output\":{\"status\":\"up_to_date\",\"from_version\":3,\"to_version\":3,\"backup\":null,\"path\":\"*\"}}]",
+    examples: "[{\"title\":\"refused while the daemon runs\",\"input\":{},\"error\":\"daemon_running\"},{\"title\":\"allowed while running when asked\",\"input\":{\"allow_running\":true},\"output\":{\"status\":\"up_to_date\",\"from_version\":\"*\",\"to_version\":\"*\",\"backup\":null,\"path\":\"*\"}}]",
+};
+///`rename`: Rename a lane or an unmanaged Codex thread.
+pub static RENAME: Operation = Operation {
+    id: "rename",
+    title: "rename",
+    summary: "Rename a lane or an unmanaged Codex thread",
+    description: "Set the title of a lane or of an unmanaged Codex thread (by its full id): the Codex thread name changes too.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["rename"],
+    positionals: &["target", "title"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "c6310183d5e3d4fd",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"target\",\"title\"],\"properties\":{\"target\":{\"description\":\"A lane selector, or the full id of a Codex thread dispatch does not manage.\",\"type\":\"string\",\"minLength\":1},\"title\":{\"description\":\"The new title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"id\",\"ref\",\"title\",\"archived\",\"scope\"],\"properties\":{\"id\":{\"type\":\"string\",\"description\":\"Codex thread id.\"},\"ref\":{\"type\":[\"string\",\"null\"],\"description\":\"The lane's ref; null for an unmanaged thread.\"},\"title\":{\"type\":[\"string\",\"null\"],\"description\":\"The title now.\"},\"archived\":{\"type\":[\"boolean\",\"null\"],\"description\":\"Whether it is archived now; null when Codex does not say (a renamed unmanaged thread).\"},\"scope\":{\"type\":\"string\",\"enum\":[\"managed\",\"unmanaged\"],\"description\":\"`managed` (a lane) or `unmanaged` (a thread only Codex knows).\"}}}",
+    examples: "[{\"title\":\"an unknown target\",\"input\":{\"target\":\"zzzzzz\",\"title\":\"x\"},\"error\":\"not_found\"}]",
+};
+///`requests`: List pending approval requests.
+pub static REQUESTS: Operation = Operation {
+    id: "requests",
+    title: "requests",
+    summary: "List pending approval requests",
+    description: "List pending approval requests (commands, file changes, permissions, user input) that hold a lane in `waiting_approval`, oldest first. They wait for `dispatch respond`; dispatch never accepts on its own.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["requests"],
+    positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "ff554b9c019a9212",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"lane\":{\"description\":\"Only this lane's requests.\",\"$ref\":\"#/$defs/Selector\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"requests\"],\"properties\":{\"requests\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"ApprovalRequest\",\"required\":[\"id\",\"lane\",\"turn_id\",\"kind\",\"method\",\"summary\",\"available_decisions\",\"created_at\"],\"properties\":{\"id\":{\"type\":\"integer\",\"description\":\"Request id to pass to `dispatch respond`.\"},\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"turn_id\":{\"type\":[\"string\",\"null\"],\"description\":\"The waiting turn.\"},\"item_id\":{\"type\":[\"string\",\"null\"],\"description\":\"The item it is about.\"},\"kind\":{\"type\":\"string\",\"description\":\"`command`, `file_change`, `permissions`, `user_input` or `other`.\"},\"method\":{\"type\":\"string\",\"description\":\"The App Server's request method.\"},\"summary\":{\"type\":\"string\",\"description\":\"What is asked: the command line, the files, the reason.\"},\"cwd\":{\"type\":[\"string\",\"null\"],\"description\":\"Where a command would run.\"},\"reason\":{\"type\":[\"string\",\"null\"],\"description\":\"Why Codex asks.\"},\"available_decisions\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"Decisions Codex accepts.\"},\"params\":{\"description\":\"The request's params as the App Server sent them.\"},\"created_at\":{\"type\":\"string\",\"description\":\"When it arrived (RFC 3339).\"}}}}}}",
+    examples: "[{\"title\":\"none pending\",\"input\":{},\"output\":{\"requests\":[]}}]",
+};
+///`respond`: Answer a pending approval request.
+pub static RESPOND: Operation = Operation {
+    id: "respond",
+    title: "respond",
+    summary: "Answer a pending approval request",
+    description: "Answer a pending approval request: `accept` lets the action run, `decline` refuses it (the turn goes on), `cancel` refuses it and interrupts the turn.",
+    intent: Intent::Write,
+    idempotent: false,
+    writes_history: true,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["respond"],
+    positionals: &["request_id", "decision"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "0fe14ec590bc650f",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"request_id\",\"decision\"],\"properties\":{\"request_id\":{\"description\":\"The request's id (see `dispatch requests`).\",\"type\":\"integer\",\"minimum\":1},\"decision\":{\"description\":\"The answer.\",\"type\":\"string\",\"enum\":[\"accept\",\"accept_for_session\",\"decline\",\"cancel\"]}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"request_id\",\"decision\",\"lane\"],\"properties\":{\"request_id\":{\"type\":\"integer\"},\"decision\":{\"type\":\"string\"},\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}}}}",
+    examples: "[{\"title\":\"an unknown request\",\"input\":{\"request_id\":999999,\"decision\":\"accept\"},\"error\":\"not_found\"},{\"title\":\"an unknown decision\",\"input\":{\"request_id\":1,\"decision\":\"maybe\"},\"error\":\"invalid_input\"}]",
+};
+///`restore`: Unarchive a lane or an unmanaged Codex thread.
+pub static RESTORE: Operation = Operation {
+    id: "restore",
+    title: "restore",
+    summary: "Unarchive a lane or an unmanaged Codex thread",
+    description: "Unarchive a lane or an unmanaged Codex thread (by its full id) in Codex and in the registry.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["restore"],
+    positionals: &["target"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "2504b31dc837fbb4",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"target\"],\"properties\":{\"target\":{\"description\":\"A lane selector, or the full id of a Codex thread dispatch does not manage.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"id\",\"ref\",\"title\",\"archived\",\"scope\"],\"properties\":{\"id\":{\"type\":\"string\",\"description\":\"Codex thread id.\"},\"ref\":{\"type\":[\"string\",\"null\"],\"description\":\"The lane's ref; null for an unmanaged thread.\"},\"title\":{\"type\":[\"string\",\"null\"],\"description\":\"The title now.\"},\"archived\":{\"type\":[\"boolean\",\"null\"],\"description\":\"Whether it is archived now; null when Codex does not say (a renamed unmanaged thread).\"},\"scope\":{\"type\":\"string\",\"enum\":[\"managed\",\"unmanaged\"],\"description\":\"`managed` (a lane) or `unmanaged` (a thread only Codex knows).\"}}}",
+    examples: "[{\"title\":\"an unknown target\",\"input\":{\"target\":\"zzzzzz\"},\"error\":\"not_found\"}]",
 };
 ///`schema`: Print an operation's input and output JSON Schema.
 pub static SCHEMA: Operation = Operation {
@@ -118,10 +377,107 @@ pub static SCHEMA: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["schema"],
     positionals: &["op"],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "6ac4952cb63c608c",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"op\"],\"properties\":{\"op\":{\"description\":\"Operation id or command words, e.g. `daemon_log` or `daemon log`.\",\"type\":\"string\",\"minLength\":1}}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"op\",\"summary\",\"contract_hash\",\"input\",\"output\"],\"properties\":{\"op\":{\"description\":\"Operation id.\",\"type\":\"string\"},\"summary\":{\"description\":\"One line on what it does.\",\"type\":\"string\"},\"contract_hash\":{\"description\":\"Hash of the operation's contract; clients send it so a stale daemon is detected.\",\"type\":\"string\"},\"input\":{\"description\":\"JSON Schema of the input.\",\"type\":\"object\"},\"output\":{\"description\":\"JSON Schema of the output.\",\"type\":\"object\"}}}",
     examples: "[{\"title\":\"the schema of `daemon log`\",\"input\":{\"op\":\"daemon log\"},\"output\":{\"op\":\"daemon_log\",\"summary\":\"*\",\"contract_hash\":\"*\",\"input\":\"*\",\"output\":\"*\"}},{\"title\":\"an unknown operation\",\"input\":{\"op\":\"launch\"},\"error\":\"not_found\"},{\"title\":\"the operation is required\",\"input\":{},\"error\":\"invalid_input\"}]",
+};
+///`search`: Search lanes' items and titles, and unmanaged Codex threads.
+pub static SEARCH: Operation = Operation {
+    id: "search",
+    title: "search",
+    summary: "Search lanes' items and titles, and unmanaged Codex threads",
+    description: "Full-text search over the indexed items and titles of lanes (SQLite FTS5) and, through Codex's own thread search, over unmanaged threads. The query is plain words: quotes, `*`, `NEAR` and parentheses are matched as text, never as query syntax.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["search"],
+    positionals: &["query"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "32a7d1926564ca15",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"query\"],\"properties\":{\"query\":{\"description\":\"Words to find.\",\"type\":\"string\",\"minLength\":1},\"scope\":{\"description\":\"`managed` (lanes), `unmanaged` (other Codex threads) or `all`.\",\"type\":\"string\",\"enum\":[\"managed\",\"unmanaged\",\"all\"],\"default\":\"all\"},\"limit\":{\"description\":\"Most hits to return.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":20}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"hits\"],\"properties\":{\"hits\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"SearchHit\",\"required\":[\"ref\",\"id\",\"title\",\"snippet\",\"scope\"],\"properties\":{\"ref\":{\"type\":[\"string\",\"null\"],\"description\":\"The lane's ref; null for an unmanaged thread.\"},\"id\":{\"type\":\"string\",\"description\":\"Codex thread id.\"},\"title\":{\"type\":[\"string\",\"null\"],\"description\":\"Title.\"},\"snippet\":{\"type\":[\"string\",\"null\"],\"description\":\"The matching text, with the match in [brackets].\"},\"scope\":{\"type\":\"string\",\"enum\":[\"managed\",\"unmanaged\"],\"description\":\"Where it was found.\"},\"item_id\":{\"type\":[\"string\",\"null\"],\"description\":\"The matching item, for lane hits.\"}}}}}}",
+    examples: "[{\"title\":\"nothing indexed yet\",\"input\":{\"query\":\"anything\",\"scope\":\"managed\"},\"output\":{\"hits\":[]}},{\"title\":\"query syntax is plain text\",\"input\":{\"query\":\"\\\"unbalanced ( NEAR *\",\"scope\":\"managed\"},\"output\":{\"hits\":[]}},{\"title\":\"an unknown scope\",\"input\":{\"query\":\"x\",\"scope\":\"everywhere\"},\"error\":\"invalid_input\"}]",
+};
+///`send`: Send a message to an owned lane (a new turn, or --steer into the running one).
+pub static SEND: Operation = Operation {
+    id: "send",
+    title: "send",
+    summary: "Send a message to an owned lane (a new turn, or --steer into the running one)",
+    description: "Send a message to an idle owned lane: it starts a new turn. On a busy lane it fails with `lane_busy` unless --steer, which adds the message to the running turn. --text-file reads the message from a file (`-` for stdin). Reports acceptance, not completion: follow with `dispatch get` or `dispatch watch`; never resend blindly.",
+    intent: Intent::Write,
+    idempotent: false,
+    writes_history: true,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["send"],
+    positionals: &["lane", "text"],
+    client_defaults: &[],
+    file_inputs: &[("text_file", "text")],
+    contract_hash: "6c072dcd8bde4d3a",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"},\"text\":{\"description\":\"The message.\",\"type\":\"string\",\"minLength\":1},\"text_file\":{\"description\":\"Read the message from this file (`-`: standard input).\",\"type\":\"string\",\"minLength\":1},\"steer\":{\"description\":\"Add the message to the running turn instead of failing on a busy lane.\",\"type\":\"boolean\",\"default\":false}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"turn_id\",\"steered\",\"message_accepted\"],\"properties\":{\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"turn_id\":{\"description\":\"The turn that received the message.\",\"type\":\"string\"},\"steered\":{\"description\":\"Whether it went into a running turn.\",\"type\":\"boolean\"},\"message_accepted\":{\"description\":\"Always true on success: the App Server accepted the message.\",\"type\":\"boolean\"}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\",\"text\":\"hi\"},\"error\":\"not_found\"},{\"title\":\"an empty message\",\"input\":{\"lane\":\"zzzzzz\",\"text\":\"\"},\"error\":\"invalid_input\"}]",
+};
+///`stop`: Interrupt the running turn of an owned lane.
+pub static STOP: Operation = Operation {
+    id: "stop",
+    title: "stop",
+    summary: "Interrupt the running turn of an owned lane",
+    description: "Interrupt the lane's running turn. The turn ends as `interrupted`; an idle lane is left as it is.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: true,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["stop"],
+    positionals: &["lane"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "733518a5a2601a56",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"interrupted\",\"turn_id\"],\"properties\":{\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"interrupted\":{\"description\":\"Whether a running turn was interrupted (false: the lane was idle).\",\"type\":\"boolean\"},\"turn_id\":{\"description\":\"The interrupted turn.\",\"type\":[\"string\",\"null\"]}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"}]",
+};
+///`sync`: Refresh a lane's indexed turns and items from the App Server.
+pub static SYNC: Operation = Operation {
+    id: "sync",
+    title: "sync",
+    summary: "Refresh a lane's indexed turns and items from the App Server",
+    description: "Refresh the lane's indexed view (turns and items) from the App Server, so `tail`, `get` and `search` see what happened in the thread, also outside dispatch. Idempotent; reports what changed.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["sync"],
+    positionals: &["lane"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "8c397877d7bf1f8d",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"turns\",\"items_added\",\"items_updated\"],\"properties\":{\"lane\":{\"type\":\"object\",\"title\":\"SyncedLane\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"type\":\"string\",\"description\":\"dispatch ref.\"},\"id\":{\"type\":\"string\",\"description\":\"Codex thread id.\"}}},\"turns\":{\"type\":\"integer\",\"minimum\":0,\"description\":\"Turns the thread has.\"},\"items_added\":{\"type\":\"integer\",\"minimum\":0,\"description\":\"Items that were not indexed before.\"},\"items_updated\":{\"type\":\"integer\",\"minimum\":0,\"description\":\"Indexed items whose text or status changed.\"}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"}]",
+};
+///`tail`: Show the last items of a lane.
+pub static TAIL: Operation = Operation {
+    id: "tail",
+    title: "tail",
+    summary: "Show the last items of a lane",
+    description: "Show the lane's last items: user and agent messages, commands, file changes, errors.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["tail"],
+    positionals: &["lane"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "0f08e0952fc7d6c7",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"},\"limit\":{\"description\":\"Most items to return.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":10000,\"default\":20}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"items\"],\"properties\":{\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"items\":{\"type\":\"array\",\"description\":\"Oldest first.\",\"items\":{\"type\":\"object\",\"title\":\"TailItem\",\"required\":[\"turn_id\",\"item_id\",\"type\",\"text\"],\"properties\":{\"turn_id\":{\"type\":[\"string\",\"null\"],\"description\":\"Its turn.\"},\"item_id\":{\"type\":\"string\",\"description\":\"Codex item id.\"},\"type\":{\"type\":\"string\",\"description\":\"`user_message`, `agent_message`, `reasoning`, `command`, `file_change`, `error`, or another Codex item type.\"},\"text\":{\"type\":[\"string\",\"null\"],\"description\":\"Its text: the message, the command line, the changed paths.\"},\"status\":{\"type\":[\"string\",\"null\"],\"description\":\"Codex's status of the item, if it has one.\"},\"at\":{\"type\":\"string\",\"description\":\"When it was last updated (RFC 3339).\"}}}}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"}]",
 };
 ///`up`: Start the daemon in the background and wait until it is ready.
 pub static UP: Operation = Operation {
@@ -135,22 +491,74 @@ pub static UP: Operation = Operation {
     runs_in: RunsIn::Client,
     cli_path: &["up"],
     positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
     contract_hash: "4ba36aa3b7516555",
     input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
     output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"status\",\"pid\",\"socket\"],\"properties\":{\"status\":{\"description\":\"`started` (this call started it) or `running` (it already was).\",\"type\":\"string\",\"enum\":[\"started\",\"running\"]},\"pid\":{\"description\":\"Process id of dispatchd.\",\"type\":\"integer\"},\"socket\":{\"description\":\"Path of the daemon's Unix socket.\",\"type\":\"string\"}}}",
     examples: "[{\"title\":\"a second `up` reports the running daemon\",\"input\":{},\"output\":{\"status\":\"running\",\"pid\":\"*\",\"socket\":\"*\"}}]",
 };
+///`watch`: Stream a lane's live events, bounded by time and count.
+pub static WATCH: Operation = Operation {
+    id: "watch",
+    title: "watch",
+    summary: "Stream a lane's live events, bounded by time and count",
+    description: "A bounded live sample of the lane's events, streamed as they arrive: stops after --timeout seconds, --max-events events, or (with --until turn-end) when a turn ends. With --json the CLI prints one JSON object per event. The call returns within its bound; it never waits for a whole piece of work.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["watch"],
+    positionals: &["lane"],
+    client_defaults: &[],
+    file_inputs: &[],
+    contract_hash: "2a9db663322c5a7a",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"],\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.\"},\"timeout\":{\"description\":\"Seconds to watch at most.\",\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":600,\"default\":30},\"max_events\":{\"description\":\"Events to return at most.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":10000,\"default\":100},\"until\":{\"description\":\"Also stop when this happens.\",\"type\":\"string\",\"enum\":[\"turn-end\"]},\"after\":{\"description\":\"Only events after this cursor (from a previous answer); default: from now.\",\"type\":\"integer\",\"minimum\":0},\"stream\":{\"description\":\"Return as soon as some events are there (with the cursor to continue); callers that print live use it.\",\"type\":\"boolean\",\"default\":false}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"lane\",\"events\",\"cursor\",\"ended\"],\"properties\":{\"lane\":{\"description\":\"The lane the call concerned.\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"events\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"title\":\"WatchEvent\",\"required\":[\"id\",\"at\",\"method\",\"turn_id\"],\"properties\":{\"id\":{\"type\":\"integer\",\"description\":\"Event id; pass the last one as `after` to continue.\"},\"at\":{\"type\":\"string\",\"description\":\"When (RFC 3339).\"},\"method\":{\"type\":\"string\",\"description\":\"The App Server notification, e.g. `turn/completed`.\"},\"turn_id\":{\"type\":[\"string\",\"null\"],\"description\":\"Its turn.\"},\"summary\":{\"type\":[\"string\",\"null\"],\"description\":\"A short human line.\"},\"params\":{\"description\":\"The notification's params as the App Server sent them.\"}}}},\"cursor\":{\"type\":\"integer\",\"description\":\"The last event id seen; pass it as `after` to continue.\"},\"ended\":{\"type\":\"string\",\"description\":\"Why it returned: `timeout`, `max_events`, `turn_end` or `batch` (with --stream).\",\"enum\":[\"timeout\",\"max_events\",\"turn_end\",\"batch\"]}}}",
+    examples: "[{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"},{\"title\":\"the timeout is bounded\",\"input\":{\"lane\":\"zzzzzz\",\"timeout\":100000},\"error\":\"invalid_input\"}]",
+};
 /// Every operation, sorted by id.
 pub static OPERATIONS: &[&Operation] = &[
+    &ARCHIVE,
+    &ASSETS,
+    &ATTACH,
     &DAEMON_LOG,
     &DAEMON_STATUS,
     &DOCTOR,
     &DOWN,
+    &GET,
+    &GOAL_CLEAR,
+    &GOAL_GET,
+    &GOAL_SET,
+    &LIST,
     &MODELS,
+    &NEW,
     &REGISTRY_MIGRATE,
+    &RENAME,
+    &REQUESTS,
+    &RESPOND,
+    &RESTORE,
     &SCHEMA,
+    &SEARCH,
+    &SEND,
+    &STOP,
+    &SYNC,
+    &TAIL,
     &UP,
+    &WATCH,
 ];
+impl Request for ArchiveInput {
+    type Output = ArchiveOutput;
+    const OPERATION: &'static Operation = &ARCHIVE;
+}
+impl Request for AssetsInput {
+    type Output = AssetsOutput;
+    const OPERATION: &'static Operation = &ASSETS;
+}
+impl Request for AttachInput {
+    type Output = AttachOutput;
+    const OPERATION: &'static Operation = &ATTACH;
+}
 impl Request for DaemonLogInput {
     type Output = DaemonLogOutput;
     const OPERATION: &'static Operation = &DAEMON_LOG;
@@ -167,19 +575,83 @@ impl Request for DownInput {
     type Output = DownOutput;
     const OPERATION: &'static Operation = &DOWN;
 }
+impl Request for GetInput {
+    type Output = GetOutput;
+    const OPERATION: &'static Operation = &GET;
+}
+impl Request for GoalClearInput {
+    type Output = GoalClearOutput;
+    const OPERATION: &'static Operation = &GOAL_CLEAR;
+}
+impl Request for GoalGetInput {
+    type Output = GoalGetOutput;
+    const OPERATION: &'static Operation = &GOAL_GET;
+}
+impl Request for GoalSetInput {
+    type Output = GoalSetOutput;
+    const OPERATION: &'static Operation = &GOAL_SET;
+}
+impl Request for ListInput {
+    type Output = ListOutput;
+    const OPERATION: &'static Operation = &LIST;
+}
 impl Request for ModelsInput {
     type Output = ModelsOutput;
     const OPERATION: &'static Operation = &MODELS;
+}
+impl Request for NewInput {
+    type Output = NewOutput;
+    const OPERATION: &'static Operation = &NEW;
 }
 impl Request for RegistryMigrateInput {
     type Output = RegistryMigrateOutput;
     const OPERATION: &'static Operation = &REGISTRY_MIGRATE;
 }
+impl Request for RenameInput {
+    type Output = RenameOutput;
+    const OPERATION: &'static Operation = &RENAME;
+}
+impl Request for RequestsInput {
+    type Output = RequestsOutput;
+    const OPERATION: &'static Operation = &REQUESTS;
+}
+impl Request for RespondInput {
+    type Output = RespondOutput;
+    const OPERATION: &'static Operation = &RESPOND;
+}
+impl Request for RestoreInput {
+    type Output = RestoreOutput;
+    const OPERATION: &'static Operation = &RESTORE;
+}
 impl Request for SchemaInput {
     type Output = SchemaOutput;
     const OPERATION: &'static Operation = &SCHEMA;
 }
+impl Request for SearchInput {
+    type Output = SearchOutput;
+    const OPERATION: &'static Operation = &SEARCH;
+}
+impl Request for SendInput {
+    type Output = SendOutput;
+    const OPERATION: &'static Operation = &SEND;
+}
+impl Request for StopInput {
+    type Output = StopOutput;
+    const OPERATION: &'static Operation = &STOP;
+}
+impl Request for SyncInput {
+    type Output = SyncOutput;
+    const OPERATION: &'static Operation = &SYNC;
+}
+impl Request for TailInput {
+    type Output = TailOutput;
+    const OPERATION: &'static Operation = &TAIL;
+}
 impl Request for UpInput {
     type Output = UpOutput;
     const OPERATION: &'static Operation = &UP;
+}
+impl Request for WatchInput {
+    type Output = WatchOutput;
+    const OPERATION: &'static Operation = &WATCH;
 }

@@ -2,7 +2,7 @@
 
 //! Rust types of the contract: one `<Op>Input` and `<Op>Output` per operation and the
 //! shared definitions of `contract/defs/`.
-#![allow(missing_docs, clippy::all, clippy::unwrap_used)]
+#![allow(missing_docs, dead_code, clippy::all, clippy::unwrap_used)]
 ///`ActionEntry`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ActionEntry {
@@ -73,6 +73,477 @@ impl ::std::convert::TryFrom<::std::string::String> for ActionEntryOutcome {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///`ApprovalRequest`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ApprovalRequest {
+    ///Decisions Codex accepts.
+    pub available_decisions: ::std::vec::Vec<::std::string::String>,
+    ///When it arrived (RFC 3339).
+    pub created_at: ::std::string::String,
+    ///Where a command would run.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<::std::string::String>,
+    ///Request id to pass to `dispatch respond`.
+    pub id: i64,
+    ///The item it is about.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub item_id: ::std::option::Option<::std::string::String>,
+    ///`command`, `file_change`, `permissions`, `user_input` or `other`.
+    pub kind: ::std::string::String,
+    pub lane: LaneRef,
+    ///The App Server's request method.
+    pub method: ::std::string::String,
+    ///The request's params as the App Server sent them.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub params: ::std::option::Option<::serde_json::Value>,
+    ///Why Codex asks.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub reason: ::std::option::Option<::std::string::String>,
+    ///What is asked: the command line, the files, the reason.
+    pub summary: ::std::string::String,
+    ///The waiting turn.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+}
+///Input of `archive`: Archive a lane or an unmanaged Codex thread
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveInput {
+    ///A lane selector, or the full id of a Codex thread dispatch does not manage.
+    pub target: ArchiveInputTarget,
+}
+///A lane selector, or the full id of a Codex thread dispatch does not manage.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ArchiveInputTarget(::std::string::String);
+impl ::std::ops::Deref for ArchiveInputTarget {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ArchiveInputTarget> for ::std::string::String {
+    fn from(value: ArchiveInputTarget) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ArchiveInputTarget {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ArchiveInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ArchiveInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ArchiveInputTarget {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `archive`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ArchiveOutput {
+    ///Whether it is archived now; null when Codex does not say (a renamed unmanaged thread).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub archived: ::std::option::Option<bool>,
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///The lane's ref; null for an unmanaged thread.
+    #[serde(
+        rename = "ref",
+        deserialize_with = "::std::option::Option::deserialize"
+    )]
+    pub ref_: ::std::option::Option<::std::string::String>,
+    ///`managed` (a lane) or `unmanaged` (a thread only Codex knows).
+    pub scope: ArchiveOutputScope,
+    ///The title now.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+}
+///`managed` (a lane) or `unmanaged` (a thread only Codex knows).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ArchiveOutputScope {
+    #[serde(rename = "managed")]
+    Managed,
+    #[serde(rename = "unmanaged")]
+    Unmanaged,
+}
+impl ::std::fmt::Display for ArchiveOutputScope {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Managed => f.write_str("managed"),
+            Self::Unmanaged => f.write_str("unmanaged"),
+        }
+    }
+}
+impl ::std::str::FromStr for ArchiveOutputScope {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "managed" => Ok(Self::Managed),
+            "unmanaged" => Ok(Self::Unmanaged),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ArchiveOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ArchiveOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`AssetFile`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct AssetFile {
+    ///Size in bytes.
+    pub bytes: u64,
+    ///Path relative to the output directory (or the repository), e.g. `skills/dm/SKILL.md`.
+    pub path: ::std::string::String,
+    ///`embedded` (listed only), `written` (new file), `unchanged` (already there, same content) or `overwritten` (differed; --force).
+    pub status: AssetFileStatus,
+}
+///`embedded` (listed only), `written` (new file), `unchanged` (already there, same content) or `overwritten` (differed; --force).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum AssetFileStatus {
+    #[serde(rename = "embedded")]
+    Embedded,
+    #[serde(rename = "written")]
+    Written,
+    #[serde(rename = "unchanged")]
+    Unchanged,
+    #[serde(rename = "overwritten")]
+    Overwritten,
+}
+impl ::std::fmt::Display for AssetFileStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Embedded => f.write_str("embedded"),
+            Self::Written => f.write_str("written"),
+            Self::Unchanged => f.write_str("unchanged"),
+            Self::Overwritten => f.write_str("overwritten"),
+        }
+    }
+}
+impl ::std::str::FromStr for AssetFileStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "embedded" => Ok(Self::Embedded),
+            "written" => Ok(Self::Written),
+            "unchanged" => Ok(Self::Unchanged),
+            "overwritten" => Ok(Self::Overwritten),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for AssetFileStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for AssetFileStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `assets`: List the embedded skills and Codex plugin, or write them out with --out DIR
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AssetsInput {
+    ///With --out: overwrite files whose content differs.
+    #[serde(default)]
+    pub force: bool,
+    ///Write the assets under this directory instead of listing them.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub out: ::std::option::Option<AssetsInputOut>,
+}
+///Write the assets under this directory instead of listing them.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct AssetsInputOut(::std::string::String);
+impl ::std::ops::Deref for AssetsInputOut {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<AssetsInputOut> for ::std::string::String {
+    fn from(value: AssetsInputOut) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for AssetsInputOut {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for AssetsInputOut {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for AssetsInputOut {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AssetsInputOut {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `assets`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct AssetsOutput {
+    ///Every embedded file, sorted by path.
+    pub files: ::std::vec::Vec<AssetFile>,
+    ///The directory written to (absolute); null when only listing.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub out: ::std::option::Option<::std::string::String>,
+    ///The dispatch version the assets belong to (the plugin's version).
+    pub version: ::std::string::String,
+}
+///Input of `attach`: Adopt an existing Codex thread as an attached (observe-only) lane
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AttachInput {
+    ///A label to address the lane by, e.g. `@review`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub handle: ::std::option::Option<AttachInputHandle>,
+    ///Title for the lane; the thread's own name when omitted.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub name: ::std::option::Option<AttachInputName>,
+    ///The full Codex thread id.
+    pub thread_id: AttachInputThreadId,
+}
+///A label to address the lane by, e.g. `@review`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct AttachInputHandle(::std::string::String);
+impl ::std::ops::Deref for AttachInputHandle {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<AttachInputHandle> for ::std::string::String {
+    fn from(value: AttachInputHandle) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for AttachInputHandle {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for AttachInputHandle {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for AttachInputHandle {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AttachInputHandle {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Title for the lane; the thread's own name when omitted.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct AttachInputName(::std::string::String);
+impl ::std::ops::Deref for AttachInputName {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<AttachInputName> for ::std::string::String {
+    fn from(value: AttachInputName) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for AttachInputName {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for AttachInputName {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for AttachInputName {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AttachInputName {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///The full Codex thread id.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct AttachInputThreadId(::std::string::String);
+impl ::std::ops::Deref for AttachInputThreadId {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<AttachInputThreadId> for ::std::string::String {
+    fn from(value: AttachInputThreadId) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for AttachInputThreadId {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for AttachInputThreadId {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for AttachInputThreadId {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AttachInputThreadId {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `attach`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct AttachOutput {
+    ///Whether the thread already was a lane (its lane is returned).
+    pub already_attached: bool,
+    pub lane: Lane,
 }
 ///`CatalogModel`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -401,6 +872,25 @@ pub struct ErrorBody {
     ///What happened, in lower case.
     pub message: ::std::string::String,
 }
+///Input of `get`: Show one lane: status, latest turn, goal, errors and counts
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GetInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+}
+///Output of `get`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GetOutput {
+    pub counts: LaneCounts,
+    ///Persisted App Server errors, most recent first.
+    pub errors: ::std::vec::Vec<LaneError>,
+    pub lane: Lane,
+    ///The latest token usage Codex reported.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub token_usage:
+        ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+}
 ///The lane's native Codex thread goal.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Goal {
@@ -414,6 +904,103 @@ pub struct Goal {
     ///Tokens used towards the goal.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tokens_used: ::std::option::Option<i64>,
+}
+///Input of `goal clear`: Clear a lane's native goal
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GoalClearInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+}
+///Output of `goal clear`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GoalClearOutput {
+    ///Whether a goal was cleared.
+    pub cleared: bool,
+    pub lane: LaneRef,
+}
+///Input of `goal get`: Show a lane's native goal
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GoalGetInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+}
+///Output of `goal get`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GoalGetOutput {
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub goal: ::std::option::Option<Goal>,
+    pub lane: LaneRef,
+}
+///Input of `goal set`: Set a lane's native goal (Codex works until it is complete)
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GoalSetInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+    ///What the goal asks for.
+    pub objective: GoalSetInputObjective,
+    ///Tokens Codex may spend on it.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub token_budget: ::std::option::Option<::std::num::NonZeroU64>,
+}
+///What the goal asks for.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct GoalSetInputObjective(::std::string::String);
+impl ::std::ops::Deref for GoalSetInputObjective {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<GoalSetInputObjective> for ::std::string::String {
+    fn from(value: GoalSetInputObjective) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for GoalSetInputObjective {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for GoalSetInputObjective {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for GoalSetInputObjective {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GoalSetInputObjective {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `goal set`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GoalSetOutput {
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub goal: ::std::option::Option<Goal>,
+    pub lane: LaneRef,
 }
 ///A Codex thread that dispatch knows.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -451,6 +1038,27 @@ pub struct Lane {
     ///Why it is not writable, when it is not.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub write_locked_reason: ::std::option::Option<::std::string::String>,
+}
+///`LaneCounts`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LaneCounts {
+    pub errors: u64,
+    pub events: u64,
+    pub items: u64,
+    pub turns: u64,
+}
+///`LaneError`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LaneError {
+    ///When (RFC 3339).
+    pub at: ::std::string::String,
+    ///What the App Server reported.
+    pub message: ::std::string::String,
+    ///The turn it happened in.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+    ///Whether Codex keeps retrying (the lane stays busy meanwhile).
+    pub will_retry: bool,
 }
 ///`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).
 #[derive(
@@ -502,6 +1110,15 @@ impl ::std::convert::TryFrom<::std::string::String> for LaneOwnership {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///The lane the call concerned.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LaneRef {
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///dispatch ref.
+    #[serde(rename = "ref")]
+    pub ref_: ::std::string::String,
 }
 ///`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.
 #[derive(
@@ -584,6 +1201,34 @@ pub struct LatestTurn {
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub started_at: ::std::option::Option<::std::string::String>,
     pub status: TurnStatus,
+}
+///Input of `list`: List lanes, newest activity first
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListInput {
+    ///Include archived lanes.
+    #[serde(default)]
+    pub all: bool,
+    ///Most lanes to return.
+    #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 200>")]
+    pub limit: ::std::num::NonZeroU64,
+    ///Only lanes with this status: idle, busy, waiting_approval, error or archived.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<LaneStatus>,
+}
+impl ::std::default::Default for ListInput {
+    fn default() -> Self {
+        Self {
+            all: Default::default(),
+            limit: defaults::default_nzu64::<::std::num::NonZeroU64, 200>(),
+            status: Default::default(),
+        }
+    }
+}
+///Output of `list`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ListOutput {
+    pub lanes: ::std::vec::Vec<Lane>,
 }
 ///Input of `models`: List the model catalog with efforts, modalities, service tiers and aliases
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -713,6 +1358,570 @@ impl ::std::convert::TryFrom<::std::string::String> for ModelsOutputSource {
         value.parse()
     }
 }
+///Input of `new`: Create an owned lane (new Codex thread), optionally with a goal and a first message
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewInput {
+    ///When Codex asks before acting.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub approval_policy: ::std::option::Option<NewInputApprovalPolicy>,
+    ///Directory Codex works in; the caller's current directory when omitted.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<NewInputCwd>,
+    ///Reasoning effort, e.g. `low`, `medium`, `high`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub effort: ::std::option::Option<NewInputEffort>,
+    ///A native thread goal: Codex keeps working until it is complete.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub goal: ::std::option::Option<NewInputGoal>,
+    ///A label to address the lane by, e.g. `@docs`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub handle: ::std::option::Option<NewInputHandle>,
+    ///Model id (see `dispatch models`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub model: ::std::option::Option<NewInputModel>,
+    ///Title of the lane (also the Codex thread name).
+    pub name: NewInputName,
+    ///Create the lane without sending the first message.
+    #[serde(default)]
+    pub no_send: bool,
+    ///Sandbox mode.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sandbox: ::std::option::Option<NewInputSandbox>,
+    ///Service tier id or alias, e.g. `priority` or `fast`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub service_tier: ::std::option::Option<NewInputServiceTier>,
+    ///First message to send.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text: ::std::option::Option<NewInputText>,
+}
+///When Codex asks before acting.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum NewInputApprovalPolicy {
+    #[serde(rename = "untrusted")]
+    Untrusted,
+    #[serde(rename = "on-request")]
+    OnRequest,
+    #[serde(rename = "never")]
+    Never,
+}
+impl ::std::fmt::Display for NewInputApprovalPolicy {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Untrusted => f.write_str("untrusted"),
+            Self::OnRequest => f.write_str("on-request"),
+            Self::Never => f.write_str("never"),
+        }
+    }
+}
+impl ::std::str::FromStr for NewInputApprovalPolicy {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "untrusted" => Ok(Self::Untrusted),
+            "on-request" => Ok(Self::OnRequest),
+            "never" => Ok(Self::Never),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputApprovalPolicy {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputApprovalPolicy {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Directory Codex works in; the caller's current directory when omitted.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputCwd(::std::string::String);
+impl ::std::ops::Deref for NewInputCwd {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputCwd> for ::std::string::String {
+    fn from(value: NewInputCwd) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputCwd {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputCwd {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Reasoning effort, e.g. `low`, `medium`, `high`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputEffort(::std::string::String);
+impl ::std::ops::Deref for NewInputEffort {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputEffort> for ::std::string::String {
+    fn from(value: NewInputEffort) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputEffort {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputEffort {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputEffort {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputEffort {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///A native thread goal: Codex keeps working until it is complete.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputGoal(::std::string::String);
+impl ::std::ops::Deref for NewInputGoal {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputGoal> for ::std::string::String {
+    fn from(value: NewInputGoal) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputGoal {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputGoal {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputGoal {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputGoal {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///A label to address the lane by, e.g. `@docs`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputHandle(::std::string::String);
+impl ::std::ops::Deref for NewInputHandle {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputHandle> for ::std::string::String {
+    fn from(value: NewInputHandle) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputHandle {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| {
+                ::regress::Regex::new("^@?[A-Za-z0-9][A-Za-z0-9_.-]*$").unwrap()
+            });
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^@?[A-Za-z0-9][A-Za-z0-9_.-]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputHandle {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputHandle {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputHandle {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Model id (see `dispatch models`).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputModel(::std::string::String);
+impl ::std::ops::Deref for NewInputModel {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputModel> for ::std::string::String {
+    fn from(value: NewInputModel) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputModel {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputModel {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputModel {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputModel {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Title of the lane (also the Codex thread name).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputName(::std::string::String);
+impl ::std::ops::Deref for NewInputName {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputName> for ::std::string::String {
+    fn from(value: NewInputName) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputName {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputName {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputName {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputName {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Sandbox mode.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum NewInputSandbox {
+    #[serde(rename = "read-only")]
+    ReadOnly,
+    #[serde(rename = "workspace-write")]
+    WorkspaceWrite,
+    #[serde(rename = "danger-full-access")]
+    DangerFullAccess,
+}
+impl ::std::fmt::Display for NewInputSandbox {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::ReadOnly => f.write_str("read-only"),
+            Self::WorkspaceWrite => f.write_str("workspace-write"),
+            Self::DangerFullAccess => f.write_str("danger-full-access"),
+        }
+    }
+}
+impl ::std::str::FromStr for NewInputSandbox {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "read-only" => Ok(Self::ReadOnly),
+            "workspace-write" => Ok(Self::WorkspaceWrite),
+            "danger-full-access" => Ok(Self::DangerFullAccess),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputSandbox {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputSandbox {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Service tier id or alias, e.g. `priority` or `fast`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputServiceTier(::std::string::String);
+impl ::std::ops::Deref for NewInputServiceTier {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputServiceTier> for ::std::string::String {
+    fn from(value: NewInputServiceTier) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputServiceTier {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputServiceTier {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputServiceTier {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputServiceTier {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///First message to send.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputText(::std::string::String);
+impl ::std::ops::Deref for NewInputText {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputText> for ::std::string::String {
+    fn from(value: NewInputText) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputText {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputText {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputText {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputText {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `new`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct NewOutput {
+    ///Whether a native goal was set.
+    pub goal_set: bool,
+    pub lane: Lane,
+    ///Whether the App Server accepted the first message (a turn started); null when none was sent.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub message_accepted: ::std::option::Option<bool>,
+    ///The turn the first message (or the goal) started.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+}
 ///Input of `registry migrate`: Back up and upgrade the registry schema
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -792,6 +2001,402 @@ impl ::std::convert::TryFrom<::std::string::String> for RegistryMigrateOutputSta
         value.parse()
     }
 }
+///Input of `rename`: Rename a lane or an unmanaged Codex thread
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RenameInput {
+    ///A lane selector, or the full id of a Codex thread dispatch does not manage.
+    pub target: RenameInputTarget,
+    ///The new title.
+    pub title: RenameInputTitle,
+}
+///A lane selector, or the full id of a Codex thread dispatch does not manage.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct RenameInputTarget(::std::string::String);
+impl ::std::ops::Deref for RenameInputTarget {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<RenameInputTarget> for ::std::string::String {
+    fn from(value: RenameInputTarget) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for RenameInputTarget {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for RenameInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RenameInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RenameInputTarget {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///The new title.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct RenameInputTitle(::std::string::String);
+impl ::std::ops::Deref for RenameInputTitle {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<RenameInputTitle> for ::std::string::String {
+    fn from(value: RenameInputTitle) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for RenameInputTitle {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for RenameInputTitle {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RenameInputTitle {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RenameInputTitle {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `rename`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RenameOutput {
+    ///Whether it is archived now; null when Codex does not say (a renamed unmanaged thread).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub archived: ::std::option::Option<bool>,
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///The lane's ref; null for an unmanaged thread.
+    #[serde(
+        rename = "ref",
+        deserialize_with = "::std::option::Option::deserialize"
+    )]
+    pub ref_: ::std::option::Option<::std::string::String>,
+    ///`managed` (a lane) or `unmanaged` (a thread only Codex knows).
+    pub scope: RenameOutputScope,
+    ///The title now.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+}
+///`managed` (a lane) or `unmanaged` (a thread only Codex knows).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum RenameOutputScope {
+    #[serde(rename = "managed")]
+    Managed,
+    #[serde(rename = "unmanaged")]
+    Unmanaged,
+}
+impl ::std::fmt::Display for RenameOutputScope {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Managed => f.write_str("managed"),
+            Self::Unmanaged => f.write_str("unmanaged"),
+        }
+    }
+}
+impl ::std::str::FromStr for RenameOutputScope {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "managed" => Ok(Self::Managed),
+            "unmanaged" => Ok(Self::Unmanaged),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for RenameOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RenameOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `requests`: List pending approval requests
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsInput {
+    ///Only this lane's requests.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lane: ::std::option::Option<Selector>,
+}
+///Output of `requests`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RequestsOutput {
+    pub requests: ::std::vec::Vec<ApprovalRequest>,
+}
+///Input of `respond`: Answer a pending approval request
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RespondInput {
+    ///The answer.
+    pub decision: RespondInputDecision,
+    ///The request's id (see `dispatch requests`).
+    pub request_id: ::std::num::NonZeroU64,
+}
+///The answer.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum RespondInputDecision {
+    #[serde(rename = "accept")]
+    Accept,
+    #[serde(rename = "accept_for_session")]
+    AcceptForSession,
+    #[serde(rename = "decline")]
+    Decline,
+    #[serde(rename = "cancel")]
+    Cancel,
+}
+impl ::std::fmt::Display for RespondInputDecision {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Accept => f.write_str("accept"),
+            Self::AcceptForSession => f.write_str("accept_for_session"),
+            Self::Decline => f.write_str("decline"),
+            Self::Cancel => f.write_str("cancel"),
+        }
+    }
+}
+impl ::std::str::FromStr for RespondInputDecision {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "accept" => Ok(Self::Accept),
+            "accept_for_session" => Ok(Self::AcceptForSession),
+            "decline" => Ok(Self::Decline),
+            "cancel" => Ok(Self::Cancel),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for RespondInputDecision {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RespondInputDecision {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Output of `respond`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RespondOutput {
+    pub decision: ::std::string::String,
+    pub lane: LaneRef,
+    pub request_id: i64,
+}
+///Input of `restore`: Unarchive a lane or an unmanaged Codex thread
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreInput {
+    ///A lane selector, or the full id of a Codex thread dispatch does not manage.
+    pub target: RestoreInputTarget,
+}
+///A lane selector, or the full id of a Codex thread dispatch does not manage.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct RestoreInputTarget(::std::string::String);
+impl ::std::ops::Deref for RestoreInputTarget {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<RestoreInputTarget> for ::std::string::String {
+    fn from(value: RestoreInputTarget) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for RestoreInputTarget {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for RestoreInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RestoreInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RestoreInputTarget {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `restore`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RestoreOutput {
+    ///Whether it is archived now; null when Codex does not say (a renamed unmanaged thread).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub archived: ::std::option::Option<bool>,
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///The lane's ref; null for an unmanaged thread.
+    #[serde(
+        rename = "ref",
+        deserialize_with = "::std::option::Option::deserialize"
+    )]
+    pub ref_: ::std::option::Option<::std::string::String>,
+    ///`managed` (a lane) or `unmanaged` (a thread only Codex knows).
+    pub scope: RestoreOutputScope,
+    ///The title now.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+}
+///`managed` (a lane) or `unmanaged` (a thread only Codex knows).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum RestoreOutputScope {
+    #[serde(rename = "managed")]
+    Managed,
+    #[serde(rename = "unmanaged")]
+    Unmanaged,
+}
+impl ::std::fmt::Display for RestoreOutputScope {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Managed => f.write_str("managed"),
+            Self::Unmanaged => f.write_str("unmanaged"),
+        }
+    }
+}
+impl ::std::str::FromStr for RestoreOutputScope {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "managed" => Ok(Self::Managed),
+            "unmanaged" => Ok(Self::Unmanaged),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for RestoreOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RestoreOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///Input of `schema`: Print an operation's input and output JSON Schema
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -863,6 +2468,208 @@ pub struct SchemaOutput {
     ///One line on what it does.
     pub summary: ::std::string::String,
 }
+///`SearchHit`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SearchHit {
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///The matching item, for lane hits.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub item_id: ::std::option::Option<::std::string::String>,
+    ///The lane's ref; null for an unmanaged thread.
+    #[serde(
+        rename = "ref",
+        deserialize_with = "::std::option::Option::deserialize"
+    )]
+    pub ref_: ::std::option::Option<::std::string::String>,
+    ///Where it was found.
+    pub scope: SearchHitScope,
+    ///The matching text, with the match in [brackets].
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub snippet: ::std::option::Option<::std::string::String>,
+    ///Title.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+}
+///Where it was found.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum SearchHitScope {
+    #[serde(rename = "managed")]
+    Managed,
+    #[serde(rename = "unmanaged")]
+    Unmanaged,
+}
+impl ::std::fmt::Display for SearchHitScope {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Managed => f.write_str("managed"),
+            Self::Unmanaged => f.write_str("unmanaged"),
+        }
+    }
+}
+impl ::std::str::FromStr for SearchHitScope {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "managed" => Ok(Self::Managed),
+            "unmanaged" => Ok(Self::Unmanaged),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchHitScope {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchHitScope {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `search`: Search lanes' items and titles, and unmanaged Codex threads
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SearchInput {
+    ///Most hits to return.
+    #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 20>")]
+    pub limit: ::std::num::NonZeroU64,
+    ///Words to find.
+    pub query: SearchInputQuery,
+    ///`managed` (lanes), `unmanaged` (other Codex threads) or `all`.
+    #[serde(default = "defaults::search_input_scope")]
+    pub scope: SearchInputScope,
+}
+///Words to find.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SearchInputQuery(::std::string::String);
+impl ::std::ops::Deref for SearchInputQuery {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SearchInputQuery> for ::std::string::String {
+    fn from(value: SearchInputQuery) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SearchInputQuery {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchInputQuery {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchInputQuery {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SearchInputQuery {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`managed` (lanes), `unmanaged` (other Codex threads) or `all`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum SearchInputScope {
+    #[serde(rename = "managed")]
+    Managed,
+    #[serde(rename = "unmanaged")]
+    Unmanaged,
+    #[serde(rename = "all")]
+    All,
+}
+impl ::std::fmt::Display for SearchInputScope {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Managed => f.write_str("managed"),
+            Self::Unmanaged => f.write_str("unmanaged"),
+            Self::All => f.write_str("all"),
+        }
+    }
+}
+impl ::std::str::FromStr for SearchInputScope {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "managed" => Ok(Self::Managed),
+            "unmanaged" => Ok(Self::Unmanaged),
+            "all" => Ok(Self::All),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchInputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchInputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::default::Default for SearchInputScope {
+    fn default() -> Self {
+        SearchInputScope::All
+    }
+}
+///Output of `search`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SearchOutput {
+    pub hits: ::std::vec::Vec<SearchHit>,
+}
 ///A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
@@ -913,6 +2720,133 @@ impl<'de> ::serde::Deserialize<'de> for Selector {
             })
     }
 }
+///Input of `send`: Send a message to an owned lane (a new turn, or --steer into the running one)
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SendInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+    ///Add the message to the running turn instead of failing on a busy lane.
+    #[serde(default)]
+    pub steer: bool,
+    ///The message.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text: ::std::option::Option<SendInputText>,
+    ///Read the message from this file (`-`: standard input).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text_file: ::std::option::Option<SendInputTextFile>,
+}
+///The message.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SendInputText(::std::string::String);
+impl ::std::ops::Deref for SendInputText {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SendInputText> for ::std::string::String {
+    fn from(value: SendInputText) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SendInputText {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SendInputText {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SendInputText {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SendInputText {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Read the message from this file (`-`: standard input).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SendInputTextFile(::std::string::String);
+impl ::std::ops::Deref for SendInputTextFile {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SendInputTextFile> for ::std::string::String {
+    fn from(value: SendInputTextFile) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SendInputTextFile {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SendInputTextFile {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SendInputTextFile {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SendInputTextFile {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `send`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SendOutput {
+    pub lane: LaneRef,
+    ///Always true on success: the App Server accepted the message.
+    pub message_accepted: bool,
+    ///Whether it went into a running turn.
+    pub steered: bool,
+    ///The turn that received the message.
+    pub turn_id: ::std::string::String,
+}
 ///`ServiceTier`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ServiceTier {
@@ -922,6 +2856,88 @@ pub struct ServiceTier {
     pub id: ::std::string::String,
     ///Human name, e.g. `Fast`.
     pub name: ::std::string::String,
+}
+///Input of `stop`: Interrupt the running turn of an owned lane
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StopInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+}
+///Output of `stop`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct StopOutput {
+    ///Whether a running turn was interrupted (false: the lane was idle).
+    pub interrupted: bool,
+    pub lane: LaneRef,
+    ///The interrupted turn.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+}
+///Input of `sync`: Refresh a lane's indexed turns and items from the App Server
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+}
+///Output of `sync`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SyncOutput {
+    ///Items that were not indexed before.
+    pub items_added: u64,
+    ///Indexed items whose text or status changed.
+    pub items_updated: u64,
+    pub lane: SyncedLane,
+    ///Turns the thread has.
+    pub turns: u64,
+}
+///`SyncedLane`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SyncedLane {
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///dispatch ref.
+    #[serde(rename = "ref")]
+    pub ref_: ::std::string::String,
+}
+///Input of `tail`: Show the last items of a lane
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TailInput {
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+    ///Most items to return.
+    #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 20>")]
+    pub limit: ::std::num::NonZeroU64,
+}
+///`TailItem`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TailItem {
+    ///When it was last updated (RFC 3339).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub at: ::std::option::Option<::std::string::String>,
+    ///Codex item id.
+    pub item_id: ::std::string::String,
+    ///Codex's status of the item, if it has one.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<::std::string::String>,
+    ///Its text: the message, the command line, the changed paths.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub text: ::std::option::Option<::std::string::String>,
+    ///Its turn.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+    ///`user_message`, `agent_message`, `reasoning`, `command`, `file_change`, `error`, or another Codex item type.
+    #[serde(rename = "type")]
+    pub type_: ::std::string::String,
+}
+///Output of `tail`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TailOutput {
+    ///Oldest first.
+    pub items: ::std::vec::Vec<TailItem>,
+    pub lane: LaneRef,
 }
 ///A point in time, RFC 3339 in UTC (e.g. `2026-11-26T03:44:09.120Z`).
 #[derive(
@@ -1080,14 +3096,184 @@ impl ::std::convert::TryFrom<::std::string::String> for UpOutputStatus {
         value.parse()
     }
 }
+///`WatchEvent`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct WatchEvent {
+    ///When (RFC 3339).
+    pub at: ::std::string::String,
+    ///Event id; pass the last one as `after` to continue.
+    pub id: i64,
+    ///The App Server notification, e.g. `turn/completed`.
+    pub method: ::std::string::String,
+    ///The notification's params as the App Server sent them.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub params: ::std::option::Option<::serde_json::Value>,
+    ///A short human line.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub summary: ::std::option::Option<::std::string::String>,
+    ///Its turn.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+}
+///Input of `watch`: Stream a lane's live events, bounded by time and count
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WatchInput {
+    ///Only events after this cursor (from a previous answer); default: from now.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub after: ::std::option::Option<u64>,
+    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    pub lane: Selector,
+    ///Events to return at most.
+    #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 100>")]
+    pub max_events: ::std::num::NonZeroU64,
+    ///Return as soon as some events are there (with the cursor to continue); callers that print live use it.
+    #[serde(default)]
+    pub stream: bool,
+    ///Seconds to watch at most.
+    #[serde(default = "defaults::watch_input_timeout")]
+    pub timeout: f64,
+    ///Also stop when this happens.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub until: ::std::option::Option<WatchInputUntil>,
+}
+///Also stop when this happens.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum WatchInputUntil {
+    #[serde(rename = "turn-end")]
+    TurnEnd,
+}
+impl ::std::fmt::Display for WatchInputUntil {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::TurnEnd => f.write_str("turn-end"),
+        }
+    }
+}
+impl ::std::str::FromStr for WatchInputUntil {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "turn-end" => Ok(Self::TurnEnd),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for WatchInputUntil {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for WatchInputUntil {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Output of `watch`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct WatchOutput {
+    ///The last event id seen; pass it as `after` to continue.
+    pub cursor: i64,
+    ///Why it returned: `timeout`, `max_events`, `turn_end` or `batch` (with --stream).
+    pub ended: WatchOutputEnded,
+    pub events: ::std::vec::Vec<WatchEvent>,
+    pub lane: LaneRef,
+}
+///Why it returned: `timeout`, `max_events`, `turn_end` or `batch` (with --stream).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum WatchOutputEnded {
+    #[serde(rename = "timeout")]
+    Timeout,
+    #[serde(rename = "max_events")]
+    MaxEvents,
+    #[serde(rename = "turn_end")]
+    TurnEnd,
+    #[serde(rename = "batch")]
+    Batch,
+}
+impl ::std::fmt::Display for WatchOutputEnded {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Timeout => f.write_str("timeout"),
+            Self::MaxEvents => f.write_str("max_events"),
+            Self::TurnEnd => f.write_str("turn_end"),
+            Self::Batch => f.write_str("batch"),
+        }
+    }
+}
+impl ::std::str::FromStr for WatchOutputEnded {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "timeout" => Ok(Self::Timeout),
+            "max_events" => Ok(Self::MaxEvents),
+            "turn_end" => Ok(Self::TurnEnd),
+            "batch" => Ok(Self::Batch),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for WatchOutputEnded {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for WatchOutputEnded {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 /// Generation of default values for serde.
 pub mod defaults {
+    pub(super) fn default_i64<T, const V: i64>() -> T
+    where
+        T: ::std::convert::TryFrom<i64>,
+        <T as ::std::convert::TryFrom<i64>>::Error: ::std::fmt::Debug,
+    {
+        T::try_from(V).unwrap()
+    }
     pub(super) fn default_nzu64<T, const V: u64>() -> T
     where
         T: ::std::convert::TryFrom<::std::num::NonZeroU64>,
         <T as ::std::convert::TryFrom<::std::num::NonZeroU64>>::Error: ::std::fmt::Debug,
     {
         T::try_from(::std::num::NonZeroU64::try_from(V).unwrap()).unwrap()
+    }
+    pub(super) fn search_input_scope() -> super::SearchInputScope {
+        super::SearchInputScope::All
+    }
+    pub(super) fn watch_input_timeout() -> f64 {
+        30_f64
     }
 }
 /// Error types.

@@ -6,18 +6,64 @@ use crate::descriptor::{Hints, descriptor};
 use dispatch_contract::{Operation, operations};
 /// Tool names paired with their operations.
 pub static TOOL_OPERATIONS: &[(&str, &Operation)] = &[
+    ("dispatch_archive", &operations::ARCHIVE),
+    ("dispatch_assets", &operations::ASSETS),
+    ("dispatch_attach", &operations::ATTACH),
     ("dispatch_daemon_log", &operations::DAEMON_LOG),
     ("dispatch_daemon_status", &operations::DAEMON_STATUS),
     ("dispatch_doctor", &operations::DOCTOR),
     ("dispatch_down", &operations::DOWN),
+    ("dispatch_get", &operations::GET),
+    ("dispatch_goal_clear", &operations::GOAL_CLEAR),
+    ("dispatch_goal_get", &operations::GOAL_GET),
+    ("dispatch_goal_set", &operations::GOAL_SET),
+    ("dispatch_list", &operations::LIST),
     ("dispatch_models", &operations::MODELS),
+    ("dispatch_new", &operations::NEW),
     ("dispatch_registry_migrate", &operations::REGISTRY_MIGRATE),
+    ("dispatch_rename", &operations::RENAME),
+    ("dispatch_requests", &operations::REQUESTS),
+    ("dispatch_respond", &operations::RESPOND),
+    ("dispatch_restore", &operations::RESTORE),
     ("dispatch_schema", &operations::SCHEMA),
+    ("dispatch_search", &operations::SEARCH),
+    ("dispatch_send", &operations::SEND),
+    ("dispatch_stop", &operations::STOP),
+    ("dispatch_sync", &operations::SYNC),
+    ("dispatch_tail", &operations::TAIL),
     ("dispatch_up", &operations::UP),
+    ("dispatch_watch", &operations::WATCH),
 ];
 /// Every tool descriptor, in operation id order.
 pub fn tools() -> Vec<rmcp::model::Tool> {
     vec![
+        descriptor(
+            "dispatch_archive",
+            &operations::ARCHIVE,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_assets",
+            &operations::ASSETS,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_attach",
+            &operations::ATTACH,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
         descriptor(
             "dispatch_daemon_log",
             &operations::DAEMON_LOG,
@@ -55,6 +101,51 @@ pub fn tools() -> Vec<rmcp::model::Tool> {
             },
         ),
         descriptor(
+            "dispatch_get",
+            &operations::GET,
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_goal_clear",
+            &operations::GOAL_CLEAR,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_goal_get",
+            &operations::GOAL_GET,
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_goal_set",
+            &operations::GOAL_SET,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: false,
+            },
+        ),
+        descriptor(
+            "dispatch_list",
+            &operations::LIST,
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
             "dispatch_models",
             &operations::MODELS,
             Hints {
@@ -64,8 +155,53 @@ pub fn tools() -> Vec<rmcp::model::Tool> {
             },
         ),
         descriptor(
+            "dispatch_new",
+            &operations::NEW,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: false,
+            },
+        ),
+        descriptor(
             "dispatch_registry_migrate",
             &operations::REGISTRY_MIGRATE,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_rename",
+            &operations::RENAME,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_requests",
+            &operations::REQUESTS,
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_respond",
+            &operations::RESPOND,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: false,
+            },
+        ),
+        descriptor(
+            "dispatch_restore",
+            &operations::RESTORE,
             Hints {
                 read_only: false,
                 destructive: false,
@@ -82,10 +218,64 @@ pub fn tools() -> Vec<rmcp::model::Tool> {
             },
         ),
         descriptor(
+            "dispatch_search",
+            &operations::SEARCH,
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_send",
+            &operations::SEND,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: false,
+            },
+        ),
+        descriptor(
+            "dispatch_stop",
+            &operations::STOP,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_sync",
+            &operations::SYNC,
+            Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_tail",
+            &operations::TAIL,
+            Hints {
+                read_only: true,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
             "dispatch_up",
             &operations::UP,
             Hints {
                 read_only: false,
+                destructive: false,
+                idempotent: true,
+            },
+        ),
+        descriptor(
+            "dispatch_watch",
+            &operations::WATCH,
+            Hints {
+                read_only: true,
                 destructive: false,
                 idempotent: true,
             },

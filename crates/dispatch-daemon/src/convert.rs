@@ -1,0 +1,124 @@
+//! Registry rows as the contract's shapes.
+
+use dispatch_contract::types::{
+    Goal, Lane, LaneError, LaneOwnership, LaneRef, LaneStatus, LatestTurn, TailItem, TurnStatus,
+};
+use dispatch_registry as registry;
+
+/// RFC 3339 of Unix epoch milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// Now, in Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// The contract's lane status.
+pub fn status(status: registry::LaneStatus) -> LaneStatus {
+    match status {
+        registry::LaneStatus::Idle => LaneStatus::Idle,
+        registry::LaneStatus::Busy => LaneStatus::Busy,
+        registry::LaneStatus::WaitingApproval => LaneStatus::WaitingApproval,
+        registry::LaneStatus::Error => LaneStatus::Error,
+        registry::LaneStatus::Archived => LaneStatus::Archived,
+    }
+}
+
+/// The registry's lane status.
+pub fn registry_status(status: LaneStatus) -> registry::LaneStatus {
+    match status {
+        LaneStatus::Idle => registry::LaneStatus::Idle,
+        LaneStatus::Busy => registry::LaneStatus::Busy,
+        LaneStatus::WaitingApproval => registry::LaneStatus::WaitingApproval,
+        LaneStatus::Error => registry::LaneStatus::Error,
+        LaneStatus::Archived => registry::LaneStatus::Archived,
+    }
+}
+
+fn turn_status(status: registry::TurnStatus) -> TurnStatus {
+    match status {
+        registry::TurnStatus::InProgress => TurnStatus::InProgress,
+        registry::TurnStatus::Completed => TurnStatus::Completed,
+        registry::TurnStatus::Interrupted => TurnStatus::Interrupted,
+        registry::TurnStatus::Failed => TurnStatus::Failed,
+    }
+}
+
+/// Why a lane refuses writes of turns and history, if it does.
+pub fn write_lock(row: &registry::LaneRow, allow_attached_writes: bool) -> Option<String> {
+    (row.ownership == registry::Ownership::Attached && !allow_attached_writes).then(|| {
+        "attached lane: dispatch observes it but does not write turns or history into a \
+         conversation it does not own"
+            .to_owned()
+    })
+}
+
+/// A lane as `get`, `list` and `new` show it.
+pub fn lane(row: registry::LaneRow, allow_attached_writes: bool) -> Lane {
+    let write_locked_reason = write_lock(&row, allow_attached_writes);
+    Lane {
+        ref_: row.lane_ref,
+        id: row.thread_id,
+        title: row.title,
+        handle: row.handle,
+        ownership: match row.ownership {
+            registry::Ownership::Owned => LaneOwnership::Owned,
+            registry::Ownership::Attached => LaneOwnership::Attached,
+        },
+        writable: write_locked_reason.is_none(),
+        write_locked_reason,
+        cwd: row.cwd,
+        model: row.model,
+        status: status(row.status),
+        latest_turn: row.latest_turn.map(|t| LatestTurn {
+            id: t.turn_id,
+            status: turn_status(t.status),
+            error: t.error,
+            started_at: t.started_at_ms.map(rfc3339),
+            completed_at: t.completed_at_ms.map(rfc3339),
+            duration_ms: t.duration_ms,
+        }),
+        goal: row.goal.map(|g| Goal {
+            objective: g.objective,
+            status: g.status,
+            token_budget: g.token_budget,
+            tokens_used: g.tokens_used,
+        }),
+        created_at: rfc3339(row.created_at_ms),
+        updated_at: rfc3339(row.updated_at_ms),
+    }
+}
+
+/// `{ref, id}` of a lane.
+pub fn lane_ref(row: &registry::LaneRow) -> LaneRef {
+    LaneRef {
+        ref_: row.lane_ref.clone(),
+        id: row.thread_id.clone(),
+    }
+}
+
+/// A persisted error as `get` shows it.
+pub fn error(row: registry::ErrorRow) -> LaneError {
+    LaneError {
+        turn_id: row.turn_id,
+        message: row.message,
+        will_retry: row.will_retry,
+        at: rfc3339(row.at_ms),
+    }
+}
+
+/// An item as `tail` shows it.
+pub fn item(row: registry::ItemRow) -> TailItem {
+    TailItem {
+        turn_id: row.turn_id,
+        item_id: row.item_id,
+        type_: row.kind,
+        text: row.text,
+        status: row.status,
+        at: Some(rfc3339(row.at_ms)),
+    }
+}

@@ -1,0 +1,490 @@
+//! The event pump: every notification and server request of the App Server that concerns a
+//! lane is persisted, in batches, with the lane state it implies. After an App Server restart,
+//! turns that were running are marked interrupted and pending requests cancelled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use codex_app_server::protocol::{
+    ServerNotification, ThreadActiveFlag, ThreadItem, ThreadStatus, UserInput,
+};
+use codex_app_server::{Event, ServerRequest};
+use dispatch_registry::{
+    Fact, GoalRow, LaneFilter, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow,
+    TurnStatus,
+};
+use serde_json::Value;
+
+use crate::convert::now_ms;
+use crate::service::Service;
+
+/// Events taken from the subscription into one registry transaction at the most.
+const BATCH: usize = 1024;
+
+/// Runs the pump for as long as the daemon lives.
+pub async fn run(service: Arc<Service>) {
+    let mut generations = service.app_server().generations();
+    let mut seen_generation = 0;
+    loop {
+        let Some((server, generation)) = service.app_server().current() else {
+            if generations.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        if generation != seen_generation {
+            if seen_generation != 0 {
+                service.recover_after_restart().await;
+            }
+            seen_generation = generation;
+        }
+        let mut subscription = server.subscribe();
+        drop(server);
+        let mut lanes = LaneCache::default();
+        loop {
+            tokio::select! {
+                event = subscription.recv() => {
+                    let Some(first) = event else { break };
+                    let mut events = vec![first];
+                    while events.len() < BATCH {
+                        match subscription.try_recv() {
+                            Some(event) => events.push(event),
+                            None => break,
+                        }
+                    }
+                    persist(&service, &mut lanes, events).await;
+                }
+                changed = generations.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// thread id → lane ref, so most events need no query.
+#[derive(Default)]
+struct LaneCache {
+    refs: HashMap<String, Option<String>>,
+}
+
+impl LaneCache {
+    async fn lane_of(&mut self, service: &Service, thread_id: &str) -> Option<String> {
+        if let Some(Some(known)) = self.refs.get(thread_id) {
+            return Some(known.clone());
+        }
+        // Unknown threads are asked again: a lane may have been created since.
+        let found = match service.registry().lane_by_thread(thread_id).await {
+            Ok(row) => row.map(|r| r.lane_ref),
+            Err(err) => {
+                tracing::warn!(%err, "looking up a lane by thread");
+                None
+            }
+        };
+        self.refs.insert(thread_id.to_owned(), found.clone());
+        found
+    }
+}
+
+async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
+    let mut batch = Vec::with_capacity(events.len());
+    for event in events {
+        match event {
+            Event::Notification(notification) => {
+                let Some(thread_id) = notification.thread_id().map(str::to_owned) else {
+                    continue;
+                };
+                let Some(lane_ref) = lanes.lane_of(service, &thread_id).await else {
+                    continue;
+                };
+                batch.push(record(lane_ref.clone(), &notification));
+                if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
+                    flush(service, &mut batch).await;
+                    settle_request(service, &lane_ref, &thread_id, &resolved.request_id).await;
+                }
+            }
+            Event::ServerRequest(request) => {
+                // Keep the order: what came before the request is stored first.
+                flush(service, &mut batch).await;
+                let Some(thread_id) = request.thread_id().map(str::to_owned) else {
+                    tracing::warn!(method = %request.method, "a server request without a thread is left pending");
+                    continue;
+                };
+                if let Some(lane_ref) = lanes.lane_of(service, &thread_id).await {
+                    hold_request(service, lane_ref, thread_id, &request).await;
+                }
+            }
+            Event::Lagged { missed } => {
+                tracing::warn!(
+                    missed,
+                    "the event pump fell behind; some notifications were not stored"
+                );
+            }
+        }
+    }
+    flush(service, &mut batch).await;
+}
+
+async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(err) = service.registry().record(batch).await {
+        tracing::error!(%err, events = batch.len(), "storing events failed");
+    }
+    batch.clear();
+    service.events_stored().await;
+}
+
+async fn hold_request(
+    service: &Service,
+    lane_ref: String,
+    thread_id: String,
+    request: &ServerRequest,
+) {
+    let params = &request.params;
+    let text = |key: &str| params.get(key).and_then(Value::as_str).map(str::to_owned);
+    let new = NewRequest {
+        lane_ref: lane_ref.clone(),
+        thread_id,
+        turn_id: text("turnId"),
+        item_id: text("itemId"),
+        method: request.method.clone(),
+        rpc_id: serde_json::to_value(&request.id).unwrap_or(Value::Null),
+        params: params.clone(),
+        at_ms: now_ms(),
+    };
+    if let Err(err) = service.registry().insert_request(&new).await {
+        tracing::error!(%err, "storing a server request failed; it stays pending in the App Server");
+        return;
+    }
+    let event = NewEvent {
+        method: request.method.clone(),
+        turn_id: new.turn_id.clone(),
+        at_ms: new.at_ms,
+        params: params.clone(),
+    };
+    let recorded = Recorded {
+        lane_ref,
+        event: Some(event),
+        facts: vec![Fact::Status(LaneStatus::WaitingApproval)],
+    };
+    if let Err(err) = service.registry().record(&[recorded]).await {
+        tracing::error!(%err, "marking a lane waiting for approval failed");
+    }
+    service.events_stored().await;
+}
+
+/// A request settled elsewhere (or after our answer): it is no longer pending, and the lane
+/// goes back to busy once nothing else waits.
+async fn settle_request(
+    service: &Service,
+    lane_ref: &str,
+    thread_id: &str,
+    id: &codex_app_server::protocol::RequestId,
+) {
+    let registry = service.registry();
+    let rpc_id = serde_json::to_value(id).unwrap_or(Value::Null);
+    if let Ok(Some(pending)) = registry.pending_request_by_rpc_id(thread_id, &rpc_id).await {
+        let _ = registry
+            .finish_request(pending.id, RequestStatus::ResolvedElsewhere, None, now_ms())
+            .await;
+    }
+    let waiting = registry
+        .pending_requests(Some(lane_ref))
+        .await
+        .map(|p| !p.is_empty())
+        .unwrap_or(false);
+    let lane = registry.lane(lane_ref).await.ok().flatten();
+    if !waiting && lane.is_some_and(|l| l.status == LaneStatus::WaitingApproval) {
+        let recorded = Recorded {
+            lane_ref: lane_ref.to_owned(),
+            event: None,
+            facts: vec![Fact::Status(LaneStatus::Busy)],
+        };
+        if let Err(err) = registry.record(&[recorded]).await {
+            tracing::warn!(%err, "returning a lane to busy");
+        }
+        service.events_stored().await;
+    }
+}
+
+/// Codex's item kind as dispatch names it: `commandExecution` → `command`, else snake_case.
+pub fn item_kind(kind: &str) -> String {
+    match kind {
+        "commandExecution" => "command".to_owned(),
+        other => {
+            let mut out = String::new();
+            for c in other.chars() {
+                if c.is_ascii_uppercase() {
+                    out.push('_');
+                    out.push(c.to_ascii_lowercase());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn wire<T: serde::Serialize>(value: &T) -> Option<String> {
+    match serde_json::to_value(value).ok()? {
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The text a user looks for in an item, and its status.
+fn item_text(item: &ThreadItem) -> (Option<String>, Option<String>) {
+    match item {
+        ThreadItem::UserMessage(m) => {
+            let text: Vec<&str> = m
+                .content
+                .iter()
+                .filter_map(|input| match input {
+                    UserInput::Text { text, .. } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            (Some(text.join("\n")), None)
+        }
+        ThreadItem::AgentMessage(m) => (Some(m.text.clone()), None),
+        ThreadItem::Reasoning(r) => (Some(r.summary.join("\n")).filter(|s| !s.is_empty()), None),
+        ThreadItem::CommandExecution(c) => (Some(c.command.clone()), wire(&c.status)),
+        ThreadItem::FileChange(f) => {
+            let paths: Vec<String> = f.changes.iter().map(|c| c.path.clone()).collect();
+            (Some(paths.join(", ")), wire(&f.status))
+        }
+        _ => (None, None),
+    }
+}
+
+/// The registry's fact for one item of a turn.
+pub fn item_fact(turn_id: &str, item: &ThreadItem, at_ms: i64) -> Fact {
+    let (text, status) = item_text(item);
+    Fact::Item {
+        turn_id: Some(turn_id.to_owned()),
+        item_id: item.id().to_owned(),
+        kind: item_kind(item.kind()),
+        text,
+        status,
+        at_ms,
+    }
+}
+
+fn seconds_or_ms(value: i64) -> i64 {
+    // Codex reports turn times in seconds; be tolerant of milliseconds.
+    if value > 100_000_000_000 {
+        value
+    } else {
+        value * 1000
+    }
+}
+
+/// A Codex turn as the registry stores it.
+pub fn turn_row(turn: &codex_app_server::protocol::Turn) -> TurnRow {
+    use codex_app_server::protocol::TurnStatus as Wire;
+    TurnRow {
+        turn_id: turn.id.clone(),
+        status: match turn.status {
+            Wire::InProgress => TurnStatus::InProgress,
+            Wire::Completed => TurnStatus::Completed,
+            Wire::Interrupted => TurnStatus::Interrupted,
+            Wire::Failed => TurnStatus::Failed,
+        },
+        error: turn.error.as_ref().map(|e| e.message.clone()),
+        started_at_ms: turn.started_at.map(seconds_or_ms),
+        completed_at_ms: turn.completed_at.map(seconds_or_ms),
+        duration_ms: turn.duration_ms,
+    }
+}
+
+/// The registry's record of one notification.
+fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
+    let at_ms = now_ms();
+    let mut event = Some(NewEvent {
+        method: notification.method().to_owned(),
+        turn_id: None,
+        at_ms,
+        params: notification.params(),
+    });
+    let mut turn = None;
+    let facts = match notification {
+        ServerNotification::TurnStarted(n) => {
+            turn = Some(n.turn.id.clone());
+            vec![Fact::TurnStarted {
+                turn_id: n.turn.id.clone(),
+                at_ms,
+            }]
+        }
+        ServerNotification::TurnCompleted(n) => {
+            turn = Some(n.turn.id.clone());
+            vec![Fact::TurnCompleted {
+                turn: turn_row(&n.turn),
+            }]
+        }
+        ServerNotification::ItemStarted(n) => {
+            turn = Some(n.turn_id.clone());
+            let mut fact = item_fact(&n.turn_id, &n.item, at_ms);
+            // An item that starts empty must not wipe text folded from deltas.
+            if let Fact::Item { text, .. } = &mut fact {
+                *text = text.take().filter(|t| !t.is_empty());
+            }
+            vec![fact]
+        }
+        ServerNotification::ItemCompleted(n) => {
+            turn = Some(n.turn_id.clone());
+            vec![item_fact(&n.turn_id, &n.item, at_ms)]
+        }
+        ServerNotification::AgentMessageDelta(n) => {
+            // Deltas are folded into their item, not stored one by one.
+            event = None;
+            vec![Fact::ItemDelta {
+                turn_id: Some(n.turn_id.clone()),
+                item_id: n.item_id.clone(),
+                kind: "agent_message".to_owned(),
+                delta: n.delta.clone(),
+                at_ms,
+            }]
+        }
+        ServerNotification::Error(n) => {
+            turn = Some(n.turn_id.clone());
+            vec![
+                Fact::Error {
+                    turn_id: Some(n.turn_id.clone()),
+                    message: n.error.message.clone(),
+                    will_retry: n.will_retry,
+                    at_ms,
+                },
+                Fact::Item {
+                    turn_id: Some(n.turn_id.clone()),
+                    item_id: format!("error-{}-{at_ms}", n.turn_id),
+                    kind: "error".to_owned(),
+                    text: Some(n.error.message.clone()),
+                    status: Some(if n.will_retry { "retrying" } else { "final" }.to_owned()),
+                    at_ms,
+                },
+            ]
+        }
+        ServerNotification::ThreadStatusChanged(n) => match &n.status {
+            ThreadStatus::Active(flags) if flags.contains(&ThreadActiveFlag::WaitingOnApproval) => {
+                vec![Fact::Status(LaneStatus::WaitingApproval)]
+            }
+            ThreadStatus::Active(_) => vec![Fact::Status(LaneStatus::Busy)],
+            ThreadStatus::SystemError => vec![Fact::Status(LaneStatus::Error)],
+            // Idle follows the turn's own end, which decides between idle and error.
+            ThreadStatus::Idle | ThreadStatus::NotLoaded => Vec::new(),
+        },
+        ServerNotification::ThreadTokenUsageUpdated(n) => {
+            turn = Some(n.turn_id.clone());
+            vec![Fact::TokenUsage(
+                serde_json::to_value(&n.token_usage).unwrap_or(Value::Null),
+            )]
+        }
+        ServerNotification::ThreadGoalUpdated(n) => vec![Fact::Goal(Some(GoalRow {
+            objective: n.goal.objective.clone(),
+            status: wire(&n.goal.status).unwrap_or_default(),
+            token_budget: n.goal.token_budget,
+            tokens_used: Some(n.goal.tokens_used),
+        }))],
+        ServerNotification::ThreadGoalCleared(_) => vec![Fact::Goal(None)],
+        ServerNotification::ThreadNameUpdated(n) => vec![Fact::Title(n.thread_name.clone())],
+        ServerNotification::Other { method, .. }
+            if method.to_ascii_lowercase().contains("delta") =>
+        {
+            event = None;
+            Vec::new()
+        }
+        ServerNotification::Other { method, .. } if method == "thread/archived" => {
+            vec![Fact::Archived(true)]
+        }
+        ServerNotification::Other { method, .. } if method == "thread/unarchived" => {
+            vec![Fact::Archived(false)]
+        }
+        _ => Vec::new(),
+    };
+    if let Some(event) = &mut event {
+        event.turn_id = turn;
+    }
+    Recorded {
+        lane_ref,
+        event,
+        facts,
+    }
+}
+
+impl Service {
+    /// After an App Server restart: running turns are interrupted with a persisted error,
+    /// pending requests cancelled, and the threads that were loaded are resumed.
+    pub async fn recover_after_restart(&self) {
+        let registry = self.registry();
+        let at_ms = now_ms();
+        let filter = LaneFilter {
+            status: None,
+            include_archived: false,
+            limit: u32::MAX,
+        };
+        let lanes = match registry.list_lanes(&filter).await {
+            Ok(lanes) => lanes,
+            Err(err) => {
+                tracing::error!(%err, "listing lanes after an App Server restart");
+                return;
+            }
+        };
+        let message = "the Codex App Server exited while this turn ran; it was interrupted";
+        let mut batch = Vec::new();
+        for lane in lanes {
+            let running = lane
+                .latest_turn
+                .as_ref()
+                .filter(|t| t.status == TurnStatus::InProgress)
+                .map(|t| t.turn_id.clone());
+            if let Some(turn_id) = running {
+                batch.push(Recorded {
+                    lane_ref: lane.lane_ref.clone(),
+                    event: None,
+                    facts: vec![
+                        Fact::Error {
+                            turn_id: Some(turn_id.clone()),
+                            message: message.into(),
+                            will_retry: false,
+                            at_ms,
+                        },
+                        Fact::TurnCompleted {
+                            turn: TurnRow {
+                                turn_id,
+                                status: TurnStatus::Interrupted,
+                                error: Some(message.into()),
+                                started_at_ms: lane
+                                    .latest_turn
+                                    .as_ref()
+                                    .and_then(|t| t.started_at_ms),
+                                completed_at_ms: Some(at_ms),
+                                duration_ms: None,
+                            },
+                        },
+                    ],
+                });
+            }
+        }
+        if let Err(err) = registry.record(&batch).await {
+            tracing::error!(%err, "marking interrupted turns after a restart");
+        }
+        match registry.pending_requests(None).await {
+            Ok(pending) => {
+                for request in pending {
+                    let _ = registry
+                        .finish_request(request.id, RequestStatus::Cancelled, None, at_ms)
+                        .await;
+                }
+            }
+            Err(err) => tracing::error!(%err, "cancelling pending requests after a restart"),
+        }
+        self.resume_loaded().await;
+        self.events_stored().await;
+    }
+}

@@ -1,0 +1,489 @@
+//! The lane operations that talk to the App Server: `new`, `send`, `stop` and the goal
+//! operations, plus the read operations answered from the registry (`get`, `list`, `tail`).
+
+use codex_app_server::protocol::{
+    AskForApproval, SandboxMode, ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams,
+    ThreadResumeParams, ThreadSetNameParams, ThreadStartParams, TurnInterruptParams,
+    TurnStartParams, TurnSteerParams, UserInput,
+};
+use dispatch_contract::types::{
+    GetInput, GetOutput, Goal, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
+    GoalSetInput, GoalSetOutput, LaneCounts, ListInput, ListOutput, NewInput,
+    NewInputApprovalPolicy, NewInputSandbox, NewOutput, SendInput, SendOutput, StopInput,
+    StopOutput, TailInput, TailOutput,
+};
+use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_registry::{
+    Fact, GoalRow, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership, Recorded, Resolution,
+};
+use serde_json::json;
+
+use crate::convert::{self, now_ms};
+use crate::errors::app_server_error;
+use crate::models;
+use crate::service::Service;
+
+fn text_input(text: &str) -> Vec<UserInput> {
+    vec![UserInput::text(text)]
+}
+
+fn limit(n: std::num::NonZeroU64) -> u32 {
+    u32::try_from(n.get()).unwrap_or(u32::MAX)
+}
+
+impl Service {
+    /// The lane `selector` names: `not_found` or `ambiguous_selector` otherwise.
+    pub async fn resolve(&self, selector: &str) -> Result<LaneRow, DispatchError> {
+        match self.registry().resolve(selector).await? {
+            Resolution::Found(lane) => Ok(lane),
+            Resolution::NotFound => Err(DispatchError::new(
+                ErrorCode::NotFound,
+                format!("no lane matches `{selector}`"),
+            )),
+            Resolution::Ambiguous(candidates) => {
+                let listed: Vec<String> = candidates
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} ({}{})",
+                            c.lane_ref,
+                            c.title.as_deref().unwrap_or("untitled"),
+                            c.handle
+                                .as_deref()
+                                .map(|h| format!(", @{h}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                Err(DispatchError::new(
+                    ErrorCode::AmbiguousSelector,
+                    format!(
+                        "`{selector}` matches {} lanes: {}",
+                        candidates.len(),
+                        listed.join(", ")
+                    ),
+                )
+                .with_details(json!({
+                    "candidates": candidates.iter().map(|c| json!({
+                        "ref": c.lane_ref, "id": c.thread_id, "title": c.title, "handle": c.handle
+                    })).collect::<Vec<_>>()
+                })))
+            }
+        }
+    }
+
+    /// Makes sure the current App Server has `thread_id` loaded (after a daemon or App Server
+    /// restart it is not), resuming it when needed.
+    async fn ensure_loaded(
+        &self,
+        server: &codex_app_server::AppServer,
+        generation: u64,
+        thread_id: &str,
+    ) -> Result<(), DispatchError> {
+        if self.is_loaded(generation, thread_id) {
+            return Ok(());
+        }
+        server
+            .call(&ThreadResumeParams {
+                thread_id: thread_id.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .map_err(app_server_error)?;
+        self.mark_loaded(generation, thread_id);
+        Ok(())
+    }
+
+    fn server(&self) -> Result<(codex_app_server::AppServer, u64), DispatchError> {
+        self.app_server().current().ok_or_else(|| {
+            self.app_server().server().err().unwrap_or_else(|| {
+                DispatchError::new(
+                    ErrorCode::AppServerUnavailable,
+                    "the App Server is restarting",
+                )
+            })
+        })
+    }
+
+    async fn record_facts(&self, lane_ref: &str, facts: Vec<Fact>) -> Result<(), DispatchError> {
+        self.registry()
+            .record(&[Recorded {
+                lane_ref: lane_ref.to_owned(),
+                event: None,
+                facts,
+            }])
+            .await?;
+        self.events_stored().await;
+        Ok(())
+    }
+
+    /// `new`.
+    pub async fn lane_new(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
+        let cwd = input.cwd.as_ref().map(|c| c.to_string());
+        if let Some(dir) = &cwd {
+            let path = std::path::Path::new(dir);
+            if !path.is_absolute() || !path.is_dir() {
+                return Err(DispatchError::invalid_input(format!(
+                    "`cwd`: {dir} is not an existing directory (an absolute path)"
+                )));
+            }
+        }
+        let (server, generation) = self.server()?;
+        let settings = models::check_settings(
+            &server,
+            self.registry(),
+            input.model.as_deref().map(String::as_str),
+            input.effort.as_deref().map(String::as_str),
+            input.service_tier.as_deref().map(String::as_str),
+        )
+        .await?;
+        let started = server
+            .call(&ThreadStartParams {
+                cwd: cwd.clone(),
+                model: input.model.as_ref().map(|m| m.to_string()),
+                service_tier: settings.service_tier.clone(),
+                approval_policy: input.approval_policy.map(|p| match p {
+                    NewInputApprovalPolicy::Untrusted => AskForApproval::Untrusted,
+                    NewInputApprovalPolicy::OnRequest => AskForApproval::OnRequest,
+                    NewInputApprovalPolicy::Never => AskForApproval::Never,
+                }),
+                sandbox: input.sandbox.map(|s| match s {
+                    NewInputSandbox::ReadOnly => SandboxMode::ReadOnly,
+                    NewInputSandbox::WorkspaceWrite => SandboxMode::WorkspaceWrite,
+                    NewInputSandbox::DangerFullAccess => SandboxMode::DangerFullAccess,
+                }),
+                ..Default::default()
+            })
+            .await
+            .map_err(app_server_error)?;
+        let thread_id = started.thread.id.clone();
+        self.mark_loaded(generation, &thread_id);
+        let name = input.name.to_string();
+        let lane = self
+            .registry()
+            .create_lane(&NewLane {
+                thread_id: thread_id.clone(),
+                title: Some(name.clone()),
+                handle: input
+                    .handle
+                    .as_ref()
+                    .map(|h| h.trim_start_matches('@').to_owned()),
+                ownership: Ownership::Owned,
+                cwd: Some(cwd.unwrap_or_else(|| started.cwd.display().to_string())),
+                model: input.model.as_ref().map(|m| m.to_string()),
+            })
+            .await?;
+        server
+            .call(&ThreadSetNameParams {
+                thread_id: thread_id.clone(),
+                name,
+            })
+            .await
+            .map_err(app_server_error)?;
+
+        let mut turn_id = None;
+        let mut message_accepted = None;
+        if let Some(text) = input.text.as_ref().filter(|_| !input.no_send) {
+            let turn = server
+                .call(&TurnStartParams {
+                    thread_id: thread_id.clone(),
+                    input: text_input(text),
+                    effort: settings.effort.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(app_server_error)?;
+            self.record_facts(
+                &lane.lane_ref,
+                vec![Fact::TurnStarted {
+                    turn_id: turn.turn.id.clone(),
+                    at_ms: now_ms(),
+                }],
+            )
+            .await?;
+            turn_id = Some(turn.turn.id);
+            message_accepted = Some(true);
+        }
+        let mut goal_set = false;
+        if let Some(goal) = &input.goal {
+            let set = server
+                .call(&ThreadGoalSetParams {
+                    thread_id: thread_id.clone(),
+                    objective: Some(goal.to_string()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(app_server_error)?;
+            self.record_facts(&lane.lane_ref, vec![Fact::Goal(Some(goal_row(&set.goal)))])
+                .await?;
+            goal_set = true;
+        }
+        let lane = self.registry().lane(&lane.lane_ref).await?.unwrap_or(lane);
+        Ok(NewOutput {
+            lane: convert::lane(lane, self.allow_attached_writes()),
+            message_accepted,
+            goal_set,
+            turn_id,
+        })
+    }
+
+    /// `send`.
+    pub async fn lane_send(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let Some(text) = input.text.as_ref().map(|t| t.to_string()) else {
+            return Err(DispatchError::invalid_input(
+                "give the message as TEXT, with --text-file FILE, or `-` to read standard input",
+            ));
+        };
+        if lane.archived {
+            return Err(DispatchError::new(
+                ErrorCode::LaneArchived,
+                format!("lane {} is archived", lane.lane_ref),
+            )
+            .with_hint(format!(
+                "`dispatch restore {}` brings it back",
+                lane.lane_ref
+            )));
+        }
+        let (server, generation) = self.server()?;
+        self.ensure_loaded(&server, generation, &lane.thread_id)
+            .await?;
+        let running = matches!(lane.status, LaneStatus::Busy | LaneStatus::WaitingApproval)
+            .then(|| lane.latest_turn.as_ref().map(|t| t.turn_id.clone()))
+            .flatten();
+        if let Some(turn_id) = running {
+            if !input.steer {
+                return Err(DispatchError::new(
+                    ErrorCode::LaneBusy,
+                    format!("lane {} is running turn {turn_id}", lane.lane_ref),
+                ));
+            }
+            let steered = server
+                .call(&TurnSteerParams {
+                    thread_id: lane.thread_id.clone(),
+                    expected_turn_id: turn_id.clone(),
+                    input: text_input(&text),
+                    ..Default::default()
+                })
+                .await
+                .map_err(app_server_error)?;
+            let _ = steered;
+            return Ok(SendOutput {
+                lane: convert::lane_ref(&lane),
+                turn_id,
+                steered: true,
+                message_accepted: true,
+            });
+        }
+        let turn = server
+            .call(&TurnStartParams {
+                thread_id: lane.thread_id.clone(),
+                input: text_input(&text),
+                ..Default::default()
+            })
+            .await
+            .map_err(app_server_error)?;
+        self.record_facts(
+            &lane.lane_ref,
+            vec![Fact::TurnStarted {
+                turn_id: turn.turn.id.clone(),
+                at_ms: now_ms(),
+            }],
+        )
+        .await?;
+        Ok(SendOutput {
+            lane: convert::lane_ref(&lane),
+            turn_id: turn.turn.id,
+            steered: false,
+            message_accepted: true,
+        })
+    }
+
+    /// `stop`.
+    pub async fn lane_stop(&self, input: StopInput) -> Result<StopOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let running = lane
+            .latest_turn
+            .as_ref()
+            .filter(|t| t.status == dispatch_registry::TurnStatus::InProgress)
+            .map(|t| t.turn_id.clone());
+        let Some(turn_id) = running else {
+            return Ok(StopOutput {
+                lane: convert::lane_ref(&lane),
+                interrupted: false,
+                turn_id: None,
+            });
+        };
+        let (server, generation) = self.server()?;
+        self.ensure_loaded(&server, generation, &lane.thread_id)
+            .await?;
+        match server
+            .call(&TurnInterruptParams {
+                thread_id: lane.thread_id.clone(),
+                turn_id: turn_id.clone(),
+            })
+            .await
+        {
+            Ok(_) => Ok(StopOutput {
+                lane: convert::lane_ref(&lane),
+                interrupted: true,
+                turn_id: Some(turn_id),
+            }),
+            // The turn ended between our look and the interrupt.
+            Err(err)
+                if err
+                    .rpc_error()
+                    .is_some_and(|e| e.message.contains("no active turn")) =>
+            {
+                Ok(StopOutput {
+                    lane: convert::lane_ref(&lane),
+                    interrupted: false,
+                    turn_id: None,
+                })
+            }
+            Err(err) => Err(app_server_error(err)),
+        }
+    }
+
+    /// `get`.
+    pub async fn lane_get(&self, input: GetInput) -> Result<GetOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let errors = self.registry().lane_errors(&lane.lane_ref, 20).await?;
+        let counts = self.registry().counts(&lane.lane_ref).await?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let token_usage = lane.token_usage.clone().and_then(|v| match v {
+            serde_json::Value::Object(map) => Some(map),
+            _ => None,
+        });
+        Ok(GetOutput {
+            errors: errors.into_iter().map(convert::error).collect(),
+            token_usage,
+            counts: LaneCounts {
+                turns: count(counts.turns),
+                items: count(counts.items),
+                events: count(counts.events),
+                errors: count(counts.errors),
+            },
+            lane: convert::lane(lane, self.allow_attached_writes()),
+        })
+    }
+
+    /// `list`.
+    pub async fn lane_list(&self, input: ListInput) -> Result<ListOutput, DispatchError> {
+        let filter = LaneFilter {
+            status: input.status.map(convert::registry_status),
+            include_archived: input.all,
+            limit: limit(input.limit),
+        };
+        let lanes = self.registry().list_lanes(&filter).await?;
+        let allow = self.allow_attached_writes();
+        Ok(ListOutput {
+            lanes: lanes.into_iter().map(|l| convert::lane(l, allow)).collect(),
+        })
+    }
+
+    /// `tail`.
+    pub async fn lane_tail(&self, input: TailInput) -> Result<TailOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let items = self
+            .registry()
+            .tail(&lane.lane_ref, limit(input.limit))
+            .await?;
+        Ok(TailOutput {
+            lane: convert::lane_ref(&lane),
+            items: items.into_iter().map(convert::item).collect(),
+        })
+    }
+
+    /// `goal set`.
+    pub async fn goal_set(&self, input: GoalSetInput) -> Result<GoalSetOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let (server, generation) = self.server()?;
+        self.ensure_loaded(&server, generation, &lane.thread_id)
+            .await?;
+        let set = server
+            .call(&ThreadGoalSetParams {
+                thread_id: lane.thread_id.clone(),
+                objective: Some(input.objective.to_string()),
+                token_budget: input
+                    .token_budget
+                    .map(|b| i64::try_from(b.get()).unwrap_or(i64::MAX)),
+                ..Default::default()
+            })
+            .await
+            .map_err(app_server_error)?;
+        let row = goal_row(&set.goal);
+        self.record_facts(&lane.lane_ref, vec![Fact::Goal(Some(row.clone()))])
+            .await?;
+        Ok(GoalSetOutput {
+            lane: convert::lane_ref(&lane),
+            goal: Some(goal(row)),
+        })
+    }
+
+    /// `goal get`.
+    pub async fn goal_get(&self, input: GoalGetInput) -> Result<GoalGetOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let (server, generation) = self.server()?;
+        self.ensure_loaded(&server, generation, &lane.thread_id)
+            .await?;
+        let got = server
+            .call(&ThreadGoalGetParams {
+                thread_id: lane.thread_id.clone(),
+            })
+            .await
+            .map_err(app_server_error)?;
+        let row = got.goal.as_ref().map(goal_row);
+        self.record_facts(&lane.lane_ref, vec![Fact::Goal(row.clone())])
+            .await?;
+        Ok(GoalGetOutput {
+            lane: convert::lane_ref(&lane),
+            goal: row.map(goal),
+        })
+    }
+
+    /// `goal clear`.
+    pub async fn goal_clear(
+        &self,
+        input: GoalClearInput,
+    ) -> Result<GoalClearOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let (server, generation) = self.server()?;
+        self.ensure_loaded(&server, generation, &lane.thread_id)
+            .await?;
+        let cleared = server
+            .call(&ThreadGoalClearParams {
+                thread_id: lane.thread_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(app_server_error)?;
+        self.record_facts(&lane.lane_ref, vec![Fact::Goal(None)])
+            .await?;
+        Ok(GoalClearOutput {
+            lane: convert::lane_ref(&lane),
+            cleared: cleared.cleared,
+        })
+    }
+}
+
+fn goal_row(goal: &codex_app_server::protocol::ThreadGoal) -> GoalRow {
+    GoalRow {
+        objective: goal.objective.clone(),
+        status: serde_json::to_value(goal.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        token_budget: goal.token_budget,
+        tokens_used: Some(goal.tokens_used),
+    }
+}
+
+fn goal(row: GoalRow) -> Goal {
+    Goal {
+        objective: row.objective,
+        status: row.status,
+        token_budget: row.token_budget,
+        tokens_used: row.tokens_used,
+    }
+}

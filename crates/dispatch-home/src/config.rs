@@ -1,0 +1,88 @@
+//! `config.toml`: the daemon's settings. Today that is the `[policy]` table; unknown keys are
+//! refused so a typo never silently leaves a default in force.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Settings read from `DISPATCH_HOME/config.toml` (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[policy]`.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// `[policy]`: what dispatch allows itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Allow operations that write turns or history on attached lanes (default false: they are
+    /// observe-only).
+    #[serde(default)]
+    pub allow_attached_writes: bool,
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{path} is not a valid dispatch config: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, from the TOML parser.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`; a missing file means the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|err| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_means_defaults_and_the_policy_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        assert_eq!(Config::load(&path).expect("defaults"), Config::default());
+        std::fs::write(&path, "[policy]\nallow_attached_writes = true\n").expect("write");
+        assert!(
+            Config::load(&path)
+                .expect("config")
+                .policy
+                .allow_attached_writes
+        );
+        std::fs::write(&path, "[policy]\nallow_atached_writes = true\n").expect("write");
+        let err = Config::load(&path).expect_err("a typo is refused");
+        assert!(err.to_string().contains("allow_atached_writes"), "{err}");
+    }
+}
