@@ -395,3 +395,69 @@ fn bad_input_to_lanes() {
     home.json(&["new", "--name", "y", "--no-send"]).ok_json();
     home.json(&["get", "y"]).error("ambiguous_selector");
 }
+
+#[test]
+fn a_decline_policy_refuses_approvals_at_once_and_a_bad_config_stops_up() {
+    let stub = support::Stub::start(Script::new().follow_up_reply("carried on"));
+    let home = Home::new();
+    home.use_model_provider(&stub.base_url());
+    std::fs::create_dir_all(home.path()).expect("home");
+    std::fs::write(
+        home.file("config.toml"),
+        "[policy]\napprovals = \"sometimes\"\n",
+    )
+    .expect("config");
+    let refused = home.json(&["up"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    refused.error("invalid_input");
+
+    std::fs::write(
+        home.file("config.toml"),
+        "[policy]\napprovals = \"decline\"\n",
+    )
+    .expect("config");
+    home.up();
+    stub.push(Behaviour::exec_command_escalated(
+        "echo never",
+        "needs approval",
+    ));
+    let work = tempfile::tempdir().expect("cwd");
+    let lane = home
+        .json(&[
+            "new",
+            "--name",
+            "strict",
+            "--cwd",
+            &work.path().display().to_string(),
+            "--approval-policy",
+            "on-request",
+            "--text",
+            "run it",
+        ])
+        .ok_json()["lane"]["ref"]
+        .as_str()
+        .expect("ref")
+        .to_owned();
+    let got = home.get_until(&lane, LONG, idle_after_turn);
+    assert!(
+        idle_after_turn(&got),
+        "the turn went on without the command: {got}"
+    );
+    assert!(
+        home.json(&["requests"]).ok_json()["requests"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    let log = home.json(&["daemon", "log"]).ok_json();
+    assert!(
+        log["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["op"] == "respond"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("declined by [policy]"))),
+        "{log}"
+    );
+}

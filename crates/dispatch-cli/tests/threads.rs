@@ -239,3 +239,34 @@ fn attaching_an_unknown_thread_is_not_found_and_fts_syntax_is_text() {
         assert_eq!(searched.code, 0, "{query}: {searched:?}");
     }
 }
+
+#[test]
+fn the_policy_can_allow_writes_on_attached_lanes() {
+    let stub = Stub::start(Script::new().default_reply("taken over"));
+    let home = Home::new();
+    home.use_model_provider(&stub.base_url());
+    let work = tempfile::tempdir().expect("cwd");
+    let id = unmanaged_thread(
+        &home,
+        &work.path().display().to_string(),
+        "first words",
+        "adopted",
+    );
+    std::fs::create_dir_all(home.path()).expect("home");
+    std::fs::write(
+        home.file("config.toml"),
+        "[policy]\nallow_attached_writes = true\n",
+    )
+    .expect("config");
+    home.up();
+    let attached = home.json(&["attach", &id]).ok_json();
+    assert_eq!(attached["lane"]["writable"], true, "{attached}");
+    let lane = attached["lane"]["ref"].as_str().expect("ref").to_owned();
+    let sent = home.json(&["send", &lane, "carry on"]).ok_json();
+    let turn = sent["turn_id"].as_str().expect("turn").to_owned();
+    let got = home.get_until(&lane, Duration::from_secs(90), |g| {
+        g["lane"]["latest_turn"]["id"] == turn.as_str()
+            && g["lane"]["latest_turn"]["status"] == "completed"
+    });
+    assert_eq!(got["lane"]["latest_turn"]["status"], "completed", "{got}");
+}

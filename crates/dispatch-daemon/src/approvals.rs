@@ -1,8 +1,8 @@
 //! Approvals: server requests of the App Server are held (persisted by the event pump) until
 //! an operator or agent answers with `respond`. dispatch never accepts on its own.
 
-use codex_app_server::ServerRequestReply;
 use codex_app_server::protocol::RequestId;
+use codex_app_server::{ServerRequest, ServerRequestReply};
 use dispatch_contract::types::{
     ApprovalRequest, RequestsInput, RequestsOutput, RespondInput, RespondInputDecision,
     RespondOutput,
@@ -66,6 +66,38 @@ fn decisions(row: &RequestRow) -> Vec<String> {
 }
 
 impl Service {
+    /// `[policy] approvals = "decline"`: answers `request` with a refusal at once and records
+    /// it in the action log.
+    pub async fn decline_by_policy(&self, row: RequestRow, request: &ServerRequest) {
+        let Some((server, _)) = self.app_server().current() else {
+            return;
+        };
+        if let Err(err) = server.respond(
+            &request.id,
+            ServerRequestReply::decline(request, "declined by dispatch [policy] approvals"),
+        ) {
+            tracing::warn!(%err, "declining a request by policy");
+            return;
+        }
+        let _ = self
+            .registry()
+            .finish_request(row.id, RequestStatus::Answered, Some("decline"), now_ms())
+            .await;
+        let action = dispatch_registry::NewAction {
+            op: "respond".into(),
+            lane: Some(row.lane_ref.clone()),
+            outcome: dispatch_registry::Outcome::Ok,
+            error_code: None,
+            detail: Some(format!(
+                "request {} ({}) declined by [policy] approvals",
+                row.id, row.method
+            )),
+        };
+        if let Err(err) = self.registry().record_action(&action).await {
+            tracing::warn!(%err, "recording a declined request");
+        }
+    }
+
     /// `requests`.
     pub async fn requests(&self, input: RequestsInput) -> Result<RequestsOutput, DispatchError> {
         let lane = match &input.lane {

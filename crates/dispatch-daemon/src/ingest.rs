@@ -15,6 +15,8 @@ use dispatch_registry::{
 };
 use serde_json::Value;
 
+use dispatch_home::ApprovalPolicy;
+
 use crate::convert::now_ms;
 use crate::service::Service;
 
@@ -157,8 +159,15 @@ async fn hold_request(
         params: params.clone(),
         at_ms: now_ms(),
     };
-    if let Err(err) = service.registry().insert_request(&new).await {
-        tracing::error!(%err, "storing a server request failed; it stays pending in the App Server");
+    let row = match service.registry().insert_request(&new).await {
+        Ok(row) => row,
+        Err(err) => {
+            tracing::error!(%err, "storing a server request failed; it stays pending in the App Server");
+            return;
+        }
+    };
+    if service.approval_policy() == ApprovalPolicy::Decline {
+        service.decline_by_policy(row, request).await;
         return;
     }
     let event = NewEvent {

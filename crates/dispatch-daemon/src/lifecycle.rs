@@ -64,7 +64,7 @@ pub async fn run() -> Result<(), DispatchError> {
 async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     let config = Config::load(&paths.config).map_err(|err| {
         DispatchError::invalid_input(err.to_string())
-            .with_hint("fix or remove the file; the only table today is [policy] allow_attached_writes = true|false")
+            .with_hint("fix or remove the file; [policy] takes allow_attached_writes = true|false and approvals = \"hold\"|\"decline\"")
     })?;
     let registry = Registry::open(&paths.db).await?;
     let app_server = Supervisor::start().await?;
@@ -88,7 +88,7 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
         registry,
         app_server.clone(),
         paths.socket.clone(),
-        config.policy.allow_attached_writes,
+        config.policy,
     ));
     let pump = tokio::spawn(crate::ingest::run(Arc::clone(&service)));
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use dispatch_contract::types::*;
 use dispatch_contract::{Dispatch, DispatchError, ErrorCode, Intent, Operation};
+use dispatch_home::{ApprovalPolicy, Policy};
 use dispatch_registry::{Action, NewAction, Outcome, Registry};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -33,7 +34,7 @@ pub struct Service {
     loaded: Mutex<Loaded>,
     stored: watch::Sender<u64>,
     idle: AtomicBool,
-    allow_attached_writes: bool,
+    policy: Policy,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,7 +49,7 @@ impl Service {
         registry: Registry,
         app_server: Supervisor,
         socket: PathBuf,
-        allow_attached_writes: bool,
+        policy: Policy,
     ) -> Service {
         Service {
             registry,
@@ -61,7 +62,7 @@ impl Service {
             }),
             stored: watch::channel(0).0,
             idle: AtomicBool::new(true),
-            allow_attached_writes,
+            policy,
         }
     }
 
@@ -77,7 +78,12 @@ impl Service {
 
     /// Whether `[policy] allow_attached_writes` is set.
     pub fn allow_attached_writes(&self) -> bool {
-        self.allow_attached_writes
+        self.policy.allow_attached_writes
+    }
+
+    /// `[policy] approvals`.
+    pub fn approval_policy(&self) -> ApprovalPolicy {
+        self.policy.approvals
     }
 
     /// Gives the registry back, to close it at shutdown.
@@ -234,7 +240,7 @@ impl Dispatch for Service {
                 None => return Ok(()),
             },
         };
-        match write_lock(&lane, self.allow_attached_writes) {
+        match write_lock(&lane, self.policy.allow_attached_writes) {
             None => Ok(()),
             Some(reason) => Err(DispatchError::new(
                 ErrorCode::AttachedLaneWriteBlocked,

@@ -22,6 +22,22 @@ pub struct Policy {
     /// observe-only).
     #[serde(default)]
     pub allow_attached_writes: bool,
+    /// What happens to approval requests nobody has answered: `hold` (default: the lane waits
+    /// for `dispatch respond`) or `decline` (refused at once). Nothing is ever accepted
+    /// automatically.
+    #[serde(default)]
+    pub approvals: ApprovalPolicy,
+}
+
+/// `[policy] approvals`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalPolicy {
+    /// Keep the request pending until an operator or agent answers.
+    #[default]
+    Hold,
+    /// Decline it at once; the turn goes on without the action.
+    Decline,
 }
 
 /// A config file that cannot be used.
@@ -80,6 +96,16 @@ mod tests {
                 .expect("config")
                 .policy
                 .allow_attached_writes
+        );
+        std::fs::write(&path, "[policy]\napprovals = \"decline\"\n").expect("write");
+        assert_eq!(
+            Config::load(&path).expect("config").policy.approvals,
+            ApprovalPolicy::Decline
+        );
+        std::fs::write(&path, "[policy]\napprovals = \"accept\"\n").expect("write");
+        assert!(
+            Config::load(&path).is_err(),
+            "accepting automatically is not a policy"
         );
         std::fs::write(&path, "[policy]\nallow_atached_writes = true\n").expect("write");
         let err = Config::load(&path).expect_err("a typo is refused");
