@@ -83,13 +83,7 @@ fn up_cleans_up_after_a_killed_daemon() {
         .expect("kill");
     assert!(killed.success());
     // The kernel releases the lock when the process is gone; wait for that, not for a time.
-    let released = std::process::Command::new("flock")
-        .args(["-s", "-w", "10"])
-        .arg(home.file("dispatchd.pid"))
-        .arg("true")
-        .status()
-        .expect("flock");
-    assert!(released.success());
+    home.wait_daemon_gone();
     assert!(
         home.file("dispatchd.sock").exists(),
         "a stale socket is left behind"
@@ -187,13 +181,7 @@ fn sigterm_stops_the_daemon_gracefully_and_it_logs_its_stop() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let released = std::process::Command::new("flock")
-        .args(["-s", "-w", "10"])
-        .arg(home.file("dispatchd.pid"))
-        .arg("true")
-        .status()
-        .expect("flock");
-    assert!(released.success());
+    home.wait_daemon_gone();
     assert!(!home.file("dispatchd.sock").exists());
     home.up();
     let log = home.json(&["daemon", "log"]).ok_json();

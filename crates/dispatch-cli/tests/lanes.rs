@@ -160,21 +160,7 @@ fn a_busy_lane_refuses_send_without_steer_and_stop_interrupts_it() {
 fn a_failing_provider_shows_in_get() {
     let (home, stub) = Home::with_stub(Script::new());
     stub.push(Behaviour::http_500());
-    let work = tempfile::tempdir().expect("cwd");
-    let lane = home
-        .json(&[
-            "new",
-            "--name",
-            "broken",
-            "--cwd",
-            &work.path().display().to_string(),
-            "--text",
-            "hi",
-        ])
-        .ok_json()["lane"]["ref"]
-        .as_str()
-        .expect("ref")
-        .to_owned();
+    let (lane, _work) = home.new_lane("broken", &["--text", "hi"]);
     let got = home.get_until(&lane, LONG, |g| {
         g["lane"]["latest_turn"]["status"] == "failed"
     });
@@ -196,23 +182,10 @@ fn an_approval_holds_the_lane_until_respond() {
         "echo approved",
         "needs approval",
     ));
-    let work = tempfile::tempdir().expect("cwd");
-    let lane = home
-        .json(&[
-            "new",
-            "--name",
-            "careful",
-            "--cwd",
-            &work.path().display().to_string(),
-            "--approval-policy",
-            "on-request",
-            "--text",
-            "run it",
-        ])
-        .ok_json()["lane"]["ref"]
-        .as_str()
-        .expect("ref")
-        .to_owned();
+    let (lane, _work) = home.new_lane(
+        "careful",
+        &["--approval-policy", "on-request", "--text", "run it"],
+    );
     let got = home.get_until(&lane, LONG, |g| g["lane"]["status"] == "waiting_approval");
     assert_eq!(got["lane"]["status"], "waiting_approval", "{got}");
     let pending = home.json(&["requests", "--lane", &lane]).ok_json();
@@ -246,24 +219,11 @@ fn an_approval_holds_the_lane_until_respond() {
 #[test]
 fn watch_returns_within_its_bound_with_the_events_of_a_live_turn() {
     let (home, _stub) = Home::with_stub(Script::new().default_reply("watched"));
-    let work = tempfile::tempdir().expect("cwd");
-    let lane = home
-        .json(&[
-            "new",
-            "--name",
-            "w",
-            "--cwd",
-            &work.path().display().to_string(),
-            "--no-send",
-        ])
-        .ok_json()["lane"]["ref"]
-        .as_str()
-        .expect("ref")
-        .to_owned();
+    let (lane, _work) = home.new_lane("w", &["--no-send"]);
     // The cursor of "now", so the watcher sees everything after it whenever it starts.
     let now = home.json(&["watch", &lane, "--timeout", "0.01"]).ok_json();
     let cursor = now["cursor"].to_string();
-    let mut watcher = home
+    let watcher = home
         .command(&support::dispatch_bin())
         .args([
             "watch",
@@ -301,21 +261,7 @@ fn watch_returns_within_its_bound_with_the_events_of_a_live_turn() {
 #[test]
 fn restarting_the_daemon_keeps_every_lane_ref_and_event() {
     let (home, _stub) = Home::with_stub(Script::new().default_reply("remembered"));
-    let work = tempfile::tempdir().expect("cwd");
-    let lane = home
-        .json(&[
-            "new",
-            "--name",
-            "keep",
-            "--cwd",
-            &work.path().display().to_string(),
-            "--text",
-            "remember me",
-        ])
-        .ok_json()["lane"]["ref"]
-        .as_str()
-        .expect("ref")
-        .to_owned();
+    let (lane, _work) = home.new_lane("keep", &["--text", "remember me"]);
     let before = home.get_until(&lane, LONG, idle_after_turn);
     let tail_before = home.json(&["tail", &lane, "--limit", "100"]).ok_json();
     home.json(&["down"]).ok_json();
@@ -421,23 +367,10 @@ fn a_decline_policy_refuses_approvals_at_once_and_a_bad_config_stops_up() {
         "echo never",
         "needs approval",
     ));
-    let work = tempfile::tempdir().expect("cwd");
-    let lane = home
-        .json(&[
-            "new",
-            "--name",
-            "strict",
-            "--cwd",
-            &work.path().display().to_string(),
-            "--approval-policy",
-            "on-request",
-            "--text",
-            "run it",
-        ])
-        .ok_json()["lane"]["ref"]
-        .as_str()
-        .expect("ref")
-        .to_owned();
+    let (lane, _work) = home.new_lane(
+        "strict",
+        &["--approval-policy", "on-request", "--text", "run it"],
+    );
     let got = home.get_until(&lane, LONG, idle_after_turn);
     assert!(
         idle_after_turn(&got),

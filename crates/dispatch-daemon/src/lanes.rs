@@ -117,6 +117,33 @@ impl Service {
         Ok(())
     }
 
+    /// Starts a turn with `text` and records it as started before returning, so the lane is
+    /// busy for the next caller even before `turn/started` arrives. Returns the turn id.
+    async fn start_turn(
+        &self,
+        server: &codex_app_server::AppServer,
+        lane: &LaneRow,
+        text: &str,
+        effort: Option<String>,
+    ) -> Result<String, DispatchError> {
+        let turn = server
+            .call(&TurnStartParams {
+                thread_id: lane.thread_id.clone(),
+                input: text_input(text),
+                effort,
+                ..Default::default()
+            })
+            .await
+            .map_err(app_server_error)?;
+        let turn_id = turn.turn.id;
+        let started = Fact::TurnStarted {
+            turn_id: turn_id.clone(),
+            at_ms: now_ms(),
+        };
+        self.record_facts(&lane.lane_ref, vec![started]).await?;
+        Ok(turn_id)
+    }
+
     /// `new`.
     pub async fn lane_new(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
         let cwd = input.cwd.as_ref().map(|c| c.to_string());
@@ -184,24 +211,10 @@ impl Service {
         let mut turn_id = None;
         let mut message_accepted = None;
         if let Some(text) = input.text.as_ref().filter(|_| !input.no_send) {
-            let turn = server
-                .call(&TurnStartParams {
-                    thread_id: thread_id.clone(),
-                    input: text_input(text),
-                    effort: settings.effort.clone(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(app_server_error)?;
-            self.record_facts(
-                &lane.lane_ref,
-                vec![Fact::TurnStarted {
-                    turn_id: turn.turn.id.clone(),
-                    at_ms: now_ms(),
-                }],
-            )
-            .await?;
-            turn_id = Some(turn.turn.id);
+            let started = self
+                .start_turn(&server, &lane, text, settings.effort.clone())
+                .await?;
+            turn_id = Some(started);
             message_accepted = Some(true);
         }
         let mut goal_set = false;
@@ -275,25 +288,10 @@ impl Service {
                 message_accepted: true,
             });
         }
-        let turn = server
-            .call(&TurnStartParams {
-                thread_id: lane.thread_id.clone(),
-                input: text_input(&text),
-                ..Default::default()
-            })
-            .await
-            .map_err(app_server_error)?;
-        self.record_facts(
-            &lane.lane_ref,
-            vec![Fact::TurnStarted {
-                turn_id: turn.turn.id.clone(),
-                at_ms: now_ms(),
-            }],
-        )
-        .await?;
+        let turn_id = self.start_turn(&server, &lane, &text, None).await?;
         Ok(SendOutput {
             lane: convert::lane_ref(&lane),
-            turn_id: turn.turn.id,
+            turn_id,
             steered: false,
             message_accepted: true,
         })

@@ -21,7 +21,7 @@ use crate::service::Service;
 
 /// What a metadata operation targets.
 enum Target {
-    Lane(LaneRow),
+    Lane(Box<LaneRow>),
     Unmanaged(String),
 }
 
@@ -61,12 +61,15 @@ fn thread_error(thread_id: &str, err: codex_app_server::Error) -> DispatchError 
 impl Service {
     async fn target(&self, target: &str) -> Result<Target, DispatchError> {
         match self.registry().resolve(target).await? {
-            Resolution::Found(lane) => Ok(Target::Lane(lane)),
+            Resolution::Found(lane) => Ok(Target::Lane(Box::new(lane))),
             Resolution::NotFound if looks_like_thread_id(target) => {
                 Ok(Target::Unmanaged(target.to_owned()))
             }
             Resolution::NotFound => Err(not_found(target)),
-            Resolution::Ambiguous(_) => self.resolve(target).await.map(Target::Lane),
+            Resolution::Ambiguous(_) => self
+                .resolve(target)
+                .await
+                .map(|lane| Target::Lane(Box::new(lane))),
         }
     }
 

@@ -7,8 +7,9 @@
 //! notifications per second and stored events per second (deltas are folded into items, not
 //! stored as events). Then it lists 1,000 lanes and prints the median time of one listing.
 //!
-//! Optional arguments: `--runs N` (default 5), `--batch N` (default 256; repeatable), `--quick`
-//! (10 lanes, 2 runs, for a smoke test).
+//! Optional arguments: `--runs N` (default 5), `--batch N` (repeatable; default 256 and 4096),
+//! `--quick` (10 lanes, 2 runs, for a smoke test). The machine's load average is printed with
+//! the results: other processes competing for the CPU lower the figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -53,7 +54,7 @@ fn options() -> Options {
         }
     }
     if options.batches.is_empty() {
-        options.batches = vec![256];
+        options.batches = vec![256, 4096];
     }
     options
 }
@@ -345,6 +346,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn main() {
     let options = options();
     let dir = tempfile::tempdir().unwrap();
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average before: {}", load.trim());
+    }
 
     for &batch in &options.batches {
         let mut notes_per_s = Vec::new();
@@ -417,4 +421,7 @@ async fn main() {
         median(ms)
     );
     registry.close().await;
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average after: {}", load.trim());
+    }
 }

@@ -1,7 +1,9 @@
 -- Schema version 5: full-text search (FTS5) over item text and lane titles.
 --
 -- Both indexes are external-content tables kept in step by triggers, so every write path
--- (the event pump, sync, rename) indexes without knowing about search.
+-- (the event pump, sync, rename) indexes without knowing about search. `items` has a stable
+-- integer id (its rowid); `lanes_fts` follows the implicit rowid of `lanes`, which the
+-- registry never renumbers (backups use VACUUM INTO, which leaves the original as it is).
 
 CREATE VIRTUAL TABLE items_fts USING fts5 (
     text,
@@ -17,7 +19,8 @@ END;
 CREATE TRIGGER items_fts_delete AFTER DELETE ON items WHEN old.text IS NOT NULL BEGIN
     INSERT INTO items_fts (items_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END;
-CREATE TRIGGER items_fts_update AFTER UPDATE OF text ON items BEGIN
+CREATE TRIGGER items_fts_update AFTER UPDATE OF text ON items
+WHEN old.text IS NOT new.text BEGIN
     INSERT INTO items_fts (items_fts, rowid, text)
         SELECT 'delete', old.rowid, old.text WHERE old.text IS NOT NULL;
     INSERT INTO items_fts (rowid, text) SELECT new.rowid, new.text WHERE new.text IS NOT NULL;
@@ -37,7 +40,8 @@ END;
 CREATE TRIGGER lanes_fts_delete AFTER DELETE ON lanes WHEN old.title IS NOT NULL BEGIN
     INSERT INTO lanes_fts (lanes_fts, rowid, title) VALUES ('delete', old.rowid, old.title);
 END;
-CREATE TRIGGER lanes_fts_update AFTER UPDATE OF title ON lanes BEGIN
+CREATE TRIGGER lanes_fts_update AFTER UPDATE OF title ON lanes
+WHEN old.title IS NOT new.title BEGIN
     INSERT INTO lanes_fts (lanes_fts, rowid, title)
         SELECT 'delete', old.rowid, old.title WHERE old.title IS NOT NULL;
     INSERT INTO lanes_fts (rowid, title) SELECT new.rowid, new.title WHERE new.title IS NOT NULL;

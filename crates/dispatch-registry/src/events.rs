@@ -154,17 +154,20 @@ pub struct EventRow {
     pub params: Value,
 }
 
+/// A raw `items` row: turn, item, kind, text, status, first seen.
+type ItemRecord = (
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
 impl Registry {
     /// The lane's last `limit` items, oldest first (by first-seen time, then arrival).
     pub async fn tail(&self, lane_ref: &str, limit: u32) -> Result<Vec<ItemRow>, RegistryError> {
-        let rows: Vec<(
-            Option<String>,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            i64,
-        )> = sqlx::query_as(
+        let rows: Vec<ItemRecord> = sqlx::query_as(
             "SELECT turn_id, item_id, kind, text, status, at_ms FROM ( \
                    SELECT id, turn_id, item_id, kind, text, status, at_ms FROM items \
                    WHERE lane_ref = ? ORDER BY at_ms DESC, id DESC LIMIT ?) \

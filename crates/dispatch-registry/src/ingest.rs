@@ -453,14 +453,17 @@ impl Registry {
         let mut writer = self.writer().await?;
         let result = match writer.conn() {
             Some(conn) => self.apply(conn, &plan).await,
-            None => Err(RegistryError::corrupt(
+            None => Err(RegistryError::db(
                 self.path(),
-                "the ingest connection vanished",
+                CONTEXT,
+                sqlx::Error::PoolClosed,
             )),
         };
-        if result.is_err() {
-            // The transaction rolls back when dropped; a fresh connection rules out any state
-            // a failure may have left behind.
+        if let Err(err) = &result
+            && !matches!(err, RegistryError::LaneNotFound { .. })
+        {
+            // The transaction rolls back when dropped; after a database failure a fresh
+            // connection also rules out any state the failure may have left behind.
             writer.discard();
         }
         result

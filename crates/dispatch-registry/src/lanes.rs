@@ -647,7 +647,8 @@ impl Registry {
         Ok(counts)
     }
 
-    /// How many turns, items, stored events and errors the registry holds for the lane.
+    /// How many turns, items, stored events and errors the registry holds for the lane (all
+    /// zero for an unknown ref).
     pub async fn counts(&self, lane_ref: &str) -> Result<LaneActivity, RegistryError> {
         let (turns, items, events, errors): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT \

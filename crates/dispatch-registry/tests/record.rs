@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{new_lane, open_registry};
+use common::{has_sidecars, new_lane, open_registry};
 use dispatch_registry::{
     ErrorRow, Fact, GoalRow, ItemRow, LaneActivity, LaneStatus, NewEvent, Recorded, Registry,
     RegistryError, TurnRow, TurnStatus,
@@ -673,6 +673,25 @@ async fn a_batch_naming_an_unknown_lane_writes_nothing() {
         LaneActivity::default()
     );
     registry.record(&[]).await.unwrap();
+
+    // The failure left nothing behind: the next batch goes through.
+    registry
+        .record(&[note(
+            &lane.lane_ref,
+            "turn/started",
+            Some("t"),
+            5,
+            vec![Fact::TurnStarted {
+                turn_id: "t".into(),
+                at_ms: 5,
+            }],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.lane(&lane.lane_ref).await.unwrap().unwrap().status,
+        LaneStatus::Busy
+    );
     registry.close().await;
 }
 
@@ -820,5 +839,9 @@ async fn events_page_by_id_per_lane_and_pruning_keeps_the_newest() {
         .unwrap();
     assert!(registry.last_event_id(&a).await.unwrap() > last);
     assert_eq!(registry.counts(&a).await.unwrap().events, 1);
+
+    // Closing folds the WAL of the ingest connection too: one self-contained file remains.
+    let path = registry.path().to_path_buf();
     registry.close().await;
+    assert!(!has_sidecars(&path));
 }

@@ -342,6 +342,32 @@ impl Home {
         (home, stub)
     }
 
+    /// `dispatch new --name <name> --cwd <fresh dir> <extra...>`: the lane's ref, and the
+    /// directory (kept alive by the caller).
+    pub fn new_lane(&self, name: &str, extra: &[&str]) -> (String, tempfile::TempDir) {
+        let work = tempfile::tempdir().expect("cwd");
+        let cwd = work.path().display().to_string();
+        let mut args = vec!["new", "--name", name, "--cwd", &cwd];
+        args.extend_from_slice(extra);
+        let created = self.json(&args).ok_json();
+        let lane = created["lane"]["ref"]
+            .as_str()
+            .expect("a lane ref")
+            .to_owned();
+        (lane, work)
+    }
+
+    /// Waits (bounded) until nobody holds the daemon's pidfile lock: the daemon exited.
+    pub fn wait_daemon_gone(&self) {
+        let released = Command::new("flock")
+            .args(["-s", "-w", "30"])
+            .arg(self.file("dispatchd.pid"))
+            .arg("true")
+            .status()
+            .expect("flock");
+        assert!(released.success(), "the daemon did not exit within 30 s");
+    }
+
     /// Polls `dispatch get <lane> --json` until `done` holds (bounded); returns the last answer.
     pub fn get_until(
         &self,
