@@ -394,3 +394,40 @@ fn a_decline_policy_refuses_approvals_at_once_and_a_bad_config_stops_up() {
         "{log}"
     );
 }
+
+#[test]
+fn an_app_server_crash_interrupts_the_running_turn_and_the_lane_works_again() {
+    let (home, stub) = Home::with_stub(Script::new().default_reply("back again"));
+    stub.push(Behaviour::Hang);
+    let (lane, _work) = home.new_lane("crashy", &["--text", "never finishes"]);
+    // The hanging request must be in flight before the crash, or the next turn would get it.
+    stub.wait_for_requests(1);
+    let status = home.json(&["daemon", "status"]).ok_json();
+    let pid = status["app_server"]["pid"]
+        .as_i64()
+        .expect("App Server pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let got = home.get_until(&lane, LONG, |g| {
+        g["lane"]["latest_turn"]["status"] == "interrupted"
+    });
+    assert_eq!(got["lane"]["latest_turn"]["status"], "interrupted", "{got}");
+    assert!(
+        got["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("App Server exited")),
+        "the interruption is explained: {got}"
+    );
+    let sent = home.json(&["send", &lane, "try again"]).ok_json();
+    let turn = sent["turn_id"].as_str().expect("turn").to_owned();
+    let again = home.get_until(&lane, LONG, |g| {
+        g["lane"]["latest_turn"]["id"] == turn.as_str() && idle_after_turn(g)
+    });
+    assert!(
+        idle_after_turn(&again),
+        "the thread was resumed in the new App Server: {again}"
+    );
+}

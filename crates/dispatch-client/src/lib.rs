@@ -1,6 +1,6 @@
 //! Runs contract operations for the CLI and the MCP server, so both surfaces behave the same:
-//! client-side operations (`up`, `down`, `doctor`, `schema`, `registry migrate`) run in this
-//! process; daemon operations go over the socket, restarting an idle stale daemon once.
+//! client-side operations (`up`, `down`, `doctor`, `schema`, `registry migrate`, `assets`) run
+//! in this process; daemon operations go over the socket, restarting an idle stale daemon once.
 
 mod assets;
 mod daemon_process;

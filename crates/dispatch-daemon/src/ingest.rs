@@ -34,14 +34,16 @@ pub async fn run(service: Arc<Service>) {
             }
             continue;
         };
+        // Subscribe before anything else, so no event of the new process is missed while the
+        // recovery below talks to the registry and the App Server.
+        let mut subscription = server.subscribe();
+        drop(server);
         if generation != seen_generation {
             if seen_generation != 0 {
-                service.recover_after_restart().await;
+                service.recover_after_restart(now_ms()).await;
             }
             seen_generation = generation;
         }
-        let mut subscription = server.subscribe();
-        drop(server);
         let mut lanes = LaneCache::default();
         loop {
             tokio::select! {
@@ -427,11 +429,12 @@ fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
 }
 
 impl Service {
-    /// After an App Server restart: running turns are interrupted with a persisted error,
-    /// pending requests cancelled, and the threads that were loaded are resumed.
-    pub async fn recover_after_restart(&self) {
+    /// After an App Server restart (noticed at `restarted_at_ms`): turns that were running
+    /// in the dead process are interrupted with a persisted error, pending requests
+    /// cancelled, and the threads that were loaded are resumed.
+    pub async fn recover_after_restart(&self, restarted_at_ms: i64) {
         let registry = self.registry();
-        let at_ms = now_ms();
+        let at_ms = restarted_at_ms;
         let filter = LaneFilter {
             status: None,
             include_archived: false,
@@ -451,6 +454,11 @@ impl Service {
                 .latest_turn
                 .as_ref()
                 .filter(|t| t.status == TurnStatus::InProgress)
+                // A turn started in the new process is not the dead one's.
+                .filter(|t| {
+                    t.started_at_ms
+                        .is_none_or(|started| started <= restarted_at_ms)
+                })
                 .map(|t| t.turn_id.clone());
             if let Some(turn_id) = running {
                 batch.push(Recorded {

@@ -326,6 +326,16 @@ impl Stub {
         self.stub.push(behaviour);
     }
 
+    /// Waits (bounded) until it has received `n` requests.
+    pub fn wait_for_requests(&self, n: usize) {
+        self._runtime
+            .block_on(
+                self.stub
+                    .wait_for_requests(n, std::time::Duration::from_secs(60)),
+            )
+            .expect("the stub received the requests");
+    }
+
     /// The requests it received.
     pub fn requests(&self) -> Vec<responses_stub::RecordedRequest> {
         self.stub.requests()
