@@ -22,6 +22,10 @@ use crate::service::Service;
 
 /// Events taken from the subscription into one registry transaction at the most.
 const BATCH: usize = 1024;
+/// Stored events kept per lane; older ones are pruned (items, turns and errors stay).
+const EVENTS_PER_LANE: u32 = 50_000;
+/// Batches between two prunings.
+const PRUNE_EVERY: u32 = 512;
 
 /// Runs the pump for as long as the daemon lives.
 pub async fn run(service: Arc<Service>) {
@@ -45,6 +49,7 @@ pub async fn run(service: Arc<Service>) {
             seen_generation = generation;
         }
         let mut lanes = LaneCache::default();
+        let mut batches: u32 = 0;
         loop {
             tokio::select! {
                 event = subscription.recv() => {
@@ -57,6 +62,14 @@ pub async fn run(service: Arc<Service>) {
                         }
                     }
                     persist(&service, &mut lanes, events).await;
+                    batches = batches.wrapping_add(1);
+                    if batches.is_multiple_of(PRUNE_EVERY) {
+                        match service.registry().prune_events(EVENTS_PER_LANE).await {
+                            Ok(0) => {}
+                            Ok(pruned) => tracing::info!(pruned, "pruned old events"),
+                            Err(err) => tracing::warn!(%err, "pruning old events"),
+                        }
+                    }
                 }
                 changed = generations.changed() => {
                     if changed.is_err() {
