@@ -1,8 +1,15 @@
-//! `cargo xtask bench`: builds the release binaries and prints median timings of the
-//! operations a user and an agent feel most: CLI start-up, a CLI round trip to the daemon,
-//! MCP spawn until the `tools/list` answer, and the idle daemon's resident memory.
+//! `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: builds the release binaries and
+//! prints what a user and an agent feel most: CLI start-up, a CLI round trip to the daemon,
+//! MCP spawn until the `tools/list` answer, the idle daemon's resident memory, a cold `up`,
+//! a live `models` refresh, App Server crash recovery, ingest throughput under a flood of
+//! notifications, `list` over 1,000 lanes, and 32 lanes running turns at once.
 //!
 //! Figures are printed, never asserted: timings on a shared machine are evidence, not tests.
+//! Every wait is bounded, and every daemon, App Server and temporary directory a benchmark
+//! starts is stopped or removed when it ends, fails, panics or is interrupted.
+
+mod env;
+mod lanes;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -11,127 +18,491 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
-/// Runs every benchmark; `args` may hold `--runs N` (default 50).
-pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let runs = match args {
-        [] => 50,
-        ["--runs", n] => n.parse().context("--runs takes a number")?,
-        _ => bail!("usage: cargo xtask bench [--runs N]"),
-    };
-    let bin_dir = build(root)?;
-    let dispatch = bin_dir.join("dispatch");
-    let home = std::env::temp_dir().join(format!("dispatch-bench-{}", std::process::id()));
-    let _cleanup = Cleanup {
-        dispatch: dispatch.clone(),
-        home: home.clone(),
-    };
-    let cmd = |args: &[&str]| {
-        let mut c = Command::new(&dispatch);
-        c.args(args)
-            .env("DISPATCH_HOME", &home)
-            .stdin(Stdio::null());
-        c
-    };
+use env::{AppServer, Bins, Env, absolute, exec};
 
-    println!("dispatch benchmarks: {runs} runs each, medians (min..max)");
-    report(
-        "dispatch --help",
-        &time_runs(runs, || quiet(cmd(&["--help"])))?,
-    );
+/// Every benchmark, in the order they run; `--only` takes these names.
+const NAMES: &[(&str, &str)] = &[
+    ("help", "dispatch --help"),
+    ("status", "daemon status --json round trip"),
+    ("mcp", "dispatch mcp spawn → tools/list"),
+    ("rss", "dispatchd idle resident memory"),
+    ("models", "models --json, live refresh"),
+    ("parallel", "32 lanes running turns at once"),
+    ("crash", "App Server kill -9 → ready"),
+    ("up", "up until ready, cold home"),
+    ("ingest", "ingest of a notification flood"),
+    ("list", "list --json with 1,000 lanes"),
+];
 
-    quiet(cmd(&["up"]))?;
-    report(
-        "dispatch daemon status --json (daemon up)",
-        &time_runs(runs, || quiet(cmd(&["daemon", "status", "--json"])))?,
-    );
-    report(
-        "dispatch mcp: spawn → tools/list answer",
-        &time_runs(runs, || mcp_tools_list(cmd(&["mcp"])))?,
-    );
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
 
-    let status: serde_json::Value =
-        serde_json::from_slice(&cmd(&["daemon", "status", "--json"]).output()?.stdout)?;
-    let pid = status["pid"].as_u64().context("daemon pid")?;
-    let rss = rss_kib(pid)?;
-    println!(
-        "{:<48} {:>8.1} MiB (VmRSS of pid {pid})",
-        "dispatchd idle resident memory",
-        rss as f64 / 1024.0
-    );
-    Ok(())
+struct Options {
+    runs: usize,
+    only: Option<Vec<String>>,
 }
 
-struct Cleanup {
-    dispatch: PathBuf,
-    home: PathBuf,
-}
+impl Options {
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        let mut options = Options {
+            runs: 50,
+            only: None,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match *arg {
+                "--runs" => {
+                    let n = args.next().context(USAGE)?;
+                    options.runs = n.parse().context("--runs takes a number")?;
+                    ensure!(options.runs > 0, "--runs takes a number above 0");
+                }
+                "--only" => {
+                    let names = args.next().context(USAGE)?;
+                    for name in names.split(',').filter(|n| !n.is_empty()) {
+                        if !NAMES.iter().any(|(known, _)| *known == name) {
+                            let known: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+                            bail!(
+                                "unknown benchmark `{name}`; choose from {}",
+                                known.join(", ")
+                            );
+                        }
+                        options.only.get_or_insert_with(Vec::new).push(name.into());
+                    }
+                }
+                _ => bail!(USAGE),
+            }
+        }
+        Ok(options)
+    }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.dispatch)
-            .arg("down")
-            .env("DISPATCH_HOME", &self.home)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.home);
+    fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|n| n == name))
     }
 }
 
+/// One line of the final table.
+pub struct Row {
+    name: String,
+    value: String,
+    range: String,
+    target: String,
+    note: String,
+}
+
+impl Row {
+    fn new(name: &str, value: String) -> Row {
+        Row {
+            name: name.to_owned(),
+            value,
+            range: String::new(),
+            target: String::new(),
+            note: String::new(),
+        }
+    }
+
+    /// A row of sorted timing samples: median, min..max and the count.
+    pub fn timing(name: &str, sorted: &[Duration]) -> Row {
+        let mut row = Row::new(name, fmt_duration(median(sorted)));
+        if let (Some(first), Some(last)) = (sorted.first(), sorted.last()) {
+            row.range = format!(
+                "{}..{} (n={})",
+                fmt_duration(*first),
+                fmt_duration(*last),
+                sorted.len()
+            );
+        }
+        row
+    }
+
+    /// A value that is not a timing.
+    pub fn value(name: &str, value: String) -> Row {
+        Row::new(name, value)
+    }
+
+    /// Adds the comparison with a target or reference.
+    pub fn target(mut self, target: String) -> Row {
+        self.target = target;
+        self
+    }
+
+    /// Adds a remark (counts, checks).
+    pub fn note(mut self, note: String) -> Row {
+        self.note = note;
+        self
+    }
+
+    /// Prints the row as soon as it is measured.
+    fn print_now(&self) {
+        let mut line = format!("{:<44} {:>12}", self.name, self.value);
+        for extra in [&self.range, &self.target, &self.note] {
+            if !extra.is_empty() {
+                line.push_str("  ");
+                line.push_str(extra);
+            }
+        }
+        println!("{line}");
+    }
+}
+
+/// The median of sorted samples.
+pub fn median(sorted: &[Duration]) -> Duration {
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+/// `12.34 ms` or `1.234 s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms >= 1000.0 {
+        format!("{:.3} s", ms / 1000.0)
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+/// `measured / target` as `0.42× target (≤ 5 ms)` style text.
+pub fn ratio(measured: Duration, reference: Duration, label: &str) -> String {
+    format!(
+        "{:.2}× {label}",
+        measured.as_secs_f64() / reference.as_secs_f64().max(f64::EPSILON)
+    )
+}
+
+/// Thousands separators: 100000 → 100,000.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+struct Report {
+    rows: Vec<Row>,
+    failures: Vec<String>,
+}
+
+impl Report {
+    fn add(&mut self, row: Row) {
+        row.print_now();
+        self.rows.push(row);
+    }
+
+    /// Records a benchmark that could not be measured; the others still run.
+    fn failed(&mut self, name: &str, err: &anyhow::Error) {
+        println!("{name:<44} {:>12}  {err:#}", "FAILED");
+        self.failures.push(format!("{name}: {err:#}"));
+        self.rows
+            .push(Row::value(name, "FAILED".into()).note(format!("{err:#}")));
+    }
+
+    fn table(&self) {
+        let headers = [
+            "benchmark",
+            "median",
+            "min..max",
+            "target / reference",
+            "notes",
+        ];
+        let cells: Vec<[&str; 5]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.name.as_str(),
+                    r.value.as_str(),
+                    r.range.as_str(),
+                    r.target.as_str(),
+                    r.note.as_str(),
+                ]
+            })
+            .collect();
+        let mut widths = headers.map(|h| h.chars().count());
+        for row in &cells {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: [&str; 5]| {
+            let mut out = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                let pad = w.saturating_sub(cell.chars().count());
+                if i == 1 {
+                    out.push_str(&" ".repeat(pad));
+                    out.push_str(cell);
+                } else {
+                    out.push_str(cell);
+                    if i + 1 < cells.len() {
+                        out.push_str(&" ".repeat(pad));
+                    }
+                }
+                if i + 1 < cells.len() {
+                    out.push_str(" | ");
+                }
+            }
+            out.trim_end().to_owned()
+        };
+        println!();
+        println!("{}", line(headers));
+        println!(
+            "{}",
+            widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("-|-")
+        );
+        for row in cells {
+            println!("{}", line(row));
+        }
+    }
+}
+
+/// Runs the benchmarks `args` selects (`--runs N`, default 50; `--only NAME,...`).
+pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let options = Options::parse(args)?;
+    env::install_signal_cleanup();
+    let bin_dir = build(root)?;
+    let needs_real = ["status", "mcp", "rss", "models", "parallel", "crash", "up"]
+        .iter()
+        .any(|n| options.wants(n));
+    let bins = Bins {
+        dispatch: bin_dir.join("dispatch"),
+        codex: if needs_real {
+            codex_bin(root)?
+        } else {
+            PathBuf::new()
+        },
+        fake: std::env::current_exe().context("the xtask binary")?,
+    };
+    let runs = options.runs;
+    println!(
+        "dispatch benchmarks ({}): {runs} runs unless noted, median (min..max)",
+        bin_dir.display()
+    );
+    let mut report = Report {
+        rows: Vec::new(),
+        failures: Vec::new(),
+    };
+
+    if options.wants("help") {
+        let dispatch = bins.dispatch.clone();
+        let result = time_runs(runs, || {
+            let mut cmd = Command::new(&dispatch);
+            cmd.arg("--help").stdin(Stdio::null());
+            quiet(cmd)
+        });
+        match result {
+            Ok(samples) => report.add(Row::timing("dispatch --help", &samples)),
+            Err(err) => report.failed("dispatch --help", &err),
+        }
+    }
+
+    let shared_daemon = ["status", "mcp", "rss", "models", "parallel", "crash"];
+    if shared_daemon.iter().any(|n| options.wants(n))
+        && let Err(err) = real_server_benches(&bins, &options, &mut report)
+    {
+        report.failed("real App Server benchmarks", &err);
+    }
+
+    if options.wants("up") {
+        match lanes::up_cold(&bins, runs.min(10)) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("up (cold)", &err),
+        }
+    }
+    if options.wants("ingest") {
+        match lanes::ingest(&bins) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("ingest flood", &err),
+        }
+    }
+    if options.wants("list") {
+        match lanes::list_1000(&bins, runs) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("list with 1,000 lanes", &err),
+        }
+    }
+
+    report.table();
+    if !report.failures.is_empty() {
+        bail!(
+            "{} benchmark(s) failed:\n  {}",
+            report.failures.len(),
+            report.failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The benchmarks that share one daemon driving the real Codex (with the stub as its model
+/// provider): the daemon round trip, MCP, idle memory, `models`, 32 parallel turns and,
+/// last because it kills the App Server, crash recovery.
+fn real_server_benches(bins: &Bins, options: &Options, report: &mut Report) -> anyhow::Result<()> {
+    let runs = options.runs;
+    let stub = lanes::Stub::start(lanes::STUB_REPLY)?;
+    let env = Env::new(bins, AppServer::Real, Some(&stub.base_url()), &[])?;
+    env.up()?;
+
+    if options.wants("status") {
+        let name = "daemon status --json (daemon up)";
+        match time_runs(runs, || quiet(env.cmd(&["daemon", "status", "--json"]))) {
+            Ok(samples) => report.add(Row::timing(name, &samples)),
+            Err(err) => report.failed(name, &err),
+        }
+    }
+    if options.wants("mcp") {
+        let name = "dispatch mcp: spawn → tools/list answer";
+        match time_runs(runs, || mcp_tools_list(env.cmd(&["mcp"]))) {
+            Ok(samples) => report.add(Row::timing(name, &samples)),
+            Err(err) => report.failed(name, &err),
+        }
+    }
+    if options.wants("rss") {
+        let name = "dispatchd idle resident memory";
+        let measured = env.status().and_then(|status| {
+            let pid = status["pid"].as_u64().context("daemon pid")?;
+            Ok((pid, rss_kib(pid)?))
+        });
+        match measured {
+            Ok((pid, rss)) => report.add(
+                Row::value(name, format!("{:.1} MiB", rss as f64 / 1024.0))
+                    .note(format!("VmRSS of pid {pid}, App Server excluded")),
+            ),
+            Err(err) => report.failed(name, &err),
+        }
+    }
+    if options.wants("models") {
+        match lanes::models(&env, runs) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("models --json (live)", &err),
+        }
+    }
+    if options.wants("parallel") {
+        match lanes::parallel_turns(&env, &stub, 32) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("32 lanes running turns at once", &err),
+        }
+    }
+    if options.wants("crash") {
+        match lanes::crash_recovery(&env, runs.min(5)) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("App Server kill -9 → ready", &err),
+        }
+    }
+    Ok(())
+}
+
+/// `CARGO_TARGET_DIR` (made absolute), else `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| absolute(Path::new(&d)))
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Builds the release binaries into the target directory and returns `<target>/release`.
 fn build(root: &Path) -> anyhow::Result<PathBuf> {
+    let target = target_dir(root);
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "dispatch-cli"])
+        .env("CARGO_TARGET_DIR", &target)
         .current_dir(root)
         .status()
         .context("cargo build --release")?;
     ensure!(status.success(), "release build failed");
-    Ok(root.join("target/release"))
+    let bin_dir = target.join("release");
+    for bin in ["dispatch", "dispatchd"] {
+        ensure!(
+            bin_dir.join(bin).is_file(),
+            "{} is missing after the build",
+            bin_dir.join(bin).display()
+        );
+    }
+    Ok(bin_dir)
 }
 
-fn quiet(mut cmd: Command) -> anyhow::Result<()> {
-    let out = cmd.output()?;
+/// The real Codex: `DISPATCH_CODEX_BIN`, else what `scripts/install-codex` prints.
+fn codex_bin(root: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("DISPATCH_CODEX_BIN").filter(|b| !b.is_empty()) {
+        return Ok(absolute(Path::new(&bin)));
+    }
+    let mut cmd = Command::new(root.join("scripts/install-codex"));
+    cmd.current_dir(root).stdin(Stdio::null());
+    let out = exec(cmd, Duration::from_secs(600)).context("scripts/install-codex")?;
+    env::check("scripts/install-codex", &out)?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        Path::new(&path).is_file(),
+        "scripts/install-codex printed `{path}`, not a file"
     );
-    Ok(())
+    Ok(PathBuf::from(path))
+}
+
+fn quiet(cmd: Command) -> anyhow::Result<()> {
+    let out = exec(cmd, env::COMMAND_TIMEOUT)?;
+    env::check("command", &out)
 }
 
 fn mcp_tools_list(mut cmd: Command) -> anyhow::Result<()> {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
     let mut stdin = child.stdin.take().context("stdin")?;
     let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
-    writeln!(stdin, "{init}")?;
-    let mut line = String::new();
-    stdout.read_line(&mut line)?;
-    writeln!(
-        stdin,
-        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
-    )?;
-    writeln!(
-        stdin,
-        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{{}}}}"#
-    )?;
-    loop {
-        line.clear();
-        ensure!(
-            stdout.read_line(&mut line)? > 0,
-            "dispatch mcp closed before answering"
-        );
-        if line.contains(r#""id":2"#) {
-            break;
-        }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut talk = || -> anyhow::Result<()> {
+            let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
+            writeln!(stdin, "{init}")?;
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            writeln!(
+                stdin,
+                r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+            )?;
+            writeln!(
+                stdin,
+                r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{{}}}}"#
+            )?;
+            loop {
+                line.clear();
+                ensure!(
+                    stdout.read_line(&mut line)? > 0,
+                    "dispatch mcp closed before answering"
+                );
+                if line.contains(r#""id":2"#) {
+                    break;
+                }
+            }
+            ensure!(
+                line.contains("dispatch_daemon_status"),
+                "tools/list lacks the tools"
+            );
+            Ok(())
+        };
+        let _ = tx.send(talk());
+        // stdin drops here: dispatch mcp sees EOF and exits.
+    });
+    let outcome = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("dispatch mcp did not answer within 30 s")));
+    if outcome.is_err() {
+        let _ = child.kill();
     }
-    ensure!(
-        line.contains("dispatch_daemon_status"),
-        "tools/list lacks the tools"
-    );
-    drop(stdin);
-    child.wait()?;
-    Ok(())
+    let waited = env::wait_bounded(child, Duration::from_secs(10));
+    outcome?;
+    waited.map(drop)
 }
 
-fn time_runs(
+/// Times `runs` calls of `f` after one warm-up call; returns the sorted samples.
+pub fn time_runs(
     runs: usize,
     mut f: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Duration>> {
@@ -144,17 +515,6 @@ fn time_runs(
     }
     samples.sort();
     Ok(samples)
-}
-
-fn report(name: &str, sorted: &[Duration]) {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let median = sorted[sorted.len() / 2];
-    println!(
-        "{name:<48} {:>8.2} ms ({:.2}..{:.2})",
-        ms(median),
-        ms(sorted[0]),
-        ms(sorted[sorted.len() - 1])
-    );
 }
 
 fn rss_kib(pid: u64) -> anyhow::Result<u64> {

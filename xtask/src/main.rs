@@ -2,9 +2,13 @@
 //!
 //! - `cargo xtask gen [--check]`: project `contract/` into the generated Rust files; with
 //!   `--check`, change nothing and fail naming every stale file.
-//! - `cargo xtask bench`: build release binaries and print the benchmark medians.
+//! - `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: build release binaries and print
+//!   the benchmark figures (see `bench.rs`).
+//! - `xtask app-server`: not for people; the scripted fake Codex App Server the ingest and
+//!   `list` benchmarks point `DISPATCH_CODEX_BIN` at (see `fake_app_server.rs`).
 
 mod bench;
+mod fake_app_server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,8 +22,11 @@ fn main() -> ExitCode {
         ["gen"] => run_gen(Mode::Write),
         ["gen", "--check"] => run_gen(Mode::Check),
         ["bench", rest @ ..] => bench::run(&root(), rest),
+        ["app-server", ..] => fake_app_server::run(),
         _ => {
-            eprintln!("usage: cargo xtask gen [--check] | cargo xtask bench [--runs N]");
+            eprintln!(
+                "usage: cargo xtask gen [--check] | cargo xtask bench [--runs N] [--only NAME[,NAME...]]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -552,7 +552,14 @@ impl AppServer {
         lock(&self.shared.fanout).subscribe_all()
     }
 
-    /// The events about `thread_id` from now on.
+    /// Every event, never dropped: unlike [`AppServer::subscribe`], the queue grows while
+    /// the subscriber is behind. For the one consumer that must see everything (a store of
+    /// events); it must keep reading.
+    pub fn subscribe_lossless(&self) -> Subscription {
+        lock(&self.shared.fanout).subscribe_lossless()
+    }
+
+    /// The events about `thread_id` from now on (see [`AppServer::subscribe`] for lag).
     pub fn subscribe_thread(&self, thread_id: &str) -> Subscription {
         lock(&self.shared.fanout).subscribe_thread(thread_id)
     }

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::protocol::ServerNotification;
 use crate::server_request::ServerRequest;
@@ -70,25 +70,41 @@ impl Event {
 /// A stream of [`Event`]s; see the module docs for ordering and lag.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: broadcast::Receiver<Event>,
+    rx: Receiver,
+}
+
+#[derive(Debug)]
+enum Receiver {
+    /// A bounded ring: a slow subscriber loses the oldest events and is told so.
+    Ring(broadcast::Receiver<Event>),
+    /// An unbounded queue: nothing is ever lost; the queue grows while the subscriber lags.
+    Queue(mpsc::UnboundedReceiver<Event>),
 }
 
 impl Subscription {
     /// The next event; `None` once the connection is closed and everything was received.
     pub async fn recv(&mut self) -> Option<Event> {
-        match self.rx.recv().await {
-            Ok(event) => Some(event),
-            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Event::Lagged { missed }),
-            Err(broadcast::error::RecvError::Closed) => None,
+        match &mut self.rx {
+            Receiver::Ring(rx) => match rx.recv().await {
+                Ok(event) => Some(event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => Some(Event::Lagged { missed }),
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
+            Receiver::Queue(rx) => rx.recv().await,
         }
     }
 
     /// The next event if one is ready (without waiting).
     pub fn try_recv(&mut self) -> Option<Event> {
-        match self.rx.try_recv() {
-            Ok(event) => Some(event),
-            Err(broadcast::error::TryRecvError::Lagged(missed)) => Some(Event::Lagged { missed }),
-            Err(_) => None,
+        match &mut self.rx {
+            Receiver::Ring(rx) => match rx.try_recv() {
+                Ok(event) => Some(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    Some(Event::Lagged { missed })
+                }
+                Err(_) => None,
+            },
+            Receiver::Queue(rx) => rx.try_recv().ok(),
         }
     }
 }
@@ -98,6 +114,7 @@ pub(crate) struct Fanout {
     capacity: usize,
     all: Option<broadcast::Sender<Event>>,
     threads: HashMap<String, broadcast::Sender<Event>>,
+    lossless: Vec<mpsc::UnboundedSender<Event>>,
 }
 
 impl Fanout {
@@ -107,12 +124,25 @@ impl Fanout {
             capacity,
             all: Some(broadcast::channel(capacity).0),
             threads: HashMap::new(),
+            lossless: Vec::new(),
+        }
+    }
+
+    pub(crate) fn subscribe_lossless(&mut self) -> Subscription {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self.all.is_some() {
+            self.lossless.push(tx);
+        }
+        Subscription {
+            rx: Receiver::Queue(rx),
         }
     }
 
     pub(crate) fn subscribe_all(&self) -> Subscription {
         match &self.all {
-            Some(tx) => Subscription { rx: tx.subscribe() },
+            Some(tx) => Subscription {
+                rx: Receiver::Ring(tx.subscribe()),
+            },
             None => closed_subscription(),
         }
     }
@@ -127,7 +157,9 @@ impl Fanout {
             .threads
             .entry(thread_id.to_owned())
             .or_insert_with(|| broadcast::channel(capacity).0);
-        Subscription { rx: tx.subscribe() }
+        Subscription {
+            rx: Receiver::Ring(tx.subscribe()),
+        }
     }
 
     pub(crate) fn publish(&mut self, event: Event) {
@@ -141,6 +173,7 @@ impl Fanout {
                 let _ = tx.send(event.clone());
             }
         }
+        self.lossless.retain(|tx| tx.send(event.clone()).is_ok());
         // No receivers is not an error: nobody is listening right now.
         let _ = all.send(event);
     }
@@ -149,13 +182,16 @@ impl Fanout {
     pub(crate) fn close(&mut self) {
         self.all = None;
         self.threads.clear();
+        self.lossless.clear();
     }
 }
 
 fn closed_subscription() -> Subscription {
     let (tx, rx) = broadcast::channel(1);
     drop(tx);
-    Subscription { rx }
+    Subscription {
+        rx: Receiver::Ring(rx),
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +204,22 @@ mod tests {
             method.into(),
             json!({ "threadId": thread }),
         )))
+    }
+
+    #[tokio::test]
+    async fn a_lossless_subscription_keeps_everything() {
+        let mut fanout = Fanout::new(2);
+        let mut lossless = fanout.subscribe_lossless();
+        for i in 0..100 {
+            fanout.publish(note(&format!("m{i}"), "t1"));
+        }
+        fanout.close();
+        let mut seen = 0;
+        while let Some(event) = lossless.recv().await {
+            assert_eq!(event.method(), Some(format!("m{seen}").as_str()));
+            seen += 1;
+        }
+        assert_eq!(seen, 100);
     }
 
     #[tokio::test]

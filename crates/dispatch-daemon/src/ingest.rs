@@ -40,7 +40,7 @@ pub async fn run(service: Arc<Service>) {
         };
         // Subscribe before anything else, so no event of the new process is missed while the
         // recovery below talks to the registry and the App Server.
-        let mut subscription = server.subscribe();
+        let mut subscription = server.subscribe_lossless();
         drop(server);
         if generation != seen_generation {
             if seen_generation != 0 {
@@ -82,10 +82,17 @@ pub async fn run(service: Arc<Service>) {
     }
 }
 
-/// thread id → lane ref, so most events need no query.
+/// Notifications kept per thread that is not a lane (yet), and threads kept at the most.
+const EARLY_PER_THREAD: usize = 64;
+const EARLY_THREADS: usize = 256;
+
+/// thread id → lane ref, so most events need no query; and the notifications of threads that
+/// are not lanes yet: `thread/start` answers before `new` has created the lane, and what
+/// the App Server says in between belongs to the lane once it exists.
 #[derive(Default)]
 struct LaneCache {
     refs: HashMap<String, Option<String>>,
+    early: HashMap<String, Vec<Arc<ServerNotification>>>,
 }
 
 impl LaneCache {
@@ -104,6 +111,22 @@ impl LaneCache {
         self.refs.insert(thread_id.to_owned(), found.clone());
         found
     }
+
+    /// Keeps `notification` of a thread that is not a lane, within bounds.
+    fn keep_early(&mut self, thread_id: &str, notification: Arc<ServerNotification>) {
+        if !self.early.contains_key(thread_id) && self.early.len() >= EARLY_THREADS {
+            self.early.clear();
+        }
+        let kept = self.early.entry(thread_id.to_owned()).or_default();
+        if kept.len() < EARLY_PER_THREAD {
+            kept.push(notification);
+        }
+    }
+
+    /// The notifications kept for `thread_id` before it became a lane.
+    fn take_early(&mut self, thread_id: &str) -> Vec<Arc<ServerNotification>> {
+        self.early.remove(thread_id).unwrap_or_default()
+    }
 }
 
 async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
@@ -115,8 +138,12 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
                     continue;
                 };
                 let Some(lane_ref) = lanes.lane_of(service, &thread_id).await else {
+                    lanes.keep_early(&thread_id, notification);
                     continue;
                 };
+                for early in lanes.take_early(&thread_id) {
+                    batch.push(record(lane_ref.clone(), &early));
+                }
                 batch.push(record(lane_ref.clone(), &notification));
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
                     flush(service, &mut batch).await;

@@ -1,0 +1,330 @@
+//! `xtask app-server`: a minimal, scripted Codex App Server for the ingest benchmark.
+//!
+//! It speaks newline-delimited JSON-RPC on stdin/stdout like `codex app-server` 0.169.0:
+//! `initialize`, `thread/start`, `thread/name/set` and `turn/start` are answered with valid
+//! results (the daemon decodes them strictly); `initialized` and other notifications are
+//! ignored; any other request gets a JSON-RPC error. After answering `turn/start` it floods
+//! that thread with [`FloodPlan`]'s notifications (`DISPATCH_BENCH_FLOOD` of them, default
+//! 100,000), rendered before the answer so that the fake is never the bottleneck.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// Notifications sent per turn when `DISPATCH_BENCH_FLOOD` is not set.
+pub const DEFAULT_FLOOD: usize = 100_000;
+
+/// The environment variable holding the number of notifications per turn.
+pub const FLOOD_ENV: &str = "DISPATCH_BENCH_FLOOD";
+
+/// The shape of one flooded turn: `turn/started`; then for each agent message item
+/// `item/started`, one `item/agentMessage/delta` and `item/completed`, with a
+/// `thread/tokenUsage/updated` after every 10th item; `pad` more token usage updates so the
+/// total is exact; and `turn/completed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloodPlan {
+    /// Every notification sent, `turn/started` and `turn/completed` included.
+    pub total: usize,
+    /// Agent message items (each started, one delta, completed).
+    pub items: usize,
+    /// `thread/tokenUsage/updated` notifications sent to fill the total up exactly.
+    pub pad: usize,
+}
+
+impl FloodPlan {
+    /// The plan for `total` notifications (at least 2).
+    pub fn new(total: usize) -> FloodPlan {
+        let total = total.max(2);
+        let budget = total - 2;
+        let (mut items, mut used) = (0, 0);
+        loop {
+            let cost = if (items + 1) % 10 == 0 { 4 } else { 3 };
+            if used + cost > budget {
+                break;
+            }
+            used += cost;
+            items += 1;
+        }
+        FloodPlan {
+            total,
+            items,
+            pad: budget - used,
+        }
+    }
+
+    /// Deltas: folded into their item by the daemon, not stored as events.
+    pub fn deltas(&self) -> usize {
+        self.items
+    }
+
+    /// The notifications the daemon stores as events (all but the deltas).
+    pub fn stored(&self) -> usize {
+        self.total - self.deltas()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A UUIDv7-shaped id unique to this process and `n`.
+fn uuid_like(n: u64) -> String {
+    let ms = u64::try_from(now_ms()).unwrap_or(0);
+    format!(
+        "{:08x}-{:04x}-7{:03x}-8{:03x}-{:012x}",
+        ms >> 16,
+        ms & 0xffff,
+        std::process::id() & 0xfff,
+        (n >> 48) & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
+}
+
+/// The `initialize` result.
+pub fn initialize_result(codex_home: &str) -> Value {
+    json!({
+        "userAgent": "fake/0.169.0 (bench)",
+        "codexHome": codex_home,
+        "platformFamily": "unix",
+        "platformOs": "linux",
+    })
+}
+
+/// A `Thread` as `thread/start` returns it.
+fn thread(id: &str, cwd: &str, now_s: i64) -> Value {
+    json!({
+        "id": id,
+        "sessionId": id,
+        "cliVersion": "0.169.0",
+        "createdAt": now_s,
+        "updatedAt": now_s,
+        "cwd": cwd,
+        "ephemeral": false,
+        "modelProvider": "fake",
+        "preview": "",
+        "projectId": null,
+        "source": "appServer",
+        "status": {"type": "idle"},
+        "turns": [],
+    })
+}
+
+/// The `thread/start` result (a full `ThreadStartResponse`).
+pub fn thread_start_result(id: &str, cwd: &str, model: &str) -> Value {
+    let now_s = now_ms() / 1000;
+    json!({
+        "approvalPolicy": "never",
+        "approvalsReviewer": "user",
+        "cwd": cwd,
+        "model": model,
+        "modelProvider": "fake",
+        "sandbox": {"type": "readOnly", "networkAccess": false},
+        "thread": thread(id, cwd, now_s),
+    })
+}
+
+/// A `Turn` in progress.
+fn turn_in_progress(id: &str, started_s: i64) -> Value {
+    json!({"id": id, "items": [], "status": "inProgress", "startedAt": started_s})
+}
+
+/// The `turn/start` result (a `TurnStartResponse` whose turn is in progress).
+pub fn turn_start_result(turn_id: &str, started_s: i64) -> Value {
+    json!({ "turn": turn_in_progress(turn_id, started_s) })
+}
+
+/// Renders the flood of one turn as newline-delimited notifications.
+///
+/// Plain formatting (no serde) keeps it fast in the unoptimised xtask build; the ids are
+/// plain ASCII, so no escaping is needed.
+pub fn render_flood(plan: &FloodPlan, thread_id: &str, turn_id: &str, started_ms: i64) -> String {
+    let mut out = String::with_capacity(plan.total * 260);
+    let ids = format!(r#""threadId":"{thread_id}","turnId":"{turn_id}""#);
+    let started_s = started_ms / 1000;
+    let _ = writeln!(
+        out,
+        r#"{{"method":"turn/started","params":{{"threadId":"{thread_id}","turn":{{"id":"{turn_id}","items":[],"status":"inProgress","startedAt":{started_s}}}}}}}"#
+    );
+    let mut tokens = 0_u64;
+    let mut token_usage = |out: &mut String| {
+        tokens += 1;
+        let (input, output) = (tokens * 1200, tokens * 80);
+        let _ = writeln!(
+            out,
+            r#"{{"method":"thread/tokenUsage/updated","params":{{{ids},"tokenUsage":{{"last":{{"cachedInputTokens":1000,"inputTokens":1200,"outputTokens":80,"reasoningOutputTokens":0,"totalTokens":1280}},"total":{{"cachedInputTokens":{cached},"inputTokens":{input},"outputTokens":{output},"reasoningOutputTokens":0,"totalTokens":{total}}},"modelContextWindow":272000}}}}}}"#,
+            cached = tokens * 1000,
+            total = input + output,
+        );
+    };
+    for i in 1..=plan.items {
+        let at = started_ms + i64::try_from(i / 100).unwrap_or(0);
+        let item = format!("msg_{i:07}");
+        let text = format!("agent message {i}: the quick brown fox jumps over the lazy dog");
+        let _ = writeln!(
+            out,
+            r#"{{"method":"item/started","params":{{{ids},"startedAtMs":{at},"item":{{"type":"agentMessage","id":"{item}","text":""}}}}}}"#
+        );
+        let _ = writeln!(
+            out,
+            r#"{{"method":"item/agentMessage/delta","params":{{{ids},"itemId":"{item}","delta":"{text}"}}}}"#
+        );
+        let _ = writeln!(
+            out,
+            r#"{{"method":"item/completed","params":{{{ids},"completedAtMs":{at},"item":{{"type":"agentMessage","id":"{item}","text":"{text}"}}}}}}"#
+        );
+        if i % 10 == 0 {
+            token_usage(&mut out);
+        }
+    }
+    for _ in 0..plan.pad {
+        token_usage(&mut out);
+    }
+    let completed_ms = now_ms().max(started_ms);
+    let _ = writeln!(
+        out,
+        r#"{{"method":"turn/completed","params":{{"threadId":"{thread_id}","turn":{{"id":"{turn_id}","items":[],"status":"completed","startedAt":{started_s},"completedAt":{completed_s},"durationMs":{duration}}}}}}}"#,
+        completed_s = completed_ms / 1000,
+        duration = completed_ms - started_ms,
+    );
+    out
+}
+
+fn reply(out: &mut impl Write, id: &Value, result: Value) -> std::io::Result<()> {
+    writeln!(out, "{}", json!({"id": id, "result": result}))
+}
+
+fn error(out: &mut impl Write, id: &Value, code: i64, message: &str) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        json!({"id": id, "error": {"code": code, "message": message}})
+    )
+}
+
+/// Serves stdin/stdout until stdin closes.
+pub fn run() -> anyhow::Result<()> {
+    let flood = std::env::var(FLOOD_ENV)
+        .ok()
+        .and_then(|n| n.trim().replace('_', "").parse().ok())
+        .unwrap_or(DEFAULT_FLOOD);
+    let plan = FloodPlan::new(flood);
+    let codex_home = std::env::var("CODEX_HOME").unwrap_or_else(|_| "/tmp/fake-codex".into());
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let mut next_id = 0_u64;
+    for line in stdin.lines() {
+        let line = line?;
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        // Notifications (`initialized`) and replies to server requests need no answer.
+        let (Some(method), Some(id)) = (message["method"].as_str(), message.get("id")) else {
+            continue;
+        };
+        let params = &message["params"];
+        match method {
+            "initialize" => reply(&mut out, id, initialize_result(&codex_home))?,
+            "thread/start" => {
+                next_id += 1;
+                let cwd = params["cwd"].as_str().map_or_else(
+                    || {
+                        std::env::current_dir()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_else(|_| "/".into())
+                    },
+                    str::to_owned,
+                );
+                let model = params["model"].as_str().unwrap_or("fake-model");
+                reply(
+                    &mut out,
+                    id,
+                    thread_start_result(&uuid_like(next_id), &cwd, model),
+                )?;
+            }
+            "thread/name/set" => reply(&mut out, id, json!({}))?,
+            "turn/start" => {
+                let Some(thread_id) = params["threadId"].as_str() else {
+                    error(&mut out, id, -32602, "turn/start needs a threadId")?;
+                    out.flush()?;
+                    continue;
+                };
+                next_id += 1;
+                let turn_id = uuid_like(next_id);
+                let started_ms = now_ms();
+                let flood = render_flood(&plan, thread_id, &turn_id, started_ms);
+                reply(&mut out, id, turn_start_result(&turn_id, started_ms / 1000))?;
+                out.flush()?;
+                out.write_all(flood.as_bytes())?;
+            }
+            other => error(
+                &mut out,
+                id,
+                -32601,
+                &format!("the fake App Server does not implement `{other}`"),
+            )?,
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codex_app_server::protocol::{
+        InitializeResponse, ServerNotification, ThreadStartResponse, TurnStartResponse, TurnStatus,
+    };
+
+    #[test]
+    fn plans_are_exact() {
+        for n in [2, 3, 5, 6, 40, 41, 42, 43, 44, 100_000, 100_001] {
+            let plan = FloodPlan::new(n);
+            let tokens = plan.items / 10 + plan.pad;
+            assert_eq!(2 + plan.items * 3 + tokens, n, "{plan:?}");
+            assert!(plan.pad < 4, "{plan:?}");
+        }
+        let plan = FloodPlan::new(100_000);
+        assert_eq!(plan.stored() + plan.deltas(), 100_000);
+    }
+
+    #[test]
+    fn results_decode_strictly() {
+        let _: InitializeResponse =
+            serde_json::from_value(initialize_result("/tmp/x")).expect("initialize");
+        let started: ThreadStartResponse =
+            serde_json::from_value(thread_start_result(&uuid_like(1), "/tmp", "fake-model"))
+                .expect("thread/start");
+        assert_eq!(started.thread.cwd.display().to_string(), "/tmp");
+        let turn: TurnStartResponse =
+            serde_json::from_value(turn_start_result("t", 1)).expect("turn/start");
+        assert_eq!(turn.turn.status, TurnStatus::InProgress);
+    }
+
+    #[test]
+    fn the_flood_is_typed_notifications() {
+        let plan = FloodPlan::new(47);
+        let flood = render_flood(&plan, "th", "tu", now_ms());
+        let lines: Vec<&str> = flood.lines().collect();
+        assert_eq!(lines.len(), 47);
+        for line in &lines {
+            let message: Value = serde_json::from_str(line).expect("JSON");
+            let method = message["method"].as_str().expect("method").to_owned();
+            let n = ServerNotification::from_parts(method.clone(), message["params"].clone());
+            assert!(
+                !matches!(n, ServerNotification::Other { .. }),
+                "{method} did not decode: {line}"
+            );
+            assert_eq!(n.thread_id(), Some("th"));
+        }
+        let last: Value = serde_json::from_str(lines[46]).expect("JSON");
+        assert_eq!(last["method"], "turn/completed");
+        assert_eq!(last["params"]["turn"]["status"], "completed");
+        let deltas = lines.iter().filter(|l| l.contains("/delta")).count();
+        assert_eq!(deltas, plan.deltas());
+    }
+}
