@@ -10,6 +10,7 @@
 
 mod env;
 mod lanes;
+mod threads;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ const NAMES: &[(&str, &str)] = &[
     ("up", "up until ready, cold home"),
     ("ingest", "ingest of a notification flood"),
     ("list", "list --json with 1,000 lanes"),
+    ("search", "search over 100,000 items in 1,000 lanes"),
+    ("sync", "sync of a thread with 1,000 items"),
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
@@ -325,6 +328,18 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match lanes::list_1000(&bins, runs) {
             Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
             Err(err) => report.failed("list with 1,000 lanes", &err),
+        }
+    }
+    if options.wants("search") {
+        match threads::search(&bins, runs) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("search over 100,000 items", &err),
+        }
+    }
+    if options.wants("sync") {
+        match threads::sync(&bins, runs) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("sync of 1,000 items", &err),
         }
     }
 

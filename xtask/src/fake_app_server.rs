@@ -133,6 +133,27 @@ fn turn_in_progress(id: &str, started_s: i64) -> Value {
     json!({"id": id, "items": [], "status": "inProgress", "startedAt": started_s})
 }
 
+/// Items the `thread/read` of a fake thread holds (env override).
+pub const SYNC_ITEMS_ENV: &str = "DISPATCH_BENCH_SYNC_ITEMS";
+
+/// The `thread/read` result: the thread with one completed turn of `items` agent messages.
+pub fn thread_read_result(id: &str, items: usize) -> Value {
+    let now_s = now_ms() / 1000;
+    let items: Vec<Value> = (0..items)
+        .map(|i| json!({"type": "agentMessage", "id": format!("sync-item-{i}"), "text": format!("synced item {i}")}))
+        .collect();
+    let mut thread = thread(id, "/", now_s);
+    thread["turns"] = json!([{
+        "id": "sync-turn",
+        "items": items,
+        "status": "completed",
+        "startedAt": now_s,
+        "completedAt": now_s,
+        "durationMs": 1,
+    }]);
+    json!({ "thread": thread })
+}
+
 /// The `turn/start` result (a `TurnStartResponse` whose turn is in progress).
 pub fn turn_start_result(turn_id: &str, started_s: i64) -> Value {
     json!({ "turn": turn_in_progress(turn_id, started_s) })
@@ -247,6 +268,14 @@ pub fn run() -> anyhow::Result<()> {
                 )?;
             }
             "thread/name/set" => reply(&mut out, id, json!({}))?,
+            "thread/read" => {
+                let items = std::env::var(SYNC_ITEMS_ENV)
+                    .ok()
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(1000);
+                let thread_id = params["threadId"].as_str().unwrap_or_default();
+                reply(&mut out, id, thread_read_result(thread_id, items))?;
+            }
             "turn/start" => {
                 let Some(thread_id) = params["threadId"].as_str() else {
                     error(&mut out, id, -32602, "turn/start needs a threadId")?;
@@ -302,6 +331,8 @@ mod tests {
         assert_eq!(started.thread.cwd.display().to_string(), "/tmp");
         let turn: TurnStartResponse =
             serde_json::from_value(turn_start_result("t", 1)).expect("turn/start");
+        let _: codex_app_server::protocol::ThreadReadResponse =
+            serde_json::from_value(thread_read_result("t", 3)).expect("thread/read");
         assert_eq!(turn.turn.status, TurnStatus::InProgress);
     }
 

@@ -31,7 +31,8 @@ pub fn fts_query(words: &str) -> Option<String> {
 
 impl Registry {
     /// Lanes whose title or items contain every word of `words`: title hits first, then
-    /// items by relevance; at most `limit`.
+    /// items, newest first (FTS5 walks its index in rowid order and stops at `limit`, so a
+    /// common word costs no more than a rare one); at most `limit`.
     pub async fn search(&self, words: &str, limit: u32) -> Result<Vec<SearchRow>, RegistryError> {
         let Some(query) = fts_query(words) else {
             return Ok(Vec::new());
@@ -39,7 +40,7 @@ impl Registry {
         let titles: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
             "SELECT l.ref, l.thread_id, l.title, snippet(lanes_fts, 0, '[', ']', '…', 16)
              FROM lanes_fts JOIN lanes l ON l.rowid = lanes_fts.rowid
-             WHERE lanes_fts MATCH ?1 ORDER BY rank LIMIT ?2",
+             WHERE lanes_fts MATCH ?1 ORDER BY lanes_fts.rowid DESC LIMIT ?2",
         )
         .bind(&query)
         .bind(i64::from(limit))
@@ -52,7 +53,7 @@ impl Registry {
              FROM items_fts
              JOIN items i ON i.rowid = items_fts.rowid
              JOIN lanes l ON l.ref = i.lane_ref
-             WHERE items_fts MATCH ?1 ORDER BY rank LIMIT ?2",
+             WHERE items_fts MATCH ?1 ORDER BY items_fts.rowid DESC LIMIT ?2",
         )
         .bind(&query)
         .bind(i64::from(limit))
