@@ -70,16 +70,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 async fn spawn(bin: &Path) -> Result<AppServer, String> {
     let options = SpawnOptions::new(bin).client_info("dispatch", env!("CARGO_PKG_VERSION"));
-    AppServer::spawn(options).await.map_err(|err| {
-        let mut text = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
-    })
+    AppServer::spawn(options)
+        .await
+        .map_err(|err| crate::errors::error_chain(&err))
 }
 
 impl Supervisor {
