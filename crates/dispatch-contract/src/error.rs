@@ -4,6 +4,18 @@ use serde_json::{Value, json};
 
 use crate::generated::errors::ErrorCode;
 
+/// `err` and its sources, joined with `: `: the whole story of a failure on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A typed error as every surface shows it: `{code, message, hint, details}`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]

@@ -16,7 +16,7 @@ pub mod generated {
     pub mod types;
 }
 
-pub use error::DispatchError;
+pub use error::{DispatchError, error_chain};
 pub use generated::api::{ClientOps, Dispatch, call_client_op};
 pub use generated::errors::ErrorCode;
 pub use generated::operations::{self as operations, OPERATIONS};

@@ -12,6 +12,42 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
+/// How a protocol value (an enum, mostly) is spelled on the wire.
+pub fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A Codex thread goal as the registry stores it.
+pub fn goal_row(goal: &codex_app_server::protocol::ThreadGoal) -> registry::GoalRow {
+    registry::GoalRow {
+        objective: goal.objective.clone(),
+        status: wire_name(&goal.status),
+        token_budget: goal.token_budget,
+        tokens_used: Some(goal.tokens_used),
+    }
+}
+
+/// A stored goal as the contract shows it.
+pub fn goal(row: registry::GoalRow) -> Goal {
+    Goal {
+        objective: row.objective,
+        status: row.status,
+        token_budget: row.token_budget,
+        tokens_used: row.tokens_used,
+    }
+}
+
+/// Locks `mutex`; a panic while it was held leaves plain data behind, which stays usable.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Now, in Unix epoch milliseconds.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -82,12 +118,7 @@ pub fn lane(row: registry::LaneRow, allow_attached_writes: bool) -> Lane {
             completed_at: t.completed_at_ms.map(rfc3339),
             duration_ms: t.duration_ms,
         }),
-        goal: row.goal.map(|g| Goal {
-            objective: g.objective,
-            status: g.status,
-            token_budget: g.token_budget,
-            tokens_used: g.tokens_used,
-        }),
+        goal: row.goal.map(goal),
         created_at: rfc3339(row.created_at_ms),
         updated_at: rfc3339(row.updated_at_ms),
     }

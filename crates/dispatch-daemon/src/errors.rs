@@ -1,16 +1,6 @@
-//! Rendering of the daemon's internal failures for its log.
+//! App Server failures as contract errors.
 
-/// `err` and its sources, joined with `: `.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+use dispatch_contract::error_chain;
 
 /// The contract error for a failed App Server call: its own JSON-RPC errors are
 /// `app_server_error` with its message; a lost or silent App Server is `app_server_unavailable`.

@@ -10,14 +10,14 @@ use codex_app_server::protocol::{
 };
 use codex_app_server::{Event, ServerRequest};
 use dispatch_registry::{
-    Fact, GoalRow, LaneFilter, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow,
+    Fact, LaneFilter, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow,
     TurnStatus,
 };
 use serde_json::Value;
 
 use dispatch_home::ApprovalPolicy;
 
-use crate::convert::now_ms;
+use crate::convert::{goal_row, now_ms, wire_name};
 use crate::service::Service;
 
 /// Events taken from the subscription into one registry transaction at the most.
@@ -282,13 +282,6 @@ pub fn item_kind(kind: &str) -> String {
     }
 }
 
-fn wire<T: serde::Serialize>(value: &T) -> Option<String> {
-    match serde_json::to_value(value).ok()? {
-        Value::String(s) => Some(s),
-        other => Some(other.to_string()),
-    }
-}
-
 /// The text a user looks for in an item, and its status.
 fn item_text(item: &ThreadItem) -> (Option<String>, Option<String>) {
     match item {
@@ -305,10 +298,10 @@ fn item_text(item: &ThreadItem) -> (Option<String>, Option<String>) {
         }
         ThreadItem::AgentMessage(m) => (Some(m.text.clone()), None),
         ThreadItem::Reasoning(r) => (Some(r.summary.join("\n")).filter(|s| !s.is_empty()), None),
-        ThreadItem::CommandExecution(c) => (Some(c.command.clone()), wire(&c.status)),
+        ThreadItem::CommandExecution(c) => (Some(c.command.clone()), Some(wire_name(&c.status))),
         ThreadItem::FileChange(f) => {
             let paths: Vec<String> = f.changes.iter().map(|c| c.path.clone()).collect();
-            (Some(paths.join(", ")), wire(&f.status))
+            (Some(paths.join(", ")), Some(wire_name(&f.status)))
         }
         _ => (None, None),
     }
@@ -436,12 +429,7 @@ fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
                 serde_json::to_value(&n.token_usage).unwrap_or(Value::Null),
             )]
         }
-        ServerNotification::ThreadGoalUpdated(n) => vec![Fact::Goal(Some(GoalRow {
-            objective: n.goal.objective.clone(),
-            status: wire(&n.goal.status).unwrap_or_default(),
-            token_budget: n.goal.token_budget,
-            tokens_used: Some(n.goal.tokens_used),
-        }))],
+        ServerNotification::ThreadGoalUpdated(n) => vec![Fact::Goal(Some(goal_row(&n.goal)))],
         ServerNotification::ThreadGoalCleared(_) => vec![Fact::Goal(None)],
         ServerNotification::ThreadNameUpdated(n) => vec![Fact::Title(n.thread_name.clone())],
         ServerNotification::Other { method, .. }

@@ -7,18 +7,18 @@ use codex_app_server::protocol::{
     TurnStartParams, TurnSteerParams, UserInput,
 };
 use dispatch_contract::types::{
-    GetInput, GetOutput, Goal, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
+    GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
     GoalSetInput, GoalSetOutput, LaneCounts, ListInput, ListOutput, NewInput,
     NewInputApprovalPolicy, NewInputSandbox, NewOutput, SendInput, SendOutput, StopInput,
     StopOutput, TailInput, TailOutput,
 };
 use dispatch_contract::{DispatchError, ErrorCode};
 use dispatch_registry::{
-    Fact, GoalRow, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership, Recorded, Resolution,
+    Fact, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership, Recorded, Resolution,
 };
 use serde_json::json;
 
-use crate::convert::{self, now_ms};
+use crate::convert::{self, goal, goal_row, now_ms};
 use crate::errors::app_server_error;
 use crate::models;
 use crate::service::Service;
@@ -462,26 +462,5 @@ impl Service {
             lane: convert::lane_ref(&lane),
             cleared: cleared.cleared,
         })
-    }
-}
-
-fn goal_row(goal: &codex_app_server::protocol::ThreadGoal) -> GoalRow {
-    GoalRow {
-        objective: goal.objective.clone(),
-        status: serde_json::to_value(goal.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        token_budget: goal.token_budget,
-        tokens_used: Some(goal.tokens_used),
-    }
-}
-
-fn goal(row: GoalRow) -> Goal {
-    Goal {
-        objective: row.objective,
-        status: row.status,
-        token_budget: row.token_budget,
-        tokens_used: row.tokens_used,
     }
 }

@@ -6,14 +6,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, error_chain};
 use dispatch_home::{Config, Paths, Pidfile};
 use dispatch_registry::{NewAction, Outcome, Registry};
 use serde_json::json;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::errors::error_chain;
 use crate::service::Service;
 use crate::supervisor::Supervisor;
 

@@ -10,6 +10,7 @@ use dispatch_contract::types::{
 use dispatch_registry::Registry;
 use serde_json::Value;
 
+use crate::convert::{now_ms, rfc3339, wire_name};
 use crate::errors::app_server_error;
 
 /// Pages of `model/list` fetched at the most, so a server that keeps answering with a cursor
@@ -22,15 +23,6 @@ fn alias(tier_name: &str) -> Option<String> {
     let alias = tier_name.trim().to_lowercase();
     (!alias.is_empty() && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         .then_some(alias)
-}
-
-/// How a protocol enum is spelled on the wire.
-fn wire_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(name)) => name,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
 }
 
 fn catalog_model(model: Model) -> CatalogModel {
@@ -63,16 +55,6 @@ fn catalog_model(model: Model) -> CatalogModel {
         service_tiers,
         aliases,
     }
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
-fn rfc3339(ms: i64) -> Option<String> {
-    jiff::Timestamp::from_millisecond(ms)
-        .ok()
-        .map(|t| t.to_string())
 }
 
 /// Fetches the whole catalog, stores it, and returns it as `source: live`.
@@ -114,7 +96,7 @@ pub async fn refresh(
         source: ModelsOutputSource::Live,
         catalog_state: ModelsOutputCatalogState::Ready,
         default_model,
-        fetched_at: rfc3339(fetched_at_ms),
+        fetched_at: Some(rfc3339(fetched_at_ms)),
         hint: None,
         models,
     };
@@ -142,7 +124,7 @@ pub async fn cached(registry: &Registry) -> Result<ModelsOutput, DispatchError> 
             DispatchError::internal(format!("the cached catalog is unreadable: {err}"))
         })?;
     output.source = ModelsOutputSource::Cache;
-    output.fetched_at = rfc3339(cached.fetched_at_ms);
+    output.fetched_at = Some(rfc3339(cached.fetched_at_ms));
     Ok(output)
 }
 

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::num::NonZeroU64;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use dispatch_contract::types::*;
@@ -15,7 +15,7 @@ use dispatch_registry::{Action, NewAction, Outcome, Registry};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::convert::write_lock;
+use crate::convert::{lock, write_lock};
 use crate::models;
 use crate::supervisor::{State, Supervisor};
 
@@ -35,12 +35,6 @@ pub struct Service {
     stored: watch::Sender<u64>,
     idle: AtomicBool,
     policy: Policy,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Service {

@@ -2,11 +2,13 @@
 //! notice its death at once, record why, and restart it with capped exponential backoff.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use codex_app_server::{AppServer, SpawnOptions, resolve_codex_bin};
 use dispatch_contract::{DispatchError, ErrorCode};
+
+use crate::convert::lock;
 use tokio::sync::watch;
 
 /// First delay before a restart; doubled after each failed attempt.
@@ -61,18 +63,11 @@ fn unavailable(message: String) -> DispatchError {
     DispatchError::new(ErrorCode::AppServerUnavailable, message)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind; keep serving it.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 async fn spawn(bin: &Path) -> Result<AppServer, String> {
     let options = SpawnOptions::new(bin).client_info("dispatch", env!("CARGO_PKG_VERSION"));
     AppServer::spawn(options)
         .await
-        .map_err(|err| crate::errors::error_chain(&err))
+        .map_err(|err| dispatch_contract::error_chain(&err))
 }
 
 impl Supervisor {

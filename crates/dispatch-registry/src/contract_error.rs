@@ -1,6 +1,6 @@
 //! How registry failures appear on dispatch's surfaces: as contract error codes.
 
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, error_chain};
 
 use crate::RegistryError;
 
@@ -14,13 +14,6 @@ impl From<RegistryError> for DispatchError {
             RegistryError::Conflict { .. } => ErrorCode::InvalidInput,
             _ => ErrorCode::Internal,
         };
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        DispatchError::new(code, message)
+        DispatchError::new(code, error_chain(&err))
     }
 }
