@@ -34,6 +34,20 @@ CLIENT_REQUESTS = [
     "turn/interrupt",
     "model/list",
     "config/read",
+    "account/read",
+    "account/rateLimits/read",
+    "account/usage/read",
+    "permissionProfile/list",
+    "thread/turns/list",
+    "thread/items/list",
+    "thread/loaded/list",
+    "thread/unsubscribe",
+    "thread/inject_items",
+    "thread/fork",
+    "thread/revert",
+    "thread/compact/start",
+    "thread/delete",
+    "review/start",
 ]
 
 # Server -> client notifications dispatch interprets.
@@ -52,6 +66,10 @@ NOTIFICATIONS = [
     "item/agentMessage/delta",
     "serverRequest/resolved",
     "warning",
+    "thread/archived",
+    "thread/unarchived",
+    "thread/compacted",
+    "account/rateLimits/updated",
 ]
 
 # Server -> client requests dispatch answers.
@@ -94,7 +112,11 @@ def variants(union):
     for variant in union["oneOf"]:
         props = variant.get("properties", {})
         method = props["method"]["enum"][0]
-        params = props.get("params", {}).get("$ref")
+        params = props.get("params", {})
+        # Optional params are `anyOf: [{$ref}, {type: null}]`; the type is the `$ref`.
+        params = next(
+            (v["$ref"] for v in params.get("anyOf", []) if "$ref" in v), params.get("$ref")
+        )
         out[method] = params[len("#/definitions/"):] if params else None
     return out
 

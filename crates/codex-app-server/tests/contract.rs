@@ -101,6 +101,20 @@ fn every_client_request_is_bound_to_its_schema_types() {
     client::<TurnInterruptParams>(&schema, &mut seen, &mut problems);
     client::<ModelListParams>(&schema, &mut seen, &mut problems);
     client::<ConfigReadParams>(&schema, &mut seen, &mut problems);
+    client::<GetAccountParams>(&schema, &mut seen, &mut problems);
+    client::<GetAccountRateLimitsParams>(&schema, &mut seen, &mut problems);
+    client::<GetAccountTokenUsageParams>(&schema, &mut seen, &mut problems);
+    client::<PermissionProfileListParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadTurnsListParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadItemsListParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadLoadedListParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadUnsubscribeParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadInjectItemsParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadForkParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadRevertParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadCompactStartParams>(&schema, &mut seen, &mut problems);
+    client::<ThreadDeleteParams>(&schema, &mut seen, &mut problems);
+    client::<ReviewStartParams>(&schema, &mut seen, &mut problems);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(
         seen,

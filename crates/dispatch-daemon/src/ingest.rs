@@ -438,12 +438,8 @@ fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
             event = None;
             Vec::new()
         }
-        ServerNotification::Other { method, .. } if method == "thread/archived" => {
-            vec![Fact::Archived(true)]
-        }
-        ServerNotification::Other { method, .. } if method == "thread/unarchived" => {
-            vec![Fact::Archived(false)]
-        }
+        ServerNotification::ThreadArchived(_) => vec![Fact::Archived(true)],
+        ServerNotification::ThreadUnarchived(_) => vec![Fact::Archived(false)],
         _ => Vec::new(),
     };
     if let Some(event) = &mut event {

@@ -14,36 +14,54 @@ use crate::protocol::{ClientMethod, ServerMethod, thread_id_of};
 pub const SCHEMA_CODEX_VERSION: &str = "0.169.0";
 /// Every client→server request method of the schema.
 pub const CLIENT_REQUEST_METHODS: &[&str] = &[
+    "account/rateLimits/read",
+    "account/read",
+    "account/usage/read",
     "config/read",
     "initialize",
     "model/list",
+    "permissionProfile/list",
+    "review/start",
     "thread/archive",
+    "thread/compact/start",
+    "thread/delete",
+    "thread/fork",
     "thread/goal/clear",
     "thread/goal/get",
     "thread/goal/set",
+    "thread/inject_items",
+    "thread/items/list",
     "thread/list",
+    "thread/loaded/list",
     "thread/name/set",
     "thread/read",
     "thread/resume",
+    "thread/revert",
     "thread/start",
+    "thread/turns/list",
     "thread/unarchive",
+    "thread/unsubscribe",
     "turn/interrupt",
     "turn/start",
     "turn/steer",
 ];
 /// Every server→client notification method of the schema.
 pub const SERVER_NOTIFICATION_METHODS: &[&str] = &[
+    "account/rateLimits/updated",
     "error",
     "item/agentMessage/delta",
     "item/completed",
     "item/started",
     "serverRequest/resolved",
+    "thread/archived",
+    "thread/compacted",
     "thread/goal/cleared",
     "thread/goal/updated",
     "thread/name/updated",
     "thread/started",
     "thread/status/changed",
     "thread/tokenUsage/updated",
+    "thread/unarchived",
     "turn/completed",
     "turn/started",
     "warning",
@@ -53,6 +71,18 @@ pub const SERVER_REQUEST_METHODS: &[&str] = &[
     "item/commandExecution/requestApproval",
     "item/fileChange/requestApproval",
 ];
+impl ClientMethod for GetAccountRateLimitsParams {
+    const METHOD: &'static str = "account/rateLimits/read";
+    type Response = GetAccountRateLimitsResponse;
+}
+impl ClientMethod for GetAccountParams {
+    const METHOD: &'static str = "account/read";
+    type Response = GetAccountResponse;
+}
+impl ClientMethod for GetAccountTokenUsageParams {
+    const METHOD: &'static str = "account/usage/read";
+    type Response = GetAccountTokenUsageResponse;
+}
 impl ClientMethod for ConfigReadParams {
     const METHOD: &'static str = "config/read";
     type Response = ConfigReadResponse;
@@ -65,9 +95,29 @@ impl ClientMethod for ModelListParams {
     const METHOD: &'static str = "model/list";
     type Response = ModelListResponse;
 }
+impl ClientMethod for PermissionProfileListParams {
+    const METHOD: &'static str = "permissionProfile/list";
+    type Response = PermissionProfileListResponse;
+}
+impl ClientMethod for ReviewStartParams {
+    const METHOD: &'static str = "review/start";
+    type Response = ReviewStartResponse;
+}
 impl ClientMethod for ThreadArchiveParams {
     const METHOD: &'static str = "thread/archive";
     type Response = ThreadArchiveResponse;
+}
+impl ClientMethod for ThreadCompactStartParams {
+    const METHOD: &'static str = "thread/compact/start";
+    type Response = ThreadCompactStartResponse;
+}
+impl ClientMethod for ThreadDeleteParams {
+    const METHOD: &'static str = "thread/delete";
+    type Response = ThreadDeleteResponse;
+}
+impl ClientMethod for ThreadForkParams {
+    const METHOD: &'static str = "thread/fork";
+    type Response = ThreadForkResponse;
 }
 impl ClientMethod for ThreadGoalClearParams {
     const METHOD: &'static str = "thread/goal/clear";
@@ -81,9 +131,21 @@ impl ClientMethod for ThreadGoalSetParams {
     const METHOD: &'static str = "thread/goal/set";
     type Response = ThreadGoalSetResponse;
 }
+impl ClientMethod for ThreadInjectItemsParams {
+    const METHOD: &'static str = "thread/inject_items";
+    type Response = ThreadInjectItemsResponse;
+}
+impl ClientMethod for ThreadItemsListParams {
+    const METHOD: &'static str = "thread/items/list";
+    type Response = ThreadItemsListResponse;
+}
 impl ClientMethod for ThreadListParams {
     const METHOD: &'static str = "thread/list";
     type Response = ThreadListResponse;
+}
+impl ClientMethod for ThreadLoadedListParams {
+    const METHOD: &'static str = "thread/loaded/list";
+    type Response = ThreadLoadedListResponse;
 }
 impl ClientMethod for ThreadSetNameParams {
     const METHOD: &'static str = "thread/name/set";
@@ -97,13 +159,25 @@ impl ClientMethod for ThreadResumeParams {
     const METHOD: &'static str = "thread/resume";
     type Response = ThreadResumeResponse;
 }
+impl ClientMethod for ThreadRevertParams {
+    const METHOD: &'static str = "thread/revert";
+    type Response = ThreadRevertResponse;
+}
 impl ClientMethod for ThreadStartParams {
     const METHOD: &'static str = "thread/start";
     type Response = ThreadStartResponse;
 }
+impl ClientMethod for ThreadTurnsListParams {
+    const METHOD: &'static str = "thread/turns/list";
+    type Response = ThreadTurnsListResponse;
+}
 impl ClientMethod for ThreadUnarchiveParams {
     const METHOD: &'static str = "thread/unarchive";
     type Response = ThreadUnarchiveResponse;
+}
+impl ClientMethod for ThreadUnsubscribeParams {
+    const METHOD: &'static str = "thread/unsubscribe";
+    type Response = ThreadUnsubscribeResponse;
 }
 impl ClientMethod for TurnInterruptParams {
     const METHOD: &'static str = "turn/interrupt";
@@ -129,6 +203,8 @@ impl ServerMethod for FileChangeRequestApprovalParams {
 /// ones whose params did not match, are kept raw as [`ServerNotification::Other`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerNotification {
+    ///`account/rateLimits/updated`.
+    AccountRateLimitsUpdated(AccountRateLimitsUpdatedNotification),
     ///`error`.
     Error(ErrorNotification),
     ///`item/agentMessage/delta`.
@@ -139,6 +215,10 @@ pub enum ServerNotification {
     ItemStarted(ItemStartedNotification),
     ///`serverRequest/resolved`.
     ServerRequestResolved(ServerRequestResolvedNotification),
+    ///`thread/archived`.
+    ThreadArchived(ThreadArchivedNotification),
+    ///`thread/compacted`.
+    ContextCompacted(ContextCompactedNotification),
     ///`thread/goal/cleared`.
     ThreadGoalCleared(ThreadGoalClearedNotification),
     ///`thread/goal/updated`.
@@ -151,6 +231,8 @@ pub enum ServerNotification {
     ThreadStatusChanged(ThreadStatusChangedNotification),
     ///`thread/tokenUsage/updated`.
     ThreadTokenUsageUpdated(ThreadTokenUsageUpdatedNotification),
+    ///`thread/unarchived`.
+    ThreadUnarchived(ThreadUnarchivedNotification),
     ///`turn/completed`.
     TurnCompleted(TurnCompletedNotification),
     ///`turn/started`.
@@ -175,17 +257,21 @@ impl ServerNotification {
             T::deserialize(params).ok()
         }
         let parsed = match method.as_str() {
+            "account/rateLimits/updated" => typed(&params).map(Self::AccountRateLimitsUpdated),
             "error" => typed(&params).map(Self::Error),
             "item/agentMessage/delta" => typed(&params).map(Self::AgentMessageDelta),
             "item/completed" => typed(&params).map(Self::ItemCompleted),
             "item/started" => typed(&params).map(Self::ItemStarted),
             "serverRequest/resolved" => typed(&params).map(Self::ServerRequestResolved),
+            "thread/archived" => typed(&params).map(Self::ThreadArchived),
+            "thread/compacted" => typed(&params).map(Self::ContextCompacted),
             "thread/goal/cleared" => typed(&params).map(Self::ThreadGoalCleared),
             "thread/goal/updated" => typed(&params).map(Self::ThreadGoalUpdated),
             "thread/name/updated" => typed(&params).map(Self::ThreadNameUpdated),
             "thread/started" => typed(&params).map(Self::ThreadStarted),
             "thread/status/changed" => typed(&params).map(Self::ThreadStatusChanged),
             "thread/tokenUsage/updated" => typed(&params).map(Self::ThreadTokenUsageUpdated),
+            "thread/unarchived" => typed(&params).map(Self::ThreadUnarchived),
             "turn/completed" => typed(&params).map(Self::TurnCompleted),
             "turn/started" => typed(&params).map(Self::TurnStarted),
             "warning" => typed(&params).map(Self::Warning),
@@ -205,17 +291,21 @@ impl ServerNotification {
     /// The wire method.
     pub fn method(&self) -> &str {
         match self {
+            Self::AccountRateLimitsUpdated(_) => "account/rateLimits/updated",
             Self::Error(_) => "error",
             Self::AgentMessageDelta(_) => "item/agentMessage/delta",
             Self::ItemCompleted(_) => "item/completed",
             Self::ItemStarted(_) => "item/started",
             Self::ServerRequestResolved(_) => "serverRequest/resolved",
+            Self::ThreadArchived(_) => "thread/archived",
+            Self::ContextCompacted(_) => "thread/compacted",
             Self::ThreadGoalCleared(_) => "thread/goal/cleared",
             Self::ThreadGoalUpdated(_) => "thread/goal/updated",
             Self::ThreadNameUpdated(_) => "thread/name/updated",
             Self::ThreadStarted(_) => "thread/started",
             Self::ThreadStatusChanged(_) => "thread/status/changed",
             Self::ThreadTokenUsageUpdated(_) => "thread/tokenUsage/updated",
+            Self::ThreadUnarchived(_) => "thread/unarchived",
             Self::TurnCompleted(_) => "turn/completed",
             Self::TurnStarted(_) => "turn/started",
             Self::Warning(_) => "warning",
@@ -226,17 +316,21 @@ impl ServerNotification {
     /// `thread.id`.
     pub fn thread_id(&self) -> ::std::option::Option<&str> {
         match self {
+            Self::AccountRateLimitsUpdated(_) => None,
             Self::Error(n) => Some(&n.thread_id),
             Self::AgentMessageDelta(n) => Some(&n.thread_id),
             Self::ItemCompleted(n) => Some(&n.thread_id),
             Self::ItemStarted(n) => Some(&n.thread_id),
             Self::ServerRequestResolved(n) => Some(&n.thread_id),
+            Self::ThreadArchived(n) => Some(&n.thread_id),
+            Self::ContextCompacted(n) => Some(&n.thread_id),
             Self::ThreadGoalCleared(n) => Some(&n.thread_id),
             Self::ThreadGoalUpdated(n) => Some(&n.thread_id),
             Self::ThreadNameUpdated(n) => Some(&n.thread_id),
             Self::ThreadStarted(n) => Some(&n.thread.id),
             Self::ThreadStatusChanged(n) => Some(&n.thread_id),
             Self::ThreadTokenUsageUpdated(n) => Some(&n.thread_id),
+            Self::ThreadUnarchived(n) => Some(&n.thread_id),
             Self::TurnCompleted(n) => Some(&n.thread_id),
             Self::TurnStarted(n) => Some(&n.thread_id),
             Self::Warning(n) => n.thread_id.as_deref(),
@@ -250,17 +344,21 @@ impl ServerNotification {
             ::serde_json::to_value(t).unwrap_or(::serde_json::Value::Null)
         }
         match self {
+            Self::AccountRateLimitsUpdated(n) => enc(n),
             Self::Error(n) => enc(n),
             Self::AgentMessageDelta(n) => enc(n),
             Self::ItemCompleted(n) => enc(n),
             Self::ItemStarted(n) => enc(n),
             Self::ServerRequestResolved(n) => enc(n),
+            Self::ThreadArchived(n) => enc(n),
+            Self::ContextCompacted(n) => enc(n),
             Self::ThreadGoalCleared(n) => enc(n),
             Self::ThreadGoalUpdated(n) => enc(n),
             Self::ThreadNameUpdated(n) => enc(n),
             Self::ThreadStarted(n) => enc(n),
             Self::ThreadStatusChanged(n) => enc(n),
             Self::ThreadTokenUsageUpdated(n) => enc(n),
+            Self::ThreadUnarchived(n) => enc(n),
             Self::TurnCompleted(n) => enc(n),
             Self::TurnStarted(n) => enc(n),
             Self::Warning(n) => enc(n),
@@ -561,6 +659,79 @@ impl<'de> ::serde::Deserialize<'de> for ThreadItem {
         };
         Ok(parsed.unwrap_or(Self::Other(value)))
     }
+}
+///`Account`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type")]
+pub enum Account {
+    #[serde(rename = "apiKey")]
+    ApiKey,
+    ///ChatgptAccount
+    #[serde(rename = "chatgpt")]
+    Chatgpt {
+        #[serde(deserialize_with = "::std::option::Option::deserialize")]
+        email: ::std::option::Option<::std::string::String>,
+        #[serde(rename = "planType")]
+        plan_type: PlanType,
+        ///Display name of the selected ChatGPT workspace, when available.
+        #[serde(
+            rename = "workspaceName",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        workspace_name: ::std::option::Option<::std::string::String>,
+    },
+    ///AmazonBedrockAccount
+    #[serde(rename = "amazonBedrock")]
+    AmazonBedrock {
+        #[serde(rename = "usesCodexManagedCredentials", default)]
+        uses_codex_managed_credentials: bool,
+    },
+    #[serde(rename = "gcp")]
+    Gcp,
+}
+///Sparse rolling rate-limit update.
+///
+///Clients should merge available values into the most recent `account/rateLimits/read` response or refetch that snapshot. Nullable account metadata may be unavailable in a rolling update and does not clear a previously observed value.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct AccountRateLimitsUpdatedNotification {
+    #[serde(rename = "rateLimits")]
+    pub rate_limits: RateLimitSnapshot,
+}
+///`AccountTokenUsageDailyBucket`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct AccountTokenUsageDailyBucket {
+    #[serde(rename = "startDate")]
+    pub start_date: ::std::string::String,
+    pub tokens: i64,
+}
+///`AccountTokenUsageSummary`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct AccountTokenUsageSummary {
+    #[serde(
+        rename = "currentStreakDays",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub current_streak_days: ::std::option::Option<i64>,
+    #[serde(
+        rename = "lifetimeTokens",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub lifetime_tokens: ::std::option::Option<i64>,
+    #[serde(
+        rename = "longestRunningTurnSec",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub longest_running_turn_sec: ::std::option::Option<i64>,
+    #[serde(
+        rename = "longestStreakDays",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub longest_streak_days: ::std::option::Option<i64>,
+    #[serde(
+        rename = "peakDailyTokens",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub peak_daily_tokens: ::std::option::Option<i64>,
 }
 ///`AgentMessageDelivery`
 #[derive(
@@ -1710,6 +1881,14 @@ pub struct ConfigReadResponse {
     pub layers: ::std::option::Option<::std::vec::Vec<ConfigLayer>>,
     pub origins: ::std::collections::HashMap<::std::string::String, ConfigLayerMetadata>,
 }
+///Deprecated: Use `ContextCompaction` item type instead.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ContextCompactedNotification {
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+    #[serde(rename = "turnId")]
+    pub turn_id: ::std::string::String,
+}
 ///The `contextCompaction` kind of [`ThreadItem`].
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ContextCompactionThreadItem {
@@ -1726,6 +1905,15 @@ pub struct ContextCompactionThreadItem {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub started_at_ms: ::std::option::Option<i64>,
+}
+///`CreditsSnapshot`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct CreditsSnapshot {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub balance: ::std::option::Option<::std::string::String>,
+    #[serde(rename = "hasCredits")]
+    pub has_credits: bool,
+    pub unlimited: bool,
 }
 ///Requested cyber treatment for an OpenAI model turn. Authorization and model-tier restrictions remain server-owned.
 #[derive(
@@ -2185,6 +2373,112 @@ pub struct FunctionCallOutputThreadItem {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub started_at_ms: ::std::option::Option<i64>,
+}
+///`GetAccountParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct GetAccountParams {
+    ///When `true`, requests a proactive token refresh before returning.
+    ///
+    ///In managed auth mode this triggers the normal refresh-token flow. In external auth mode this flag is ignored. Clients should refresh tokens themselves and call `account/login/start` with `chatgptAuthTokens`.
+    #[serde(
+        rename = "refreshToken",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub refresh_token: ::std::option::Option<bool>,
+}
+///Usage-read capabilities of the requesting client, never inferred from its experiment arm.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct GetAccountRateLimitsParams {
+    ///Skip the separate reset-credit detail lookup for background usage polls. The usage response still includes the available count; omitted/false preserves detailed reads.
+    #[serde(
+        rename = "excludeResetCreditDetails",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub exclude_reset_credit_details: ::std::option::Option<bool>,
+    ///The client supports automatic Luna Reserve fallback. For eligible ChatGPT CLI users, allow the backend to record experiment exposure after ordinary usage is blocked.
+    #[serde(
+        rename = "supportsLunaReserve",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub supports_luna_reserve: ::std::option::Option<bool>,
+}
+///`GetAccountRateLimitsResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GetAccountRateLimitsResponse {
+    ///Account associated with this usage snapshot, when supplied by the backend.
+    #[serde(
+        rename = "accountId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub account_id: ::std::option::Option<::std::string::String>,
+    ///Backend permission for ordinary included usage, validated against the active account. Null means unavailable; clients must not infer recovery from percentages or reset times.
+    #[serde(
+        rename = "ordinaryUsageAllowed",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub ordinary_usage_allowed: ::std::option::Option<bool>,
+    #[serde(
+        rename = "rateLimitResetCredits",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rate_limit_reset_credits: ::std::option::Option<RateLimitResetCreditsSummary>,
+    ///Optional backend-owned banner from the same usage read. Its nested keys retain the backend's snake_case contract; an absent banner leaves the client's existing UI unchanged.
+    #[serde(
+        rename = "rateLimitUpsell",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rate_limit_upsell: ::std::option::Option<::serde_json::Value>,
+    ///Backward-compatible single-bucket view; mirrors the historical payload.
+    #[serde(rename = "rateLimits")]
+    pub rate_limits: RateLimitSnapshot,
+    ///Multi-bucket view keyed by metered `limit_id` (for example, `codex`).
+    #[serde(
+        rename = "rateLimitsByLimitId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rate_limits_by_limit_id: ::std::option::Option<
+        ::std::collections::HashMap<::std::string::String, RateLimitSnapshot>,
+    >,
+}
+///`GetAccountResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GetAccountResponse {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub account: ::std::option::Option<Account>,
+    #[serde(rename = "requiresOpenaiAuth")]
+    pub requires_openai_auth: bool,
+    ///ChatGPT user ID belonging to this account response, when available.
+    #[serde(
+        rename = "userId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub user_id: ::std::option::Option<::std::string::String>,
+}
+///`GetAccountTokenUsageParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct GetAccountTokenUsageParams {
+    ///When present, read estimated usage for this thread instead of account-wide token activity.
+    #[serde(
+        rename = "threadId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub thread_id: ::std::option::Option<::std::string::String>,
+}
+///`GetAccountTokenUsageResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GetAccountTokenUsageResponse {
+    #[serde(
+        rename = "dailyUsageBuckets",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub daily_usage_buckets: ::std::option::Option<::std::vec::Vec<AccountTokenUsageDailyBucket>>,
+    pub summary: AccountTokenUsageSummary,
+    ///Estimated usage when a thread was requested and its billing route is available.
+    #[serde(
+        rename = "threadUsage",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub thread_usage: ::std::option::Option<ThreadUsage>,
 }
 ///`GitInfo`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -3292,6 +3586,41 @@ pub enum PatchChangeKind {
         move_path: ::std::option::Option<::std::string::String>,
     },
 }
+///`PermissionProfileListParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PermissionProfileListParams {
+    ///Opaque pagination cursor returned by a previous call.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cursor: ::std::option::Option<::std::string::String>,
+    ///Optional working directory to resolve project config layers.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<::std::string::String>,
+    ///Optional page size; defaults to the full result set.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<u32>,
+}
+///`PermissionProfileListResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PermissionProfileListResponse {
+    pub data: ::std::vec::Vec<PermissionProfileSummary>,
+    ///Opaque cursor to pass to the next call to continue after the last item. If None, there are no more items to return.
+    #[serde(
+        rename = "nextCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub next_cursor: ::std::option::Option<::std::string::String>,
+}
+///`PermissionProfileSummary`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PermissionProfileSummary {
+    ///Whether the effective requirements allow selecting this profile.
+    pub allowed: bool,
+    ///Optional user-facing description for display in clients.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Available permission profile identifier.
+    pub id: ::std::string::String,
+}
 ///Deprecated: `friendly` and `pragmatic` no longer select a style.
 #[derive(
     ::serde::Deserialize,
@@ -3364,6 +3693,406 @@ pub struct PlanThreadItem {
     )]
     pub started_at_ms: ::std::option::Option<i64>,
     pub text: ::std::string::String,
+}
+///`PlanType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum PlanType {
+    #[serde(rename = "free")]
+    Free,
+    #[serde(rename = "go")]
+    Go,
+    #[serde(rename = "plus")]
+    Plus,
+    #[serde(rename = "pro")]
+    Pro,
+    #[serde(rename = "prolite")]
+    Prolite,
+    #[serde(rename = "promax")]
+    Promax,
+    #[serde(rename = "team")]
+    Team,
+    #[serde(rename = "self_serve_business_prolite")]
+    SelfServeBusinessProlite,
+    #[serde(rename = "self_serve_business_usage_based")]
+    SelfServeBusinessUsageBased,
+    #[serde(rename = "business")]
+    Business,
+    #[serde(rename = "ent26")]
+    Ent26,
+    #[serde(rename = "enterprise_cbp_automation")]
+    EnterpriseCbpAutomation,
+    #[serde(rename = "enterprise_cbp_usage_based")]
+    EnterpriseCbpUsageBased,
+    #[serde(rename = "enterprise")]
+    Enterprise,
+    #[serde(rename = "edu")]
+    Edu,
+    #[serde(rename = "edu_plus")]
+    EduPlus,
+    #[serde(rename = "edu_pro")]
+    EduPro,
+    #[serde(rename = "sci")]
+    Sci,
+    #[serde(rename = "sci_plus")]
+    SciPlus,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+impl ::std::fmt::Display for PlanType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Free => f.write_str("free"),
+            Self::Go => f.write_str("go"),
+            Self::Plus => f.write_str("plus"),
+            Self::Pro => f.write_str("pro"),
+            Self::Prolite => f.write_str("prolite"),
+            Self::Promax => f.write_str("promax"),
+            Self::Team => f.write_str("team"),
+            Self::SelfServeBusinessProlite => f.write_str("self_serve_business_prolite"),
+            Self::SelfServeBusinessUsageBased => f.write_str("self_serve_business_usage_based"),
+            Self::Business => f.write_str("business"),
+            Self::Ent26 => f.write_str("ent26"),
+            Self::EnterpriseCbpAutomation => f.write_str("enterprise_cbp_automation"),
+            Self::EnterpriseCbpUsageBased => f.write_str("enterprise_cbp_usage_based"),
+            Self::Enterprise => f.write_str("enterprise"),
+            Self::Edu => f.write_str("edu"),
+            Self::EduPlus => f.write_str("edu_plus"),
+            Self::EduPro => f.write_str("edu_pro"),
+            Self::Sci => f.write_str("sci"),
+            Self::SciPlus => f.write_str("sci_plus"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+impl ::std::str::FromStr for PlanType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "free" => Ok(Self::Free),
+            "go" => Ok(Self::Go),
+            "plus" => Ok(Self::Plus),
+            "pro" => Ok(Self::Pro),
+            "prolite" => Ok(Self::Prolite),
+            "promax" => Ok(Self::Promax),
+            "team" => Ok(Self::Team),
+            "self_serve_business_prolite" => Ok(Self::SelfServeBusinessProlite),
+            "self_serve_business_usage_based" => Ok(Self::SelfServeBusinessUsageBased),
+            "business" => Ok(Self::Business),
+            "ent26" => Ok(Self::Ent26),
+            "enterprise_cbp_automation" => Ok(Self::EnterpriseCbpAutomation),
+            "enterprise_cbp_usage_based" => Ok(Self::EnterpriseCbpUsageBased),
+            "enterprise" => Ok(Self::Enterprise),
+            "edu" => Ok(Self::Edu),
+            "edu_plus" => Ok(Self::EduPlus),
+            "edu_pro" => Ok(Self::EduPro),
+            "sci" => Ok(Self::Sci),
+            "sci_plus" => Ok(Self::SciPlus),
+            "unknown" => Ok(Self::Unknown),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for PlanType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PlanType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`RateLimitReachedType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum RateLimitReachedType {
+    #[serde(rename = "rate_limit_reached")]
+    RateLimitReached,
+    #[serde(rename = "workspace_owner_credits_depleted")]
+    WorkspaceOwnerCreditsDepleted,
+    #[serde(rename = "workspace_member_credits_depleted")]
+    WorkspaceMemberCreditsDepleted,
+    #[serde(rename = "workspace_owner_usage_limit_reached")]
+    WorkspaceOwnerUsageLimitReached,
+    #[serde(rename = "workspace_member_usage_limit_reached")]
+    WorkspaceMemberUsageLimitReached,
+}
+impl ::std::fmt::Display for RateLimitReachedType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::RateLimitReached => f.write_str("rate_limit_reached"),
+            Self::WorkspaceOwnerCreditsDepleted => f.write_str("workspace_owner_credits_depleted"),
+            Self::WorkspaceMemberCreditsDepleted => {
+                f.write_str("workspace_member_credits_depleted")
+            }
+            Self::WorkspaceOwnerUsageLimitReached => {
+                f.write_str("workspace_owner_usage_limit_reached")
+            }
+            Self::WorkspaceMemberUsageLimitReached => {
+                f.write_str("workspace_member_usage_limit_reached")
+            }
+        }
+    }
+}
+impl ::std::str::FromStr for RateLimitReachedType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "rate_limit_reached" => Ok(Self::RateLimitReached),
+            "workspace_owner_credits_depleted" => Ok(Self::WorkspaceOwnerCreditsDepleted),
+            "workspace_member_credits_depleted" => Ok(Self::WorkspaceMemberCreditsDepleted),
+            "workspace_owner_usage_limit_reached" => Ok(Self::WorkspaceOwnerUsageLimitReached),
+            "workspace_member_usage_limit_reached" => Ok(Self::WorkspaceMemberUsageLimitReached),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for RateLimitReachedType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RateLimitReachedType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`RateLimitResetCredit`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RateLimitResetCredit {
+    ///Backend-provided display description for this credit, or `null` when unavailable.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Unix timestamp in seconds when the credit expires, or `null` if it does not expire.
+    #[serde(
+        rename = "expiresAt",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub expires_at: ::std::option::Option<i64>,
+    ///Unix timestamp in seconds when the credit was granted.
+    #[serde(rename = "grantedAt")]
+    pub granted_at: i64,
+    ///Opaque backend identifier for this reset credit.
+    pub id: ::std::string::String,
+    #[serde(rename = "resetType")]
+    pub reset_type: RateLimitResetType,
+    pub status: RateLimitResetCreditStatus,
+    ///Backend-provided display title for this credit, or `null` when unavailable.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub title: ::std::option::Option<::std::string::String>,
+}
+///`RateLimitResetCreditStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum RateLimitResetCreditStatus {
+    #[serde(rename = "available")]
+    Available,
+    #[serde(rename = "redeeming")]
+    Redeeming,
+    #[serde(rename = "redeemed")]
+    Redeemed,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+impl ::std::fmt::Display for RateLimitResetCreditStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Available => f.write_str("available"),
+            Self::Redeeming => f.write_str("redeeming"),
+            Self::Redeemed => f.write_str("redeemed"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+impl ::std::str::FromStr for RateLimitResetCreditStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "available" => Ok(Self::Available),
+            "redeeming" => Ok(Self::Redeeming),
+            "redeemed" => Ok(Self::Redeemed),
+            "unknown" => Ok(Self::Unknown),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for RateLimitResetCreditStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RateLimitResetCreditStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`RateLimitResetCreditsSummary`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RateLimitResetCreditsSummary {
+    #[serde(rename = "availableCount")]
+    pub available_count: i64,
+    ///Detail rows for available reset credits, when the backend provides them.
+    ///
+    ///`null` means only `availableCount` is known, while an empty array means details were fetched and no available credits were returned. The backend may cap this list, so its length can be less than `availableCount`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub credits: ::std::option::Option<::std::vec::Vec<RateLimitResetCredit>>,
+}
+///`RateLimitResetType`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum RateLimitResetType {
+    #[serde(rename = "codexRateLimits")]
+    CodexRateLimits,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+impl ::std::fmt::Display for RateLimitResetType {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::CodexRateLimits => f.write_str("codexRateLimits"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+impl ::std::str::FromStr for RateLimitResetType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "codexRateLimits" => Ok(Self::CodexRateLimits),
+            "unknown" => Ok(Self::Unknown),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for RateLimitResetType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RateLimitResetType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`RateLimitSnapshot`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct RateLimitSnapshot {
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub credits: ::std::option::Option<CreditsSnapshot>,
+    #[serde(
+        rename = "individualLimit",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub individual_limit: ::std::option::Option<SpendControlLimitSnapshot>,
+    #[serde(
+        rename = "limitId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub limit_id: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "limitName",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub limit_name: ::std::option::Option<::std::string::String>,
+    ///Normal model whose display name and reasoning options describe this quota alias.
+    #[serde(
+        rename = "normalModelSlug",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub normal_model_slug: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "planType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub plan_type: ::std::option::Option<PlanType>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub primary: ::std::option::Option<RateLimitWindow>,
+    #[serde(
+        rename = "rateLimitReachedType",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub rate_limit_reached_type: ::std::option::Option<RateLimitReachedType>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub secondary: ::std::option::Option<RateLimitWindow>,
+    ///Backend-reported spend-control state. `None` is unavailable, not a sparse-update recovery.
+    #[serde(
+        rename = "spendControlReached",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub spend_control_reached: ::std::option::Option<bool>,
+}
+///`RateLimitWindow`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RateLimitWindow {
+    #[serde(
+        rename = "resetsAt",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub resets_at: ::std::option::Option<i64>,
+    #[serde(rename = "usedPercent")]
+    pub used_percent: i32,
+    #[serde(
+        rename = "windowDurationMins",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub window_duration_mins: ::std::option::Option<i64>,
 }
 ///`ReasoningEffortOption`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -3472,6 +4201,98 @@ impl ::std::convert::From<i64> for RequestId {
     fn from(value: i64) -> Self {
         Self::Integer(value)
     }
+}
+///`ReviewDelivery`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ReviewDelivery {
+    #[serde(rename = "inline")]
+    Inline,
+}
+impl ::std::fmt::Display for ReviewDelivery {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Inline => f.write_str("inline"),
+        }
+    }
+}
+impl ::std::str::FromStr for ReviewDelivery {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "inline" => Ok(Self::Inline),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ReviewDelivery {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ReviewDelivery {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ReviewStartParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ReviewStartParams {
+    ///Reviews run inline on the supplied thread. Omit this field or pass `inline`. To review on a separate thread, start a thread first and use its id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivery: ::std::option::Option<ReviewDelivery>,
+    pub target: ReviewTarget,
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ReviewStartResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ReviewStartResponse {
+    ///The thread id supplied to `review/start`.
+    #[serde(rename = "reviewThreadId")]
+    pub review_thread_id: ::std::string::String,
+    pub turn: Turn,
+}
+///`ReviewTarget`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type")]
+pub enum ReviewTarget {
+    #[serde(rename = "uncommittedChanges")]
+    UncommittedChanges,
+    ///BaseBranchReviewTarget
+    ///
+    ///Review changes between the current branch and the given base branch.
+    #[serde(rename = "baseBranch")]
+    BaseBranch { branch: ::std::string::String },
+    ///CommitReviewTarget
+    ///
+    ///Review the changes introduced by a specific commit.
+    #[serde(rename = "commit")]
+    Commit {
+        sha: ::std::string::String,
+        ///Optional human-readable label (e.g., commit subject) for UIs.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        title: ::std::option::Option<::std::string::String>,
+    },
+    ///CustomReviewTarget
+    ///
+    ///Arbitrary instructions, equivalent to the old free-form prompt.
+    #[serde(rename = "custom")]
+    Custom { instructions: ::std::string::String },
 }
 ///`SandboxMode`
 #[derive(
@@ -3687,6 +4508,16 @@ impl ::std::convert::TryFrom<::std::string::String> for SortDirection {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///`SpendControlLimitSnapshot`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SpendControlLimitSnapshot {
+    pub limit: ::std::string::String,
+    #[serde(rename = "remainingPercent")]
+    pub remaining_percent: i32,
+    #[serde(rename = "resetsAt")]
+    pub resets_at: i64,
+    pub used: ::std::string::String,
 }
 ///`SubAgentActivityKind`
 #[derive(
@@ -3952,6 +4783,187 @@ impl ::std::convert::From<::serde_json::Map<::std::string::String, ::serde_json:
         Self(value)
     }
 }
+///`ThreadArchivedNotification`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadArchivedNotification {
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadCompactStartParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadCompactStartParams {
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadCompactStartResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct ThreadCompactStartResponse(
+    pub ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+);
+impl ::std::ops::Deref for ThreadCompactStartResponse {
+    type Target = ::serde_json::Map<::std::string::String, ::serde_json::Value>;
+    fn deref(&self) -> &::serde_json::Map<::std::string::String, ::serde_json::Value> {
+        &self.0
+    }
+}
+impl ::std::convert::From<ThreadCompactStartResponse>
+    for ::serde_json::Map<::std::string::String, ::serde_json::Value>
+{
+    fn from(value: ThreadCompactStartResponse) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::serde_json::Map<::std::string::String, ::serde_json::Value>>
+    for ThreadCompactStartResponse
+{
+    fn from(value: ::serde_json::Map<::std::string::String, ::serde_json::Value>) -> Self {
+        Self(value)
+    }
+}
+///`ThreadDeleteParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadDeleteParams {
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadDeleteResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct ThreadDeleteResponse(pub ::serde_json::Map<::std::string::String, ::serde_json::Value>);
+impl ::std::ops::Deref for ThreadDeleteResponse {
+    type Target = ::serde_json::Map<::std::string::String, ::serde_json::Value>;
+    fn deref(&self) -> &::serde_json::Map<::std::string::String, ::serde_json::Value> {
+        &self.0
+    }
+}
+impl ::std::convert::From<ThreadDeleteResponse>
+    for ::serde_json::Map<::std::string::String, ::serde_json::Value>
+{
+    fn from(value: ThreadDeleteResponse) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::serde_json::Map<::std::string::String, ::serde_json::Value>>
+    for ThreadDeleteResponse
+{
+    fn from(value: ::serde_json::Map<::std::string::String, ::serde_json::Value>) -> Self {
+        Self(value)
+    }
+}
+///There are two ways to fork a thread: 1. By thread_id: load the thread from disk by thread_id and fork it into a new thread. 2. By path: load the thread from disk by path and fork it into a new thread.
+///
+///If using a non-empty path, the thread_id param will be ignored. Empty string path values are treated as absent.
+///
+///Prefer using thread_id whenever possible.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadForkParams {
+    #[serde(
+        rename = "approvalPolicy",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub approval_policy: ::std::option::Option<AskForApproval>,
+    ///Override where approval requests are routed for review on this thread and subsequent turns.
+    #[serde(
+        rename = "approvalsReviewer",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub approvals_reviewer: ::std::option::Option<ApprovalsReviewer>,
+    #[serde(
+        rename = "baseInstructions",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub base_instructions: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub config:
+        ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "developerInstructions",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub developer_instructions: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub ephemeral: ::std::option::Option<bool>,
+    ///When true, return only thread metadata and live fork state without populating `thread.turns`. This is useful when the client plans to call `thread/turns/list` immediately after forking. Full-history hydration is deprecated for paginated threads; use this with `thread/turns/list` and `thread/items/list` instead.
+    #[serde(
+        rename = "excludeTurns",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub exclude_turns: ::std::option::Option<bool>,
+    ///Optional last turn id to fork through, inclusive.
+    ///
+    ///When specified, turns after `last_turn_id` are omitted from the fork. The referenced turn cannot be in progress.
+    #[serde(
+        rename = "lastTurnId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub last_turn_id: ::std::option::Option<::std::string::String>,
+    ///Configuration overrides for the forked thread, if any.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub model: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "modelProvider",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub model_provider: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sandbox: ::std::option::Option<SandboxMode>,
+    #[serde(
+        rename = "serviceTier",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_tier: ::std::option::Option<::std::string::String>,
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+    ///Optional client-supplied analytics source classification for this forked thread.
+    #[serde(
+        rename = "threadSource",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub thread_source: ::std::option::Option<ThreadSource>,
+}
+///`ThreadForkResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadForkResponse {
+    #[serde(rename = "approvalPolicy")]
+    pub approval_policy: AskForApproval,
+    ///Reviewer currently used for approval requests on this thread.
+    #[serde(rename = "approvalsReviewer")]
+    pub approvals_reviewer: ApprovalsReviewer,
+    pub cwd: AbsolutePathBuf,
+    ///Saved list of disabled plugin IDs. Does not yet filter plugin capabilities.
+    #[serde(
+        rename = "disabledPluginIds",
+        default,
+        skip_serializing_if = "::std::vec::Vec::is_empty"
+    )]
+    pub disabled_plugin_ids: ::std::vec::Vec<::std::string::String>,
+    ///Environment-native paths to instruction source files currently loaded for this thread.
+    #[serde(
+        rename = "instructionSources",
+        default,
+        skip_serializing_if = "::std::vec::Vec::is_empty"
+    )]
+    pub instruction_sources: ::std::vec::Vec<LegacyAppPathString>,
+    pub model: ::std::string::String,
+    #[serde(rename = "modelProvider")]
+    pub model_provider: ::std::string::String,
+    #[serde(
+        rename = "reasoningEffort",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reasoning_effort: ::std::option::Option<ReasoningEffort>,
+    ///Legacy sandbox policy retained for compatibility. Experimental clients should prefer `activePermissionProfile` for profile provenance.
+    pub sandbox: SandboxPolicy,
+    #[serde(
+        rename = "serviceTier",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub service_tier: ::std::option::Option<::std::string::String>,
+    pub thread: Thread,
+}
 ///`ThreadGoal`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ThreadGoal {
@@ -4209,6 +5221,149 @@ impl ::std::convert::TryFrom<::std::string::String> for ThreadHistoryMode {
         value.parse()
     }
 }
+///`ThreadInjectItemsParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadInjectItemsParams {
+    ///Raw Responses API items to append to the thread's model-visible history.
+    pub items: ::std::vec::Vec<::serde_json::Value>,
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadInjectItemsResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct ThreadInjectItemsResponse(
+    pub ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+);
+impl ::std::ops::Deref for ThreadInjectItemsResponse {
+    type Target = ::serde_json::Map<::std::string::String, ::serde_json::Value>;
+    fn deref(&self) -> &::serde_json::Map<::std::string::String, ::serde_json::Value> {
+        &self.0
+    }
+}
+impl ::std::convert::From<ThreadInjectItemsResponse>
+    for ::serde_json::Map<::std::string::String, ::serde_json::Value>
+{
+    fn from(value: ThreadInjectItemsResponse) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::serde_json::Map<::std::string::String, ::serde_json::Value>>
+    for ThreadInjectItemsResponse
+{
+    fn from(value: ::serde_json::Map<::std::string::String, ::serde_json::Value>) -> Self {
+        Self(value)
+    }
+}
+///`ThreadItemEntry`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadItemEntry {
+    ///Unix timestamp (milliseconds) when the item completed, if recorded by the producer.
+    #[serde(
+        rename = "completedAtMs",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub completed_at_ms: ::std::option::Option<i64>,
+    pub item: ThreadItem,
+    ///Unix timestamp (milliseconds) when the item started, if recorded by the producer.
+    #[serde(
+        rename = "startedAtMs",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub started_at_ms: ::std::option::Option<i64>,
+    ///Turn containing this item.
+    #[serde(rename = "turnId")]
+    pub turn_id: ::std::string::String,
+}
+///`ThreadItemOutputDeferral`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct ThreadItemOutputDeferral(
+    pub ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+);
+impl ::std::ops::Deref for ThreadItemOutputDeferral {
+    type Target = ::serde_json::Map<::std::string::String, ::serde_json::Value>;
+    fn deref(&self) -> &::serde_json::Map<::std::string::String, ::serde_json::Value> {
+        &self.0
+    }
+}
+impl ::std::convert::From<ThreadItemOutputDeferral>
+    for ::serde_json::Map<::std::string::String, ::serde_json::Value>
+{
+    fn from(value: ThreadItemOutputDeferral) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<::serde_json::Map<::std::string::String, ::serde_json::Value>>
+    for ThreadItemOutputDeferral
+{
+    fn from(value: ::serde_json::Map<::std::string::String, ::serde_json::Value>) -> Self {
+        Self(value)
+    }
+}
+///An exclusive item position within the requested visible turn.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", content = "itemId")]
+pub enum ThreadItemsListAnchor {
+    ///ItemThreadItemsListAnchor
+    #[serde(rename = "item")]
+    Item(::std::string::String),
+}
+///Starting position for an item-history page.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadItemsListCursor {
+    #[serde(flatten, skip_serializing_if = "::std::option::Option::is_none")]
+    pub subtype_0: ::std::option::Option<::std::string::String>,
+    #[serde(flatten, skip_serializing_if = "::std::option::Option::is_none")]
+    pub subtype_1: ::std::option::Option<ThreadItemsListAnchor>,
+}
+///`ThreadItemsListParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadItemsListParams {
+    ///Opaque continuation cursor or an exclusive item anchor in the requested visible turn. An item anchor requires a non-empty `turnId`; ascending (the default) returns items after it, and descending returns items before it. Continue with the returned string cursor.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cursor: ::std::option::Option<ThreadItemsListCursor>,
+    ///For a single turn, choose which saved outputs to fetch separately by item ID.
+    #[serde(
+        rename = "deferOutput",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub defer_output: ::std::option::Option<ThreadItemOutputDeferral>,
+    ///Optional item page size.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<u32>,
+    ///Optional item pagination direction; defaults to ascending.
+    #[serde(
+        rename = "sortDirection",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sort_direction: ::std::option::Option<SortDirection>,
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+    ///Optional turn id to filter by. When omitted, returns items across the thread.
+    #[serde(
+        rename = "turnId",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+}
+///`ThreadItemsListResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadItemsListResponse {
+    ///Opaque cursor to pass as `cursor` when reversing `sortDirection`. This is only populated when the page contains at least one item.
+    #[serde(
+        rename = "backwardsCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub backwards_cursor: ::std::option::Option<::std::string::String>,
+    pub data: ::std::vec::Vec<ThreadItemEntry>,
+    ///Opaque cursor to pass to the next call to continue after the last item. if None, there are no more items to return.
+    #[serde(
+        rename = "nextCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub next_cursor: ::std::option::Option<::std::string::String>,
+}
 ///`ThreadListCwdFilter`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
@@ -4304,6 +5459,28 @@ pub struct ThreadListResponse {
     )]
     pub backwards_cursor: ::std::option::Option<::std::string::String>,
     pub data: ::std::vec::Vec<Thread>,
+    ///Opaque cursor to pass to the next call to continue after the last item. if None, there are no more items to return.
+    #[serde(
+        rename = "nextCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub next_cursor: ::std::option::Option<::std::string::String>,
+}
+///`ThreadLoadedListParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadLoadedListParams {
+    ///Opaque pagination cursor returned by a previous call.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cursor: ::std::option::Option<::std::string::String>,
+    ///Optional page size; defaults to no limit.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<u32>,
+}
+///`ThreadLoadedListResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadLoadedListResponse {
+    ///Thread ids for sessions currently loaded in memory.
+    pub data: ::std::vec::Vec<::std::string::String>,
     ///Opaque cursor to pass to the next call to continue after the last item. if None, there are no more items to return.
     #[serde(
         rename = "nextCursor",
@@ -4453,6 +5630,39 @@ pub struct ThreadResumeResponse {
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub service_tier: ::std::option::Option<::std::string::String>,
+    pub thread: Thread,
+    ///Opaque cursor for hydrating paginated turns backwards.
+    ///
+    ///Pass this as `cursor` to `thread/turns/list` with `sortDirection: "desc"`. The first page includes the turn identified by the cursor.
+    #[serde(
+        rename = "turnsBackwardsCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub turns_backwards_cursor: ::std::option::Option<::std::string::String>,
+}
+///Replace a paginated thread's durable history with the prefix before one turn.
+///
+///This only changes persisted conversation history. It does not revert local file changes.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadRevertParams {
+    ///Turn excluded from the replacement history, together with every later turn.
+    #[serde(rename = "beforeTurnId")]
+    pub before_turn_id: ::std::string::String,
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadRevertResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadRevertResponse {
+    ///Opaque cursor for hydrating paginated items backwards.
+    ///
+    ///Pass this as `cursor` to `thread/items/list` with `sortDirection: "desc"`. The first page includes the item identified by the cursor.
+    #[serde(
+        rename = "itemsBackwardsCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub items_backwards_cursor: ::std::option::Option<::std::string::String>,
+    ///Updated loaded thread metadata. `turns` is always empty; hydrate retained history through `thread/turns/list`.
     pub thread: Thread,
     ///Opaque cursor for hydrating paginated turns backwards.
     ///
@@ -4863,6 +6073,47 @@ pub struct ThreadTokenUsageUpdatedNotification {
     #[serde(rename = "turnId")]
     pub turn_id: ::std::string::String,
 }
+///`ThreadTurnsListParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadTurnsListParams {
+    ///Opaque cursor to pass to the next call to continue after the last turn.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cursor: ::std::option::Option<::std::string::String>,
+    ///How much item detail to include for each returned turn; defaults to summary.
+    #[serde(
+        rename = "itemsView",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub items_view: ::std::option::Option<TurnItemsView>,
+    ///Optional turn page size.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub limit: ::std::option::Option<u32>,
+    ///Optional turn pagination direction; defaults to descending.
+    #[serde(
+        rename = "sortDirection",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub sort_direction: ::std::option::Option<SortDirection>,
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadTurnsListResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadTurnsListResponse {
+    ///Opaque cursor to pass as `cursor` when reversing `sortDirection`. This is only populated when the page contains at least one turn. Use it with the opposite `sortDirection` to include the anchor turn again and catch updates to that turn.
+    #[serde(
+        rename = "backwardsCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub backwards_cursor: ::std::option::Option<::std::string::String>,
+    pub data: ::std::vec::Vec<Turn>,
+    ///Opaque cursor to pass to the next call to continue after the last turn. if None, there are no more turns to return.
+    #[serde(
+        rename = "nextCursor",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub next_cursor: ::std::option::Option<::std::string::String>,
+}
 ///`ThreadUnarchiveParams`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ThreadUnarchiveParams {
@@ -4873,6 +6124,138 @@ pub struct ThreadUnarchiveParams {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ThreadUnarchiveResponse {
     pub thread: Thread,
+}
+///`ThreadUnarchivedNotification`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadUnarchivedNotification {
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadUnsubscribeParams`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ThreadUnsubscribeParams {
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadUnsubscribeResponse`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadUnsubscribeResponse {
+    pub status: ThreadUnsubscribeStatus,
+}
+///`ThreadUnsubscribeStatus`
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ThreadUnsubscribeStatus {
+    #[serde(rename = "notLoaded")]
+    NotLoaded,
+    #[serde(rename = "notSubscribed")]
+    NotSubscribed,
+    #[serde(rename = "unsubscribed")]
+    Unsubscribed,
+}
+impl ::std::fmt::Display for ThreadUnsubscribeStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::NotLoaded => f.write_str("notLoaded"),
+            Self::NotSubscribed => f.write_str("notSubscribed"),
+            Self::Unsubscribed => f.write_str("unsubscribed"),
+        }
+    }
+}
+impl ::std::str::FromStr for ThreadUnsubscribeStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "notLoaded" => Ok(Self::NotLoaded),
+            "notSubscribed" => Ok(Self::NotSubscribed),
+            "unsubscribed" => Ok(Self::Unsubscribed),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ThreadUnsubscribeStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ThreadUnsubscribeStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`ThreadUsage`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadUsage {
+    #[serde(rename = "estimatedUsageCreditsMicros")]
+    pub estimated_usage_credits_micros: i64,
+    #[serde(
+        rename = "estimatedUsageUsdMicros",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub estimated_usage_usd_micros: ::std::option::Option<i64>,
+    pub groups: ::std::vec::Vec<ThreadUsageBreakdownGroup>,
+    ///Native dollar usage, independent of credit estimates. None means unknown, not zero.
+    #[serde(
+        rename = "nativeUsageUsdMicros",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub native_usage_usd_micros: ::std::option::Option<i64>,
+    #[serde(rename = "threadId")]
+    pub thread_id: ::std::string::String,
+}
+///`ThreadUsageBreakdownGroup`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ThreadUsageBreakdownGroup {
+    #[serde(
+        rename = "cachedInputTokens",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub cached_input_tokens: ::std::option::Option<i64>,
+    #[serde(rename = "estimatedUsageCreditsMicros")]
+    pub estimated_usage_credits_micros: i64,
+    #[serde(
+        rename = "inputTokens",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub input_tokens: ::std::option::Option<i64>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub model: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "netNewInputTokens",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub net_new_input_tokens: ::std::option::Option<i64>,
+    #[serde(
+        rename = "outputTokens",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub output_tokens: ::std::option::Option<i64>,
+    #[serde(
+        rename = "reasoningEffort",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub reasoning_effort: ::std::option::Option<::std::string::String>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub speed: ::std::option::Option<::std::string::String>,
+    #[serde(
+        rename = "totalTokens",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub total_tokens: ::std::option::Option<i64>,
 }
 ///`TokenUsageBreakdown`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
