@@ -122,10 +122,11 @@ fn daemon_status(o: &Value) -> String {
     table.add_row(vec![
         "lanes".into(),
         format!(
-            "{} total: {} idle, {} busy, {} waiting approval, {} error",
+            "{} total: {} idle, {} busy, {} retrying, {} waiting approval, {} error",
             text(&lanes["total"]),
             text(&lanes["idle"]),
             text(&lanes["busy"]),
+            text(&lanes["retrying"]),
             text(&lanes["waiting_approval"]),
             text(&lanes["error"])
         ),
@@ -318,7 +319,19 @@ fn new(o: &Value) -> String {
         Some(false) => lines.push("the first message was not accepted".into()),
         None => {}
     }
+    lines.extend(warnings(o));
     lines.join("\n")
+}
+
+/// The `warnings` of a write, one `warning: ...` line each.
+fn warnings(o: &Value) -> Vec<String> {
+    o["warnings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|w| format!("warning: {}", text(w)))
+        .collect()
 }
 
 fn get(o: &Value) -> String {
@@ -343,6 +356,25 @@ fn get(o: &Value) -> String {
         l["model"].as_str().unwrap_or("Codex default").to_owned(),
     ]);
     table.add_row(vec!["latest turn".into(), turn_line(&l["latest_turn"])]);
+    if let Some(attempts) = l["retry"]["attempts"].as_u64() {
+        table.add_row(vec![
+            "retrying".into(),
+            format!(
+                "attempt {attempts}, last error at {}: {}",
+                text(&l["retry"]["at"]),
+                text(&l["retry"]["last_error"])
+            ),
+        ]);
+    }
+    if !l["stalled_since"].is_null() {
+        table.add_row(vec![
+            "stalled".into(),
+            format!("no App Server event since {}", text(&l["stalled_since"])),
+        ]);
+    }
+    if !l["hint"].is_null() {
+        table.add_row(vec!["hint".into(), text(&l["hint"])]);
+    }
     if !l["goal"].is_null() {
         table.add_row(vec![
             "goal".into(),
@@ -365,6 +397,9 @@ fn get(o: &Value) -> String {
         ),
     ]);
     let mut out = plain(&table);
+    let running_turn = l["latest_turn"]["id"]
+        .as_str()
+        .filter(|_| l["latest_turn"]["status"] == "in_progress");
     for e in o["errors"]
         .as_array()
         .map(Vec::as_slice)
@@ -372,10 +407,11 @@ fn get(o: &Value) -> String {
         .iter()
         .take(5)
     {
-        let retry = if e["will_retry"] == true {
-            " (Codex is retrying)"
-        } else {
-            ""
+        // "retrying" only while the turn it was said of still runs.
+        let retry = match (e["will_retry"] == true, e["turn_id"].as_str()) {
+            (true, Some(turn)) if Some(turn) == running_turn => " (Codex is retrying)",
+            (true, _) => " (Codex retried; that turn has ended)",
+            (false, _) => "",
         };
         out.push_str(&format!(
             "\nerror {}: {}{retry}",
@@ -440,12 +476,14 @@ fn send(o: &Value) -> String {
     } else {
         "accepted, new turn"
     };
-    format!(
+    let mut lines = vec![format!(
         "message {how} {} on lane {}; follow it with `dispatch get {}`",
         text(&o["turn_id"]),
         text(&o["lane"]["ref"]),
         text(&o["lane"]["ref"])
-    )
+    )];
+    lines.extend(warnings(o));
+    lines.join("\n")
 }
 
 fn stop(o: &Value) -> String {

@@ -1,7 +1,8 @@
 //! Registry rows as the contract's shapes.
 
 use dispatch_contract::types::{
-    Goal, Lane, LaneError, LaneOwnership, LaneRef, LaneStatus, LatestTurn, TailItem, TurnStatus,
+    Goal, Lane, LaneError, LaneOwnership, LaneRef, LaneStatus, LatestTurn, Retry, TailItem,
+    TurnStatus,
 };
 use dispatch_registry as registry;
 
@@ -58,6 +59,7 @@ pub fn status(status: registry::LaneStatus) -> LaneStatus {
     match status {
         registry::LaneStatus::Idle => LaneStatus::Idle,
         registry::LaneStatus::Busy => LaneStatus::Busy,
+        registry::LaneStatus::Retrying => LaneStatus::Retrying,
         registry::LaneStatus::WaitingApproval => LaneStatus::WaitingApproval,
         registry::LaneStatus::Error => LaneStatus::Error,
         registry::LaneStatus::Archived => LaneStatus::Archived,
@@ -69,6 +71,7 @@ pub fn registry_status(status: LaneStatus) -> registry::LaneStatus {
     match status {
         LaneStatus::Idle => registry::LaneStatus::Idle,
         LaneStatus::Busy => registry::LaneStatus::Busy,
+        LaneStatus::Retrying => registry::LaneStatus::Retrying,
         LaneStatus::WaitingApproval => registry::LaneStatus::WaitingApproval,
         LaneStatus::Error => registry::LaneStatus::Error,
         LaneStatus::Archived => registry::LaneStatus::Archived,
@@ -93,9 +96,80 @@ pub fn write_lock(row: &registry::LaneRow, allow_attached_writes: bool) -> Optio
     })
 }
 
+/// What showing a lane depends on besides its row.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    /// `[policy] allow_attached_writes`.
+    pub allow_attached_writes: bool,
+    /// `[lanes] stall_after_s`, in milliseconds.
+    pub stall_after_ms: i64,
+    /// Now (Unix epoch milliseconds).
+    pub now_ms: i64,
+}
+
+/// When a running lane went silent, if it has been silent longer than the stall limit.
+pub fn stalled_since(row: &registry::LaneRow, view: &View) -> Option<i64> {
+    let running = matches!(
+        row.status,
+        registry::LaneStatus::Busy | registry::LaneStatus::Retrying
+    );
+    (running && view.now_ms - row.updated_at_ms >= view.stall_after_ms).then_some(row.updated_at_ms)
+}
+
+/// What to do about a lane that needs attention, in the words of the CLI.
+fn hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> Option<String> {
+    let lane = &row.lane_ref;
+    let cause = row.error_cause.as_deref();
+    let stop = format!("`dispatch stop {lane}` ends the turn");
+    match row.status {
+        registry::LaneStatus::Retrying => Some(match cause {
+            Some("authentication") => format!(
+                "the model provider refused the credentials: run `codex login` (or fix the \
+                 provider's API key); {stop}"
+            ),
+            Some("network") => format!(
+                "Codex cannot reach the model provider and keeps retrying: check the network \
+                 and the provider's base_url in Codex's config.toml; {stop}"
+            ),
+            Some("rate_limit") => {
+                format!("the model provider is rate limiting; Codex retries by itself; {stop}")
+            }
+            _ => format!("the model provider failed and Codex is retrying; {stop}"),
+        }),
+        registry::LaneStatus::Busy => stalled.map(|since| {
+            format!(
+                "no event from the App Server for {} s: the model provider may hang; \
+                 `dispatch watch {lane}` shows whether it moves, {stop}",
+                (view.now_ms - since) / 1000
+            )
+        }),
+        registry::LaneStatus::WaitingApproval => Some(format!(
+            "a request waits for an answer: `dispatch requests --lane {lane}` lists it, \
+             `dispatch respond <request-id> accept|decline` answers it"
+        )),
+        registry::LaneStatus::Error => Some(match cause {
+            Some("authentication") => format!(
+                "authentication failed at the model provider: run `codex login` (or fix the \
+                 provider's API key), then `dispatch send {lane} ...` again"
+            ),
+            Some("network") => format!(
+                "the model provider was unreachable: check the network, then \
+                 `dispatch send {lane} ...` again"
+            ),
+            _ => format!(
+                "the last turn failed: `dispatch tail {lane}` shows what happened; \
+                 `dispatch send {lane} ...` tries again"
+            ),
+        }),
+        registry::LaneStatus::Idle | registry::LaneStatus::Archived => None,
+    }
+}
+
 /// A lane as `get`, `list` and `new` show it.
-pub fn lane(row: registry::LaneRow, allow_attached_writes: bool) -> Lane {
-    let write_locked_reason = write_lock(&row, allow_attached_writes);
+pub fn lane(row: registry::LaneRow, view: &View) -> Lane {
+    let write_locked_reason = write_lock(&row, view.allow_attached_writes);
+    let stalled = stalled_since(&row, view);
+    let hint = hint(&row, stalled, view);
     Lane {
         ref_: row.lane_ref,
         id: row.thread_id,
@@ -110,6 +184,16 @@ pub fn lane(row: registry::LaneRow, allow_attached_writes: bool) -> Lane {
         cwd: row.cwd,
         model: row.model,
         status: status(row.status),
+        retry: row.retry.map(|r| Retry {
+            attempts: u64::try_from(r.attempts)
+                .ok()
+                .and_then(std::num::NonZeroU64::new)
+                .unwrap_or(std::num::NonZeroU64::MIN),
+            last_error: r.error,
+            at: r.at_ms.map(rfc3339),
+        }),
+        stalled_since: stalled.map(rfc3339),
+        hint,
         latest_turn: row.latest_turn.map(|t| LatestTurn {
             id: t.turn_id,
             status: turn_status(t.status),
@@ -138,6 +222,7 @@ pub fn error(row: registry::ErrorRow) -> LaneError {
         turn_id: row.turn_id,
         message: row.message,
         will_retry: row.will_retry,
+        cause: row.cause,
         at: rfc3339(row.at_ms),
     }
 }

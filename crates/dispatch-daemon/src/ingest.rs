@@ -6,18 +6,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use codex_app_server::protocol::{
-    ServerNotification, ThreadActiveFlag, ThreadItem, ThreadStatus, UserInput,
+    ErrorNotification, ServerNotification, ThreadActiveFlag, ThreadItem, ThreadStatus,
+    TurnInterruptParams, UserInput,
 };
 use codex_app_server::{Event, ServerRequest};
 use dispatch_registry::{
-    Fact, LaneFilter, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow,
-    TurnStatus,
+    Fact, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow, TurnStatus,
 };
 use serde_json::Value;
 
 use dispatch_home::ApprovalPolicy;
 
 use crate::convert::{goal_row, now_ms, wire_name};
+use crate::provider_error;
+use crate::reconcile::Why;
 use crate::service::Service;
 
 /// Events taken from the subscription into one registry transaction at the most.
@@ -44,7 +46,8 @@ pub async fn run(service: Arc<Service>) {
         drop(server);
         if generation != seen_generation {
             if seen_generation != 0 {
-                service.recover_after_restart(now_ms()).await;
+                service.reconcile_running(Why::AppServerRestart).await;
+                service.resume_loaded().await;
             }
             seen_generation = generation;
         }
@@ -93,6 +96,9 @@ const EARLY_THREADS: usize = 256;
 struct LaneCache {
     refs: HashMap<String, Option<String>>,
     early: HashMap<String, Vec<Arc<ServerNotification>>>,
+    /// Turns dispatch interrupted because the provider refused the credentials, with the
+    /// message to record: they end as failed, not interrupted.
+    auth_failed: HashMap<String, String>,
 }
 
 impl LaneCache {
@@ -142,9 +148,16 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
                     continue;
                 };
                 for early in lanes.take_early(&thread_id) {
-                    batch.push(record(lane_ref.clone(), &early));
+                    batch.push(record(lane_ref.clone(), &early, &mut lanes.auth_failed));
                 }
-                batch.push(record(lane_ref.clone(), &notification));
+                if let ServerNotification::Error(error) = notification.as_ref() {
+                    end_refused_turn(service, lanes, error);
+                }
+                batch.push(record(
+                    lane_ref.clone(),
+                    &notification,
+                    &mut lanes.auth_failed,
+                ));
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
                     flush(service, &mut batch).await;
                     settle_request(service, &lane_ref, &thread_id, &resolved.request_id).await;
@@ -170,6 +183,35 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
         }
     }
     flush(service, &mut batch).await;
+}
+
+/// Codex retries a provider that refused the credentials as if it were a network failure
+/// (`Reconnecting... 1/5` with HTTP 401): retrying cannot help, so dispatch ends the turn at
+/// the first such error, and records it as failed for authentication.
+fn end_refused_turn(service: &Service, lanes: &mut LaneCache, error: &ErrorNotification) {
+    let cause = provider_error::classify(&error.error);
+    if !error.will_retry || !cause.is_authentication() {
+        return;
+    }
+    if lanes.auth_failed.contains_key(&error.turn_id) {
+        return;
+    }
+    lanes.auth_failed.insert(
+        error.turn_id.clone(),
+        provider_error::message(&error.error, cause),
+    );
+    let Some((server, _)) = service.app_server().current() else {
+        return;
+    };
+    let params = TurnInterruptParams {
+        thread_id: error.thread_id.clone(),
+        turn_id: error.turn_id.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(err) = server.call(&params).await {
+            tracing::warn!(%err, turn = params.turn_id, "ending a turn the provider refused");
+        }
+    });
 }
 
 async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
@@ -340,15 +382,23 @@ pub fn turn_row(turn: &codex_app_server::protocol::Turn) -> TurnRow {
             Wire::Interrupted => TurnStatus::Interrupted,
             Wire::Failed => TurnStatus::Failed,
         },
-        error: turn.error.as_ref().map(|e| e.message.clone()),
+        error: turn
+            .error
+            .as_ref()
+            .map(|e| provider_error::message(e, provider_error::classify(e))),
         started_at_ms: turn.started_at.map(seconds_or_ms),
         completed_at_ms: turn.completed_at.map(seconds_or_ms),
         duration_ms: turn.duration_ms,
     }
 }
 
-/// The registry's record of one notification.
-fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
+/// The registry's record of one notification; `auth_failed` holds the turns dispatch ended
+/// for authentication (taken out when they complete).
+fn record(
+    lane_ref: String,
+    notification: &ServerNotification,
+    auth_failed: &mut HashMap<String, String>,
+) -> Recorded {
     let at_ms = now_ms();
     let mut event = Some(NewEvent {
         method: notification.method().to_owned(),
@@ -367,9 +417,12 @@ fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
         }
         ServerNotification::TurnCompleted(n) => {
             turn = Some(n.turn.id.clone());
-            vec![Fact::TurnCompleted {
-                turn: turn_row(&n.turn),
-            }]
+            let mut row = turn_row(&n.turn);
+            if let Some(message) = auth_failed.remove(&n.turn.id) {
+                row.status = TurnStatus::Failed;
+                row.error = Some(message);
+            }
+            vec![Fact::TurnCompleted { turn: row }]
         }
         ServerNotification::ItemStarted(n) => {
             turn = Some(n.turn_id.clone());
@@ -397,18 +450,21 @@ fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
         }
         ServerNotification::Error(n) => {
             turn = Some(n.turn_id.clone());
+            let cause = provider_error::classify(&n.error);
+            let message = provider_error::message(&n.error, cause);
             vec![
                 Fact::Error {
                     turn_id: Some(n.turn_id.clone()),
-                    message: n.error.message.clone(),
+                    message: message.clone(),
                     will_retry: n.will_retry,
+                    cause: Some(cause.as_str().to_owned()),
                     at_ms,
                 },
                 Fact::Item {
                     turn_id: Some(n.turn_id.clone()),
                     item_id: format!("error-{}-{at_ms}", n.turn_id),
                     kind: "error".to_owned(),
-                    text: Some(n.error.message.clone()),
+                    text: Some(message),
                     status: Some(if n.will_retry { "retrying" } else { "final" }.to_owned()),
                     at_ms,
                 },
@@ -449,83 +505,5 @@ fn record(lane_ref: String, notification: &ServerNotification) -> Recorded {
         lane_ref,
         event,
         facts,
-    }
-}
-
-impl Service {
-    /// After an App Server restart (noticed at `restarted_at_ms`): turns that were running
-    /// in the dead process are interrupted with a persisted error, pending requests
-    /// cancelled, and the threads that were loaded are resumed.
-    pub async fn recover_after_restart(&self, restarted_at_ms: i64) {
-        let registry = self.registry();
-        let at_ms = restarted_at_ms;
-        let filter = LaneFilter {
-            status: None,
-            include_archived: false,
-            limit: u32::MAX,
-        };
-        let lanes = match registry.list_lanes(&filter).await {
-            Ok(lanes) => lanes,
-            Err(err) => {
-                tracing::error!(%err, "listing lanes after an App Server restart");
-                return;
-            }
-        };
-        let message = "the Codex App Server exited while this turn ran; it was interrupted";
-        let mut batch = Vec::new();
-        for lane in lanes {
-            let running = lane
-                .latest_turn
-                .as_ref()
-                .filter(|t| t.status == TurnStatus::InProgress)
-                // A turn started in the new process is not the dead one's.
-                .filter(|t| {
-                    t.started_at_ms
-                        .is_none_or(|started| started <= restarted_at_ms)
-                })
-                .map(|t| t.turn_id.clone());
-            if let Some(turn_id) = running {
-                batch.push(Recorded {
-                    lane_ref: lane.lane_ref.clone(),
-                    event: None,
-                    facts: vec![
-                        Fact::Error {
-                            turn_id: Some(turn_id.clone()),
-                            message: message.into(),
-                            will_retry: false,
-                            at_ms,
-                        },
-                        Fact::TurnCompleted {
-                            turn: TurnRow {
-                                turn_id,
-                                status: TurnStatus::Interrupted,
-                                error: Some(message.into()),
-                                started_at_ms: lane
-                                    .latest_turn
-                                    .as_ref()
-                                    .and_then(|t| t.started_at_ms),
-                                completed_at_ms: Some(at_ms),
-                                duration_ms: None,
-                            },
-                        },
-                    ],
-                });
-            }
-        }
-        if let Err(err) = registry.record(&batch).await {
-            tracing::error!(%err, "marking interrupted turns after a restart");
-        }
-        match registry.pending_requests(None).await {
-            Ok(pending) => {
-                for request in pending {
-                    let _ = registry
-                        .finish_request(request.id, RequestStatus::Cancelled, None, at_ms)
-                        .await;
-                }
-            }
-            Err(err) => tracing::error!(%err, "cancelling pending requests after a restart"),
-        }
-        self.resume_loaded().await;
-        self.events_stored().await;
     }
 }

@@ -2,9 +2,9 @@
 //! operations, plus the read operations answered from the registry (`get`, `list`, `tail`).
 
 use codex_app_server::protocol::{
-    AskForApproval, SandboxMode, ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams,
-    ThreadResumeParams, ThreadSetNameParams, ThreadStartParams, TurnInterruptParams,
-    TurnStartParams, TurnSteerParams, UserInput,
+    AskForApproval, GetAccountParams, SandboxMode, ThreadGoalClearParams, ThreadGoalGetParams,
+    ThreadGoalSetParams, ThreadResumeParams, ThreadSetNameParams, ThreadStartParams,
+    TurnInterruptParams, TurnStartParams, TurnSteerParams, UserInput,
 };
 use dispatch_contract::types::{
     GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
@@ -25,6 +25,26 @@ use crate::service::Service;
 
 fn text_input(text: &str) -> Vec<UserInput> {
     vec![UserInput::text(text)]
+}
+
+/// A turn `start_turn` started (or steered into).
+struct StartedTurn {
+    turn_id: String,
+    steered: bool,
+    warnings: Vec<String>,
+}
+
+/// The lane's running turn, if its state says one runs.
+fn running_turn(lane: &LaneRow) -> Option<String> {
+    let running = matches!(
+        lane.status,
+        LaneStatus::Busy | LaneStatus::Retrying | LaneStatus::WaitingApproval
+    );
+    lane.latest_turn
+        .as_ref()
+        .filter(|_| running)
+        .filter(|turn| turn.status == dispatch_registry::TurnStatus::InProgress)
+        .map(|turn| turn.turn_id.clone())
 }
 
 fn limit(n: std::num::NonZeroU64) -> u32 {
@@ -117,15 +137,18 @@ impl Service {
         Ok(())
     }
 
-    /// Starts a turn with `text` and records it as started before returning, so the lane is
-    /// busy for the next caller even before `turn/started` arrives. Returns the turn id.
+    /// Starts a turn with `text` on `lane` (whose write lock the caller holds) and records it
+    /// as started before returning, so the lane is busy for the next caller even before
+    /// `turn/started` arrives. The turn happened once `turn/start` answered: a registry failure
+    /// after that is a warning in the answer, never an error that would invite a resend.
     async fn start_turn(
         &self,
         server: &codex_app_server::AppServer,
         lane: &LaneRow,
         text: &str,
         effort: Option<String>,
-    ) -> Result<String, DispatchError> {
+    ) -> Result<StartedTurn, DispatchError> {
+        let asked_at_s = now_ms() / 1000;
         let turn = server
             .call(&TurnStartParams {
                 thread_id: lane.thread_id.clone(),
@@ -134,17 +157,63 @@ impl Service {
                 ..Default::default()
             })
             .await
-            .map_err(app_server_error)?;
-        let turn_id = turn.turn.id;
+            .map_err(app_server_error)?
+            .turn;
+        let mut warnings = Vec::new();
+        // `turn/start` on a thread whose turn runs (one Codex started by itself, for a goal)
+        // steers that turn and answers with it; a turn that started well before the call
+        // cannot be the one this call started.
+        let steered = turn.started_at.is_some_and(|at| at < asked_at_s - 2);
+        if steered {
+            warnings.push(format!(
+                "Codex was already running turn {} on this lane (one it started itself) and \
+                 added the message to it",
+                turn.id
+            ));
+        }
         let started = Fact::TurnStarted {
-            turn_id: turn_id.clone(),
+            turn_id: turn.id.clone(),
             at_ms: now_ms(),
         };
-        self.record_facts(&lane.lane_ref, vec![started]).await?;
-        Ok(turn_id)
+        if let Err(err) = self.record_facts(&lane.lane_ref, vec![started]).await {
+            tracing::error!(lane = lane.lane_ref, turn = turn.id, err = %err.message, "recording a started turn");
+            warnings.push(format!(
+                "turn {} started, but the registry could not record it ({}); the lane shows it \
+                 once the registry can be written",
+                turn.id, err.message
+            ));
+        }
+        Ok(StartedTurn {
+            turn_id: turn.id,
+            steered,
+            warnings,
+        })
     }
 
-    /// `new`.
+    /// A warning when Codex has no credentials for a provider that needs them.
+    async fn credential_warning(&self, server: &codex_app_server::AppServer) -> Option<String> {
+        match server
+            .call(&GetAccountParams {
+                refresh_token: Some(false),
+            })
+            .await
+        {
+            Ok(account) if account.requires_openai_auth && account.account.is_none() => Some(
+                "Codex has no credentials for its model provider, which needs them: turns will \
+                 fail until you run `codex login`"
+                    .to_owned(),
+            ),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(%err, "reading the Codex account");
+                None
+            }
+        }
+    }
+
+    /// `new`: every check first (cwd, handle, model settings), then the thread, the lane, its
+    /// name, its first message and its goal. A failure after the thread exists says what was
+    /// done (`details.lane_ref`, `details.thread_id`), so nothing is retried into a duplicate.
     pub async fn lane_new(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
         let cwd = input.cwd.as_ref().map(|c| c.to_string());
         if let Some(dir) = &cwd {
@@ -155,6 +224,13 @@ impl Service {
                 )));
             }
         }
+        let handle = input
+            .handle
+            .as_ref()
+            .map(|h| h.trim_start_matches('@').to_owned());
+        if let Some(handle) = &handle {
+            self.registry().check_handle_free(handle, None).await?;
+        }
         let (server, generation) = self.server()?;
         let settings = models::check_settings(
             &server,
@@ -164,6 +240,9 @@ impl Service {
             input.service_tier.as_deref().map(String::as_str),
         )
         .await?;
+        let mut warnings: Vec<String> =
+            self.credential_warning(&server).await.into_iter().collect();
+
         let started = server
             .call(&ThreadStartParams {
                 cwd: cwd.clone(),
@@ -191,31 +270,74 @@ impl Service {
             .create_lane(&NewLane {
                 thread_id: thread_id.clone(),
                 title: Some(name.clone()),
-                handle: input
-                    .handle
-                    .as_ref()
-                    .map(|h| h.trim_start_matches('@').to_owned()),
+                handle,
                 ownership: Ownership::Owned,
                 cwd: Some(cwd.unwrap_or_else(|| started.cwd.display().to_string())),
                 model: input.model.as_ref().map(|m| m.to_string()),
             })
-            .await?;
-        server
+            .await
+            .map_err(|err| {
+                let err = DispatchError::from(err);
+                DispatchError::new(
+                    err.code,
+                    format!(
+                        "Codex thread {thread_id} was created, but dispatch could not record \
+                         its lane: {}",
+                        err.message
+                    ),
+                )
+                .with_hint(format!(
+                    "once the registry can be written, `dispatch attach {thread_id}` adopts \
+                     the thread (observe-only); do not run `new` again for the same work"
+                ))
+                .with_details(json!({ "thread_id": thread_id, "done": ["thread_created"] }))
+            })?;
+        // From here on the lane exists: a failure names it.
+        let partial = |done: &[&str], err: DispatchError, what: &str| {
+            DispatchError::new(
+                err.code,
+                format!(
+                    "lane {} was created, but {what}: {}",
+                    lane.lane_ref, err.message
+                ),
+            )
+            .with_hint(format!(
+                "the lane exists: `dispatch get {}` shows it; continue from what failed \
+                 instead of running `new` again",
+                lane.lane_ref
+            ))
+            .with_details(json!({
+                "lane_ref": lane.lane_ref,
+                "thread_id": thread_id,
+                "done": done,
+            }))
+        };
+        if let Err(err) = server
             .call(&ThreadSetNameParams {
                 thread_id: thread_id.clone(),
                 name,
             })
             .await
-            .map_err(app_server_error)?;
+        {
+            warnings.push(format!(
+                "the Codex thread could not be named ({}); `dispatch rename {}` tries again",
+                app_server_error(err).message,
+                lane.lane_ref
+            ));
+        }
 
+        let mut done = vec!["thread_created", "lane_recorded"];
         let mut turn_id = None;
         let mut message_accepted = None;
         if let Some(text) = input.text.as_ref().filter(|_| !input.no_send) {
-            let started = self
+            let turn = self
                 .start_turn(&server, &lane, text, settings.effort.clone())
-                .await?;
-            turn_id = Some(started);
+                .await
+                .map_err(|err| partial(&done, err, "its first message was not accepted"))?;
+            warnings.extend(turn.warnings);
+            turn_id = Some(turn.turn_id);
             message_accepted = Some(true);
+            done.push("message_accepted");
         }
         let mut goal_set = false;
         if let Some(goal) = &input.goal {
@@ -226,21 +348,32 @@ impl Service {
                     ..Default::default()
                 })
                 .await
-                .map_err(app_server_error)?;
-            self.record_facts(&lane.lane_ref, vec![Fact::Goal(Some(goal_row(&set.goal)))])
-                .await?;
+                .map_err(|err| partial(&done, app_server_error(err), "its goal was not set"))?;
+            if let Err(err) = self
+                .record_facts(&lane.lane_ref, vec![Fact::Goal(Some(goal_row(&set.goal)))])
+                .await
+            {
+                warnings.push(format!(
+                    "the goal was set, but the registry could not record it ({})",
+                    err.message
+                ));
+            }
             goal_set = true;
         }
-        let lane = self.registry().lane(&lane.lane_ref).await?.unwrap_or(lane);
+        let lane = match self.registry().lane(&lane.lane_ref).await {
+            Ok(Some(fresh)) => fresh,
+            _ => lane,
+        };
         Ok(NewOutput {
-            lane: convert::lane(lane, self.allow_attached_writes()),
+            lane: convert::lane(lane, &self.view()),
             message_accepted,
             goal_set,
             turn_id,
+            warnings,
         })
     }
 
-    /// `send`.
+    /// `send`: under the lane's write lock, so the busy check and the turn start are one step.
     pub async fn lane_send(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let Some(text) = input.text.as_ref().map(|t| t.to_string()) else {
@@ -258,20 +391,26 @@ impl Service {
                 lane.lane_ref
             )));
         }
+        let _writer = self.lane_lock(&lane.lane_ref).await;
+        // What another writer did while this one waited for the lock counts.
+        let lane = self.registry().lane(&lane.lane_ref).await?.unwrap_or(lane);
         let (server, generation) = self.server()?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
-        let running = matches!(lane.status, LaneStatus::Busy | LaneStatus::WaitingApproval)
-            .then(|| lane.latest_turn.as_ref().map(|t| t.turn_id.clone()))
-            .flatten();
-        if let Some(turn_id) = running {
+        if let Some(turn_id) = running_turn(&lane) {
             if !input.steer {
                 return Err(DispatchError::new(
                     ErrorCode::LaneBusy,
                     format!("lane {} is running turn {turn_id}", lane.lane_ref),
-                ));
+                )
+                .with_hint(format!(
+                    "wait for it (`dispatch watch {0} --until turn-end`), add to it \
+                     (`dispatch send {0} --steer ...`), or end it (`dispatch stop {0}`)",
+                    lane.lane_ref
+                ))
+                .with_details(json!({ "lane_ref": lane.lane_ref, "turn_id": turn_id })));
             }
-            let steered = server
+            server
                 .call(&TurnSteerParams {
                     thread_id: lane.thread_id.clone(),
                     expected_turn_id: turn_id.clone(),
@@ -280,20 +419,21 @@ impl Service {
                 })
                 .await
                 .map_err(app_server_error)?;
-            let _ = steered;
             return Ok(SendOutput {
                 lane: convert::lane_ref(&lane),
                 turn_id,
                 steered: true,
                 message_accepted: true,
+                warnings: Vec::new(),
             });
         }
-        let turn_id = self.start_turn(&server, &lane, &text, None).await?;
+        let turn = self.start_turn(&server, &lane, &text, None).await?;
         Ok(SendOutput {
             lane: convert::lane_ref(&lane),
-            turn_id,
-            steered: false,
+            turn_id: turn.turn_id,
+            steered: turn.steered,
             message_accepted: true,
+            warnings: turn.warnings,
         })
     }
 
@@ -362,7 +502,7 @@ impl Service {
                 events: count(counts.events),
                 errors: count(counts.errors),
             },
-            lane: convert::lane(lane, self.allow_attached_writes()),
+            lane: convert::lane(lane, &self.view()),
         })
     }
 
@@ -374,9 +514,9 @@ impl Service {
             limit: limit(input.limit),
         };
         let lanes = self.registry().list_lanes(&filter).await?;
-        let allow = self.allow_attached_writes();
+        let view = self.view();
         Ok(ListOutput {
-            lanes: lanes.into_iter().map(|l| convert::lane(l, allow)).collect(),
+            lanes: lanes.into_iter().map(|l| convert::lane(l, &view)).collect(),
         })
     }
 
@@ -396,6 +536,8 @@ impl Service {
     /// `goal set`.
     pub async fn goal_set(&self, input: GoalSetInput) -> Result<GoalSetOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
+        // An active goal starts turns: it takes the lane's write lock like `send`.
+        let _writer = self.lane_lock(&lane.lane_ref).await;
         let (server, generation) = self.server()?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;

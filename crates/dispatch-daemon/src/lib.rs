@@ -12,6 +12,8 @@ mod ingest;
 mod lanes;
 mod lifecycle;
 mod models;
+mod provider_error;
+mod reconcile;
 mod search;
 mod service;
 mod supervisor;

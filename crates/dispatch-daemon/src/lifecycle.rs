@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::reconcile::Why;
 use crate::service::Service;
 use crate::supervisor::Supervisor;
 
@@ -87,9 +88,18 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
         registry,
         app_server.clone(),
         paths.socket.clone(),
-        config.policy,
+        &config,
     ));
     let pump = tokio::spawn(crate::ingest::run(Arc::clone(&service)));
+    // What the registry says about running turns is checked before anyone can ask.
+    let reconciled = service.reconcile_running(Why::DaemonStart).await;
+    if reconciled > 0 {
+        tracing::info!(
+            lanes = reconciled,
+            "reconciled running lanes with the App Server"
+        );
+    }
+    let stalls = tokio::spawn(Arc::clone(&service).watch_stalls());
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));
     let shutdown = shutdown_signal()?;
     announce_ready(pid, &paths.socket);
@@ -98,7 +108,9 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     tracing::info!("dispatchd stopping");
     app_server.stop().await;
     pump.abort();
+    stalls.abort();
     let _aborted = pump.await;
+    let _aborted = stalls.await;
     if let Err(err) = std::fs::remove_file(&paths.socket) {
         tracing::warn!(%err, "removing the socket");
     }

@@ -1,21 +1,22 @@
 //! [`Service`]: the daemon's implementation of the contract's [`Dispatch`] trait. Each method
 //! delegates to the module that owns the operation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use std::time::Instant;
 
 use dispatch_contract::types::*;
 use dispatch_contract::{Dispatch, DispatchError, ErrorCode, Intent, Operation};
-use dispatch_home::{ApprovalPolicy, Policy};
+use dispatch_home::{ApprovalPolicy, Config, Policy};
 use dispatch_registry::{Action, NewAction, Outcome, Registry};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::convert::{lock, write_lock};
+use crate::convert::{View, lock, now_ms, write_lock};
 use crate::models;
 use crate::supervisor::{State, Supervisor};
 
@@ -35,15 +36,19 @@ pub struct Service {
     stored: watch::Sender<u64>,
     idle: AtomicBool,
     policy: Policy,
+    stall_after: Duration,
+    /// One lock per lane: turn-starting writes to a lane run one at a time.
+    lane_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Service {
-    /// A service over an open registry and a supervised App Server, serving on `socket`.
+    /// A service over an open registry and a supervised App Server, serving on `socket`, with
+    /// the settings of `config`.
     pub fn new(
         registry: Registry,
         app_server: Supervisor,
         socket: PathBuf,
-        policy: Policy,
+        config: &Config,
     ) -> Service {
         Service {
             registry,
@@ -56,8 +61,36 @@ impl Service {
             }),
             stored: watch::channel(0).0,
             idle: AtomicBool::new(true),
-            policy,
+            policy: config.policy.clone(),
+            stall_after: Duration::from_secs(config.lanes.stall_after_s),
+            lane_locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long a running turn may stay silent before it counts as stalled.
+    pub fn stall_after(&self) -> Duration {
+        self.stall_after
+    }
+
+    /// What showing a lane depends on, now.
+    pub fn view(&self) -> View {
+        View {
+            allow_attached_writes: self.policy.allow_attached_writes,
+            stall_after_ms: i64::try_from(self.stall_after.as_millis()).unwrap_or(i64::MAX),
+            now_ms: now_ms(),
+        }
+    }
+
+    /// Takes the lane's write lock: turn-starting writes (and the busy check before them) run
+    /// one at a time per lane, so of N concurrent plain sends to an idle lane exactly one
+    /// starts a turn.
+    pub async fn lane_lock(&self, lane_ref: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = Arc::clone(
+            lock(&self.lane_locks)
+                .entry(lane_ref.to_owned())
+                .or_default(),
+        );
+        lock.lock_owned().await
     }
 
     /// The registry.
@@ -129,7 +162,7 @@ impl Service {
     pub async fn events_stored(&self) {
         if let Ok(counts) = self.registry.lane_counts().await {
             self.idle.store(
-                counts.busy == 0 && counts.waiting_approval == 0,
+                counts.busy == 0 && counts.retrying == 0 && counts.waiting_approval == 0,
                 Ordering::Relaxed,
             );
         }
@@ -253,10 +286,13 @@ impl Dispatch for Service {
         outcome: Result<&Value, &DispatchError>,
     ) {
         debug_assert!(op.intent != Intent::Read);
-        let lane = outcome
-            .ok()
-            .and_then(|o| o["lane"]["ref"].as_str().map(str::to_owned))
-            .or_else(|| input.get("lane").and_then(Value::as_str).map(str::to_owned));
+        // The lane the write concerned: the answer's, or the one a partly done write
+        // created (`details.lane_ref`), or the selector given.
+        let lane = match outcome {
+            Ok(output) => output["lane"]["ref"].as_str().map(str::to_owned),
+            Err(err) => err.details["lane_ref"].as_str().map(str::to_owned),
+        }
+        .or_else(|| input.get("lane").and_then(Value::as_str).map(str::to_owned));
         let action = NewAction {
             op: op.id.to_owned(),
             lane,
@@ -305,6 +341,7 @@ impl Dispatch for Service {
                 total: count(lanes.total),
                 idle: count(lanes.idle),
                 busy: count(lanes.busy),
+                retrying: count(lanes.retrying),
                 waiting_approval: count(lanes.waiting_approval),
                 error: count(lanes.error),
                 archived: count(lanes.archived),

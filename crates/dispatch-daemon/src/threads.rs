@@ -76,10 +76,9 @@ impl Service {
     /// `attach`.
     pub async fn attach(&self, input: AttachInput) -> Result<AttachOutput, DispatchError> {
         let thread_id = input.thread_id.to_string();
-        let allow = self.allow_attached_writes();
         if let Some(lane) = self.registry().lane_by_thread(&thread_id).await? {
             return Ok(AttachOutput {
-                lane: convert::lane(lane, allow),
+                lane: convert::lane(lane, &self.view()),
                 already_attached: true,
             });
         }
@@ -111,7 +110,7 @@ impl Service {
             })
             .await?;
         Ok(AttachOutput {
-            lane: convert::lane(lane, allow),
+            lane: convert::lane(lane, &self.view()),
             already_attached: false,
         })
     }
@@ -127,12 +126,13 @@ impl Service {
             })
             .await
             .map_err(|err| thread_error(&lane.thread_id, err))?;
-        let known: HashMap<String, (Option<String>, Option<String>)> = self
+        type Known = HashMap<(Option<String>, String), (Option<String>, Option<String>)>;
+        let known: Known = self
             .registry()
             .tail(&lane.lane_ref, u32::MAX)
             .await?
             .into_iter()
-            .map(|item| (item.item_id, (item.text, item.status)))
+            .map(|item| ((item.turn_id, item.item_id), (item.text, item.status)))
             .collect();
         let at_ms = now_ms();
         let (mut added, mut updated) = (0u64, 0u64);
@@ -150,13 +150,14 @@ impl Service {
             for item in &turn.items {
                 let fact = item_fact(&turn.id, item, at_ms);
                 if let Fact::Item {
+                    turn_id,
                     item_id,
                     text,
                     status,
                     ..
                 } = &fact
                 {
-                    match known.get(item_id) {
+                    match known.get(&(turn_id.clone(), item_id.clone())) {
                         None => added += 1,
                         Some((old_text, old_status))
                             if old_text != text || old_status != status =>

@@ -11,6 +11,7 @@ use dispatch_registry::EventRow;
 use serde_json::Value;
 
 use crate::convert::{self, rfc3339};
+use crate::reconcile::TURN_ENDED;
 use crate::service::Service;
 
 fn short(text: &str) -> String {
@@ -28,7 +29,7 @@ fn summary(event: &EventRow) -> Option<String> {
     let s = |v: &Value| v.as_str().map(short);
     match event.method.as_str() {
         "turn/started" => Some("turn started".into()),
-        "turn/completed" => {
+        "turn/completed" | TURN_ENDED => {
             s(&p["turn"]["status"]).map(|st| match p["turn"]["error"]["message"].as_str() {
                 Some(err) => format!("turn {st}: {}", short(err)),
                 None => format!("turn {st}"),
@@ -47,11 +48,12 @@ fn summary(event: &EventRow) -> Option<String> {
                     .to_owned(),
             )
         }
+        // The line already says `error`: the summary says whether Codex retries.
         "error" => s(&p["error"]["message"]).map(|m| {
             if p["willRetry"] == true {
-                format!("error (retrying): {m}")
+                format!("Codex retries: {m}")
             } else {
-                format!("error: {m}")
+                m
             }
         }),
         "thread/status/changed" => s(&p["status"]["type"]),
@@ -81,7 +83,9 @@ impl Service {
             let mut turn_ended = false;
             for row in rows {
                 cursor = row.id;
-                turn_ended |= row.method == "turn/completed";
+                // Codex's own end of a turn, or dispatch's when Codex could not report one
+                // (its App Server exited, the daemon restarted).
+                turn_ended |= row.method == "turn/completed" || row.method == TURN_ENDED;
                 events.push(WatchEvent {
                     id: row.id,
                     at: rfc3339(row.at_ms),

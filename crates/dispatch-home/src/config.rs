@@ -1,4 +1,4 @@
-//! `config.toml`: the daemon's settings. Today that is the `[policy]` table; unknown keys are
+//! `config.toml`: the daemon's settings, the `[policy]` and `[lanes]` tables; unknown keys are
 //! refused so a typo never silently leaves a default in force.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,40 @@ pub struct Config {
     /// `[policy]`.
     #[serde(default)]
     pub policy: Policy,
+    /// `[lanes]`.
+    #[serde(default)]
+    pub lanes: Lanes,
+}
+
+/// `[lanes]`: how the daemon watches running turns.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lanes {
+    /// Seconds a running turn may go without any App Server event before the lane shows
+    /// `stalled_since` and the daemon asks the App Server what became of the turn
+    /// (default 120, at least 1).
+    #[serde(default = "default_stall_after_s", deserialize_with = "at_least_one")]
+    pub stall_after_s: u64,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes {
+            stall_after_s: default_stall_after_s(),
+        }
+    }
+}
+
+fn default_stall_after_s() -> u64 {
+    120
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let seconds = u64::deserialize(deserializer)?;
+    if seconds == 0 {
+        return Err(serde::de::Error::custom("stall_after_s must be at least 1"));
+    }
+    Ok(seconds)
 }
 
 /// `[policy]`: what dispatch allows itself.
@@ -110,5 +144,20 @@ mod tests {
         std::fs::write(&path, "[policy]\nallow_atached_writes = true\n").expect("write");
         let err = Config::load(&path).expect_err("a typo is refused");
         assert!(err.to_string().contains("allow_atached_writes"), "{err}");
+    }
+
+    #[test]
+    fn the_stall_limit_defaults_to_two_minutes_and_refuses_zero() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        assert_eq!(
+            Config::load(&path).expect("defaults").lanes.stall_after_s,
+            120
+        );
+        std::fs::write(&path, "[lanes]\nstall_after_s = 5\n").expect("write");
+        assert_eq!(Config::load(&path).expect("config").lanes.stall_after_s, 5);
+        std::fs::write(&path, "[lanes]\nstall_after_s = 0\n").expect("write");
+        let err = Config::load(&path).expect_err("zero is refused");
+        assert!(err.to_string().contains("at least 1"), "{err}");
     }
 }

@@ -11,9 +11,32 @@ impl From<RegistryError> for DispatchError {
             RegistryError::SchemaTooNew { .. } => ErrorCode::RegistrySchemaTooNew,
             RegistryError::Corrupt { .. } => ErrorCode::RegistryCorrupt,
             RegistryError::LaneNotFound { .. } => ErrorCode::NotFound,
-            RegistryError::Conflict { .. } => ErrorCode::InvalidInput,
+            RegistryError::Conflict { what, .. } => {
+                return DispatchError::invalid_input(what.clone()).with_hint(
+                    "choose another one; `dispatch list --all` shows every lane's title and handle",
+                );
+            }
+            RegistryError::Io { .. } => ErrorCode::RegistryUnwritable,
+            RegistryError::Database { source, .. } if is_storage_failure(source) => {
+                ErrorCode::RegistryUnwritable
+            }
             _ => ErrorCode::Internal,
         };
         DispatchError::new(code, error_chain(&err))
+    }
+}
+
+/// Whether SQLite failed because of the file or the disk (read-only, full, I/O error, cannot
+/// open), not because of dispatch.
+fn is_storage_failure(err: &sqlx::Error) -> bool {
+    /// SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (primary result codes).
+    const STORAGE: [i64; 4] = [8, 10, 13, 14];
+    match err {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| STORAGE.contains(&(code & 0xff))),
+        _ => false,
     }
 }

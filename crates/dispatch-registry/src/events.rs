@@ -52,7 +52,7 @@ pub enum Fact {
         /// The turn; a missing `duration_ms` is computed from the timestamps.
         turn: TurnRow,
     },
-    /// An item started, changed or completed: upserted by `(lane, item_id)`. A text replaces the
+    /// An item started, changed or completed: upserted by `(lane, turn_id, item_id)`. A text replaces the
     /// stored one; `None` keeps what deltas folded so far. `at_ms` of a new item is kept as the
     /// time it was first seen.
     Item {
@@ -83,8 +83,11 @@ pub enum Fact {
         /// When it arrived.
         at_ms: i64,
     },
-    /// An App Server error for the lane; recorded in the lane's error list without changing
-    /// its status (a failed turn arrives as [`Fact::TurnCompleted`]).
+    /// An App Server error for the lane; recorded in the lane's error list. A failed turn
+    /// arrives as [`Fact::TurnCompleted`]; an error the App Server retries on the lane's
+    /// running turn counts one more retry attempt (the lane shows
+    /// [`LaneStatus::Retrying`] until the turn makes progress or ends), and every error sets
+    /// the lane's error cause.
     Error {
         /// The turn it concerns.
         turn_id: Option<String>,
@@ -92,6 +95,8 @@ pub enum Fact {
         message: String,
         /// Whether the App Server is retrying.
         will_retry: bool,
+        /// What kind of failure it is (e.g. `network`, `authentication`), if known.
+        cause: Option<String>,
         /// When it arrived.
         at_ms: i64,
     },
@@ -135,6 +140,8 @@ pub struct ErrorRow {
     pub message: String,
     /// Whether the App Server was retrying.
     pub will_retry: bool,
+    /// What kind of failure it was, if known.
+    pub cause: Option<String>,
     /// When it arrived (Unix epoch milliseconds).
     pub at_ms: i64,
 }
@@ -154,6 +161,9 @@ pub struct EventRow {
     pub params: Value,
 }
 
+/// A raw `lane_errors` row: turn, message, will retry, cause, at.
+type ErrorRecord = (Option<String>, String, bool, Option<String>, i64);
+
 /// A raw `items` row: turn, item, kind, text, status, first seen.
 type ItemRecord = (
     Option<String>,
@@ -168,7 +178,7 @@ impl Registry {
     /// The lane's last `limit` items, oldest first (by first-seen time, then arrival).
     pub async fn tail(&self, lane_ref: &str, limit: u32) -> Result<Vec<ItemRow>, RegistryError> {
         let rows: Vec<ItemRecord> = sqlx::query_as(
-            "SELECT turn_id, item_id, kind, text, status, at_ms FROM ( \
+            "SELECT NULLIF(turn_id, ''), item_id, kind, text, status, at_ms FROM ( \
                    SELECT id, turn_id, item_id, kind, text, status, at_ms FROM items \
                    WHERE lane_ref = ? ORDER BY at_ms DESC, id DESC LIMIT ?) \
                  ORDER BY at_ms, id",
@@ -197,8 +207,8 @@ impl Registry {
         lane_ref: &str,
         limit: u32,
     ) -> Result<Vec<ErrorRow>, RegistryError> {
-        let rows: Vec<(Option<String>, String, bool, i64)> = sqlx::query_as(
-            "SELECT turn_id, message, will_retry, at_ms FROM lane_errors \
+        let rows: Vec<ErrorRecord> = sqlx::query_as(
+            "SELECT turn_id, message, will_retry, cause, at_ms FROM lane_errors \
              WHERE lane_ref = ? ORDER BY at_ms DESC, id DESC LIMIT ?",
         )
         .bind(lane_ref)
@@ -208,10 +218,11 @@ impl Registry {
         .map_err(RegistryError::db_with(self.path(), "reading lane errors"))?;
         Ok(rows
             .into_iter()
-            .map(|(turn_id, message, will_retry, at_ms)| ErrorRow {
+            .map(|(turn_id, message, will_retry, cause, at_ms)| ErrorRow {
                 turn_id,
                 message,
                 will_retry,
+                cause,
                 at_ms,
             })
             .collect())

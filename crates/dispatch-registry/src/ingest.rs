@@ -18,7 +18,7 @@ use sqlx::{Arguments, Connection, SqliteConnection};
 
 use crate::bulk::Bulk;
 use crate::events::{Fact, NewEvent, Recorded};
-use crate::lanes::{LaneRow, LaneStatus, TurnRow, TurnStatus, parse_lanes, select_lanes};
+use crate::lanes::{LaneRow, LaneStatus, RetryRow, TurnRow, TurnStatus, parse_lanes, select_lanes};
 use crate::{Registry, RegistryError};
 
 /// What [`Registry::record`] is doing, for error messages.
@@ -35,8 +35,8 @@ struct Plan<'a> {
     events: Vec<(&'a str, &'a NewEvent)>,
     /// One folded change per item, in first-seen order.
     items: Vec<ItemChange<'a>>,
-    /// Index into `items` by `(lane, item)`.
-    item_index: HashMap<(&'a str, &'a str), usize>,
+    /// Index into `items` by `(lane, turn, item)`.
+    item_index: HashMap<(&'a str, &'a str, &'a str), usize>,
     /// Errors to store, in order.
     errors: Vec<ErrorChange<'a>>,
     /// The `(lane, turn)` pairs that turn facts mention.
@@ -69,7 +69,8 @@ enum TextChange<'a> {
 struct ItemChange<'a> {
     lane_ref: &'a str,
     item_id: &'a str,
-    turn_id: Option<&'a str>,
+    /// The turn, `""` for none (part of the item's identity).
+    turn_id: &'a str,
     kind: &'a str,
     text: TextChange<'a>,
     status: Option<&'a str>,
@@ -94,6 +95,7 @@ struct ErrorChange<'a> {
     turn_id: Option<&'a str>,
     message: &'a str,
     will_retry: bool,
+    cause: Option<&'a str>,
     at_ms: i64,
 }
 
@@ -158,11 +160,8 @@ impl<'a> Plan<'a> {
                 status,
                 at_ms,
             } => {
-                let change = self.item(lane_ref, item_id, kind, *at_ms);
+                let change = self.item(lane_ref, turn_id.as_deref(), item_id, kind, *at_ms);
                 change.kind = kind;
-                if turn_id.is_some() {
-                    change.turn_id = turn_id.as_deref();
-                }
                 if status.is_some() {
                     change.status = status.as_deref();
                 }
@@ -170,6 +169,7 @@ impl<'a> Plan<'a> {
                     change.text = TextChange::Replace(text.as_str().into());
                 }
                 self.lanes[lane].seen(*at_ms);
+                self.lanes[lane].facts.push(fact);
             }
             Fact::ItemDelta {
                 turn_id,
@@ -178,22 +178,21 @@ impl<'a> Plan<'a> {
                 delta,
                 at_ms,
             } => {
-                let change = self.item(lane_ref, item_id, kind, *at_ms);
+                let change = self.item(lane_ref, turn_id.as_deref(), item_id, kind, *at_ms);
                 change.kind = kind;
-                if turn_id.is_some() {
-                    change.turn_id = turn_id.as_deref();
-                }
                 match &mut change.text {
                     TextChange::Keep => change.text = TextChange::Append(delta.clone()),
                     TextChange::Append(text) => text.push_str(delta),
                     TextChange::Replace(text) => text.to_mut().push_str(delta),
                 }
                 self.lanes[lane].seen(*at_ms);
+                self.lanes[lane].facts.push(fact);
             }
             Fact::Error {
                 turn_id,
                 message,
                 will_retry,
+                cause,
                 at_ms,
             } => {
                 self.errors.push(ErrorChange {
@@ -201,9 +200,11 @@ impl<'a> Plan<'a> {
                     turn_id: turn_id.as_deref(),
                     message,
                     will_retry: *will_retry,
+                    cause: cause.as_deref(),
                     at_ms: *at_ms,
                 });
                 self.lanes[lane].seen(*at_ms);
+                self.lanes[lane].facts.push(fact);
             }
             Fact::Status(_)
             | Fact::Archived(_)
@@ -217,17 +218,19 @@ impl<'a> Plan<'a> {
     fn item(
         &mut self,
         lane_ref: &'a str,
+        turn_id: Option<&'a str>,
         item_id: &'a str,
         kind: &'a str,
         at_ms: i64,
     ) -> &mut ItemChange<'a> {
-        let index = match self.item_index.entry((lane_ref, item_id)) {
+        let turn_id = turn_id.unwrap_or("");
+        let index = match self.item_index.entry((lane_ref, turn_id, item_id)) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
                 self.items.push(ItemChange {
                     lane_ref,
                     item_id,
-                    turn_id: None,
+                    turn_id,
                     kind,
                     text: TextChange::Keep,
                     status: None,
@@ -263,6 +266,7 @@ impl LaneState {
         let lane_ref = self.row.lane_ref.clone();
         match fact {
             Fact::TurnStarted { turn_id, at_ms } => {
+                let new_turn = !self.is_latest(turn_id);
                 let turn = turns
                     .entry((lane_ref, turn_id.clone()))
                     .and_modify(|turn| turn.started_at_ms = turn.started_at_ms.or(Some(*at_ms)))
@@ -275,6 +279,10 @@ impl LaneState {
                         duration_ms: None,
                     });
                 self.promote(turn);
+                if new_turn && self.is_latest(turn_id) {
+                    self.row.retry = None;
+                    self.row.error_cause = None;
+                }
             }
             Fact::TurnCompleted { turn: new } => {
                 let turn = match turns.entry((lane_ref, new.turn_id.clone())) {
@@ -299,8 +307,50 @@ impl LaneState {
                     }
                 };
                 self.promote(turn);
+                if self.is_latest(&new.turn_id) && new.status != TurnStatus::InProgress {
+                    self.row.retry = None;
+                    if new.status == TurnStatus::Completed {
+                        self.row.error_cause = None;
+                    }
+                }
+            }
+            Fact::Error {
+                turn_id,
+                message,
+                will_retry,
+                cause,
+                at_ms,
+            } => {
+                let running = self
+                    .row
+                    .latest_turn
+                    .as_ref()
+                    .filter(|turn| turn.status == TurnStatus::InProgress)
+                    .is_some_and(|turn| turn_id.as_ref().is_none_or(|id| *id == turn.turn_id));
+                if *will_retry && running {
+                    let attempts = self.row.retry.as_ref().map_or(0, |retry| retry.attempts);
+                    self.row.retry = Some(RetryRow {
+                        attempts: attempts + 1,
+                        error: Some(message.clone()),
+                        at_ms: Some(*at_ms),
+                    });
+                } else if !*will_retry {
+                    self.row.retry = None;
+                }
+                if running || !*will_retry {
+                    self.row.error_cause = cause.clone();
+                }
+            }
+            // Output of the running turn: whatever Codex was retrying went through.
+            Fact::Item { turn_id, kind, .. } | Fact::ItemDelta { turn_id, kind, .. }
+                if kind != "error"
+                    && kind != "user_message"
+                    && turn_id.as_deref().is_some_and(|id| self.is_latest(id)) =>
+            {
+                self.row.retry = None;
             }
             Fact::Status(LaneStatus::Archived) => self.row.archived = true,
+            Fact::Status(LaneStatus::Retrying) => self.live = LaneStatus::Busy,
             Fact::Status(status) => self.live = *status,
             Fact::Archived(archived) => self.row.archived = *archived,
             Fact::Goal(goal) => self.row.goal = goal.clone(),
@@ -309,8 +359,16 @@ impl LaneState {
                 self.title_set = true;
             }
             Fact::TokenUsage(usage) => self.row.token_usage = Some(usage.clone()),
-            Fact::Item { .. } | Fact::ItemDelta { .. } | Fact::Error { .. } => {}
+            Fact::Item { .. } | Fact::ItemDelta { .. } => {}
         }
+    }
+
+    /// Whether `turn_id` is the lane's latest turn.
+    fn is_latest(&self, turn_id: &str) -> bool {
+        self.row
+            .latest_turn
+            .as_ref()
+            .is_some_and(|turn| turn.turn_id == turn_id)
     }
 
     /// Makes `turn` the latest turn and derives the live status from it, unless a newer turn
@@ -365,8 +423,7 @@ static REPLACE_ITEMS: Bulk = Bulk::new(
      SELECT * FROM (VALUES",
     7,
     ") WHERE column1 IS NOT NULL \
-     ON CONFLICT (lane_ref, item_id) DO UPDATE SET \
-       turn_id = COALESCE(excluded.turn_id, items.turn_id), \
+     ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
        kind = excluded.kind, \
        text = excluded.text, \
        status = COALESCE(excluded.status, items.status)",
@@ -378,8 +435,7 @@ static APPEND_ITEMS: Bulk = Bulk::new(
      SELECT * FROM (VALUES",
     7,
     ") WHERE column1 IS NOT NULL \
-     ON CONFLICT (lane_ref, item_id) DO UPDATE SET \
-       turn_id = COALESCE(excluded.turn_id, items.turn_id), \
+     ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
        kind = excluded.kind, \
        text = COALESCE(items.text, '') || excluded.text, \
        status = COALESCE(excluded.status, items.status)",
@@ -392,17 +448,16 @@ static KEEP_ITEMS: Bulk = Bulk::new(
      SELECT * FROM (VALUES",
     7,
     ") WHERE column1 IS NOT NULL \
-     ON CONFLICT (lane_ref, item_id) DO UPDATE SET \
-       turn_id = COALESCE(excluded.turn_id, items.turn_id), \
+     ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
        kind = excluded.kind, \
        status = COALESCE(excluded.status, items.status)",
 );
 
 /// Stores errors.
 static INSERT_ERRORS: Bulk = Bulk::new(
-    "INSERT INTO lane_errors (lane_ref, turn_id, message, will_retry, at_ms) \
+    "INSERT INTO lane_errors (lane_ref, turn_id, message, will_retry, cause, at_ms) \
      SELECT * FROM (VALUES",
-    5,
+    6,
     ") WHERE column1 IS NOT NULL",
 );
 
@@ -423,8 +478,8 @@ static UPDATE_LANES: Bulk = Bulk::new(
     "WITH p (r, status, archived, goal_objective, goal_status, goal_token_budget, \
        goal_tokens_used, token_usage, latest_turn_id, latest_turn_status, latest_turn_error, \
        latest_turn_started_at_ms, latest_turn_completed_at_ms, latest_turn_duration_ms, \
-       updated_at_ms) AS (VALUES",
-    15,
+       updated_at_ms, retry_attempts, retry_error, retry_at_ms, error_cause) AS (VALUES",
+    19,
     ") UPDATE lanes SET status = p.status, archived = p.archived, \
        goal_objective = p.goal_objective, goal_status = p.goal_status, \
        goal_token_budget = p.goal_token_budget, goal_tokens_used = p.goal_tokens_used, \
@@ -432,7 +487,9 @@ static UPDATE_LANES: Bulk = Bulk::new(
        latest_turn_status = p.latest_turn_status, latest_turn_error = p.latest_turn_error, \
        latest_turn_started_at_ms = p.latest_turn_started_at_ms, \
        latest_turn_completed_at_ms = p.latest_turn_completed_at_ms, \
-       latest_turn_duration_ms = p.latest_turn_duration_ms, updated_at_ms = p.updated_at_ms \
+       latest_turn_duration_ms = p.latest_turn_duration_ms, updated_at_ms = p.updated_at_ms, \
+       retry_attempts = p.retry_attempts, retry_error = p.retry_error, \
+       retry_at_ms = p.retry_at_ms, error_cause = p.error_cause \
      FROM p WHERE lanes.ref = p.r",
 );
 
@@ -674,6 +731,7 @@ fn bind_error(args: &mut SqliteArguments, error: &ErrorChange<'_>) -> Result<(),
     args.add(error.turn_id)?;
     args.add(error.message)?;
     args.add(error.will_retry)?;
+    args.add(error.cause)?;
     args.add(error.at_ms)
 }
 
@@ -706,7 +764,12 @@ fn bind_lane(args: &mut SqliteArguments, state: &LaneState) -> Result<(), BoxDyn
     args.add(turn.and_then(|turn| turn.started_at_ms))?;
     args.add(turn.and_then(|turn| turn.completed_at_ms))?;
     args.add(turn.and_then(|turn| turn.duration_ms))?;
-    args.add(row.updated_at_ms)
+    args.add(row.updated_at_ms)?;
+    let retry = row.retry.as_ref();
+    args.add(retry.map_or(0, |retry| retry.attempts))?;
+    args.add(retry.and_then(|retry| retry.error.as_deref()))?;
+    args.add(retry.and_then(|retry| retry.at_ms))?;
+    args.add(row.error_cause.as_deref())
 }
 
 /// Serialises a list for `json_each`. Serialising strings cannot fail; should it ever, the

@@ -59,6 +59,9 @@ pub enum LaneStatus {
     Idle,
     /// Running a turn.
     Busy,
+    /// Running a turn that Codex is retrying (the model provider failed and Codex tries
+    /// again). Never stored: a busy lane with retry attempts shows it.
+    Retrying,
     /// Blocked on a server request (an approval) until someone answers it.
     WaitingApproval,
     /// The last turn failed, or the App Server reported a fatal error for the thread.
@@ -68,11 +71,13 @@ pub enum LaneStatus {
 }
 
 impl LaneStatus {
-    /// The wire and column value: `idle`, `busy`, `waiting_approval`, `error`, `archived`.
+    /// The wire and column value: `idle`, `busy`, `retrying`, `waiting_approval`, `error`,
+    /// `archived`.
     pub fn as_str(self) -> &'static str {
         match self {
             LaneStatus::Idle => "idle",
             LaneStatus::Busy => "busy",
+            LaneStatus::Retrying => "retrying",
             LaneStatus::WaitingApproval => "waiting_approval",
             LaneStatus::Error => "error",
             LaneStatus::Archived => "archived",
@@ -84,6 +89,7 @@ impl LaneStatus {
         match value {
             "idle" => Some(LaneStatus::Idle),
             "busy" => Some(LaneStatus::Busy),
+            "retrying" => Some(LaneStatus::Retrying),
             "waiting_approval" => Some(LaneStatus::WaitingApproval),
             "error" => Some(LaneStatus::Error),
             "archived" => Some(LaneStatus::Archived),
@@ -197,6 +203,17 @@ pub struct TurnRow {
     pub duration_ms: Option<i64>,
 }
 
+/// Codex retrying a lane's running turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRow {
+    /// Retry attempts seen for the turn so far.
+    pub attempts: i64,
+    /// The last error Codex reported while retrying.
+    pub error: Option<String>,
+    /// When that error arrived (Unix epoch milliseconds).
+    pub at_ms: Option<i64>,
+}
+
 /// One lane, with the state derived from its notifications.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaneRow {
@@ -220,6 +237,11 @@ pub struct LaneRow {
     pub archived: bool,
     /// The most recent turn.
     pub latest_turn: Option<TurnRow>,
+    /// Codex retrying the running turn, while it does.
+    pub retry: Option<RetryRow>,
+    /// The cause of the latest error of the current turn (e.g. `network`, `authentication`),
+    /// kept until a new turn starts or one completes.
+    pub error_cause: Option<String>,
     /// The thread's goal.
     pub goal: Option<GoalRow>,
     /// The last token usage the App Server reported, as it reported it.
@@ -250,6 +272,8 @@ pub struct LaneCounts {
     pub idle: i64,
     /// Lanes running a turn.
     pub busy: i64,
+    /// Lanes running a turn that Codex is retrying.
+    pub retrying: i64,
     /// Lanes blocked on an approval request.
     pub waiting_approval: i64,
     /// Lanes whose last turn failed.
@@ -278,7 +302,8 @@ macro_rules! lane_json_array {
         "json_array(ref, thread_id, title, handle, ownership, cwd, model, status, archived, \
          latest_turn_id, latest_turn_status, latest_turn_error, latest_turn_started_at_ms, \
          latest_turn_completed_at_ms, latest_turn_duration_ms, goal_objective, goal_status, \
-         goal_token_budget, goal_tokens_used, json(token_usage), created_at_ms, updated_at_ms)"
+         goal_token_budget, goal_tokens_used, json(token_usage), created_at_ms, updated_at_ms, \
+         retry_attempts, retry_error, retry_at_ms, error_cause)"
     };
 }
 pub(crate) use lane_json_array;
@@ -337,6 +362,10 @@ pub(crate) struct LaneRecord {
     token_usage: Option<Value>,
     created_at_ms: i64,
     updated_at_ms: i64,
+    retry_attempts: i64,
+    retry_error: Option<String>,
+    retry_at_ms: Option<i64>,
+    error_cause: Option<String>,
 }
 
 impl LaneRecord {
@@ -369,8 +398,14 @@ impl LaneRecord {
         let archived = self.archived != 0 || live == LaneStatus::Archived;
         let live = match live {
             LaneStatus::Archived => LaneStatus::Idle,
+            LaneStatus::Retrying => LaneStatus::Busy,
             live => live,
         };
+        let retry = (self.retry_attempts > 0).then_some(RetryRow {
+            attempts: self.retry_attempts,
+            error: self.retry_error,
+            at_ms: self.retry_at_ms,
+        });
         let latest_turn = match self.latest_turn_id {
             None => None,
             Some(turn_id) => {
@@ -404,15 +439,26 @@ impl LaneRecord {
             ownership,
             cwd: self.cwd,
             model: self.model,
-            status: if archived { LaneStatus::Archived } else { live },
+            status: shown_status(live, archived, retry.is_some()),
             archived,
             latest_turn,
+            retry,
+            error_cause: self.error_cause,
             goal,
             token_usage: self.token_usage,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
         };
         Ok((row, live))
+    }
+}
+
+/// The status a lane shows: archived over everything, retrying over busy.
+pub(crate) fn shown_status(live: LaneStatus, archived: bool, retrying: bool) -> LaneStatus {
+    match live {
+        _ if archived => LaneStatus::Archived,
+        LaneStatus::Busy if retrying => LaneStatus::Retrying,
+        live => live,
     }
 }
 
@@ -441,8 +487,11 @@ impl Registry {
         if let Some(existing) = self.lane_by_thread(&lane.thread_id).await? {
             return Err(self.thread_conflict(&lane.thread_id, &existing.lane_ref));
         }
-        let now = now_ms();
         let handle = lane.handle.as_deref().map(bare_handle);
+        if let Some(handle) = handle {
+            self.check_handle_free(handle, None).await?;
+        }
+        let now = now_ms();
         for _ in 0..REF_ATTEMPTS {
             let lane_ref = next_ref()?;
             // `ON CONFLICT (ref)` skips a taken ref; a duplicate thread id still fails.
@@ -471,6 +520,11 @@ impl Registry {
                         .ok_or_else(|| RegistryError::lane_not_found(self.path(), &lane_ref));
                 }
                 Ok(_) => continue,
+                Err(sqlx::Error::Database(db))
+                    if db.is_unique_violation() && db.message().contains("lanes.handle") =>
+                {
+                    return Err(self.handle_conflict(handle.unwrap_or_default(), None));
+                }
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                     let existing = self
                         .lane_by_thread(&lane.thread_id)
@@ -488,6 +542,37 @@ impl Registry {
             path: self.path().to_path_buf(),
             attempts: REF_ATTEMPTS,
         })
+    }
+
+    /// [`RegistryError::Conflict`] unless `handle` is free (or held by `except`).
+    pub async fn check_handle_free(
+        &self,
+        handle: &str,
+        except: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let holder: Option<String> = sqlx::query_scalar("SELECT ref FROM lanes WHERE handle = ?")
+            .bind(bare_handle(handle))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(RegistryError::db_with(self.path(), "looking up a handle"))?;
+        match holder {
+            Some(holder) if Some(holder.as_str()) != except => {
+                Err(self.handle_conflict(handle, Some(&holder)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_conflict(&self, handle: &str, holder: Option<&str>) -> RegistryError {
+        RegistryError::Conflict {
+            path: self.path().to_path_buf(),
+            what: match holder {
+                Some(holder) => {
+                    format!("handle @{} is taken by lane {holder}", bare_handle(handle))
+                }
+                None => format!("handle @{} is taken", bare_handle(handle)),
+            },
+        }
     }
 
     fn thread_conflict(&self, thread_id: &str, lane_ref: &str) -> RegistryError {
@@ -546,7 +631,10 @@ impl Registry {
             "WHERE CASE \
                WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
                WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
-               ELSE NOT (archived OR status = 'archived') AND status = ?1 \
+               ELSE NOT (archived OR status = 'archived') AND CASE ?1 \
+                 WHEN 'retrying' THEN status = 'busy' AND retry_attempts > 0 \
+                 WHEN 'busy' THEN status = 'busy' AND retry_attempts = 0 \
+                 ELSE status = ?1 END \
              END \
              ORDER BY updated_at_ms DESC, ref LIMIT ?3"
         ))
@@ -586,12 +674,20 @@ impl Registry {
         lane_ref: &str,
         handle: Option<&str>,
     ) -> Result<(), RegistryError> {
+        if let Some(handle) = handle {
+            self.check_handle_free(handle, Some(lane_ref)).await?;
+        }
         let done = sqlx::query("UPDATE lanes SET handle = ? WHERE ref = ?")
             .bind(handle.map(bare_handle))
             .bind(lane_ref)
             .execute(&self.pool)
             .await
-            .map_err(RegistryError::db_with(self.path(), "setting a lane handle"))?;
+            .map_err(|source| match &source {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    self.handle_conflict(handle.unwrap_or_default(), None)
+                }
+                _ => RegistryError::db(self.path(), "setting a lane handle", source),
+            })?;
         self.expect_lane(done.rows_affected(), lane_ref)
     }
 
@@ -619,7 +715,9 @@ impl Registry {
     /// Counts lanes by status; archived lanes count as archived, not in their live status.
     pub async fn lane_counts(&self) -> Result<LaneCounts, RegistryError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT CASE WHEN archived THEN 'archived' ELSE status END AS shown, COUNT(*) \
+            "SELECT CASE WHEN archived THEN 'archived' \
+               WHEN status = 'busy' AND retry_attempts > 0 THEN 'retrying' \
+               ELSE status END AS shown, COUNT(*) \
              FROM lanes GROUP BY shown",
         )
         .fetch_all(&self.pool)
@@ -631,6 +729,7 @@ impl Registry {
             let slot = match LaneStatus::parse(&status) {
                 Some(LaneStatus::Idle) => &mut counts.idle,
                 Some(LaneStatus::Busy) => &mut counts.busy,
+                Some(LaneStatus::Retrying) => &mut counts.retrying,
                 Some(LaneStatus::WaitingApproval) => &mut counts.waiting_approval,
                 Some(LaneStatus::Error) => &mut counts.error,
                 Some(LaneStatus::Archived) => &mut counts.archived,

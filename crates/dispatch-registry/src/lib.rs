@@ -36,7 +36,7 @@ pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use inspect::{Inspection, inspect};
 pub use lanes::{
     GoalRow, LaneActivity, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership,
-    TurnRow, TurnStatus,
+    RetryRow, TurnRow, TurnStatus,
 };
 pub use migrate::{MigrationReport, MigrationStatus, migrate};
 pub use open::Registry;
@@ -44,7 +44,7 @@ pub use search::{SearchRow, fts_query};
 pub use selectors::{Candidate, Resolution};
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 5;
+pub const LATEST_SCHEMA_VERSION: i64 = 6;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

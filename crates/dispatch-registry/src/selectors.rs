@@ -1,8 +1,9 @@
 //! Selectors: resolving what a user typed to name a lane.
 //!
-//! The rules, first match wins: an exact ref; an exact thread id; `@handle`; a unique ref
-//! prefix; an exact title. A handle, prefix or title that matches several lanes is ambiguous
-//! and yields the candidates, ordered by ref.
+//! The rules, first match wins: an exact ref; an exact thread id; `@handle` (unique); an exact
+//! title; a unique ref prefix. A title or prefix that matches several lanes is ambiguous and
+//! yields the candidates, ordered by ref. An exact title wins over a prefix so that a lane
+//! named like the start of another lane's ref (`new --name nvV`) is never shadowed by it.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,22 +75,23 @@ impl Registry {
                 return Ok(resolution);
             }
         }
-        if could_be_ref_prefix(selector) {
-            // Base62 sorts below '{' in ASCII, so every ref starting with the prefix lies in
-            // [prefix, prefix + "{").
-            let found = self
-                .matching(
-                    select_lanes!("WHERE ref >= ?1 AND ref < ?1 || '{' ORDER BY ref LIMIT ?2"),
-                    selector,
-                )
-                .await?;
-            if let Some(resolution) = decide(found) {
-                return Ok(resolution);
-            }
-        }
         let found = self
             .matching(
                 select_lanes!("WHERE title = ?1 ORDER BY ref LIMIT ?2"),
+                selector,
+            )
+            .await?;
+        if let Some(resolution) = decide(found) {
+            return Ok(resolution);
+        }
+        if !could_be_ref_prefix(selector) {
+            return Ok(Resolution::NotFound);
+        }
+        // Base62 sorts below '{' in ASCII, so every ref starting with the prefix lies in
+        // [prefix, prefix + "{").
+        let found = self
+            .matching(
+                select_lanes!("WHERE ref >= ?1 AND ref < ?1 || '{' ORDER BY ref LIMIT ?2"),
                 selector,
             )
             .await?;

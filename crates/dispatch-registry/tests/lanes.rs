@@ -344,6 +344,7 @@ async fn lane_counts_count_archived_lanes_as_archived_only() {
             total: 6,
             idle: 1,
             busy: 2,
+            retrying: 0,
             waiting_approval: 1,
             error: 1,
             archived: 1,

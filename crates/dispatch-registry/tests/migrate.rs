@@ -146,3 +146,69 @@ async fn migrate_creates_a_missing_registry_without_a_backup() {
     assert_eq!(mode(&path), 0o600);
     assert_eq!(user_version(&path).await, LATEST_SCHEMA_VERSION);
 }
+
+/// Schema 6 keys items by turn and makes handles unique: a version-5 registry with duplicate
+/// handles and indexed items keeps its items (and their search index) and gets unique handles.
+#[tokio::test]
+async fn version_6_keeps_items_and_search_and_makes_handles_unique() {
+    use sqlx::migrate::Migrator;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    let (_dir, path) = registry_path();
+    let up_to_5: Vec<_> = common::ALL_MIGRATIONS
+        .iter()
+        .filter(|migration| migration.version <= 5)
+        .cloned()
+        .collect();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .unwrap();
+    Migrator::with_migrations(up_to_5).run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO lanes (ref, thread_id, title, handle, ownership, status, created_at_ms, \
+         updated_at_ms) VALUES \
+         ('aaaaaa', 't-1', 'first', 'docs', 'owned', 'idle', 1, 1), \
+         ('bbbbbb', 't-2', 'second', 'docs', 'owned', 'idle', 2, 2); \
+         INSERT INTO items (lane_ref, item_id, turn_id, kind, text, at_ms) VALUES \
+         ('aaaaaa', 'msg_1', 'turn-1', 'agent_message', 'the flaky test is fixed', 10), \
+         ('bbbbbb', 'msg_1', NULL, 'agent_message', 'nothing here', 11);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("PRAGMA user_version = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let report = migrate(&path).await.expect("migrate");
+    assert_eq!(report.from_version, Some(5));
+    let registry = Registry::open(&path).await.expect("open");
+    let first = registry.lane("aaaaaa").await.unwrap().unwrap();
+    let second = registry.lane("bbbbbb").await.unwrap().unwrap();
+    assert_eq!(first.handle.as_deref(), Some("docs"), "the oldest keeps it");
+    assert_eq!(second.handle.as_deref(), Some("docs-bbbbbb"));
+    let items = registry.tail("aaaaaa", 10).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].turn_id.as_deref(), Some("turn-1"));
+    assert_eq!(registry.tail("bbbbbb", 10).await.unwrap()[0].turn_id, None);
+    let hits = registry.search("flaky", 10).await.unwrap();
+    assert_eq!(hits.len(), 1, "the search index still points at the items");
+    assert_eq!(hits[0].item_id.as_deref(), Some("msg_1"));
+    assert_eq!(registry.quick_check().await.unwrap(), vec!["ok".to_owned()]);
+    registry.close().await;
+    let mut conn = raw(&path).await;
+    let duplicate = sqlx::query("UPDATE lanes SET handle = 'docs' WHERE ref = 'bbbbbb'")
+        .execute(&mut conn)
+        .await;
+    assert!(duplicate.is_err(), "handles are unique");
+    conn.close().await.unwrap();
+}

@@ -30,7 +30,7 @@ async fn open_creates_a_private_wal_registry_at_the_latest_version() {
     assert!(wal.exists(), "WAL file exists while the registry is open");
     assert_eq!(mode(&wal), 0o600, "WAL file inherits the database's mode");
 
-    assert_eq!(LATEST_SCHEMA_VERSION, 5);
+    assert_eq!(LATEST_SCHEMA_VERSION, 6);
     assert_eq!(
         registry.schema_version().await.unwrap(),
         LATEST_SCHEMA_VERSION
@@ -190,6 +190,7 @@ async fn lane_counts_group_lanes_by_status() {
             total: 5,
             idle: 2,
             busy: 1,
+            retrying: 0,
             waiting_approval: 1,
             error: 0,
             archived: 1,

@@ -6,8 +6,8 @@ mod common;
 
 use common::{has_sidecars, new_lane, open_registry};
 use dispatch_registry::{
-    ErrorRow, Fact, GoalRow, ItemRow, LaneActivity, LaneStatus, NewEvent, Recorded, Registry,
-    RegistryError, TurnRow, TurnStatus,
+    ErrorRow, Fact, GoalRow, ItemRow, LaneActivity, LaneFilter, LaneStatus, NewEvent, Recorded,
+    Registry, RegistryError, RetryRow, TurnRow, TurnStatus,
 };
 use serde_json::json;
 
@@ -326,7 +326,7 @@ async fn a_completed_turn_derives_busy_then_idle_and_folds_deltas() {
 }
 
 #[tokio::test]
-async fn a_failed_turn_sets_error_and_retrying_errors_keep_the_lane_busy() {
+async fn a_failed_turn_sets_error_and_retrying_errors_show_the_lane_retrying() {
     let (_dir, registry) = open_registry().await;
     let lane = registry
         .create_lane(&new_lane("thread-1"))
@@ -356,16 +356,59 @@ async fn a_failed_turn_sets_error_and_retrying_errors_keep_the_lane_busy() {
                     turn_id: Some("turn-1".into()),
                     message: "stream disconnected; retrying 1/5".into(),
                     will_retry: true,
+                    cause: Some("network".into()),
                     at_ms: t0 + 1,
                 }],
             ),
         ])
         .await
         .unwrap();
+    let retrying = registry.lane(&lane).await.unwrap().unwrap();
     assert_eq!(
-        status(&registry, &lane).await,
-        LaneStatus::Busy,
-        "a retrying error keeps it busy"
+        (retrying.status, retrying.retry.clone()),
+        (
+            LaneStatus::Retrying,
+            Some(RetryRow {
+                attempts: 1,
+                error: Some("stream disconnected; retrying 1/5".into()),
+                at_ms: Some(t0 + 1),
+            })
+        ),
+        "a retrying error shows the lane retrying, with the attempt"
+    );
+    assert_eq!(retrying.error_cause.as_deref(), Some("network"));
+    assert_eq!(registry.lane_counts().await.unwrap().retrying, 1);
+    let listed = registry
+        .list_lanes(&LaneFilter {
+            status: Some(LaneStatus::Retrying),
+            include_archived: false,
+            limit: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "`list --status retrying` finds it");
+
+    // Output of the turn means the retry went through: busy again.
+    registry
+        .record(&[note(
+            &lane,
+            "item/agentMessage/delta",
+            Some("turn-1"),
+            t0 + 1,
+            vec![Fact::ItemDelta {
+                turn_id: Some("turn-1".into()),
+                item_id: "msg".into(),
+                kind: "agent_message".into(),
+                delta: "partial".into(),
+                at_ms: t0 + 1,
+            }],
+        )])
+        .await
+        .unwrap();
+    let progressed = registry.lane(&lane).await.unwrap().unwrap();
+    assert_eq!(
+        (progressed.status, progressed.retry),
+        (LaneStatus::Busy, None)
     );
 
     registry
@@ -379,6 +422,7 @@ async fn a_failed_turn_sets_error_and_retrying_errors_keep_the_lane_busy() {
                     turn_id: Some("turn-1".into()),
                     message: "quota exceeded".into(),
                     will_retry: false,
+                    cause: Some("rate_limit".into()),
                     at_ms: t0 + 2,
                 }],
             ),
@@ -411,12 +455,14 @@ async fn a_failed_turn_sets_error_and_retrying_errors_keep_the_lane_busy() {
                 turn_id: Some("turn-1".into()),
                 message: "quota exceeded".into(),
                 will_retry: false,
+                cause: Some("rate_limit".into()),
                 at_ms: t0 + 2,
             },
             ErrorRow {
                 turn_id: Some("turn-1".into()),
                 message: "stream disconnected; retrying 1/5".into(),
                 will_retry: true,
+                cause: Some("network".into()),
                 at_ms: t0 + 1,
             },
         ]
@@ -767,6 +813,52 @@ async fn tail_returns_the_last_items_oldest_first() {
     assert!(registry.tail(&lane, 0).await.unwrap().is_empty());
     assert_eq!(ids(registry.tail(&other, 10).await.unwrap()), ["elsewhere"]);
     assert!(registry.tail("nope00", 10).await.unwrap().is_empty());
+    registry.close().await;
+}
+
+#[tokio::test]
+async fn an_item_id_reused_in_another_turn_is_another_item() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry
+        .create_lane(&new_lane("thread-1"))
+        .await
+        .unwrap()
+        .lane_ref;
+    // A provider that names every reply `msg_1`: each turn keeps its own reply.
+    for (n, turn) in ["turn-1", "turn-2"].into_iter().enumerate() {
+        let at = 100 + i64::try_from(n).unwrap();
+        registry
+            .record(&[note(
+                &lane,
+                "item/completed",
+                Some(turn),
+                at,
+                vec![item(
+                    turn,
+                    "msg_1",
+                    "agent_message",
+                    Some(&format!("reply {n}")),
+                    "completed",
+                    at,
+                )],
+            )])
+            .await
+            .unwrap();
+    }
+    let texts: Vec<(Option<String>, Option<String>)> = registry
+        .tail(&lane, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.turn_id, i.text))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (Some("turn-1".to_owned()), Some("reply 0".to_owned())),
+            (Some("turn-2".to_owned()), Some("reply 1".to_owned())),
+        ]
+    );
     registry.close().await;
 }
 

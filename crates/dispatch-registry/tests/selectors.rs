@@ -1,4 +1,4 @@
-//! Resolving selectors: ref, thread id, @handle, ref prefix, title; ambiguity.
+//! Resolving selectors: ref, thread id, @handle, exact title, ref prefix; ambiguity.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -66,7 +66,7 @@ async fn fixture() -> (tempfile::TempDir, Registry) {
         "abd456",
         "thread-bbbb",
         Some("beta"),
-        Some("ops"),
+        Some("dev"),
     )
     .await;
     lane(
@@ -104,13 +104,11 @@ async fn exact_ref_and_thread_id_win_over_everything() {
 }
 
 #[tokio::test]
-async fn handles_resolve_with_an_at_sign_and_can_be_ambiguous() {
+async fn handles_resolve_with_an_at_sign() {
     let (_dir, registry) = fixture().await;
     assert_eq!(found(&registry, "@solo").await, "ab9xyz");
-    assert_eq!(
-        ambiguous(&registry, "@ops").await,
-        vec!["abc123".to_owned(), "abd456".to_owned()]
-    );
+    assert_eq!(found(&registry, "@ops").await, "abc123");
+    assert_eq!(found(&registry, "@dev").await, "abd456");
     // Without '@' a handle is not a selector.
     assert_eq!(
         registry.resolve("solo").await.unwrap(),
@@ -152,7 +150,7 @@ async fn unique_ref_prefixes_resolve_and_shared_ones_are_ambiguous() {
             lane_ref: "abd456".into(),
             thread_id: "thread-bbbb".into(),
             title: Some("beta".into()),
-            handle: Some("ops".into()),
+            handle: Some("dev".into()),
         },
     ];
     for selector in ["ab", "a"] {
@@ -168,10 +166,12 @@ async fn unique_ref_prefixes_resolve_and_shared_ones_are_ambiguous() {
 }
 
 #[tokio::test]
-async fn a_ref_prefix_wins_over_a_title_and_titles_resolve_last() {
+async fn an_exact_title_wins_over_a_ref_prefix() {
     let (_dir, registry) = fixture().await;
-    // "Zq" is a prefix of Zq0000 and the title of title3: the prefix wins.
-    assert_eq!(found(&registry, "Zq").await, "Zq0000");
+    // "Zq" is a prefix of Zq0000 and the exact title of title3: the title wins, so a lane
+    // named like the start of another lane's ref is never shadowed.
+    assert_eq!(found(&registry, "Zq").await, "title3");
+    assert_eq!(found(&registry, "Zq0").await, "Zq0000");
     assert_eq!(found(&registry, "alpha").await, "abc123");
     assert_eq!(
         ambiguous(&registry, "twin").await,

@@ -238,7 +238,7 @@ fn list_command() -> Command {
         .arg(
             Arg::new("status")
                 .help(
-                    "Only lanes with this status: idle, busy, waiting_approval, error or archived.",
+                    "Only lanes with this status: idle, busy, retrying, waiting_approval, error or archived.",
                 )
                 .long("status"),
         )

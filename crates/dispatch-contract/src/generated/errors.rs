@@ -35,6 +35,8 @@ pub enum ErrorCode {
     RegistrySchemaTooNew,
     ///`registry_corrupt`: the registry file is unreadable or fails its integrity check.
     RegistryCorrupt,
+    ///`registry_unwritable`: the registry file cannot be written: it is read-only, the disk is full, or an I/O error occurred.
+    RegistryUnwritable,
     ///`internal`: dispatch hit an unexpected condition.
     Internal,
 }
@@ -56,6 +58,7 @@ impl ErrorCode {
         ErrorCode::RegistrySchemaTooOld,
         ErrorCode::RegistrySchemaTooNew,
         ErrorCode::RegistryCorrupt,
+        ErrorCode::RegistryUnwritable,
         ErrorCode::Internal,
     ];
     /// The code as written on every surface, e.g. `not_found`.
@@ -76,6 +79,7 @@ impl ErrorCode {
             ErrorCode::RegistrySchemaTooOld => "registry_schema_too_old",
             ErrorCode::RegistrySchemaTooNew => "registry_schema_too_new",
             ErrorCode::RegistryCorrupt => "registry_corrupt",
+            ErrorCode::RegistryUnwritable => "registry_unwritable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -97,6 +101,7 @@ impl ErrorCode {
             ErrorCode::RegistrySchemaTooOld => 10i32,
             ErrorCode::RegistrySchemaTooNew => 10i32,
             ErrorCode::RegistryCorrupt => 11i32,
+            ErrorCode::RegistryUnwritable => 12i32,
             ErrorCode::Internal => 1i32,
         }
     }
@@ -118,6 +123,7 @@ impl ErrorCode {
             ErrorCode::RegistrySchemaTooOld => -32020i32,
             ErrorCode::RegistrySchemaTooNew => -32021i32,
             ErrorCode::RegistryCorrupt => -32022i32,
+            ErrorCode::RegistryUnwritable => -32023i32,
             ErrorCode::Internal => -32603i32,
         }
     }
@@ -167,6 +173,9 @@ impl ErrorCode {
             ErrorCode::RegistryCorrupt => {
                 "move the file aside and restore a backup (`registry.db.bak-*` next to it); `dispatch doctor` shows the check"
             }
+            ErrorCode::RegistryUnwritable => {
+                "free disk space or fix the permissions of the registry file (DISPATCH_DB), then retry; an error's details say what was already done, so do not repeat it blindly"
+            }
             ErrorCode::Internal => {
                 "this is a bug: `dispatch daemon log` and the daemon log file (DISPATCH_HOME/dispatchd.log) have details"
             }
@@ -199,6 +208,9 @@ impl ErrorCode {
             ErrorCode::RegistrySchemaTooNew => "the registry was written by a newer dispatch",
             ErrorCode::RegistryCorrupt => {
                 "the registry file is unreadable or fails its integrity check"
+            }
+            ErrorCode::RegistryUnwritable => {
+                "the registry file cannot be written: it is read-only, the disk is full, or an I/O error occurred"
             }
             ErrorCode::Internal => "dispatch hit an unexpected condition",
         }

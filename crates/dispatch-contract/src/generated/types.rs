@@ -381,112 +381,12 @@ pub struct AssetsOutput {
 pub struct AttachInput {
     ///A label to address the lane by, e.g. `@review`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub handle: ::std::option::Option<AttachInputHandle>,
+    pub handle: ::std::option::Option<Handle>,
     ///Title for the lane; the thread's own name when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub name: ::std::option::Option<AttachInputName>,
+    pub name: ::std::option::Option<Title>,
     ///The full Codex thread id.
     pub thread_id: AttachInputThreadId,
-}
-///A label to address the lane by, e.g. `@review`.
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct AttachInputHandle(::std::string::String);
-impl ::std::ops::Deref for AttachInputHandle {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<AttachInputHandle> for ::std::string::String {
-    fn from(value: AttachInputHandle) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for AttachInputHandle {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for AttachInputHandle {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for AttachInputHandle {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for AttachInputHandle {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///Title for the lane; the thread's own name when omitted.
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct AttachInputName(::std::string::String);
-impl ::std::ops::Deref for AttachInputName {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<AttachInputName> for ::std::string::String {
-    fn from(value: AttachInputName) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for AttachInputName {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for AttachInputName {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for AttachInputName {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for AttachInputName {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
 }
 ///The full Codex thread id.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -759,6 +659,7 @@ pub struct DaemonStatusOutputLanes {
     pub busy: u64,
     pub error: u64,
     pub idle: u64,
+    pub retrying: u64,
     pub total: u64,
     pub waiting_approval: u64,
 }
@@ -940,42 +841,56 @@ pub struct GoalSetInput {
     ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
     pub lane: Selector,
     ///What the goal asks for.
-    pub objective: GoalSetInputObjective,
+    pub objective: Objective,
     ///Tokens Codex may spend on it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub token_budget: ::std::option::Option<::std::num::NonZeroU64>,
 }
-///What the goal asks for.
+///Output of `goal set`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GoalSetOutput {
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub goal: ::std::option::Option<Goal>,
+    pub lane: LaneRef,
+}
+///A unique label to address a lane by, e.g. `@docs`: a letter or digit, then letters, digits, `_`, `.` or `-`; at most 64 characters.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
-pub struct GoalSetInputObjective(::std::string::String);
-impl ::std::ops::Deref for GoalSetInputObjective {
+pub struct Handle(::std::string::String);
+impl ::std::ops::Deref for Handle {
     type Target = ::std::string::String;
     fn deref(&self) -> &::std::string::String {
         &self.0
     }
 }
-impl ::std::convert::From<GoalSetInputObjective> for ::std::string::String {
-    fn from(value: GoalSetInputObjective) -> Self {
+impl ::std::convert::From<Handle> for ::std::string::String {
+    fn from(value: Handle) -> Self {
         value.0
     }
 }
-impl ::std::str::FromStr for GoalSetInputObjective {
+impl ::std::str::FromStr for Handle {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
+        if value.chars().count() > 65usize {
+            return Err("longer than 65 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| {
+                ::regress::Regex::new("^@?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$").unwrap()
+            });
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^@?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$\"".into());
         }
         Ok(Self(value.to_string()))
     }
 }
-impl ::std::convert::TryFrom<&str> for GoalSetInputObjective {
+impl ::std::convert::TryFrom<&str> for Handle {
     type Error = self::error::ConversionError;
     fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
 }
-impl ::std::convert::TryFrom<::std::string::String> for GoalSetInputObjective {
+impl ::std::convert::TryFrom<::std::string::String> for Handle {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,
@@ -983,7 +898,7 @@ impl ::std::convert::TryFrom<::std::string::String> for GoalSetInputObjective {
         value.parse()
     }
 }
-impl<'de> ::serde::Deserialize<'de> for GoalSetInputObjective {
+impl<'de> ::serde::Deserialize<'de> for Handle {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -994,13 +909,6 @@ impl<'de> ::serde::Deserialize<'de> for GoalSetInputObjective {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
     }
-}
-///Output of `goal set`.
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-pub struct GoalSetOutput {
-    #[serde(deserialize_with = "::std::option::Option::deserialize")]
-    pub goal: ::std::option::Option<Goal>,
-    pub lane: LaneRef,
 }
 ///A Codex thread that dispatch knows.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -1015,6 +923,9 @@ pub struct Lane {
     ///`@handle`; a label, not identity.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub handle: ::std::option::Option<::std::string::String>,
+    ///What to do about the lane's state when it needs attention (retrying, stalled, failed); null otherwise.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub hint: ::std::option::Option<::std::string::String>,
     ///The Codex thread id.
     pub id: ::std::string::String,
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
@@ -1027,6 +938,11 @@ pub struct Lane {
     ///dispatch's short ref for the lane; never changes, never reused.
     #[serde(rename = "ref")]
     pub ref_: ::std::string::String,
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub retry: ::std::option::Option<Retry>,
+    ///Set while a running turn has had no word from the App Server for longer than the stall limit (`[lanes] stall_after_s`, default 120 s): the time of its last event (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub stalled_since: ::std::option::Option<::std::string::String>,
     pub status: LaneStatus,
     ///Title (the Codex thread name); a label, not identity.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
@@ -1052,12 +968,15 @@ pub struct LaneCounts {
 pub struct LaneError {
     ///When (RFC 3339).
     pub at: ::std::string::String,
+    ///What kind of failure: `authentication`, `network`, `rate_limit`, `provider`, `interrupted` or `other`; null when unknown.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub cause: ::std::option::Option<::std::string::String>,
     ///What the App Server reported.
     pub message: ::std::string::String,
     ///The turn it happened in.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub turn_id: ::std::option::Option<::std::string::String>,
-    ///Whether Codex keeps retrying (the lane stays busy meanwhile).
+    ///Whether Codex was retrying when it reported it (the lane shows `retrying` while the turn runs).
     pub will_retry: bool,
 }
 ///`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).
@@ -1120,7 +1039,7 @@ pub struct LaneRef {
     #[serde(rename = "ref")]
     pub ref_: ::std::string::String,
 }
-///`idle`, `busy` (a turn runs), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.
+///`idle`, `busy` (a turn runs), `retrying` (a turn runs and Codex is retrying the model provider after a failure), `waiting_approval` (a turn waits for an answer to an approval request), `error` (the last turn failed or the thread hit a system error), `archived`.
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -1138,6 +1057,8 @@ pub enum LaneStatus {
     Idle,
     #[serde(rename = "busy")]
     Busy,
+    #[serde(rename = "retrying")]
+    Retrying,
     #[serde(rename = "waiting_approval")]
     WaitingApproval,
     #[serde(rename = "error")]
@@ -1150,6 +1071,7 @@ impl ::std::fmt::Display for LaneStatus {
         match *self {
             Self::Idle => f.write_str("idle"),
             Self::Busy => f.write_str("busy"),
+            Self::Retrying => f.write_str("retrying"),
             Self::WaitingApproval => f.write_str("waiting_approval"),
             Self::Error => f.write_str("error"),
             Self::Archived => f.write_str("archived"),
@@ -1162,6 +1084,7 @@ impl ::std::str::FromStr for LaneStatus {
         match value {
             "idle" => Ok(Self::Idle),
             "busy" => Ok(Self::Busy),
+            "retrying" => Ok(Self::Retrying),
             "waiting_approval" => Ok(Self::WaitingApproval),
             "error" => Ok(Self::Error),
             "archived" => Ok(Self::Archived),
@@ -1212,7 +1135,7 @@ pub struct ListInput {
     ///Most lanes to return.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 200>")]
     pub limit: ::std::num::NonZeroU64,
-    ///Only lanes with this status: idle, busy, waiting_approval, error or archived.
+    ///Only lanes with this status: idle, busy, retrying, waiting_approval, error or archived.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<LaneStatus>,
 }
@@ -1229,6 +1152,59 @@ impl ::std::default::Default for ListInput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ListOutput {
     pub lanes: ::std::vec::Vec<Lane>,
+}
+///A message to the lane: at most 1048576 characters (Codex's limit for one input).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct Message(::std::string::String);
+impl ::std::ops::Deref for Message {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<Message> for ::std::string::String {
+    fn from(value: Message) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for Message {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 1048576usize {
+            return Err("longer than 1048576 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for Message {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for Message {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Message {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
 }
 ///Input of `models`: List the model catalog with efforts, modalities, service tiers and aliases
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -1373,15 +1349,15 @@ pub struct NewInput {
     pub effort: ::std::option::Option<NewInputEffort>,
     ///A native thread goal: Codex keeps working until it is complete.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub goal: ::std::option::Option<NewInputGoal>,
+    pub goal: ::std::option::Option<Objective>,
     ///A label to address the lane by, e.g. `@docs`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub handle: ::std::option::Option<NewInputHandle>,
+    pub handle: ::std::option::Option<Handle>,
     ///Model id (see `dispatch models`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub model: ::std::option::Option<NewInputModel>,
     ///Title of the lane (also the Codex thread name).
-    pub name: NewInputName,
+    pub name: Title,
     ///Create the lane without sending the first message.
     #[serde(default)]
     pub no_send: bool,
@@ -1393,7 +1369,7 @@ pub struct NewInput {
     pub service_tier: ::std::option::Option<NewInputServiceTier>,
     ///First message to send.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub text: ::std::option::Option<NewInputText>,
+    pub text: ::std::option::Option<Message>,
 }
 ///When Codex asks before acting.
 #[derive(
@@ -1550,110 +1526,6 @@ impl<'de> ::serde::Deserialize<'de> for NewInputEffort {
             })
     }
 }
-///A native thread goal: Codex keeps working until it is complete.
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct NewInputGoal(::std::string::String);
-impl ::std::ops::Deref for NewInputGoal {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<NewInputGoal> for ::std::string::String {
-    fn from(value: NewInputGoal) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for NewInputGoal {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for NewInputGoal {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for NewInputGoal {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for NewInputGoal {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///A label to address the lane by, e.g. `@docs`.
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct NewInputHandle(::std::string::String);
-impl ::std::ops::Deref for NewInputHandle {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<NewInputHandle> for ::std::string::String {
-    fn from(value: NewInputHandle) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for NewInputHandle {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
-            ::std::sync::LazyLock::new(|| {
-                ::regress::Regex::new("^@?[A-Za-z0-9][A-Za-z0-9_.-]*$").unwrap()
-            });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^@?[A-Za-z0-9][A-Za-z0-9_.-]*$\"".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for NewInputHandle {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for NewInputHandle {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for NewInputHandle {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
 ///Model id (see `dispatch models`).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
@@ -1693,56 +1565,6 @@ impl ::std::convert::TryFrom<::std::string::String> for NewInputModel {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for NewInputModel {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///Title of the lane (also the Codex thread name).
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct NewInputName(::std::string::String);
-impl ::std::ops::Deref for NewInputName {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<NewInputName> for ::std::string::String {
-    fn from(value: NewInputName) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for NewInputName {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for NewInputName {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for NewInputName {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for NewInputName {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -1859,56 +1681,6 @@ impl<'de> ::serde::Deserialize<'de> for NewInputServiceTier {
             })
     }
 }
-///First message to send.
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct NewInputText(::std::string::String);
-impl ::std::ops::Deref for NewInputText {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<NewInputText> for ::std::string::String {
-    fn from(value: NewInputText) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for NewInputText {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for NewInputText {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for NewInputText {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for NewInputText {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
 ///Output of `new`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct NewOutput {
@@ -1921,6 +1693,66 @@ pub struct NewOutput {
     ///The turn the first message (or the goal) started.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub turn_id: ::std::option::Option<::std::string::String>,
+    ///What went wrong after the side effects that did happen (e.g. the registry could not record the started turn), or what may stop the turn (no credentials for a provider that needs them). Empty when all is well.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
+}
+///A goal's objective: at most 4000 characters (Codex's limit), not blank.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct Objective(::std::string::String);
+impl ::std::ops::Deref for Objective {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<Objective> for ::std::string::String {
+    fn from(value: Objective) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for Objective {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 4000usize {
+            return Err("longer than 4000 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("\\S").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"\\S\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for Objective {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for Objective {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Objective {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
 }
 ///Input of `registry migrate`: Back up and upgrade the registry schema
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -2008,7 +1840,7 @@ pub struct RenameInput {
     ///A lane selector, or the full id of a Codex thread dispatch does not manage.
     pub target: RenameInputTarget,
     ///The new title.
-    pub title: RenameInputTitle,
+    pub title: Title,
 }
 ///A lane selector, or the full id of a Codex thread dispatch does not manage.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -2049,56 +1881,6 @@ impl ::std::convert::TryFrom<::std::string::String> for RenameInputTarget {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for RenameInputTarget {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
-}
-///The new title.
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct RenameInputTitle(::std::string::String);
-impl ::std::ops::Deref for RenameInputTitle {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<RenameInputTitle> for ::std::string::String {
-    fn from(value: RenameInputTitle) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for RenameInputTitle {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for RenameInputTitle {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for RenameInputTitle {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for RenameInputTitle {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -2396,6 +2178,18 @@ impl ::std::convert::TryFrom<::std::string::String> for RestoreOutputScope {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///Codex retrying the lane's running turn after the model provider failed.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Retry {
+    ///When that error arrived (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub at: ::std::option::Option<::std::string::String>,
+    ///Retry attempts so far in this turn.
+    pub attempts: ::std::num::NonZeroU64,
+    ///The last error Codex reported while retrying.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub last_error: ::std::option::Option<::std::string::String>,
 }
 ///Input of `schema`: Print an operation's input and output JSON Schema
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -2731,60 +2525,10 @@ pub struct SendInput {
     pub steer: bool,
     ///The message.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub text: ::std::option::Option<SendInputText>,
+    pub text: ::std::option::Option<Message>,
     ///Read the message from this file (`-`: standard input).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub text_file: ::std::option::Option<SendInputTextFile>,
-}
-///The message.
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct SendInputText(::std::string::String);
-impl ::std::ops::Deref for SendInputText {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<SendInputText> for ::std::string::String {
-    fn from(value: SendInputText) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for SendInputText {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for SendInputText {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for SendInputText {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for SendInputText {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
 }
 ///Read the message from this file (`-`: standard input).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -2846,6 +2590,8 @@ pub struct SendOutput {
     pub steered: bool,
     ///The turn that received the message.
     pub turn_id: ::std::string::String,
+    ///What went wrong after the side effects that did happen (e.g. the registry could not record the started turn), or what may stop the turn (no credentials for a provider that needs them). Empty when all is well.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
 }
 ///`ServiceTier`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -2970,6 +2716,73 @@ impl ::std::str::FromStr for Timestamp {
     type Err = ::std::convert::Infallible;
     fn from_str(value: &str) -> ::std::result::Result<Self, Self::Err> {
         Ok(Self(value.to_string()))
+    }
+}
+///A lane's title (the Codex thread name): at most 256 characters, not blank, no control characters.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct Title(::std::string::String);
+impl ::std::ops::Deref for Title {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<Title> for ::std::string::String {
+    fn from(value: Title) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for Title {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 256usize {
+            return Err("longer than 256 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(
+            || {
+                ::regress::Regex::new(
+                    "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$",
+                )
+                .unwrap()
+            },
+        );
+        if PATTERN.find(value).is_none() {
+            return Err(
+                "doesn't match pattern \"^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$\""
+                    .into(),
+            );
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for Title {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for Title {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Title {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
     }
 }
 ///`in_progress`, `completed`, `interrupted` or `failed`.
