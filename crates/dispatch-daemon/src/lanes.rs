@@ -27,6 +27,69 @@ fn text_input(text: &str) -> Vec<UserInput> {
     vec![UserInput::text(text)]
 }
 
+/// How long `send` waits for Codex to record a message it accepted.
+const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether Codex recorded the message of a turn it accepted.
+enum MessageRecorded {
+    /// The turn's user message is in the thread.
+    Yes,
+    /// It is not, and will not be: the turn ended first or the App Server went away.
+    Lost(&'static str),
+    /// No word either way within [`RECORD_TIMEOUT`].
+    Unconfirmed,
+}
+
+/// Waits for the user message of `turn_id` (carrying `client_id`) to be recorded.
+async fn message_recorded(
+    events: &mut codex_app_server::Subscription,
+    turn_id: &str,
+    client_id: &str,
+) -> MessageRecorded {
+    use codex_app_server::Event;
+    use codex_app_server::protocol::{ServerNotification, ThreadItem};
+    let wait = async {
+        while let Some(event) = events.recv().await {
+            let Event::Notification(notification) = event else {
+                continue;
+            };
+            match notification.as_ref() {
+                ServerNotification::ItemCompleted(done) if done.turn_id == turn_id => {
+                    if let ThreadItem::UserMessage(message) = &done.item
+                        && message
+                            .client_id
+                            .as_deref()
+                            .is_none_or(|id| id == client_id)
+                    {
+                        return MessageRecorded::Yes;
+                    }
+                }
+                ServerNotification::TurnCompleted(done) if done.turn.id == turn_id => {
+                    return MessageRecorded::Lost("the turn ended before the message was recorded");
+                }
+                _ => {}
+            }
+        }
+        MessageRecorded::Lost("the App Server went away before it recorded the message")
+    };
+    tokio::time::timeout(RECORD_TIMEOUT, wait)
+        .await
+        .unwrap_or(MessageRecorded::Unconfirmed)
+}
+
+/// A fresh id for a message dispatch sends (`clientUserMessageId`): positive evidence, found in
+/// the thread, that this message arrived.
+fn client_message_id(lane_ref: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SENT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "dispatch-{lane_ref}-{}-{}-{}",
+        std::process::id(),
+        now_ms(),
+        SENT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A turn `start_turn` started (or steered into).
 struct StartedTurn {
     turn_id: String,
@@ -137,10 +200,16 @@ impl Service {
         Ok(())
     }
 
-    /// Starts a turn with `text` on `lane` (whose write lock the caller holds) and records it
-    /// as started before returning, so the lane is busy for the next caller even before
-    /// `turn/started` arrives. The turn happened once `turn/start` answered: a registry failure
-    /// after that is a warning in the answer, never an error that would invite a resend.
+    /// Starts a turn with `text` on `lane` (whose write lock the caller holds), waits until
+    /// Codex has recorded the message in the thread, and records the turn as started before
+    /// returning, so the lane is busy for the next caller even before `turn/started` is
+    /// stored.
+    ///
+    /// `turn/start` answers before Codex records the message: an App Server that goes away
+    /// in between (its daemon was killed) loses it. So acceptance is reported only once the
+    /// thread holds the message (`item/completed` of the turn's user message); a message lost
+    /// that way is an error that says so. A registry failure after that is a warning in the
+    /// answer, never an error that would invite a resend.
     async fn start_turn(
         &self,
         server: &codex_app_server::AppServer,
@@ -149,11 +218,14 @@ impl Service {
         effort: Option<String>,
     ) -> Result<StartedTurn, DispatchError> {
         let asked_at_s = now_ms() / 1000;
+        let client_id = client_message_id(&lane.lane_ref);
+        let mut events = server.subscribe_thread(&lane.thread_id);
         let turn = server
             .call(&TurnStartParams {
                 thread_id: lane.thread_id.clone(),
                 input: text_input(text),
                 effort,
+                client_user_message_id: Some(client_id.clone()),
                 ..Default::default()
             })
             .await
@@ -170,6 +242,36 @@ impl Service {
                  added the message to it",
                 turn.id
             ));
+        }
+        match message_recorded(&mut events, &turn.id, &client_id).await {
+            MessageRecorded::Yes => {}
+            MessageRecorded::Lost(why) => {
+                return Err(DispatchError::new(
+                    ErrorCode::AppServerUnavailable,
+                    format!(
+                        "Codex accepted turn {} on lane {} but did not record the message: {why}",
+                        turn.id, lane.lane_ref
+                    ),
+                )
+                .with_hint(format!(
+                    "the message is not in the thread; `dispatch tail {}` shows what is, then \
+                     send it again",
+                    lane.lane_ref
+                ))
+                .with_details(json!({
+                    "lane_ref": lane.lane_ref,
+                    "turn_id": turn.id,
+                    "client_message_id": client_id,
+                    "recorded": false,
+                })));
+            }
+            MessageRecorded::Unconfirmed => warnings.push(format!(
+                "Codex accepted turn {} but did not confirm within {} s that it recorded the \
+                 message; `dispatch tail {}` shows whether it did before you send it again",
+                turn.id,
+                RECORD_TIMEOUT.as_secs(),
+                lane.lane_ref
+            )),
         }
         let started = Fact::TurnStarted {
             turn_id: turn.id.clone(),
@@ -467,12 +569,14 @@ impl Service {
                 interrupted: true,
                 turn_id: Some(turn_id),
             }),
-            // The turn ended between our look and the interrupt.
+            // The turn ended between our look and the interrupt, or its end was never
+            // reported: the lane is reconciled with what Codex knows.
             Err(err)
                 if err
                     .rpc_error()
                     .is_some_and(|e| e.message.contains("no active turn")) =>
             {
+                self.reconcile_one(&lane).await;
                 Ok(StopOutput {
                     lane: convert::lane_ref(&lane),
                     interrupted: false,

@@ -129,6 +129,22 @@ impl Service {
         count
     }
 
+    /// Reconciles one lane now, e.g. when Codex says it runs nothing but the registry
+    /// believes otherwise.
+    pub async fn reconcile_one(&self, lane: &LaneRow) {
+        let Some((server, _)) = self.app_server().current() else {
+            return;
+        };
+        match loaded_threads(&server).await {
+            Ok(loaded) => {
+                self.reconcile_lane(&server, &loaded, lane, Why::Silence)
+                    .await;
+                self.events_stored().await;
+            }
+            Err(err) => tracing::warn!(%err, "listing loaded threads"),
+        }
+    }
+
     /// Records what Codex knows of `lane`'s latest turns.
     async fn reconcile_lane(
         &self,

@@ -6,9 +6,9 @@ use crate::StubError;
 
 /// The settings of the generated `config.toml` a test may want to vary.
 ///
-/// The provider block (`model_provider = "mock"`, `wire_api = "responses"`, no retries),
-/// `plugins = false`, `unbounded_connection_retries = false` and analytics off are always
-/// written: they keep Codex on the loopback stub and make failures fail fast.
+/// The provider block (`model_provider = "mock"`, `wire_api = "responses"`), `plugins = false`
+/// and analytics off are always written: they keep Codex on the loopback stub. By default
+/// there are no retries, so failures fail fast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodexConfig {
     /// `model`: any name works; an unknown one adds a `warning` notification each turn.
@@ -18,6 +18,12 @@ pub struct CodexConfig {
     pub approval_policy: String,
     /// `sandbox_mode`: `read-only`, `workspace-write` or `danger-full-access`.
     pub sandbox_mode: String,
+    /// `request_max_retries` and `stream_max_retries` of the provider (default 0: a failure
+    /// fails the turn at once).
+    pub retries: u32,
+    /// `[features] unbounded_connection_retries` (default false). When true, an unreachable
+    /// provider makes Codex retry for ever ("Reconnecting... waiting for network").
+    pub unbounded_connection_retries: bool,
     /// Raw TOML appended verbatim at the end (after the tables above), for one-off keys.
     pub extra_toml: String,
 }
@@ -28,6 +34,8 @@ impl Default for CodexConfig {
             model: "mock-model".into(),
             approval_policy: "never".into(),
             sandbox_mode: "read-only".into(),
+            retries: 0,
+            unbounded_connection_retries: false,
             extra_toml: String::new(),
         }
     }
@@ -46,12 +54,12 @@ impl CodexConfig {
              name = \"mock\"\n\
              base_url = {base_url}\n\
              wire_api = \"responses\"\n\
-             request_max_retries = 0\n\
-             stream_max_retries = 0\n\
+             request_max_retries = {retries}\n\
+             stream_max_retries = {retries}\n\
              \n\
              [features]\n\
              plugins = false\n\
-             unbounded_connection_retries = false\n\
+             unbounded_connection_retries = {unbounded}\n\
              \n\
              [analytics]\n\
              enabled = false\n",
@@ -59,6 +67,8 @@ impl CodexConfig {
             approval = toml_string(&self.approval_policy),
             sandbox = toml_string(&self.sandbox_mode),
             base_url = toml_string(base_url),
+            retries = self.retries,
+            unbounded = self.unbounded_connection_retries,
         );
         if !self.extra_toml.is_empty() {
             out.push('\n');

@@ -130,6 +130,9 @@ pub enum Behaviour {
     /// Starts a message (created, item added) and then never ends: the connection is held
     /// open until the client closes it or the stub is dropped.
     Hang,
+    /// Accepts the request and never answers at all (no status line): a provider that hangs
+    /// before it says anything. The connection is held open like [`Behaviour::Hang`].
+    Silent,
     /// A plain HTTP error status with a JSON error body and no stream.
     HttpError {
         /// The status code, e.g. 500.
@@ -210,6 +213,7 @@ impl Behaviour {
             Self::Text(_) => "text".into(),
             Self::SlowText { .. } => "slow_text".into(),
             Self::Hang => "hang".into(),
+            Self::Silent => "silent".into(),
             Self::HttpError { status, .. } => format!("http_{status}"),
             Self::FunctionCall { name, .. } => format!("function_call:{name}"),
         }
@@ -223,6 +227,7 @@ pub struct Script {
     default_reply: String,
     follow_up_reply: String,
     auto_complete_goals: bool,
+    reuse_item_ids: bool,
 }
 
 impl Default for Script {
@@ -232,6 +237,7 @@ impl Default for Script {
             default_reply: "ok".into(),
             follow_up_reply: "done".into(),
             auto_complete_goals: true,
+            reuse_item_ids: false,
         }
     }
 }
@@ -260,6 +266,14 @@ impl Script {
     #[must_use]
     pub fn follow_up_reply(mut self, text: impl Into<String>) -> Self {
         self.follow_up_reply = text.into();
+        self
+    }
+
+    /// Whether every reply's message item is called `msg_1`, as a provider that reuses item
+    /// ids would (default false: `msg_<n>`, unique).
+    #[must_use]
+    pub fn reuse_item_ids(mut self, on: bool) -> Self {
+        self.reuse_item_ids = on;
         self
     }
 
@@ -606,15 +620,27 @@ async fn run(stream: &mut TcpStream, shared: &Shared, behaviour: Behaviour) -> s
     if let Behaviour::HttpError { status, message } = &behaviour {
         return send_json(stream, *status, message).await;
     }
+    if let Behaviour::Silent = behaviour {
+        let mut shutdown = shared.shutdown.clone();
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => {}
+            () = client_closed(stream) => {}
+        }
+        return Ok(());
+    }
     let n = shared.next_id();
     let response_id = format!("resp_{n}");
-    let item_id = format!("msg_{n}");
+    let item_id = if shared.lock().script.reuse_item_ids {
+        "msg_1".to_owned()
+    } else {
+        format!("msg_{n}")
+    };
     stream
         .write_all(http::response_head(200, "text/event-stream", None).as_bytes())
         .await?;
     let mut shutdown = shared.shutdown.clone();
     match behaviour {
-        Behaviour::HttpError { .. } => Ok(()),
+        Behaviour::HttpError { .. } | Behaviour::Silent => Ok(()),
         Behaviour::Text(text) => {
             send_events(
                 stream,

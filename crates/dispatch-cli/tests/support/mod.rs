@@ -107,6 +107,18 @@ impl Home {
         .expect("write CODEX_HOME/config.toml");
     }
 
+    /// Points Codex at the Responses API at `base_url` with `config` (retries and the like).
+    pub fn use_model_provider_with(&self, base_url: &str, config: &responses_stub::CodexConfig) {
+        responses_stub::write_codex_config(&self.codex_home(), base_url, config)
+            .expect("write CODEX_HOME/config.toml");
+    }
+
+    /// Writes DISPATCH_HOME/config.toml (the daemon reads it when it starts).
+    pub fn write_config(&self, toml: &str) {
+        std::fs::create_dir_all(self.path()).expect("DISPATCH_HOME");
+        std::fs::write(self.file("config.toml"), toml).expect("write config.toml");
+    }
+
     /// CODEX_HOME.
     pub fn codex_home(&self) -> PathBuf {
         self.dir.path().join("codex")
@@ -228,6 +240,11 @@ impl Drop for Home {
             && let Some(pid) = self.pidfile_pid()
         {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        // DISPATCH_TEST_KEEP=1 keeps the homes of failed tests for a post-mortem.
+        if std::thread::panicking() && std::env::var_os("DISPATCH_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!("kept the test home {}", kept.keep().display());
         }
     }
 }
