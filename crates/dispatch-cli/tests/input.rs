@@ -315,4 +315,13 @@ fn an_argument_that_is_not_utf8_is_invalid_input_naming_it() {
     let run: support::Run = cmd.output().expect("run dispatch").into();
     assert_eq!(run.code, 2, "{run:?}");
     run.error("invalid_input");
+    // The daemon binary's own arguments too: a usage error, not a panic.
+    let mut cmd = home.command(&support::dispatchd_bin());
+    cmd.arg(bad);
+    let run: support::Run = cmd.output().expect("run dispatchd").into();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.starts_with("dispatchd: unexpected arguments"),
+        "{run:?}"
+    );
 }
