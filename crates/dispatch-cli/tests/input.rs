@@ -203,6 +203,12 @@ fn nul_characters_are_invalid_input_on_every_surface() {
             "MCP {}: {body}",
             op.id
         );
+        let hint = body["hint"].as_str().unwrap_or_default();
+        assert!(
+            hint.contains("dispatch_schema") && !hint.contains("dispatch schema"),
+            "MCP {}: a hint for agents: {body}",
+            op.id
+        );
         let err = raw_rpc(&home, op, input).expect_err("refused");
         assert_eq!(
             err.code.as_str(),

@@ -44,8 +44,22 @@ impl DispatchMcp {
         };
         match result {
             Ok(output) => CallToolResult::structured(output),
-            Err(err) => error_result(&err),
+            Err(err) => error_result(&for_agents(op, err)),
         }
+    }
+}
+
+/// An input the contract refused (the validator's `details.problems`) gets a hint an agent
+/// can follow: the tool's schema, not a shell command.
+fn for_agents(op: &Operation, err: DispatchError) -> DispatchError {
+    if err.details.get("problems").is_some() {
+        let hint = format!(
+            "the accepted arguments are in the inputSchema of `dispatch_{}` (tools/list), or call `dispatch_schema` with {{\"op\": \"{}\"}}",
+            op.id, op.id
+        );
+        err.with_hint(hint)
+    } else {
+        err
     }
 }
 
