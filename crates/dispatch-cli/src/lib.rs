@@ -65,10 +65,18 @@ async fn run_watch(
     input: Value,
     json: bool,
 ) -> Result<ExitCode, DispatchError> {
-    let timeout = input["timeout"].as_f64().unwrap_or(30.0);
+    // The input is validated: the bound is within the contract's range. Its call deadline
+    // (`Operation::call_timeout`) follows what is left of it on every call below.
+    let (timeout, maximum) = op
+        .bound
+        .map(|b| {
+            let given = input[b.field].as_f64().unwrap_or(b.default);
+            (given, b.maximum)
+        })
+        .unwrap_or((30.0, 600.0));
     let max_events = input["max_events"].as_u64().unwrap_or(100);
-    let deadline =
-        std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout.clamp(0.0, 600.0));
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::try_from_secs_f64(timeout.clamp(0.0, maximum)).unwrap_or_default();
     let mut seen = 0u64;
     let mut cursor = input.get("after").cloned();
     loop {
