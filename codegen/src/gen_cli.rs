@@ -56,15 +56,25 @@ pub fn fields(op: &Operation) -> Vec<Field<'_>> {
         .map(|(name, schema)| Field {
             name,
             kind: kind_of(schema),
-            help: schema
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            help: help(op, name, schema),
             required: required.contains(&name.as_str()),
             position: op.meta.cli.positionals.iter().position(|p| p == name),
         })
         .collect()
+}
+
+/// The field's description; a field that a file input reads into also says that `-` reads
+/// standard input, which only the CLI does.
+fn help(op: &Operation, name: &str, schema: &Value) -> String {
+    let description = schema
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !description.is_empty() && op.meta.file_inputs.values().any(|into| into == name) {
+        format!("{description} `-` reads it from standard input.")
+    } else {
+        description.to_owned()
+    }
 }
 
 fn kind_of(schema: &Value) -> FieldKind {
@@ -106,7 +116,10 @@ fn arg(field: &Field) -> TokenStream {
     }
     arg = match &field.kind {
         FieldKind::Flag => quote!(#arg.action(ArgAction::SetTrue)),
-        FieldKind::Integer | FieldKind::Number => quote!(#arg.value_name("N")),
+        // `-1` is a value to refuse with the field's bounds, not an unknown flag.
+        FieldKind::Integer | FieldKind::Number => {
+            quote!(#arg.value_name("N").allow_negative_numbers(true))
+        }
         FieldKind::TextList => quote!(#arg.action(ArgAction::Append)),
         FieldKind::Text(values) if values.is_empty() => arg,
         FieldKind::Text(values) => quote!(#arg.value_parser([#(#values),*])),

@@ -53,7 +53,14 @@ pub fn operations(contract: &Contract) -> TokenStream {
         let client_defaults = pairs(&op.meta.client_defaults);
         let file_inputs = pairs(&op.meta.file_inputs);
         let input = op.input_bundled.to_string();
+        let cli_input = op.cli_input_bundled.to_string();
         let output = op.output_bundled.to_string();
+        let bound = match call_bound(op) {
+            Some((field, default, maximum)) => {
+                quote!(Some(CallBound { field: #field, default: #default, maximum: #maximum }))
+            }
+            None => quote!(None),
+        };
         let examples = serde_json::to_string(&op.meta.examples).unwrap_or_default();
         let doc = format!("`{title}`: {summary}.");
         quote! {
@@ -71,8 +78,10 @@ pub fn operations(contract: &Contract) -> TokenStream {
                 positionals: &[#(#positionals),*],
                 client_defaults: #client_defaults,
                 file_inputs: #file_inputs,
+                bound: #bound,
                 contract_hash: #hash,
                 input_schema: #input,
+                cli_input_schema: #cli_input,
                 output_schema: #output,
                 examples: #examples,
             };
@@ -93,7 +102,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
         //! The operation table: one entry per contract file, with its metadata, its
         //! self-contained input and output schemas and its contract hash.
         use super::types::*;
-        use crate::operation::{Intent, Operation, Request, RunsIn};
+        use crate::operation::{CallBound, Intent, Operation, Request, RunsIn};
 
         #(#statics)*
 
@@ -102,6 +111,15 @@ pub fn operations(contract: &Contract) -> TokenStream {
 
         #(#markers)*
     }
+}
+
+/// The field named by `bounded_by`, with its default and maximum (the lint checks that both
+/// are numbers).
+fn call_bound(op: &Operation) -> Option<(&str, f64, f64)> {
+    let field = op.meta.bounded_by.as_deref()?;
+    let schema = op.wire_input.pointer(&format!("/properties/{field}"))?;
+    let number = |key: &str| schema.get(key).and_then(serde_json::Value::as_f64);
+    Some((field, number("default")?, number("maximum")?))
 }
 
 fn trait_methods<'a>(ops: impl Iterator<Item = &'a Operation>) -> TokenStream {

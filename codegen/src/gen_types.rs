@@ -48,7 +48,7 @@ pub fn generate(contract: &Contract) -> anyhow::Result<TokenStream> {
         definitions.insert(name.clone(), to_definitions_refs(schema));
     }
     for op in &contract.ops {
-        let mut input = to_definitions_refs(&op.input);
+        let mut input = to_definitions_refs(&op.wire_input);
         let mut output = to_definitions_refs(&op.output);
         describe(
             &mut input,

@@ -20,6 +20,7 @@ mod resolve;
 use std::path::{Path, PathBuf};
 
 pub use emit::Mode;
+pub use lint::check;
 pub use model::Contract;
 
 /// The files `generate` writes, relative to the workspace root.

@@ -96,11 +96,61 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
                 "{file}: client default `{field}` must be `current_dir`"
             );
         }
+        let required = |name: &str| {
+            op.input
+                .get("required")
+                .and_then(Value::as_array)
+                .is_some_and(|r| r.iter().any(|n| n == name))
+        };
+        let property = |name: &str| op.input.pointer(&format!("/properties/{name}"));
+        let is_string = |name: &str| {
+            property(name).is_some_and(|s| resolve_ref(contract, s)["type"] == "string")
+        };
         for (from, into) in &op.meta.file_inputs {
             ensure!(
-                fields.iter().any(|f| f.name == from) && fields.iter().any(|f| f.name == into),
+                from != into
+                    && fields.iter().any(|f| f.name == from)
+                    && fields.iter().any(|f| f.name == into),
                 "{file}: file input `{from}` -> `{into}` must name two input fields"
             );
+            ensure!(
+                is_string(from) && is_string(into),
+                "{file}: file input `{from}` -> `{into}`: both fields must be strings"
+            );
+            ensure!(
+                !required(from) && !required(into),
+                "{file}: file input `{from}` -> `{into}`: neither field may be required (each can come from the other)"
+            );
+            ensure!(
+                !op.meta.file_inputs.contains_key(into),
+                "{file}: file input `{from}` reads into `{into}`, itself a file input"
+            );
+        }
+        if let Some(bound) = &op.meta.bounded_by {
+            let schema = op.wire_input.pointer(&format!("/properties/{bound}"));
+            ensure!(
+                schema.is_some(),
+                "{file}: `bounded_by` names `{bound}`, which is not a field of the wire input"
+            );
+            let schema = schema
+                .map(|s| resolve_ref(contract, s))
+                .unwrap_or(&Value::Null);
+            ensure!(
+                schema["type"] == "number" || schema["type"] == "integer",
+                "{file}: `bounded_by` field `{bound}` must be a number or an integer (seconds)"
+            );
+            ensure!(
+                schema["maximum"].is_number() && schema["default"].is_number(),
+                "{file}: `bounded_by` field `{bound}` needs a numeric `maximum` and `default`"
+            );
+        }
+        if let Some(Value::Object(props)) = op.input.get("properties") {
+            for (name, schema) in props {
+                ensure!(
+                    refuses_nul(contract, schema),
+                    "{file}: input field `{name}` takes free text: give it a `pattern` that refuses NUL characters, e.g. \"^[^\\\\x00]*$\""
+                );
+            }
         }
         for positional in &op.meta.cli.positionals {
             ensure!(
@@ -137,4 +187,37 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `schema`, or the shared definition it refers to.
+fn resolve_ref<'a>(contract: &'a Contract, schema: &'a Value) -> &'a Value {
+    schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+        .and_then(|name| contract.defs.get(name))
+        .unwrap_or(schema)
+}
+
+/// Whether an input field refuses strings with a NUL character: fields that are not free
+/// text (numbers, booleans, enums) do by their type; a free-text string (or array of them)
+/// needs a `pattern` that does not match one.
+fn refuses_nul(contract: &Contract, schema: &Value) -> bool {
+    let schema = resolve_ref(contract, schema);
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") if schema.get("enum").is_none() => {
+            let Some(pattern) = schema.get("pattern").and_then(Value::as_str) else {
+                return false;
+            };
+            regress::Regex::new(pattern).is_ok_and(|re| {
+                ["\0", "a\0b", "\0a"]
+                    .iter()
+                    .all(|probe| re.find(probe).is_none())
+            })
+        }
+        Some("array") => schema
+            .get("items")
+            .is_none_or(|items| refuses_nul(contract, items)),
+        _ => true,
+    }
 }

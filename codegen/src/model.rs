@@ -35,12 +35,19 @@ pub struct Operation {
     pub description: String,
     /// The `x-dispatch` metadata.
     pub meta: OperationMeta,
-    /// Input schema with refs normalised to `#/$defs/<Name>`.
+    /// Input schema as authored, refs normalised to `#/$defs/<Name>`: every field of every
+    /// surface, the CLI-only ones (file inputs) included. The CLI command is built from it.
     pub input: Value,
+    /// The input the operation itself takes: `input` without its CLI-only fields. It is what
+    /// MCP, JSON-RPC and the daemon accept, and the Rust input type is generated from it.
+    pub wire_input: Value,
     /// Output schema with refs normalised to `#/$defs/<Name>`.
     pub output: Value,
-    /// Self-contained input schema, as served and validated at run time.
+    /// Self-contained wire input schema, as served (MCP, `dispatch schema`) and validated at
+    /// run time.
     pub input_bundled: Value,
+    /// Self-contained input schema of the CLI form (`input`, CLI-only fields included).
+    pub cli_input_bundled: Value,
     /// Self-contained output schema.
     pub output_bundled: Value,
     /// Hash of what a client and a daemon must agree on for this operation: its id, where it
@@ -70,13 +77,26 @@ pub struct OperationMeta {
     /// `{"cwd": "current_dir"}`: the lane works in the caller's directory, not the daemon's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub client_defaults: BTreeMap<String, String>,
-    /// Input fields naming a file (`-`: standard input) the calling process reads into
-    /// another field, e.g. `{"text_file": "text"}`.
+    /// CLI-only input fields naming a file (`-`: standard input) that the CLI reads into
+    /// another field, e.g. `{"text_file": "text"}`; on the CLI, `-` as that other field also
+    /// reads standard input. The file fields are not part of the wire input.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub file_inputs: BTreeMap<String, String>,
+    /// The numeric input field (seconds) that bounds how long the call may run, e.g.
+    /// `"timeout"`: a client waits that long plus a margin instead of its default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounded_by: Option<String>,
     /// Examples: input → output or input → error code.
     #[serde(default)]
     pub examples: Vec<Example>,
+}
+
+impl OperationMeta {
+    /// Input fields that exist on the CLI only: they are not part of the wire input, so MCP,
+    /// JSON-RPC and the daemon refuse them. Today these are the file inputs.
+    pub fn cli_only_fields(&self) -> impl Iterator<Item = &str> {
+        self.file_inputs.keys().map(String::as_str)
+    }
 }
 
 /// What an operation does to state.
@@ -247,7 +267,9 @@ fn load_operation(
     };
     let input = schema("input")?;
     let output = schema("output")?;
-    let input_bundled = resolve::bundle(&input, defs)?;
+    let wire_input = without_fields(&input, &meta.cli_only_fields().collect::<Vec<_>>());
+    let input_bundled = resolve::bundle(&wire_input, defs)?;
+    let cli_input_bundled = resolve::bundle(&input, defs)?;
     let output_bundled = resolve::bundle(&output, defs)?;
     let title = text("title")?;
     let description = text("description")?;
@@ -266,11 +288,26 @@ fn load_operation(
         description,
         meta,
         input,
+        wire_input,
         output,
         input_bundled,
+        cli_input_bundled,
         output_bundled,
         hash,
     })
+}
+
+/// `schema` (an object schema) without the properties `fields`, in `properties` and in
+/// `required`.
+fn without_fields(schema: &Value, fields: &[&str]) -> Value {
+    let mut schema = schema.clone();
+    if let Some(Value::Object(props)) = schema.get_mut("properties") {
+        props.retain(|name, _| !fields.contains(&name.as_str()));
+    }
+    if let Some(Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|name| !name.as_str().is_some_and(|n| fields.contains(&n)));
+    }
+    schema
 }
 
 /// First 16 hex digits of SHA-256 over the canonical JSON (sorted keys) of `parts`.

@@ -2,6 +2,8 @@
 //! operation, plus `completion` and `mcp`, with human and `--json` output.
 
 pub mod args;
+pub mod input;
+pub mod output;
 pub mod render;
 pub mod root;
 
@@ -10,17 +12,24 @@ pub mod generated {
     pub mod cli;
 }
 
-use std::io::Write;
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use dispatch_client::Runner;
-use dispatch_contract::{DispatchError, Operation};
+use dispatch_contract::{DispatchError, Operation, validate_cli_input};
 use serde_json::Value;
 
+use crate::input::{ProcessStdin, read_file_inputs};
+use crate::output::{Stream, write_line};
+
 /// Runs `dispatch` with the process arguments; the binary's `main`.
-pub fn main_with_args(raw: Vec<String>) -> ExitCode {
+pub fn main_with_args(raw: Vec<OsString>) -> ExitCode {
     let json = raw.iter().skip(1).any(|a| a == "--json");
+    let raw = match args::utf8_args(raw) {
+        Ok(raw) => raw,
+        Err(err) => return report_error(&err, json),
+    };
     let matches = match root::command().try_get_matches_from(&raw) {
         Ok(matches) => matches,
         Err(err) => return clap_failure(err, json),
@@ -56,13 +65,20 @@ async fn run_watch(
     input: Value,
     json: bool,
 ) -> Result<ExitCode, DispatchError> {
-    let timeout = input["timeout"].as_f64().unwrap_or(30.0);
+    // The input is validated: the bound is within the contract's range. Its call deadline
+    // (`Operation::call_timeout`) follows what is left of it on every call below.
+    let (timeout, maximum) = op
+        .bound
+        .map(|b| {
+            let given = input[b.field].as_f64().unwrap_or(b.default);
+            (given, b.maximum)
+        })
+        .unwrap_or((30.0, 600.0));
     let max_events = input["max_events"].as_u64().unwrap_or(100);
-    let deadline =
-        std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout.clamp(0.0, 600.0));
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::try_from_secs_f64(timeout.clamp(0.0, maximum)).unwrap_or_default();
     let mut seen = 0u64;
     let mut cursor = input.get("after").cloned();
-    let mut stdout = std::io::stdout().lock();
     loop {
         let remaining = deadline
             .saturating_duration_since(std::time::Instant::now())
@@ -85,10 +101,12 @@ async fn run_watch(
             } else {
                 render::watch_event(event)
             };
-            let _closed = writeln!(stdout, "{line}");
+            if write_line(Stream::Stdout, &line).is_err() {
+                // Nobody reads any more (`| head -1`): the watch is over.
+                return Ok(ExitCode::SUCCESS);
+            }
             seen += 1;
         }
-        let _closed = stdout.flush();
         cursor = output.get("cursor").cloned();
         let ended = output["ended"].as_str().unwrap_or("timeout");
         if ended != "batch" || seen >= max_events || std::time::Instant::now() >= deadline {
@@ -105,32 +123,35 @@ async fn run_watch(
             let line = if json {
                 summary.to_string()
             } else {
-                format!("watch ended ({ended}) after {seen} events")
+                render::watch_end(&summary)
             };
-            let _closed = writeln!(stdout, "{line}");
+            let _closed = write_line(Stream::Stdout, &line);
             return Ok(ExitCode::SUCCESS);
         }
     }
 }
 
+/// Runs `op` from the command line: checks the CLI's form of the input (before reading any
+/// file), reads the file inputs (`--text-file`, `-`), then runs the operation.
 async fn run_operation(
     op: &'static Operation,
     input: Value,
     json: bool,
 ) -> Result<ExitCode, DispatchError> {
+    validate_cli_input(op, &input)?;
+    let input = read_file_inputs(op, input, &mut ProcessStdin)?;
     let runner = Runner::from_env()?;
     if op.id == "watch" {
         return run_watch(&runner, op, input, json).await;
     }
     let output = runner.run(op, input).await?;
-    let mut stdout = std::io::stdout().lock();
     let text = if json {
         serde_json::to_string_pretty(&output).unwrap_or_default()
     } else {
         render::human(op, &output)
     };
     // A closed stdout (e.g. `| head`) is not an error worth reporting.
-    let _closed = writeln!(stdout, "{text}");
+    let _closed = write_line(Stream::Stdout, &text);
     Ok(render::exit_code(op, &output))
 }
 
@@ -150,15 +171,24 @@ fn exit(code: i32) -> ExitCode {
 
 /// Prints `err` as the contract says: one line and a hint on stderr, or `{"error":..}` on
 /// stdout with `--json`; exits with the code's exit code.
+/// Control characters in the message and hint are escaped, and a closed stdout or stderr
+/// ends quietly.
 fn report_error(err: &DispatchError, json: bool) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&err.to_json()).unwrap_or_default()
-        );
+    let _closed = if json {
+        write_line(
+            Stream::Stdout,
+            &serde_json::to_string_pretty(&err.to_json()).unwrap_or_default(),
+        )
     } else {
-        eprintln!("dispatch: {}\nhint: {}", err.message, err.hint);
-    }
+        write_line(
+            Stream::Stderr,
+            &format!(
+                "dispatch: {}\nhint: {}",
+                render::escape(&err.message),
+                render::escape(&err.hint)
+            ),
+        )
+    };
     exit(err.code.exit_code())
 }
 

@@ -1,6 +1,13 @@
 //! Human output of the operations. Operations without a renderer of their own print their
 //! output object as pretty JSON, so a new operation is usable before it gets one.
+//!
+//! Every string a renderer prints goes through [`escape`] (or [`block`] for multi-line
+//! message text): titles, handles, paths, messages and errors come from users and models, and
+//! a control character in them must not reach the terminal as one. `--json` output is not
+//! rendered here and stays exact.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use comfy_table::{Table, presets::NOTHING};
@@ -16,12 +23,89 @@ fn plain(table: &Table) -> String {
         .join("\n")
 }
 
+/// Whether `c` must not reach a terminal as it is: control characters (C0, DEL, C1), the
+/// Unicode line and paragraph separators, and the bidirectional overrides and isolates.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        other => {
+            let _infallible = write!(out, "\\u{{{:x}}}", u32::from(other));
+        }
+    }
+}
+
+/// `s` on one line, safe for a terminal: every control character (newlines and escape
+/// sequences included) is shown escaped, as `\n` or `\u{1b}`.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Multi-line text (a message in `tail`), safe for a terminal: newlines and tabs are kept,
+/// every continuation line is indented by `indent` so no line of the text can pass for a
+/// line of dispatch's own output, and every other control character is escaped.
+pub fn block(s: &str, indent: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => {
+                out.push('\n');
+                out.push_str(indent);
+            }
+            '\t' => out.push('\t'),
+            c if unsafe_char(c) => push_escaped(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON value as human text: `-` for null, strings escaped.
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape(s).into_owned(),
         other => other.to_string(),
     }
+}
+
+/// A string field, escaped, or `default` when it is not a string.
+fn text_or(value: &Value, default: &str) -> String {
+    value
+        .as_str()
+        .map_or_else(|| default.to_owned(), |s| escape(s).into_owned())
+}
+
+/// Pretty JSON for the terminal: serde_json escapes C0 controls in strings but leaves DEL,
+/// C1 and the other characters of [`unsafe_char`] raw; they become `\u` escapes (still JSON).
+fn json_text(output: &Value) -> String {
+    let pretty = serde_json::to_string_pretty(output).unwrap_or_default();
+    let mut out = String::with_capacity(pretty.len());
+    for c in pretty.chars() {
+        if unsafe_char(c) && c != '\n' {
+            let _infallible = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The human rendering of `output`.
@@ -49,7 +133,7 @@ pub fn human(op: &Operation, output: &Value) -> String {
         "rename" | "archive" | "restore" => thread_meta(op.id, output),
         "search" => search(output),
         "assets" => assets(output),
-        _ => serde_json::to_string_pretty(output).unwrap_or_default(),
+        _ => json_text(output),
     }
 }
 
@@ -146,9 +230,9 @@ fn daemon_log(o: &Value) -> String {
     table.load_preset(NOTHING);
     table.set_header(vec!["AT", "OP", "LANE", "OUTCOME", "DETAIL"]);
     for e in entries {
-        let outcome = match e["error_code"].as_str() {
-            Some(code) => format!("error ({code})"),
-            None => text(&e["outcome"]),
+        let outcome = match &e["error_code"] {
+            Value::Null => text(&e["outcome"]),
+            code => format!("error ({})", text(code)),
         };
         table.add_row(vec![
             text(&e["at"]),
@@ -174,10 +258,8 @@ fn doctor(o: &Value) -> String {
             text(&c["name"]),
             text(&c["summary"])
         ));
-        if c["status"] != "ok"
-            && let Some(hint) = c["hint"].as_str()
-        {
-            lines.push(format!("{:<24} hint: {hint}", ""));
+        if c["status"] != "ok" && c["hint"].is_string() {
+            lines.push(format!("{:<24} hint: {}", "", text(&c["hint"])));
         }
     }
     lines.push(format!("doctor: {}", text(&o["status"])));
@@ -245,7 +327,7 @@ fn models(o: &Value) -> String {
                         let alias = m["aliases"].as_object().and_then(|a| {
                             a.iter()
                                 .find(|(_, id)| **id == t["id"])
-                                .map(|(a, _)| a.clone())
+                                .map(|(a, _)| escape(a).into_owned())
                         });
                         match alias {
                             Some(alias) => format!("{} ({alias})", text(&t["id"])),
@@ -274,10 +356,10 @@ fn models(o: &Value) -> String {
 }
 
 fn lane_line(l: &Value) -> String {
-    let title = l["title"].as_str().unwrap_or("(untitled)");
+    let title = text_or(&l["title"], "(untitled)");
     let handle = l["handle"]
         .as_str()
-        .map(|h| format!(" @{h}"))
+        .map(|h| format!(" @{}", escape(h)))
         .unwrap_or_default();
     format!(
         "{} {title}{handle} [{}]",
@@ -294,8 +376,8 @@ fn turn_line(t: &Value) -> String {
     if let Some(ms) = t["duration_ms"].as_i64() {
         line.push_str(&format!(" in {:.1} s", ms as f64 / 1000.0));
     }
-    if let Some(err) = t["error"].as_str() {
-        line.push_str(&format!(": {err}"));
+    if t["error"].is_string() {
+        line.push_str(&format!(": {}", text(&t["error"])));
     }
     line
 }
@@ -351,10 +433,7 @@ fn get(o: &Value) -> String {
     };
     table.add_row(vec!["ownership".into(), writable]);
     table.add_row(vec!["cwd".into(), text(&l["cwd"])]);
-    table.add_row(vec![
-        "model".into(),
-        l["model"].as_str().unwrap_or("Codex default").to_owned(),
-    ]);
+    table.add_row(vec!["model".into(), text_or(&l["model"], "Codex default")]);
     table.add_row(vec!["latest turn".into(), turn_line(&l["latest_turn"])]);
     if let Some(attempts) = l["retry"]["attempts"].as_u64() {
         table.add_row(vec![
@@ -445,13 +524,10 @@ fn list_lanes(o: &Value) -> String {
             text(&l["title"]),
             l["handle"]
                 .as_str()
-                .map(|h| format!("@{h}"))
+                .map(|h| format!("@{}", escape(h)))
                 .unwrap_or_else(|| "-".into()),
             text(&l["ownership"]),
-            l["latest_turn"]["status"]
-                .as_str()
-                .unwrap_or("-")
-                .to_owned(),
+            text_or(&l["latest_turn"]["status"], "-"),
             text(&l["updated_at"]),
         ]);
     }
@@ -465,7 +541,13 @@ fn tail(o: &Value) -> String {
     }
     items
         .iter()
-        .map(|i| format!("[{}] {}", text(&i["type"]), text(&i["text"])))
+        .map(|i| {
+            let body = match i["text"].as_str() {
+                Some(body) => block(body, "    "),
+                None => text(&i["text"]),
+            };
+            format!("[{}] {body}", text(&i["type"]))
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -557,9 +639,25 @@ fn respond(o: &Value) -> String {
 pub fn watch_event(e: &Value) -> String {
     let summary = e["summary"]
         .as_str()
-        .map(|s| format!(" {s}"))
+        .map(|s| format!(" {}", escape(s)))
         .unwrap_or_default();
     format!("{} {}{summary}", text(&e["at"]), text(&e["method"]))
+}
+
+/// The closing line of a human `watch`: why it ended, how many events it printed, and the
+/// cursor to continue from with `--after`.
+pub fn watch_end(summary: &Value) -> String {
+    let ended = text(&summary["ended"]);
+    let events = text(&summary["events"]);
+    match &summary["cursor"] {
+        Value::Null => format!("watch ended ({ended}) after {events} events"),
+        cursor => {
+            let cursor = text(cursor);
+            format!(
+                "watch ended ({ended}) after {events} events at cursor {cursor}; continue with --after {cursor}"
+            )
+        }
+    }
 }
 
 fn attach(o: &Value) -> String {
@@ -586,7 +684,7 @@ fn sync(o: &Value) -> String {
 
 fn thread_meta(op: &str, o: &Value) -> String {
     let who = match o["ref"].as_str() {
-        Some(r) => format!("lane {r}"),
+        Some(r) => format!("lane {}", escape(r)),
         None => format!("thread {}", text(&o["id"])),
     };
     match op {
@@ -608,7 +706,7 @@ fn search(o: &Value) -> String {
         table.add_row(vec![
             h["ref"]
                 .as_str()
-                .map(str::to_owned)
+                .map(|r| escape(r).into_owned())
                 .unwrap_or_else(|| text(&h["id"])),
             text(&h["scope"]),
             text(&h["title"]),
@@ -620,7 +718,7 @@ fn search(o: &Value) -> String {
 
 fn assets(o: &Value) -> String {
     let files = o["files"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let out = o["out"].as_str();
+    let out = o["out"].as_str().map(escape);
     let mut lines: Vec<String> = files
         .iter()
         .map(|f| match out {
@@ -628,7 +726,7 @@ fn assets(o: &Value) -> String {
             None => format!("{} ({} bytes)", text(&f["path"]), text(&f["bytes"])),
         })
         .collect();
-    lines.push(match out {
+    lines.push(match &out {
         Some(dir) => format!("dispatch {} agent assets are in {dir}", text(&o["version"])),
         None => format!(
             "dispatch {} agent assets; `dispatch assets --out DIR` writes them",

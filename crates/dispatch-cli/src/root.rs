@@ -62,6 +62,9 @@ pub fn completion(matches: &ArgMatches) -> ExitCode {
         return ExitCode::from(2);
     };
     let mut cmd = command();
-    clap_complete::generate(shell, &mut cmd, "dispatch", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "dispatch", &mut script);
+    // A closed stdout ends quietly.
+    let _closed = crate::output::write_bytes(&script);
     ExitCode::SUCCESS
 }

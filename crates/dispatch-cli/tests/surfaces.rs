@@ -1,6 +1,7 @@
-//! The three surfaces agree: for every operation the CLI flags, the MCP input schema and the
-//! schema the daemon validates RPC params against accept the same fields; the MCP
-//! `tools/list` answer and the RPC method list are snapshotted.
+//! The three surfaces agree: for every operation the MCP input schema and the schema the
+//! daemon validates RPC params against accept the same fields, and the CLI accepts those plus
+//! its own file inputs (`--text-file`), which exist nowhere else; the MCP `tools/list` answer
+//! and the RPC method list are snapshotted.
 
 mod support;
 
@@ -37,7 +38,28 @@ fn cli_mcp_and_rpc_accept_the_same_fields() {
     assert_eq!(tools.len(), OPERATIONS.len(), "one MCP tool per operation");
     for op in OPERATIONS {
         let contract = schema_fields(op.input_schema);
-        assert_eq!(cli_fields(op), contract, "CLI flags of `{}`", op.title);
+        let cli_only: BTreeSet<String> = op
+            .file_inputs
+            .iter()
+            .map(|(f, _)| (*f).to_owned())
+            .collect();
+        assert!(
+            contract.is_disjoint(&cli_only),
+            "the file inputs of `{}` are CLI-only",
+            op.title
+        );
+        assert_eq!(
+            schema_fields(op.cli_input_schema),
+            &contract | &cli_only,
+            "CLI input schema of `{}`",
+            op.title
+        );
+        assert_eq!(
+            cli_fields(op),
+            &contract | &cli_only,
+            "CLI flags of `{}`",
+            op.title
+        );
         let tool = tools
             .iter()
             .find(|t| t.name == format!("dispatch_{}", op.id))

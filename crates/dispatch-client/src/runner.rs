@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::daemon_process::DaemonLaunch;
 use crate::local::LocalOps;
-use crate::prepare::{ProcessStdin, prepare};
+use crate::prepare::apply_client_defaults;
 
 /// Runs operations against the layout of one `DISPATCH_HOME`.
 pub struct Runner {
@@ -44,14 +44,16 @@ impl Runner {
         self.local.paths()
     }
 
-    /// Runs `op` with `input`: validates it against the contract, then runs it here or in the
-    /// daemon.
+    /// Runs `op` with `input`: validates it against the contract (the input the operation
+    /// takes, the same on every surface), fills the client defaults, then runs it here or in
+    /// the daemon. It never reads files or standard input: the CLI reads its file inputs
+    /// before calling this.
     pub async fn run(&self, op: &'static Operation, input: Value) -> Result<Value, DispatchError> {
         match op.runs_in {
             RunsIn::Client => call_client_op(&self.local, op, input).await,
             RunsIn::Daemon => {
                 validate_input(op, &input)?;
-                let input = prepare(op, input, &mut ProcessStdin)?;
+                let input = apply_client_defaults(op, input)?;
                 match self.call_daemon(op, input.clone()).await {
                     Err(err) if err.code == ErrorCode::DaemonStale => {
                         self.restart_if_idle(err).await?;

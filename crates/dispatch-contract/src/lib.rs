@@ -22,6 +22,7 @@ pub use generated::errors::ErrorCode;
 pub use generated::operations::{self as operations, OPERATIONS};
 pub use generated::types;
 pub use operation::{
-    Intent, Operation, Request, RunsIn, decode_input, encode_output, find_operation,
+    CALL_TIMEOUT_MARGIN, CallBound, DEFAULT_CALL_TIMEOUT, Intent, Operation, Request, RunsIn,
+    decode_input, encode_output, find_operation, longest_call_timeout,
 };
-pub use validate::{validate_input, validate_output};
+pub use validate::{validate_cli_input, validate_input, validate_output};

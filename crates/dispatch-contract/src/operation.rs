@@ -1,5 +1,7 @@
 //! The shape of an entry of the operation table, and typed decoding of inputs.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -53,17 +55,75 @@ pub struct Operation {
     pub positionals: &'static [&'static str],
     /// Input fields the calling process fills when omitted: `(field, "current_dir")`.
     pub client_defaults: &'static [(&'static str, &'static str)],
-    /// Input fields naming a file (`-`: stdin) the calling process reads into another
-    /// field: `(file_field, text_field)`.
+    /// CLI-only input fields naming a file (`-`: stdin) that the CLI reads into another
+    /// field: `(file_field, text_field)`. They are absent from `input_schema`, so every other
+    /// surface refuses them.
     pub file_inputs: &'static [(&'static str, &'static str)],
+    /// The input field that bounds how long a call runs (`x-dispatch.bounded_by`), if any.
+    pub bound: Option<CallBound>,
     /// Hash of the operation's contract; requests carry it so a stale daemon is detected.
     pub contract_hash: &'static str,
-    /// Self-contained JSON Schema of the input.
+    /// Self-contained JSON Schema of the input the operation takes: what MCP, JSON-RPC and
+    /// the daemon accept.
     pub input_schema: &'static str,
+    /// Self-contained JSON Schema of the CLI's form of the input: `input_schema` plus the
+    /// CLI-only fields (file inputs).
+    pub cli_input_schema: &'static str,
     /// Self-contained JSON Schema of the output.
     pub output_schema: &'static str,
     /// The contract's examples as a JSON array.
     pub examples: &'static str,
+}
+
+/// An input field, in seconds, that bounds how long a call may run (e.g. `watch`'s
+/// `timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct CallBound {
+    /// The input field.
+    pub field: &'static str,
+    /// Its value when the input omits it.
+    pub default: f64,
+    /// The largest value the contract accepts.
+    pub maximum: f64,
+}
+
+/// How long a client waits for the answer to a call whose operation declares no bound.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a client adds to a call's own bound before giving up on the daemon.
+pub const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
+
+impl Operation {
+    /// How long a client waits for the answer to this operation called with `input`: the
+    /// operation's own bound (its `bounded_by` field, or that field's default) plus
+    /// [`CALL_TIMEOUT_MARGIN`], and never less than [`DEFAULT_CALL_TIMEOUT`].
+    pub fn call_timeout(&self, input: &Value) -> Duration {
+        let Some(bound) = self.bound else {
+            return DEFAULT_CALL_TIMEOUT;
+        };
+        let seconds = input
+            .get(bound.field)
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .unwrap_or(bound.default)
+            .min(bound.maximum);
+        seconds_plus_margin(seconds).max(DEFAULT_CALL_TIMEOUT)
+    }
+}
+
+fn seconds_plus_margin(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds)
+        .unwrap_or(Duration::MAX)
+        .saturating_add(CALL_TIMEOUT_MARGIN)
+}
+
+/// The longest [`Operation::call_timeout`] of any operation with any valid input.
+pub fn longest_call_timeout() -> Duration {
+    OPERATIONS
+        .iter()
+        .filter_map(|op| op.bound)
+        .map(|b| seconds_plus_margin(b.maximum))
+        .fold(DEFAULT_CALL_TIMEOUT, Duration::max)
 }
 
 /// A typed operation input: knows its operation and its output type.

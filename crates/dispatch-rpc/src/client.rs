@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dispatch_contract::{DispatchError, ErrorCode, Operation, Request};
+use dispatch_contract::{DispatchError, ErrorCode, Operation, Request, longest_call_timeout};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{ClientBuilder, ClientT, Error as ClientError};
 use jsonrpsee::core::params::ObjectParams;
@@ -11,9 +11,6 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 use crate::server::CallParams;
-
-/// How long one call may take before the client gives up.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A connection to `dispatchd`.
 pub struct DaemonClient {
@@ -40,7 +37,8 @@ impl DaemonClient {
             .await
             .map_err(|err| unreachable(socket, err))?;
         let client = ClientBuilder::default()
-            .request_timeout(REQUEST_TIMEOUT)
+            // Each call has its own deadline (`request`); this one never fires first.
+            .request_timeout(longest_call_timeout())
             .build_with_tokio(sender, receiver);
         Ok(DaemonClient { client })
     }
@@ -91,14 +89,27 @@ impl DaemonClient {
         params
             .insert("input", &call.input)
             .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
-        self.client
-            .request::<Value, _>(op.id, params)
-            .await
-            .map_err(|err| from_client_error(op, err))
+        // The operation's own bound (e.g. `watch`'s timeout) plus a margin, from the contract.
+        let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
+        match tokio::time::timeout(deadline, self.client.request::<Value, _>(op.id, params)).await {
+            Ok(answer) => answer.map_err(|err| from_client_error(op, deadline, err)),
+            Err(_elapsed) => Err(timed_out(op, deadline)),
+        }
     }
 }
 
-fn from_client_error(op: &Operation, err: ClientError) -> DispatchError {
+fn timed_out(op: &Operation, deadline: Duration) -> DispatchError {
+    DispatchError::new(
+        ErrorCode::DaemonUnreachable,
+        format!(
+            "the daemon did not answer `{}` within {} s",
+            op.title,
+            deadline.as_secs()
+        ),
+    )
+}
+
+fn from_client_error(op: &Operation, deadline: Duration, err: ClientError) -> DispatchError {
     match err {
         ClientError::Call(obj) => obj
             .data()
@@ -122,14 +133,7 @@ fn from_client_error(op: &Operation, err: ClientError) -> DispatchError {
                     ))
                 }
             }),
-        ClientError::RequestTimeout => DispatchError::new(
-            ErrorCode::DaemonUnreachable,
-            format!(
-                "the daemon did not answer `{}` within {} s",
-                op.title,
-                REQUEST_TIMEOUT.as_secs()
-            ),
-        ),
+        ClientError::RequestTimeout => timed_out(op, deadline),
         other => DispatchError::new(
             ErrorCode::DaemonUnreachable,
             format!("lost the daemon during `{}`: {other}", op.title),

@@ -1,6 +1,7 @@
 //! `dispatchd`: the dispatch daemon. `dispatchd run` serves in the foreground; `dispatch up`
 //! starts it in the background.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: dispatchd run\n\nRuns the dispatch daemon in the foreground. \
@@ -9,7 +10,11 @@ Environment: DISPATCH_HOME, DISPATCH_SOCKET, DISPATCH_DB, DISPATCH_PIDFILE, DISP
 (log filter, default info).";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Lossy: an argument that is not UTF-8 is no known argument, and must not panic.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     match args
         .iter()
         .map(String::as_str)
@@ -18,15 +23,18 @@ fn main() -> ExitCode {
     {
         ["run"] => dispatch_daemon::main_run(),
         ["--version" | "-V"] => {
-            println!("dispatchd {}", env!("CARGO_PKG_VERSION"));
+            let _closed = writeln!(std::io::stdout(), "dispatchd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         ["--help" | "-h"] => {
-            println!("{USAGE}");
+            let _closed = writeln!(std::io::stdout(), "{USAGE}");
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("dispatchd: unexpected arguments {args:?}\n{USAGE}");
+            let _closed = writeln!(
+                std::io::stderr(),
+                "dispatchd: unexpected arguments {args:?}\n{USAGE}"
+            );
             ExitCode::from(2)
         }
     }

@@ -121,7 +121,8 @@ fn daemon_log_command() -> Command {
             Arg::new("limit")
                 .help("Most entries to return.")
                 .long("limit")
-                .value_name("N"),
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
 }
 ///The `daemon status` command.
@@ -225,7 +226,8 @@ fn goal_set_command() -> Command {
             Arg::new("token_budget")
                 .help("Tokens Codex may spend on it.")
                 .long("token-budget")
-                .value_name("N"),
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
 }
 ///The `list` command.
@@ -249,7 +251,11 @@ fn list_command() -> Command {
                 .action(ArgAction::SetTrue),
         )
         .arg(
-            Arg::new("limit").help("Most lanes to return.").long("limit").value_name("N"),
+            Arg::new("limit")
+                .help("Most lanes to return.")
+                .long("limit")
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
 }
 ///The `models` command.
@@ -385,6 +391,7 @@ fn respond_command() -> Command {
                 .help("The request's id (see `dispatch requests`).")
                 .value_name("REQUEST_ID")
                 .value_name("N")
+                .allow_negative_numbers(true)
                 .required(true),
         )
         .arg(
@@ -442,7 +449,11 @@ fn search_command() -> Command {
                 .value_parser(["managed", "unmanaged", "all"]),
         )
         .arg(
-            Arg::new("limit").help("Most hits to return.").long("limit").value_name("N"),
+            Arg::new("limit")
+                .help("Most hits to return.")
+                .long("limit")
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
 }
 ///The `send` command.
@@ -452,7 +463,7 @@ fn send_command() -> Command {
             "Send a message to an owned lane (a new turn, or --steer into the running one)",
         )
         .long_about(
-            "Send a message to an idle owned lane: it starts a new turn. On a busy lane it fails with `lane_busy` unless --steer, which adds the message to the running turn. --text-file reads the message from a file (`-` for stdin). Reports acceptance, not completion: follow with `dispatch get` or `dispatch watch`; never resend blindly.",
+            "Send a message to an idle owned lane: it starts a new turn. On a busy lane it fails with `lane_busy` unless --steer, which adds the message to the running turn. Reports acceptance, not completion: follow with `dispatch get` or `dispatch watch`; never resend blindly.",
         )
         .arg(
             Arg::new("lane")
@@ -462,7 +473,11 @@ fn send_command() -> Command {
                 .value_name("LANE")
                 .required(true),
         )
-        .arg(Arg::new("text").help("The message.").value_name("TEXT"))
+        .arg(
+            Arg::new("text")
+                .help("The message. `-` reads it from standard input.")
+                .value_name("TEXT"),
+        )
         .arg(
             Arg::new("text_file")
                 .help("Read the message from this file (`-`: standard input).")
@@ -525,7 +540,11 @@ fn tail_command() -> Command {
                 .required(true),
         )
         .arg(
-            Arg::new("limit").help("Most items to return.").long("limit").value_name("N"),
+            Arg::new("limit")
+                .help("Most items to return.")
+                .long("limit")
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
 }
 ///The `up` command.
@@ -555,13 +574,15 @@ fn watch_command() -> Command {
             Arg::new("timeout")
                 .help("Seconds to watch at most.")
                 .long("timeout")
-                .value_name("N"),
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
         .arg(
             Arg::new("max_events")
                 .help("Events to return at most.")
                 .long("max-events")
-                .value_name("N"),
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
         .arg(
             Arg::new("until")
@@ -575,7 +596,8 @@ fn watch_command() -> Command {
                     "Only events after this cursor (from a previous answer); default: from now.",
                 )
                 .long("after")
-                .value_name("N"),
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
         .arg(
             Arg::new("stream")

@@ -134,6 +134,11 @@ impl ::std::str::FromStr for ArchiveInputTarget {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -335,6 +340,11 @@ impl ::std::str::FromStr for AssetsInputOut {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -408,6 +418,11 @@ impl ::std::str::FromStr for AttachInputThreadId {
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
         }
         Ok(Self(value.to_string()))
     }
@@ -1177,6 +1192,11 @@ impl ::std::str::FromStr for Message {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -1447,6 +1467,11 @@ impl ::std::str::FromStr for NewInputCwd {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -1497,6 +1522,11 @@ impl ::std::str::FromStr for NewInputEffort {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -1546,6 +1576,11 @@ impl ::std::str::FromStr for NewInputModel {
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
         }
         Ok(Self(value.to_string()))
     }
@@ -1652,6 +1687,11 @@ impl ::std::str::FromStr for NewInputServiceTier {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -1721,9 +1761,11 @@ impl ::std::str::FromStr for Objective {
             return Err("shorter than 1 characters".into());
         }
         static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
-            ::std::sync::LazyLock::new(|| ::regress::Regex::new("\\S").unwrap());
+            ::std::sync::LazyLock::new(|| {
+                ::regress::Regex::new("^[^\\x00]*[^\\s\\x00][^\\x00]*$").unwrap()
+            });
         if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"\\S\"".into());
+            return Err("doesn't match pattern \"^[^\\x00]*[^\\s\\x00][^\\x00]*$\"".into());
         }
         Ok(Self(value.to_string()))
     }
@@ -1862,6 +1904,11 @@ impl ::std::str::FromStr for RenameInputTarget {
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
         }
         Ok(Self(value.to_string()))
     }
@@ -2079,6 +2126,11 @@ impl ::std::str::FromStr for RestoreInputTarget {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -2218,6 +2270,11 @@ impl ::std::str::FromStr for SchemaInputOp {
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
         }
         Ok(Self(value.to_string()))
     }
@@ -2370,6 +2427,11 @@ impl ::std::str::FromStr for SearchInputQuery {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -2485,6 +2547,11 @@ impl ::std::str::FromStr for Selector {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
         Ok(Self(value.to_string()))
     }
 }
@@ -2526,59 +2593,6 @@ pub struct SendInput {
     ///The message.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub text: ::std::option::Option<Message>,
-    ///Read the message from this file (`-`: standard input).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub text_file: ::std::option::Option<SendInputTextFile>,
-}
-///Read the message from this file (`-`: standard input).
-#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-#[serde(transparent)]
-pub struct SendInputTextFile(::std::string::String);
-impl ::std::ops::Deref for SendInputTextFile {
-    type Target = ::std::string::String;
-    fn deref(&self) -> &::std::string::String {
-        &self.0
-    }
-}
-impl ::std::convert::From<SendInputTextFile> for ::std::string::String {
-    fn from(value: SendInputTextFile) -> Self {
-        value.0
-    }
-}
-impl ::std::str::FromStr for SendInputTextFile {
-    type Err = self::error::ConversionError;
-    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-}
-impl ::std::convert::TryFrom<&str> for SendInputTextFile {
-    type Error = self::error::ConversionError;
-    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl ::std::convert::TryFrom<::std::string::String> for SendInputTextFile {
-    type Error = self::error::ConversionError;
-    fn try_from(
-        value: ::std::string::String,
-    ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
-    }
-}
-impl<'de> ::serde::Deserialize<'de> for SendInputTextFile {
-    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-    where
-        D: ::serde::Deserializer<'de>,
-    {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
-            .map_err(|e: self::error::ConversionError| {
-                <D::Error as ::serde::de::Error>::custom(e.to_string())
-            })
-    }
 }
 ///Output of `send`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]

@@ -1,0 +1,104 @@
+//! The lint rules on `x-dispatch.file_inputs`, `x-dispatch.bounded_by` and free-text fields,
+//! each shown failing on a copy of the real contract with one mistake in it.
+
+use std::path::Path;
+
+use dispatch_codegen::{Contract, check, workspace_root};
+use serde_json::{Value, json};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// The lint's answer for the real contract with `op`'s file changed by `edit`.
+fn lint_with(op: &str, edit: impl FnOnce(&mut Value)) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let contract = dir.path().join("contract");
+    copy_dir(&workspace_root().join("contract"), &contract);
+    let file = contract.join("ops").join(format!("{op}.json"));
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    edit(&mut doc);
+    std::fs::write(&file, doc.to_string()).expect("write");
+    let loaded = Contract::load(&contract).map_err(|e| format!("{e:#}"))?;
+    check(&loaded).map_err(|e| format!("{e:#}"))
+}
+
+fn assert_refused(result: Result<(), String>, words: &str) {
+    match result {
+        Ok(()) => panic!("the lint accepted it; expected an error with `{words}`"),
+        Err(message) => assert!(message.contains(words), "{message}"),
+    }
+}
+
+#[test]
+fn the_real_contract_passes() {
+    lint_with("watch", |_| {}).expect("the contract lints clean");
+}
+
+#[test]
+fn bounded_by_names_a_numeric_field_with_a_maximum_and_a_default() {
+    assert_refused(
+        lint_with("watch", |d| d["x-dispatch"]["bounded_by"] = json!("nope")),
+        "`bounded_by` names `nope`",
+    );
+    assert_refused(
+        lint_with("watch", |d| d["x-dispatch"]["bounded_by"] = json!("until")),
+        "must be a number or an integer",
+    );
+    assert_refused(
+        lint_with("watch", |d| {
+            let timeout = &mut d["$defs"]["input"]["properties"]["timeout"];
+            timeout.as_object_mut().expect("object").remove("maximum");
+        }),
+        "numeric `maximum` and `default`",
+    );
+}
+
+#[test]
+fn file_inputs_name_two_optional_string_fields() {
+    assert_refused(
+        lint_with("send", |d| {
+            d["x-dispatch"]["file_inputs"] = json!({"text_file": "nope"});
+        }),
+        "must name two input fields",
+    );
+    assert_refused(
+        lint_with("send", |d| {
+            d["$defs"]["input"]["required"] = json!(["lane", "text"])
+        }),
+        "neither field may be required",
+    );
+    assert_refused(
+        lint_with("send", |d| {
+            d["x-dispatch"]["file_inputs"] = json!({"text_file": "steer"});
+        }),
+        "both fields must be strings",
+    );
+}
+
+#[test]
+fn free_text_fields_refuse_nul() {
+    assert_refused(
+        lint_with("search", |d| {
+            let query = &mut d["$defs"]["input"]["properties"]["query"];
+            query.as_object_mut().expect("object").remove("pattern");
+        }),
+        "input field `query` takes free text",
+    );
+    assert_refused(
+        lint_with("search", |d| {
+            d["$defs"]["input"]["properties"]["query"]["pattern"] = json!("^.*$");
+        }),
+        "input field `query` takes free text",
+    );
+}
