@@ -84,8 +84,8 @@ fn a_large_message_is_decoded_in_reasonable_time() {
     // A message at Codex's limit (1,048,576 characters) is valid; one more is refused.
     let text = format!("{}x", "word ".repeat(209_715));
     let started = std::time::Instant::now();
-    let input: SendInput = decode_input(json!({"lane": "a", "text": text}))
-        .expect("a message at the limit is valid");
+    let input: SendInput =
+        decode_input(json!({"lane": "a", "text": text})).expect("a message at the limit is valid");
     assert_eq!(input.text.map(|t| t.len()), Some(1_048_576));
     assert!(started.elapsed() < Duration::from_secs(20));
     let over = format!("{text}y");
