@@ -424,3 +424,52 @@ fn watch_until_turn_end_ends_when_the_app_server_dies() {
     );
     assert!(stdout.contains("interrupted"), "the end says why: {stdout}");
 }
+
+/// `chattr +i` (or `-i`) on `files`; false when this machine cannot (no CAP_LINUX_IMMUTABLE, or
+/// a filesystem without the flag).
+fn immutable(files: &[std::path::PathBuf], on: bool) -> bool {
+    files.iter().filter(|f| f.exists()).all(|file| {
+        Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(file)
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[test]
+fn an_unwritable_registry_turns_no_send_into_an_error_or_a_duplicate() {
+    let (home, stub) = Home::with_stub(Script::new());
+    stub.push(Behaviour::Hang);
+    let (lane, _work) = home.new_lane("frozen", &[]);
+    let files = vec![home.file("registry.db"), home.file("registry.db-wal")];
+    if !immutable(&files, true) {
+        eprintln!("SKIPPED: chattr +i is not available here; the unwritable registry is untested");
+        return;
+    }
+    let sent = home.json(&["send", &lane, "hello"]);
+    let again = home.json(&["send", &lane, "hello"]);
+    let stopped = home.json(&["stop", &lane]);
+    assert!(immutable(&files, false), "chattr -i");
+
+    // The turn happened: the send reports it, with a warning, not an error to retry.
+    let sent = sent.ok_json();
+    assert_eq!(sent["message_accepted"], true, "{sent}");
+    let warnings = sent["warnings"].to_string();
+    assert!(warnings.contains("registry"), "{sent}");
+    // A retry finds the lane busy (Codex says so), instead of sending the message twice.
+    assert_eq!(again.code, 6, "{again:?}");
+    again.error("lane_busy");
+    // `stop` finds the running turn Codex knows, though the registry could not record it.
+    let stopped = stopped.ok_json();
+    assert_eq!(stopped["interrupted"], true, "{stopped}");
+
+    // A daemon does not start on a registry it cannot write.
+    home.json(&["down"]).ok_json();
+    let files = vec![home.file("registry.db")];
+    assert!(immutable(&files, true), "chattr +i");
+    let up = home.json(&["up"]);
+    assert!(immutable(&files, false), "chattr -i");
+    assert_eq!(up.code, 12, "{up:?}");
+    up.error("registry_unwritable");
+}

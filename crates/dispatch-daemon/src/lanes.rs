@@ -3,8 +3,9 @@
 
 use codex_app_server::protocol::{
     AskForApproval, GetAccountParams, SandboxMode, ThreadGoalClearParams, ThreadGoalGetParams,
-    ThreadGoalSetParams, ThreadResumeParams, ThreadSetNameParams, ThreadStartParams,
-    TurnInterruptParams, TurnStartParams, TurnSteerParams, UserInput,
+    ThreadGoalSetParams, ThreadReadParams, ThreadResumeParams, ThreadSetNameParams,
+    ThreadStartParams, ThreadStatus, ThreadTurnsListParams, TurnInterruptParams, TurnStartParams,
+    TurnSteerParams, UserInput,
 };
 use dispatch_contract::types::{
     GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
@@ -25,6 +26,36 @@ use crate::service::Service;
 
 fn text_input(text: &str) -> Vec<UserInput> {
     vec![UserInput::text(text)]
+}
+
+/// The turn Codex is running on `thread_id`, if its thread is active.
+async fn codex_running_turn(
+    server: &codex_app_server::AppServer,
+    thread_id: &str,
+) -> Option<String> {
+    let read = server
+        .call(&ThreadReadParams {
+            thread_id: thread_id.to_owned(),
+            include_turns: Some(false),
+        })
+        .await
+        .ok()?;
+    if !matches!(read.thread.status, ThreadStatus::Active(_)) {
+        return None;
+    }
+    let turns = server
+        .call(&ThreadTurnsListParams {
+            thread_id: thread_id.to_owned(),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    turns
+        .data
+        .into_iter()
+        .find(|turn| turn.status == codex_app_server::protocol::TurnStatus::InProgress)
+        .map(|turn| turn.id)
 }
 
 /// How long `send` waits for Codex to record a message it accepted.
@@ -292,6 +323,43 @@ impl Service {
         })
     }
 
+    /// `lane_busy` when Codex says the lane's thread is running a turn the registry does not
+    /// know about (the lane is reconciled); `None` when it is idle or cannot tell.
+    async fn codex_running(
+        &self,
+        server: &codex_app_server::AppServer,
+        lane: &LaneRow,
+    ) -> Option<DispatchError> {
+        let read = server
+            .call(&ThreadReadParams {
+                thread_id: lane.thread_id.clone(),
+                include_turns: Some(false),
+            })
+            .await;
+        match read {
+            Ok(read) if matches!(read.thread.status, ThreadStatus::Active(_)) => {
+                self.reconcile_one(lane).await;
+                Some(
+                    DispatchError::new(
+                        ErrorCode::LaneBusy,
+                        format!("lane {} is running a turn (Codex says so)", lane.lane_ref),
+                    )
+                    .with_hint(format!(
+                        "wait for it (`dispatch watch {0} --until turn-end`) or end it \
+                         (`dispatch stop {0}`)",
+                        lane.lane_ref
+                    ))
+                    .with_details(json!({ "lane_ref": lane.lane_ref })),
+                )
+            }
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(lane = lane.lane_ref, %err, "reading the thread's status");
+                None
+            }
+        }
+    }
+
     /// A warning when Codex has no credentials for a provider that needs them.
     async fn credential_warning(&self, server: &codex_app_server::AppServer) -> Option<String> {
         match server
@@ -529,6 +597,11 @@ impl Service {
                 warnings: Vec::new(),
             });
         }
+        // The registry says idle; Codex has the last word (a turn it started for a goal, a
+        // start the registry could not record).
+        if let Some(busy) = self.codex_running(&server, &lane).await {
+            return Err(busy);
+        }
         let turn = self.start_turn(&server, &lane, &text, None).await?;
         Ok(SendOutput {
             lane: convert::lane_ref(&lane),
@@ -542,11 +615,17 @@ impl Service {
     /// `stop`.
     pub async fn lane_stop(&self, input: StopInput) -> Result<StopOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
-        let running = lane
+        let (server, generation) = self.server()?;
+        let recorded = lane
             .latest_turn
             .as_ref()
             .filter(|t| t.status == dispatch_registry::TurnStatus::InProgress)
             .map(|t| t.turn_id.clone());
+        // The registry may not know a running turn (one it could not record): Codex is asked.
+        let running = match recorded {
+            Some(turn_id) => Some(turn_id),
+            None => codex_running_turn(&server, &lane.thread_id).await,
+        };
         let Some(turn_id) = running else {
             return Ok(StopOutput {
                 lane: convert::lane_ref(&lane),
@@ -554,7 +633,6 @@ impl Service {
                 turn_id: None,
             });
         };
-        let (server, generation) = self.server()?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
         match server

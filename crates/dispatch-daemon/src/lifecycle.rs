@@ -67,6 +67,19 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
             .with_hint("fix or remove the file; [policy] takes allow_attached_writes = true|false and approvals = \"hold\"|\"decline\"")
     })?;
     let registry = Registry::open(&paths.db).await?;
+    let pid = std::process::id();
+    // A registry that cannot be written is refused before anything starts: otherwise every
+    // write would happen in Codex and then fail to be recorded.
+    registry
+        .record_action(&NewAction {
+            op: "daemon_start".to_owned(),
+            lane: None,
+            outcome: Outcome::Ok,
+            error_code: None,
+            detail: Some(format!("pid {pid}, version {}", env!("CARGO_PKG_VERSION"))),
+        })
+        .await
+        .map_err(DispatchError::from)?;
     let app_server = Supervisor::start().await?;
     let listener = match bind(&paths.socket) {
         Ok(listener) => listener,
@@ -75,14 +88,7 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
             return Err(err);
         }
     };
-    let pid = std::process::id();
     tracing::info!(pid, socket = %paths.socket.display(), "dispatchd started");
-    record(
-        &registry,
-        "daemon_start",
-        format!("pid {pid}, version {}", env!("CARGO_PKG_VERSION")),
-    )
-    .await;
 
     let service = Arc::new(Service::new(
         registry,
