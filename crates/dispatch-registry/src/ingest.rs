@@ -16,6 +16,7 @@ use sqlx::error::BoxDynError;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Connection, SqliteConnection};
 
+use crate::actions::now_ms;
 use crate::bulk::Bulk;
 use crate::events::{Fact, NewEvent, Recorded};
 use crate::lanes::{LaneRow, LaneStatus, RetryRow, TurnRow, TurnStatus, parse_lanes, select_lanes};
@@ -258,6 +259,18 @@ struct LaneState {
     /// Whether a fact set the title. Titles are written apart from the other columns, so that
     /// triggers on title updates (search indexing) fire only when a title was set.
     title_set: bool,
+    /// The transitions the batch caused, in order (stored as `lane_events`).
+    transitions: Vec<Transition>,
+}
+
+/// A transition of a lane that orchestration acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Transition {
+    kind: &'static str,
+    turn_id: Option<String>,
+    status: Option<TurnStatus>,
+    error: Option<String>,
+    at_ms: i64,
 }
 
 impl LaneState {
@@ -266,7 +279,8 @@ impl LaneState {
         let lane_ref = self.row.lane_ref.clone();
         match fact {
             Fact::TurnStarted { turn_id, at_ms } => {
-                let new_turn = !self.is_latest(turn_id);
+                let new_turn = !self.is_latest(turn_id)
+                    && !turns.contains_key(&(lane_ref.clone(), turn_id.clone()));
                 let turn = turns
                     .entry((lane_ref, turn_id.clone()))
                     .and_modify(|turn| turn.started_at_ms = turn.started_at_ms.or(Some(*at_ms)))
@@ -282,9 +296,28 @@ impl LaneState {
                 if new_turn && self.is_latest(turn_id) {
                     self.row.retry = None;
                     self.row.error_cause = None;
+                    self.transitions.push(Transition {
+                        kind: "turn_started",
+                        turn_id: Some(turn_id.clone()),
+                        status: None,
+                        error: None,
+                        at_ms: *at_ms,
+                    });
                 }
             }
             Fact::TurnCompleted { turn: new } => {
+                let was_running = turns
+                    .get(&(lane_ref.clone(), new.turn_id.clone()))
+                    .is_some_and(|turn| turn.status == TurnStatus::InProgress);
+                if was_running && new.status != TurnStatus::InProgress {
+                    self.transitions.push(Transition {
+                        kind: "turn_ended",
+                        turn_id: Some(new.turn_id.clone()),
+                        status: Some(new.status),
+                        error: new.error.clone(),
+                        at_ms: new.completed_at_ms.unwrap_or_else(now_ms),
+                    });
+                }
                 let turn = match turns.entry((lane_ref, new.turn_id.clone())) {
                     Entry::Occupied(entry) => {
                         let turn = entry.into_mut();
@@ -351,6 +384,18 @@ impl LaneState {
             }
             Fact::Status(LaneStatus::Archived) => self.row.archived = true,
             Fact::Status(LaneStatus::Retrying) => self.live = LaneStatus::Busy,
+            Fact::Status(LaneStatus::WaitingApproval) => {
+                if self.live != LaneStatus::WaitingApproval {
+                    self.transitions.push(Transition {
+                        kind: "approval",
+                        turn_id: self.row.latest_turn.as_ref().map(|t| t.turn_id.clone()),
+                        status: None,
+                        error: None,
+                        at_ms: now_ms(),
+                    });
+                }
+                self.live = LaneStatus::WaitingApproval;
+            }
             Fact::Status(status) => self.live = *status,
             Fact::Archived(archived) => self.row.archived = *archived,
             Fact::Goal(goal) => self.row.goal = goal.clone(),
@@ -473,6 +518,26 @@ static UPSERT_TURNS: Bulk = Bulk::new(
        duration_ms = excluded.duration_ms",
 );
 
+/// Stores lane transitions for orchestration to act on.
+static INSERT_LANE_EVENTS: Bulk = Bulk::new(
+    "INSERT INTO lane_events (lane_ref, kind, turn_id, status, at_ms) SELECT * FROM (VALUES",
+    5,
+    ") WHERE column1 IS NOT NULL",
+);
+
+/// Ends the deliveries (receipts) whose turn ended: `completed`, else `failed` with why.
+static END_DELIVERIES: Bulk = Bulk::new(
+    "WITH e (lane, turn, status, error, at) AS (VALUES",
+    5,
+    ") UPDATE deliveries SET \
+       state = CASE e.status WHEN 'completed' THEN 'completed' ELSE 'failed' END, \
+       error = CASE e.status WHEN 'completed' THEN NULL \
+         ELSE COALESCE(e.error, 'the turn was ' || e.status) END, \
+       updated_at_ms = e.at \
+     FROM e WHERE deliveries.lane_ref = e.lane AND deliveries.turn_id = e.turn \
+       AND deliveries.state = 'accepted'",
+);
+
 /// Writes the derived columns of lanes, all but the title.
 static UPDATE_LANES: Bulk = Bulk::new(
     "WITH p (r, status, archived, goal_objective, goal_status, goal_token_budget, \
@@ -577,6 +642,7 @@ impl Registry {
                     row,
                     live,
                     title_set: false,
+                    transitions: Vec::new(),
                 },
             );
         }
@@ -695,6 +761,31 @@ impl Registry {
         UPDATE_LANES
             .run(conn, lanes, bind_lane, path, "updating lanes")
             .await?;
+        let transitions: Vec<(&str, &Transition)> = lanes
+            .iter()
+            .flat_map(|state| {
+                state
+                    .transitions
+                    .iter()
+                    .map(|t| (state.row.lane_ref.as_str(), t))
+            })
+            .collect();
+        INSERT_LANE_EVENTS
+            .run(
+                conn,
+                &transitions,
+                bind_transition,
+                path,
+                "storing lane events",
+            )
+            .await?;
+        let ended: Vec<&(&str, &Transition)> = transitions
+            .iter()
+            .filter(|(_, t)| t.kind == "turn_ended")
+            .collect();
+        END_DELIVERIES
+            .run(conn, &ended, bind_ended, path, "ending deliveries")
+            .await?;
         for state in lanes.iter().filter(|state| state.title_set) {
             sqlx::query("UPDATE lanes SET title = ?1 WHERE ref = ?2 AND title IS NOT ?1")
                 .bind(state.row.title.as_deref())
@@ -770,6 +861,27 @@ fn bind_lane(args: &mut SqliteArguments, state: &LaneState) -> Result<(), BoxDyn
     args.add(retry.and_then(|retry| retry.error.as_deref()))?;
     args.add(retry.and_then(|retry| retry.at_ms))?;
     args.add(row.error_cause.as_deref())
+}
+
+fn bind_transition(
+    args: &mut SqliteArguments,
+    row: &(&str, &Transition),
+) -> Result<(), BoxDynError> {
+    let (lane_ref, transition) = row;
+    args.add(*lane_ref)?;
+    args.add(transition.kind)?;
+    args.add(transition.turn_id.as_deref())?;
+    args.add(transition.status.map(TurnStatus::as_str))?;
+    args.add(transition.at_ms)
+}
+
+fn bind_ended(args: &mut SqliteArguments, row: &&(&str, &Transition)) -> Result<(), BoxDynError> {
+    let (lane_ref, transition) = row;
+    args.add(*lane_ref)?;
+    args.add(transition.turn_id.as_deref())?;
+    args.add(transition.status.map(TurnStatus::as_str))?;
+    args.add(transition.error.as_deref())?;
+    args.add(transition.at_ms)
 }
 
 /// Serialises a list for `json_each`. Serialising strings cannot fail; should it ever, the

@@ -16,10 +16,12 @@ mod approvals;
 mod bulk;
 mod catalog;
 mod contract_error;
+mod deliveries;
 mod error;
 mod events;
 mod ingest;
 mod inspect;
+mod lane_events;
 mod lanes;
 mod migrate;
 mod open;
@@ -31,9 +33,11 @@ mod selectors;
 pub use actions::{Action, NewAction, Outcome};
 pub use approvals::{NewRequest, RequestRow, RequestStatus};
 pub use catalog::CachedCatalog;
+pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, NewDelivery, Recording};
 pub use error::RegistryError;
 pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use inspect::{Inspection, inspect};
+pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
 pub use lanes::{
     GoalRow, LaneActivity, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership,
     RetryRow, TurnRow, TurnStatus,
@@ -44,7 +48,7 @@ pub use search::{SearchRow, fts_query};
 pub use selectors::{Candidate, Resolution};
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 6;
+pub const LATEST_SCHEMA_VERSION: i64 = 7;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
