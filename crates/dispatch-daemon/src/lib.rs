@@ -9,6 +9,7 @@ mod approvals;
 mod convert;
 mod errors;
 mod ingest;
+mod lane_access;
 mod lanes;
 mod lifecycle;
 mod models;
@@ -18,6 +19,7 @@ mod search;
 mod service;
 mod supervisor;
 mod threads;
+mod turn_start;
 mod watch;
 
 use std::process::ExitCode;

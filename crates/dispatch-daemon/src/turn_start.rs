@@ -1,0 +1,290 @@
+//! Starting a turn so that what dispatch reports is true: Codex is asked whether the lane runs
+//! a turn before one starts, acceptance is reported only once the thread holds the message,
+//! and what fails after that is a warning, never an error that would invite a resend.
+
+use codex_app_server::protocol::{
+    GetAccountParams, ThreadReadParams, ThreadStatus, ThreadTurnsListParams, TurnStartParams,
+    UserInput,
+};
+use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_registry::{Fact, LaneRow, LaneStatus};
+use serde_json::json;
+
+use crate::convert::now_ms;
+use crate::errors::app_server_error;
+use crate::service::Service;
+
+pub(crate) fn text_input(text: &str) -> Vec<UserInput> {
+    vec![UserInput::text(text)]
+}
+
+/// The turn Codex is running on `thread_id`, if its thread is active.
+pub(crate) async fn codex_running_turn(
+    server: &codex_app_server::AppServer,
+    thread_id: &str,
+) -> Option<String> {
+    let read = server
+        .call(&ThreadReadParams {
+            thread_id: thread_id.to_owned(),
+            include_turns: Some(false),
+        })
+        .await
+        .ok()?;
+    if !matches!(read.thread.status, ThreadStatus::Active(_)) {
+        return None;
+    }
+    let turns = server
+        .call(&ThreadTurnsListParams {
+            thread_id: thread_id.to_owned(),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    turns
+        .data
+        .into_iter()
+        .find(|turn| turn.status == codex_app_server::protocol::TurnStatus::InProgress)
+        .map(|turn| turn.id)
+}
+
+/// How long `send` waits for Codex to record a message it accepted.
+const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether Codex recorded the message of a turn it accepted.
+enum MessageRecorded {
+    /// The turn's user message is in the thread.
+    Yes,
+    /// It is not, and will not be: the turn ended first or the App Server went away.
+    Lost(&'static str),
+    /// No word either way within [`RECORD_TIMEOUT`].
+    Unconfirmed,
+}
+
+/// Waits for the user message of `turn_id` (carrying `client_id`) to be recorded.
+async fn message_recorded(
+    events: &mut codex_app_server::Subscription,
+    turn_id: &str,
+    client_id: &str,
+) -> MessageRecorded {
+    use codex_app_server::Event;
+    use codex_app_server::protocol::{ServerNotification, ThreadItem};
+    let wait = async {
+        while let Some(event) = events.recv().await {
+            let Event::Notification(notification) = event else {
+                continue;
+            };
+            match notification.as_ref() {
+                ServerNotification::ItemCompleted(done) if done.turn_id == turn_id => {
+                    if let ThreadItem::UserMessage(message) = &done.item
+                        && message
+                            .client_id
+                            .as_deref()
+                            .is_none_or(|id| id == client_id)
+                    {
+                        return MessageRecorded::Yes;
+                    }
+                }
+                ServerNotification::TurnCompleted(done) if done.turn.id == turn_id => {
+                    return MessageRecorded::Lost("the turn ended before the message was recorded");
+                }
+                _ => {}
+            }
+        }
+        MessageRecorded::Lost("the App Server went away before it recorded the message")
+    };
+    tokio::time::timeout(RECORD_TIMEOUT, wait)
+        .await
+        .unwrap_or(MessageRecorded::Unconfirmed)
+}
+
+/// A fresh id for a message dispatch sends (`clientUserMessageId`): positive evidence, found in
+/// the thread, that this message arrived.
+fn client_message_id(lane_ref: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SENT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "dispatch-{lane_ref}-{}-{}-{}",
+        std::process::id(),
+        now_ms(),
+        SENT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A turn `start_turn` started (or steered into).
+pub(crate) struct StartedTurn {
+    /// The turn.
+    pub turn_id: String,
+    /// Whether Codex added the message to a turn it was already running.
+    pub steered: bool,
+    /// What went wrong after the turn started.
+    pub warnings: Vec<String>,
+}
+
+/// The lane's running turn, if its state says one runs.
+pub(crate) fn running_turn(lane: &LaneRow) -> Option<String> {
+    let running = matches!(
+        lane.status,
+        LaneStatus::Busy | LaneStatus::Retrying | LaneStatus::WaitingApproval
+    );
+    lane.latest_turn
+        .as_ref()
+        .filter(|_| running)
+        .filter(|turn| turn.status == dispatch_registry::TurnStatus::InProgress)
+        .map(|turn| turn.turn_id.clone())
+}
+
+impl Service {
+    /// Starts a turn with `text` on `lane` (whose write lock the caller holds), waits until
+    /// Codex has recorded the message in the thread, and records the turn as started before
+    /// returning, so the lane is busy for the next caller even before `turn/started` is
+    /// stored.
+    ///
+    /// `turn/start` answers before Codex records the message: an App Server that goes away
+    /// in between (its daemon was killed) loses it. So acceptance is reported only once the
+    /// thread holds the message (`item/completed` of the turn's user message); a message lost
+    /// that way is an error that says so. A registry failure after that is a warning in the
+    /// answer, never an error that would invite a resend.
+    pub(crate) async fn start_turn(
+        &self,
+        server: &codex_app_server::AppServer,
+        lane: &LaneRow,
+        text: &str,
+        effort: Option<String>,
+    ) -> Result<StartedTurn, DispatchError> {
+        let asked_at_s = now_ms() / 1000;
+        let client_id = client_message_id(&lane.lane_ref);
+        let mut events = server.subscribe_thread(&lane.thread_id);
+        let turn = server
+            .call(&TurnStartParams {
+                thread_id: lane.thread_id.clone(),
+                input: text_input(text),
+                effort,
+                client_user_message_id: Some(client_id.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(app_server_error)?
+            .turn;
+        let mut warnings = Vec::new();
+        // `turn/start` on a thread whose turn runs (one Codex started by itself, for a goal)
+        // steers that turn and answers with it; a turn that started well before the call
+        // cannot be the one this call started.
+        let steered = turn.started_at.is_some_and(|at| at < asked_at_s - 2);
+        if steered {
+            warnings.push(format!(
+                "Codex was already running turn {} on this lane (one it started itself) and \
+                 added the message to it",
+                turn.id
+            ));
+        }
+        match message_recorded(&mut events, &turn.id, &client_id).await {
+            MessageRecorded::Yes => {}
+            MessageRecorded::Lost(why) => {
+                return Err(DispatchError::new(
+                    ErrorCode::AppServerUnavailable,
+                    format!(
+                        "Codex accepted turn {} on lane {} but did not record the message: {why}",
+                        turn.id, lane.lane_ref
+                    ),
+                )
+                .with_hint(format!(
+                    "the message is not in the thread; `dispatch tail {}` shows what is, then \
+                     send it again",
+                    lane.lane_ref
+                ))
+                .with_details(json!({
+                    "lane_ref": lane.lane_ref,
+                    "turn_id": turn.id,
+                    "client_message_id": client_id,
+                    "recorded": false,
+                })));
+            }
+            MessageRecorded::Unconfirmed => warnings.push(format!(
+                "Codex accepted turn {} but did not confirm within {} s that it recorded the \
+                 message; `dispatch tail {}` shows whether it did before you send it again",
+                turn.id,
+                RECORD_TIMEOUT.as_secs(),
+                lane.lane_ref
+            )),
+        }
+        let started = Fact::TurnStarted {
+            turn_id: turn.id.clone(),
+            at_ms: now_ms(),
+        };
+        if let Err(err) = self.record_facts(&lane.lane_ref, vec![started]).await {
+            tracing::error!(lane = lane.lane_ref, turn = turn.id, err = %err.message, "recording a started turn");
+            warnings.push(format!(
+                "turn {} started, but the registry could not record it ({}); the lane shows it \
+                 once the registry can be written",
+                turn.id, err.message
+            ));
+        }
+        Ok(StartedTurn {
+            turn_id: turn.id,
+            steered,
+            warnings,
+        })
+    }
+
+    /// `lane_busy` when Codex says the lane's thread is running a turn the registry does not
+    /// know about (the lane is reconciled); `None` when it is idle or cannot tell.
+    pub(crate) async fn codex_running(
+        &self,
+        server: &codex_app_server::AppServer,
+        lane: &LaneRow,
+    ) -> Option<DispatchError> {
+        let read = server
+            .call(&ThreadReadParams {
+                thread_id: lane.thread_id.clone(),
+                include_turns: Some(false),
+            })
+            .await;
+        match read {
+            Ok(read) if matches!(read.thread.status, ThreadStatus::Active(_)) => {
+                self.reconcile_one(lane).await;
+                Some(
+                    DispatchError::new(
+                        ErrorCode::LaneBusy,
+                        format!("lane {} is running a turn (Codex says so)", lane.lane_ref),
+                    )
+                    .with_hint(format!(
+                        "wait for it (`dispatch watch {0} --until turn-end`) or end it \
+                         (`dispatch stop {0}`)",
+                        lane.lane_ref
+                    ))
+                    .with_details(json!({ "lane_ref": lane.lane_ref })),
+                )
+            }
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(lane = lane.lane_ref, %err, "reading the thread's status");
+                None
+            }
+        }
+    }
+
+    /// A warning when Codex has no credentials for a provider that needs them.
+    pub(crate) async fn credential_warning(
+        &self,
+        server: &codex_app_server::AppServer,
+    ) -> Option<String> {
+        match server
+            .call(&GetAccountParams {
+                refresh_token: Some(false),
+            })
+            .await
+        {
+            Ok(account) if account.requires_openai_auth && account.account.is_none() => Some(
+                "Codex has no credentials for its model provider, which needs them: turns will \
+                 fail until you run `codex login`"
+                    .to_owned(),
+            ),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(%err, "reading the Codex account");
+                None
+            }
+        }
+    }
+}
