@@ -438,7 +438,7 @@ fn immutable(files: &[std::path::PathBuf], on: bool) -> bool {
 }
 
 #[test]
-fn an_unwritable_registry_turns_no_send_into_an_error_or_a_duplicate() {
+fn an_unwritable_registry_refuses_a_send_before_anything_is_sent() {
     let (home, stub) = Home::with_stub(Script::new());
     stub.push(Behaviour::Hang);
     let (lane, _work) = home.new_lane("frozen", &[]);
@@ -449,20 +449,21 @@ fn an_unwritable_registry_turns_no_send_into_an_error_or_a_duplicate() {
     }
     let sent = home.json(&["send", &lane, "hello"]);
     let again = home.json(&["send", &lane, "hello"]);
-    let stopped = home.json(&["stop", &lane]);
     assert!(immutable(&files, false), "chattr -i");
 
-    // The turn happened: the send reports it, with a warning, not an error to retry.
-    let sent = sent.ok_json();
+    // The receipt is written before anything is sent: an unwritable registry refuses the
+    // send cleanly, with its own code, and nothing reached Codex (no turn, no request).
+    for run in [&sent, &again] {
+        assert_eq!(run.code, 12, "{run:?}");
+        run.error("registry_unwritable");
+    }
+    assert_eq!(stub.requests().len(), 0, "nothing was sent to the model");
+    let got = home.json(&["get", &lane]).ok_json();
+    assert!(got["lane"]["latest_turn"].is_null(), "{got}");
+    // Once the registry can be written again, a send works.
+    let sent = home.json(&["send", &lane, "hello"]).ok_json();
     assert_eq!(sent["message_accepted"], true, "{sent}");
-    let warnings = sent["warnings"].to_string();
-    assert!(warnings.contains("registry"), "{sent}");
-    // A retry finds the lane busy (Codex says so), instead of sending the message twice.
-    assert_eq!(again.code, 6, "{again:?}");
-    again.error("lane_busy");
-    // `stop` finds the running turn Codex knows, though the registry could not record it.
-    let stopped = stopped.ok_json();
-    assert_eq!(stopped["interrupted"], true, "{stopped}");
+    home.json(&["stop", &lane]).ok_json();
 
     // A daemon does not start on a registry it cannot write.
     home.json(&["down"]).ok_json();

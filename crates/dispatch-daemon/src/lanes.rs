@@ -3,23 +3,24 @@
 
 use codex_app_server::protocol::{
     AskForApproval, SandboxMode, ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams,
-    ThreadSetNameParams, ThreadStartParams, TurnInterruptParams, TurnSteerParams,
+    ThreadSetNameParams, ThreadStartParams, TurnInterruptParams,
 };
+use dispatch_contract::DispatchError;
 use dispatch_contract::types::{
     GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
     GoalSetInput, GoalSetOutput, LaneCounts, ListInput, ListOutput, NewInput,
     NewInputApprovalPolicy, NewInputSandbox, NewOutput, SendInput, SendOutput, StopInput,
     StopOutput, TailInput, TailOutput,
 };
-use dispatch_contract::{DispatchError, ErrorCode};
-use dispatch_registry::{Fact, LaneFilter, NewLane, Ownership};
+use dispatch_registry::{DeliveryMode, Fact, LaneFilter, NewLane, Ownership};
 use serde_json::json;
 
 use crate::convert::{self, goal, goal_row};
+use crate::deliver::DeliveryRequest;
 use crate::errors::app_server_error;
 use crate::models;
 use crate::service::Service;
-use crate::turn_start::{codex_running_turn, running_turn, text_input};
+use crate::turn_start::codex_running_turn;
 
 fn limit(n: std::num::NonZeroU64) -> u32 {
     u32::try_from(n.get()).unwrap_or(u32::MAX)
@@ -145,12 +146,20 @@ impl Service {
         let mut turn_id = None;
         let mut message_accepted = None;
         if let Some(text) = input.text.as_ref().filter(|_| !input.no_send) {
-            let turn = self
-                .start_turn(&server, &lane, text, settings.effort.clone())
+            let delivered = self
+                .deliver(DeliveryRequest {
+                    lane: lane.clone(),
+                    mode: DeliveryMode::Send,
+                    text: text.to_string(),
+                    source: "new".to_owned(),
+                    sender_ref: None,
+                    idempotency: None,
+                    effort: settings.effort.clone(),
+                })
                 .await
                 .map_err(|err| partial(&done, err, "its first message was not accepted"))?;
-            warnings.extend(turn.warnings);
-            turn_id = Some(turn.turn_id);
+            warnings.extend(delivered.warnings);
+            turn_id = delivered.receipt.turn_id;
             message_accepted = Some(true);
             done.push("message_accepted");
         }
@@ -196,64 +205,28 @@ impl Service {
                 "give the message as TEXT, with --text-file FILE, or `-` to read standard input",
             ));
         };
-        if lane.archived {
-            return Err(DispatchError::new(
-                ErrorCode::LaneArchived,
-                format!("lane {} is archived", lane.lane_ref),
-            )
-            .with_hint(format!(
-                "`dispatch restore {}` brings it back",
-                lane.lane_ref
-            )));
-        }
-        let _writer = self.lane_lock(&lane.lane_ref).await;
-        // What another writer did while this one waited for the lock counts.
-        let lane = self.registry().lane(&lane.lane_ref).await?.unwrap_or(lane);
-        let (server, generation) = self.server()?;
-        self.ensure_loaded(&server, generation, &lane.thread_id)
+        let mode = if input.steer {
+            DeliveryMode::Steer
+        } else {
+            DeliveryMode::Send
+        };
+        let delivered = self
+            .deliver(DeliveryRequest {
+                lane: lane.clone(),
+                mode,
+                text,
+                source: "send".to_owned(),
+                sender_ref: None,
+                idempotency: None,
+                effort: None,
+            })
             .await?;
-        if let Some(turn_id) = running_turn(&lane) {
-            if !input.steer {
-                return Err(DispatchError::new(
-                    ErrorCode::LaneBusy,
-                    format!("lane {} is running turn {turn_id}", lane.lane_ref),
-                )
-                .with_hint(format!(
-                    "wait for it (`dispatch watch {0} --until turn-end`), add to it \
-                     (`dispatch send {0} --steer ...`), or end it (`dispatch stop {0}`)",
-                    lane.lane_ref
-                ))
-                .with_details(json!({ "lane_ref": lane.lane_ref, "turn_id": turn_id })));
-            }
-            server
-                .call(&TurnSteerParams {
-                    thread_id: lane.thread_id.clone(),
-                    expected_turn_id: turn_id.clone(),
-                    input: text_input(&text),
-                    ..Default::default()
-                })
-                .await
-                .map_err(app_server_error)?;
-            return Ok(SendOutput {
-                lane: convert::lane_ref(&lane),
-                turn_id,
-                steered: true,
-                message_accepted: true,
-                warnings: Vec::new(),
-            });
-        }
-        // The registry says idle; Codex has the last word (a turn it started for a goal, a
-        // start the registry could not record).
-        if let Some(busy) = self.codex_running(&server, &lane).await {
-            return Err(busy);
-        }
-        let turn = self.start_turn(&server, &lane, &text, None).await?;
         Ok(SendOutput {
             lane: convert::lane_ref(&lane),
-            turn_id: turn.turn_id,
-            steered: turn.steered,
+            turn_id: delivered.receipt.turn_id.unwrap_or_default(),
+            steered: delivered.steered,
             message_accepted: true,
-            warnings: turn.warnings,
+            warnings: delivered.warnings,
         })
     }
 

@@ -7,12 +7,14 @@
 
 mod approvals;
 mod convert;
+mod deliver;
 mod errors;
 mod ingest;
 mod lane_access;
 mod lanes;
 mod lifecycle;
 mod models;
+mod orchestrate;
 mod provider_error;
 mod reconcile;
 mod search;

@@ -105,7 +105,9 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
             "reconciled running lanes with the App Server"
         );
     }
+    service.settle_deliveries_at_start().await;
     let stalls = tokio::spawn(Arc::clone(&service).watch_stalls());
+    let orchestration = tokio::spawn(crate::orchestrate::run(Arc::clone(&service)));
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));
     let shutdown = shutdown_signal()?;
     announce_ready(pid, &paths.socket);
@@ -115,8 +117,10 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     app_server.stop().await;
     pump.abort();
     stalls.abort();
+    orchestration.abort();
     let _aborted = pump.await;
     let _aborted = stalls.await;
+    let _aborted = orchestration.await;
     if let Err(err) = std::fs::remove_file(&paths.socket) {
         tracing::warn!(%err, "removing the socket");
     }

@@ -49,14 +49,17 @@ pub(crate) async fn codex_running_turn(
 }
 
 /// How long `send` waits for Codex to record a message it accepted.
-const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether Codex recorded the message of a turn it accepted.
-enum MessageRecorded {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageRecorded {
     /// The turn's user message is in the thread.
     Yes,
-    /// It is not, and will not be: the turn ended first or the App Server went away.
+    /// It is not, and will not be: the turn ended before recording it.
     Lost(&'static str),
+    /// The App Server went away before saying: whether it is in the thread is unknown.
+    Gone(&'static str),
     /// No word either way within [`RECORD_TIMEOUT`].
     Unconfirmed,
 }
@@ -91,24 +94,11 @@ async fn message_recorded(
                 _ => {}
             }
         }
-        MessageRecorded::Lost("the App Server went away before it recorded the message")
+        MessageRecorded::Gone("the App Server went away before it confirmed the message")
     };
     tokio::time::timeout(RECORD_TIMEOUT, wait)
         .await
         .unwrap_or(MessageRecorded::Unconfirmed)
-}
-
-/// A fresh id for a message dispatch sends (`clientUserMessageId`): positive evidence, found in
-/// the thread, that this message arrived.
-fn client_message_id(lane_ref: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SENT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "dispatch-{lane_ref}-{}-{}-{}",
-        std::process::id(),
-        now_ms(),
-        SENT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A turn `start_turn` started (or steered into).
@@ -117,6 +107,8 @@ pub(crate) struct StartedTurn {
     pub turn_id: String,
     /// Whether Codex added the message to a turn it was already running.
     pub steered: bool,
+    /// Whether Codex recorded the message.
+    pub recorded: MessageRecorded,
     /// What went wrong after the turn started.
     pub warnings: Vec<String>,
 }
@@ -135,32 +127,32 @@ pub(crate) fn running_turn(lane: &LaneRow) -> Option<String> {
 }
 
 impl Service {
-    /// Starts a turn with `text` on `lane` (whose write lock the caller holds), waits until
-    /// Codex has recorded the message in the thread, and records the turn as started before
-    /// returning, so the lane is busy for the next caller even before `turn/started` is
-    /// stored.
+    /// Starts a turn with `text` on `lane` (whose write lock the caller holds), with
+    /// `client_id` as the user message's `clientUserMessageId`, waits until Codex has recorded
+    /// the message in the thread, and records the turn as started, so the lane is busy for
+    /// the next caller even before `turn/started` is stored.
     ///
     /// `turn/start` answers before Codex records the message: an App Server that goes away
-    /// in between (its daemon was killed) loses it. So acceptance is reported only once the
-    /// thread holds the message (`item/completed` of the turn's user message); a message lost
-    /// that way is an error that says so. A registry failure after that is a warning in the
-    /// answer, never an error that would invite a resend.
+    /// in between (its daemon was killed) loses it. The answer says what became of the
+    /// message ([`StartedTurn::recorded`]); an error means `turn/start` itself failed. A
+    /// registry failure after the turn started is a warning, never an error that would
+    /// invite a resend.
     pub(crate) async fn start_turn(
         &self,
         server: &codex_app_server::AppServer,
         lane: &LaneRow,
         text: &str,
         effort: Option<String>,
+        client_id: &str,
     ) -> Result<StartedTurn, DispatchError> {
         let asked_at_s = now_ms() / 1000;
-        let client_id = client_message_id(&lane.lane_ref);
         let mut events = server.subscribe_thread(&lane.thread_id);
         let turn = server
             .call(&TurnStartParams {
                 thread_id: lane.thread_id.clone(),
                 input: text_input(text),
                 effort,
-                client_user_message_id: Some(client_id.clone()),
+                client_user_message_id: Some(client_id.to_owned()),
                 ..Default::default()
             })
             .await
@@ -178,51 +170,37 @@ impl Service {
                 turn.id
             ));
         }
-        match message_recorded(&mut events, &turn.id, &client_id).await {
-            MessageRecorded::Yes => {}
-            MessageRecorded::Lost(why) => {
-                return Err(DispatchError::new(
-                    ErrorCode::AppServerUnavailable,
-                    format!(
-                        "Codex accepted turn {} on lane {} but did not record the message: {why}",
-                        turn.id, lane.lane_ref
-                    ),
-                )
-                .with_hint(format!(
-                    "the message is not in the thread; `dispatch tail {}` shows what is, then \
-                     send it again",
-                    lane.lane_ref
-                ))
-                .with_details(json!({
-                    "lane_ref": lane.lane_ref,
-                    "turn_id": turn.id,
-                    "client_message_id": client_id,
-                    "recorded": false,
-                })));
-            }
-            MessageRecorded::Unconfirmed => warnings.push(format!(
+        let recorded = message_recorded(&mut events, &turn.id, client_id).await;
+        if let MessageRecorded::Unconfirmed = recorded {
+            warnings.push(format!(
                 "Codex accepted turn {} but did not confirm within {} s that it recorded the \
                  message; `dispatch tail {}` shows whether it did before you send it again",
                 turn.id,
                 RECORD_TIMEOUT.as_secs(),
                 lane.lane_ref
-            )),
-        }
-        let started = Fact::TurnStarted {
-            turn_id: turn.id.clone(),
-            at_ms: now_ms(),
-        };
-        if let Err(err) = self.record_facts(&lane.lane_ref, vec![started]).await {
-            tracing::error!(lane = lane.lane_ref, turn = turn.id, err = %err.message, "recording a started turn");
-            warnings.push(format!(
-                "turn {} started, but the registry could not record it ({}); the lane shows it \
-                 once the registry can be written",
-                turn.id, err.message
             ));
+        }
+        if !matches!(
+            recorded,
+            MessageRecorded::Lost(_) | MessageRecorded::Gone(_)
+        ) {
+            let started = Fact::TurnStarted {
+                turn_id: turn.id.clone(),
+                at_ms: now_ms(),
+            };
+            if let Err(err) = self.record_facts(&lane.lane_ref, vec![started]).await {
+                tracing::error!(lane = lane.lane_ref, turn = turn.id, err = %err.message, "recording a started turn");
+                warnings.push(format!(
+                    "turn {} started, but the registry could not record it ({}); the lane \
+                     shows it once the registry can be written",
+                    turn.id, err.message
+                ));
+            }
         }
         Ok(StartedTurn {
             turn_id: turn.id,
             steered,
+            recorded,
             warnings,
         })
     }

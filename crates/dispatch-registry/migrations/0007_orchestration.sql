@@ -36,7 +36,8 @@ CREATE INDEX deliveries_open ON deliveries (lane_ref, created_at_ms, id)
 CREATE INDEX deliveries_by_turn ON deliveries (lane_ref, turn_id) WHERE turn_id IS NOT NULL;
 
 -- Transitions of a lane that orchestration acts on (subscriptions, `--on` triggers, the
--- queue), written in the same transaction as the facts that cause them and consumed once.
+-- queue), written in the same transaction as the facts that cause them, and deleted in the
+-- same transaction as the effects of handling them: each is handled exactly once.
 CREATE TABLE lane_events (
     id       INTEGER PRIMARY KEY AUTOINCREMENT,
     lane_ref TEXT NOT NULL REFERENCES lanes (ref) ON DELETE CASCADE,
@@ -44,11 +45,8 @@ CREATE TABLE lane_events (
     turn_id  TEXT,
     -- For `turn_ended`: `completed`, `interrupted` or `failed`.
     status   TEXT,
-    at_ms    INTEGER NOT NULL,
-    handled  INTEGER NOT NULL DEFAULT 0 CHECK (handled IN (0, 1))
+    at_ms    INTEGER NOT NULL
 );
-
-CREATE INDEX lane_events_unhandled ON lane_events (id) WHERE handled = 0;
 
 -- Messages for lanes (or for the operator, `lane_ref` NULL) that are not turns.
 CREATE TABLE inbox (

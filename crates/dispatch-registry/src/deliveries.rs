@@ -10,7 +10,7 @@
 //! messages keep their order and nothing is delivered twice.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Connection, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use crate::actions::now_ms;
 use crate::{Registry, RegistryError};
@@ -224,55 +224,47 @@ impl Registry {
     /// receipt (same payload hash) or a conflict (another payload), and records nothing.
     pub async fn record_delivery(&self, new: &NewDelivery) -> Result<Recording, RegistryError> {
         let context = "recording a delivery";
-        let mut writer = self.writer().await?;
-        let conn = writer
-            .conn()
-            .ok_or_else(|| RegistryError::db(self.path(), context, sqlx::Error::PoolClosed))?;
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-        if let Some((key, hash)) = &new.idempotency {
-            let found: Option<(String, Option<String>)> =
-                sqlx::query_as("SELECT id, payload_hash FROM deliveries WHERE idempotency_key = ?")
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(RegistryError::db_with(self.path(), context))?;
-            if let Some((id, stored_hash)) = found {
-                let row = self.delivery_in(&mut tx, &id).await?;
-                return Ok(if stored_hash.as_deref() == Some(hash.as_str()) {
-                    Recording::Existing(row)
-                } else {
-                    Recording::Conflict(row)
-                });
+        self.write_tx(context, async |conn| {
+            if let Some((key, hash)) = &new.idempotency {
+                let found: Option<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT id, payload_hash FROM deliveries WHERE idempotency_key = ?",
+                )
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(self.path(), context))?;
+                if let Some((id, stored_hash)) = found {
+                    let row = self.delivery_in(conn, &id).await?;
+                    return Ok(if stored_hash.as_deref() == Some(hash.as_str()) {
+                        Recording::Existing(row)
+                    } else {
+                        Recording::Conflict(row)
+                    });
+                }
             }
-        }
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO deliveries (id, lane_ref, mode, text, source, sender_ref, \
-             idempotency_key, payload_hash, state, created_at_ms, updated_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&new.id)
-        .bind(&new.lane_ref)
-        .bind(new.mode.as_str())
-        .bind(&new.text)
-        .bind(&new.source)
-        .bind(&new.sender_ref)
-        .bind(new.idempotency.as_ref().map(|(key, _)| key))
-        .bind(new.idempotency.as_ref().map(|(_, hash)| hash))
-        .bind(new.state.as_str())
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(RegistryError::db_with(self.path(), context))?;
-        let row = self.delivery_in(&mut tx, &new.id).await?;
-        tx.commit()
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO deliveries (id, lane_ref, mode, text, source, sender_ref, \
+                 idempotency_key, payload_hash, state, created_at_ms, updated_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&new.id)
+            .bind(&new.lane_ref)
+            .bind(new.mode.as_str())
+            .bind(&new.text)
+            .bind(&new.source)
+            .bind(&new.sender_ref)
+            .bind(new.idempotency.as_ref().map(|(key, _)| key))
+            .bind(new.idempotency.as_ref().map(|(_, hash)| hash))
+            .bind(new.state.as_str())
+            .bind(now)
+            .bind(now)
+            .execute(&mut *conn)
             .await
             .map_err(RegistryError::db_with(self.path(), context))?;
-        Ok(Recording::New(row))
+            Ok(Recording::New(self.delivery_in(conn, &new.id).await?))
+        })
+        .await
     }
 
     async fn delivery_in(
@@ -350,40 +342,33 @@ impl Registry {
     /// (`submitting` or `ambiguous`).
     pub async fn claim_queued(&self, lane_ref: &str) -> Result<Option<DeliveryRow>, RegistryError> {
         let context = "claiming a queued delivery";
-        let mut writer = self.writer().await?;
-        let conn = writer
-            .conn()
-            .ok_or_else(|| RegistryError::db(self.path(), context, sqlx::Error::PoolClosed))?;
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
+        self.write_tx(context, async |conn| {
+            let open: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, state FROM deliveries WHERE lane_ref = ? \
+                 AND state IN ('queued', 'submitting', 'ambiguous') \
+                 ORDER BY created_at_ms, id",
+            )
+            .bind(lane_ref)
+            .fetch_all(&mut *conn)
             .await
             .map_err(RegistryError::db_with(self.path(), context))?;
-        let open: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, state FROM deliveries WHERE lane_ref = ? \
-             AND state IN ('queued', 'submitting', 'ambiguous') \
-             ORDER BY created_at_ms, id",
-        )
-        .bind(lane_ref)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(RegistryError::db_with(self.path(), context))?;
-        if open.iter().any(|(_, state)| state != "queued") {
-            return Ok(None);
-        }
-        let Some((id, _)) = open.into_iter().next() else {
-            return Ok(None);
-        };
-        sqlx::query("UPDATE deliveries SET state = 'submitting', updated_at_ms = ? WHERE id = ?")
+            if open.iter().any(|(_, state)| state != "queued") {
+                return Ok(None);
+            }
+            let Some((id, _)) = open.into_iter().next() else {
+                return Ok(None);
+            };
+            sqlx::query(
+                "UPDATE deliveries SET state = 'submitting', updated_at_ms = ? WHERE id = ?",
+            )
             .bind(now_ms())
             .bind(&id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(RegistryError::db_with(self.path(), context))?;
-        let row = self.delivery_in(&mut tx, &id).await?;
-        tx.commit()
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-        Ok(Some(row))
+            Ok(Some(self.delivery_in(conn, &id).await?))
+        })
+        .await
     }
 
     /// The lane's deliveries that are still open (`queued`, `submitting`, `ambiguous`), oldest

@@ -1,11 +1,10 @@
 //! The lane-event outbox: transitions of lanes (a turn started, a turn ended, an approval is
 //! asked) written by [`Registry::record`] in the same transaction as the facts that caused
 //! them, and consumed once by orchestration, whose effects (inbox messages, deliveries,
-//! subscription updates) are written in the same transaction that marks the event handled.
+//! subscription updates) are written in the same transaction that removes the event.
 //! A crash at any point thus loses no event and applies none twice.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Connection;
 
 use crate::actions::now_ms;
 use crate::deliveries::NewDelivery;
@@ -87,11 +86,11 @@ pub struct Effects {
 type EventRecord = (i64, String, String, Option<String>, Option<String>, i64);
 
 impl Registry {
-    /// Up to `limit` lane events not handled yet, oldest first.
+    /// Up to `limit` lane events waiting to be handled, oldest first.
     pub async fn unhandled_lane_events(&self, limit: u32) -> Result<Vec<LaneEvent>, RegistryError> {
         let records: Vec<EventRecord> = sqlx::query_as(
             "SELECT id, lane_ref, kind, turn_id, status, at_ms FROM lane_events \
-             WHERE handled = 0 ORDER BY id LIMIT ?",
+             ORDER BY id LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -119,70 +118,62 @@ impl Registry {
             .collect()
     }
 
-    /// Marks lane event `id` handled and writes `effects`, in one transaction. `Ok(false)`
-    /// (and nothing written) when it was handled already.
+    /// Removes lane event `id` and writes the `effects` of handling it, in one transaction.
+    /// `Ok(false)` (and nothing written) when it was handled already.
     pub async fn handle_lane_event(
         &self,
         id: i64,
         effects: &Effects,
     ) -> Result<bool, RegistryError> {
         let context = "handling a lane event";
-        let mut writer = self.writer().await?;
-        let conn = writer
-            .conn()
-            .ok_or_else(|| RegistryError::db(self.path(), context, sqlx::Error::PoolClosed))?;
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-        let marked = sqlx::query("UPDATE lane_events SET handled = 1 WHERE id = ? AND handled = 0")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-        if marked.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let now = now_ms();
-        for message in &effects.inbox {
-            insert_inbox(&mut tx, message, now)
+        self.write_tx(context, async |conn| {
+            let marked = sqlx::query("DELETE FROM lane_events WHERE id = ?")
+                .bind(id)
+                .execute(&mut *conn)
                 .await
                 .map_err(RegistryError::db_with(self.path(), context))?;
-        }
-        for delivery in &effects.deliveries {
-            sqlx::query(
-                "INSERT INTO deliveries (id, lane_ref, mode, text, source, sender_ref, state, \
-                 created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&delivery.id)
-            .bind(&delivery.lane_ref)
-            .bind(delivery.mode.as_str())
-            .bind(&delivery.text)
-            .bind(&delivery.source)
-            .bind(&delivery.sender_ref)
-            .bind(delivery.state.as_str())
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-        }
-        for (subscription, done) in &effects.fired_subscriptions {
-            sqlx::query(
-                "UPDATE subscriptions SET fired = fired + 1, last_fired_at_ms = ?, \
-                 active = CASE WHEN ? THEN 0 ELSE active END WHERE id = ?",
-            )
-            .bind(now)
-            .bind(done)
-            .bind(subscription)
-            .execute(&mut *tx)
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-        }
-        tx.commit()
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-        Ok(true)
+            if marked.rows_affected() == 0 {
+                return Ok(false);
+            }
+            let now = now_ms();
+            for message in &effects.inbox {
+                insert_inbox(&mut *conn, message, now)
+                    .await
+                    .map_err(RegistryError::db_with(self.path(), context))?;
+            }
+            for delivery in &effects.deliveries {
+                sqlx::query(
+                    "INSERT INTO deliveries (id, lane_ref, mode, text, source, sender_ref, \
+                     state, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&delivery.id)
+                .bind(&delivery.lane_ref)
+                .bind(delivery.mode.as_str())
+                .bind(&delivery.text)
+                .bind(&delivery.source)
+                .bind(&delivery.sender_ref)
+                .bind(delivery.state.as_str())
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(self.path(), context))?;
+            }
+            for (subscription, done) in &effects.fired_subscriptions {
+                sqlx::query(
+                    "UPDATE subscriptions SET fired = fired + 1, last_fired_at_ms = ?, \
+                     active = CASE WHEN ? THEN 0 ELSE active END WHERE id = ?",
+                )
+                .bind(now)
+                .bind(done)
+                .bind(subscription)
+                .execute(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(self.path(), context))?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     /// Stores one inbox message (once per origin); returns its id, or `None` when a message

@@ -19,6 +19,7 @@ mod contract_error;
 mod deliveries;
 mod error;
 mod events;
+mod inbox;
 mod ingest;
 mod inspect;
 mod lane_events;
@@ -29,6 +30,7 @@ mod probe;
 mod refs;
 mod search;
 mod selectors;
+mod subscriptions;
 
 pub use actions::{Action, NewAction, Outcome};
 pub use approvals::{NewRequest, RequestRow, RequestStatus};
@@ -36,6 +38,7 @@ pub use catalog::CachedCatalog;
 pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, NewDelivery, Recording};
 pub use error::RegistryError;
 pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
+pub use inbox::{InboxFilter, InboxRow};
 pub use inspect::{Inspection, inspect};
 pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
 pub use lanes::{
@@ -44,8 +47,10 @@ pub use lanes::{
 };
 pub use migrate::{MigrationReport, MigrationStatus, migrate};
 pub use open::Registry;
+pub use refs::receipt_id;
 pub use search::{SearchRow, fts_query};
 pub use selectors::{Candidate, Resolution};
+pub use subscriptions::{NewSubscription, SubscriptionRow};
 
 /// Schema version this binary knows: the highest embedded migration version.
 pub const LATEST_SCHEMA_VERSION: i64 = 7;

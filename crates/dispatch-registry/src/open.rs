@@ -146,6 +146,45 @@ impl Registry {
         Ok(Writer { guard })
     }
 
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction on the writer connection: committed
+    /// when it returns `Ok`, rolled back otherwise. After a failure the connection is
+    /// dropped, so no half-finished transaction outlives it.
+    pub(crate) async fn write_tx<T>(
+        &self,
+        context: &'static str,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let mut writer = self.writer().await?;
+        let Some(conn) = writer.conn() else {
+            return Err(RegistryError::db(
+                &self.path,
+                context,
+                sqlx::Error::PoolClosed,
+            ));
+        };
+        let result = async {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(&self.path, context))?;
+            match body(&mut *conn).await {
+                Ok(value) => {
+                    sqlx::query("COMMIT")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(RegistryError::db_with(&self.path, context))?;
+                    Ok(value)
+                }
+                Err(err) => Err(err),
+            }
+        }
+        .await;
+        if result.is_err() {
+            writer.discard();
+        }
+        result
+    }
+
     /// The registry file this registry was opened from.
     pub fn path(&self) -> &Path {
         &self.path

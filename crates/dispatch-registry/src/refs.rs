@@ -37,6 +37,26 @@ pub(crate) fn random_ref(path: &Path) -> Result<String, RegistryError> {
     Ok(out)
 }
 
+/// A fresh receipt id for a delivery: `r` and twelve random base62 characters (71 bits).
+pub fn receipt_id() -> Result<String, std::io::Error> {
+    let mut out = String::from("r");
+    let mut buf = [0_u8; 32];
+    while out.len() < 13 {
+        getrandom::fill(&mut buf).map_err(|err| {
+            std::io::Error::other(format!("reading the random source for a receipt id: {err}"))
+        })?;
+        for byte in buf {
+            if out.len() == 13 {
+                break;
+            }
+            if byte < UNBIASED_LIMIT {
+                out.push(char::from(BASE62[usize::from(byte % 62)]));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Whether `text` could be (a prefix of) a ref: 1 to 6 base62 characters.
 pub(crate) fn could_be_ref_prefix(text: &str) -> bool {
     (1..=REF_LEN).contains(&text.len()) && text.bytes().all(|byte| byte.is_ascii_alphanumeric())

@@ -7,6 +7,8 @@
 pub enum ErrorCode {
     ///`invalid_input`: the input does not match the operation's contract.
     InvalidInput,
+    ///`delivery_conflict`: the idempotency key was already used for a different message.
+    DeliveryConflict,
     ///`not_found`: no lane, thread, operation or request matches.
     NotFound,
     ///`ambiguous_selector`: the selector matches more than one lane.
@@ -17,6 +19,8 @@ pub enum ErrorCode {
     LaneBusy,
     ///`lane_archived`: the lane is archived.
     LaneArchived,
+    ///`lane_idle`: the lane runs no turn to steer or interject into.
+    LaneIdle,
     ///`model_unavailable`: the model, effort or service tier is not in the catalog.
     ModelUnavailable,
     ///`daemon_unreachable`: the dispatch daemon is not running or does not answer.
@@ -44,11 +48,13 @@ impl ErrorCode {
     /// Every code, in catalog order.
     pub const ALL: &[ErrorCode] = &[
         ErrorCode::InvalidInput,
+        ErrorCode::DeliveryConflict,
         ErrorCode::NotFound,
         ErrorCode::AmbiguousSelector,
         ErrorCode::AttachedLaneWriteBlocked,
         ErrorCode::LaneBusy,
         ErrorCode::LaneArchived,
+        ErrorCode::LaneIdle,
         ErrorCode::ModelUnavailable,
         ErrorCode::DaemonUnreachable,
         ErrorCode::DaemonStale,
@@ -65,11 +71,13 @@ impl ErrorCode {
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::DeliveryConflict => "delivery_conflict",
             ErrorCode::NotFound => "not_found",
             ErrorCode::AmbiguousSelector => "ambiguous_selector",
             ErrorCode::AttachedLaneWriteBlocked => "attached_lane_write_blocked",
             ErrorCode::LaneBusy => "lane_busy",
             ErrorCode::LaneArchived => "lane_archived",
+            ErrorCode::LaneIdle => "lane_idle",
             ErrorCode::ModelUnavailable => "model_unavailable",
             ErrorCode::DaemonUnreachable => "daemon_unreachable",
             ErrorCode::DaemonStale => "daemon_stale",
@@ -87,11 +95,13 @@ impl ErrorCode {
     pub const fn exit_code(self) -> i32 {
         match self {
             ErrorCode::InvalidInput => 2i32,
+            ErrorCode::DeliveryConflict => 2i32,
             ErrorCode::NotFound => 4i32,
             ErrorCode::AmbiguousSelector => 4i32,
             ErrorCode::AttachedLaneWriteBlocked => 7i32,
             ErrorCode::LaneBusy => 6i32,
             ErrorCode::LaneArchived => 6i32,
+            ErrorCode::LaneIdle => 6i32,
             ErrorCode::ModelUnavailable => 3i32,
             ErrorCode::DaemonUnreachable => 8i32,
             ErrorCode::DaemonStale => 8i32,
@@ -109,11 +119,13 @@ impl ErrorCode {
     pub const fn jsonrpc_code(self) -> i32 {
         match self {
             ErrorCode::InvalidInput => -32602i32,
+            ErrorCode::DeliveryConflict => -32016i32,
             ErrorCode::NotFound => -32004i32,
             ErrorCode::AmbiguousSelector => -32005i32,
             ErrorCode::AttachedLaneWriteBlocked => -32007i32,
             ErrorCode::LaneBusy => -32006i32,
             ErrorCode::LaneArchived => -32008i32,
+            ErrorCode::LaneIdle => -32009i32,
             ErrorCode::ModelUnavailable => -32003i32,
             ErrorCode::DaemonUnreachable => -32010i32,
             ErrorCode::DaemonStale => -32011i32,
@@ -133,6 +145,9 @@ impl ErrorCode {
             ErrorCode::InvalidInput => {
                 "check the field named in the message; `dispatch schema <op>` prints the accepted input"
             }
+            ErrorCode::DeliveryConflict => {
+                "use a new key for a new message; the error's details name the receipt the key belongs to"
+            }
             ErrorCode::NotFound => {
                 "`dispatch list --all` shows the lanes dispatch knows; refs and full thread ids always work"
             }
@@ -146,6 +161,9 @@ impl ErrorCode {
                 "wait for the turn to end (`dispatch watch <sel> --until turn-end`), or pass --steer to add input to the running turn"
             }
             ErrorCode::LaneArchived => "`dispatch restore <sel>` brings it back",
+            ErrorCode::LaneIdle => {
+                "send the message as a new turn instead (mode `send`), or queue it (mode `queue`)"
+            }
             ErrorCode::ModelUnavailable => {
                 "`dispatch models` lists the models, efforts and service tiers on offer"
             }
@@ -185,6 +203,9 @@ impl ErrorCode {
     pub const fn summary(self) -> &'static str {
         match self {
             ErrorCode::InvalidInput => "the input does not match the operation's contract",
+            ErrorCode::DeliveryConflict => {
+                "the idempotency key was already used for a different message"
+            }
             ErrorCode::NotFound => "no lane, thread, operation or request matches",
             ErrorCode::AmbiguousSelector => "the selector matches more than one lane",
             ErrorCode::AttachedLaneWriteBlocked => {
@@ -192,6 +213,7 @@ impl ErrorCode {
             }
             ErrorCode::LaneBusy => "the lane is running a turn",
             ErrorCode::LaneArchived => "the lane is archived",
+            ErrorCode::LaneIdle => "the lane runs no turn to steer or interject into",
             ErrorCode::ModelUnavailable => {
                 "the model, effort or service tier is not in the catalog"
             }
