@@ -66,7 +66,7 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
             .with_hint("fix or remove the file; [policy] takes allow_attached_writes = true|false and approvals = \"hold\"|\"decline\"")
     })?;
     let registry = Registry::open(&paths.db).await?;
-    let app_server = Supervisor::start().await?;
+    let app_server = Supervisor::start(config.codex.bin.clone()).await?;
     let listener = match bind(&paths.socket) {
         Ok(listener) => listener,
         Err(err) => {
