@@ -35,8 +35,8 @@ pub async fn cli(paths: &Paths) -> (DoctorCheck, Option<CodexBin>) {
         Ok(config) => config.codex.bin,
         Err(err) => {
             return fail(
-                format!("{}: {err}", ErrorCode::AppServerUnavailable.as_str()),
-                "fix or remove config.toml; `[codex] bin` takes the path of a codex binary",
+                format!("{}: {err}", ErrorCode::InvalidInput.as_str()),
+                "fix or remove config.toml (the daemon refuses to start with it); `[codex] bin` takes the path of a codex binary",
             );
         }
     };
@@ -111,9 +111,15 @@ fn not_pinned_hint(bin: &CodexBin, lookup: &CodexLookup, first: &str) -> String 
         }
         (_, Some(installed)) => format!(
             "or use the installed pinned copy: `[codex] bin = \"{}\"` in config.toml",
-            installed.display()
+            installed
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
         ),
-        (_, None) => CODEX_INSTALL_HINT.to_owned(),
+        (_, None) => {
+            "or install the pinned copy with `scripts/install-codex` and name it in `[codex] bin` of config.toml".to_owned()
+        }
     };
     format!("{first}; {switch}")
 }
