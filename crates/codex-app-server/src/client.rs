@@ -54,7 +54,7 @@ const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
 /// How to start and talk to an App Server. Build with [`SpawnOptions::new`] and the
 /// builder methods; every field is public for inspection.
 pub struct SpawnOptions {
-    /// The Codex binary (see [`crate::resolve_codex_bin`]).
+    /// The Codex binary (see [`crate::CodexLookup`]).
     pub bin: PathBuf,
     /// Extra arguments after `app-server` (e.g. `-c key=value` overrides).
     pub args: Vec<OsString>,

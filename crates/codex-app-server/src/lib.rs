@@ -1,7 +1,7 @@
 //! Client for the Codex App Server: `codex app-server`, JSON-RPC 2.0 over stdio, one
 //! JSON object per line.
 //!
-//! [`AppServer::spawn`] starts the child (binary from [`resolve_codex_bin`] or the
+//! [`AppServer::spawn`] starts the child (binary from [`CodexLookup::resolve`] or the
 //! caller, `CODEX_HOME` and other environment given by the caller), performs the bounded
 //! `initialize` handshake and returns a cheap-to-clone handle:
 //!
@@ -23,10 +23,18 @@
 //! The child's stderr goes to `tracing` under the target `codex_app_server::stderr`
 //! (never parsed); this crate logs under `codex_app_server`.
 
+/// The pinned Codex version as a literal, for `concat!` (see [`PINNED_CODEX_VERSION`]).
+macro_rules! pinned {
+    () => {
+        "0.169.0"
+    };
+}
+
 mod client;
 mod error;
 pub mod events;
 mod framing;
+mod locate;
 /// Files written by `cargo xtask gen`; never edit them by hand.
 mod generated {
     pub mod protocol;
@@ -38,11 +46,12 @@ mod version;
 pub use client::{AppServer, SpawnOptions};
 pub use error::{CloseReason, Error, ExitReason, RpcError};
 pub use events::{Event, Subscription};
+pub use locate::{
+    CODEX_INSTALL_COMMAND, CODEX_INSTALL_HINT, CodexBin, CodexBinSource, CodexLookup,
+    installed_codex_bin, installed_codex_prefix,
+};
 pub use server_request::{
     HoldPolicy, PolicyDecision, PolicyFuture, RefusePolicy, ServerRequest, ServerRequestKind,
     ServerRequestPolicy, ServerRequestReply,
 };
-pub use version::{
-    CODEX_BIN_ENV, CodexVersion, PINNED_CODEX_VERSION, codex_version, resolve_codex_bin,
-    resolve_codex_bin_from,
-};
+pub use version::{CODEX_BIN_ENV, CodexVersion, PINNED_CODEX_VERSION, codex_version};

@@ -1,13 +1,12 @@
-//! Finding the Codex binary and telling its version.
+//! The Codex version: the pinned one, parsing, and asking a binary for its own.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::Error;
 
 /// The Codex CLI version dispatch is built and tested against.
-pub const PINNED_CODEX_VERSION: &str = "0.169.0";
+pub const PINNED_CODEX_VERSION: &str = pinned!();
 
 /// The environment variable naming the Codex binary to run.
 pub const CODEX_BIN_ENV: &str = "DISPATCH_CODEX_BIN";
@@ -79,54 +78,6 @@ impl std::fmt::Display for CodexVersion {
     }
 }
 
-/// The Codex binary to run: `$DISPATCH_CODEX_BIN` when set and non-empty, else `codex`
-/// found on `$PATH`.
-pub fn resolve_codex_bin() -> Result<PathBuf, Error> {
-    resolve_codex_bin_from(std::env::var_os(CODEX_BIN_ENV), std::env::var_os("PATH"))
-}
-
-/// [`resolve_codex_bin`] with the two environment values given explicitly.
-pub fn resolve_codex_bin_from(
-    codex_bin: Option<OsString>,
-    path: Option<OsString>,
-) -> Result<PathBuf, Error> {
-    if let Some(bin) = codex_bin.filter(|b| !b.is_empty()) {
-        let bin = PathBuf::from(bin);
-        if bin.components().count() == 1 && !bin.is_absolute() {
-            // A bare name: look it up on PATH like a shell would.
-            return find_on_path(bin.as_os_str(), path.as_ref()).ok_or_else(|| {
-                Error::CodexNotFound(format!("{CODEX_BIN_ENV}={} is not on PATH", bin.display()))
-            });
-        }
-        return if is_executable(&bin) {
-            Ok(bin)
-        } else {
-            Err(Error::CodexNotFound(format!(
-                "{CODEX_BIN_ENV}={} is not an executable file",
-                bin.display()
-            )))
-        };
-    }
-    find_on_path("codex".as_ref(), path.as_ref()).ok_or_else(|| {
-        Error::CodexNotFound(format!(
-            "{CODEX_BIN_ENV} is not set and no `codex` executable is on PATH \
-             (install codex-cli {PINNED_CODEX_VERSION}, e.g. with scripts/install-codex)"
-        ))
-    })
-}
-
-fn find_on_path(name: &std::ffi::OsStr, path: Option<&OsString>) -> Option<PathBuf> {
-    std::env::split_paths(path?)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// Run `bin --version` (bounded by `timeout`) and parse its output.
 pub async fn codex_version(bin: &Path, timeout: Duration) -> Result<CodexVersion, Error> {
     let fail = |detail: String| Error::Version {
@@ -170,36 +121,5 @@ mod tests {
         assert!(CodexVersion::parse("1.2").is_none());
         assert!(CodexVersion::parse("1.2.3.4").is_none());
         assert!(CodexVersion::from_user_agent("no-slash").is_none());
-    }
-
-    #[test]
-    fn resolves_env_then_path() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fake = dir.path().join("codex");
-        std::fs::write(&fake, "#!/bin/sh\n").expect("write");
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-
-        let path = Some(dir.path().as_os_str().to_owned());
-        assert_eq!(
-            resolve_codex_bin_from(None, path.clone()).expect("on path"),
-            fake
-        );
-        assert_eq!(
-            resolve_codex_bin_from(Some(fake.clone().into_os_string()), None).expect("env"),
-            fake
-        );
-        assert_eq!(
-            resolve_codex_bin_from(Some("".into()), path.clone()).expect("empty env ignored"),
-            fake
-        );
-        assert!(matches!(
-            resolve_codex_bin_from(Some(dir.path().join("missing").into_os_string()), path),
-            Err(Error::CodexNotFound(_))
-        ));
-        assert!(matches!(
-            resolve_codex_bin_from(None, Some("/nonexistent-dir".into())),
-            Err(Error::CodexNotFound(_))
-        ));
     }
 }

@@ -191,14 +191,18 @@ fn fill(token: &str) -> String {
 }
 
 /// The `dispatch` command lines in one shell line: segments between `|`, `&&`, `||` and `;`
-/// whose first word (after `VAR=value` assignments) is `dispatch`. `None` when the line does
-/// not split like a shell line.
+/// whose first word (after `VAR=value` assignments) is `dispatch`, without redirections
+/// (`> FILE`). `None` when the line does not split like a shell line.
 fn command_lines(line: &str) -> Option<Vec<Vec<String>>> {
     let tokens = shlex::split(line)?;
     let mut segments = vec![Vec::new()];
-    for token in tokens {
+    let mut tokens = tokens.into_iter();
+    while let Some(token) = tokens.next() {
         match token.as_str() {
             "|" | "||" | "&&" | ";" => segments.push(Vec::new()),
+            ">" | ">>" | "<" | "2>" | "2>>" => {
+                tokens.next(); // the file
+            }
             t if t.ends_with(';') => {
                 if let Some(last) = segments.last_mut() {
                     last.push(t.trim_end_matches(';').to_owned());

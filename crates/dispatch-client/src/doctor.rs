@@ -37,11 +37,14 @@ pub async fn run(paths: &Paths, no_app_server: bool) -> DoctorOutput {
         registry(paths).await,
         agent_assets(),
     ];
-    let (codex, bin) = codex::cli().await;
+    let (codex, bin) = codex::cli(paths).await;
+    let usable = (codex.status != CheckStatus::Fail)
+        .then_some(bin.as_ref())
+        .flatten();
     checks.push(codex);
-    checks.push(codex::auth());
+    checks.push(codex::auth(bin.as_ref()));
     if !no_app_server {
-        checks.push(codex::app_server(bin.as_deref()).await);
+        checks.push(codex::app_server(usable).await);
     }
     let status = if checks.iter().any(|c| c.status == CheckStatus::Fail) {
         CheckStatus::Fail

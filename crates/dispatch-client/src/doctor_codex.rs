@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use codex_app_server::{
-    AppServer, CodexVersion, PINNED_CODEX_VERSION, SpawnOptions, codex_version, resolve_codex_bin,
+    AppServer, CODEX_INSTALL_COMMAND, CODEX_INSTALL_HINT, CodexBin, CodexBinSource, CodexLookup,
+    CodexVersion, PINNED_CODEX_VERSION, SpawnOptions, codex_version,
 };
 use dispatch_contract::ErrorCode;
 use dispatch_contract::types::{CheckStatus, DoctorCheck};
+use dispatch_home::{Config, Paths};
 
 use super::check;
-
-const INSTALL_HINT: &str = "install the Codex CLI (`npm install -g @openai/codex@0.169.0`) or set DISPATCH_CODEX_BIN to its binary";
 
 /// The oldest Codex CLI dispatch supports.
 pub const MINIMUM_CODEX_VERSION: &str = "0.169.0";
@@ -21,63 +21,107 @@ fn triple(v: &CodexVersion) -> (u64, u64, u64) {
     (v.major, v.minor, v.patch)
 }
 
-/// `codex_cli`: found, and its version against the minimum supported. Returns the binary for
-/// the smoke check.
-pub async fn cli() -> (DoctorCheck, Option<PathBuf>) {
-    let bin = match resolve_codex_bin() {
-        Ok(bin) => bin,
+/// `codex_cli`: the binary the daemon would run (the same lookup, with `config.toml`), where
+/// it was found, and its version against the minimum supported. Returns the binary for the
+/// other checks.
+pub async fn cli(paths: &Paths) -> (DoctorCheck, Option<CodexBin>) {
+    let fail = |summary: String, hint: &str| {
+        (
+            check("codex_cli", CheckStatus::Fail, summary, Some(hint)),
+            None,
+        )
+    };
+    let configured = match Config::load(&paths.config) {
+        Ok(config) => config.codex.bin,
         Err(err) => {
-            return (
-                check(
-                    "codex_cli",
-                    CheckStatus::Fail,
-                    format!("{}: {err}", ErrorCode::AppServerUnavailable.as_str()),
-                    Some(INSTALL_HINT),
-                ),
-                None,
+            return fail(
+                format!("{}: {err}", ErrorCode::InvalidInput.as_str()),
+                "fix or remove config.toml (the daemon refuses to start with it); `[codex] bin` takes the path of a codex binary",
             );
         }
     };
-    let found = match codex_version(&bin, Duration::from_secs(10)).await {
+    let lookup = CodexLookup::from_env(configured);
+    let bin = match lookup.resolve() {
+        Ok(bin) => bin,
+        Err(err) => {
+            return fail(
+                format!("{}: {err}", ErrorCode::AppServerUnavailable.as_str()),
+                &format!(
+                    "{CODEX_INSTALL_HINT}; or name a binary with DISPATCH_CODEX_BIN or `[codex] bin` in config.toml"
+                ),
+            );
+        }
+    };
+    let at = format!("{} ({})", bin.path.display(), bin.source);
+    let found = match codex_version(&bin.path, Duration::from_secs(10)).await {
         Ok(version) => version,
         Err(err) => {
             return (
                 check(
                     "codex_cli",
                     CheckStatus::Fail,
-                    format!("{} does not report a version: {err}", bin.display()),
-                    Some("reinstall the Codex CLI or point DISPATCH_CODEX_BIN at a working one"),
+                    format!("{at} does not report a version: {err}"),
+                    Some(&not_pinned_hint(&bin, &lookup, "reinstall it")),
                 ),
-                None,
+                Some(bin),
             );
         }
     };
     let minimum = CodexVersion::parse(MINIMUM_CODEX_VERSION).map(|v| triple(&v));
     let pinned = CodexVersion::parse(PINNED_CODEX_VERSION).map(|v| triple(&v));
-    let at = bin.display();
+    let summary = format!("codex {found} at {at}");
     let result = if minimum.is_some_and(|min| triple(&found) < min) {
         check(
             "codex_cli",
             CheckStatus::Fail,
-            format!("{at} is codex-cli {found}, older than the minimum {MINIMUM_CODEX_VERSION}"),
-            Some("upgrade: npm install -g @openai/codex@0.169.0"),
+            format!("{summary}, older than the minimum {MINIMUM_CODEX_VERSION}"),
+            Some(&not_pinned_hint(
+                &bin,
+                &lookup,
+                &format!("upgrade it: `{CODEX_INSTALL_COMMAND}`"),
+            )),
         )
     } else if pinned.is_some_and(|p| triple(&found) > p) {
         check(
             "codex_cli",
             CheckStatus::Warn,
-            format!("{at} is codex-cli {found}, newer than the tested {PINNED_CODEX_VERSION}"),
-            Some("it likely works; report protocol differences, or pin @openai/codex@0.169.0"),
+            format!("{summary}, newer than the tested {PINNED_CODEX_VERSION}"),
+            Some(&not_pinned_hint(
+                &bin,
+                &lookup,
+                "it likely works; report protocol differences",
+            )),
         )
     } else {
-        check(
-            "codex_cli",
-            CheckStatus::Ok,
-            format!("{at} is codex-cli {found}"),
-            None,
-        )
+        check("codex_cli", CheckStatus::Ok, summary, None)
     };
     (result, Some(bin))
+}
+
+/// The hint for a binary that is not the pinned version: `first`, then how to use the pinned
+/// copy instead (its path when it is installed, else how to install it).
+fn not_pinned_hint(bin: &CodexBin, lookup: &CodexLookup, first: &str) -> String {
+    let installed = lookup
+        .installed
+        .as_ref()
+        .filter(|p| p.is_file() && **p != bin.path);
+    let switch = match (bin.source, installed) {
+        (CodexBinSource::Env, _) => {
+            "or point DISPATCH_CODEX_BIN at codex-cli ".to_owned() + PINNED_CODEX_VERSION
+        }
+        (_, Some(installed)) => format!(
+            "or use the installed pinned copy: `[codex] bin = \"{}\"` in config.toml",
+            installed
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        ),
+        (_, None) => {
+            "or install the pinned copy with `scripts/install-codex` and name it in `[codex] bin` of config.toml".to_owned()
+        }
+    };
+    format!("{first}; {switch}")
 }
 
 fn codex_home() -> Option<PathBuf> {
@@ -88,8 +132,9 @@ fn codex_home() -> Option<PathBuf> {
 }
 
 /// `codex_auth`: whether Codex has credentials stored. Only presence is looked at; the file
-/// is never opened.
-pub fn auth() -> DoctorCheck {
+/// is never opened. The hint names `bin`, the binary dispatch runs, so it can be followed when
+/// `codex` is not on PATH.
+pub fn auth(bin: Option<&CodexBin>) -> DoctorCheck {
     let Some(home) = codex_home() else {
         return check(
             "codex_auth",
@@ -111,15 +156,16 @@ pub fn auth() -> DoctorCheck {
             "codex_auth",
             CheckStatus::Warn,
             format!("no credentials in {}", home.display()),
-            Some(
-                "run `codex login` before using a provider that needs them (API-key and local providers do not)",
-            ),
+            Some(&format!(
+                "run `{} login` before using a provider that needs them (API-key and local providers do not)",
+                bin.map_or_else(|| "codex".to_owned(), CodexBin::command_name)
+            )),
         )
     }
 }
 
 /// `app_server`: starts `codex app-server`, completes `initialize`, and stops it.
-pub async fn app_server(bin: Option<&Path>) -> DoctorCheck {
+pub async fn app_server(bin: Option<&CodexBin>) -> DoctorCheck {
     let Some(bin) = bin else {
         return check(
             "app_server",
@@ -128,10 +174,10 @@ pub async fn app_server(bin: Option<&Path>) -> DoctorCheck {
                 "{}: no usable Codex CLI to start",
                 ErrorCode::AppServerUnavailable.as_str()
             ),
-            Some(INSTALL_HINT),
+            Some(CODEX_INSTALL_HINT),
         );
     };
-    let options = SpawnOptions::new(bin)
+    let options = SpawnOptions::new(&bin.path)
         .client_info("dispatch-doctor", env!("CARGO_PKG_VERSION"))
         .initialize_timeout(Duration::from_secs(15));
     match AppServer::spawn(options).await {
@@ -158,7 +204,10 @@ pub async fn app_server(bin: Option<&Path>) -> DoctorCheck {
                 "{}: the App Server did not initialize: {err}",
                 ErrorCode::AppServerUnavailable.as_str()
             ),
-            Some("run `codex app-server` by hand to see why; check CODEX_HOME/config.toml"),
+            Some(&format!(
+                "run `{} app-server` by hand to see why; check CODEX_HOME/config.toml",
+                bin.command_name()
+            )),
         ),
     }
 }

@@ -80,7 +80,7 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
         })
         .await
         .map_err(DispatchError::from)?;
-    let app_server = Supervisor::start().await?;
+    let app_server = Supervisor::start(config.codex.bin.clone()).await?;
     let listener = match bind(&paths.socket) {
         Ok(listener) => listener,
         Err(err) => {

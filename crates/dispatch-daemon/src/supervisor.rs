@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use codex_app_server::{AppServer, SpawnOptions, resolve_codex_bin};
+use codex_app_server::{AppServer, CODEX_INSTALL_HINT, CodexBin, CodexLookup, SpawnOptions};
 use dispatch_contract::{DispatchError, ErrorCode};
 
 use crate::convert::lock;
@@ -45,7 +45,7 @@ pub struct Status {
 }
 
 struct Shared {
-    bin: PathBuf,
+    bin: CodexBin,
     status: Mutex<Status>,
     current: Mutex<Option<AppServer>>,
     stop: watch::Sender<bool>,
@@ -71,18 +71,24 @@ async fn spawn(bin: &Path) -> Result<AppServer, String> {
 }
 
 impl Supervisor {
-    /// Finds the Codex binary (`DISPATCH_CODEX_BIN`, else `codex` on PATH), starts and
-    /// initializes the App Server, and starts watching it.
-    pub async fn start() -> Result<Supervisor, DispatchError> {
-        let bin = resolve_codex_bin().map_err(|err| {
-            unavailable(err.to_string()).with_hint(
-                "install the Codex CLI (npm install -g @openai/codex) or set DISPATCH_CODEX_BIN to its binary",
-            )
+    /// Finds the Codex binary ([`CodexLookup`]: `DISPATCH_CODEX_BIN`, else `configured`, the
+    /// `[codex] bin` of config.toml, else `codex` on PATH, else the installed pinned copy),
+    /// starts and initializes the App Server, and starts watching it.
+    pub async fn start(configured: Option<PathBuf>) -> Result<Supervisor, DispatchError> {
+        let bin = CodexLookup::from_env(configured).resolve().map_err(|err| {
+            unavailable(err.to_string()).with_hint(format!(
+                "{CODEX_INSTALL_HINT}; or name a binary with DISPATCH_CODEX_BIN or `[codex] bin` in config.toml"
+            ))
         })?;
-        let server = spawn(&bin).await.map_err(|err| {
-            unavailable(format!("the Codex App Server did not start: {err}")).with_hint(format!(
+        tracing::info!(bin = %bin.path.display(), source = %bin.source, "starting the App Server");
+        let server = spawn(&bin.path).await.map_err(|err| {
+            unavailable(format!(
+                "the Codex App Server did not start: {err} (binary from {})",
+                bin.source
+            ))
+            .with_hint(format!(
                 "check `{} app-server` by hand and `dispatch doctor`; set DISPATCH_CODEX_BIN to a working codex binary",
-                bin.display()
+                bin.command_name()
             ))
         })?;
         tracing::info!(pid = ?server.pid(), version = ?server.version().map(ToString::to_string), "App Server ready");
@@ -106,6 +112,11 @@ impl Supervisor {
         };
         tokio::spawn(supervisor.clone().watch(server));
         Ok(supervisor)
+    }
+
+    /// The Codex binary it runs and where it was found (for hints such as `<bin> login`).
+    pub fn codex_bin(&self) -> &CodexBin {
+        &self.shared.bin
     }
 
     /// Follows the App Server processes: the value is bumped when a new one is ready.
@@ -184,7 +195,7 @@ impl Supervisor {
                     () = tokio::time::sleep(delay) => {}
                     _ = stop.wait_for(|stopping| *stopping) => return,
                 }
-                match spawn(&self.shared.bin).await {
+                match spawn(&self.shared.bin.path).await {
                     Ok(server) => break server,
                     Err(err) => {
                         tracing::warn!(%err, "restarting the App Server failed");

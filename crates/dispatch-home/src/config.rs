@@ -1,5 +1,5 @@
-//! `config.toml`: the daemon's settings, the `[policy]` and `[lanes]` tables; unknown keys are
-//! refused so a typo never silently leaves a default in force.
+//! `config.toml`: the daemon's settings, the `[policy]`, `[codex]` and `[lanes]` tables;
+//! unknown keys are refused so a typo never silently leaves a default in force.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +12,21 @@ pub struct Config {
     /// `[policy]`.
     #[serde(default)]
     pub policy: Policy,
+    /// `[codex]`.
+    #[serde(default)]
+    pub codex: CodexSettings,
     /// `[lanes]`.
     #[serde(default)]
     pub lanes: Lanes,
+}
+
+/// `[codex]`: which Codex CLI the daemon runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodexSettings {
+    /// The Codex binary: an absolute path, or a name looked up on `PATH`. Second in the lookup
+    /// order, after `DISPATCH_CODEX_BIN` and before `codex` on `PATH` and the installed copy.
+    pub bin: Option<PathBuf>,
 }
 
 /// `[lanes]`: how the daemon watches running turns.
@@ -159,5 +171,20 @@ mod tests {
         std::fs::write(&path, "[lanes]\nstall_after_s = 0\n").expect("write");
         let err = Config::load(&path).expect_err("zero is refused");
         assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn the_codex_binary_is_read_and_unknown_codex_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        assert_eq!(Config::default().codex.bin, None);
+        std::fs::write(&path, "[codex]\nbin = \"/opt/codex/bin/codex\"\n").expect("write");
+        assert_eq!(
+            Config::load(&path).expect("config").codex.bin,
+            Some(PathBuf::from("/opt/codex/bin/codex"))
+        );
+        std::fs::write(&path, "[codex]\nbinary = \"/opt/codex\"\n").expect("write");
+        let err = Config::load(&path).expect_err("a typo is refused");
+        assert!(err.to_string().contains("binary"), "{err}");
     }
 }

@@ -8,6 +8,6 @@ mod config;
 mod paths;
 mod pidfile;
 
-pub use config::{ApprovalPolicy, Config, ConfigError, Lanes, Policy};
+pub use config::{ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, Policy};
 pub use paths::{HomeError, Paths};
 pub use pidfile::{DaemonProbe, Pidfile, probe, signal_kill, signal_terminate, wait_released};

@@ -21,8 +21,9 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// The real Codex binary: `$DISPATCH_CODEX_BIN`, else what `scripts/install-codex`
-/// installs under `target/codex/`. Panics (fails the test) when neither exists.
+/// The real Codex binary: `$DISPATCH_CODEX_BIN`, else the pinned copy
+/// `scripts/install-codex` installs under the data directory. Panics (fails the test) when
+/// neither exists.
 pub fn codex_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os(CODEX_BIN_ENV).filter(|b| !b.is_empty()) {
         let bin = PathBuf::from(bin);
@@ -33,15 +34,17 @@ pub fn codex_bin() -> PathBuf {
         );
         return bin;
     }
-    let bin = workspace_root()
-        .join("target/codex/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex");
-    assert!(
-        bin.is_file(),
-        "the real Codex binary is missing at {}: run scripts/install-codex \
-         (or set {CODEX_BIN_ENV} to a codex-cli 0.169.0 binary)",
-        bin.display()
+    let bin = codex_app_server::installed_codex_bin(
+        std::env::var_os("XDG_DATA_HOME"),
+        std::env::var_os("HOME"),
     );
-    bin
+    match bin {
+        Some(bin) if bin.is_file() => bin,
+        _ => panic!(
+            "the real Codex binary is missing: run scripts/install-codex \
+             (or set {CODEX_BIN_ENV} to a codex-cli 0.169.0 binary)"
+        ),
+    }
 }
 
 /// A fresh directory under the workspace `target/` (not the system temp dir, where

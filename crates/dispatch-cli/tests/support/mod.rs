@@ -20,20 +20,19 @@ pub fn dispatchd_bin() -> PathBuf {
 }
 
 /// The real Codex CLI the tests drive: `DISPATCH_CODEX_BIN` (as `scripts/test` sets it), else
-/// the copy `scripts/install-codex` puts under `target/codex`.
+/// the pinned copy `scripts/install-codex` installs under the data directory.
 pub fn codex_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("DISPATCH_CODEX_BIN").filter(|b| !b.is_empty()) {
         return PathBuf::from(bin);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let bin = root.join(
-        "target/codex/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
-    );
-    assert!(
-        bin.is_file(),
-        "the pinned Codex CLI is missing: run scripts/install-codex (scripts/test does) or set DISPATCH_CODEX_BIN"
-    );
-    bin
+    let bin = codex_app_server::installed_codex_bin(
+        std::env::var_os("XDG_DATA_HOME"),
+        std::env::var_os("HOME"),
+    )
+    .filter(|bin| bin.is_file());
+    bin.expect(
+        "the pinned Codex CLI is missing: run scripts/install-codex (scripts/test does) or set DISPATCH_CODEX_BIN",
+    )
 }
 
 /// A private runtime layout (DISPATCH_HOME) and Codex home (CODEX_HOME, configured for the
