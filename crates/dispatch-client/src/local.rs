@@ -8,7 +8,10 @@ use dispatch_contract::types::{
     SchemaOutput, UpInput, UpOutput, UpOutputStatus,
 };
 use dispatch_contract::{ClientOps, DispatchError, ErrorCode, OPERATIONS, find_operation};
-use dispatch_home::{DaemonProbe, Paths, probe, signal_kill, signal_terminate, wait_released};
+use dispatch_home::{
+    DaemonProbe, Paths, probe, remove_stale_pidfile, remove_stale_socket, signal_kill,
+    signal_terminate, wait_released,
+};
 use dispatch_registry::{MigrationStatus, NewAction, Outcome, Registry};
 use serde_json::{Map, Value, json};
 
@@ -37,18 +40,18 @@ impl LocalOps {
     }
 
     fn probe(&self) -> Result<DaemonProbe, DispatchError> {
-        probe(&self.paths.pidfile).map_err(|err| {
-            DispatchError::internal(format!("reading {}: {err}", self.paths.pidfile.display()))
-        })
+        Ok(probe(&self.paths.pidfile)?)
     }
 
-    /// Removes a dead daemon's socket and pidfile; returns what it removed.
+    /// Removes a dead daemon's socket and pidfile; returns what it removed. Only a socket and
+    /// a pidfile (empty, or holding a pid) are removed: anything else at those paths is left.
     fn clean_stale(&self) -> Vec<String> {
         let mut cleaned = Vec::new();
-        for path in [&self.paths.socket, &self.paths.pidfile] {
-            if std::fs::remove_file(path).is_ok() {
-                cleaned.push(path.display().to_string());
-            }
+        if remove_stale_socket(&self.paths.socket).unwrap_or(false) {
+            cleaned.push(self.paths.socket.display().to_string());
+        }
+        if remove_stale_pidfile(&self.paths.pidfile).unwrap_or(false) {
+            cleaned.push(self.paths.pidfile.display().to_string());
         }
         cleaned
     }
@@ -139,9 +142,7 @@ impl ClientOps for LocalOps {
                 ),
             ));
         }
-        self.paths
-            .prepare()
-            .map_err(|err| DispatchError::internal(err.to_string()))?;
+        self.paths.prepare()?;
         let report = dispatch_registry::migrate(&self.paths.db).await?;
         let status = match report.status {
             MigrationStatus::Created => RegistryMigrateOutputStatus::Created,
@@ -195,9 +196,7 @@ impl ClientOps for LocalOps {
     }
 
     async fn up(&self, _input: UpInput) -> Result<UpOutput, DispatchError> {
-        self.paths
-            .prepare()
-            .map_err(|err| DispatchError::internal(err.to_string()))?;
+        self.paths.prepare()?;
         if let Some(running) = self.running()? {
             return Ok(running);
         }
