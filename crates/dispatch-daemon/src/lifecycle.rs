@@ -57,6 +57,10 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
             .with_hint("fix or remove the file; [policy] takes allow_attached_writes = true|false and approvals = \"hold\"|\"decline\"")
     })?;
     let registry = Registry::open(&paths.db).await?;
+    if let Err(err) = check_integrity(&registry).await {
+        registry.close().await;
+        return Err(err);
+    }
     let app_server = Supervisor::start().await?;
     let listener = match bind(&paths.socket) {
         Ok(listener) => listener,
@@ -114,6 +118,25 @@ async fn record(registry: &Registry, op: &str, detail: String) {
     if let Err(err) = registry.record_action(&action).await {
         tracing::warn!(err = %error_chain(&err), op, "recording an action");
     }
+}
+
+/// Refuses a registry whose `PRAGMA quick_check` finds damage: serving it would answer from,
+/// and write into, a broken file.
+async fn check_integrity(registry: &Registry) -> Result<(), DispatchError> {
+    let problems = registry.quick_check().await?;
+    if problems.iter().all(|line| line == "ok") {
+        return Ok(());
+    }
+    let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+    Err(DispatchError::new(
+        ErrorCode::RegistryCorrupt,
+        format!(
+            "registry {} fails its integrity check: {}",
+            registry.path().display(),
+            shown.join("; ")
+        ),
+    )
+    .with_details(json!({ "path": registry.path().display().to_string(), "problems": problems })))
 }
 
 /// Binds the socket owner-only. The caller holds the pidfile lock, so a socket already at the
