@@ -1,0 +1,576 @@
+//! Serving an [`RpcModule`] on the daemon's Unix socket, defended against its callers.
+//!
+//! - **Only this user.** Every connection's peer credentials (`SO_PEERCRED`) are read at
+//!   accept; a process of another uid gets an HTTP 403 whose body is a `permission_denied`
+//!   JSON-RPC error, and the connection is closed. The socket's 0600 mode is the first line;
+//!   this holds even when the mode is loosened.
+//! - **A connection cap.** At most [`Limits::max_connections`] connections are served at once.
+//!   A newcomer beyond that closes the oldest connection with no call in flight; when every
+//!   connection has a call in flight, the newcomer gets an HTTP 503 and is closed.
+//! - **Idle and half-open connections are closed**: one that makes no call within
+//!   [`Limits::handshake_timeout`] of being accepted, or none within [`Limits::idle_timeout`]
+//!   of its last call ending. A call in flight (a `watch` may last 600 s) is never cut.
+//! - **Requests and batches are capped** ([`MAX_REQUEST_BYTES`], [`MAX_BATCH`]).
+//! - **No spinning on exhausted descriptors.** When `accept` fails (`EMFILE`, `ENFILE`...), the
+//!   loop closes an idle connection if it can, sleeps briefly and logs once per interval.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use dispatch_contract::{DispatchError, ErrorCode};
+use jsonrpsee::RpcModule;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::{
+    BatchRequestConfig, Server, ServerConfig, serve_with_graceful_shutdown, stop_channel,
+};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+use crate::middleware::{Activity, TooLargeAnswer};
+use crate::server::rpc_error;
+
+/// The largest request the daemon reads, in bytes (the whole JSON-RPC message, or the HTTP
+/// body of a POST). Larger ones are refused before they are parsed.
+pub const MAX_REQUEST_BYTES: u32 = 8 * 1024 * 1024;
+
+/// The most calls one JSON-RPC batch may hold.
+pub const MAX_BATCH: usize = 32;
+
+/// How often a log line about refused connections or failing `accept`s may be written.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the accept loop pauses after `accept` fails.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long a refused caller gets to send its request head before the answer is written.
+const REFUSAL_READ: Duration = Duration::from_millis(500);
+
+/// How many refusals are answered at once; beyond that a refused connection is just closed.
+const MAX_REFUSALS: usize = 32;
+
+/// How long shutdown waits for calls in flight before it closes their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The connection limits of [`serve_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long a new connection may take to make its first call.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay open with no call in flight after its last call.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `module` on `listener` with the default [`Limits`] until `shutdown` resolves, then
+/// lets calls in flight finish (at most a few seconds).
+pub async fn serve<D: Send + Sync + 'static>(
+    listener: UnixListener,
+    module: RpcModule<D>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    serve_with(listener, module, shutdown, Limits::default()).await;
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with<D: Send + Sync + 'static>(
+    listener: UnixListener,
+    module: RpcModule<D>,
+    shutdown: impl Future<Output = ()> + Send,
+    limits: Limits,
+) {
+    let (stop_handle, server_handle) = stop_channel();
+    let config = ServerConfig::builder()
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        // The table below is the real cap; jsonrpsee's own guard (a permit per HTTP request
+        // or WebSocket) only needs room for connections that are still closing.
+        .max_connections(
+            u32::try_from(limits.max_connections.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
+        // Checked by `Activity`, which answers with dispatch's own `invalid_input`.
+        .set_batch_request_config(BatchRequestConfig::Unlimited)
+        .build();
+    let builder = Server::builder()
+        .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer_fn(TooLargeAnswer))
+        .to_service_builder();
+    let methods: jsonrpsee::Methods = module.into();
+    let table = Arc::new(Table::new(limits));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&table)));
+    let uid = rustix::process::geteuid().as_raw();
+    let refusals = Arc::new(AtomicUsize::new(0));
+    let mut accept_log = Throttle::default();
+    let mut refusal_log = Throttle::default();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    if let Some(suppressed) = accept_log.allow() {
+                        tracing::warn!(%err, suppressed, "accepting a connection failed; backing off");
+                    }
+                    // Out of descriptors: an idle connection gives one back.
+                    table.close_oldest_idle();
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let refusal = match stream.peer_cred() {
+            Ok(cred) if cred.uid() == uid => None,
+            Ok(cred) => {
+                if let Some(suppressed) = refusal_log.allow() {
+                    tracing::warn!(
+                        peer_uid = cred.uid(),
+                        peer_pid = cred.pid(),
+                        suppressed,
+                        "refused a connection from another user"
+                    );
+                }
+                Some(Refusal::OtherUser(cred.uid()))
+            }
+            Err(err) => {
+                tracing::debug!(%err, "no peer credentials; closing the connection");
+                continue;
+            }
+        };
+        let refusal = refusal.or_else(|| {
+            (table.open() >= limits.max_connections && !table.close_oldest_idle()).then(|| {
+                if let Some(suppressed) = refusal_log.allow() {
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        suppressed,
+                        "refused a connection: every connection has a call in flight"
+                    );
+                }
+                Refusal::Full(limits.max_connections)
+            })
+        });
+        if let Some(refusal) = refusal {
+            refuse(stream, refusal, &refusals);
+            continue;
+        }
+        let conn = table.insert();
+        let activity = Arc::clone(&conn);
+        let middleware =
+            RpcServiceBuilder::new().layer_fn(move |inner| Activity::new(inner, &activity));
+        let service = builder
+            .clone()
+            .set_rpc_middleware(middleware)
+            .build(methods.clone(), stop_handle.clone());
+        let io = Guarded {
+            stream,
+            conn,
+            table: Arc::clone(&table),
+        };
+        let stopped = stop_handle.clone().shutdown();
+        tokio::spawn(async move {
+            if let Err(err) = serve_with_graceful_shutdown(io, service, stopped).await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    let _already_stopped = server_handle.stop();
+    table.close_idle();
+    if !table.wait_empty(SHUTDOWN_GRACE).await {
+        table.close_all();
+        table.wait_empty(Duration::from_secs(1)).await;
+    }
+    sweeper.abort();
+}
+
+/// Why a connection is turned away.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Its process runs as this uid, not the daemon's.
+    OtherUser(u32),
+    /// Every one of this many connections has a call in flight.
+    Full(usize),
+}
+
+impl Refusal {
+    /// The HTTP status and the dispatch error it answers with.
+    fn answer(self) -> (&'static str, DispatchError) {
+        match self {
+            Refusal::OtherUser(peer) => (
+                "403 Forbidden",
+                DispatchError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "the daemon serves only its own user (uid {}); this caller runs as uid {peer}",
+                        rustix::process::geteuid().as_raw()
+                    ),
+                )
+                .with_hint(refused_user_hint()),
+            ),
+            Refusal::Full(limit) => (
+                "503 Service Unavailable",
+                DispatchError::new(
+                    ErrorCode::DaemonUnreachable,
+                    format!("the daemon is serving its limit of {limit} connections, each with a call in flight"),
+                )
+                .with_hint(full_hint()),
+            ),
+        }
+    }
+}
+
+/// The hint for a caller the daemon refused because it runs as another user.
+pub(crate) fn refused_user_hint() -> &'static str {
+    "run dispatch as the user who started the daemon, or use a DISPATCH_HOME of your own and start your own daemon with `dispatch up`"
+}
+
+/// The hint for a caller refused because the daemon is at its connection limit.
+pub(crate) fn full_hint() -> &'static str {
+    "retry when some calls have finished; long `watch` calls each hold a connection"
+}
+
+/// Answers a refused connection with an HTTP error whose body is the JSON-RPC error, after
+/// reading (briefly, boundedly) the request head so the caller is listening; then closes it.
+fn refuse(mut stream: UnixStream, refusal: Refusal, refusals: &Arc<AtomicUsize>) {
+    if refusals.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSALS {
+        refusals.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let refusals = Arc::clone(refusals);
+    tokio::spawn(async move {
+        let (status, err) = refusal.answer();
+        let body = json!({"jsonrpc": "2.0", "id": null, "error": rpc_error(&err)}).to_string();
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut head = Vec::new();
+        let mut chunk = [0_u8; 1024];
+        let _ = tokio::time::timeout(REFUSAL_READ, async {
+            while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        let _ = tokio::time::timeout(REFUSAL_READ, async {
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await
+        })
+        .await;
+        refusals.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
+/// At most one log line per [`LOG_INTERVAL`]; counts the ones it held back.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// `Some(number held back since the last line)` when a line may be written now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// One served connection, as the accept loop, the sweeper and its RPC middleware see it.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    id: u64,
+    /// Calls in flight.
+    in_flight: AtomicUsize,
+    /// Calls started so far.
+    calls: AtomicU64,
+    /// When a call last started or ended (or the connection opened), in ms since the table's
+    /// epoch.
+    active_ms: AtomicU64,
+    /// Set to make the connection end: reads see end-of-file, writes fail.
+    closing: AtomicBool,
+    /// Whoever last waited to read from the connection.
+    reader: Mutex<Option<Waker>>,
+    epoch: Instant,
+}
+
+impl Conn {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) {
+        self.active_ms.store(self.now_ms(), Ordering::Release);
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn is_idle(&self) -> bool {
+        !self.is_closing() && self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// Ends the connection: wakes its reader, which then sees end-of-file.
+    fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        let waker = self
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn register_reader(&self, waker: &Waker) {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        if !reader.as_ref().is_some_and(|known| known.will_wake(waker)) {
+            *reader = Some(waker.clone());
+        }
+    }
+}
+
+/// Marks a call in flight on its connection for as long as it lives.
+pub(crate) struct InFlight(Arc<Conn>);
+
+impl InFlight {
+    pub(crate) fn start(conn: &Arc<Conn>) -> InFlight {
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        conn.calls.fetch_add(1, Ordering::AcqRel);
+        conn.touch();
+        InFlight(Arc::clone(conn))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The open connections.
+#[derive(Debug)]
+struct Table {
+    conns: Mutex<BTreeMap<u64, Arc<Conn>>>,
+    next_id: AtomicU64,
+    epoch: Instant,
+    limits: Limits,
+    /// Signalled when a connection opens (wakes the sweeper) or closes (wakes shutdown).
+    changed: Notify,
+}
+
+impl Table {
+    fn new(limits: Limits) -> Table {
+        Table {
+            conns: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
+            epoch: Instant::now(),
+            limits,
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Conn>>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self) -> Arc<Conn> {
+        let conn = Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            in_flight: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            active_ms: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+            reader: Mutex::new(None),
+            epoch: self.epoch,
+        });
+        conn.touch();
+        self.lock().insert(conn.id, Arc::clone(&conn));
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+        conn
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+        self.changed.notify_waiters();
+    }
+
+    /// Connections served and not being closed.
+    fn open(&self) -> usize {
+        self.lock().values().filter(|c| !c.is_closing()).count()
+    }
+
+    /// Closes the oldest connection with no call in flight; whether there was one.
+    fn close_oldest_idle(&self) -> bool {
+        let conns = self.lock();
+        match conns.values().find(|c| c.is_idle()) {
+            Some(conn) => {
+                conn.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn close_idle(&self) {
+        self.lock()
+            .values()
+            .filter(|c| c.is_idle())
+            .for_each(|c| c.close());
+    }
+
+    fn close_all(&self) {
+        self.lock().values().for_each(|c| c.close());
+    }
+
+    /// Closes every connection that has been idle too long; how long until the next one might.
+    fn close_expired(&self) -> Duration {
+        let limits = self.limits;
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for conn in self.lock().values().filter(|c| c.is_idle()) {
+            let allowed = if conn.calls.load(Ordering::Acquire) == 0 {
+                limits.handshake_timeout
+            } else {
+                limits.idle_timeout
+            };
+            let allowed = u64::try_from(allowed.as_millis()).unwrap_or(u64::MAX);
+            if now.saturating_sub(conn.active_ms.load(Ordering::Acquire)) >= allowed {
+                conn.close();
+            }
+        }
+        limits.handshake_timeout.min(limits.idle_timeout) / 5
+    }
+
+    /// Waits until no connection is left, at most `timeout`; whether none is.
+    async fn wait_empty(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let changed = self.changed.notified();
+                if self.lock().is_empty() {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+/// Closes idle connections; sleeps while there are none.
+async fn sweep(table: Arc<Table>) {
+    loop {
+        if table.lock().is_empty() {
+            table.changed.notified().await;
+            continue;
+        }
+        let pause = table.close_expired();
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The socket of one connection, which its [`Conn`] can end from outside: once it is
+/// closing, reads see end-of-file and writes fail, so hyper and the WebSocket task wind down
+/// on their own. Dropping it removes the connection from the table.
+struct Guarded {
+    stream: UnixStream,
+    conn: Arc<Conn>,
+    table: Arc<Table>,
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.table.remove(self.conn.id);
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the daemon closed the connection",
+    )
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.conn.register_reader(cx.waker());
+        if this.conn.is_closing() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.conn.is_closing() {
+            return Poll::Ready(Err(closed()));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.conn.is_closing() {
+            return Poll::Ready(Err(closed()));
+        }
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
