@@ -574,3 +574,172 @@ impl AsyncWrite for Guarded {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonrpsee::client_transport::ws::{Url, WsHandshakeError, WsTransportClientBuilder};
+    use jsonrpsee::core::client::{Client, ClientBuilder, ClientT};
+    use jsonrpsee::rpc_params;
+
+    type Started = tokio::sync::mpsc::UnboundedSender<()>;
+
+    /// A module with `ping` (answers at once) and `slow` (says it started, then answers after
+    /// `SLOW`).
+    fn module(started: Started) -> RpcModule<Started> {
+        let mut module = RpcModule::new(started);
+        module
+            .register_method("ping", |_, _, _| "pong")
+            .expect("ping");
+        module
+            .register_async_method("slow", |_, started, _| async move {
+                let _ = started.send(());
+                tokio::time::sleep(SLOW).await;
+                "done"
+            })
+            .expect("slow");
+        module
+    }
+
+    const SLOW: Duration = Duration::from_millis(800);
+
+    const TIGHT: Limits = Limits {
+        max_connections: 2,
+        handshake_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(200),
+    };
+
+    struct Served {
+        socket: std::path::PathBuf,
+        started: tokio::sync::mpsc::UnboundedReceiver<()>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    fn serve_tight() -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(serve_with(
+            listener,
+            module(started_tx),
+            async move {
+                let _ = stopped.await;
+            },
+            TIGHT,
+        ));
+        Served {
+            socket,
+            started,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    async fn client(socket: &std::path::Path) -> Result<Client, WsHandshakeError> {
+        let stream = UnixStream::connect(socket).await.expect("connect");
+        let url = Url::parse("ws://dispatchd.local/").expect("url");
+        let (sender, receiver) = WsTransportClientBuilder::default()
+            .build_with_stream(url, stream)
+            .await?;
+        Ok(ClientBuilder::default().build_with_tokio(sender, receiver))
+    }
+
+    /// Reads until the daemon closes the connection (end-of-file); how long that took.
+    async fn closed_after(mut stream: UnixStream) -> Duration {
+        let started = Instant::now();
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink))
+            .await
+            .expect("closed within 10 s");
+        assert!(read.is_ok());
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+        let served = serve_tight();
+        let silent = UnixStream::connect(&served.socket).await.expect("connect");
+        let waited = closed_after(silent).await;
+        assert!(waited >= TIGHT.handshake_timeout, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_in_flight_outlives_the_idle_timeout_and_then_the_connection_is_closed() {
+        let served = serve_tight();
+        let client = client(&served.socket).await.expect("handshake");
+        let answer: String = client
+            .request("slow", rpc_params![])
+            .await
+            .expect("a slow call is not cut");
+        assert_eq!(answer, "done");
+        let answer: String = client.request("ping", rpc_params![]).await.expect("ping");
+        assert_eq!(answer, "pong");
+        // Idle now: closed once the idle timeout passes.
+        tokio::time::timeout(Duration::from_secs(10), client.on_disconnect())
+            .await
+            .expect("the idle connection is closed");
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_closes_the_oldest_idle_connection_beyond_the_cap() {
+        let served = serve_tight();
+        let first = UnixStream::connect(&served.socket).await.expect("connect");
+        let _second = UnixStream::connect(&served.socket).await.expect("connect");
+        let third = client(&served.socket).await.expect("served");
+        let answer: String = third.request("ping", rpc_params![]).await.expect("ping");
+        assert_eq!(answer, "pong");
+        let waited = closed_after(first).await;
+        assert!(
+            waited < TIGHT.handshake_timeout,
+            "evicted, not timed out: {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn when_every_connection_has_a_call_in_flight_a_newcomer_gets_503() {
+        let mut served = serve_tight();
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let busy = Arc::new(client(&served.socket).await.expect("served"));
+            calls.push(tokio::spawn(async move {
+                busy.request::<String, _>("slow", rpc_params![]).await
+            }));
+        }
+        for _ in 0..2 {
+            served.started.recv().await.expect("a call started");
+        }
+        let refused = client(&served.socket).await;
+        assert!(
+            matches!(
+                refused,
+                Err(WsHandshakeError::Rejected { status_code: 503 })
+            ),
+            "{refused:?}"
+        );
+        for call in calls {
+            let answer = call.await.expect("joined").expect("not cut");
+            assert_eq!(answer, "done");
+        }
+    }
+
+    #[test]
+    fn the_throttle_allows_one_line_per_interval_and_counts_the_rest() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.allow(), Some(0));
+        assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.allow(), None);
+        throttle.last = Some(Instant::now() - LOG_INTERVAL);
+        assert_eq!(throttle.allow(), Some(2));
+    }
+}
