@@ -136,39 +136,16 @@ pub async fn serve_with<D: Send + Sync + 'static>(
                 }
             },
         };
-        let refusal = match stream.peer_cred() {
-            Ok(cred) if cred.uid() == uid => None,
-            Ok(cred) => {
-                if let Some(suppressed) = refusal_log.allow() {
-                    tracing::warn!(
-                        peer_uid = cred.uid(),
-                        peer_pid = cred.pid(),
-                        suppressed,
-                        "refused a connection from another user"
-                    );
-                }
-                Some(Refusal::OtherUser(cred.uid()))
+        match judge(&stream, uid, &table, &mut refusal_log) {
+            Ok(None) => {}
+            Ok(Some(refusal)) => {
+                refuse(stream, refusal, &refusals);
+                continue;
             }
             Err(err) => {
                 tracing::debug!(%err, "no peer credentials; closing the connection");
                 continue;
             }
-        };
-        let refusal = refusal.or_else(|| {
-            (table.open() >= limits.max_connections && !table.close_oldest_idle()).then(|| {
-                if let Some(suppressed) = refusal_log.allow() {
-                    tracing::warn!(
-                        limit = limits.max_connections,
-                        suppressed,
-                        "refused a connection: every connection has a call in flight"
-                    );
-                }
-                Refusal::Full(limits.max_connections)
-            })
-        });
-        if let Some(refusal) = refusal {
-            refuse(stream, refusal, &refusals);
-            continue;
         }
         let conn = table.insert();
         let activity = Arc::clone(&conn);
@@ -197,6 +174,40 @@ pub async fn serve_with<D: Send + Sync + 'static>(
         table.wait_empty(Duration::from_secs(1)).await;
     }
     sweeper.abort();
+}
+
+/// Whether to turn a new connection away: another uid's, or one beyond the cap when no idle
+/// connection can make room. Logs the refusal (at most once per interval).
+fn judge(
+    stream: &UnixStream,
+    uid: u32,
+    table: &Table,
+    log: &mut Throttle,
+) -> io::Result<Option<Refusal>> {
+    let peer = stream.peer_cred()?;
+    let refusal = if peer.uid() != uid {
+        Refusal::OtherUser(peer.uid())
+    } else if table.open() >= table.limits.max_connections && !table.close_oldest_idle() {
+        Refusal::Full(table.limits.max_connections)
+    } else {
+        return Ok(None);
+    };
+    if let Some(suppressed) = log.allow() {
+        match refusal {
+            Refusal::OtherUser(peer_uid) => tracing::warn!(
+                peer_uid,
+                peer_pid = peer.pid(),
+                suppressed,
+                "refused a connection from another user"
+            ),
+            Refusal::Full(limit) => tracing::warn!(
+                limit,
+                suppressed,
+                "refused a connection: every connection has a call in flight"
+            ),
+        }
+    }
+    Ok(Some(refusal))
 }
 
 /// Why a connection is turned away.
