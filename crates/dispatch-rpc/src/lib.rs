@@ -10,6 +10,7 @@
 //! and requests up to [`MAX_REQUEST_BYTES`]; see `listener`.
 
 mod client;
+mod connections;
 mod listener;
 mod middleware;
 mod server;

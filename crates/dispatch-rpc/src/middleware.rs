@@ -13,7 +13,8 @@ use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, MethodResponse};
 use jsonrpsee::types::{Id, Request};
 use serde_json::json;
 
-use crate::listener::{Conn, InFlight, MAX_BATCH, MAX_REQUEST_BYTES};
+use crate::connections::{Conn, InFlight};
+use crate::listener::{MAX_BATCH, MAX_REQUEST_BYTES};
 use crate::server::rpc_error;
 
 /// RPC middleware of one connection: marks its calls in flight (so the sweeper never closes
