@@ -47,8 +47,11 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the accept loop pauses after `accept` fails.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// How long a refused caller gets to send its request head before the answer is written.
-const REFUSAL_READ: Duration = Duration::from_millis(500);
+/// How long a refused connection is kept open for the caller to read its answer.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// How much of a refused caller's request is read (and discarded) at most.
+const REFUSAL_DRAIN: usize = 64 * 1024;
 
 /// How many refusals are answered at once; beyond that a refused connection is just closed.
 const MAX_REFUSALS: usize = 32;
@@ -248,8 +251,10 @@ pub(crate) fn full_hint() -> &'static str {
     "retry when some calls have finished; long `watch` calls each hold a connection"
 }
 
-/// Answers a refused connection with an HTTP error whose body is the JSON-RPC error, after
-/// reading (briefly, boundedly) the request head so the caller is listening; then closes it.
+/// Answers a refused connection with an HTTP error whose body is the JSON-RPC error, then
+/// reads and discards what the caller still sends (boundedly: [`REFUSAL_DRAIN`] bytes,
+/// [`REFUSAL_TIME`]) until it hangs up, so that its own writes do not fail before it has read
+/// the answer; then closes the connection.
 fn refuse(mut stream: UnixStream, refusal: Refusal, refusals: &Arc<AtomicUsize>) {
     if refusals.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSALS {
         refusals.fetch_sub(1, Ordering::AcqRel);
@@ -263,20 +268,18 @@ fn refuse(mut stream: UnixStream, refusal: Refusal, refusals: &Arc<AtomicUsize>)
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
-        let mut head = Vec::new();
-        let mut chunk = [0_u8; 1024];
-        let _ = tokio::time::timeout(REFUSAL_READ, async {
-            while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+        let _ = tokio::time::timeout(REFUSAL_TIME, async {
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut drained = 0;
+            let mut chunk = [0_u8; 4096];
+            while drained < REFUSAL_DRAIN {
+                match stream.read(&mut chunk).await? {
+                    0 => break,
+                    n => drained += n,
                 }
             }
-        })
-        .await;
-        let _ = tokio::time::timeout(REFUSAL_READ, async {
-            stream.write_all(response.as_bytes()).await?;
-            stream.shutdown().await
+            Ok::<(), io::Error>(())
         })
         .await;
         refusals.fetch_sub(1, Ordering::AcqRel);
