@@ -16,10 +16,17 @@ const HANDSHAKE: Duration = Duration::from_secs(2);
 
 const INIT_REPLY: &str = r#"{"id":0,"result":{"userAgent":"fake/0.169.0 (test)","codexHome":"/nowhere","platformFamily":"unix","platformOs":"linux"}}"#;
 
+/// Options for a fake that fails its handshake: bounded by [`HANDSHAKE`].
 fn options(bin: &std::path::Path) -> SpawnOptions {
     SpawnOptions::new(bin)
         .initialize_timeout(HANDSHAKE)
         .shutdown_grace(Duration::from_secs(1))
+}
+
+/// Options for a fake that answers its handshake: a shell script may start slowly on a
+/// loaded machine, so the bound is generous.
+fn answering(bin: &std::path::Path) -> SpawnOptions {
+    options(bin).initialize_timeout(Duration::from_secs(30))
 }
 
 /// Spawn must fail within the bound with a handshake error, and the child must be gone.
@@ -127,7 +134,7 @@ async fn pending_requests_fail_at_once_when_the_child_dies() {
             "read -r init\necho '{INIT_REPLY}'\nread -r initialized\nread -r request\nexit 7\n"
         ),
     );
-    let server = AppServer::spawn(options(&bin)).await.expect("handshake");
+    let server = AppServer::spawn(answering(&bin)).await.expect("handshake");
     assert_eq!(
         server.version().map(ToString::to_string).as_deref(),
         Some("0.169.0")
@@ -180,7 +187,7 @@ async fn requests_time_out_and_late_replies_are_ignored() {
              echo '{{\"id\":1,\"result\":{{\"late\":true}}}}'\necho '{{\"id\":2,\"result\":{{\"n\":2}}}}'\ncat >/dev/null\n"
         ),
     );
-    let server = AppServer::spawn(options(&bin)).await.expect("handshake");
+    let server = AppServer::spawn(answering(&bin)).await.expect("handshake");
     let error = server
         .request_with_timeout(
             "slow/one",
@@ -228,7 +235,7 @@ fn conversational_fake(dir: &std::path::Path) -> std::path::PathBuf {
 async fn server_requests_are_held_until_respond() {
     let dir = scratch_dir("fake-");
     let bin = conversational_fake(dir.path());
-    let (server, mut all) = AppServer::spawn_subscribed(options(&bin))
+    let (server, mut all) = AppServer::spawn_subscribed(answering(&bin))
         .await
         .expect("handshake");
     let mut thread = server.subscribe_thread("t1");
@@ -294,7 +301,7 @@ async fn server_requests_are_held_until_respond() {
 async fn held_requests_are_refused_at_shutdown() {
     let dir = scratch_dir("fake-");
     let bin = conversational_fake(dir.path());
-    let server = AppServer::spawn(options(&bin)).await.expect("handshake");
+    let server = AppServer::spawn(answering(&bin)).await.expect("handshake");
     let mut thread = server.subscribe_thread("t1");
     server
         .request("test/echo", serde_json::Value::Null)
@@ -320,7 +327,7 @@ async fn policy_replies_are_sent_without_respond() {
     let dir = scratch_dir("fake-");
     let bin = conversational_fake(dir.path());
     let (server, mut all) =
-        AppServer::spawn_subscribed(options(&bin).policy(codex_app_server::RefusePolicy))
+        AppServer::spawn_subscribed(answering(&bin).policy(codex_app_server::RefusePolicy))
             .await
             .expect("handshake");
     server

@@ -3,7 +3,8 @@
 //! `.agents/plugins/marketplace.json`). `dispatch assets` lists or writes them; `doctor`
 //! checks that they parse and that the plugin's version is this binary's.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use dispatch_contract::DispatchError;
@@ -141,7 +142,10 @@ fn write_all(dir: &Path, force: bool) -> Result<Vec<AssetFile>, DispatchError> {
 }
 
 /// Writes `content` to `target` through a temporary sibling, so a reader never sees half a
-/// file.
+/// file. The temporary file gets a fresh random name and is created exclusively
+/// (`O_CREAT|O_EXCL`), so nothing already in the directory (a symbolic link under a
+/// predictable name) is ever followed or overwritten; the rename then replaces `target`
+/// itself, never what a link there points to.
 fn write_file(target: &Path, content: &str) -> Result<(), DispatchError> {
     let parent = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|err| cannot_write(parent, &err))?;
@@ -149,12 +153,20 @@ fn write_file(target: &Path, content: &str) -> Result<(), DispatchError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = parent.join(format!(".{name}.dispatch-tmp"));
-    std::fs::write(&temp, content).map_err(|err| cannot_write(&temp, &err))?;
-    std::fs::rename(&temp, target).map_err(|err| {
-        let _ = std::fs::remove_file(&temp);
-        cannot_write(target, &err)
-    })
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".dispatch-tmp")
+        // The umask applies, as for any file the user writes.
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(parent)
+        .map_err(|err| cannot_write(parent, &err))?;
+    temp.write_all(content.as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|err| cannot_write(temp.path(), &err))?;
+    // A failed persist drops (and so removes) the temporary file.
+    temp.persist(target)
+        .map(drop)
+        .map_err(|err| cannot_write(target, &err.error))
 }
 
 /// The YAML front matter of a skill, as `key: value` lines (the subset skills use).

@@ -1,12 +1,11 @@
 //! Finding, starting and stopping the `dispatchd` process.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use dispatch_contract::{DispatchError, ErrorCode};
-use dispatch_home::Paths;
+use dispatch_home::{Access, Paths, open_private};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -68,14 +67,7 @@ pub async fn start(paths: &Paths, launch: &DaemonLaunch) -> Result<Started, Disp
         )
         .with_hint("install dispatchd next to dispatch or on PATH, or set DISPATCH_DAEMON_BIN")
     })?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&paths.log)
-        .map_err(|err| {
-            DispatchError::internal(format!("opening {}: {err}", paths.log.display()))
-        })?;
+    let log = open_private(&paths.log, Access::Append)?;
     let mut child = tokio::process::Command::new(&bin)
         .arg("run")
         .env("DISPATCH_HOME", &paths.home)

@@ -123,6 +123,10 @@ fn daemon_binary_check() -> DoctorCheck {
 }
 
 fn home(paths: &Paths) -> DoctorCheck {
+    if let Err(err) = paths.check() {
+        let err = dispatch_contract::DispatchError::from(err);
+        return check("home", CheckStatus::Fail, err.message, Some(&err.hint));
+    }
     match std::fs::metadata(&paths.home) {
         Err(_) => check(
             "home",

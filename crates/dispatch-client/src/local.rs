@@ -1,15 +1,21 @@
 //! [`LocalOps`]: the client-side operations, run in the calling process.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dispatch_contract::types::{
     AssetsInput, AssetsOutput, DoctorInput, DoctorOutput, DownInput, DownOutput, DownOutputStatus,
     RegistryMigrateInput, RegistryMigrateOutput, RegistryMigrateOutputStatus, SchemaInput,
     SchemaOutput, UpInput, UpOutput, UpOutputStatus,
 };
-use dispatch_contract::{ClientOps, DispatchError, ErrorCode, OPERATIONS, find_operation};
-use dispatch_home::{DaemonProbe, Paths, probe, signal_kill, signal_terminate, wait_released};
+use dispatch_contract::{
+    ClientOps, DispatchError, ErrorCode, OPERATIONS, find_operation, operations,
+};
+use dispatch_home::{
+    DaemonProbe, Paths, probe, remove_stale_pidfile, remove_stale_socket, signal_kill,
+    signal_terminate, wait_released,
+};
 use dispatch_registry::{MigrationStatus, NewAction, Outcome, Registry};
+use dispatch_rpc::DaemonClient;
 use serde_json::{Map, Value, json};
 
 use crate::assets;
@@ -18,6 +24,12 @@ use crate::doctor;
 
 /// How long `down` waits for a graceful exit before it kills the daemon.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `up` waits for a running daemon (one another `up` is starting) to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest pause between two attempts to reach a daemon that is starting.
+const ANSWER_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// The client-side operations over one layout.
 pub struct LocalOps {
@@ -37,18 +49,18 @@ impl LocalOps {
     }
 
     fn probe(&self) -> Result<DaemonProbe, DispatchError> {
-        probe(&self.paths.pidfile).map_err(|err| {
-            DispatchError::internal(format!("reading {}: {err}", self.paths.pidfile.display()))
-        })
+        Ok(probe(&self.paths.pidfile)?)
     }
 
-    /// Removes a dead daemon's socket and pidfile; returns what it removed.
+    /// Removes a dead daemon's socket and pidfile; returns what it removed. Only a socket and
+    /// a pidfile (empty, or holding a pid) are removed: anything else at those paths is left.
     fn clean_stale(&self) -> Vec<String> {
         let mut cleaned = Vec::new();
-        for path in [&self.paths.socket, &self.paths.pidfile] {
-            if std::fs::remove_file(path).is_ok() {
-                cleaned.push(path.display().to_string());
-            }
+        if remove_stale_socket(&self.paths.socket).unwrap_or(false) {
+            cleaned.push(self.paths.socket.display().to_string());
+        }
+        if remove_stale_pidfile(&self.paths.pidfile).unwrap_or(false) {
+            cleaned.push(self.paths.pidfile.display().to_string());
         }
         cleaned
     }
@@ -139,9 +151,7 @@ impl ClientOps for LocalOps {
                 ),
             ));
         }
-        self.paths
-            .prepare()
-            .map_err(|err| DispatchError::internal(err.to_string()))?;
+        self.paths.prepare()?;
         let report = dispatch_registry::migrate(&self.paths.db).await?;
         let status = match report.status {
             MigrationStatus::Created => RegistryMigrateOutputStatus::Created,
@@ -195,36 +205,93 @@ impl ClientOps for LocalOps {
     }
 
     async fn up(&self, _input: UpInput) -> Result<UpOutput, DispatchError> {
-        self.paths
-            .prepare()
-            .map_err(|err| DispatchError::internal(err.to_string()))?;
-        if let Some(running) = self.running()? {
-            return Ok(running);
-        }
-        // A dead daemon's pidfile and socket need no cleaning here: the new daemon takes the
-        // pidfile's lock and, holding it, replaces the socket.
-        match daemon_process::start(&self.paths, &self.launch).await {
-            Ok(started) => Ok(UpOutput {
-                status: UpOutputStatus::Started,
-                pid: started.pid,
-                socket: started.socket,
-            }),
-            // Another `up` won the race: report the daemon it started.
-            Err(err) if err.code == ErrorCode::DaemonRunning => self.running()?.ok_or(err),
-            Err(err) => Err(err),
+        self.paths.prepare()?;
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            // A daemon that holds the lock may still be starting (another `up` started it):
+            // report it only once it answers. If it dies first, start one here, so every
+            // concurrent `up` ends with that start's own outcome.
+            if let DaemonProbe::Running { pid } = self.probe()?
+                && let Some(running) = self.wait_answer(pid, deadline).await?
+            {
+                return Ok(running);
+            }
+            // A dead daemon's pidfile and socket need no cleaning here: the new daemon takes
+            // the pidfile's lock and, holding it, replaces the socket.
+            match daemon_process::start(&self.paths, &self.launch).await {
+                Ok(started) => {
+                    return Ok(UpOutput {
+                        status: UpOutputStatus::Started,
+                        pid: started.pid,
+                        socket: started.socket,
+                    });
+                }
+                // Another `up` won the race: wait for the daemon it started.
+                Err(err) if err.code == ErrorCode::DaemonRunning && Instant::now() < deadline => {}
+                Err(err) => return Err(err),
+            }
         }
     }
 }
 
 impl LocalOps {
-    fn running(&self) -> Result<Option<UpOutput>, DispatchError> {
-        Ok(match self.probe()? {
-            DaemonProbe::Running { pid } => Some(UpOutput {
-                status: UpOutputStatus::Running,
-                pid: pid.map_or(0, i64::from),
-                socket: self.paths.socket.display().to_string(),
-            }),
-            _ => None,
-        })
+    /// Waits until the daemon holding the pidfile answers `daemon status` on the socket:
+    /// `Some` once it does, `None` if it dies first, and `daemon_unreachable` if it neither
+    /// answers nor dies before `deadline`.
+    async fn wait_answer(
+        &self,
+        pid: Option<u32>,
+        deadline: Instant,
+    ) -> Result<Option<UpOutput>, DispatchError> {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.ask_status().await {
+                Ok(answered) => {
+                    return Ok(Some(UpOutput {
+                        status: UpOutputStatus::Running,
+                        pid: answered.or(pid.map(i64::from)).unwrap_or(0),
+                        socket: self.paths.socket.display().to_string(),
+                    }));
+                }
+                Err(err) if err.code != ErrorCode::DaemonUnreachable => return Err(err),
+                Err(_not_yet) => {}
+            }
+            if !matches!(self.probe()?, DaemonProbe::Running { .. }) {
+                return Ok(None);
+            }
+            if Instant::now() >= deadline {
+                return Err(DispatchError::new(
+                    ErrorCode::DaemonUnreachable,
+                    format!(
+                        "dispatchd (pid {}) holds {} but did not answer on {} within {} s",
+                        pid.map_or("unknown".into(), |p| p.to_string()),
+                        self.paths.pidfile.display(),
+                        self.paths.socket.display(),
+                        ANSWER_TIMEOUT.as_secs()
+                    ),
+                )
+                .with_hint(format!(
+                    "`dispatch down` stops it (it kills a daemon that does not exit), then `dispatch up`; its log is {}",
+                    self.paths.log.display()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(ANSWER_POLL_MAX);
+        }
+    }
+
+    /// One `daemon status` round trip, without the contract check (a stale daemon answers
+    /// too); the daemon's pid. `daemon_unreachable` while nothing answers on the socket; a
+    /// daemon that answers with an error has answered.
+    async fn ask_status(&self) -> Result<Option<i64>, DispatchError> {
+        let client = DaemonClient::connect(&self.paths.socket).await?;
+        match client
+            .call_json_unchecked(&operations::DAEMON_STATUS, json!({}))
+            .await
+        {
+            Ok(status) => Ok(status["pid"].as_i64()),
+            Err(err) if err.code == ErrorCode::DaemonUnreachable => Err(err),
+            Err(_answered) => Ok(None),
+        }
     }
 }

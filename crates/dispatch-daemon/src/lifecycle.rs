@@ -2,12 +2,12 @@
 //! signals, and the ready line `dispatch up` waits for.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use dispatch_contract::{DispatchError, ErrorCode, error_chain};
-use dispatch_home::{Config, Paths, Pidfile};
+use dispatch_home::{Access, Config, Paths, Pidfile, open_private, remove_stale_socket};
 use dispatch_registry::{NewAction, Outcome, Registry};
 use serde_json::json;
 use tokio::net::UnixListener;
@@ -30,28 +30,19 @@ pub fn report_start_failure(err: &DispatchError) {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run() -> Result<(), DispatchError> {
-    let paths = Paths::from_env().map_err(|err| DispatchError::invalid_input(err.to_string()))?;
-    paths
-        .prepare()
-        .map_err(|err| internal("preparing DISPATCH_HOME", error_chain(&err)))?;
-    let pidfile = match Pidfile::acquire(&paths.pidfile) {
-        Ok(Some(pidfile)) => pidfile,
-        Ok(None) => {
-            return Err(DispatchError::new(
-                ErrorCode::DaemonRunning,
-                format!("another dispatchd holds {}", paths.pidfile.display()),
-            )
-            .with_hint("`dispatch daemon status` shows it; `dispatch down` stops it"));
-        }
-        Err(err) => {
-            return Err(internal(
-                &format!("locking {}", paths.pidfile.display()),
-                err,
-            ));
-        }
+    let paths = Paths::from_env()?;
+    paths.prepare()?;
+    let Some(pidfile) = Pidfile::acquire(&paths.pidfile)? else {
+        return Err(DispatchError::new(
+            ErrorCode::DaemonRunning,
+            format!("another dispatchd holds {}", paths.pidfile.display()),
+        )
+        .with_hint("`dispatch daemon status` shows it; `dispatch down` stops it"));
     };
-    init_logging(&paths.log)?;
-    let result = serve(&paths).await;
+    let result = match init_logging(&paths.log) {
+        Ok(()) => serve(&paths).await,
+        Err(err) => Err(err),
+    };
     if let Err(err) = &result {
         tracing::error!(code = err.code.as_str(), "{}", err.message);
     }
@@ -67,6 +58,10 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
             .with_hint("fix or remove the file; [policy] takes allow_attached_writes = true|false and approvals = \"hold\"|\"decline\"")
     })?;
     let registry = Registry::open(&paths.db).await?;
+    if let Err(err) = check_integrity(&registry).await {
+        registry.close().await;
+        return Err(err);
+    }
     let pid = std::process::id();
     // A registry that cannot be written is refused before anything starts: otherwise every
     // write would happen in Codex and then fail to be recorded.
@@ -121,8 +116,8 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     let _aborted = pump.await;
     let _aborted = stalls.await;
     let _aborted = orchestration.await;
-    if let Err(err) = std::fs::remove_file(&paths.socket) {
-        tracing::warn!(%err, "removing the socket");
+    if let Err(err) = remove_stale_socket(&paths.socket) {
+        tracing::warn!(err = %error_chain(&err), "removing the socket");
     }
     record(service.registry(), "daemon_stop", format!("pid {pid}")).await;
     match Arc::try_unwrap(service) {
@@ -147,18 +142,30 @@ async fn record(registry: &Registry, op: &str, detail: String) {
     }
 }
 
-/// Binds the socket owner-only. The caller holds the pidfile lock, so a file already at the
-/// path was left by a dead daemon and is removed.
+/// Refuses a registry whose `PRAGMA quick_check` finds damage: serving it would answer from,
+/// and write into, a broken file.
+async fn check_integrity(registry: &Registry) -> Result<(), DispatchError> {
+    let problems = registry.quick_check().await?;
+    if problems.iter().all(|line| line == "ok") {
+        return Ok(());
+    }
+    let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+    Err(DispatchError::new(
+        ErrorCode::RegistryCorrupt,
+        format!(
+            "registry {} fails its integrity check: {}",
+            registry.path().display(),
+            shown.join("; ")
+        ),
+    )
+    .with_details(json!({ "path": registry.path().display().to_string(), "problems": problems })))
+}
+
+/// Binds the socket owner-only. The caller holds the pidfile lock, so a socket already at the
+/// path was left by a dead daemon and is removed; anything else there is refused, not removed.
 fn bind(socket: &Path) -> Result<UnixListener, DispatchError> {
-    match std::fs::remove_file(socket) {
-        Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => {
-            return Err(internal(
-                &format!("removing stale {}", socket.display()),
-                err,
-            ));
-        }
+    if remove_stale_socket(socket)? {
+        tracing::info!(socket = %socket.display(), "removed a stale socket");
     }
     // The umask makes the socket 0600 from its creation; no window with wider permissions.
     let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
@@ -201,12 +208,7 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send, Dis
 }
 
 fn init_logging(log: &Path) -> Result<(), DispatchError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log)
-        .map_err(|err| internal(&format!("opening the log {}", log.display()), err))?;
+    let file = open_private(log, Access::Append)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("DISPATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

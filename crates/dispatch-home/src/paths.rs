@@ -3,21 +3,8 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// A problem with the runtime layout.
-#[derive(Debug, thiserror::Error)]
-pub enum HomeError {
-    /// No home directory to put `~/.dispatch` in, and no `DISPATCH_HOME`.
-    #[error("cannot find a home directory for ~/.dispatch; set DISPATCH_HOME")]
-    NoHome,
-    /// A directory could not be created or secured.
-    #[error("cannot prepare {path}: {source}")]
-    Io {
-        /// The directory.
-        path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
-    },
-}
+use crate::HomeError;
+use crate::files::{check_private_dir, parent_dir};
 
 /// The files of a dispatch installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,18 +53,13 @@ impl Paths {
     }
 
     /// Creates the home directory and the directories of the overridden files, owner-only
-    /// (0700) when dispatch creates them; tightens the home directory to 0700 if it exists.
+    /// (0700) when dispatch creates them, then checks that each belongs to this user and is
+    /// not writable by group or others (refusing it otherwise), and tightens the home
+    /// directory to 0700.
     pub fn prepare(&self) -> Result<(), HomeError> {
-        for dir in [
-            Some(self.home.as_path()),
-            self.socket.parent(),
-            self.db.parent(),
-            self.pidfile.parent(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            create_private_dir(dir)?;
+        for (dir, what) in self.directories() {
+            create_private_dir(&dir)?;
+            check_private_dir(&dir, &what)?;
         }
         std::fs::set_permissions(&self.home, std::fs::Permissions::from_mode(0o700)).map_err(
             |source| HomeError::Io {
@@ -86,10 +68,39 @@ impl Paths {
             },
         )
     }
+
+    /// Checks the directories [`Paths::prepare`] checks, without creating or changing
+    /// anything; a missing directory is fine.
+    pub fn check(&self) -> Result<(), HomeError> {
+        for (dir, what) in self.directories() {
+            if dir.exists() {
+                check_private_dir(&dir, &what)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The directories dispatch writes into, each named for messages: the home, then the
+    /// directory of each file an override moved out of it.
+    fn directories(&self) -> Vec<(PathBuf, String)> {
+        let mut dirs = vec![(self.home.clone(), "DISPATCH_HOME".to_owned())];
+        for (file, var) in [
+            (&self.socket, "DISPATCH_SOCKET"),
+            (&self.db, "DISPATCH_DB"),
+            (&self.pidfile, "DISPATCH_PIDFILE"),
+        ] {
+            let dir = parent_dir(file);
+            if !dirs.iter().any(|(known, _)| *known == dir) {
+                dirs.push((dir, format!("the directory of {var}")));
+            }
+        }
+        dirs
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), HomeError> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
+    // Anything already there (a directory, or a file `check_private_dir` then refuses).
+    if std::fs::metadata(dir).is_ok() {
         return Ok(());
     }
     std::fs::DirBuilder::new()

@@ -2,11 +2,13 @@
 //! The lock, not the file's existence, says whether a daemon lives: a killed daemon's lock is
 //! released by the kernel, so a leftover file is recognisably stale.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{File, TryLockError};
+use std::io::{ErrorKind, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::HomeError;
+use crate::files::{Access, open_private, read_pid};
 
 /// The daemon's held pidfile. Dropping it releases the lock.
 #[derive(Debug)]
@@ -34,14 +36,15 @@ pub enum DaemonProbe {
 
 impl Pidfile {
     /// Takes the lock and writes this process's pid. `Ok(None)` when another daemon holds it.
-    pub fn acquire(path: &Path) -> std::io::Result<Option<Pidfile>> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
+    ///
+    /// The file is opened without following a symbolic link, and a file that is neither empty
+    /// nor holds a pid is refused ([`HomeError::NotAPidfile`]) rather than overwritten.
+    pub fn acquire(path: &Path) -> Result<Option<Pidfile>, HomeError> {
+        let io = |source: std::io::Error| HomeError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = open_private(path, Access::ReadWrite)?;
         // A `probe` holds a shared lock for an instant; only a lock that stays taken means
         // another daemon.
         let mut attempts = 0;
@@ -53,13 +56,14 @@ impl Pidfile {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(err)) => return Err(err),
+                Err(TryLockError::Error(err)) => return Err(io(err)),
             }
         }
-        file.set_len(0)?;
-        file.rewind()?;
-        writeln!(file, "{}", std::process::id())?;
-        file.sync_all()?;
+        read_pid(&mut file, path)?;
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        file.sync_all().map_err(io)?;
         Ok(Some(Pidfile {
             file,
             path: path.to_path_buf(),
@@ -74,24 +78,24 @@ impl Pidfile {
     }
 }
 
-fn read_pid(file: &mut File) -> Option<u32> {
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
-}
-
-/// Looks at the pidfile without disturbing a live daemon.
-pub fn probe(path: &Path) -> std::io::Result<DaemonProbe> {
-    let mut file = match File::open(path) {
+/// Looks at the pidfile without disturbing a live daemon. A symbolic link, or a file that is
+/// not a pidfile, is an error.
+pub fn probe(path: &Path) -> Result<DaemonProbe, HomeError> {
+    let mut file = match open_private(path, Access::Read) {
         Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(DaemonProbe::Absent),
+        Err(HomeError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            return Ok(DaemonProbe::Absent);
+        }
         Err(err) => return Err(err),
     };
-    let pid = read_pid(&mut file);
+    let pid = read_pid(&mut file, path)?;
     match file.try_lock_shared() {
         Ok(()) => Ok(DaemonProbe::Stale { pid }),
         Err(TryLockError::WouldBlock) => Ok(DaemonProbe::Running { pid }),
-        Err(TryLockError::Error(err)) => Err(err),
+        Err(TryLockError::Error(source)) => Err(HomeError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -99,12 +103,16 @@ pub fn probe(path: &Path) -> std::io::Result<DaemonProbe> {
 /// Returns whether it was released in time.
 pub async fn wait_released(path: &Path, timeout: Duration) -> bool {
     let path = path.to_path_buf();
-    let waiter = std::thread::spawn(move || -> std::io::Result<()> {
-        match File::open(&path) {
-            Ok(file) => file.lock_shared(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(err),
-        }
+    let waiter = std::thread::spawn(move || -> Result<(), HomeError> {
+        let file: File = match open_private(&path, Access::Read) {
+            Ok(file) => file,
+            Err(HomeError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        file.lock_shared()
+            .map_err(|source| HomeError::Io { path, source })
     });
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -154,6 +162,38 @@ mod tests {
             DaemonProbe::Stale {
                 pid: Some(std::process::id())
             }
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_pidfile_is_neither_overwritten_nor_probed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "my notes\n").expect("write");
+        let err = Pidfile::acquire(&path).expect_err("not a pidfile");
+        assert!(matches!(err, HomeError::NotAPidfile { .. }), "{err}");
+        assert!(matches!(probe(&path), Err(HomeError::NotAPidfile { .. })));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "my notes\n");
+
+        let empty = dir.path().join("empty.pid");
+        std::fs::write(&empty, "").expect("write");
+        let held = Pidfile::acquire(&empty).expect("acquire").expect("free");
+        drop(held);
+    }
+
+    #[test]
+    fn a_symlinked_pidfile_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("target");
+        std::fs::write(&target, "precious\n").expect("write");
+        let link = dir.path().join("d.pid");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let err = Pidfile::acquire(&link).expect_err("a link");
+        assert!(matches!(err, HomeError::Symlink { .. }), "{err}");
+        assert!(matches!(probe(&link), Err(HomeError::Symlink { .. })));
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read"),
+            "precious\n"
         );
     }
 

@@ -11,6 +11,13 @@ impl From<RegistryError> for DispatchError {
             RegistryError::SchemaTooNew { .. } => ErrorCode::RegistrySchemaTooNew,
             RegistryError::Corrupt { .. } => ErrorCode::RegistryCorrupt,
             RegistryError::LaneNotFound { .. } => ErrorCode::NotFound,
+            RegistryError::Symlink { path } => {
+                return DispatchError::new(ErrorCode::PermissionDenied, error_chain(&err))
+                    .with_hint(format!(
+                        "move the link {} aside and point DISPATCH_DB at the real file",
+                        path.display()
+                    ));
+            }
             RegistryError::Conflict { what, .. } => {
                 return DispatchError::invalid_input(what.clone()).with_hint(
                     "choose another one; `dispatch list --all` shows every lane's title and handle",

@@ -47,6 +47,14 @@ pub enum RegistryError {
         detail: String,
     },
 
+    /// The registry file, or its `-wal`/`-shm` file, is a symbolic link, which dispatch
+    /// refuses to follow.
+    #[error("{path} is a symbolic link; dispatch does not follow links for the registry")]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+
     /// A filesystem operation on the registry (or its backup) failed.
     #[error("I/O error on registry file {path}")]
     Io {

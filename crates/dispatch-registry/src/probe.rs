@@ -32,8 +32,19 @@ pub(crate) enum Schema {
 
 /// Returns whether `path` exists, after checking that an existing file looks like SQLite.
 ///
-/// A zero-byte file counts as an (empty) SQLite database. Nothing is ever written.
+/// A zero-byte file counts as an (empty) SQLite database. Nothing is ever written. A symbolic
+/// link at the path or at its `-wal`/`-shm` files is refused ([`RegistryError::Symlink`]):
+/// SQLite would follow it.
 pub(crate) fn check_file(path: &Path) -> Result<bool, RegistryError> {
+    for file in [
+        path.to_path_buf(),
+        sidecar(path, "-wal"),
+        sidecar(path, "-shm"),
+    ] {
+        if std::fs::symlink_metadata(&file).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            return Err(RegistryError::Symlink { path: file });
+        }
+    }
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(false),

@@ -4,12 +4,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use dispatch_contract::{DispatchError, ErrorCode, Operation, Request, longest_call_timeout};
-use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
+use jsonrpsee::client_transport::ws::{Url, WsHandshakeError, WsTransportClientBuilder};
 use jsonrpsee::core::client::{ClientBuilder, ClientT, Error as ClientError};
 use jsonrpsee::core::params::ObjectParams;
 use serde_json::Value;
 use tokio::net::UnixStream;
 
+use crate::listener::{MAX_REQUEST_BYTES, full_hint, refused_user_hint};
 use crate::server::CallParams;
 
 /// A connection to `dispatchd`.
@@ -24,18 +25,85 @@ fn unreachable(socket: &Path, why: impl std::fmt::Display) -> DispatchError {
     )
 }
 
+/// `connect` failed: `permission_denied` when the socket is not ours to use, `invalid_input`
+/// when the path holds something else, `daemon_unreachable` otherwise.
+fn connect_failed(socket: &Path, err: &std::io::Error) -> DispatchError {
+    if err.kind() == std::io::ErrorKind::PermissionDenied {
+        return DispatchError::new(
+            ErrorCode::PermissionDenied,
+            format!("cannot connect to the daemon at {}: {err}", socket.display()),
+        )
+        .with_hint("the socket (or its directory) belongs to another user: run dispatch as that user, or use a DISPATCH_HOME of your own and `dispatch up`");
+    }
+    let not_a_socket = std::fs::symlink_metadata(socket)
+        .is_ok_and(|meta| !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+    if not_a_socket {
+        return DispatchError::invalid_input(format!(
+            "{} is not a socket, so no daemon can be listening there",
+            socket.display()
+        ))
+        .with_hint(
+            "point DISPATCH_SOCKET at a path of its own, or move the file away, then `dispatch up`",
+        );
+    }
+    unreachable(socket, err)
+}
+
+/// The WebSocket handshake failed; the daemon answers a refused caller with an HTTP status.
+fn handshake_failed(socket: &Path, err: WsHandshakeError) -> DispatchError {
+    match err {
+        WsHandshakeError::Rejected { status_code: 403 } => DispatchError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "the daemon at {} refused this user (uid {}): it serves only the user who started it",
+                socket.display(),
+                rustix::process::geteuid().as_raw()
+            ),
+        )
+        .with_hint(refused_user_hint()),
+        WsHandshakeError::Rejected {
+            status_code: 429 | 503,
+        } => DispatchError::new(
+            ErrorCode::DaemonUnreachable,
+            format!(
+                "the daemon at {} is at its connection limit, each connection with a call in flight",
+                socket.display()
+            ),
+        )
+        .with_hint(full_hint()),
+        other => unreachable(socket, other),
+    }
+}
+
 impl DaemonClient {
-    /// Connects to the daemon's socket; `daemon_unreachable` when nothing answers there.
+    /// Connects to the daemon's socket: `daemon_unreachable` when nothing answers there,
+    /// `permission_denied` when the socket is another user's (or the daemon refuses this
+    /// user). A daemon running as another user, root excepted, is never spoken to.
     pub async fn connect(socket: &Path) -> Result<DaemonClient, DispatchError> {
         let stream = UnixStream::connect(socket)
             .await
-            .map_err(|err| unreachable(socket, err))?;
+            .map_err(|err| connect_failed(socket, &err))?;
+        let uid = rustix::process::geteuid().as_raw();
+        let peer = stream
+            .peer_cred()
+            .map_err(|err| unreachable(socket, err))?
+            .uid();
+        if peer != uid && peer != 0 {
+            return Err(DispatchError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "the socket {} is served by uid {peer}, not by you (uid {uid}); dispatch does not talk to another user's daemon",
+                    socket.display()
+                ),
+            )
+            .with_hint("point DISPATCH_HOME (or DISPATCH_SOCKET) at a directory of your own and `dispatch up`"));
+        }
         let url = Url::parse("ws://dispatchd.local/")
             .map_err(|err| DispatchError::internal(format!("socket url: {err}")))?;
         let (sender, receiver) = WsTransportClientBuilder::default()
             .build_with_stream(url, stream)
             .await
-            .map_err(|err| unreachable(socket, err))?;
+            .map_err(|err| handshake_failed(socket, err))?;
         let client = ClientBuilder::default()
             // Each call has its own deadline (`request`); this one never fires first.
             .request_timeout(longest_call_timeout())
@@ -80,6 +148,7 @@ impl DaemonClient {
             contract_hash: hash.map(str::to_owned),
             input: Some(input),
         };
+        check_request_size(op, &call)?;
         let mut params = ObjectParams::new();
         if let Some(hash) = &call.contract_hash {
             params
@@ -96,6 +165,41 @@ impl DaemonClient {
             Err(_elapsed) => Err(timed_out(op, deadline)),
         }
     }
+}
+
+/// Room for the JSON-RPC envelope around the params: `{"jsonrpc":"2.0","id":..,"method":..,
+/// "params":..}`, with the longest id the client uses.
+const ENVELOPE_BYTES: usize = 64;
+
+/// Refuses a request larger than the daemon reads ([`MAX_REQUEST_BYTES`]) before it is sent,
+/// with `invalid_input` naming the limit (the transport would only drop the connection).
+fn check_request_size(op: &Operation, call: &CallParams) -> Result<(), DispatchError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(ENVELOPE_BYTES + op.id.len());
+    serde_json::to_writer(&mut count, call)
+        .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+    let limit = MAX_REQUEST_BYTES as usize;
+    if count.0 <= limit {
+        return Ok(());
+    }
+    let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+    Err(DispatchError::invalid_input(format!(
+        "the request for `{}` is {:.1} MiB; the daemon accepts at most {} MiB per request",
+        op.title,
+        mib(count.0),
+        mib(limit)
+    ))
+    .with_hint("make the input smaller: split long text into several messages")
+    .with_details(serde_json::json!({ "limit_bytes": limit, "request_bytes": count.0 })))
 }
 
 fn timed_out(op: &Operation, deadline: Duration) -> DispatchError {

@@ -5,8 +5,14 @@
 //! (both optional, for hand-made calls); result = the operation's output; errors carry the
 //! dispatch error body `{code, message, hint, details}` as `data`. A request whose hash differs
 //! from the daemon's answers `daemon_stale`.
+//!
+//! The socket serves only processes of the daemon's own uid, a bounded number of connections,
+//! and requests up to [`MAX_REQUEST_BYTES`]; see `listener`.
 
 mod client;
+mod connections;
+mod listener;
+mod middleware;
 mod server;
 
 /// Files written by `cargo xtask gen`; never edit them by hand.
@@ -16,4 +22,5 @@ pub mod generated {
 
 pub use client::DaemonClient;
 pub use generated::rpc::{METHODS, rpc_module};
-pub use server::{CallParams, serve};
+pub use listener::{Limits, MAX_BATCH, MAX_REQUEST_BYTES, serve, serve_with};
+pub use server::CallParams;

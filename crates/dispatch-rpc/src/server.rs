@@ -1,5 +1,5 @@
-//! Method registration (hash check, input validation, error mapping) and serving an
-//! [`RpcModule`] on a Unix socket.
+//! Method registration: hash check, input validation, error mapping. Serving the module on
+//! the socket is `listener`'s job.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,11 +8,9 @@ use dispatch_contract::{
     Dispatch, DispatchError, ErrorCode, Intent, Request, decode_input, encode_output,
 };
 use jsonrpsee::RpcModule;
-use jsonrpsee::server::{Server, serve_with_graceful_shutdown, stop_channel};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::net::UnixListener;
 
 /// The params of every dispatch method.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -101,41 +99,4 @@ where
         // Ids are unique by the contract lint; this only fires on a codegen defect.
         tracing::error!(op = op.id, %err, "could not register an RPC method");
     }
-}
-
-/// Serves `module` on `listener` until `shutdown` resolves, then lets in-flight calls finish.
-pub async fn serve<D: Send + Sync + 'static>(
-    listener: UnixListener,
-    module: RpcModule<D>,
-    shutdown: impl Future<Output = ()> + Send,
-) {
-    let (stop_handle, server_handle) = stop_channel();
-    let service_builder = Server::builder().to_service_builder();
-    let methods: jsonrpsee::Methods = module.into();
-    let mut connections = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        tracing::warn!(%err, "accepting a connection failed");
-                        continue;
-                    }
-                };
-                let service = service_builder.clone().build(methods.clone(), stop_handle.clone());
-                let stopped = stop_handle.clone().shutdown();
-                connections.spawn(async move {
-                    if let Err(err) = serve_with_graceful_shutdown(stream, service, stopped).await {
-                        tracing::debug!(%err, "connection ended with an error");
-                    }
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    let _already_stopped = server_handle.stop();
-    while connections.join_next().await.is_some() {}
 }

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     AmbiguousSelector,
     ///`attached_lane_write_blocked`: the lane is attached (observe-only) and this operation writes turns or history.
     AttachedLaneWriteBlocked,
+    ///`permission_denied`: dispatch refused a file, directory or caller it cannot trust: another owner, loose permissions, a symbolic link, or another user on the socket.
+    PermissionDenied,
     ///`lane_busy`: the lane is running a turn.
     LaneBusy,
     ///`lane_archived`: the lane is archived.
@@ -52,6 +54,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::AmbiguousSelector,
         ErrorCode::AttachedLaneWriteBlocked,
+        ErrorCode::PermissionDenied,
         ErrorCode::LaneBusy,
         ErrorCode::LaneArchived,
         ErrorCode::LaneIdle,
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::AmbiguousSelector => "ambiguous_selector",
             ErrorCode::AttachedLaneWriteBlocked => "attached_lane_write_blocked",
+            ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::LaneBusy => "lane_busy",
             ErrorCode::LaneArchived => "lane_archived",
             ErrorCode::LaneIdle => "lane_idle",
@@ -99,6 +103,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 4i32,
             ErrorCode::AmbiguousSelector => 4i32,
             ErrorCode::AttachedLaneWriteBlocked => 7i32,
+            ErrorCode::PermissionDenied => 7i32,
             ErrorCode::LaneBusy => 6i32,
             ErrorCode::LaneArchived => 6i32,
             ErrorCode::LaneIdle => 6i32,
@@ -123,9 +128,10 @@ impl ErrorCode {
             ErrorCode::NotFound => -32004i32,
             ErrorCode::AmbiguousSelector => -32005i32,
             ErrorCode::AttachedLaneWriteBlocked => -32007i32,
+            ErrorCode::PermissionDenied => -32009i32,
             ErrorCode::LaneBusy => -32006i32,
             ErrorCode::LaneArchived => -32008i32,
-            ErrorCode::LaneIdle => -32009i32,
+            ErrorCode::LaneIdle => -32015i32,
             ErrorCode::ModelUnavailable => -32003i32,
             ErrorCode::DaemonUnreachable => -32010i32,
             ErrorCode::DaemonStale => -32011i32,
@@ -156,6 +162,9 @@ impl ErrorCode {
             }
             ErrorCode::AttachedLaneWriteBlocked => {
                 "attached lanes are read-only; set `[policy] allow_attached_writes = true` in config.toml to allow writes"
+            }
+            ErrorCode::PermissionDenied => {
+                "the message names the path or user; use a DISPATCH_HOME of your own (owned by you, not writable by group or others), and run dispatch as the user who started the daemon"
             }
             ErrorCode::LaneBusy => {
                 "wait for the turn to end (`dispatch watch <sel> --until turn-end`), or pass --steer to add input to the running turn"
@@ -210,6 +219,9 @@ impl ErrorCode {
             ErrorCode::AmbiguousSelector => "the selector matches more than one lane",
             ErrorCode::AttachedLaneWriteBlocked => {
                 "the lane is attached (observe-only) and this operation writes turns or history"
+            }
+            ErrorCode::PermissionDenied => {
+                "dispatch refused a file, directory or caller it cannot trust: another owner, loose permissions, a symbolic link, or another user on the socket"
             }
             ErrorCode::LaneBusy => "the lane is running a turn",
             ErrorCode::LaneArchived => "the lane is archived",

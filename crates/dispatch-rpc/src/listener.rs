@@ -1,0 +1,479 @@
+//! Serving an [`RpcModule`] on the daemon's Unix socket, defended against its callers.
+//!
+//! - **Only this user.** Every connection's peer credentials (`SO_PEERCRED`) are read at
+//!   accept; a process of another uid gets an HTTP 403 whose body is a `permission_denied`
+//!   JSON-RPC error, and the connection is closed. The socket's 0600 mode is the first line;
+//!   this holds even when the mode is loosened.
+//! - **A connection cap.** At most [`Limits::max_connections`] connections are served at once.
+//!   A newcomer beyond that closes the oldest connection with no call in flight; when every
+//!   connection has a call in flight, the newcomer gets an HTTP 503 and is closed.
+//! - **Idle and half-open connections are closed**: one that makes no call within
+//!   [`Limits::handshake_timeout`] of being accepted, or none within [`Limits::idle_timeout`]
+//!   of its last call ending. A call in flight (a `watch` may last 600 s) is never cut.
+//! - **Requests and batches are capped** ([`MAX_REQUEST_BYTES`], [`MAX_BATCH`]).
+//! - **No spinning on exhausted descriptors.** When `accept` fails (`EMFILE`, `ENFILE`...), the
+//!   loop closes an idle connection if it can, sleeps briefly and logs once per interval.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dispatch_contract::{DispatchError, ErrorCode};
+use jsonrpsee::RpcModule;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::{
+    BatchRequestConfig, Server, ServerConfig, serve_with_graceful_shutdown, stop_channel,
+};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::connections::{Guarded, Table, sweep};
+use crate::middleware::{Activity, TooLargeAnswer};
+use crate::server::rpc_error;
+
+/// The largest request the daemon reads, in bytes (the whole JSON-RPC message, or the HTTP
+/// body of a POST). Larger ones are refused before they are parsed.
+pub const MAX_REQUEST_BYTES: u32 = 8 * 1024 * 1024;
+
+/// The most calls one JSON-RPC batch may hold.
+pub const MAX_BATCH: usize = 32;
+
+/// How often a log line about refused connections or failing `accept`s may be written.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the accept loop pauses after `accept` fails.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long a refused connection is kept open for the caller to read its answer.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// How much of a refused caller's request is read (and discarded) at most.
+const REFUSAL_DRAIN: usize = 64 * 1024;
+
+/// How many refusals are answered at once; beyond that a refused connection is just closed.
+const MAX_REFUSALS: usize = 32;
+
+/// How long shutdown waits for calls in flight before it closes their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The connection limits of [`serve_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long a new connection may take to make its first call.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay open with no call in flight after its last call.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `module` on `listener` with the default [`Limits`] until `shutdown` resolves, then
+/// lets calls in flight finish (at most a few seconds).
+pub async fn serve<D: Send + Sync + 'static>(
+    listener: UnixListener,
+    module: RpcModule<D>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    serve_with(listener, module, shutdown, Limits::default()).await;
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with<D: Send + Sync + 'static>(
+    listener: UnixListener,
+    module: RpcModule<D>,
+    shutdown: impl Future<Output = ()> + Send,
+    limits: Limits,
+) {
+    let (stop_handle, server_handle) = stop_channel();
+    let config = ServerConfig::builder()
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        // The table below is the real cap; jsonrpsee's own guard (a permit per HTTP request
+        // or WebSocket) only needs room for connections that are still closing.
+        .max_connections(
+            u32::try_from(limits.max_connections.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
+        // Checked by `Activity`, which answers with dispatch's own `invalid_input`.
+        .set_batch_request_config(BatchRequestConfig::Unlimited)
+        .build();
+    let builder = Server::builder()
+        .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer_fn(TooLargeAnswer))
+        .to_service_builder();
+    let methods: jsonrpsee::Methods = module.into();
+    let table = Arc::new(Table::new(limits));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&table)));
+    let uid = rustix::process::geteuid().as_raw();
+    let refusals = Arc::new(AtomicUsize::new(0));
+    let mut accept_log = Throttle::default();
+    let mut refusal_log = Throttle::default();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    if let Some(suppressed) = accept_log.allow() {
+                        tracing::warn!(%err, suppressed, "accepting a connection failed; backing off");
+                    }
+                    // Out of descriptors: an idle connection gives one back.
+                    table.close_oldest_idle();
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        match judge(&stream, uid, &table, &mut refusal_log) {
+            Ok(None) => {}
+            Ok(Some(refusal)) => {
+                refuse(stream, refusal, &refusals);
+                continue;
+            }
+            Err(err) => {
+                tracing::debug!(%err, "no peer credentials; closing the connection");
+                continue;
+            }
+        }
+        let io = Guarded::new(stream, &table);
+        let activity = Arc::clone(io.conn());
+        let middleware =
+            RpcServiceBuilder::new().layer_fn(move |inner| Activity::new(inner, &activity));
+        let service = builder
+            .clone()
+            .set_rpc_middleware(middleware)
+            .build(methods.clone(), stop_handle.clone());
+        let stopped = stop_handle.clone().shutdown();
+        tokio::spawn(async move {
+            if let Err(err) = serve_with_graceful_shutdown(io, service, stopped).await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    let _already_stopped = server_handle.stop();
+    table.close_idle();
+    if !table.wait_empty(SHUTDOWN_GRACE).await {
+        table.close_all();
+        table.wait_empty(Duration::from_secs(1)).await;
+    }
+    sweeper.abort();
+}
+
+/// Whether to turn a new connection away: another uid's, or one beyond the cap when no idle
+/// connection can make room. Logs the refusal (at most once per interval).
+fn judge(
+    stream: &UnixStream,
+    uid: u32,
+    table: &Table,
+    log: &mut Throttle,
+) -> io::Result<Option<Refusal>> {
+    let peer = stream.peer_cred()?;
+    let refusal = if peer.uid() != uid {
+        Refusal::OtherUser(peer.uid())
+    } else if table.open() >= table.limits.max_connections && !table.close_oldest_idle() {
+        Refusal::Full(table.limits.max_connections)
+    } else {
+        return Ok(None);
+    };
+    if let Some(suppressed) = log.allow() {
+        match refusal {
+            Refusal::OtherUser(peer_uid) => tracing::warn!(
+                peer_uid,
+                peer_pid = peer.pid(),
+                suppressed,
+                "refused a connection from another user"
+            ),
+            Refusal::Full(limit) => tracing::warn!(
+                limit,
+                suppressed,
+                "refused a connection: every connection has a call in flight"
+            ),
+        }
+    }
+    Ok(Some(refusal))
+}
+
+/// Why a connection is turned away.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Its process runs as this uid, not the daemon's.
+    OtherUser(u32),
+    /// Every one of this many connections has a call in flight.
+    Full(usize),
+}
+
+impl Refusal {
+    /// The HTTP status and the dispatch error it answers with.
+    fn answer(self) -> (&'static str, DispatchError) {
+        match self {
+            Refusal::OtherUser(peer) => (
+                "403 Forbidden",
+                DispatchError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "the daemon serves only its own user (uid {}); this caller runs as uid {peer}",
+                        rustix::process::geteuid().as_raw()
+                    ),
+                )
+                .with_hint(refused_user_hint()),
+            ),
+            Refusal::Full(limit) => (
+                "503 Service Unavailable",
+                DispatchError::new(
+                    ErrorCode::DaemonUnreachable,
+                    format!("the daemon is serving its limit of {limit} connections, each with a call in flight"),
+                )
+                .with_hint(full_hint()),
+            ),
+        }
+    }
+}
+
+/// The hint for a caller the daemon refused because it runs as another user.
+pub(crate) fn refused_user_hint() -> &'static str {
+    "run dispatch as the user who started the daemon, or use a DISPATCH_HOME of your own and start your own daemon with `dispatch up`"
+}
+
+/// The hint for a caller refused because the daemon is at its connection limit.
+pub(crate) fn full_hint() -> &'static str {
+    "retry when some calls have finished; long `watch` calls each hold a connection"
+}
+
+/// Answers a refused connection with an HTTP error whose body is the JSON-RPC error, then
+/// reads and discards what the caller still sends (boundedly: [`REFUSAL_DRAIN`] bytes,
+/// [`REFUSAL_TIME`]) until it hangs up, so that its own writes do not fail before it has read
+/// the answer; then closes the connection.
+fn refuse(mut stream: UnixStream, refusal: Refusal, refusals: &Arc<AtomicUsize>) {
+    if refusals.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSALS {
+        refusals.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let refusals = Arc::clone(refusals);
+    tokio::spawn(async move {
+        let (status, err) = refusal.answer();
+        let body = json!({"jsonrpc": "2.0", "id": null, "error": rpc_error(&err)}).to_string();
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(REFUSAL_TIME, async {
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut drained = 0;
+            let mut chunk = [0_u8; 4096];
+            while drained < REFUSAL_DRAIN {
+                match stream.read(&mut chunk).await? {
+                    0 => break,
+                    n => drained += n,
+                }
+            }
+            Ok::<(), io::Error>(())
+        })
+        .await;
+        refusals.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
+/// At most one log line per [`LOG_INTERVAL`]; counts the ones it held back.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// `Some(number held back since the last line)` when a line may be written now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonrpsee::client_transport::ws::{Url, WsHandshakeError, WsTransportClientBuilder};
+    use jsonrpsee::core::client::{Client, ClientBuilder, ClientT};
+    use jsonrpsee::rpc_params;
+
+    type Started = tokio::sync::mpsc::UnboundedSender<()>;
+
+    /// A module with `ping` (answers at once) and `slow` (says it started, then answers after
+    /// `SLOW`).
+    fn module(started: Started) -> RpcModule<Started> {
+        let mut module = RpcModule::new(started);
+        module
+            .register_method("ping", |_, _, _| "pong")
+            .expect("ping");
+        module
+            .register_async_method("slow", |_, started, _| async move {
+                let _ = started.send(());
+                tokio::time::sleep(SLOW).await;
+                "done"
+            })
+            .expect("slow");
+        module
+    }
+
+    const SLOW: Duration = Duration::from_millis(800);
+
+    const TIGHT: Limits = Limits {
+        max_connections: 2,
+        handshake_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(200),
+    };
+
+    struct Served {
+        socket: std::path::PathBuf,
+        started: tokio::sync::mpsc::UnboundedReceiver<()>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    fn serve_tight() -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(serve_with(
+            listener,
+            module(started_tx),
+            async move {
+                let _ = stopped.await;
+            },
+            TIGHT,
+        ));
+        Served {
+            socket,
+            started,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    async fn client(socket: &std::path::Path) -> Result<Client, WsHandshakeError> {
+        let stream = UnixStream::connect(socket).await.expect("connect");
+        let url = Url::parse("ws://dispatchd.local/").expect("url");
+        let (sender, receiver) = WsTransportClientBuilder::default()
+            .build_with_stream(url, stream)
+            .await?;
+        Ok(ClientBuilder::default().build_with_tokio(sender, receiver))
+    }
+
+    /// Reads until the daemon closes the connection (end-of-file); how long that took.
+    async fn closed_after(mut stream: UnixStream) -> Duration {
+        let started = Instant::now();
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink))
+            .await
+            .expect("closed within 10 s");
+        assert!(read.is_ok());
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+        let served = serve_tight();
+        let silent = UnixStream::connect(&served.socket).await.expect("connect");
+        let waited = closed_after(silent).await;
+        assert!(waited >= TIGHT.handshake_timeout, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_in_flight_outlives_the_idle_timeout_and_then_the_connection_is_closed() {
+        let served = serve_tight();
+        let client = client(&served.socket).await.expect("handshake");
+        let answer: String = client
+            .request("slow", rpc_params![])
+            .await
+            .expect("a slow call is not cut");
+        assert_eq!(answer, "done");
+        let answer: String = client.request("ping", rpc_params![]).await.expect("ping");
+        assert_eq!(answer, "pong");
+        // Idle now: closed once the idle timeout passes.
+        tokio::time::timeout(Duration::from_secs(10), client.on_disconnect())
+            .await
+            .expect("the idle connection is closed");
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_closes_the_oldest_idle_connection_beyond_the_cap() {
+        let served = serve_tight();
+        let first = UnixStream::connect(&served.socket).await.expect("connect");
+        let _second = UnixStream::connect(&served.socket).await.expect("connect");
+        let third = client(&served.socket).await.expect("served");
+        let answer: String = third.request("ping", rpc_params![]).await.expect("ping");
+        assert_eq!(answer, "pong");
+        let waited = closed_after(first).await;
+        assert!(
+            waited < TIGHT.handshake_timeout,
+            "evicted, not timed out: {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn when_every_connection_has_a_call_in_flight_a_newcomer_gets_503() {
+        let mut served = serve_tight();
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let busy = Arc::new(client(&served.socket).await.expect("served"));
+            calls.push(tokio::spawn(async move {
+                busy.request::<String, _>("slow", rpc_params![]).await
+            }));
+        }
+        for _ in 0..2 {
+            served.started.recv().await.expect("a call started");
+        }
+        let refused = client(&served.socket).await;
+        assert!(
+            matches!(
+                refused,
+                Err(WsHandshakeError::Rejected { status_code: 503 })
+            ),
+            "{refused:?}"
+        );
+        for call in calls {
+            let answer = call.await.expect("joined").expect("not cut");
+            assert_eq!(answer, "done");
+        }
+    }
+
+    #[test]
+    fn the_throttle_allows_one_line_per_interval_and_counts_the_rest() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.allow(), Some(0));
+        assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.allow(), None);
+        throttle.last = Some(Instant::now() - LOG_INTERVAL);
+        assert_eq!(throttle.allow(), Some(2));
+    }
+}
