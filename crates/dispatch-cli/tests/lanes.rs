@@ -114,6 +114,9 @@ fn the_readme_walkthrough() {
 #[test]
 fn a_busy_lane_refuses_send_without_steer_and_stop_interrupts_it() {
     let (home, stub) = Home::with_stub(Script::new());
+    // One request for the turn, one more when the steer makes Codex ask the model again:
+    // both hang, so the turn is still running when `stop` comes.
+    stub.push(Behaviour::Hang);
     stub.push(Behaviour::Hang);
     let work = tempfile::tempdir().expect("cwd");
     let created = home

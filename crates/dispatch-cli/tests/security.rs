@@ -629,9 +629,11 @@ fn a_request_over_the_size_cap_is_invalid_input_naming_the_limit() {
     let big = home.file("big.txt");
     std::fs::write(&big, "x".repeat(11 * 1024 * 1024)).expect("write");
     let big_arg = big.display().to_string();
+    // An 11 MB message is refused by the contract first (Codex takes at most 1,048,576
+    // characters), naming the field and the limit, before any request is made.
     let send = home.json(&["send", "nosuchlane", "--text-file", &big_arg]);
-    let body = refused(&send, "invalid_input", 2, "smaller");
-    assert!(message(&body).contains("at most 8 MiB"), "{body}");
+    let body = refused(&send, "invalid_input", 2, "schema");
+    assert!(message(&body).contains("1048576"), "{body}");
 
     // A hand-made POST over the cap is answered by the daemon in the same words.
     let oversized = format!(
