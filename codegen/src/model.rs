@@ -89,6 +89,49 @@ pub struct OperationMeta {
     /// Examples: input → output or input → error code.
     #[serde(default)]
     pub examples: Vec<Example>,
+
+    // How the code finds an operation's lane and runs it (issue 11, per-operation code).
+    /// The input field that names the lane the operation concerns (required for operations
+    /// that write history): what the attached-lane lock checks and the action log records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane_field: Option<LaneField>,
+    /// How the CLI runs the operation as a live stream (`watch`): the fields of the input and
+    /// output that carry the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<Streaming>,
+}
+
+/// `x-dispatch.lane_field`: which input field names the lane, and how.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LaneField {
+    /// `{"selector": "lane"}`: a required string field holding a lane selector.
+    Selector(String),
+    /// `{"request": "request_id"}`: a required integer field (minimum 0 or more) holding an
+    /// approval request id; the lane is the request's.
+    Request(String),
+    /// `{"created": "lane"}`: the operation makes the lane, and its output field of this name
+    /// describes it; the lock never refuses a lane that the operation itself made.
+    Created(String),
+}
+
+/// `x-dispatch.streaming`: the fields the CLI uses to call an operation repeatedly and print
+/// its events as they arrive.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Streaming {
+    /// Boolean input field that makes a call return as soon as some events are there.
+    pub switch: String,
+    /// Integer input field: continue after this cursor.
+    pub after: String,
+    /// Integer input field with a default: events to return at most.
+    pub limit: String,
+    /// Array output field: the events.
+    pub events: String,
+    /// Output field: the cursor to continue from.
+    pub cursor: String,
+    /// String output field: why the call ended; `batch` means more may come.
+    pub ended: String,
 }
 
 impl OperationMeta {
@@ -154,8 +197,8 @@ pub struct Example {
 pub struct ErrorSpec {
     /// The code, e.g. `not_found`.
     pub code: String,
-    /// Process exit code of the CLI.
-    pub exit_code: i32,
+    /// Process exit code of the CLI: a `u8` when loaded, 1..=125 by the lint.
+    pub exit_code: u8,
     /// JSON-RPC error code on the daemon socket.
     pub jsonrpc_code: i32,
     /// What the code means.
