@@ -55,7 +55,17 @@ pub struct Report {
 /// Loads `contract/` under `root`, lints it, and renders every generated file: pairs of the
 /// path relative to `root` and the file's full text.
 pub fn render(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
-    let contract = Contract::load(&root.join("contract"))?;
+    let mut files = render_contract(&root.join("contract"))?;
+    let codex = outputs::CODEX_PROTOCOL;
+    files.push((codex, emit::format(codex, &gen_codex::generate(root)?)?));
+    Ok(files)
+}
+
+/// Loads the operation contract in `dir` (`ops/`, `defs/`, `errors.json`, `cli.json`), lints
+/// it, and renders the files generated from it (every output but the Codex protocol types).
+/// The codegen tests run it on small fixture contracts.
+pub fn render_contract(dir: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let contract = Contract::load(dir)?;
     lint::check(&contract)?;
     let files = [
         (outputs::TYPES, gen_types::generate(&contract)?),
@@ -65,7 +75,6 @@ pub fn render(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
         (outputs::RPC, gen_rpc::generate(&contract)),
         (outputs::CLI, gen_cli::generate(&contract)),
         (outputs::MCP, gen_mcp::generate(&contract)),
-        (outputs::CODEX_PROTOCOL, gen_codex::generate(root)?),
     ];
     files
         .into_iter()
