@@ -142,6 +142,55 @@ impl OperationMeta {
     }
 }
 
+/// Every key `x-dispatch` accepts, as the loader's types declare them (`cli.path` and
+/// `cli.positionals` for the `cli` object): what `contract/README.md` must document.
+pub fn x_dispatch_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for key in struct_fields::<OperationMeta>() {
+        if *key == "cli" {
+            keys.extend(struct_fields::<CliMeta>().iter().map(|k| format!("cli.{k}")));
+        } else {
+            keys.push((*key).to_owned());
+        }
+    }
+    keys
+}
+
+/// The field names serde's derive gives a struct, captured from its `deserialize_struct` call.
+fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor, value::Error};
+
+    struct Capture<'a>(&'a std::cell::Cell<&'static [&'static str]>);
+
+    impl<'de> serde::Deserializer<'de> for Capture<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Error> {
+            Err(Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.0.set(fields);
+            Err(Error::custom("fields captured"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let fields = std::cell::Cell::new(&[][..]);
+    let _captured = T::deserialize(Capture(&fields));
+    fields.get()
+}
+
 /// What an operation does to state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
