@@ -148,7 +148,11 @@ pub fn x_dispatch_keys() -> Vec<String> {
     let mut keys = Vec::new();
     for key in struct_fields::<OperationMeta>() {
         if *key == "cli" {
-            keys.extend(struct_fields::<CliMeta>().iter().map(|k| format!("cli.{k}")));
+            keys.extend(
+                struct_fields::<CliMeta>()
+                    .iter()
+                    .map(|k| format!("cli.{k}")),
+            );
         } else {
             keys.push((*key).to_owned());
         }

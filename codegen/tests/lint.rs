@@ -191,8 +191,9 @@ fn the_readme_documents_every_x_dispatch_key() {
         .filter_map(|rest| rest.split('`').next())
         .map(str::to_owned)
         .collect();
-    let accepted: std::collections::BTreeSet<String> =
-        dispatch_codegen::model::x_dispatch_keys().into_iter().collect();
+    let accepted: std::collections::BTreeSet<String> = dispatch_codegen::model::x_dispatch_keys()
+        .into_iter()
+        .collect();
     assert!(accepted.contains("cli.path"), "{accepted:?}");
     assert_eq!(
         documented, accepted,

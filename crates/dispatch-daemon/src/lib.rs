@@ -32,7 +32,9 @@ mod watch;
 use std::process::ExitCode;
 
 pub use lifecycle::run;
+pub use reconcile::Why;
 pub use service::Service;
+pub use supervisor::Supervisor;
 
 /// Runs the daemon in the foreground with the layout from the environment; the process's
 /// `main` for `dispatchd run`.

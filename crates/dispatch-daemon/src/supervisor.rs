@@ -79,6 +79,12 @@ impl Supervisor {
                 "install the Codex CLI (npm install -g @openai/codex) or set DISPATCH_CODEX_BIN to its binary",
             )
         })?;
+        Supervisor::start_with_bin(bin).await
+    }
+
+    /// Starts and initializes `bin app-server` (the daemon's tests give a fake), and starts
+    /// watching it.
+    pub async fn start_with_bin(bin: PathBuf) -> Result<Supervisor, DispatchError> {
         let server = spawn(&bin).await.map_err(|err| {
             unavailable(format!("the Codex App Server did not start: {err}")).with_hint(format!(
                 "check `{} app-server` by hand and `dispatch doctor`; set DISPATCH_CODEX_BIN to a working codex binary",
