@@ -19,7 +19,7 @@ pub fn io_idents(op: &Operation) -> (Ident, Ident) {
     )
 }
 
-/// The method name of an operation on the traits and the typed client.
+/// The method name of a client-side operation on the `ClientOps` trait.
 pub fn method_ident(op: &Operation) -> Ident {
     format_ident!("{}", op.meta.id)
 }
