@@ -26,6 +26,16 @@ fn instance(root: &Value, schema: &Value) -> Value {
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         return options.first().cloned().unwrap_or(Value::Null);
     }
+    // A nullable reference (`anyOf: [{$ref}, {type: null}]`): the non-null alternative, so
+    // the typed output decodes and its renderer, not the JSON fallback, shows it.
+    if let Some(options) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+        && let Some(option) = options.iter().find(|o| o["type"] != "null")
+    {
+        return instance(root, option);
+    }
     let kind = match &schema["type"] {
         Value::Array(kinds) => kinds
             .iter()
@@ -209,3 +219,4 @@ fn human_watch_ends_with_the_cursor_to_continue_from() {
     let again = home.run(&["watch", &lane, "--after", &cursor, "--timeout", "0.5"]);
     assert_eq!(again.code, 0, "{again:?}");
 }
+
