@@ -219,4 +219,3 @@ fn human_watch_ends_with_the_cursor_to_continue_from() {
     let again = home.run(&["watch", &lane, "--after", &cursor, "--timeout", "0.5"]);
     assert_eq!(again.code, 0, "{again:?}");
 }
-

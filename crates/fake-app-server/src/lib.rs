@@ -21,13 +21,16 @@ pub const DEFAULT_FLOOD: usize = 100_000;
 /// The environment variable holding the number of notifications per turn.
 pub const FLOOD_ENV: &str = "DISPATCH_BENCH_FLOOD";
 
-/// The shape of one flooded turn: `turn/started`; then for each agent message item
+/// The shape of one flooded turn: `turn/started`; the `item/completed` of the user message
+/// (carrying the client's `clientUserMessageId`, as Codex records it, so `new` and `send`
+/// see their message accepted); then for each agent message item
 /// `item/started`, one `item/agentMessage/delta` and `item/completed`, with a
 /// `thread/tokenUsage/updated` after every 10th item; `pad` more token usage updates so the
 /// total is exact; and `turn/completed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FloodPlan {
-    /// Every notification sent, `turn/started` and `turn/completed` included.
+    /// Every notification sent, `turn/started`, the user message and `turn/completed`
+    /// included.
     pub total: usize,
     /// Agent message items (each started, one delta, completed).
     pub items: usize,
@@ -36,10 +39,10 @@ pub struct FloodPlan {
 }
 
 impl FloodPlan {
-    /// The plan for `total` notifications (at least 2).
+    /// The plan for `total` notifications (at least 3).
     pub fn new(total: usize) -> FloodPlan {
-        let total = total.max(2);
-        let budget = total - 2;
+        let total = total.max(3);
+        let budget = total - 3;
         let (mut items, mut used) = (0, 0);
         loop {
             let cost = if (items + 1) % 10 == 0 { 4 } else { 3 };
@@ -59,6 +62,11 @@ impl FloodPlan {
     /// Deltas: folded into their item by the daemon, not stored as events.
     pub fn deltas(&self) -> usize {
         self.items
+    }
+
+    /// The items the daemon stores: the agent messages and the user message.
+    pub fn stored_items(&self) -> usize {
+        self.items + 1
     }
 
     /// The notifications the daemon stores as events (all but the deltas).
@@ -164,8 +172,16 @@ pub fn turn_start_result(turn_id: &str, started_s: i64) -> Value {
 /// Renders the flood of one turn as newline-delimited notifications.
 ///
 /// Plain formatting (no serde) keeps it fast in an unoptimised build; the ids are
-/// plain ASCII, so no escaping is needed.
-pub fn render_flood(plan: &FloodPlan, thread_id: &str, turn_id: &str, started_ms: i64) -> String {
+/// plain ASCII, so no escaping is needed. The user message (`client_id`, `text`) is
+/// serialized properly.
+pub fn render_flood(
+    plan: &FloodPlan,
+    thread_id: &str,
+    turn_id: &str,
+    started_ms: i64,
+    client_id: &Value,
+    input: &Value,
+) -> String {
     let mut out = String::with_capacity(plan.total * 260);
     let ids = format!(r#""threadId":"{thread_id}","turnId":"{turn_id}""#);
     let started_s = started_ms / 1000;
@@ -173,6 +189,11 @@ pub fn render_flood(plan: &FloodPlan, thread_id: &str, turn_id: &str, started_ms
         out,
         r#"{{"method":"turn/started","params":{{"threadId":"{thread_id}","turn":{{"id":"{turn_id}","items":[],"status":"inProgress","startedAt":{started_s}}}}}}}"#
     );
+    let user_message = json!({"method": "item/completed", "params": {
+        "threadId": thread_id, "turnId": turn_id, "completedAtMs": started_ms,
+        "item": {"type": "userMessage", "id": format!("user-{turn_id}"), "content": input, "clientId": client_id},
+    }});
+    let _ = writeln!(out, "{user_message}");
     let mut tokens = 0_u64;
     let mut token_usage = |out: &mut String| {
         tokens += 1;
@@ -403,7 +424,14 @@ pub fn run() -> anyhow::Result<()> {
                 next_id += 1;
                 let turn_id = uuid_like(next_id);
                 let started_ms = now_ms();
-                let flood = render_flood(&plan, thread_id, &turn_id, started_ms);
+                let flood = render_flood(
+                    &plan,
+                    thread_id,
+                    &turn_id,
+                    started_ms,
+                    &params["clientUserMessageId"],
+                    &params["input"],
+                );
                 reply(&mut out, id, turn_start_result(&turn_id, started_ms / 1000))?;
                 out.flush()?;
                 out.write_all(flood.as_bytes())?;
@@ -429,10 +457,10 @@ mod tests {
 
     #[test]
     fn plans_are_exact() {
-        for n in [2, 3, 5, 6, 40, 41, 42, 43, 44, 100_000, 100_001] {
+        for n in [3, 4, 6, 7, 40, 41, 42, 43, 44, 100_000, 100_001] {
             let plan = FloodPlan::new(n);
             let tokens = plan.items / 10 + plan.pad;
-            assert_eq!(2 + plan.items * 3 + tokens, n, "{plan:?}");
+            assert_eq!(3 + plan.items * 3 + tokens, n, "{plan:?}");
             assert!(plan.pad < 4, "{plan:?}");
         }
         let plan = FloodPlan::new(100_000);
@@ -457,7 +485,8 @@ mod tests {
     #[test]
     fn the_flood_is_typed_notifications() {
         let plan = FloodPlan::new(47);
-        let flood = render_flood(&plan, "th", "tu", now_ms());
+        let input = json!([{"type": "text", "text": "go"}]);
+        let flood = render_flood(&plan, "th", "tu", now_ms(), &json!("client-1"), &input);
         let lines: Vec<&str> = flood.lines().collect();
         assert_eq!(lines.len(), 47);
         for line in &lines {
@@ -470,6 +499,9 @@ mod tests {
             );
             assert_eq!(n.thread_id(), Some("th"));
         }
+        let user: Value = serde_json::from_str(lines[1]).expect("JSON");
+        assert_eq!(user["params"]["item"]["type"], "userMessage");
+        assert_eq!(user["params"]["item"]["clientId"], "client-1");
         let last: Value = serde_json::from_str(lines[46]).expect("JSON");
         assert_eq!(last["method"], "turn/completed");
         assert_eq!(last["params"]["turn"]["status"], "completed");

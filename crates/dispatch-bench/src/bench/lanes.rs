@@ -500,7 +500,7 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
         thousands(expected),
         thousands(lost),
         thousands(items),
-        thousands(plan.items as u64),
+        thousands(plan.stored_items() as u64),
         fmt_duration(stored_at),
     );
     if pruned > 0 {
