@@ -7,7 +7,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 use serde_json::Value;
 
-use crate::gen_contract::static_ident;
+use crate::gen_contract::{io_idents, static_ident};
 use crate::model::{Contract, Operation};
 
 /// How the CLI turns an argument's text into the field's JSON value.
@@ -222,13 +222,30 @@ pub fn generate(contract: &Contract) -> TokenStream {
             [#(#path),*] => Some((&operations::#ident, &[#(#specs),*])),
         }
     });
+    let renders = contract.ops.iter().map(|op| {
+        let id = &op.meta.id;
+        let (_, output) = io_idents(op);
+        quote!(#id => shown_as::<types::#output>(output),)
+    });
     quote! {
-        //! The command tree of every contract operation, and the map from a command path back
-        //! to its operation and the kinds of its fields.
+        //! The command tree of every contract operation, the map from a command path back
+        //! to its operation and the kinds of its fields, and the human rendering of each
+        //! operation's typed output.
         use clap::{Arg, ArgAction, Command};
-        use dispatch_contract::{Operation, operations};
+        use dispatch_contract::{Operation, operations, types};
 
         use crate::args::{Field, FieldKind};
+        use crate::render::{Shown, shown_as};
+
+        /// The human text and exit status of a successful call of `op`: its output decoded as
+        /// the operation's `<Op>Output` and shown by that type's `Render` implementation
+        /// (a missing one is a compile error naming the type).
+        pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
+            match op.id {
+                #(#renders)*
+                _ => shown_as::<serde_json::Value>(output),
+            }
+        }
 
         /// The top-level commands of every operation; groups nest their operations.
         pub fn operation_commands() -> Vec<Command> {

@@ -4,7 +4,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::gen_types::type_name;
-use crate::model::{Contract, Intent, Operation, RunsIn};
+use crate::model::{Contract, Intent, LaneField, Operation, RunsIn};
 
 /// Identifier of an operation's static in the table: `daemon_status` → `DAEMON_STATUS`.
 pub fn static_ident(op: &Operation) -> Ident {
@@ -19,7 +19,7 @@ pub fn io_idents(op: &Operation) -> (Ident, Ident) {
     )
 }
 
-/// The method name of an operation on the traits and the typed client.
+/// The method name of a client-side operation on the `ClientOps` trait.
 pub fn method_ident(op: &Operation) -> Ident {
     format_ident!("{}", op.meta.id)
 }
@@ -61,6 +61,23 @@ pub fn operations(contract: &Contract) -> TokenStream {
             }
             None => quote!(None),
         };
+        let streaming = match streaming(op) {
+            Some((s, limit_default)) => {
+                let (switch, after, limit, events, cursor, ended) = (
+                    &s.switch, &s.after, &s.limit, &s.events, &s.cursor, &s.ended,
+                );
+                quote!(Some(Streaming {
+                    switch: #switch,
+                    after: #after,
+                    limit: #limit,
+                    limit_default: #limit_default,
+                    events: #events,
+                    cursor: #cursor,
+                    ended: #ended,
+                }))
+            }
+            None => quote!(None),
+        };
         let examples = serde_json::to_string(&op.meta.examples).unwrap_or_default();
         let doc = format!("`{title}`: {summary}.");
         quote! {
@@ -84,6 +101,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
                 cli_input_schema: #cli_input,
                 output_schema: #output,
                 examples: #examples,
+                streaming: #streaming,
             };
         }
     });
@@ -91,10 +109,12 @@ pub fn operations(contract: &Contract) -> TokenStream {
     let markers = contract.ops.iter().map(|op| {
         let ident = static_ident(op);
         let (input, output) = io_idents(op);
+        let lane = lane_accessor(op);
         quote! {
             impl Request for #input {
                 type Output = #output;
                 const OPERATION: &'static Operation = &#ident;
+                #lane
             }
         }
     });
@@ -102,7 +122,8 @@ pub fn operations(contract: &Contract) -> TokenStream {
         //! The operation table: one entry per contract file, with its metadata, its
         //! self-contained input and output schemas and its contract hash.
         use super::types::*;
-        use crate::operation::{CallBound, Intent, Operation, Request, RunsIn};
+        use crate::handle::LaneArg;
+        use crate::operation::{CallBound, Intent, Operation, Request, RunsIn, Streaming};
 
         #(#statics)*
 
@@ -111,6 +132,38 @@ pub fn operations(contract: &Contract) -> TokenStream {
 
         #(#markers)*
     }
+}
+
+/// `Request::lane` of `op`'s input, from `x-dispatch.lane_field` (the lint checks the field's
+/// type); nothing when the operation names no lane.
+fn lane_accessor(op: &Operation) -> TokenStream {
+    let arg = match &op.meta.lane_field {
+        None => return quote!(),
+        Some(LaneField::Selector(field)) => {
+            let field = format_ident!("{}", field);
+            quote!(LaneArg::Selector(&self.#field))
+        }
+        Some(LaneField::Request(field)) => {
+            let field = format_ident!("{}", field);
+            quote!(LaneArg::Request(u64::from(self.#field)))
+        }
+        Some(LaneField::Created(_)) => quote!(LaneArg::Created),
+    };
+    quote! {
+        fn lane(&self) -> Option<LaneArg<'_>> {
+            Some(#arg)
+        }
+    }
+}
+
+/// `x-dispatch.streaming` with the default of its limit field (the lint checks it is one).
+fn streaming(op: &Operation) -> Option<(&crate::model::Streaming, u64)> {
+    let stream = op.meta.streaming.as_ref()?;
+    let default = op
+        .wire_input
+        .pointer(&format!("/properties/{}/default", stream.limit))?
+        .as_u64()?;
+    Some((stream, default))
 }
 
 /// The field named by `bounded_by`, with its default and maximum (the lint checks that both
@@ -143,10 +196,14 @@ fn runs_in(contract: &Contract, place: RunsIn) -> impl Iterator<Item = &Operatio
         .filter(move |op| op.meta.runs_in == place)
 }
 
-/// `api.rs`: the `Dispatch` trait (daemon operations), the `ClientOps` trait (client-side
-/// operations) and the JSON entry point of the client-side ones.
+/// `api.rs`: the `Dispatch` trait (every daemon operation's `Handle`, and the hooks around
+/// them), the `ClientOps` trait (client-side operations) and the JSON entry point of the
+/// client-side ones.
 pub fn api(contract: &Contract) -> TokenStream {
-    let daemon = trait_methods(runs_in(contract, RunsIn::Daemon));
+    let handles = runs_in(contract, RunsIn::Daemon).map(|op| {
+        let (input, _) = io_idents(op);
+        quote!(+ Handle<#input>)
+    });
     let client = trait_methods(runs_in(contract, RunsIn::Client));
     let arms = runs_in(contract, RunsIn::Client).map(|op| {
         let id = &op.meta.id;
@@ -157,21 +214,22 @@ pub fn api(contract: &Contract) -> TokenStream {
         }
     });
     quote! {
-        //! The traits that implement the contract. `dispatchd` implements [`Dispatch`]; the
-        //! CLI and MCP front ends implement [`ClientOps`] for the operations that need no
-        //! daemon.
+        //! The traits that implement the contract. `dispatchd` implements [`Dispatch`] (one
+        //! [`Handle`] per daemon operation, plus the hooks); the CLI and MCP front ends
+        //! implement [`ClientOps`] for the operations that need no daemon.
         // Method names are the operation ids, `new` included.
         #![allow(clippy::wrong_self_convention, clippy::new_ret_no_self)]
         use std::future::Future;
 
         use super::types::*;
         use crate::error::DispatchError;
+        use crate::handle::{Handle, LaneArg, WriteRecord};
         use crate::operation::{Operation, decode_input, encode_output};
 
-        /// The operations served by the daemon, one method each.
-        pub trait Dispatch: Send + Sync + 'static {
-            #daemon
-
+        /// The daemon: one [`Handle`] implementation per daemon operation (a missing one is a
+        /// compile error naming its input type), and the hooks that
+        /// [`run_operation`](crate::run_operation) calls around every operation.
+        pub trait Dispatch: Send + Sync + 'static #(#handles)* {
             /// Whether the daemon has no work in flight (no running turn, no pending
             /// approval). A client may restart an idle daemon that answered `daemon_stale`.
             fn idle(&self) -> bool {
@@ -179,26 +237,22 @@ pub fn api(contract: &Contract) -> TokenStream {
             }
 
             /// Called before every operation the contract marks as writing turns or history
-            /// (`writes_history`), with its validated input: the one place where the
-            /// attached-lane write lock is enforced.
+            /// (`writes_history`), with the lane its input names (`lane_field`): the one place
+            /// where the attached-lane write lock is enforced. Returns the lane's ref, for the
+            /// action log.
             fn authorize_history_write(
                 &self,
                 op: &'static Operation,
-                input: &serde_json::Value,
-            ) -> impl Future<Output = Result<(), DispatchError>> + Send {
-                let _ = (op, input);
-                async { Ok(()) }
+                lane: LaneArg<'_>,
+            ) -> impl Future<Output = Result<Option<String>, DispatchError>> + Send {
+                let _ = (op, lane);
+                async { Ok(None) }
             }
 
-            /// Called after every operation whose intent is write or destroy, with its input
-            /// and outcome: the one place where the action log is written.
-            fn record_write(
-                &self,
-                op: &'static Operation,
-                input: &serde_json::Value,
-                outcome: Result<&serde_json::Value, &DispatchError>,
-            ) -> impl Future<Output = ()> + Send {
-                let _ = (op, input, outcome);
+            /// Called after every operation whose intent is write or destroy: the one place
+            /// where the action log is written.
+            fn record_write(&self, record: WriteRecord<'_>) -> impl Future<Output = ()> + Send {
+                let _ = record;
                 async {}
             }
         }
@@ -279,8 +333,13 @@ pub fn errors(contract: &Contract) -> TokenStream {
             /// The code as written on every surface, e.g. `not_found`.
             pub const fn as_str(self) -> &'static str { #as_str }
 
-            /// The CLI's process exit code.
-            pub const fn exit_code(self) -> i32 { #exit }
+            /// The CLI's process exit code (1..=125, checked by the contract lint).
+            pub const fn exit_code(self) -> u8 { #exit }
+
+            /// The process exit status of an error with this code.
+            pub fn exit_status(self) -> std::process::ExitCode {
+                std::process::ExitCode::from(self.exit_code())
+            }
 
             /// The JSON-RPC error code on the daemon socket.
             pub const fn jsonrpc_code(self) -> i32 { #rpc }

@@ -1,9 +1,9 @@
-//! The daemon's jsonrpsee registration and the typed client methods.
+//! The daemon's jsonrpsee registration: one method per daemon operation.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::gen_contract::{io_idents, method_ident};
+use crate::gen_contract::io_idents;
 use crate::model::{Contract, RunsIn};
 
 /// `rpc.rs` of `dispatch-rpc`.
@@ -15,36 +15,22 @@ pub fn generate(contract: &Contract) -> TokenStream {
         .collect();
     let names = ops.iter().map(|op| &op.meta.id);
     let registrations = ops.iter().map(|op| {
-        let name = method_ident(op);
         let (input, _) = io_idents(op);
         quote! {
-            register::<D, #input, _, _>(&mut module, |service, input| async move {
-                service.#name(input).await
-            });
-        }
-    });
-    let client_methods = ops.iter().map(|op| {
-        let name = method_ident(op);
-        let (input, output) = io_idents(op);
-        let doc = format!("`{}`: {}.", op.title, op.meta.summary);
-        quote! {
-            #[doc = #doc]
-            pub async fn #name(&self, input: &#input) -> Result<#output, DispatchError> {
-                self.call(input).await
-            }
+            register::<D, #input>(&mut module);
         }
     });
     quote! {
-        //! One JSON-RPC method per daemon operation, and the matching typed client methods.
-        // Method names are the operation ids, `new` included.
-        #![allow(clippy::new_ret_no_self, clippy::wrong_self_convention)]
+        //! One JSON-RPC method per daemon operation: the method named by the operation id runs
+        //! the daemon's implementation of it, `impl Handle<<Op>Input> for Service` (e.g.
+        //! `Handle<SendInput>`), through `dispatch_contract::run_operation` (the attached-lane
+        //! lock, the operation, the action log).
+        use dispatch_contract::Dispatch;
         use dispatch_contract::types::*;
-        use dispatch_contract::{Dispatch, DispatchError};
         use std::sync::Arc;
 
         use jsonrpsee::RpcModule;
 
-        use crate::client::DaemonClient;
         use crate::server::register;
 
         /// The JSON-RPC method names, one per daemon operation (the operation id).
@@ -56,10 +42,6 @@ pub fn generate(contract: &Contract) -> TokenStream {
             let mut module = RpcModule::from_arc(service);
             #(#registrations)*
             module
-        }
-
-        impl DaemonClient {
-            #(#client_methods)*
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Projects the authored contract (`contract/`) into Rust: the types (typify), the operation
-//! table with per-operation contract hashes, the `Dispatch` and `ClientOps` traits, the error
-//! codes, the clap command tree, the MCP tool descriptors and the jsonrpsee registration with
-//! its typed client.
+//! table with per-operation contract hashes and `Request::lane` accessors, the `Dispatch` and
+//! `ClientOps` traits, the error codes, the clap command tree with the dispatch to each
+//! output's rendering, the MCP tool descriptors and the jsonrpsee registration.
 //!
 //! `cargo xtask gen` calls [`generate`] in [`Mode::Write`]; `cargo xtask gen --check` and the
 //! freshness tests call it in [`Mode::Check`], which fails naming every stale file.
@@ -33,9 +33,9 @@ pub mod outputs {
     pub const API: &str = "crates/dispatch-contract/src/generated/api.rs";
     /// Stable error codes.
     pub const ERRORS: &str = "crates/dispatch-contract/src/generated/errors.rs";
-    /// jsonrpsee registration and the typed client.
+    /// The jsonrpsee registration.
     pub const RPC: &str = "crates/dispatch-rpc/src/generated/rpc.rs";
-    /// The clap command tree.
+    /// The clap command tree and the dispatch to each output's `Render` impl.
     pub const CLI: &str = "crates/dispatch-cli/src/generated/cli.rs";
     /// MCP tool descriptors.
     pub const MCP: &str = "crates/dispatch-mcp/src/generated/tools.rs";
@@ -55,7 +55,17 @@ pub struct Report {
 /// Loads `contract/` under `root`, lints it, and renders every generated file: pairs of the
 /// path relative to `root` and the file's full text.
 pub fn render(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
-    let contract = Contract::load(&root.join("contract"))?;
+    let mut files = render_contract(&root.join("contract"))?;
+    let codex = outputs::CODEX_PROTOCOL;
+    files.push((codex, emit::format(codex, &gen_codex::generate(root)?)?));
+    Ok(files)
+}
+
+/// Loads the operation contract in `dir` (`ops/`, `defs/`, `errors.json`, `cli.json`), lints
+/// it, and renders the files generated from it (every output but the Codex protocol types).
+/// The codegen tests run it on small fixture contracts.
+pub fn render_contract(dir: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let contract = Contract::load(dir)?;
     lint::check(&contract)?;
     let files = [
         (outputs::TYPES, gen_types::generate(&contract)?),
@@ -65,7 +75,6 @@ pub fn render(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
         (outputs::RPC, gen_rpc::generate(&contract)),
         (outputs::CLI, gen_cli::generate(&contract)),
         (outputs::MCP, gen_mcp::generate(&contract)),
-        (outputs::CODEX_PROTOCOL, gen_codex::generate(root)?),
     ];
     files
         .into_iter()

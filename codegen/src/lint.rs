@@ -7,7 +7,7 @@ use anyhow::{bail, ensure};
 use serde_json::Value;
 
 use crate::gen_cli::fields;
-use crate::model::Contract;
+use crate::model::{Contract, LaneField, Operation};
 
 /// Fails with the first problem found in `contract`.
 pub fn check(contract: &Contract) -> anyhow::Result<()> {
@@ -33,6 +33,7 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
         "errors.json: a JSON-RPC code is used twice"
     );
     for e in &contract.errors {
+        // The generated `ErrorCode::exit_code` is a `u8` that needs no fallback.
         ensure!(
             (1..=125).contains(&e.exit_code),
             "errors.json: `{}` has exit code {} outside 1..=125",
@@ -152,6 +153,7 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
                 );
             }
         }
+        check_lane_and_streaming(contract, op)?;
         for positional in &op.meta.cli.positionals {
             ensure!(
                 fields.iter().any(|f| f.name == positional),
@@ -185,6 +187,84 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
                 "command `{a}` cannot be both an operation and a group (of `{b}`)"
             );
         }
+    }
+    Ok(())
+}
+
+/// `x-dispatch.lane_field` and `x-dispatch.streaming`: every operation that writes history
+/// names its lane, and every field named exists with the type the generated code reads.
+fn check_lane_and_streaming(contract: &Contract, op: &Operation) -> anyhow::Result<()> {
+    let file = op.file.display();
+    let input = |name: &str| {
+        op.wire_input
+            .pointer(&format!("/properties/{name}"))
+            .map(|s| resolve_ref(contract, s))
+    };
+    let output = |name: &str| {
+        op.output
+            .pointer(&format!("/properties/{name}"))
+            .map(|s| resolve_ref(contract, s))
+    };
+    let required = |schema: &Value, name: &str| {
+        schema
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.iter().any(|n| n == name))
+    };
+    match &op.meta.lane_field {
+        None => ensure!(
+            !op.meta.writes_history,
+            "{file}: it writes history, so `x-dispatch.lane_field` must name the input field that names its lane (`{{\"selector\": \"lane\"}}`, `{{\"request\": \"request_id\"}}` or `{{\"created\": \"lane\"}}`)"
+        ),
+        Some(LaneField::Selector(name)) => ensure!(
+            input(name).is_some_and(|s| s["type"] == "string") && required(&op.wire_input, name),
+            "{file}: `lane_field` selector `{name}` must be a required string field of the wire input"
+        ),
+        Some(LaneField::Request(name)) => ensure!(
+            input(name).is_some_and(
+                |s| s["type"] == "integer" && s["minimum"].as_f64().is_some_and(|m| m >= 0.0)
+            ) && required(&op.wire_input, name),
+            "{file}: `lane_field` request `{name}` must be a required integer field of the wire input with a `minimum` of 0 or more"
+        ),
+        Some(LaneField::Created(name)) => ensure!(
+            output(name).is_some_and(|s| s["type"] == "object" && required(s, "ref"))
+                && required(&op.output, name),
+            "{file}: `lane_field` created `{name}` must be a required output object with a `ref`"
+        ),
+    }
+    if let Some(stream) = &op.meta.streaming {
+        let is = |schema: Option<&Value>, kind: &str| schema.is_some_and(|s| s["type"] == kind);
+        ensure!(
+            op.meta.bounded_by.is_some(),
+            "{file}: a streaming operation needs `bounded_by`"
+        );
+        ensure!(
+            is(input(&stream.switch), "boolean"),
+            "{file}: `streaming.switch` `{}` must be a boolean input field",
+            stream.switch
+        );
+        for field in [&stream.after, &stream.limit] {
+            ensure!(
+                is(input(field), "integer"),
+                "{file}: `streaming` field `{field}` must be an integer input field"
+            );
+        }
+        ensure!(
+            input(&stream.limit).is_some_and(|s| s["default"].is_u64()),
+            "{file}: `streaming.limit` `{}` needs an integer `default`",
+            stream.limit
+        );
+        ensure!(
+            is(output(&stream.events), "array"),
+            "{file}: `streaming.events` `{}` must be an array output field",
+            stream.events
+        );
+        ensure!(
+            output(&stream.cursor).is_some() && is(output(&stream.ended), "string"),
+            "{file}: `streaming.cursor` `{}` must be an output field and `streaming.ended` `{}` a string output field",
+            stream.cursor,
+            stream.ended
+        );
     }
     Ok(())
 }

@@ -89,6 +89,49 @@ pub struct OperationMeta {
     /// Examples: input → output or input → error code.
     #[serde(default)]
     pub examples: Vec<Example>,
+
+    // How the code finds an operation's lane and runs it (issue 11, per-operation code).
+    /// The input field that names the lane the operation concerns (required for operations
+    /// that write history): what the attached-lane lock checks and the action log records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane_field: Option<LaneField>,
+    /// How the CLI runs the operation as a live stream (`watch`): the fields of the input and
+    /// output that carry the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<Streaming>,
+}
+
+/// `x-dispatch.lane_field`: which input field names the lane, and how.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LaneField {
+    /// `{"selector": "lane"}`: a required string field holding a lane selector.
+    Selector(String),
+    /// `{"request": "request_id"}`: a required integer field (minimum 0 or more) holding an
+    /// approval request id; the lane is the request's.
+    Request(String),
+    /// `{"created": "lane"}`: the operation makes the lane, and its output field of this name
+    /// describes it; the lock never refuses a lane that the operation itself made.
+    Created(String),
+}
+
+/// `x-dispatch.streaming`: the fields the CLI uses to call an operation repeatedly and print
+/// its events as they arrive.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Streaming {
+    /// Boolean input field that makes a call return as soon as some events are there.
+    pub switch: String,
+    /// Integer input field: continue after this cursor.
+    pub after: String,
+    /// Integer input field with a default: events to return at most.
+    pub limit: String,
+    /// Array output field: the events.
+    pub events: String,
+    /// Output field: the cursor to continue from.
+    pub cursor: String,
+    /// String output field: why the call ended; `batch` means more may come.
+    pub ended: String,
 }
 
 impl OperationMeta {
@@ -97,6 +140,59 @@ impl OperationMeta {
     pub fn cli_only_fields(&self) -> impl Iterator<Item = &str> {
         self.file_inputs.keys().map(String::as_str)
     }
+}
+
+/// Every key `x-dispatch` accepts, as the loader's types declare them (`cli.path` and
+/// `cli.positionals` for the `cli` object): what `contract/README.md` must document.
+pub fn x_dispatch_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for key in struct_fields::<OperationMeta>() {
+        if *key == "cli" {
+            keys.extend(
+                struct_fields::<CliMeta>()
+                    .iter()
+                    .map(|k| format!("cli.{k}")),
+            );
+        } else {
+            keys.push((*key).to_owned());
+        }
+    }
+    keys
+}
+
+/// The field names serde's derive gives a struct, captured from its `deserialize_struct` call.
+fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor, value::Error};
+
+    struct Capture<'a>(&'a std::cell::Cell<&'static [&'static str]>);
+
+    impl<'de> serde::Deserializer<'de> for Capture<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Error> {
+            Err(Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.0.set(fields);
+            Err(Error::custom("fields captured"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let fields = std::cell::Cell::new(&[][..]);
+    let _captured = T::deserialize(Capture(&fields));
+    fields.get()
 }
 
 /// What an operation does to state.
@@ -154,8 +250,8 @@ pub struct Example {
 pub struct ErrorSpec {
     /// The code, e.g. `not_found`.
     pub code: String,
-    /// Process exit code of the CLI.
-    pub exit_code: i32,
+    /// Process exit code of the CLI: a `u8` when loaded, 1..=125 by the lint.
+    pub exit_code: u8,
     /// JSON-RPC error code on the daemon socket.
     pub jsonrpc_code: i32,
     /// What the code means.

@@ -1,5 +1,6 @@
-//! The lint rules on `x-dispatch.file_inputs`, `x-dispatch.bounded_by` and free-text fields,
-//! each shown failing on a copy of the real contract with one mistake in it.
+//! The lint rules on `x-dispatch.file_inputs`, `bounded_by`, `lane_field`, `streaming` and
+//! free-text fields, each shown failing on a copy of the real contract with one mistake in it;
+//! and the `x-dispatch` keys of `contract/README.md` against the ones the loader accepts.
 
 use std::path::Path;
 
@@ -100,5 +101,102 @@ fn free_text_fields_refuse_nul() {
             d["$defs"]["input"]["properties"]["query"]["pattern"] = json!("^.*$");
         }),
         "input field `query` takes free text",
+    );
+}
+
+#[test]
+fn operations_that_write_history_name_their_lane() {
+    assert_refused(
+        lint_with("send", |d| {
+            d["x-dispatch"]
+                .as_object_mut()
+                .expect("object")
+                .remove("lane_field");
+        }),
+        "it writes history, so `x-dispatch.lane_field` must name",
+    );
+    assert_refused(
+        lint_with("send", |d| {
+            d["x-dispatch"]["lane_field"] = json!({"selector": "steer"})
+        }),
+        "must be a required string field",
+    );
+    assert_refused(
+        lint_with("send", |d| {
+            d["x-dispatch"]["lane_field"] = json!({"selector": "nope"})
+        }),
+        "must be a required string field",
+    );
+    assert_refused(
+        lint_with("respond", |d| {
+            d["x-dispatch"]["lane_field"] = json!({"request": "decision"})
+        }),
+        "must be a required integer field",
+    );
+    assert_refused(
+        lint_with("new", |d| {
+            d["x-dispatch"]["lane_field"] = json!({"created": "warnings"})
+        }),
+        "must be a required output object with a `ref`",
+    );
+    // An unknown kind is refused when the file is loaded.
+    assert_refused(
+        lint_with("send", |d| {
+            d["x-dispatch"]["lane_field"] = json!({"thread": "lane"})
+        }),
+        "bad `x-dispatch`",
+    );
+}
+
+#[test]
+fn streaming_names_fields_of_the_right_types() {
+    assert_refused(
+        lint_with("watch", |d| {
+            d["x-dispatch"]["streaming"]["switch"] = json!("until")
+        }),
+        "`streaming.switch` `until` must be a boolean input field",
+    );
+    assert_refused(
+        lint_with("watch", |d| {
+            d["x-dispatch"]["streaming"]["events"] = json!("cursor")
+        }),
+        "`streaming.events` `cursor` must be an array output field",
+    );
+    assert_refused(
+        lint_with("watch", |d| {
+            d["x-dispatch"]
+                .as_object_mut()
+                .expect("object")
+                .remove("bounded_by");
+        }),
+        "a streaming operation needs `bounded_by`",
+    );
+}
+
+/// The `x-dispatch` table of `contract/README.md` documents exactly the keys the loader
+/// accepts: a key added to the loader without a line there (or a line left for a key that is
+/// gone) fails here.
+#[test]
+fn the_readme_documents_every_x_dispatch_key() {
+    let readme = std::fs::read_to_string(workspace_root().join("contract/README.md"))
+        .expect("contract/README.md");
+    let section = readme
+        .split("### `x-dispatch`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n#").next())
+        .expect("an `x-dispatch` section");
+    let documented: std::collections::BTreeSet<String> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    let accepted: std::collections::BTreeSet<String> = dispatch_codegen::model::x_dispatch_keys()
+        .into_iter()
+        .collect();
+    assert!(accepted.contains("cli.path"), "{accepted:?}");
+    assert_eq!(
+        documented, accepted,
+        "contract/README.md's `x-dispatch` table and the loader disagree"
     );
 }

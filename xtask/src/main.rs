@@ -2,16 +2,13 @@
 //!
 //! - `cargo xtask gen [--check]`: project `contract/` into the generated Rust files; with
 //!   `--check`, change nothing and fail naming every stale file.
-//! - `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: build release binaries and print
-//!   the benchmark figures (see `bench.rs`).
-//! - `xtask app-server`: not for people; the scripted fake Codex App Server the ingest and
-//!   `list` benchmarks point `DISPATCH_CODEX_BIN` at (see `fake_app_server.rs`).
-
-mod bench;
-mod fake_app_server;
+//! - `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: runs the benchmarks, which live
+//!   in their own crate (`crates/dispatch-bench`, run in release mode), so that this binary
+//!   depends on `dispatch-codegen` alone and `cargo xtask gen` builds even when a generated
+//!   file does not.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use dispatch_codegen::{Mode, generate};
 
@@ -21,8 +18,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["gen"] => run_gen(Mode::Write),
         ["gen", "--check"] => run_gen(Mode::Check),
-        ["bench", rest @ ..] => bench::run(&root(), rest),
-        ["app-server", ..] => fake_app_server::run(),
+        ["bench", rest @ ..] => run_bench(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask gen [--check] | cargo xtask bench [--runs N] [--only NAME[,NAME...]]"
@@ -44,6 +40,19 @@ fn root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `cargo run --release -p dispatch-bench -- ARGS`, with this cargo and the caller's
+/// `CARGO_TARGET_DIR`.
+fn run_bench(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(["run", "--quiet", "--release", "-p", "dispatch-bench", "--"])
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|err| anyhow::anyhow!("running cargo: {err}"))?;
+    anyhow::ensure!(status.success(), "the benchmarks failed ({status})");
+    Ok(())
 }
 
 fn run_gen(mode: Mode) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use dispatch_client::Runner;
-use dispatch_contract::{DispatchError, Operation, validate_cli_input};
+use dispatch_contract::{DispatchError, Operation, Streaming, validate_cli_input};
 use serde_json::Value;
 
 use crate::input::{ProcessStdin, read_file_inputs};
@@ -57,41 +57,50 @@ pub fn main_with_args(raw: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// `watch` from the CLI: events are printed as they arrive (one JSON object per line with
-/// `--json`), by calling the operation in its streaming mode until its bound is reached.
-async fn run_watch(
+/// A streaming operation (`x-dispatch.streaming`, e.g. `watch`) from the CLI: events are
+/// printed as they arrive (one JSON object per line with `--json`), by calling the operation
+/// in its streaming mode until its bound is reached.
+async fn run_stream(
     runner: &Runner,
     op: &'static Operation,
+    stream: Streaming,
     input: Value,
     json: bool,
 ) -> Result<ExitCode, DispatchError> {
-    // The input is validated: the bound is within the contract's range. Its call deadline
-    // (`Operation::call_timeout`) follows what is left of it on every call below.
-    let (timeout, maximum) = op
-        .bound
-        .map(|b| {
-            let given = input[b.field].as_f64().unwrap_or(b.default);
-            (given, b.maximum)
-        })
-        .unwrap_or((30.0, 600.0));
-    let max_events = input["max_events"].as_u64().unwrap_or(100);
+    // The input is validated: the bound is within the contract's range (the lint requires a
+    // streaming operation to have one). Its call deadline (`Operation::call_timeout`) follows
+    // what is left of it on every call below.
+    let (bound_field, timeout, maximum) = match op.bound {
+        Some(b) => (
+            b.field,
+            input[b.field].as_f64().unwrap_or(b.default),
+            b.maximum,
+        ),
+        None => {
+            return Err(DispatchError::internal(format!(
+                "`{}` streams but its contract gives no bound",
+                op.title
+            )));
+        }
+    };
+    let max_events = input[stream.limit].as_u64().unwrap_or(stream.limit_default);
     let deadline = std::time::Instant::now()
         + std::time::Duration::try_from_secs_f64(timeout.clamp(0.0, maximum)).unwrap_or_default();
     let mut seen = 0u64;
-    let mut cursor = input.get("after").cloned();
+    let mut cursor = input.get(stream.after).cloned();
     loop {
         let remaining = deadline
             .saturating_duration_since(std::time::Instant::now())
             .as_secs_f64();
         let mut call = input.clone();
-        call["stream"] = Value::Bool(true);
-        call["timeout"] = serde_json::json!(remaining.max(0.001));
-        call["max_events"] = serde_json::json!(max_events - seen);
+        call[stream.switch] = Value::Bool(true);
+        call[bound_field] = serde_json::json!(remaining.max(0.001));
+        call[stream.limit] = serde_json::json!(max_events - seen);
         if let Some(cursor) = &cursor {
-            call["after"] = cursor.clone();
+            call[stream.after] = cursor.clone();
         }
         let output = runner.run(op, call).await?;
-        for event in output["events"]
+        for event in output[stream.events]
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default()
@@ -102,17 +111,17 @@ async fn run_watch(
                 render::watch_event(event)
             };
             if write_line(Stream::Stdout, &line).is_err() {
-                // Nobody reads any more (`| head -1`): the watch is over.
+                // Nobody reads any more (`| head -1`): the stream is over.
                 return Ok(ExitCode::SUCCESS);
             }
             seen += 1;
         }
-        cursor = output.get("cursor").cloned();
-        let ended = output["ended"].as_str().unwrap_or("timeout");
+        cursor = output.get(stream.cursor).cloned();
+        let ended = output[stream.ended].as_str().unwrap_or("timeout");
         if ended != "batch" || seen >= max_events || std::time::Instant::now() >= deadline {
             let ended = if ended == "batch" {
                 if seen >= max_events {
-                    "max_events"
+                    stream.limit
                 } else {
                     "timeout"
                 }
@@ -141,18 +150,19 @@ async fn run_operation(
     validate_cli_input(op, &input)?;
     let input = read_file_inputs(op, input, &mut ProcessStdin)?;
     let runner = Runner::from_env()?;
-    if op.id == "watch" {
-        return run_watch(&runner, op, input, json).await;
+    if let Some(stream) = op.streaming {
+        return run_stream(&runner, op, stream, input, json).await;
     }
     let output = runner.run(op, input).await?;
+    let shown = generated::cli::shown(op, &output);
     let text = if json {
         serde_json::to_string_pretty(&output).unwrap_or_default()
     } else {
-        render::human(op, &output)
+        shown.text
     };
     // A closed stdout (e.g. `| head`) is not an error worth reporting.
     let _closed = write_line(Stream::Stdout, &text);
-    Ok(render::exit_code(op, &output))
+    Ok(shown.exit)
 }
 
 fn run_async<F: std::future::Future<Output = Result<ExitCode, DispatchError>>>(
@@ -163,10 +173,6 @@ fn run_async<F: std::future::Future<Output = Result<ExitCode, DispatchError>>>(
         .build()
         .map_err(|err| DispatchError::internal(format!("cannot start the async runtime: {err}")))?
         .block_on(future)
-}
-
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Prints `err` as the contract says: one line and a hint on stderr, or `{"error":..}` on
@@ -189,7 +195,7 @@ fn report_error(err: &DispatchError, json: bool) -> ExitCode {
             ),
         )
     };
-    exit(err.code.exit_code())
+    err.code.exit_status()
 }
 
 /// Help and version go to stdout with exit 0; every other clap failure is `invalid_input`.
@@ -201,7 +207,7 @@ fn clap_failure(err: clap::Error, json: bool) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             let _closed = err.print();
-            exit(dispatch_contract::ErrorCode::InvalidInput.exit_code())
+            dispatch_contract::ErrorCode::InvalidInput.exit_status()
         }
         _ => {
             let rendered = err.render().to_string();

@@ -1,5 +1,7 @@
-//! Human output of the operations. Operations without a renderer of their own print their
-//! output object as pretty JSON, so a new operation is usable before it gets one.
+//! Human output of the operations: one [`Render`] implementation per operation's typed
+//! output (`<Op>Output`). The generated `generated::cli::shown` decodes the output into its
+//! type and calls it; an implementation that overrides nothing prints the output object as
+//! pretty JSON, so a new operation needs only `impl Render for NewOpOutput {}`.
 //!
 //! Every string a renderer prints goes through [`escape`] (or [`block`] for multi-line
 //! message text): titles, handles, paths, messages and errors come from users and models, and
@@ -12,6 +14,9 @@ use std::process::ExitCode;
 
 use comfy_table::{Table, presets::NOTHING};
 use dispatch_contract::Operation;
+use dispatch_contract::types::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A borderless table with its trailing padding trimmed.
@@ -77,22 +82,6 @@ pub fn block(s: &str, indent: &str) -> String {
     out
 }
 
-/// A JSON value as human text: `-` for null, strings escaped.
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => escape(s).into_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// A string field, escaped, or `default` when it is not a string.
-fn text_or(value: &Value, default: &str) -> String {
-    value
-        .as_str()
-        .map_or_else(|| default.to_owned(), |s| escape(s).into_owned())
-}
-
 /// Pretty JSON for the terminal: serde_json escapes C0 controls in strings but leaves DEL,
 /// C1 and the other characters of [`unsafe_char`] raw; they become `\u` escapes (still JSON).
 fn json_text(output: &Value) -> String {
@@ -108,551 +97,616 @@ fn json_text(output: &Value) -> String {
     out
 }
 
-/// The human rendering of `output`.
-pub fn human(op: &Operation, output: &Value) -> String {
-    match op.id {
-        "up" => up(output),
-        "down" => down(output),
-        "daemon_status" => daemon_status(output),
-        "daemon_log" => daemon_log(output),
-        "doctor" => doctor(output),
-        "registry_migrate" => registry_migrate(output),
-        "models" => models(output),
-        "new" => new(output),
-        "get" => get(output),
-        "list" => list_lanes(output),
-        "tail" => tail(output),
-        "send" => send(output),
-        "stop" => stop(output),
-        "goal_set" | "goal_get" => goal(output),
-        "goal_clear" => goal_clear(output),
-        "requests" => requests(output),
-        "respond" => respond(output),
-        "attach" => attach(output),
-        "sync" => sync(output),
-        "rename" | "archive" | "restore" => thread_meta(op.id, output),
-        "search" => search(output),
-        "assets" => assets(output),
-        _ => json_text(output),
+/// How an operation's output looks to a person, and the exit status of a successful call.
+pub trait Render: Serialize {
+    /// The human text. The default is the output object as pretty JSON, escaped for a
+    /// terminal.
+    fn human(&self) -> String {
+        json_text(&serde_json::to_value(self).unwrap_or(Value::Null))
     }
-}
 
-/// The exit code of a successful call: `doctor` exits 1 when a check fails.
-pub fn exit_code(op: &Operation, output: &Value) -> ExitCode {
-    if op.id == "doctor" && output["status"] == "fail" {
-        ExitCode::FAILURE
-    } else {
+    /// The exit status of a successful call (`doctor` exits 1 when a check fails).
+    fn exit_code(&self) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
 
-fn up(o: &Value) -> String {
-    let verb = if o["status"] == "started" {
-        "started"
-    } else {
-        "already running"
-    };
-    format!(
-        "dispatchd {verb} (pid {}) on {}",
-        text(&o["pid"]),
-        text(&o["socket"])
-    )
+/// What the CLI prints for a successful call, and its exit status.
+pub struct Shown {
+    /// The human text.
+    pub text: String,
+    /// The exit status.
+    pub exit: ExitCode,
 }
 
-fn down(o: &Value) -> String {
-    let mut lines = vec![match o["status"].as_str() {
-        Some("stopped") => format!("dispatchd stopped (pid {})", text(&o["pid"])),
-        Some("killed") => format!(
-            "dispatchd did not exit in time and was killed (pid {})",
-            text(&o["pid"])
-        ),
-        _ => "dispatchd is not running".to_owned(),
-    }];
-    if let Some(cleaned) = o["cleaned"].as_array() {
-        lines.extend(cleaned.iter().map(|p| format!("removed stale {}", text(p))));
+/// `output` decoded as `T` and rendered; an output that does not decode (a daemon built from
+/// another contract) is shown as escaped JSON.
+pub fn shown_as<T: Render + DeserializeOwned>(output: &Value) -> Shown {
+    match serde_json::from_value::<T>(output.clone()) {
+        Ok(typed) => Shown {
+            text: typed.human(),
+            exit: typed.exit_code(),
+        },
+        Err(_) => Shown {
+            text: json_text(output),
+            exit: ExitCode::SUCCESS,
+        },
     }
-    lines.join("\n")
 }
 
-fn daemon_status(o: &Value) -> String {
-    let app = &o["app_server"];
-    let lanes = &o["lanes"];
+/// The human rendering of `op`'s `output`.
+pub fn human(op: &Operation, output: &Value) -> String {
+    crate::generated::cli::shown(op, output).text
+}
+
+/// The exit status of a successful call of `op` with `output`.
+pub fn exit_code(op: &Operation, output: &Value) -> ExitCode {
+    crate::generated::cli::shown(op, output).exit
+}
+
+/// `s` escaped, owned.
+fn e(s: &str) -> String {
+    escape(s).into_owned()
+}
+
+/// An optional string, escaped, or `-`.
+fn opt(s: &Option<String>) -> String {
+    s.as_deref().map_or_else(|| "-".to_owned(), e)
+}
+
+/// A value shown with `Display` (numbers, enums), escaped.
+fn d(value: impl std::fmt::Display) -> String {
+    e(&value.to_string())
+}
+
+/// An optional value shown with `Display`, or `-`.
+fn od<T: std::fmt::Display>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "-".to_owned(), d)
+}
+
+/// A list of strings, escaped, joined with `,`.
+fn list(items: &[String]) -> String {
+    items.iter().map(|s| e(s)).collect::<Vec<_>>().join(",")
+}
+
+/// A borderless table with these rows.
+fn rows(rows: Vec<Vec<String>>) -> String {
     let mut table = Table::new();
     table.load_preset(NOTHING);
-    table.add_row(vec![
-        "daemon".into(),
-        format!(
-            "pid {}, up {} s, version {}",
-            text(&o["pid"]),
-            text(&o["uptime_s"]),
-            text(&o["version"])
-        ),
-    ]);
-    table.add_row(vec!["socket".into(), text(&o["socket"])]);
-    table.add_row(vec![
-        "registry".into(),
-        format!("schema {}", text(&o["schema_version"])),
-    ]);
-    table.add_row(vec![
-        "app server".into(),
-        format!(
-            "{} (pid {}, version {}, restarts {})",
-            text(&app["state"]),
-            text(&app["pid"]),
-            text(&app["version"]),
-            text(&app["restarts"])
-        ),
-    ]);
-    table.add_row(vec![
-        "lanes".into(),
-        format!(
-            "{} total: {} idle, {} busy, {} retrying, {} waiting approval, {} error",
-            text(&lanes["total"]),
-            text(&lanes["idle"]),
-            text(&lanes["busy"]),
-            text(&lanes["retrying"]),
-            text(&lanes["waiting_approval"]),
-            text(&lanes["error"])
-        ),
-    ]);
+    for row in rows {
+        table.add_row(row);
+    }
     plain(&table)
 }
 
-fn daemon_log(o: &Value) -> String {
-    let entries = o["entries"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if entries.is_empty() {
-        return "the action log is empty".into();
-    }
+/// A borderless table with a header.
+fn headed(header: &[&str], body: Vec<Vec<String>>) -> String {
     let mut table = Table::new();
     table.load_preset(NOTHING);
-    table.set_header(vec!["AT", "OP", "LANE", "OUTCOME", "DETAIL"]);
-    for e in entries {
-        let outcome = match &e["error_code"] {
-            Value::Null => text(&e["outcome"]),
-            code => format!("error ({})", text(code)),
+    table.set_header(header.to_vec());
+    for row in body {
+        table.add_row(row);
+    }
+    plain(&table)
+}
+
+impl Render for UpOutput {
+    fn human(&self) -> String {
+        let verb = match self.status {
+            UpOutputStatus::Started => "started",
+            UpOutputStatus::Running => "already running",
         };
-        table.add_row(vec![
-            text(&e["at"]),
-            text(&e["op"]),
-            text(&e["lane"]),
-            outcome,
-            text(&e["detail"]),
-        ]);
+        format!("dispatchd {verb} (pid {}) on {}", self.pid, e(&self.socket))
     }
-    plain(&table)
 }
 
-fn doctor(o: &Value) -> String {
-    let mut lines = Vec::new();
-    for c in o["checks"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        lines.push(format!(
-            "{:<5} {:<18} {}",
-            text(&c["status"]),
-            text(&c["name"]),
-            text(&c["summary"])
-        ));
-        if c["status"] != "ok" && c["hint"].is_string() {
-            lines.push(format!("{:<24} hint: {}", "", text(&c["hint"])));
+impl Render for DownOutput {
+    fn human(&self) -> String {
+        let pid = od(&self.pid);
+        let mut lines = vec![match self.status {
+            DownOutputStatus::Stopped => format!("dispatchd stopped (pid {pid})"),
+            DownOutputStatus::Killed => {
+                format!("dispatchd did not exit in time and was killed (pid {pid})")
+            }
+            DownOutputStatus::NotRunning => "dispatchd is not running".to_owned(),
+        }];
+        lines.extend(
+            self.cleaned
+                .iter()
+                .map(|p| format!("removed stale {}", e(p))),
+        );
+        lines.join("\n")
+    }
+}
+
+impl Render for DaemonStatusOutput {
+    fn human(&self) -> String {
+        let app = &self.app_server;
+        let lanes = &self.lanes;
+        rows(vec![
+            vec![
+                "daemon".into(),
+                format!(
+                    "pid {}, up {} s, version {}",
+                    self.pid,
+                    self.uptime_s,
+                    e(&self.version)
+                ),
+            ],
+            vec!["socket".into(), e(&self.socket)],
+            vec!["registry".into(), format!("schema {}", self.schema_version)],
+            vec![
+                "app server".into(),
+                format!(
+                    "{} (pid {}, version {}, restarts {})",
+                    d(app.state),
+                    od(&app.pid),
+                    opt(&app.version),
+                    app.restarts
+                ),
+            ],
+            vec![
+                "lanes".into(),
+                format!(
+                    "{} total: {} idle, {} busy, {} retrying, {} waiting approval, {} error",
+                    lanes.total,
+                    lanes.idle,
+                    lanes.busy,
+                    lanes.retrying,
+                    lanes.waiting_approval,
+                    lanes.error
+                ),
+            ],
+        ])
+    }
+}
+
+impl Render for DaemonLogOutput {
+    fn human(&self) -> String {
+        if self.entries.is_empty() {
+            return "the action log is empty".into();
+        }
+        let body = self
+            .entries
+            .iter()
+            .map(|entry| {
+                let outcome = match &entry.error_code {
+                    None => d(entry.outcome),
+                    Some(code) => format!("error ({})", e(code)),
+                };
+                vec![
+                    e(&entry.at),
+                    e(&entry.op),
+                    opt(&entry.lane),
+                    outcome,
+                    opt(&entry.detail),
+                ]
+            })
+            .collect();
+        headed(&["AT", "OP", "LANE", "OUTCOME", "DETAIL"], body)
+    }
+}
+
+impl Render for DoctorOutput {
+    fn human(&self) -> String {
+        let mut lines = Vec::new();
+        for check in &self.checks {
+            lines.push(format!(
+                "{:<5} {:<18} {}",
+                d(check.status),
+                e(&check.name),
+                e(&check.summary)
+            ));
+            if check.status != CheckStatus::Ok
+                && let Some(hint) = &check.hint
+            {
+                lines.push(format!("{:<24} hint: {}", "", e(hint)));
+            }
+        }
+        lines.push(format!("doctor: {}", d(self.status)));
+        lines.join("\n")
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.status == CheckStatus::Fail {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
         }
     }
-    lines.push(format!("doctor: {}", text(&o["status"])));
-    lines.join("\n")
 }
 
-fn registry_migrate(o: &Value) -> String {
-    match o["status"].as_str() {
-        Some("created") => format!(
-            "created {} at schema {}",
-            text(&o["path"]),
-            text(&o["to_version"])
-        ),
-        Some("migrated") => format!(
-            "migrated {} from schema {} to {} (backup {})",
-            text(&o["path"]),
-            text(&o["from_version"]),
-            text(&o["to_version"]),
-            text(&o["backup"])
-        ),
-        _ => format!(
-            "{} is up to date (schema {})",
-            text(&o["path"]),
-            text(&o["to_version"])
-        ),
+impl Render for RegistryMigrateOutput {
+    fn human(&self) -> String {
+        let path = e(&self.path);
+        match self.status {
+            RegistryMigrateOutputStatus::Created => {
+                format!("created {path} at schema {}", self.to_version)
+            }
+            RegistryMigrateOutputStatus::Migrated => format!(
+                "migrated {path} from schema {} to {} (backup {})",
+                od(&self.from_version),
+                self.to_version,
+                opt(&self.backup)
+            ),
+            RegistryMigrateOutputStatus::UpToDate => {
+                format!("{path} is up to date (schema {})", self.to_version)
+            }
+        }
     }
 }
 
-fn list(value: &Value) -> String {
-    value
-        .as_array()
-        .map(|items| items.iter().map(text).collect::<Vec<_>>().join(","))
-        .unwrap_or_default()
-}
-
-fn models(o: &Value) -> String {
-    if o["catalog_state"] == "empty" {
-        return format!("no model catalog yet\nhint: {}", text(&o["hint"]));
-    }
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header(vec![
-        "MODEL",
-        "NAME",
-        "EFFORTS (DEFAULT)",
-        "INPUT",
-        "SERVICE TIERS",
-    ]);
-    for m in o["models"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let id = if m["is_default"] == true {
-            format!("{} *", text(&m["id"]))
-        } else {
-            text(&m["id"])
-        };
-        let tiers = m["service_tiers"]
-            .as_array()
-            .map(|tiers| {
-                tiers
+impl Render for ModelsOutput {
+    fn human(&self) -> String {
+        if self.catalog_state == ModelsOutputCatalogState::Empty {
+            return format!("no model catalog yet\nhint: {}", opt(&self.hint));
+        }
+        let body = self
+            .models
+            .iter()
+            .map(|m| {
+                let id = if m.is_default {
+                    format!("{} *", e(&m.id))
+                } else {
+                    e(&m.id)
+                };
+                let tiers = m
+                    .service_tiers
                     .iter()
                     .map(|t| {
-                        let alias = m["aliases"].as_object().and_then(|a| {
-                            a.iter()
-                                .find(|(_, id)| **id == t["id"])
-                                .map(|(a, _)| escape(a).into_owned())
-                        });
+                        let alias = m.aliases.iter().find(|(_, id)| **id == t.id);
                         match alias {
-                            Some(alias) => format!("{} ({alias})", text(&t["id"])),
-                            None => text(&t["id"]),
+                            Some((alias, _)) => format!("{} ({})", e(&t.id), e(alias)),
+                            None => e(&t.id),
                         }
                     })
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(",");
+                vec![
+                    id,
+                    e(&m.display_name),
+                    format!("{} ({})", list(&m.efforts), opt(&m.default_effort)),
+                    list(&m.input_modalities),
+                    tiers,
+                ]
             })
-            .unwrap_or_default();
-        table.add_row(vec![
-            id,
-            text(&m["display_name"]),
-            format!("{} ({})", list(&m["efforts"]), text(&m["default_effort"])),
-            list(&m["input_modalities"]),
-            tiers,
-        ]);
+            .collect();
+        format!(
+            "{}\ndefault model: {} (* = catalog default); {} catalog fetched {}",
+            headed(
+                &[
+                    "MODEL",
+                    "NAME",
+                    "EFFORTS (DEFAULT)",
+                    "INPUT",
+                    "SERVICE TIERS"
+                ],
+                body
+            ),
+            opt(&self.default_model),
+            d(self.source),
+            opt(&self.fetched_at)
+        )
     }
-    format!(
-        "{}\ndefault model: {} (* = catalog default); {} catalog fetched {}",
-        plain(&table),
-        text(&o["default_model"]),
-        text(&o["source"]),
-        text(&o["fetched_at"])
-    )
 }
 
-fn lane_line(l: &Value) -> String {
-    let title = text_or(&l["title"], "(untitled)");
-    let handle = l["handle"]
-        .as_str()
-        .map(|h| format!(" @{}", escape(h)))
+fn lane_line(lane: &Lane) -> String {
+    let title = lane.title.as_deref().map_or_else(|| "(untitled)".into(), e);
+    let handle = lane
+        .handle
+        .as_deref()
+        .map(|h| format!(" @{}", e(h)))
         .unwrap_or_default();
-    format!(
-        "{} {title}{handle} [{}]",
-        text(&l["ref"]),
-        text(&l["status"])
-    )
+    format!("{} {title}{handle} [{}]", e(&lane.ref_), d(lane.status))
 }
 
-fn turn_line(t: &Value) -> String {
-    if t.is_null() {
+fn turn_line(turn: &Option<LatestTurn>) -> String {
+    let Some(turn) = turn else {
         return "no turn yet".into();
-    }
-    let mut line = format!("{} {}", text(&t["id"]), text(&t["status"]));
-    if let Some(ms) = t["duration_ms"].as_i64() {
+    };
+    let mut line = format!("{} {}", e(&turn.id), d(turn.status));
+    if let Some(ms) = turn.duration_ms {
         line.push_str(&format!(" in {:.1} s", ms as f64 / 1000.0));
     }
-    if t["error"].is_string() {
-        line.push_str(&format!(": {}", text(&t["error"])));
+    if let Some(error) = &turn.error {
+        line.push_str(&format!(": {}", e(error)));
     }
     line
 }
 
-fn new(o: &Value) -> String {
-    let lane = &o["lane"];
-    let mut lines = vec![
-        format!("created lane {}", lane_line(lane)),
-        format!("thread {}", text(&lane["id"])),
-    ];
-    if o["goal_set"] == true {
-        lines.push("goal set: Codex works on it until it is complete".into());
-    }
-    match o["message_accepted"].as_bool() {
-        Some(true) => lines.push(format!(
-            "message accepted (turn {}); follow it with `dispatch get {}` or `dispatch watch {}`",
-            text(&o["turn_id"]),
-            text(&lane["ref"]),
-            text(&lane["ref"])
-        )),
-        Some(false) => lines.push("the first message was not accepted".into()),
-        None => {}
-    }
-    lines.extend(warnings(o));
-    lines.join("\n")
-}
-
 /// The `warnings` of a write, one `warning: ...` line each.
-fn warnings(o: &Value) -> Vec<String> {
-    o["warnings"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+fn warnings(warnings: &[String]) -> Vec<String> {
+    warnings
         .iter()
-        .map(|w| format!("warning: {}", text(w)))
+        .map(|w| format!("warning: {}", e(w)))
         .collect()
 }
 
-fn get(o: &Value) -> String {
-    let l = &o["lane"];
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.add_row(vec!["lane".into(), lane_line(l)]);
-    table.add_row(vec!["thread".into(), text(&l["id"])]);
-    let writable = if l["writable"] == true {
-        format!("{}, writable", text(&l["ownership"]))
-    } else {
-        format!(
-            "{}, read-only: {}",
-            text(&l["ownership"]),
-            text(&l["write_locked_reason"])
-        )
-    };
-    table.add_row(vec!["ownership".into(), writable]);
-    table.add_row(vec!["cwd".into(), text(&l["cwd"])]);
-    table.add_row(vec!["model".into(), text_or(&l["model"], "Codex default")]);
-    table.add_row(vec!["latest turn".into(), turn_line(&l["latest_turn"])]);
-    if let Some(attempts) = l["retry"]["attempts"].as_u64() {
-        table.add_row(vec![
-            "retrying".into(),
+impl Render for NewOutput {
+    fn human(&self) -> String {
+        let lane = &self.lane;
+        let mut lines = vec![
+            format!("created lane {}", lane_line(lane)),
+            format!("thread {}", e(&lane.id)),
+        ];
+        if self.goal_set {
+            lines.push("goal set: Codex works on it until it is complete".into());
+        }
+        match self.message_accepted {
+            Some(true) => lines.push(format!(
+                "message accepted (turn {}); follow it with `dispatch get {1}` or `dispatch watch {1}`",
+                opt(&self.turn_id),
+                e(&lane.ref_),
+            )),
+            Some(false) => lines.push("the first message was not accepted".into()),
+            None => {}
+        }
+        lines.extend(warnings(&self.warnings));
+        lines.join("\n")
+    }
+}
+
+impl Render for GetOutput {
+    fn human(&self) -> String {
+        let l = &self.lane;
+        let writable = if l.writable {
+            format!("{}, writable", d(l.ownership))
+        } else {
             format!(
-                "attempt {attempts}, last error at {}: {}",
-                text(&l["retry"]["at"]),
-                text(&l["retry"]["last_error"])
-            ),
-        ]);
-    }
-    if !l["stalled_since"].is_null() {
-        table.add_row(vec![
-            "stalled".into(),
-            format!("no App Server event since {}", text(&l["stalled_since"])),
-        ]);
-    }
-    if !l["hint"].is_null() {
-        table.add_row(vec!["hint".into(), text(&l["hint"])]);
-    }
-    if !l["goal"].is_null() {
-        table.add_row(vec![
-            "goal".into(),
-            format!(
-                "{} ({})",
-                text(&l["goal"]["objective"]),
-                text(&l["goal"]["status"])
-            ),
-        ]);
-    }
-    let c = &o["counts"];
-    table.add_row(vec![
-        "counts".into(),
-        format!(
-            "{} turns, {} items, {} events, {} errors",
-            text(&c["turns"]),
-            text(&c["items"]),
-            text(&c["events"]),
-            text(&c["errors"])
-        ),
-    ]);
-    let mut out = plain(&table);
-    let running_turn = l["latest_turn"]["id"]
-        .as_str()
-        .filter(|_| l["latest_turn"]["status"] == "in_progress");
-    for e in o["errors"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .take(5)
-    {
-        // "retrying" only while the turn it was said of still runs.
-        let retry = match (e["will_retry"] == true, e["turn_id"].as_str()) {
-            (true, Some(turn)) if Some(turn) == running_turn => " (Codex is retrying)",
-            (true, _) => " (Codex retried; that turn has ended)",
-            (false, _) => "",
+                "{}, read-only: {}",
+                d(l.ownership),
+                opt(&l.write_locked_reason)
+            )
         };
-        out.push_str(&format!(
-            "\nerror {}: {}{retry}",
-            text(&e["at"]),
-            text(&e["message"])
-        ));
-    }
-    out
-}
-
-fn list_lanes(o: &Value) -> String {
-    let lanes = o["lanes"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if lanes.is_empty() {
-        return "no lanes".into();
-    }
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header(vec![
-        "REF",
-        "STATUS",
-        "TITLE",
-        "HANDLE",
-        "OWNER",
-        "LATEST TURN",
-        "UPDATED",
-    ]);
-    for l in lanes {
-        table.add_row(vec![
-            text(&l["ref"]),
-            text(&l["status"]),
-            text(&l["title"]),
-            l["handle"]
-                .as_str()
-                .map(|h| format!("@{}", escape(h)))
-                .unwrap_or_else(|| "-".into()),
-            text(&l["ownership"]),
-            text_or(&l["latest_turn"]["status"], "-"),
-            text(&l["updated_at"]),
+        let mut table = vec![
+            vec!["lane".into(), lane_line(l)],
+            vec!["thread".into(), e(&l.id)],
+            vec!["ownership".into(), writable],
+            vec!["cwd".into(), opt(&l.cwd)],
+            vec![
+                "model".into(),
+                l.model.as_deref().map_or_else(|| "Codex default".into(), e),
+            ],
+            vec!["latest turn".into(), turn_line(&l.latest_turn)],
+        ];
+        if let Some(retry) = &l.retry {
+            table.push(vec![
+                "retrying".into(),
+                format!(
+                    "attempt {}, last error at {}: {}",
+                    retry.attempts,
+                    opt(&retry.at),
+                    opt(&retry.last_error)
+                ),
+            ]);
+        }
+        if let Some(since) = &l.stalled_since {
+            table.push(vec![
+                "stalled".into(),
+                format!("no App Server event since {}", e(since)),
+            ]);
+        }
+        if let Some(hint) = &l.hint {
+            table.push(vec!["hint".into(), e(hint)]);
+        }
+        if let Some(goal) = &l.goal {
+            table.push(vec![
+                "goal".into(),
+                format!("{} ({})", e(&goal.objective), e(&goal.status)),
+            ]);
+        }
+        let c = &self.counts;
+        table.push(vec![
+            "counts".into(),
+            format!(
+                "{} turns, {} items, {} events, {} errors",
+                c.turns, c.items, c.events, c.errors
+            ),
         ]);
-    }
-    plain(&table)
-}
-
-fn tail(o: &Value) -> String {
-    let items = o["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if items.is_empty() {
-        return format!("lane {} has no items yet", text(&o["lane"]["ref"]));
-    }
-    items
-        .iter()
-        .map(|i| {
-            let body = match i["text"].as_str() {
-                Some(body) => block(body, "    "),
-                None => text(&i["text"]),
+        let mut out = rows(table);
+        let running_turn = l
+            .latest_turn
+            .as_ref()
+            .filter(|t| t.status == TurnStatus::InProgress)
+            .map(|t| t.id.as_str());
+        for error in self.errors.iter().take(5) {
+            // "retrying" only while the turn it was said of still runs.
+            let retry = match (error.will_retry, error.turn_id.as_deref()) {
+                (true, Some(turn)) if Some(turn) == running_turn => " (Codex is retrying)",
+                (true, _) => " (Codex retried; that turn has ended)",
+                (false, _) => "",
             };
-            format!("[{}] {body}", text(&i["type"]))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn send(o: &Value) -> String {
-    let how = if o["steered"] == true {
-        "added to the running turn"
-    } else {
-        "accepted, new turn"
-    };
-    let mut lines = vec![format!(
-        "message {how} {} on lane {}; follow it with `dispatch get {}`",
-        text(&o["turn_id"]),
-        text(&o["lane"]["ref"]),
-        text(&o["lane"]["ref"])
-    )];
-    lines.extend(warnings(o));
-    lines.join("\n")
-}
-
-fn stop(o: &Value) -> String {
-    if o["interrupted"] == true {
-        format!(
-            "interrupting turn {} of lane {}",
-            text(&o["turn_id"]),
-            text(&o["lane"]["ref"])
-        )
-    } else {
-        format!("lane {} has no running turn", text(&o["lane"]["ref"]))
+            out.push_str(&format!(
+                "\nerror {}: {}{retry}",
+                e(&error.at),
+                e(&error.message)
+            ));
+        }
+        out
     }
 }
 
-fn goal(o: &Value) -> String {
-    match o["goal"].as_object() {
+impl Render for ListOutput {
+    fn human(&self) -> String {
+        if self.lanes.is_empty() {
+            return "no lanes".into();
+        }
+        let body = self
+            .lanes
+            .iter()
+            .map(|l| {
+                vec![
+                    e(&l.ref_),
+                    d(l.status),
+                    opt(&l.title),
+                    l.handle
+                        .as_deref()
+                        .map_or_else(|| "-".into(), |h| format!("@{}", e(h))),
+                    d(l.ownership),
+                    l.latest_turn
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |t| d(t.status)),
+                    e(&l.updated_at),
+                ]
+            })
+            .collect();
+        headed(
+            &[
+                "REF",
+                "STATUS",
+                "TITLE",
+                "HANDLE",
+                "OWNER",
+                "LATEST TURN",
+                "UPDATED",
+            ],
+            body,
+        )
+    }
+}
+
+impl Render for TailOutput {
+    fn human(&self) -> String {
+        if self.items.is_empty() {
+            return format!("lane {} has no items yet", e(&self.lane.ref_));
+        }
+        self.items
+            .iter()
+            .map(|item| {
+                let body = item
+                    .text
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |t| block(t, "    "));
+                format!("[{}] {body}", e(&item.type_))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Render for SendOutput {
+    fn human(&self) -> String {
+        let how = if self.steered {
+            "added to the running turn"
+        } else {
+            "accepted, new turn"
+        };
+        let mut lines = vec![format!(
+            "message {how} {} on lane {1}; follow it with `dispatch get {1}`",
+            e(&self.turn_id),
+            e(&self.lane.ref_),
+        )];
+        lines.extend(warnings(&self.warnings));
+        lines.join("\n")
+    }
+}
+
+impl Render for StopOutput {
+    fn human(&self) -> String {
+        let lane = e(&self.lane.ref_);
+        match (&self.turn_id, self.interrupted) {
+            (Some(turn), true) => format!("interrupting turn {} of lane {lane}", e(turn)),
+            _ => format!("lane {lane} has no running turn"),
+        }
+    }
+}
+
+fn goal(lane: &LaneRef, goal: &Option<Goal>) -> String {
+    match goal {
         Some(g) => format!(
             "lane {} goal: {} ({})",
-            text(&o["lane"]["ref"]),
-            g.get("objective").map(text).unwrap_or_default(),
-            g.get("status").map(text).unwrap_or_default()
+            e(&lane.ref_),
+            e(&g.objective),
+            e(&g.status)
         ),
-        None => format!("lane {} has no goal", text(&o["lane"]["ref"])),
+        None => format!("lane {} has no goal", e(&lane.ref_)),
     }
 }
 
-fn goal_clear(o: &Value) -> String {
-    if o["cleared"] == true {
-        format!("goal of lane {} cleared", text(&o["lane"]["ref"]))
-    } else {
-        format!("lane {} had no goal", text(&o["lane"]["ref"]))
+impl Render for GoalSetOutput {
+    fn human(&self) -> String {
+        goal(&self.lane, &self.goal)
     }
 }
 
-fn requests(o: &Value) -> String {
-    let requests = o["requests"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if requests.is_empty() {
-        return "no pending requests".into();
+impl Render for GoalGetOutput {
+    fn human(&self) -> String {
+        goal(&self.lane, &self.goal)
     }
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header(vec!["ID", "LANE", "KIND", "ASKS", "DECISIONS"]);
-    for r in requests {
-        table.add_row(vec![
-            text(&r["id"]),
-            text(&r["lane"]["ref"]),
-            text(&r["kind"]),
-            text(&r["summary"]),
-            list(&r["available_decisions"]),
-        ]);
-    }
-    format!(
-        "{}\nanswer with `dispatch respond <id> accept|decline`",
-        plain(&table)
-    )
 }
 
-fn respond(o: &Value) -> String {
-    format!(
-        "request {} answered `{}` (lane {})",
-        text(&o["request_id"]),
-        text(&o["decision"]),
-        text(&o["lane"]["ref"])
-    )
+impl Render for GoalClearOutput {
+    fn human(&self) -> String {
+        if self.cleared {
+            format!("goal of lane {} cleared", e(&self.lane.ref_))
+        } else {
+            format!("lane {} had no goal", e(&self.lane.ref_))
+        }
+    }
 }
 
-/// One watched event as a human line.
-pub fn watch_event(e: &Value) -> String {
-    let summary = e["summary"]
+impl Render for RequestsOutput {
+    fn human(&self) -> String {
+        if self.requests.is_empty() {
+            return "no pending requests".into();
+        }
+        let body = self
+            .requests
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    e(&r.lane.ref_),
+                    e(&r.kind),
+                    e(&r.summary),
+                    list(&r.available_decisions),
+                ]
+            })
+            .collect();
+        format!(
+            "{}\nanswer with `dispatch respond <id> accept|decline`",
+            headed(&["ID", "LANE", "KIND", "ASKS", "DECISIONS"], body)
+        )
+    }
+}
+
+impl Render for RespondOutput {
+    fn human(&self) -> String {
+        format!(
+            "request {} answered `{}` (lane {})",
+            self.request_id,
+            e(&self.decision),
+            e(&self.lane.ref_)
+        )
+    }
+}
+
+/// One streamed `watch` event as a human line.
+pub fn watch_event(event: &Value) -> String {
+    let field = |name: &str| match &event[name] {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => e(s),
+        other => e(&other.to_string()),
+    };
+    let summary = event["summary"]
         .as_str()
-        .map(|s| format!(" {}", escape(s)))
+        .map(|s| format!(" {}", e(s)))
         .unwrap_or_default();
-    format!("{} {}{summary}", text(&e["at"]), text(&e["method"]))
+    format!("{} {}{summary}", field("at"), field("method"))
 }
 
 /// The closing line of a human `watch`: why it ended, how many events it printed, and the
 /// cursor to continue from with `--after`.
 pub fn watch_end(summary: &Value) -> String {
-    let ended = text(&summary["ended"]);
-    let events = text(&summary["events"]);
+    let field = |name: &str| match &summary[name] {
+        Value::String(s) => e(s),
+        other => e(&other.to_string()),
+    };
+    let (ended, events) = (field("ended"), field("events"));
     match &summary["cursor"] {
         Value::Null => format!("watch ended ({ended}) after {events} events"),
-        cursor => {
-            let cursor = text(cursor);
+        _ => {
+            let cursor = field("cursor");
             format!(
                 "watch ended ({ended}) after {events} events at cursor {cursor}; continue with --after {cursor}"
             )
@@ -660,78 +714,111 @@ pub fn watch_end(summary: &Value) -> String {
     }
 }
 
-fn attach(o: &Value) -> String {
-    let verb = if o["already_attached"] == true {
-        "already attached as"
-    } else {
-        "attached as"
-    };
-    format!(
-        "{verb} lane {} (observe-only unless [policy] allow_attached_writes)",
-        lane_line(&o["lane"])
-    )
-}
+impl Render for WatchOutput {}
 
-fn sync(o: &Value) -> String {
-    format!(
-        "synced lane {}: {} turns, {} new items, {} updated",
-        text(&o["lane"]["ref"]),
-        text(&o["turns"]),
-        text(&o["items_added"]),
-        text(&o["items_updated"])
-    )
-}
-
-fn thread_meta(op: &str, o: &Value) -> String {
-    let who = match o["ref"].as_str() {
-        Some(r) => format!("lane {}", escape(r)),
-        None => format!("thread {}", text(&o["id"])),
-    };
-    match op {
-        "rename" => format!("{who} is now titled {}", text(&o["title"])),
-        "archive" => format!("{who} archived"),
-        _ => format!("{who} restored"),
+impl Render for AttachOutput {
+    fn human(&self) -> String {
+        let verb = if self.already_attached {
+            "already attached as"
+        } else {
+            "attached as"
+        };
+        format!(
+            "{verb} lane {} (observe-only unless [policy] allow_attached_writes)",
+            lane_line(&self.lane)
+        )
     }
 }
 
-fn search(o: &Value) -> String {
-    let hits = o["hits"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if hits.is_empty() {
-        return "no matches".into();
+impl Render for SyncOutput {
+    fn human(&self) -> String {
+        format!(
+            "synced lane {}: {} turns, {} new items, {} updated",
+            e(&self.lane.ref_),
+            self.turns,
+            self.items_added,
+            self.items_updated
+        )
     }
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header(vec!["REF", "SCOPE", "TITLE", "MATCH"]);
-    for h in hits {
-        table.add_row(vec![
-            h["ref"]
-                .as_str()
-                .map(|r| escape(r).into_owned())
-                .unwrap_or_else(|| text(&h["id"])),
-            text(&h["scope"]),
-            text(&h["title"]),
-            text(&h["snippet"]),
-        ]);
-    }
-    plain(&table)
 }
 
-fn assets(o: &Value) -> String {
-    let files = o["files"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let out = o["out"].as_str().map(escape);
-    let mut lines: Vec<String> = files
-        .iter()
-        .map(|f| match out {
-            Some(_) => format!("{:<11} {}", text(&f["status"]), text(&f["path"])),
-            None => format!("{} ({} bytes)", text(&f["path"]), text(&f["bytes"])),
-        })
-        .collect();
-    lines.push(match &out {
-        Some(dir) => format!("dispatch {} agent assets are in {dir}", text(&o["version"])),
-        None => format!(
-            "dispatch {} agent assets; `dispatch assets --out DIR` writes them",
-            text(&o["version"])
-        ),
-    });
-    lines.join("\n")
+/// `lane <ref>`, or `thread <id>` for a thread that is no lane.
+fn who(lane_ref: &Option<String>, id: &str) -> String {
+    match lane_ref {
+        Some(r) => format!("lane {}", e(r)),
+        None => format!("thread {}", e(id)),
+    }
 }
+
+impl Render for RenameOutput {
+    fn human(&self) -> String {
+        format!(
+            "{} is now titled {}",
+            who(&self.ref_, &self.id),
+            opt(&self.title)
+        )
+    }
+}
+
+impl Render for ArchiveOutput {
+    fn human(&self) -> String {
+        format!("{} archived", who(&self.ref_, &self.id))
+    }
+}
+
+impl Render for RestoreOutput {
+    fn human(&self) -> String {
+        format!("{} restored", who(&self.ref_, &self.id))
+    }
+}
+
+impl Render for SearchOutput {
+    fn human(&self) -> String {
+        if self.hits.is_empty() {
+            return "no matches".into();
+        }
+        let body = self
+            .hits
+            .iter()
+            .map(|h| {
+                vec![
+                    h.ref_.as_deref().map_or_else(|| e(&h.id), e),
+                    d(h.scope),
+                    opt(&h.title),
+                    opt(&h.snippet),
+                ]
+            })
+            .collect();
+        headed(&["REF", "SCOPE", "TITLE", "MATCH"], body)
+    }
+}
+
+impl Render for AssetsOutput {
+    fn human(&self) -> String {
+        let mut lines: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| match &self.out {
+                Some(_) => format!("{:<11} {}", d(f.status), e(&f.path)),
+                None => format!("{} ({} bytes)", e(&f.path), f.bytes),
+            })
+            .collect();
+        lines.push(match &self.out {
+            Some(dir) => format!(
+                "dispatch {} agent assets are in {}",
+                e(&self.version),
+                e(dir)
+            ),
+            None => format!(
+                "dispatch {} agent assets; `dispatch assets --out DIR` writes them",
+                e(&self.version)
+            ),
+        });
+        lines.join("\n")
+    }
+}
+
+impl Render for SchemaOutput {}
+
+/// An output of an operation this CLI does not know: shown as JSON.
+impl Render for Value {}

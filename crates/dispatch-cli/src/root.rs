@@ -59,7 +59,7 @@ pub fn subcommand_path(matches: &ArgMatches) -> (Vec<&str>, &ArgMatches) {
 /// `dispatch completion <shell>`.
 pub fn completion(matches: &ArgMatches) -> ExitCode {
     let Some(shell) = matches.get_one::<Shell>("shell").copied() else {
-        return ExitCode::from(2);
+        return dispatch_contract::ErrorCode::InvalidInput.exit_status();
     };
     let mut cmd = command();
     let mut script = Vec::new();

@@ -19,6 +19,7 @@ const DOCS: &[&str] = &[
     "docs/usage/README.md",
     "docs/adrs/0006-acceptance-vs-completion.md",
     "docs/adrs/0007-attached-lane-write-lock.md",
+    "docs/development/adding-an-operation.md",
     "skills/dispatch/SKILL.md",
     "skills/dm/SKILL.md",
 ];

@@ -26,6 +26,16 @@ fn instance(root: &Value, schema: &Value) -> Value {
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         return options.first().cloned().unwrap_or(Value::Null);
     }
+    // A nullable reference (`anyOf: [{$ref}, {type: null}]`): the non-null alternative, so
+    // the typed output decodes and its renderer, not the JSON fallback, shows it.
+    if let Some(options) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+        && let Some(option) = options.iter().find(|o| o["type"] != "null")
+    {
+        return instance(root, option);
+    }
     let kind = match &schema["type"] {
         Value::Array(kinds) => kinds
             .iter()

@@ -1,9 +1,8 @@
 //! [`Runner`]: the one entry point both front ends call with an operation and JSON input.
 
-use dispatch_contract::types::{DownInput, UpInput};
+use dispatch_contract::types::{DaemonStatusInput, DownInput, UpInput};
 use dispatch_contract::{
-    ClientOps, DispatchError, ErrorCode, Operation, RunsIn, call_client_op, operations,
-    validate_input,
+    ClientOps, DispatchError, ErrorCode, Operation, RunsIn, call_client_op, validate_input,
 };
 use dispatch_home::Paths;
 use dispatch_rpc::DaemonClient;
@@ -93,13 +92,10 @@ impl Runner {
         let Ok(client) = DaemonClient::connect(&self.paths().socket).await else {
             return false;
         };
-        let Ok(status) = client
-            .call_json_unchecked(&operations::DAEMON_STATUS, serde_json::json!({}))
-            .await
-        else {
-            return false;
-        };
-        let lanes = &status["lanes"];
-        lanes["busy"].as_u64() == Some(0) && lanes["waiting_approval"].as_u64() == Some(0)
+        // An answer this client cannot decode says nothing: the daemon is not known idle.
+        match client.call_unchecked(&DaemonStatusInput {}).await {
+            Ok(status) => status.lanes.busy == 0 && status.lanes.waiting_approval == 0,
+            Err(_) => false,
+        }
     }
 }

@@ -76,6 +76,12 @@ impl DispatchError {
         body
     }
 
+    /// The lane a partly done operation made or touched (`details.lane_ref`), so the action
+    /// log and the caller can name it.
+    pub fn lane_ref(&self) -> Option<&str> {
+        self.details.get("lane_ref").and_then(Value::as_str)
+    }
+
     /// The error as the CLI prints it with `--json`: `{"error": body}`.
     pub fn to_json(&self) -> Value {
         json!({ "error": self.body() })

@@ -5,6 +5,7 @@
 //! Everything under `generated/` is written by `cargo xtask gen` from `contract/`.
 
 mod error;
+mod handle;
 mod operation;
 mod validate;
 
@@ -21,8 +22,9 @@ pub use generated::api::{ClientOps, Dispatch, call_client_op};
 pub use generated::errors::ErrorCode;
 pub use generated::operations::{self as operations, OPERATIONS};
 pub use generated::types;
+pub use handle::{Handle, LaneArg, Logged, WriteRecord, run_operation};
 pub use operation::{
     CALL_TIMEOUT_MARGIN, CallBound, DEFAULT_CALL_TIMEOUT, Intent, Operation, Request, RunsIn,
-    decode_input, encode_output, find_operation, longest_call_timeout,
+    Streaming, decode_input, encode_output, find_operation, longest_call_timeout,
 };
 pub use validate::{validate_cli_input, validate_input, validate_output};

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::DispatchError;
 use crate::generated::operations::OPERATIONS;
+use crate::handle::LaneArg;
 use crate::validate::validate_input;
 
 /// What an operation does to state; drives MCP annotations.
@@ -73,6 +74,29 @@ pub struct Operation {
     pub output_schema: &'static str,
     /// The contract's examples as a JSON array.
     pub examples: &'static str,
+    /// How the CLI runs it as a live stream (`x-dispatch.streaming`), if it does.
+    pub streaming: Option<Streaming>,
+}
+
+/// The fields through which a CLI streams an operation's events (`watch`): it calls the
+/// operation again and again with `switch` on, `after` set to the last `cursor` and `limit`
+/// lowered by what was printed, until `ended` is no longer `batch` or its bound is reached.
+#[derive(Debug, Clone, Copy)]
+pub struct Streaming {
+    /// Boolean input field that makes a call return as soon as some events are there.
+    pub switch: &'static str,
+    /// Integer input field: continue after this cursor.
+    pub after: &'static str,
+    /// Integer input field: events to return at most.
+    pub limit: &'static str,
+    /// The limit's default.
+    pub limit_default: u64,
+    /// Array output field: the events.
+    pub events: &'static str,
+    /// Output field: the cursor to continue from.
+    pub cursor: &'static str,
+    /// String output field: why the call ended; `batch` means more may come.
+    pub ended: &'static str,
 }
 
 /// An input field, in seconds, that bounds how long a call may run (e.g. `watch`'s
@@ -132,6 +156,12 @@ pub trait Request: Serialize + DeserializeOwned + Send + Sync + 'static {
     type Output: Serialize + DeserializeOwned + Send + 'static;
     /// The operation this input belongs to.
     const OPERATION: &'static Operation;
+
+    /// The lane this input names, as the contract's `x-dispatch.lane_field` says (generated);
+    /// `None` when the operation declares none.
+    fn lane(&self) -> Option<LaneArg<'_>> {
+        None
+    }
 }
 
 /// Validates `input` against the contract of `R`'s operation, then decodes it.

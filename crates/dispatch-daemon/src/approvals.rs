@@ -7,7 +7,7 @@ use dispatch_contract::types::{
     ApprovalRequest, RequestsInput, RequestsOutput, RespondInput, RespondInputDecision,
     RespondOutput,
 };
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, Handle, Logged};
 use dispatch_registry::{Fact, LaneStatus, RequestRow, RequestStatus};
 use serde_json::{Value, json};
 
@@ -97,9 +97,11 @@ impl Service {
             tracing::warn!(%err, "recording a declined request");
         }
     }
+}
 
-    /// `requests`.
-    pub async fn requests(&self, input: RequestsInput) -> Result<RequestsOutput, DispatchError> {
+/// `requests`.
+impl Handle<RequestsInput> for Service {
+    async fn handle(&self, input: RequestsInput) -> Result<RequestsOutput, DispatchError> {
         let lane = match &input.lane {
             Some(selector) => Some(self.resolve(selector).await?),
             None => None,
@@ -130,9 +132,11 @@ impl Service {
         }
         Ok(RequestsOutput { requests })
     }
+}
 
-    /// `respond`.
-    pub async fn respond(&self, input: RespondInput) -> Result<RespondOutput, DispatchError> {
+/// `respond`.
+impl Handle<RespondInput> for Service {
+    async fn handle(&self, input: RespondInput) -> Result<RespondOutput, DispatchError> {
         let not_found = || {
             DispatchError::new(
                 ErrorCode::NotFound,
@@ -197,5 +201,12 @@ impl Service {
                 id: row.thread_id,
             },
         })
+    }
+
+    fn logged(output: &RespondOutput) -> Logged {
+        Logged::lane(
+            &output.lane.ref_,
+            format!("request {} answered {}", output.request_id, output.decision),
+        )
     }
 }

@@ -5,13 +5,13 @@ use codex_app_server::protocol::{
     AskForApproval, SandboxMode, ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams,
     ThreadSetNameParams, ThreadStartParams, TurnInterruptParams,
 };
-use dispatch_contract::DispatchError;
 use dispatch_contract::types::{
     GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
     GoalSetInput, GoalSetOutput, LaneCounts, ListInput, ListOutput, NewInput,
     NewInputApprovalPolicy, NewInputSandbox, NewOutput, SendInput, SendOutput, StopInput,
     StopOutput, TailInput, TailOutput,
 };
+use dispatch_contract::{DispatchError, Handle, Logged};
 use dispatch_registry::{DeliveryMode, Fact, LaneFilter, NewLane, Ownership};
 use serde_json::json;
 
@@ -26,11 +26,11 @@ fn limit(n: std::num::NonZeroU64) -> u32 {
     u32::try_from(n.get()).unwrap_or(u32::MAX)
 }
 
-impl Service {
-    /// `new`: every check first (cwd, handle, model settings), then the thread, the lane, its
-    /// name, its first message and its goal. A failure after the thread exists says what was
-    /// done (`details.lane_ref`, `details.thread_id`), so nothing is retried into a duplicate.
-    pub async fn lane_new(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
+/// `new`: every check first (cwd, handle, model settings), then the thread, the lane, its
+/// name, its first message and its goal. A failure after the thread exists says what was
+/// done (`details.lane_ref`, `details.thread_id`), so nothing is retried into a duplicate.
+impl Handle<NewInput> for Service {
+    async fn handle(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
         let cwd = input.cwd.as_ref().map(|c| c.to_string());
         if let Some(dir) = &cwd {
             let path = std::path::Path::new(dir);
@@ -197,8 +197,20 @@ impl Service {
         })
     }
 
-    /// `send`: under the lane's write lock, so the busy check and the turn start are one step.
-    pub async fn lane_send(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
+    fn logged(output: &NewOutput) -> Logged {
+        let title = output.lane.title.as_deref().unwrap_or("a lane");
+        let first = if output.message_accepted == Some(true) {
+            ", first message accepted"
+        } else {
+            ""
+        };
+        Logged::lane(&output.lane.ref_, format!("created {title}{first}"))
+    }
+}
+
+/// `send`: under the lane's write lock, so the busy check and the turn start are one step.
+impl Handle<SendInput> for Service {
+    async fn handle(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let Some(text) = input.text.as_ref().map(|t| t.to_string()) else {
             return Err(DispatchError::invalid_input(
@@ -230,8 +242,19 @@ impl Service {
         })
     }
 
-    /// `stop`.
-    pub async fn lane_stop(&self, input: StopInput) -> Result<StopOutput, DispatchError> {
+    fn logged(output: &SendOutput) -> Logged {
+        let detail = if output.steered {
+            "message steered into the running turn".to_owned()
+        } else {
+            format!("message accepted, turn {}", output.turn_id)
+        };
+        Logged::lane(&output.lane.ref_, detail)
+    }
+}
+
+/// `stop`.
+impl Handle<StopInput> for Service {
+    async fn handle(&self, input: StopInput) -> Result<StopOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let (server, generation) = self.server()?;
         let recorded = lane
@@ -283,8 +306,18 @@ impl Service {
         }
     }
 
-    /// `get`.
-    pub async fn lane_get(&self, input: GetInput) -> Result<GetOutput, DispatchError> {
+    fn logged(output: &StopOutput) -> Logged {
+        let detail = match (&output.turn_id, output.interrupted) {
+            (Some(turn), true) => format!("interrupted turn {turn}"),
+            _ => "nothing was running".to_owned(),
+        };
+        Logged::lane(&output.lane.ref_, detail)
+    }
+}
+
+/// `get`.
+impl Handle<GetInput> for Service {
+    async fn handle(&self, input: GetInput) -> Result<GetOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let errors = self.registry().lane_errors(&lane.lane_ref, 20).await?;
         let counts = self.registry().counts(&lane.lane_ref).await?;
@@ -305,9 +338,11 @@ impl Service {
             lane: convert::lane(lane, &self.view()),
         })
     }
+}
 
-    /// `list`.
-    pub async fn lane_list(&self, input: ListInput) -> Result<ListOutput, DispatchError> {
+/// `list`.
+impl Handle<ListInput> for Service {
+    async fn handle(&self, input: ListInput) -> Result<ListOutput, DispatchError> {
         let filter = LaneFilter {
             status: input.status.map(convert::registry_status),
             include_archived: input.all,
@@ -319,9 +354,11 @@ impl Service {
             lanes: lanes.into_iter().map(|l| convert::lane(l, &view)).collect(),
         })
     }
+}
 
-    /// `tail`.
-    pub async fn lane_tail(&self, input: TailInput) -> Result<TailOutput, DispatchError> {
+/// `tail`.
+impl Handle<TailInput> for Service {
+    async fn handle(&self, input: TailInput) -> Result<TailOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let items = self
             .registry()
@@ -332,9 +369,11 @@ impl Service {
             items: items.into_iter().map(convert::item).collect(),
         })
     }
+}
 
-    /// `goal set`.
-    pub async fn goal_set(&self, input: GoalSetInput) -> Result<GoalSetOutput, DispatchError> {
+/// `goal set`.
+impl Handle<GoalSetInput> for Service {
+    async fn handle(&self, input: GoalSetInput) -> Result<GoalSetOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         // An active goal starts turns: it takes the lane's write lock like `send`.
         let _writer = self.lane_lock(&lane.lane_ref).await;
@@ -361,8 +400,15 @@ impl Service {
         })
     }
 
-    /// `goal get`.
-    pub async fn goal_get(&self, input: GoalGetInput) -> Result<GoalGetOutput, DispatchError> {
+    fn logged(output: &GoalSetOutput) -> Logged {
+        let objective = output.goal.as_ref().map_or("", |g| g.objective.as_str());
+        Logged::lane(&output.lane.ref_, format!("goal: {objective}"))
+    }
+}
+
+/// `goal get`.
+impl Handle<GoalGetInput> for Service {
+    async fn handle(&self, input: GoalGetInput) -> Result<GoalGetOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let (server, generation) = self.server()?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
@@ -381,12 +427,11 @@ impl Service {
             goal: row.map(goal),
         })
     }
+}
 
-    /// `goal clear`.
-    pub async fn goal_clear(
-        &self,
-        input: GoalClearInput,
-    ) -> Result<GoalClearOutput, DispatchError> {
+/// `goal clear`.
+impl Handle<GoalClearInput> for Service {
+    async fn handle(&self, input: GoalClearInput) -> Result<GoalClearOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let (server, generation) = self.server()?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
@@ -404,5 +449,14 @@ impl Service {
             lane: convert::lane_ref(&lane),
             cleared: cleared.cleared,
         })
+    }
+
+    fn logged(output: &GoalClearOutput) -> Logged {
+        let detail = if output.cleared {
+            "goal cleared"
+        } else {
+            "no goal to clear"
+        };
+        Logged::lane(&output.lane.ref_, detail)
     }
 }

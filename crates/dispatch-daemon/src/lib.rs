@@ -4,9 +4,18 @@
 //! Start-up protocol: once the socket accepts connections the daemon prints one JSON line on
 //! stdout, `{"ready":true,"pid":..,"socket":".."}`, or `{"error":{code,message,hint}}` when it
 //! cannot start; `dispatch up` waits for that line.
+//!
+//! Every daemon operation is implemented once, as `impl Handle<<Op>Input> for Service` (the
+//! generated `Dispatch` trait requires one per operation), in the module that owns it:
+//! `lanes.rs` (`new`, `send`, `stop`, `get`, `list`, `tail`, `goal set|get|clear`),
+//! `watch.rs`, `approvals.rs` (`requests`, `respond`), `threads.rs` (`attach`, `sync`,
+//! `rename`, `archive`, `restore`), `search.rs`, `models.rs` and `daemon.rs` (`daemon
+//! status`, `daemon log`). `service.rs` holds the state they share and the two hooks every
+//! call passes through: the attached-lane lock and the action log.
 
 mod approvals;
 mod convert;
+mod daemon;
 mod deliver;
 mod errors;
 mod ingest;
@@ -27,7 +36,9 @@ mod watch;
 use std::process::ExitCode;
 
 pub use lifecycle::run;
+pub use reconcile::Why;
 pub use service::Service;
+pub use supervisor::Supervisor;
 
 /// Runs the daemon in the foreground with the layout from the environment; the process's
 /// `main` for `dispatchd run`.
@@ -47,7 +58,7 @@ pub fn main_run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             lifecycle::report_start_failure(&err);
-            ExitCode::from(u8::try_from(err.code.exit_code()).unwrap_or(1))
+            err.code.exit_status()
         }
     }
 }

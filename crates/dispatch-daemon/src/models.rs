@@ -3,15 +3,27 @@
 
 use codex_app_server::AppServer;
 use codex_app_server::protocol::{ConfigReadParams, Model, ModelListParams};
-use dispatch_contract::DispatchError;
 use dispatch_contract::types::{
-    CatalogModel, ModelsOutput, ModelsOutputCatalogState, ModelsOutputSource, ServiceTier,
+    CatalogModel, ModelsInput, ModelsOutput, ModelsOutputCatalogState, ModelsOutputSource,
+    ServiceTier,
 };
+use dispatch_contract::{DispatchError, Handle};
 use dispatch_registry::Registry;
 use serde_json::Value;
 
 use crate::convert::{now_ms, rfc3339, wire_name};
 use crate::errors::app_server_error;
+use crate::service::Service;
+
+/// `models`: the live catalog (refreshing the cache), or with `no_refresh` the cached one.
+impl Handle<ModelsInput> for Service {
+    async fn handle(&self, input: ModelsInput) -> Result<ModelsOutput, DispatchError> {
+        if input.no_refresh {
+            return cached(self.registry()).await;
+        }
+        refresh(&self.app_server().server()?, self.registry()).await
+    }
+}
 
 /// Pages of `model/list` fetched at the most, so a server that keeps answering with a cursor
 /// cannot hold a call for ever.

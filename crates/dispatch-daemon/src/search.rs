@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 
 use codex_app_server::protocol::ThreadListParams;
-use dispatch_contract::DispatchError;
 use dispatch_contract::types::{
     SearchHit, SearchHitScope, SearchInput, SearchInputScope, SearchOutput,
 };
+use dispatch_contract::{DispatchError, Handle};
 
 use crate::errors::app_server_error;
 use crate::service::Service;
@@ -32,9 +32,9 @@ fn mark(text: &str, query: &str) -> String {
     text.to_owned()
 }
 
-impl Service {
-    /// `search`.
-    pub async fn search(&self, input: SearchInput) -> Result<SearchOutput, DispatchError> {
+/// `search`.
+impl Handle<SearchInput> for Service {
+    async fn handle(&self, input: SearchInput) -> Result<SearchOutput, DispatchError> {
         let limit = u32::try_from(input.limit.get()).unwrap_or(u32::MAX);
         let query = input.query.to_string();
         let mut hits = Vec::new();

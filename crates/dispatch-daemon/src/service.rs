@@ -1,23 +1,24 @@
-//! [`Service`]: the daemon's implementation of the contract's [`Dispatch`] trait. Each method
-//! delegates to the module that owns the operation.
+//! [`Service`]: the state behind every daemon operation, and its [`Dispatch`] hooks (the
+//! attached-lane lock and the action log). Each operation is implemented once, as
+//! `impl Handle<<Op>Input> for Service`, in the module that owns it (`lanes.rs`, `threads.rs`,
+//! ...; see the crate's documentation).
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
-use dispatch_contract::types::*;
-use dispatch_contract::{Dispatch, DispatchError, ErrorCode, Intent, Operation};
+use dispatch_contract::types::{DaemonStatusOutputAppServer, DaemonStatusOutputAppServerState};
+use dispatch_contract::{
+    Dispatch, DispatchError, ErrorCode, Intent, LaneArg, Operation, WriteRecord,
+};
 use dispatch_home::{ApprovalPolicy, Config, Policy};
-use dispatch_registry::{Action, NewAction, Outcome, Registry};
-use serde_json::Value;
+use dispatch_registry::{NewAction, Outcome, Registry};
 use tokio::sync::watch;
 
 use crate::convert::{View, lock, now_ms, write_lock};
-use crate::models;
 use crate::supervisor::{State, Supervisor};
 
 /// Threads loaded in the current App Server process.
@@ -174,7 +175,18 @@ impl Service {
         self.stored.subscribe()
     }
 
-    fn app_server_status(&self) -> DaemonStatusOutputAppServer {
+    /// How long the daemon has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The socket it serves on.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// What `daemon status` shows of the App Server.
+    pub fn app_server_status(&self) -> DaemonStatusOutputAppServer {
         let status = self.app_server.status();
         DaemonStatusOutputAppServer {
             state: match status.state {
@@ -190,60 +202,6 @@ impl Service {
     }
 }
 
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-fn entry(action: Action) -> ActionEntry {
-    ActionEntry {
-        id: action.id,
-        at: Timestamp(crate::convert::rfc3339(action.at_ms)),
-        op: action.op,
-        lane: action.lane,
-        outcome: match action.outcome {
-            Outcome::Ok => ActionEntryOutcome::Ok,
-            Outcome::Error => ActionEntryOutcome::Error,
-        },
-        error_code: action.error_code,
-        detail: action.detail,
-    }
-}
-
-/// A short description of a write for the action log.
-fn detail(op: &Operation, input: &Value, outcome: Result<&Value, &DispatchError>) -> String {
-    match outcome {
-        Err(err) => err.message.clone(),
-        Ok(output) => match op.id {
-            "new" => format!(
-                "created {}{}",
-                output["lane"]["title"].as_str().unwrap_or("a lane"),
-                if output["message_accepted"] == true {
-                    ", first message accepted"
-                } else {
-                    ""
-                }
-            ),
-            "send" if output["steered"] == true => "message steered into the running turn".into(),
-            "send" => format!(
-                "message accepted, turn {}",
-                output["turn_id"].as_str().unwrap_or("?")
-            ),
-            "stop" if output["interrupted"] == true => format!(
-                "interrupted turn {}",
-                output["turn_id"].as_str().unwrap_or("?")
-            ),
-            "stop" => "nothing was running".into(),
-            "respond" => format!(
-                "request {} answered {}",
-                input["request_id"],
-                output["decision"].as_str().unwrap_or("?")
-            ),
-            "goal_set" => format!("goal: {}", input["objective"].as_str().unwrap_or_default()),
-            _ => op.summary.to_owned(),
-        },
-    }
-}
-
 impl Dispatch for Service {
     fn idle(&self) -> bool {
         self.idle.load(Ordering::Relaxed)
@@ -252,23 +210,24 @@ impl Dispatch for Service {
     async fn authorize_history_write(
         &self,
         op: &'static Operation,
-        input: &Value,
-    ) -> Result<(), DispatchError> {
-        let lane = match input.get("lane").and_then(Value::as_str) {
-            Some(selector) => self.resolve(selector).await?,
-            None => match input.get("request_id").and_then(Value::as_i64) {
-                Some(id) => match self.registry.request(id).await? {
-                    Some(request) => match self.registry.lane(&request.lane_ref).await? {
-                        Some(lane) => lane,
-                        None => return Ok(()),
-                    },
-                    None => return Ok(()),
+        lane: LaneArg<'_>,
+    ) -> Result<Option<String>, DispatchError> {
+        let lane = match lane {
+            LaneArg::Selector(selector) => self.resolve(selector).await?,
+            // A request that does not exist (or whose lane is gone) is the operation's own
+            // `not_found` to report.
+            LaneArg::Request(id) => match self.registry.request(id_i64(id)).await? {
+                Some(request) => match self.registry.lane(&request.lane_ref).await? {
+                    Some(lane) => lane,
+                    None => return Ok(None),
                 },
-                None => return Ok(()),
+                None => return Ok(None),
             },
+            // The lane does not exist yet; the operation makes it, owned.
+            LaneArg::Created => return Ok(None),
         };
         match write_lock(&lane, self.policy.allow_attached_writes) {
-            None => Ok(()),
+            None => Ok(Some(lane.lane_ref)),
             Some(reason) => Err(DispatchError::new(
                 ErrorCode::AttachedLaneWriteBlocked,
                 format!(
@@ -279,145 +238,33 @@ impl Dispatch for Service {
         }
     }
 
-    async fn record_write(
-        &self,
-        op: &'static Operation,
-        input: &Value,
-        outcome: Result<&Value, &DispatchError>,
-    ) {
-        debug_assert!(op.intent != Intent::Read);
-        // The lane the write concerned: the answer's, or the one a partly done write
-        // created (`details.lane_ref`), or the selector given.
-        let lane = match outcome {
-            Ok(output) => output["lane"]["ref"].as_str().map(str::to_owned),
-            Err(err) => err.details["lane_ref"].as_str().map(str::to_owned),
-        }
-        .or_else(|| input.get("lane").and_then(Value::as_str).map(str::to_owned));
+    async fn record_write(&self, record: WriteRecord<'_>) {
+        debug_assert!(record.op.intent != Intent::Read);
         let action = NewAction {
-            op: op.id.to_owned(),
-            lane,
-            outcome: if outcome.is_ok() {
+            op: record.op.id.to_owned(),
+            lane: record.lane,
+            outcome: if record.outcome.is_ok() {
                 Outcome::Ok
             } else {
                 Outcome::Error
             },
-            error_code: outcome.err().map(|e| e.code.as_str().to_owned()),
-            detail: Some(detail(op, input, outcome)),
+            error_code: record
+                .outcome
+                .as_ref()
+                .err()
+                .map(|e| e.code.as_str().to_owned()),
+            detail: Some(match record.outcome {
+                Ok(detail) => detail,
+                Err(err) => err.message.clone(),
+            }),
         };
         if let Err(err) = self.registry.record_action(&action).await {
-            tracing::warn!(%err, op = op.id, "recording an action");
+            tracing::warn!(%err, op = record.op.id, "recording an action");
         }
     }
+}
 
-    async fn models(&self, input: ModelsInput) -> Result<ModelsOutput, DispatchError> {
-        if input.no_refresh {
-            return models::cached(&self.registry).await;
-        }
-        models::refresh(&self.app_server.server()?, &self.registry).await
-    }
-
-    async fn daemon_log(&self, input: DaemonLogInput) -> Result<DaemonLogOutput, DispatchError> {
-        let limit = u32::try_from(input.limit.get()).unwrap_or(u32::MAX);
-        let actions = self.registry.actions(limit).await?;
-        Ok(DaemonLogOutput {
-            entries: actions.into_iter().map(entry).collect(),
-        })
-    }
-
-    async fn daemon_status(
-        &self,
-        _input: DaemonStatusInput,
-    ) -> Result<DaemonStatusOutput, DispatchError> {
-        let lanes = self.registry.lane_counts().await?;
-        let schema_version = self.registry.schema_version().await?;
-        Ok(DaemonStatusOutput {
-            pid: NonZeroU64::new(u64::from(std::process::id())).unwrap_or(NonZeroU64::MIN),
-            uptime_s: self.started.elapsed().as_secs(),
-            socket: self.socket.display().to_string(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            schema_version,
-            app_server: self.app_server_status(),
-            lanes: DaemonStatusOutputLanes {
-                total: count(lanes.total),
-                idle: count(lanes.idle),
-                busy: count(lanes.busy),
-                retrying: count(lanes.retrying),
-                waiting_approval: count(lanes.waiting_approval),
-                error: count(lanes.error),
-                archived: count(lanes.archived),
-            },
-        })
-    }
-
-    async fn new(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
-        self.lane_new(input).await
-    }
-
-    async fn send(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
-        self.lane_send(input).await
-    }
-
-    async fn stop(&self, input: StopInput) -> Result<StopOutput, DispatchError> {
-        self.lane_stop(input).await
-    }
-
-    async fn get(&self, input: GetInput) -> Result<GetOutput, DispatchError> {
-        self.lane_get(input).await
-    }
-
-    async fn list(&self, input: ListInput) -> Result<ListOutput, DispatchError> {
-        self.lane_list(input).await
-    }
-
-    async fn tail(&self, input: TailInput) -> Result<TailOutput, DispatchError> {
-        self.lane_tail(input).await
-    }
-
-    async fn watch(&self, input: WatchInput) -> Result<WatchOutput, DispatchError> {
-        self.lane_watch(input).await
-    }
-
-    async fn goal_set(&self, input: GoalSetInput) -> Result<GoalSetOutput, DispatchError> {
-        Service::goal_set(self, input).await
-    }
-
-    async fn goal_get(&self, input: GoalGetInput) -> Result<GoalGetOutput, DispatchError> {
-        Service::goal_get(self, input).await
-    }
-
-    async fn goal_clear(&self, input: GoalClearInput) -> Result<GoalClearOutput, DispatchError> {
-        Service::goal_clear(self, input).await
-    }
-
-    async fn requests(&self, input: RequestsInput) -> Result<RequestsOutput, DispatchError> {
-        Service::requests(self, input).await
-    }
-
-    async fn respond(&self, input: RespondInput) -> Result<RespondOutput, DispatchError> {
-        Service::respond(self, input).await
-    }
-
-    async fn attach(&self, input: AttachInput) -> Result<AttachOutput, DispatchError> {
-        Service::attach(self, input).await
-    }
-
-    async fn sync(&self, input: SyncInput) -> Result<SyncOutput, DispatchError> {
-        Service::sync(self, input).await
-    }
-
-    async fn rename(&self, input: RenameInput) -> Result<RenameOutput, DispatchError> {
-        Service::rename(self, input).await
-    }
-
-    async fn archive(&self, input: ArchiveInput) -> Result<ArchiveOutput, DispatchError> {
-        Service::archive(self, input).await
-    }
-
-    async fn restore(&self, input: RestoreInput) -> Result<RestoreOutput, DispatchError> {
-        Service::restore(self, input).await
-    }
-
-    async fn search(&self, input: SearchInput) -> Result<SearchOutput, DispatchError> {
-        Service::search(self, input).await
-    }
+/// A request id as the registry stores it.
+fn id_i64(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
 }

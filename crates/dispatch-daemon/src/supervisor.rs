@@ -81,6 +81,12 @@ impl Supervisor {
             ))
         })?;
         tracing::info!(bin = %bin.path.display(), source = %bin.source, "starting the App Server");
+        Supervisor::start_with_bin(bin).await
+    }
+
+    /// Starts and initializes `bin app-server` (the daemon's tests give a fake), and starts
+    /// watching it.
+    pub async fn start_with_bin(bin: CodexBin) -> Result<Supervisor, DispatchError> {
         let server = spawn(&bin.path).await.map_err(|err| {
             unavailable(format!(
                 "the Codex App Server did not start: {err} (binary from {})",

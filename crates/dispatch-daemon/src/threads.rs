@@ -11,7 +11,7 @@ use dispatch_contract::types::{
     RenameOutput, RenameOutputScope, RestoreInput, RestoreOutput, RestoreOutputScope, SyncInput,
     SyncOutput, SyncedLane,
 };
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, Handle, Logged};
 use dispatch_registry::{Fact, LaneRow, NewLane, Ownership, Recorded, Resolution, TurnStatus};
 
 use crate::convert::{self, now_ms};
@@ -72,9 +72,11 @@ impl Service {
                 .map(|lane| Target::Lane(Box::new(lane))),
         }
     }
+}
 
-    /// `attach`.
-    pub async fn attach(&self, input: AttachInput) -> Result<AttachOutput, DispatchError> {
+/// `attach`.
+impl Handle<AttachInput> for Service {
+    async fn handle(&self, input: AttachInput) -> Result<AttachOutput, DispatchError> {
         let thread_id = input.thread_id.to_string();
         if let Some(lane) = self.registry().lane_by_thread(&thread_id).await? {
             return Ok(AttachOutput {
@@ -115,8 +117,22 @@ impl Service {
         })
     }
 
-    /// `sync`.
-    pub async fn sync(&self, input: SyncInput) -> Result<SyncOutput, DispatchError> {
+    fn logged(output: &AttachOutput) -> Logged {
+        let verb = if output.already_attached {
+            "already attached"
+        } else {
+            "attached"
+        };
+        Logged::lane(
+            &output.lane.ref_,
+            format!("{verb} thread {}", output.lane.id),
+        )
+    }
+}
+
+/// `sync`.
+impl Handle<SyncInput> for Service {
+    async fn handle(&self, input: SyncInput) -> Result<SyncOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let server = self.app_server().server()?;
         let read = server
@@ -192,8 +208,20 @@ impl Service {
         })
     }
 
-    /// `rename`.
-    pub async fn rename(&self, input: RenameInput) -> Result<RenameOutput, DispatchError> {
+    fn logged(output: &SyncOutput) -> Logged {
+        Logged::lane(
+            &output.lane.ref_,
+            format!(
+                "synced {} turns: {} new items, {} updated",
+                output.turns, output.items_added, output.items_updated
+            ),
+        )
+    }
+}
+
+/// `rename`.
+impl Handle<RenameInput> for Service {
+    async fn handle(&self, input: RenameInput) -> Result<RenameOutput, DispatchError> {
         let title = input.title.to_string();
         let server = self.app_server().server()?;
         match self.target(&input.target).await? {
@@ -235,6 +263,15 @@ impl Service {
         }
     }
 
+    fn logged(output: &RenameOutput) -> Logged {
+        Logged {
+            lane: output.ref_.clone(),
+            detail: format!("renamed thread {}", output.id),
+        }
+    }
+}
+
+impl Service {
     async fn set_archived(
         &self,
         target: &str,
@@ -274,9 +311,11 @@ impl Service {
         }
         Ok((thread_id, lane.map(|l| l.lane_ref), title))
     }
+}
 
-    /// `archive`.
-    pub async fn archive(&self, input: ArchiveInput) -> Result<ArchiveOutput, DispatchError> {
+/// `archive`.
+impl Handle<ArchiveInput> for Service {
+    async fn handle(&self, input: ArchiveInput) -> Result<ArchiveOutput, DispatchError> {
         let (id, lane_ref, title) = self.set_archived(&input.target, true).await?;
         let scope = if lane_ref.is_some() {
             ArchiveOutputScope::Managed
@@ -292,8 +331,17 @@ impl Service {
         })
     }
 
-    /// `restore`.
-    pub async fn restore(&self, input: RestoreInput) -> Result<RestoreOutput, DispatchError> {
+    fn logged(output: &ArchiveOutput) -> Logged {
+        Logged {
+            lane: output.ref_.clone(),
+            detail: format!("archived thread {}", output.id),
+        }
+    }
+}
+
+/// `restore`.
+impl Handle<RestoreInput> for Service {
+    async fn handle(&self, input: RestoreInput) -> Result<RestoreOutput, DispatchError> {
         let (id, lane_ref, title) = self.set_archived(&input.target, false).await?;
         let scope = if lane_ref.is_some() {
             RestoreOutputScope::Managed
@@ -307,5 +355,12 @@ impl Service {
             archived: Some(false),
             scope,
         })
+    }
+
+    fn logged(output: &RestoreOutput) -> Logged {
+        Logged {
+            lane: output.ref_.clone(),
+            detail: format!("restored thread {}", output.id),
+        }
     }
 }

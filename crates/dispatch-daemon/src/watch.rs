@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use dispatch_contract::DispatchError;
 use dispatch_contract::types::{
     WatchEvent, WatchInput, WatchInputUntil, WatchOutput, WatchOutputEnded,
 };
+use dispatch_contract::{DispatchError, Handle};
 use dispatch_registry::EventRow;
 use serde_json::Value;
 
@@ -61,9 +61,9 @@ fn summary(event: &EventRow) -> Option<String> {
     }
 }
 
-impl Service {
-    /// `watch`.
-    pub async fn lane_watch(&self, input: WatchInput) -> Result<WatchOutput, DispatchError> {
+/// `watch`.
+impl Handle<WatchInput> for Service {
+    async fn handle(&self, input: WatchInput) -> Result<WatchOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs_f64(input.timeout.clamp(0.0, 600.0));

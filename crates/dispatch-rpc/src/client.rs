@@ -111,20 +111,21 @@ impl DaemonClient {
         Ok(DaemonClient { client })
     }
 
-    /// Calls a typed operation.
+    /// Calls a typed operation (its input type names the operation and its output type).
     pub async fn call<R: Request>(&self, input: &R) -> Result<R::Output, DispatchError> {
-        let input = serde_json::to_value(input)
-            .map_err(|err| DispatchError::internal(format!("encoding an input: {err}")))?;
-        let output = self.call_json(R::OPERATION, input).await?;
-        serde_json::from_value(output).map_err(|err| {
-            DispatchError::internal(format!(
-                "the daemon's answer to `{}` does not match the contract: {err}",
-                R::OPERATION.title
-            ))
-        })
+        let input = encode_input(input)?;
+        decode_output::<R>(self.call_json(R::OPERATION, input).await?)
     }
 
-    /// Calls `op` with JSON input, sending this client's contract hash of it.
+    /// Calls a typed operation without the contract check, e.g. to ask a stale daemon whether
+    /// it is idle; an answer that does not decode as this client's output type is an error.
+    pub async fn call_unchecked<R: Request>(&self, input: &R) -> Result<R::Output, DispatchError> {
+        let input = encode_input(input)?;
+        decode_output::<R>(self.call_json_unchecked(R::OPERATION, input).await?)
+    }
+
+    /// Calls `op` with JSON input, sending this client's contract hash of it: what the
+    /// `Runner` does for every surface, whatever the operation.
     pub async fn call_json(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
         self.request(op, Some(op.contract_hash), input).await
     }
@@ -200,6 +201,20 @@ fn check_request_size(op: &Operation, call: &CallParams) -> Result<(), DispatchE
     ))
     .with_hint("make the input smaller: split long text into several messages")
     .with_details(serde_json::json!({ "limit_bytes": limit, "request_bytes": count.0 })))
+}
+
+fn encode_input<R: Request>(input: &R) -> Result<Value, DispatchError> {
+    serde_json::to_value(input)
+        .map_err(|err| DispatchError::internal(format!("encoding an input: {err}")))
+}
+
+fn decode_output<R: Request>(output: Value) -> Result<R::Output, DispatchError> {
+    serde_json::from_value(output).map_err(|err| {
+        DispatchError::internal(format!(
+            "the daemon's answer to `{}` does not match the contract: {err}",
+            R::OPERATION.title
+        ))
+    })
 }
 
 fn timed_out(op: &Operation, deadline: Duration) -> DispatchError {

@@ -1,11 +1,8 @@
 //! Method registration: hash check, input validation, error mapping. Serving the module on
 //! the socket is `listener`'s job.
 
-use std::future::Future;
-use std::sync::Arc;
-
 use dispatch_contract::{
-    Dispatch, DispatchError, ErrorCode, Intent, Request, decode_input, encode_output,
+    Dispatch, DispatchError, ErrorCode, Handle, Request, decode_input, encode_output, run_operation,
 };
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -45,17 +42,15 @@ fn parse_params(params: &Params<'_>) -> Result<CallParams, DispatchError> {
 }
 
 /// Registers the method of `R`'s operation: checks the caller's contract hash, validates the
-/// input against the contract, then calls `handler`.
-pub fn register<D, R, F, Fut>(module: &mut RpcModule<D>, handler: F)
+/// input against the contract, then runs the daemon's `Handle<R>` through
+/// [`run_operation`] (the attached-lane lock, the operation, the action log).
+pub fn register<D, R>(module: &mut RpcModule<D>)
 where
-    D: Dispatch,
+    D: Dispatch + Handle<R>,
     R: Request,
-    F: Fn(Arc<D>, R) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<R::Output, DispatchError>> + Send + 'static,
 {
     let op = R::OPERATION;
     let registered = module.register_async_method(op.id, move |params, service, _| {
-        let handler = handler.clone();
         let params = parse_params(&params);
         async move {
             let result = async {
@@ -77,19 +72,8 @@ where
                         "idle": service.idle(),
                     })));
                 }
-                let raw = params.input.unwrap_or_else(|| json!({}));
-                let input = decode_input::<R>(raw.clone())?;
-                if op.writes_history {
-                    service.authorize_history_write(op, &raw).await?;
-                }
-                let outcome = match handler(Arc::clone(&service), input).await {
-                    Ok(output) => encode_output(output),
-                    Err(err) => Err(err),
-                };
-                if op.intent != Intent::Read {
-                    service.record_write(op, &raw, outcome.as_ref()).await;
-                }
-                outcome
+                let input = decode_input::<R>(params.input.unwrap_or_else(|| json!({})))?;
+                encode_output(run_operation(&*service, input).await?)
             }
             .await;
             result.map_err(|err| rpc_error(&err))

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 std::io::stderr(),
                 "dispatchd: unexpected arguments {args:?}\n{USAGE}"
             );
-            ExitCode::from(2)
+            dispatch_contract::ErrorCode::InvalidInput.exit_status()
         }
     }
 }

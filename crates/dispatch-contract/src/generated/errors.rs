@@ -95,30 +95,34 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
         }
     }
-    /// The CLI's process exit code.
-    pub const fn exit_code(self) -> i32 {
+    /// The CLI's process exit code (1..=125, checked by the contract lint).
+    pub const fn exit_code(self) -> u8 {
         match self {
-            ErrorCode::InvalidInput => 2i32,
-            ErrorCode::DeliveryConflict => 2i32,
-            ErrorCode::NotFound => 4i32,
-            ErrorCode::AmbiguousSelector => 4i32,
-            ErrorCode::AttachedLaneWriteBlocked => 7i32,
-            ErrorCode::PermissionDenied => 7i32,
-            ErrorCode::LaneBusy => 6i32,
-            ErrorCode::LaneArchived => 6i32,
-            ErrorCode::LaneIdle => 6i32,
-            ErrorCode::ModelUnavailable => 3i32,
-            ErrorCode::DaemonUnreachable => 8i32,
-            ErrorCode::DaemonStale => 8i32,
-            ErrorCode::DaemonRunning => 6i32,
-            ErrorCode::AppServerUnavailable => 8i32,
-            ErrorCode::AppServerError => 9i32,
-            ErrorCode::RegistrySchemaTooOld => 10i32,
-            ErrorCode::RegistrySchemaTooNew => 10i32,
-            ErrorCode::RegistryCorrupt => 11i32,
-            ErrorCode::RegistryUnwritable => 12i32,
-            ErrorCode::Internal => 1i32,
+            ErrorCode::InvalidInput => 2u8,
+            ErrorCode::DeliveryConflict => 2u8,
+            ErrorCode::NotFound => 4u8,
+            ErrorCode::AmbiguousSelector => 4u8,
+            ErrorCode::AttachedLaneWriteBlocked => 7u8,
+            ErrorCode::PermissionDenied => 7u8,
+            ErrorCode::LaneBusy => 6u8,
+            ErrorCode::LaneArchived => 6u8,
+            ErrorCode::LaneIdle => 6u8,
+            ErrorCode::ModelUnavailable => 3u8,
+            ErrorCode::DaemonUnreachable => 8u8,
+            ErrorCode::DaemonStale => 8u8,
+            ErrorCode::DaemonRunning => 6u8,
+            ErrorCode::AppServerUnavailable => 8u8,
+            ErrorCode::AppServerError => 9u8,
+            ErrorCode::RegistrySchemaTooOld => 10u8,
+            ErrorCode::RegistrySchemaTooNew => 10u8,
+            ErrorCode::RegistryCorrupt => 11u8,
+            ErrorCode::RegistryUnwritable => 12u8,
+            ErrorCode::Internal => 1u8,
         }
+    }
+    /// The process exit status of an error with this code.
+    pub fn exit_status(self) -> std::process::ExitCode {
+        std::process::ExitCode::from(self.exit_code())
     }
     /// The JSON-RPC error code on the daemon socket.
     pub const fn jsonrpc_code(self) -> i32 {

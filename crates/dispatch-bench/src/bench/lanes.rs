@@ -1,6 +1,6 @@
 //! The benchmarks that run lanes and App Servers: cold `up`, `models`, crash recovery,
 //! 32 parallel turns through the real Codex, the ingest flood and `list` over 1,000 lanes
-//! (the last two with the fake App Server, `xtask app-server`).
+//! (the last two with the fake App Server, `dispatch-bench app-server`).
 
 use std::collections::HashMap;
 use std::process::Child;
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::env::{AppServer, Bins, Env, kill9, poll, wait_bounded};
 use super::{Row, fmt_duration, median, ratio, thousands, time_runs};
-use crate::fake_app_server::{DEFAULT_FLOOD, FLOOD_ENV, FloodPlan};
+use fake_app_server::{DEFAULT_FLOOD, FLOOD_ENV, FloodPlan};
 
 /// What the stub model answers every turn.
 pub const STUB_REPLY: &str = "pong from the responses stub";
@@ -500,7 +500,7 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
         thousands(expected),
         thousands(lost),
         thousands(items),
-        thousands(plan.items as u64),
+        thousands(plan.stored_items() as u64),
         fmt_duration(stored_at),
     );
     if pruned > 0 {

@@ -1,4 +1,6 @@
-//! `xtask app-server`: a minimal, scripted Codex App Server for the ingest benchmark.
+//! A minimal, scripted Codex App Server: the fake that the ingest benchmark floods the daemon
+//! with (`dispatch-bench app-server`), and that the daemon's own tests run it against
+//! (`crates/dispatch-daemon/tests/service.rs`), with a [`Script`] in [`SCRIPT_ENV`].
 //!
 //! It speaks newline-delimited JSON-RPC on stdin/stdout like `codex app-server` 0.169.0:
 //! `initialize`, `thread/start`, `thread/name/set` and `turn/start` are answered with valid
@@ -19,13 +21,16 @@ pub const DEFAULT_FLOOD: usize = 100_000;
 /// The environment variable holding the number of notifications per turn.
 pub const FLOOD_ENV: &str = "DISPATCH_BENCH_FLOOD";
 
-/// The shape of one flooded turn: `turn/started`; then for each agent message item
+/// The shape of one flooded turn: `turn/started`; the `item/completed` of the user message
+/// (carrying the client's `clientUserMessageId`, as Codex records it, so `new` and `send`
+/// see their message accepted); then for each agent message item
 /// `item/started`, one `item/agentMessage/delta` and `item/completed`, with a
 /// `thread/tokenUsage/updated` after every 10th item; `pad` more token usage updates so the
 /// total is exact; and `turn/completed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FloodPlan {
-    /// Every notification sent, `turn/started` and `turn/completed` included.
+    /// Every notification sent, `turn/started`, the user message and `turn/completed`
+    /// included.
     pub total: usize,
     /// Agent message items (each started, one delta, completed).
     pub items: usize,
@@ -34,10 +39,10 @@ pub struct FloodPlan {
 }
 
 impl FloodPlan {
-    /// The plan for `total` notifications (at least 2).
+    /// The plan for `total` notifications (at least 3).
     pub fn new(total: usize) -> FloodPlan {
-        let total = total.max(2);
-        let budget = total - 2;
+        let total = total.max(3);
+        let budget = total - 3;
         let (mut items, mut used) = (0, 0);
         loop {
             let cost = if (items + 1) % 10 == 0 { 4 } else { 3 };
@@ -57,6 +62,11 @@ impl FloodPlan {
     /// Deltas: folded into their item by the daemon, not stored as events.
     pub fn deltas(&self) -> usize {
         self.items
+    }
+
+    /// The items the daemon stores: the agent messages and the user message.
+    pub fn stored_items(&self) -> usize {
+        self.items + 1
     }
 
     /// The notifications the daemon stores as events (all but the deltas).
@@ -161,9 +171,17 @@ pub fn turn_start_result(turn_id: &str, started_s: i64) -> Value {
 
 /// Renders the flood of one turn as newline-delimited notifications.
 ///
-/// Plain formatting (no serde) keeps it fast in the unoptimised xtask build; the ids are
-/// plain ASCII, so no escaping is needed.
-pub fn render_flood(plan: &FloodPlan, thread_id: &str, turn_id: &str, started_ms: i64) -> String {
+/// Plain formatting (no serde) keeps it fast in an unoptimised build; the ids are
+/// plain ASCII, so no escaping is needed. The user message (`client_id`, `text`) is
+/// serialized properly.
+pub fn render_flood(
+    plan: &FloodPlan,
+    thread_id: &str,
+    turn_id: &str,
+    started_ms: i64,
+    client_id: &Value,
+    input: &Value,
+) -> String {
     let mut out = String::with_capacity(plan.total * 260);
     let ids = format!(r#""threadId":"{thread_id}","turnId":"{turn_id}""#);
     let started_s = started_ms / 1000;
@@ -171,6 +189,11 @@ pub fn render_flood(plan: &FloodPlan, thread_id: &str, turn_id: &str, started_ms
         out,
         r#"{{"method":"turn/started","params":{{"threadId":"{thread_id}","turn":{{"id":"{turn_id}","items":[],"status":"inProgress","startedAt":{started_s}}}}}}}"#
     );
+    let user_message = json!({"method": "item/completed", "params": {
+        "threadId": thread_id, "turnId": turn_id, "completedAtMs": started_ms,
+        "item": {"type": "userMessage", "id": format!("user-{turn_id}"), "content": input, "clientId": client_id},
+    }});
+    let _ = writeln!(out, "{user_message}");
     let mut tokens = 0_u64;
     let mut token_usage = |out: &mut String| {
         tokens += 1;
@@ -227,8 +250,111 @@ fn error(out: &mut impl Write, id: &Value, code: i64, message: &str) -> std::io:
     )
 }
 
+/// The environment variable holding a [`Script`] as JSON. When it is set, the fake is the
+/// daemon tests' App Server: `turn/start` records the user message instead of flooding, and
+/// the thread state is what the script says.
+pub const SCRIPT_ENV: &str = "FAKE_APP_SERVER_SCRIPT";
+
+/// What the fake says about threads in test mode. Every field has a default, so `{}` is an
+/// App Server whose threads are idle and not loaded, with no turns.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Script {
+    /// Whether `thread/read` reports every thread active (running a turn).
+    pub active: bool,
+    /// The turns `thread/turns/list` reports, newest first: `(id, status)` with a Codex
+    /// `TurnStatus` (`inProgress`, `completed`, `interrupted`, `failed`).
+    pub turns: Vec<(String, String)>,
+    /// The threads `thread/loaded/list` reports loaded.
+    pub loaded: Vec<String>,
+    /// Whether `turn/interrupt` fails with Codex's "no active turn" error.
+    pub no_active_turn: bool,
+    /// A file to which every request's method is appended, one per line.
+    pub log: Option<String>,
+}
+
+impl Script {
+    /// The script as the value of [`SCRIPT_ENV`].
+    pub fn to_env(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A `Turn` as `thread/turns/list` returns it.
+fn scripted_turn(id: &str, status: &str, now_s: i64) -> Value {
+    let mut turn = json!({"id": id, "items": [], "status": status, "startedAt": now_s});
+    if status != "inProgress" {
+        turn["completedAt"] = json!(now_s);
+        turn["durationMs"] = json!(1);
+    }
+    turn
+}
+
+/// Answers a request in test mode; `false` when test mode does not handle `method`.
+fn scripted(
+    script: &Script,
+    method: &str,
+    params: &Value,
+    next_id: &mut u64,
+    out: &mut impl Write,
+    id: &Value,
+) -> std::io::Result<bool> {
+    let now_s = now_ms() / 1000;
+    let thread_id = params["threadId"].as_str().unwrap_or_default();
+    match method {
+        "thread/resume" => reply(out, id, thread_start_result(thread_id, "/", "fake-model"))?,
+        "thread/read" => {
+            let mut thread = thread(thread_id, "/", now_s);
+            if script.active {
+                thread["status"] = json!({"type": "active", "activeFlags": []});
+            }
+            reply(out, id, json!({ "thread": thread }))?;
+        }
+        "thread/turns/list" => {
+            let data: Vec<Value> = script
+                .turns
+                .iter()
+                .map(|(turn, status)| scripted_turn(turn, status, now_s))
+                .collect();
+            reply(out, id, json!({ "data": data }))?;
+        }
+        "thread/loaded/list" => reply(out, id, json!({ "data": script.loaded }))?,
+        "account/read" => reply(out, id, json!({ "requiresOpenaiAuth": false }))?,
+        "turn/steer" => reply(out, id, json!({ "turnId": params["expectedTurnId"] }))?,
+        "turn/interrupt" if script.no_active_turn => {
+            error(out, id, -32600, "no active turn to interrupt")?;
+        }
+        "turn/interrupt" => reply(out, id, json!({}))?,
+        "turn/start" => {
+            *next_id += 1;
+            let turn_id = uuid_like(*next_id);
+            reply(out, id, turn_start_result(&turn_id, now_s))?;
+            // Codex records the user message (with the client's id) once the turn starts.
+            let item = json!({
+                "type": "userMessage",
+                "id": format!("user-{turn_id}"),
+                "content": params["input"],
+                "clientId": params["clientUserMessageId"],
+            });
+            let started = json!({"method": "turn/started", "params": {
+                "threadId": thread_id, "turn": turn_in_progress(&turn_id, now_s)}});
+            let completed = json!({"method": "item/completed", "params": {
+                "threadId": thread_id, "turnId": turn_id, "completedAtMs": now_ms(), "item": item}});
+            writeln!(out, "{started}")?;
+            writeln!(out, "{completed}")?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Serves stdin/stdout until stdin closes.
 pub fn run() -> anyhow::Result<()> {
+    let script: Option<Script> = std::env::var(SCRIPT_ENV)
+        .ok()
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|err| anyhow::anyhow!("{SCRIPT_ENV} is not a script: {err}"))?;
     let flood = std::env::var(FLOOD_ENV)
         .ok()
         .and_then(|n| n.trim().replace('_', "").parse().ok())
@@ -248,6 +374,19 @@ pub fn run() -> anyhow::Result<()> {
             continue;
         };
         let params = &message["params"];
+        if let Some(script) = &script {
+            if let Some(log) = &script.log {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)?;
+                writeln!(file, "{method}")?;
+            }
+            if scripted(script, method, params, &mut next_id, &mut out, id)? {
+                out.flush()?;
+                continue;
+            }
+        }
         match method {
             "initialize" => reply(&mut out, id, initialize_result(&codex_home))?,
             "thread/start" => {
@@ -285,7 +424,14 @@ pub fn run() -> anyhow::Result<()> {
                 next_id += 1;
                 let turn_id = uuid_like(next_id);
                 let started_ms = now_ms();
-                let flood = render_flood(&plan, thread_id, &turn_id, started_ms);
+                let flood = render_flood(
+                    &plan,
+                    thread_id,
+                    &turn_id,
+                    started_ms,
+                    &params["clientUserMessageId"],
+                    &params["input"],
+                );
                 reply(&mut out, id, turn_start_result(&turn_id, started_ms / 1000))?;
                 out.flush()?;
                 out.write_all(flood.as_bytes())?;
@@ -311,10 +457,10 @@ mod tests {
 
     #[test]
     fn plans_are_exact() {
-        for n in [2, 3, 5, 6, 40, 41, 42, 43, 44, 100_000, 100_001] {
+        for n in [3, 4, 6, 7, 40, 41, 42, 43, 44, 100_000, 100_001] {
             let plan = FloodPlan::new(n);
             let tokens = plan.items / 10 + plan.pad;
-            assert_eq!(2 + plan.items * 3 + tokens, n, "{plan:?}");
+            assert_eq!(3 + plan.items * 3 + tokens, n, "{plan:?}");
             assert!(plan.pad < 4, "{plan:?}");
         }
         let plan = FloodPlan::new(100_000);
@@ -339,7 +485,8 @@ mod tests {
     #[test]
     fn the_flood_is_typed_notifications() {
         let plan = FloodPlan::new(47);
-        let flood = render_flood(&plan, "th", "tu", now_ms());
+        let input = json!([{"type": "text", "text": "go"}]);
+        let flood = render_flood(&plan, "th", "tu", now_ms(), &json!("client-1"), &input);
         let lines: Vec<&str> = flood.lines().collect();
         assert_eq!(lines.len(), 47);
         for line in &lines {
@@ -352,6 +499,9 @@ mod tests {
             );
             assert_eq!(n.thread_id(), Some("th"));
         }
+        let user: Value = serde_json::from_str(lines[1]).expect("JSON");
+        assert_eq!(user["params"]["item"]["type"], "userMessage");
+        assert_eq!(user["params"]["item"]["clientId"], "client-1");
         let last: Value = serde_json::from_str(lines[46]).expect("JSON");
         assert_eq!(last["method"], "turn/completed");
         assert_eq!(last["params"]["turn"]["status"], "completed");

@@ -79,7 +79,7 @@ pub struct Bins {
     pub dispatch: PathBuf,
     /// The real, pinned Codex CLI (`scripts/install-codex`).
     pub codex: PathBuf,
-    /// This xtask binary, which is the fake App Server when run as `xtask app-server`.
+    /// This `dispatch-bench` binary, which is the fake App Server when run as `dispatch-bench app-server`.
     pub fake: PathBuf,
 }
 
@@ -88,7 +88,7 @@ pub struct Bins {
 pub enum AppServer {
     /// The real Codex, its model provider being the bench's Responses stub.
     Real,
-    /// The xtask binary itself (`xtask app-server`).
+    /// The `dispatch-bench` binary itself (`dispatch-bench app-server`).
     Fake,
 }
 

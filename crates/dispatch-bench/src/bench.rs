@@ -280,7 +280,7 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         } else {
             PathBuf::new()
         },
-        fake: std::env::current_exe().context("the xtask binary")?,
+        fake: std::env::current_exe().context("the dispatch-bench binary")?,
     };
     let runs = options.runs;
     println!(

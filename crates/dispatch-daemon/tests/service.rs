@@ -1,0 +1,545 @@
+//! The daemon's behaviour against a scripted fake App Server, in seconds: the attached-lane
+//! lock, a busy lane refusing a send and taking a steer, an archived lane, an idle lane
+//! starting a turn, and reconciliation of a lane the registry believes busy with what Codex
+//! reports. Every call goes through `dispatch_contract::run_operation`, the path the RPC
+//! registration takes (lock, operation, action log), on typed inputs decoded as the daemon
+//! decodes them.
+//!
+//! This test binary is its own fake App Server: the `Supervisor` runs it as
+//! `<this binary> app-server` (through a small script that sets the fake's [`Script`]), which
+//! is why it has its own `main` (`harness = false`, with `libtest-mimic` for the test list).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use dispatch_contract::types::{
+    DaemonLogInput, GetInput, GetOutput, GoalClearInput, GoalSetInput, RespondInput, SendInput,
+    SendOutput, StopInput,
+};
+use dispatch_contract::{DispatchError, ErrorCode, Request, decode_input, run_operation};
+use dispatch_daemon::{Service, Supervisor, Why};
+use dispatch_home::Config;
+use dispatch_registry::{Fact, LaneRow, NewLane, NewRequest, Ownership, Recorded, Registry};
+use fake_app_server::Script;
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::{Value, json};
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("app-server") {
+        return match fake_app_server::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("fake App Server: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let tests = vec![
+        trial(
+            "attached_lanes_refuse_every_history_write",
+            attached_lanes_refuse_every_history_write,
+        ),
+        trial(
+            "the_policy_lets_attached_lanes_be_written",
+            the_policy_lets_attached_lanes_be_written,
+        ),
+        trial(
+            "a_busy_lane_refuses_a_send_and_takes_a_steer",
+            a_busy_lane_refuses_a_send_and_takes_a_steer,
+        ),
+        trial(
+            "an_idle_lane_takes_a_send_and_is_busy_after",
+            an_idle_lane_takes_a_send_and_is_busy_after,
+        ),
+        trial(
+            "codex_running_a_turn_the_registry_missed_refuses_a_send",
+            codex_running_a_turn_the_registry_missed_refuses_a_send,
+        ),
+        trial(
+            "an_archived_lane_refuses_a_send",
+            an_archived_lane_refuses_a_send,
+        ),
+        trial(
+            "reconciliation_ends_a_turn_codex_reports_interrupted",
+            reconciliation_ends_a_turn_codex_reports_interrupted,
+        ),
+        trial(
+            "reconciliation_ends_a_turn_codex_reports_completed",
+            reconciliation_ends_a_turn_codex_reports_completed,
+        ),
+        trial(
+            "stop_on_a_turn_codex_already_ended_reconciles_the_lane",
+            stop_on_a_turn_codex_already_ended_reconciles_the_lane,
+        ),
+    ];
+    libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
+}
+
+type Test = fn(&Daemon) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
+
+/// A test: a fresh daemon per run, on its own runtime; the fake App Server is stopped after.
+fn trial(name: &'static str, test: fn() -> Setup) -> Trial {
+    Trial::test(name, move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|err| Failed::from(format!("runtime: {err}")))?;
+        let setup = test();
+        runtime.block_on(async move {
+            let daemon = Daemon::start(setup.script, setup.allow_attached_writes).await;
+            let outcome =
+                tokio::time::timeout(std::time::Duration::from_secs(60), (setup.body)(&daemon))
+                    .await;
+            daemon.service.app_server().stop().await;
+            outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
+        })
+    })
+}
+
+/// What a test needs: the fake's script, the policy, and the body.
+struct Setup {
+    script: Script,
+    allow_attached_writes: bool,
+    body: Test,
+}
+
+fn setup(script: Script, body: Test) -> Setup {
+    Setup {
+        script,
+        allow_attached_writes: false,
+        body,
+    }
+}
+
+/// A `Service` over a fresh registry and the fake App Server.
+struct Daemon {
+    service: Arc<Service>,
+    /// The file the fake appends each request's method to.
+    requests: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(script: Script, allow_attached_writes: bool) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let requests = dir.path().join("requests.log");
+        let script = Script {
+            log: Some(requests.display().to_string()),
+            ..script
+        };
+        let bin = fake_codex(dir.path(), &script);
+        let registry = Registry::open(&dir.path().join("registry.db"))
+            .await
+            .expect("registry");
+        let bin = codex_app_server::CodexBin {
+            path: bin,
+            source: codex_app_server::CodexBinSource::Env,
+        };
+        let app_server = Supervisor::start_with_bin(bin)
+            .await
+            .expect("the fake App Server starts");
+        let mut config = Config::default();
+        config.policy.allow_attached_writes = allow_attached_writes;
+        let service = Service::new(registry, app_server, dir.path().join("sock"), &config);
+        Daemon {
+            service: Arc::new(service),
+            requests,
+            _dir: dir,
+        }
+    }
+
+    /// Runs an operation as the RPC registration does: decode (validate) the JSON input, then
+    /// `run_operation` (lock, operation, action log).
+    async fn call<R: Request>(&self, input: Value) -> Result<R::Output, DispatchError>
+    where
+        Service: dispatch_contract::Handle<R>,
+    {
+        let input: R = decode_input(input)?;
+        run_operation(&*self.service, input).await
+    }
+
+    /// A lane in the registry, on a thread of its own.
+    async fn lane(&self, name: &str, ownership: Ownership) -> LaneRow {
+        self.service
+            .registry()
+            .create_lane(&NewLane {
+                thread_id: format!("thread-{name}"),
+                title: Some(name.to_owned()),
+                handle: None,
+                ownership,
+                cwd: None,
+                model: None,
+            })
+            .await
+            .expect("lane")
+    }
+
+    async fn facts(&self, lane: &LaneRow, facts: Vec<Fact>) {
+        self.service
+            .registry()
+            .record(&[Recorded {
+                lane_ref: lane.lane_ref.clone(),
+                event: None,
+                facts,
+            }])
+            .await
+            .expect("facts");
+    }
+
+    /// Makes the registry believe `lane` runs turn `turn_id`.
+    async fn busy(&self, lane: &LaneRow, turn_id: &str) {
+        let at_ms = now_ms();
+        self.facts(
+            lane,
+            vec![Fact::TurnStarted {
+                turn_id: turn_id.to_owned(),
+                at_ms,
+            }],
+        )
+        .await;
+    }
+
+    async fn get(&self, lane: &LaneRow) -> GetOutput {
+        self.call::<GetInput>(json!({ "lane": lane.lane_ref }))
+            .await
+            .expect("get")
+    }
+
+    /// The methods the fake App Server was asked, in order.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.requests)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The action log, oldest first: `(op, lane, error code, detail)`.
+    async fn actions(&self) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+        let log = self
+            .call::<DaemonLogInput>(json!({}))
+            .await
+            .expect("daemon log");
+        log.entries
+            .into_iter()
+            .rev()
+            .map(|e| (e.op, e.lane, e.error_code, e.detail))
+            .collect()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A `codex` script that runs this test binary as the fake App Server with `script`.
+fn fake_codex(dir: &Path, script: &Script) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let exe = std::env::current_exe().expect("the test binary");
+    let path = dir.join("codex");
+    let body = format!(
+        "#!/bin/sh\n{}='{}' exec '{}' \"$@\"\n",
+        fake_app_server::SCRIPT_ENV,
+        script.to_env(),
+        exe.display()
+    );
+    std::fs::write(&path, body).expect("write the fake codex");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn expect_error<T: std::fmt::Debug>(
+    result: Result<T, DispatchError>,
+    code: ErrorCode,
+) -> DispatchError {
+    match result {
+        Ok(output) => panic!("expected {}, got {output:?}", code.as_str()),
+        Err(err) => {
+            assert_eq!(err.code, code, "{err:?}");
+            err
+        }
+    }
+}
+
+/// Requests that write turns or history into a thread.
+fn writes(requests: &[String]) -> Vec<&String> {
+    requests
+        .iter()
+        .filter(|m| m.starts_with("turn/") || m.starts_with("thread/goal/"))
+        .collect()
+}
+
+fn attached_lanes_refuse_every_history_write() -> Setup {
+    setup(Script::default(), |d| {
+        Box::pin(async move {
+            let lane = d.lane("observed", Ownership::Attached).await;
+            let selector = json!(lane.lane_ref);
+            let refused = [
+                d.call::<SendInput>(json!({"lane": selector, "text": "hi"}))
+                    .await
+                    .map(|_| ()),
+                d.call::<StopInput>(json!({"lane": selector}))
+                    .await
+                    .map(|_| ()),
+                d.call::<GoalSetInput>(json!({"lane": selector, "objective": "x"}))
+                    .await
+                    .map(|_| ()),
+                d.call::<GoalClearInput>(json!({"lane": selector}))
+                    .await
+                    .map(|_| ()),
+            ];
+            for result in refused {
+                let err = expect_error(result, ErrorCode::AttachedLaneWriteBlocked);
+                assert!(err.message.contains(&lane.lane_ref), "{err:?}");
+            }
+            // `respond` names a request; the lock checks the request's lane.
+            let request = d
+                .service
+                .registry()
+                .insert_request(&NewRequest {
+                    lane_ref: lane.lane_ref.clone(),
+                    thread_id: lane.thread_id.clone(),
+                    turn_id: Some("turn-1".into()),
+                    item_id: None,
+                    method: "item/commandExecution/requestApproval".into(),
+                    rpc_id: json!(7),
+                    params: json!({}),
+                    at_ms: now_ms(),
+                })
+                .await
+                .expect("request");
+            expect_error(
+                d.call::<RespondInput>(json!({"request_id": request.id, "decision": "accept"}))
+                    .await,
+                ErrorCode::AttachedLaneWriteBlocked,
+            );
+            assert_eq!(
+                writes(&d.requests()),
+                Vec::<&String>::new(),
+                "nothing reached Codex"
+            );
+            // A refusal is not an action: nothing was done.
+            assert_eq!(d.actions().await, Vec::new());
+        })
+    })
+}
+
+fn the_policy_lets_attached_lanes_be_written() -> Setup {
+    Setup {
+        allow_attached_writes: true,
+        ..setup(Script::default(), |d| {
+            Box::pin(async move {
+                let lane = d.lane("observed", Ownership::Attached).await;
+                let sent = d
+                    .call::<SendInput>(json!({"lane": lane.lane_ref, "text": "hi"}))
+                    .await
+                    .expect("the policy allows it");
+                assert!(sent.message_accepted && !sent.steered, "{sent:?}");
+                assert!(d.requests().contains(&"turn/start".to_owned()));
+            })
+        })
+    }
+}
+
+fn a_busy_lane_refuses_a_send_and_takes_a_steer() -> Setup {
+    setup(Script::default(), |d| {
+        Box::pin(async move {
+            let lane = d.lane("busy", Ownership::Owned).await;
+            d.busy(&lane, "turn-1").await;
+            let err = expect_error(
+                d.call::<SendInput>(json!({"lane": lane.lane_ref, "text": "more"}))
+                    .await,
+                ErrorCode::LaneBusy,
+            );
+            assert_eq!(err.details["turn_id"], "turn-1", "{err:?}");
+            assert!(!d.requests().contains(&"turn/start".to_owned()));
+            let steered: SendOutput = d
+                .call::<SendInput>(json!({"lane": lane.lane_ref, "text": "more", "steer": true}))
+                .await
+                .expect("steer");
+            assert!(steered.steered, "{steered:?}");
+            assert_eq!(steered.turn_id, "turn-1");
+            assert_eq!(writes(&d.requests()), vec!["turn/steer"]);
+            // Both writes are in the action log, with the lane, in the operation's words.
+            let actions = d.actions().await;
+            assert_eq!(actions.len(), 2, "{actions:?}");
+            assert_eq!(actions[0].0, "send");
+            assert_eq!(actions[0].1.as_deref(), Some(lane.lane_ref.as_str()));
+            assert_eq!(actions[0].2.as_deref(), Some("lane_busy"));
+            assert_eq!(
+                actions[1],
+                (
+                    "send".to_owned(),
+                    Some(lane.lane_ref.clone()),
+                    None,
+                    Some("message steered into the running turn".to_owned())
+                )
+            );
+        })
+    })
+}
+
+fn an_idle_lane_takes_a_send_and_is_busy_after() -> Setup {
+    setup(Script::default(), |d| {
+        Box::pin(async move {
+            let lane = d.lane("idle", Ownership::Owned).await;
+            let sent: SendOutput = d
+                .call::<SendInput>(json!({"lane": "idle", "text": "start"}))
+                .await
+                .expect("send");
+            assert!(sent.message_accepted && !sent.steered, "{sent:?}");
+            assert!(
+                sent.warnings.is_empty(),
+                "Codex recorded the message: {sent:?}"
+            );
+            assert_eq!(sent.lane.ref_, lane.lane_ref);
+            // The lane is busy for the next caller at once.
+            let got = d.get(&lane).await;
+            assert_eq!(got.lane.status.to_string(), "busy", "{got:?}");
+            expect_error(
+                d.call::<SendInput>(json!({"lane": lane.lane_ref, "text": "again"}))
+                    .await,
+                ErrorCode::LaneBusy,
+            );
+            assert_eq!(
+                writes(&d.requests()),
+                vec!["turn/start"],
+                "one turn was started"
+            );
+            let actions = d.actions().await;
+            assert_eq!(
+                actions[0],
+                (
+                    "send".to_owned(),
+                    Some(lane.lane_ref.clone()),
+                    None,
+                    Some(format!("message accepted, turn {}", sent.turn_id))
+                ),
+                "the action log names the lane the selector resolved to"
+            );
+        })
+    })
+}
+
+fn codex_running_a_turn_the_registry_missed_refuses_a_send() -> Setup {
+    let script = Script {
+        active: true,
+        ..Script::default()
+    };
+    setup(script, |d| {
+        Box::pin(async move {
+            let lane = d.lane("goal", Ownership::Owned).await;
+            let err = expect_error(
+                d.call::<SendInput>(json!({"lane": lane.lane_ref, "text": "hi"}))
+                    .await,
+                ErrorCode::LaneBusy,
+            );
+            assert!(err.message.contains("Codex says so"), "{err:?}");
+            assert!(!d.requests().contains(&"turn/start".to_owned()));
+        })
+    })
+}
+
+fn an_archived_lane_refuses_a_send() -> Setup {
+    setup(Script::default(), |d| {
+        Box::pin(async move {
+            let lane = d.lane("old", Ownership::Owned).await;
+            d.facts(&lane, vec![Fact::Archived(true)]).await;
+            let err = expect_error(
+                d.call::<SendInput>(json!({"lane": lane.lane_ref, "text": "hi"}))
+                    .await,
+                ErrorCode::LaneArchived,
+            );
+            assert!(err.hint.contains("restore"), "{err:?}");
+            assert_eq!(writes(&d.requests()), Vec::<&String>::new());
+        })
+    })
+}
+
+fn reconciliation_ends_a_turn_codex_reports_interrupted() -> Setup {
+    let script = Script {
+        turns: vec![("turn-1".into(), "interrupted".into())],
+        ..Script::default()
+    };
+    setup(script, |d| {
+        Box::pin(async move {
+            let lane = d.lane("crashed", Ownership::Owned).await;
+            d.busy(&lane, "turn-1").await;
+            assert_eq!(d.service.reconcile_running(Why::DaemonStart).await, 1);
+            let got = d.get(&lane).await;
+            assert_ne!(got.lane.status.to_string(), "busy", "{got:?}");
+            let turn = got.lane.latest_turn.as_ref().expect("latest turn");
+            assert_eq!(turn.id, "turn-1");
+            assert_eq!(turn.status.to_string(), "interrupted", "{got:?}");
+            let why = "interrupted: the dispatch daemon stopped while this turn ran";
+            assert!(
+                turn.error.as_deref().is_some_and(|e| e.starts_with(why)),
+                "{turn:?}"
+            );
+            assert!(
+                got.errors
+                    .iter()
+                    .any(|e| e.message.starts_with(why) && !e.will_retry),
+                "{:?}",
+                got.errors
+            );
+            // The lane takes a message again.
+            d.call::<SendInput>(json!({"lane": lane.lane_ref, "text": "again"}))
+                .await
+                .expect("send after reconciliation");
+        })
+    })
+}
+
+fn reconciliation_ends_a_turn_codex_reports_completed() -> Setup {
+    let script = Script {
+        turns: vec![("turn-1".into(), "completed".into())],
+        ..Script::default()
+    };
+    setup(script, |d| {
+        Box::pin(async move {
+            let lane = d.lane("done", Ownership::Owned).await;
+            d.busy(&lane, "turn-1").await;
+            assert_eq!(d.service.reconcile_running(Why::AppServerRestart).await, 1);
+            let got = d.get(&lane).await;
+            assert_eq!(got.lane.status.to_string(), "idle", "{got:?}");
+            let turn = got.lane.latest_turn.as_ref().expect("latest turn");
+            assert_eq!(turn.status.to_string(), "completed");
+            assert_eq!(turn.error, None);
+            assert!(got.errors.is_empty(), "{:?}", got.errors);
+        })
+    })
+}
+
+fn stop_on_a_turn_codex_already_ended_reconciles_the_lane() -> Setup {
+    let script = Script {
+        turns: vec![("turn-1".into(), "completed".into())],
+        loaded: vec!["thread-ended".into()],
+        no_active_turn: true,
+        ..Script::default()
+    };
+    setup(script, |d| {
+        Box::pin(async move {
+            let lane = d.lane("ended", Ownership::Owned).await;
+            d.busy(&lane, "turn-1").await;
+            let stopped = d
+                .call::<StopInput>(json!({"lane": lane.lane_ref}))
+                .await
+                .expect("stop");
+            assert!(!stopped.interrupted, "{stopped:?}");
+            assert!(d.requests().contains(&"turn/interrupt".to_owned()));
+            let got = d.get(&lane).await;
+            assert_eq!(got.lane.status.to_string(), "idle", "{got:?}");
+            let actions = d.actions().await;
+            assert_eq!(
+                actions.last().map(|a| a.3.clone()),
+                Some(Some("nothing was running".to_owned()))
+            );
+        })
+    })
+}
