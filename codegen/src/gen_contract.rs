@@ -63,6 +63,10 @@ pub fn operations(contract: &Contract) -> TokenStream {
         };
         let examples = serde_json::to_string(&op.meta.examples).unwrap_or_default();
         let doc = format!("`{title}`: {summary}.");
+        let surfaces = op.meta.surfaces.iter().map(|s| match s {
+            crate::model::Surface::Cli => quote!(Surface::Cli),
+            crate::model::Surface::Mcp => quote!(Surface::Mcp),
+        });
         quote! {
             #[doc = #doc]
             pub static #ident: Operation = Operation {
@@ -84,6 +88,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
                 cli_input_schema: #cli_input,
                 output_schema: #output,
                 examples: #examples,
+                surfaces: &[#(#surfaces),*],
             };
         }
     });
@@ -102,6 +107,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
         //! The operation table: one entry per contract file, with its metadata, its
         //! self-contained input and output schemas and its contract hash.
         use super::types::*;
+        use crate::hint::Surface;
         use crate::operation::{CallBound, Intent, Operation, Request, RunsIn};
 
         #(#statics)*
@@ -254,10 +260,6 @@ pub fn errors(contract: &Contract) -> TokenStream {
         let c = e.jsonrpc_code;
         quote!(#c)
     });
-    let hint = table(&|e| {
-        let c = &e.hint;
-        quote!(#c)
-    });
     let summary = table(&|e| {
         let c = &e.summary;
         quote!(#c)
@@ -284,9 +286,6 @@ pub fn errors(contract: &Contract) -> TokenStream {
 
             /// The JSON-RPC error code on the daemon socket.
             pub const fn jsonrpc_code(self) -> i32 { #rpc }
-
-            /// How to recover, when the error itself gives no better hint.
-            pub const fn hint(self) -> &'static str { #hint }
 
             /// What the code means.
             pub const fn summary(self) -> &'static str { #summary }

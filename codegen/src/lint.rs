@@ -186,7 +186,7 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    crate::lint_surfaces::check(contract)
 }
 
 /// `schema`, or the shared definition it refers to.

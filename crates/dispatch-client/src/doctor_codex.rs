@@ -32,7 +32,7 @@ pub async fn cli() -> (DoctorCheck, Option<PathBuf>) {
                     "codex_cli",
                     CheckStatus::Fail,
                     format!("{}: {err}", ErrorCode::AppServerUnavailable.as_str()),
-                    Some(INSTALL_HINT),
+                    Some(INSTALL_HINT.into()),
                 ),
                 None,
             );
@@ -46,7 +46,10 @@ pub async fn cli() -> (DoctorCheck, Option<PathBuf>) {
                     "codex_cli",
                     CheckStatus::Fail,
                     format!("{} does not report a version: {err}", bin.display()),
-                    Some("reinstall the Codex CLI or point DISPATCH_CODEX_BIN at a working one"),
+                    Some(
+                        "reinstall the Codex CLI or point DISPATCH_CODEX_BIN at a working one"
+                            .into(),
+                    ),
                 ),
                 None,
             );
@@ -60,14 +63,16 @@ pub async fn cli() -> (DoctorCheck, Option<PathBuf>) {
             "codex_cli",
             CheckStatus::Fail,
             format!("{at} is codex-cli {found}, older than the minimum {MINIMUM_CODEX_VERSION}"),
-            Some("upgrade: npm install -g @openai/codex@0.169.0"),
+            Some("upgrade: npm install -g @openai/codex@0.169.0".into()),
         )
     } else if pinned.is_some_and(|p| triple(&found) > p) {
         check(
             "codex_cli",
             CheckStatus::Warn,
             format!("{at} is codex-cli {found}, newer than the tested {PINNED_CODEX_VERSION}"),
-            Some("it likely works; report protocol differences, or pin @openai/codex@0.169.0"),
+            Some(
+                "it likely works; report protocol differences, or pin @openai/codex@0.169.0".into(),
+            ),
         )
     } else {
         check(
@@ -95,7 +100,7 @@ pub fn auth() -> DoctorCheck {
             "codex_auth",
             CheckStatus::Warn,
             "no CODEX_HOME and no home directory".into(),
-            Some("set CODEX_HOME"),
+            Some("set CODEX_HOME".into()),
         );
     };
     let auth = home.join("auth.json");
@@ -112,7 +117,7 @@ pub fn auth() -> DoctorCheck {
             CheckStatus::Warn,
             format!("no credentials in {}", home.display()),
             Some(
-                "run `codex login` before using a provider that needs them (API-key and local providers do not)",
+                "run `codex login` before using a provider that needs them (API-key and local providers do not)".into(),
             ),
         )
     }
@@ -128,7 +133,7 @@ pub async fn app_server(bin: Option<&Path>) -> DoctorCheck {
                 "{}: no usable Codex CLI to start",
                 ErrorCode::AppServerUnavailable.as_str()
             ),
-            Some(INSTALL_HINT),
+            Some(INSTALL_HINT.into()),
         );
     };
     let options = SpawnOptions::new(bin)
@@ -158,7 +163,7 @@ pub async fn app_server(bin: Option<&Path>) -> DoctorCheck {
                 "{}: the App Server did not initialize: {err}",
                 ErrorCode::AppServerUnavailable.as_str()
             ),
-            Some("run `codex app-server` by hand to see why; check CODEX_HOME/config.toml"),
+            Some("run `codex app-server` by hand to see why; check CODEX_HOME/config.toml".into()),
         ),
     }
 }

@@ -5,6 +5,7 @@
 //! Everything under `generated/` is written by `cargo xtask gen` from `contract/`.
 
 mod error;
+mod hint;
 mod operation;
 mod validate;
 
@@ -12,6 +13,7 @@ mod validate;
 pub mod generated {
     pub mod api;
     pub mod errors;
+    pub mod hints;
     pub mod operations;
     pub mod types;
 }
@@ -21,6 +23,7 @@ pub use generated::api::{ClientOps, Dispatch, call_client_op};
 pub use generated::errors::ErrorCode;
 pub use generated::operations::{self as operations, OPERATIONS};
 pub use generated::types;
+pub use hint::{Hint, Suggestion, Surface, foreign_words};
 pub use operation::{
     CALL_TIMEOUT_MARGIN, CallBound, DEFAULT_CALL_TIMEOUT, Intent, Operation, Request, RunsIn,
     decode_input, encode_output, find_operation, longest_call_timeout,

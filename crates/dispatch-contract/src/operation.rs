@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::DispatchError;
 use crate::generated::operations::OPERATIONS;
+use crate::hint::Surface;
 use crate::validate::validate_input;
 
 /// What an operation does to state; drives MCP annotations.
@@ -73,6 +74,8 @@ pub struct Operation {
     pub output_schema: &'static str,
     /// The contract's examples as a JSON array.
     pub examples: &'static str,
+    /// The front ends that offer it (`x-dispatch.surfaces`).
+    pub surfaces: &'static [Surface],
 }
 
 /// An input field, in seconds, that bounds how long a call may run (e.g. `watch`'s
@@ -94,6 +97,11 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
 
 impl Operation {
+    /// Whether `surface` offers this operation.
+    pub fn on(&self, surface: Surface) -> bool {
+        self.surfaces.contains(&surface)
+    }
+
     /// How long a client waits for the answer to this operation called with `input`: the
     /// operation's own bound (its `bounded_by` field, or that field's default) plus
     /// [`CALL_TIMEOUT_MARGIN`], and never less than [`DEFAULT_CALL_TIMEOUT`].

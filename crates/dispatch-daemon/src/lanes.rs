@@ -13,7 +13,7 @@ use dispatch_contract::types::{
     NewInputApprovalPolicy, NewInputSandbox, NewOutput, SendInput, SendOutput, StopInput,
     StopOutput, TailInput, TailOutput,
 };
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, Hint, operations};
 use dispatch_registry::{
     Fact, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership, Recorded, Resolution,
 };
@@ -284,11 +284,12 @@ impl Service {
                         turn.id, lane.lane_ref
                     ),
                 )
-                .with_hint(format!(
-                    "the message is not in the thread; `dispatch tail {}` shows what is, then \
-                     send it again",
-                    lane.lane_ref
-                ))
+                .with_hint(
+                    Hint::new(
+                        "the message is not in the thread; {0} shows what is, then send it again",
+                    )
+                    .run(&operations::TAIL, json!({ "lane": lane.lane_ref })),
+                )
                 .with_details(json!({
                     "lane_ref": lane.lane_ref,
                     "turn_id": turn.id,
@@ -344,11 +345,14 @@ impl Service {
                         ErrorCode::LaneBusy,
                         format!("lane {} is running a turn (Codex says so)", lane.lane_ref),
                     )
-                    .with_hint(format!(
-                        "wait for it (`dispatch watch {0} --until turn-end`) or end it \
-                         (`dispatch stop {0}`)",
-                        lane.lane_ref
-                    ))
+                    .with_hint(
+                        Hint::new("wait for it ({0}) or end it ({1})")
+                            .run(
+                                &operations::WATCH,
+                                json!({ "lane": lane.lane_ref, "until": "turn-end" }),
+                            )
+                            .run(&operations::STOP, json!({ "lane": lane.lane_ref })),
+                    )
                     .with_details(json!({ "lane_ref": lane.lane_ref })),
                 )
             }
@@ -456,10 +460,13 @@ impl Service {
                         err.message
                     ),
                 )
-                .with_hint(format!(
-                    "once the registry can be written, `dispatch attach {thread_id}` adopts \
-                     the thread (observe-only); do not run `new` again for the same work"
-                ))
+                .with_hint(
+                    Hint::new(
+                        "once the registry can be written, {0} adopts the thread \
+                         (observe-only); do not create a lane again for the same work",
+                    )
+                    .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
+                )
                 .with_details(json!({ "thread_id": thread_id, "done": ["thread_created"] }))
             })?;
         // From here on the lane exists: a failure names it.
@@ -471,11 +478,13 @@ impl Service {
                     lane.lane_ref, err.message
                 ),
             )
-            .with_hint(format!(
-                "the lane exists: `dispatch get {}` shows it; continue from what failed \
-                 instead of running `new` again",
-                lane.lane_ref
-            ))
+            .with_hint(
+                Hint::new(
+                    "the lane exists: {0} shows it; continue from what failed instead of \
+                     creating it again",
+                )
+                .run(&operations::GET, json!({ "lane": lane.lane_ref })),
+            )
             .with_details(json!({
                 "lane_ref": lane.lane_ref,
                 "thread_id": thread_id,
@@ -556,10 +565,10 @@ impl Service {
                 ErrorCode::LaneArchived,
                 format!("lane {} is archived", lane.lane_ref),
             )
-            .with_hint(format!(
-                "`dispatch restore {}` brings it back",
-                lane.lane_ref
-            )));
+            .with_hint(
+                Hint::new("{0} brings it back")
+                    .run(&operations::RESTORE, json!({ "target": lane.lane_ref })),
+            ));
         }
         let _writer = self.lane_lock(&lane.lane_ref).await;
         // What another writer did while this one waited for the lock counts.
@@ -573,11 +582,18 @@ impl Service {
                     ErrorCode::LaneBusy,
                     format!("lane {} is running turn {turn_id}", lane.lane_ref),
                 )
-                .with_hint(format!(
-                    "wait for it (`dispatch watch {0} --until turn-end`), add to it \
-                     (`dispatch send {0} --steer ...`), or end it (`dispatch stop {0}`)",
-                    lane.lane_ref
-                ))
+                .with_hint(
+                    Hint::new("wait for it ({0}), add to it ({1}), or end it ({2})")
+                        .run(
+                            &operations::WATCH,
+                            json!({ "lane": lane.lane_ref, "until": "turn-end" }),
+                        )
+                        .run(
+                            &operations::SEND,
+                            json!({ "lane": lane.lane_ref, "text": "<text>", "steer": true }),
+                        )
+                        .run(&operations::STOP, json!({ "lane": lane.lane_ref })),
+                )
                 .with_details(json!({ "lane_ref": lane.lane_ref, "turn_id": turn_id })));
             }
             server

@@ -3,10 +3,10 @@
 
 use codex_app_server::AppServer;
 use codex_app_server::protocol::{ConfigReadParams, Model, ModelListParams};
-use dispatch_contract::DispatchError;
 use dispatch_contract::types::{
     CatalogModel, ModelsOutput, ModelsOutputCatalogState, ModelsOutputSource, ServiceTier,
 };
+use dispatch_contract::{DispatchError, Hint, operations};
 use dispatch_registry::Registry;
 use serde_json::Value;
 
@@ -114,7 +114,11 @@ pub async fn cached(registry: &Registry) -> Result<ModelsOutput, DispatchError> 
             catalog_state: ModelsOutputCatalogState::Empty,
             default_model: None,
             fetched_at: None,
-            hint: Some("no catalog is cached yet: run `dispatch models` to fetch it".into()),
+            hint: Some(
+                Hint::new("no catalog is cached yet: {0} fetches it")
+                    .run(&operations::MODELS, serde_json::json!({}))
+                    .to_string(),
+            ),
             models: Vec::new(),
         });
     };

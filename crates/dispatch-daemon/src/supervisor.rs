@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use codex_app_server::{AppServer, SpawnOptions, resolve_codex_bin};
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, Hint, operations};
+use serde_json::json;
 
 use crate::convert::lock;
 use tokio::sync::watch;
@@ -80,10 +81,13 @@ impl Supervisor {
             )
         })?;
         let server = spawn(&bin).await.map_err(|err| {
-            unavailable(format!("the Codex App Server did not start: {err}")).with_hint(format!(
-                "check `{} app-server` by hand and `dispatch doctor`; set DISPATCH_CODEX_BIN to a working codex binary",
-                bin.display()
-            ))
+            unavailable(format!("the Codex App Server did not start: {err}")).with_hint(
+                Hint::new(format!(
+                    "check `{} app-server` by hand and {{0}}; set DISPATCH_CODEX_BIN to a working codex binary",
+                    bin.display()
+                ))
+                .run(&operations::DOCTOR, json!({})),
+            )
         })?;
         tracing::info!(pid = ?server.pid(), version = ?server.version().map(ToString::to_string), "App Server ready");
         let status = Status {
@@ -137,7 +141,10 @@ impl Supervisor {
                     .map(|e| format!(" (it {e})"))
                     .unwrap_or_default()
             ))
-            .with_hint("retry in a moment; `dispatch daemon status` shows its state")
+            .with_hint(
+                Hint::new("retry in a moment; {0} shows its state")
+                    .run(&operations::DAEMON_STATUS, json!({})),
+            )
         })
     }
 

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dispatch_contract::{DispatchError, ErrorCode, Operation, Request, longest_call_timeout};
+use dispatch_contract::{
+    DispatchError, ErrorCode, Operation, Request, Surface, longest_call_timeout,
+};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{ClientBuilder, ClientT, Error as ClientError};
 use jsonrpsee::core::params::ObjectParams;
@@ -57,17 +59,22 @@ impl DaemonClient {
     }
 
     /// Calls `op` with JSON input, sending this client's contract hash of it.
+    /// Hints in the answer are in the words of [`Surface::current`].
     pub async fn call_json(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
-        self.request(op, Some(op.contract_hash), input).await
+        let surface = Surface::current();
+        let surface = (surface != Surface::Cli).then_some(surface);
+        self.request(op, Some(op.contract_hash), input, surface)
+            .await
     }
 
-    /// Calls `op` without the contract check, e.g. to ask a stale daemon whether it is idle.
+    /// Calls `op` without the contract check (and in the params every daemon knows), e.g. to
+    /// ask a stale daemon whether it is idle.
     pub async fn call_json_unchecked(
         &self,
         op: &Operation,
         input: Value,
     ) -> Result<Value, DispatchError> {
-        self.request(op, None, input).await
+        self.request(op, None, input, None).await
     }
 
     async fn request(
@@ -75,10 +82,12 @@ impl DaemonClient {
         op: &Operation,
         hash: Option<&str>,
         input: Value,
+        surface: Option<Surface>,
     ) -> Result<Value, DispatchError> {
         let call = CallParams {
             contract_hash: hash.map(str::to_owned),
             input: Some(input),
+            surface,
         };
         let mut params = ObjectParams::new();
         if let Some(hash) = &call.contract_hash {
@@ -89,12 +98,40 @@ impl DaemonClient {
         params
             .insert("input", &call.input)
             .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+        if let Some(surface) = call.surface {
+            params
+                .insert("surface", surface)
+                .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+        }
         // The operation's own bound (e.g. `watch`'s timeout) plus a margin, from the contract.
         let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
         match tokio::time::timeout(deadline, self.client.request::<Value, _>(op.id, params)).await {
-            Ok(answer) => answer.map_err(|err| from_client_error(op, deadline, err)),
+            Ok(answer) => answer
+                .map_err(|err| from_client_error(op, deadline, err))
+                .map_err(|err| older_than_surface(op, call.surface.is_some(), err)),
             Err(_elapsed) => Err(timed_out(op, deadline)),
         }
+    }
+}
+
+/// A daemon older than the `surface` param refuses the params it does not know: that is a
+/// stale daemon, which the client restarts when it is idle, not an input error.
+fn older_than_surface(op: &Operation, sent_surface: bool, err: DispatchError) -> DispatchError {
+    if sent_surface
+        && err.code == ErrorCode::InvalidInput
+        && err.message.starts_with("params must be")
+        && err.message.contains("`surface`")
+    {
+        DispatchError::new(
+            ErrorCode::DaemonStale,
+            format!(
+                "the daemon does not take the `surface` of `{}`: it is older than this client",
+                op.title
+            ),
+        )
+        .with_details(serde_json::json!({ "op": op.id, "idle": null }))
+    } else {
+        err
     }
 }
 

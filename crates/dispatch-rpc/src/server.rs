@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use dispatch_contract::{
-    Dispatch, DispatchError, ErrorCode, Intent, Request, decode_input, encode_output,
+    Dispatch, DispatchError, ErrorCode, Intent, Request, Surface, decode_input, encode_output,
 };
 use jsonrpsee::RpcModule;
 use jsonrpsee::server::{Server, serve_with_graceful_shutdown, stop_channel};
@@ -24,6 +24,10 @@ pub struct CallParams {
     /// The operation's input; `{}` when omitted.
     #[serde(default)]
     pub input: Option<Value>,
+    /// The front end the caller serves (`mcp`); hints in the answer are in its words. The
+    /// CLI's when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surface: Option<Surface>,
 }
 
 /// The JSON-RPC error object for `err`.
@@ -59,7 +63,12 @@ where
     let registered = module.register_async_method(op.id, move |params, service, _| {
         let handler = handler.clone();
         let params = parse_params(&params);
-        async move {
+        let surface = params
+            .as_ref()
+            .ok()
+            .and_then(|p| p.surface)
+            .unwrap_or_default();
+        surface.scope(async move {
             let result = async {
                 let params = params?;
                 if let Some(hash) = params.contract_hash.as_deref()
@@ -95,7 +104,7 @@ where
             }
             .await;
             result.map_err(|err| rpc_error(&err))
-        }
+        })
     });
     if let Err(err) = registered {
         // Ids are unique by the contract lint; this only fires on a codegen defect.
