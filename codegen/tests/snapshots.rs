@@ -5,7 +5,7 @@
 fn every_generated_file_matches_its_snapshot() {
     let root = dispatch_codegen::workspace_root();
     let files = dispatch_codegen::render(&root).expect("the contract renders");
-    assert_eq!(files.len(), 8, "a generated file was added or removed");
+    assert_eq!(files.len(), 9, "a generated file was added or removed");
     for (path, contents) in files {
         let name = path.replace('/', "__");
         insta::assert_snapshot!(name, contents);

@@ -3,6 +3,7 @@
 //! eras). Each lists the tools, calls every read-only tool and the error cases, and must see
 //! 0 errors: schemas that pass `--strict` with no warning, structured results that match each
 //! tool's `outputSchema`, and errors as `isError` results carrying the error JSON as text.
+//! Codex itself, with `[mcp_servers.dispatch]`, puts every tool in its model request.
 //!
 //! `scripts/install-mcp-clients` installs the pinned clients into `target/mcp-clients/` (npm
 //! and PyPI only; a present install returns at once).
@@ -283,4 +284,62 @@ fn the_python_sdk_in_both_protocol_eras_finds_no_error() {
             assert_error(tool, &result["error"], code);
         }
     }
+}
+
+/// Codex 0.169.0 with `[mcp_servers.dispatch]` sends every dispatch tool with every model
+/// request, as one `mcp__dispatch` namespace: all of them are there, compact.
+#[test]
+fn codex_sends_every_tool_in_its_model_request() {
+    let stub = support::Stub::start(responses_stub::Script::new().default_reply("ok"));
+    let home = Home::new();
+    let config = responses_stub::CodexConfig {
+        extra_toml: format!(
+            "[mcp_servers.dispatch]\ncommand = {}\nargs = [\"mcp\"]\nenv = {{ DISPATCH_HOME = {} }}\n",
+            json!(support::dispatch_bin()),
+            json!(home.path()),
+        ),
+        ..responses_stub::CodexConfig::default()
+    };
+    home.use_model_provider_with(&stub.base_url(), &config);
+    let work = tempfile::tempdir().expect("dir");
+    let out = Command::new(support::codex_bin())
+        .args(["exec", "--skip-git-repo-check", "-C"])
+        .arg(work.path())
+        .arg("say ok")
+        .env("CODEX_HOME", home.codex_home())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run codex exec");
+    assert!(
+        out.status.success(),
+        "codex exec failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stub.wait_for_requests(1);
+    let request = &stub.requests()[0];
+    let tools = request.body["tools"].as_array().expect("tools");
+    let namespace = tools
+        .iter()
+        .find(|t| t["name"] == "mcp__dispatch")
+        .expect("dispatch's namespace in the request");
+    let names: BTreeSet<String> = namespace["tools"]
+        .as_array()
+        .expect("its tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    let expected: BTreeSet<String> = dispatch_mcp::TOOLS
+        .iter()
+        .map(|t| t.name.to_owned())
+        .collect();
+    assert_eq!(names, expected);
+    let bytes = namespace.to_string().len();
+    println!(
+        "Codex request: dispatch's namespace {bytes} B of {} B of tools",
+        tools.iter().map(|t| t.to_string().len()).sum::<usize>()
+    );
+    assert!(
+        bytes <= 16_000,
+        "dispatch costs {bytes} B per model request"
+    );
 }

@@ -297,13 +297,17 @@ impl Service {
                     "recorded": false,
                 })));
             }
-            MessageRecorded::Unconfirmed => warnings.push(format!(
-                "Codex accepted turn {} but did not confirm within {} s that it recorded the \
-                 message; `dispatch tail {}` shows whether it did before you send it again",
-                turn.id,
-                RECORD_TIMEOUT.as_secs(),
-                lane.lane_ref
-            )),
+            // A warning is read like a hint: in the words of the surface that asked.
+            MessageRecorded::Unconfirmed => warnings.push(
+                Hint::new(format!(
+                    "Codex accepted turn {} but did not confirm within {} s that it recorded \
+                     the message; {{0}} shows whether it did before you send it again",
+                    turn.id,
+                    RECORD_TIMEOUT.as_secs(),
+                ))
+                .run(&operations::TAIL, json!({ "lane": lane.lane_ref }))
+                .to_string(),
+            ),
         }
         let started = Fact::TurnStarted {
             turn_id: turn.id.clone(),
@@ -498,11 +502,17 @@ impl Service {
             })
             .await
         {
-            warnings.push(format!(
-                "the Codex thread could not be named ({}); `dispatch rename {}` tries again",
-                app_server_error(err).message,
-                lane.lane_ref
-            ));
+            warnings.push(
+                Hint::new(format!(
+                    "the Codex thread could not be named ({}); {{0}} tries again",
+                    app_server_error(err).message,
+                ))
+                .run(
+                    &operations::RENAME,
+                    json!({ "target": lane.lane_ref, "title": "<title>" }),
+                )
+                .to_string(),
+            );
         }
 
         let mut done = vec!["thread_created", "lane_recorded"];
@@ -556,9 +566,13 @@ impl Service {
     pub async fn lane_send(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let Some(text) = input.text.as_ref().map(|t| t.to_string()) else {
-            return Err(DispatchError::invalid_input(
-                "give the message as TEXT, with --text-file FILE, or `-` to read standard input",
-            ));
+            return Err(
+                DispatchError::invalid_input("`send` needs a message: `text` is missing")
+                    .with_hint(Hint::new("give the message ({0})").run(
+                        &operations::SEND,
+                        json!({ "lane": lane.lane_ref, "text": "<text>" }),
+                    )),
+            );
         };
         if lane.archived {
             return Err(DispatchError::new(

@@ -223,7 +223,7 @@ fn list_command() -> Command {
     Command::new("list")
         .about("List lanes, newest activity first")
         .long_about(
-            "List lanes, newest activity first; archived lanes only when asked for. (--all or --status archived).",
+            "List lanes, newest activity first. Archived lanes are left out unless --all or --status archived.",
         )
         .arg(
             Arg::new("status")

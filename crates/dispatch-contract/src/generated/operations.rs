@@ -252,7 +252,7 @@ pub static LIST: Operation = Operation {
     id: "list",
     title: "list",
     summary: "List lanes, newest activity first",
-    description: "List lanes, newest activity first; archived lanes only when asked for.",
+    description: "List lanes, newest activity first.",
     intent: Intent::Read,
     idempotent: true,
     writes_history: false,

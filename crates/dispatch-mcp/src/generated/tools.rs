@@ -143,7 +143,7 @@ pub static TOOLS: &[ToolSpec] = &[
     ToolSpec {
         name: "dispatch_list",
         op: &operations::LIST,
-        description: "List lanes, newest activity first; archived lanes only when asked for.",
+        description: "List lanes, newest activity first. Archived lanes are left out unless `all` is true or `status` is `archived`.",
         input_schema: "{\"properties\":{\"status\":{\"description\":\"Only lanes with this status: idle, busy, retrying, waiting_approval, error or archived.\",\"type\":\"string\",\"enum\":[\"idle\",\"busy\",\"retrying\",\"waiting_approval\",\"error\",\"archived\"]},\"all\":{\"description\":\"Include archived lanes.\",\"type\":\"boolean\",\"default\":false},\"limit\":{\"description\":\"Most lanes to return.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":10000,\"default\":200}},\"type\":\"object\",\"additionalProperties\":false}",
         output_schema: "{\"type\":\"object\",\"required\":[\"lanes\"]}",
         read_only: true,
