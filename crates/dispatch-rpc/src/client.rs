@@ -177,3 +177,33 @@ fn from_client_error(op: &Operation, deadline: Duration, err: ClientError) -> Di
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dispatch_contract::operations;
+
+    use super::*;
+
+    /// What a daemon from before the `surface` param answers an MCP client: its params
+    /// refusal is a stale daemon (restarted when idle), not the caller's invalid input.
+    #[test]
+    fn a_daemon_that_refuses_the_surface_param_is_stale() {
+        let old = DispatchError::invalid_input(
+            "params must be {\"contract_hash\": .., \"input\": {..}}: unknown field `surface`, \
+             expected `contract_hash` or `input`",
+        );
+        let err = older_than_surface(&operations::GET, true, old.clone());
+        assert_eq!(err.code, ErrorCode::DaemonStale);
+        assert_eq!(err.details["idle"], Value::Null);
+        // Without the param sent, or for any other refusal, the error stands.
+        assert_eq!(
+            older_than_surface(&operations::GET, false, old.clone()),
+            old
+        );
+        let other = DispatchError::invalid_input("invalid input for `get`: `lane` is required");
+        assert_eq!(
+            older_than_surface(&operations::GET, true, other.clone()),
+            other
+        );
+    }
+}
