@@ -325,9 +325,13 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     }
 
     if options.wants("mcp-bytes") {
-        match mcp_cost::rows(&bins) {
-            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
-            Err(err) => report.failed("MCP bytes", &err),
+        match mcp_cost::tools_list_row(&bins) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("MCP tools/list answer", &err),
+        }
+        match mcp_cost::codex_request_row(&bins) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("Codex model request: dispatch's tools", &err),
         }
     }
     if options.wants("up") {

@@ -21,24 +21,27 @@ use super::env::{AppServer, Bins, Env, exec};
 /// The namespace Codex puts an MCP server's tools in.
 const NAMESPACE: &str = "mcp__dispatch";
 
-/// Both rows: `tools/list` bytes, and the Codex request's bytes for dispatch's namespace.
-pub fn rows(bins: &Bins) -> anyhow::Result<Vec<Row>> {
+/// The bytes of the `tools/list` answer.
+pub fn tools_list_row(bins: &Bins) -> anyhow::Result<Row> {
     let env = Env::new(bins, AppServer::Real, None, &[])?;
-    let (list_bytes, tools) = tools_list_bytes(env.cmd(&["mcp"]))?;
-    let mut rows = vec![
-        Row::value("MCP tools/list answer", format!("{list_bytes} B"))
-            .target("≤ 20 KB (test fails above 30 KB)".into())
-            .note(format!("{tools} tools; was 57.6 KB (issue 11)")),
-    ];
+    let (bytes, tools) = tools_list_bytes(env.cmd(&["mcp"]))?;
+    Ok(Row::value("MCP tools/list answer", format!("{bytes} B"))
+        .target("≤ 20 KB (a test fails above 30 KB)".into())
+        .note(format!("{tools} tools; was 57.6 KB (issue 11)")))
+}
+
+/// The bytes of dispatch's namespace in the request Codex sends the model.
+pub fn codex_request_row(bins: &Bins) -> anyhow::Result<Row> {
+    let env = Env::new(bins, AppServer::Real, None, &[])?;
     let (namespace, all_tools) = codex_request_bytes(bins, &env)?;
-    rows.push(
-        Row::value("Codex request: dispatch's tools", format!("{namespace} B"))
-            .target(format!("~{} tokens", namespace / 4))
-            .note(format!(
-                "namespace {NAMESPACE} of {all_tools} B of tools in all; was 18.9 of 38.6 KB"
-            )),
-    );
-    Ok(rows)
+    Ok(Row::value(
+        "Codex model request: dispatch's tools",
+        format!("{namespace} B"),
+    )
+    .target(format!("~{} tokens", namespace / 4))
+    .note(format!(
+        "namespace {NAMESPACE} of {all_tools} B of tools; was 18.9 of 38.6 KB"
+    )))
 }
 
 /// Spawns `dispatch mcp`, initializes, lists the tools: the answer's bytes (one JSON line,
@@ -95,7 +98,9 @@ pub fn tools_list_bytes(mut cmd: Command) -> anyhow::Result<(usize, usize)> {
 /// Runs one `codex exec` turn with dispatch as an MCP server and the stub as the model:
 /// (bytes of dispatch's namespace, bytes of every tool) in the request the stub recorded.
 fn codex_request_bytes(bins: &Bins, env: &Env) -> anyhow::Result<(usize, usize)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The stub serves from the runtime's worker threads while `codex exec` runs.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
     let script = responses_stub::Script::new().default_reply("ok");
