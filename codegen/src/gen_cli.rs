@@ -195,7 +195,7 @@ pub fn generate(contract: &Contract) -> TokenStream {
         let builder = builder_ident(op);
         let word = op.meta.cli.path.last().cloned().unwrap_or_default();
         let summary = &op.meta.summary;
-        let description = &op.description;
+        let description = op.description_for(crate::model::Surface::Cli);
         let mut fields = fields(op);
         fields.sort_by_key(|f| f.position.unwrap_or(usize::MAX));
         let args = fields.iter().map(arg);

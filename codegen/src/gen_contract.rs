@@ -80,6 +80,10 @@ pub fn operations(contract: &Contract) -> TokenStream {
         };
         let examples = serde_json::to_string(&op.meta.examples).unwrap_or_default();
         let doc = format!("`{title}`: {summary}.");
+        let surfaces = op.meta.surfaces.iter().map(|s| match s {
+            crate::model::Surface::Cli => quote!(Surface::Cli),
+            crate::model::Surface::Mcp => quote!(Surface::Mcp),
+        });
         quote! {
             #[doc = #doc]
             pub static #ident: Operation = Operation {
@@ -102,6 +106,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
                 output_schema: #output,
                 examples: #examples,
                 streaming: #streaming,
+                surfaces: &[#(#surfaces),*],
             };
         }
     });
@@ -123,6 +128,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
         //! self-contained input and output schemas and its contract hash.
         use super::types::*;
         use crate::handle::LaneArg;
+        use crate::hint::Surface;
         use crate::operation::{CallBound, Intent, Operation, Request, RunsIn, Streaming};
 
         #(#statics)*
@@ -308,10 +314,6 @@ pub fn errors(contract: &Contract) -> TokenStream {
         let c = e.jsonrpc_code;
         quote!(#c)
     });
-    let hint = table(&|e| {
-        let c = &e.hint;
-        quote!(#c)
-    });
     let summary = table(&|e| {
         let c = &e.summary;
         quote!(#c)
@@ -343,9 +345,6 @@ pub fn errors(contract: &Contract) -> TokenStream {
 
             /// The JSON-RPC error code on the daemon socket.
             pub const fn jsonrpc_code(self) -> i32 { #rpc }
-
-            /// How to recover, when the error itself gives no better hint.
-            pub const fn hint(self) -> &'static str { #hint }
 
             /// What the code means.
             pub const fn summary(self) -> &'static str { #summary }

@@ -10,10 +10,12 @@ mod emit;
 mod gen_cli;
 mod gen_codex;
 mod gen_contract;
+mod gen_hints;
 mod gen_mcp;
 mod gen_rpc;
 mod gen_types;
 mod lint;
+mod lint_surfaces;
 pub mod model;
 mod resolve;
 
@@ -39,6 +41,8 @@ pub mod outputs {
     pub const CLI: &str = "crates/dispatch-cli/src/generated/cli.rs";
     /// MCP tool descriptors.
     pub const MCP: &str = "crates/dispatch-mcp/src/generated/tools.rs";
+    /// The structured default hint of every error code.
+    pub const HINTS: &str = "crates/dispatch-contract/src/generated/hints.rs";
     /// Serde types and method bindings of the pinned Codex App Server protocol.
     pub const CODEX_PROTOCOL: &str = "crates/codex-app-server/src/generated/protocol.rs";
 }
@@ -75,6 +79,7 @@ pub fn render_contract(dir: &Path) -> anyhow::Result<Vec<(&'static str, String)>
         (outputs::RPC, gen_rpc::generate(&contract)),
         (outputs::CLI, gen_cli::generate(&contract)),
         (outputs::MCP, gen_mcp::generate(&contract)),
+        (outputs::HINTS, gen_hints::generate(&contract)),
     ];
     files
         .into_iter()

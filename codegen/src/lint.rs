@@ -188,7 +188,7 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    crate::lint_surfaces::check(contract)
 }
 
 /// `x-dispatch.lane_field` and `x-dispatch.streaming`: every operation that writes history

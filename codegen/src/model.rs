@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -53,6 +53,10 @@ pub struct Operation {
     /// Hash of what a client and a daemon must agree on for this operation: its id, where it
     /// runs, whether it writes history, its bundled schemas and the error codes.
     pub hash: String,
+    /// The long description as each surface shows it (`description` with its `{op:..}` and
+    /// `{arg:..}` references rendered, plus that surface's addition); filled once every
+    /// operation is loaded.
+    pub descriptions: BTreeMap<Surface, String>,
 }
 
 /// The `x-dispatch` block of an operation file.
@@ -99,6 +103,23 @@ pub struct OperationMeta {
     /// output that carry the stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streaming: Option<Streaming>,
+    // What each front end shows (surfaces, per-surface text, effects on Codex's work).
+    /// The front ends that offer the operation; both when omitted. `["cli"]` keeps an
+    /// operation an agent should not run (`assets`, `down`, ...) out of the MCP tools.
+    #[serde(default = "all_surfaces")]
+    pub surfaces: Vec<Surface>,
+    /// Wire input fields that only the CLI offers (`watch`'s `stream`): absent from the MCP
+    /// tool, refused there. File inputs are CLI-only without being listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cli_only_inputs: Vec<String>,
+    /// Text added to the surface-neutral `description` on one front end, e.g.
+    /// `{"cli": "With --json ..."}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub surface_descriptions: BTreeMap<Surface, String>,
+    /// What the operation can do to Codex's work on a lane: `starts` (a model turn or a held
+    /// action runs) and `ends` (a running turn stops). Drives the MCP annotations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_work: Vec<ModelWork>,
 }
 
 /// `x-dispatch.lane_field`: which input field names the lane, and how.
@@ -134,12 +155,157 @@ pub struct Streaming {
     pub ended: String,
 }
 
+fn all_surfaces() -> Vec<Surface> {
+    vec![Surface::Cli, Surface::Mcp]
+}
+
+/// A front end.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    /// The `dispatch` command line.
+    Cli,
+    /// The MCP tools of `dispatch mcp`.
+    Mcp,
+}
+
+impl Surface {
+    /// As written in the contract.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::Cli => "cli",
+            Surface::Mcp => "mcp",
+        }
+    }
+}
+
+/// An effect of an operation on Codex's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelWork {
+    /// A model turn starts, or a held action runs: Codex acts in the world.
+    Starts,
+    /// A running turn stops before it is done.
+    Ends,
+}
+
 impl OperationMeta {
     /// Input fields that exist on the CLI only: they are not part of the wire input, so MCP,
     /// JSON-RPC and the daemon refuse them. Today these are the file inputs.
     pub fn cli_only_fields(&self) -> impl Iterator<Item = &str> {
         self.file_inputs.keys().map(String::as_str)
     }
+
+    /// Whether `surface` offers the operation.
+    pub fn on(&self, surface: Surface) -> bool {
+        self.surfaces.contains(&surface)
+    }
+
+    /// Every input field the MCP tool leaves out: the file inputs (not on the wire) and the
+    /// wire fields only the CLI offers (`cli_only_inputs`).
+    pub fn mcp_omitted_inputs(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = self.cli_only_fields().collect();
+        fields.extend(self.cli_only_inputs.iter().map(String::as_str));
+        fields
+    }
+}
+
+impl Operation {
+    /// The long description as `surface` shows it: the surface-neutral `description` with
+    /// its references rendered, then that surface's addition, if any.
+    pub fn description_for(&self, surface: Surface) -> &str {
+        self.descriptions
+            .get(&surface)
+            .map_or(self.description.as_str(), String::as_str)
+    }
+}
+
+/// Fills [`Operation::descriptions`]. In `description` (and the additions), `{op:<id>}`
+/// names another operation (CLI: `dispatch <words>`, MCP: `dispatch_<id>`) and
+/// `{arg:<field>}` an input field of this one (CLI: `--field` or `<FIELD>`, MCP: `field`).
+fn render_descriptions(ops: &mut [Operation]) -> anyhow::Result<()> {
+    let names: BTreeMap<String, (String, Vec<Surface>)> = ops
+        .iter()
+        .map(|op| {
+            (
+                op.meta.id.clone(),
+                (op.meta.cli.path.join(" "), op.meta.surfaces.clone()),
+            )
+        })
+        .collect();
+    for op in ops.iter_mut() {
+        let mut rendered = BTreeMap::new();
+        for surface in op.meta.surfaces.clone() {
+            let mut text = op.description.clone();
+            if let Some(extra) = op.meta.surface_descriptions.get(&surface) {
+                text = format!("{text} {extra}");
+            }
+            let text = render_refs(&text, surface, op, &names)
+                .with_context(|| format!("{}: `description`", op.file.display()))?;
+            rendered.insert(surface, text);
+        }
+        op.descriptions = rendered;
+    }
+    Ok(())
+}
+
+fn render_refs(
+    text: &str,
+    surface: Surface,
+    op: &Operation,
+    names: &BTreeMap<String, (String, Vec<Surface>)>,
+) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            bail!("an unclosed `{{` in `{text}`");
+        };
+        let reference = &rest[start + 1..start + len];
+        let word = match reference.split_once(':') {
+            Some(("op", id)) => {
+                let Some((path, surfaces)) = names.get(id) else {
+                    bail!("`{{op:{id}}}` names no operation");
+                };
+                ensure!(
+                    surfaces.contains(&surface),
+                    "`{{op:{id}}}` is not offered on the {} surface",
+                    surface.name()
+                );
+                match surface {
+                    Surface::Cli => format!("dispatch {path}"),
+                    Surface::Mcp => format!("dispatch_{id}"),
+                }
+            }
+            Some(("arg", field)) => {
+                ensure!(
+                    op.input.pointer(&format!("/properties/{field}")).is_some(),
+                    "`{{arg:{field}}}` is not an input field"
+                );
+                match surface {
+                    Surface::Cli if op.meta.cli.positionals.iter().any(|p| p == field) => {
+                        format!("<{}>", field.to_uppercase())
+                    }
+                    Surface::Cli => format!("--{}", field.replace('_', "-")),
+                    Surface::Mcp => {
+                        ensure!(
+                            !op.meta.mcp_omitted_inputs().contains(&field),
+                            "`{{arg:{field}}}` is CLI-only"
+                        );
+                        field.to_owned()
+                    }
+                }
+            }
+            _ => bail!("`{{{reference}}}`: write `{{op:<id>}}` or `{{arg:<field>}}`"),
+        };
+        out.push_str(&word);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Every key `x-dispatch` accepts, as the loader's types declare them (`cli.path` and
@@ -256,8 +422,23 @@ pub struct ErrorSpec {
     pub jsonrpc_code: i32,
     /// What the code means.
     pub summary: String,
-    /// How to recover.
+    /// How to recover, surface-neutral: `{0}`, `{1}`, ... stand for the entries of `run`.
     pub hint: String,
+    /// The operations the hint suggests, each rendered by the surface in its own words.
+    #[serde(default)]
+    pub run: Vec<RunSpec>,
+}
+
+/// An operation a hint suggests, with its arguments (strings in angle brackets, such as
+/// `<lane>`, are placeholders the reader fills in).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// The operation id.
+    pub op: String,
+    /// Its input, or part of it.
+    #[serde(default)]
+    pub args: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +471,7 @@ impl Contract {
             ops.push(load_operation(&file, &defs, &codes)?);
         }
         ops.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+        render_descriptions(&mut ops)?;
         Ok(Contract {
             ops,
             defs,
@@ -390,6 +572,7 @@ fn load_operation(
         cli_input_bundled,
         output_bundled,
         hash,
+        descriptions: BTreeMap::new(),
     })
 }
 

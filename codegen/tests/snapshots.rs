@@ -14,7 +14,7 @@ fn fixture() -> std::path::PathBuf {
 #[test]
 fn the_generators_on_the_fixture_contract() {
     let files = dispatch_codegen::render_contract(&fixture()).expect("the fixture renders");
-    assert_eq!(files.len(), 7, "a generated file was added or removed");
+    assert_eq!(files.len(), 8, "a generated file was added or removed");
     for (path, contents) in files {
         let name = Path::new(path)
             .file_name()

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: builds the release binaries and
 //! prints what a user and an agent feel most: CLI start-up, a CLI round trip to the daemon,
-//! MCP spawn until the `tools/list` answer, the idle daemon's resident memory, a cold `up`,
+//! MCP spawn until the `tools/list` answer, the bytes of that answer and of dispatch's tools in
+//! a Codex model request, the idle daemon's resident memory, a cold `up`,
 //! a live `models` refresh, App Server crash recovery, ingest throughput under a flood of
 //! notifications, `list` over 1,000 lanes, and 32 lanes running turns at once.
 //!
@@ -10,6 +11,7 @@
 
 mod env;
 mod lanes;
+mod mcp_cost;
 mod threads;
 
 use std::io::{BufRead, BufReader, Write};
@@ -26,6 +28,7 @@ const NAMES: &[(&str, &str)] = &[
     ("help", "dispatch --help"),
     ("status", "daemon status --json round trip"),
     ("mcp", "dispatch mcp spawn → tools/list"),
+    ("mcp-bytes", "tools/list bytes, Codex request tool bytes"),
     ("rss", "dispatchd idle resident memory"),
     ("models", "models --json, live refresh"),
     ("parallel", "32 lanes running turns at once"),
@@ -270,9 +273,18 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let options = Options::parse(args)?;
     env::install_signal_cleanup();
     let bin_dir = build(root)?;
-    let needs_real = ["status", "mcp", "rss", "models", "parallel", "crash", "up"]
-        .iter()
-        .any(|n| options.wants(n));
+    let needs_real = [
+        "status",
+        "mcp",
+        "mcp-bytes",
+        "rss",
+        "models",
+        "parallel",
+        "crash",
+        "up",
+    ]
+    .iter()
+    .any(|n| options.wants(n));
     let bins = Bins {
         dispatch: bin_dir.join("dispatch"),
         codex: if needs_real {
@@ -312,6 +324,16 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         report.failed("real App Server benchmarks", &err);
     }
 
+    if options.wants("mcp-bytes") {
+        match mcp_cost::tools_list_row(&bins) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("MCP tools/list answer", &err),
+        }
+        match mcp_cost::codex_request_row(&bins) {
+            Ok(row) => report.add(row),
+            Err(err) => report.failed("Codex model request: dispatch's tools", &err),
+        }
+    }
     if options.wants("up") {
         match lanes::up_cold(&bins, runs.min(10)) {
             Ok(row) => report.add(row),

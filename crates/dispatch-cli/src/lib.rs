@@ -191,7 +191,7 @@ fn report_error(err: &DispatchError, json: bool) -> ExitCode {
             &format!(
                 "dispatch: {}\nhint: {}",
                 render::escape(&err.message),
-                render::escape(&err.hint)
+                render::escape(&err.hint.to_string())
             ),
         )
     };

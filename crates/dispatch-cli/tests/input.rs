@@ -13,8 +13,7 @@ use support::Home;
 
 /// An MCP error result's body, asserted to be `code`.
 fn mcp_error(result: &Value, code: &str) -> Value {
-    assert_eq!(result["isError"], true, "{result}");
-    let body = result["structuredContent"]["error"].clone();
+    let body = support::mcp_error_body(result);
     assert_eq!(body["code"], code, "{result}");
     body
 }
@@ -205,7 +204,9 @@ fn nul_characters_are_invalid_input_on_every_surface() {
         );
         let hint = body["hint"].as_str().unwrap_or_default();
         assert!(
-            hint.contains("dispatch_schema") && !hint.contains("dispatch schema"),
+            hint.contains(&format!("`dispatch_{}`", op.id))
+                && dispatch_contract::foreign_words(hint, dispatch_contract::Surface::Mcp)
+                    .is_empty(),
             "MCP {}: a hint for agents: {body}",
             op.id
         );
@@ -262,15 +263,15 @@ fn mcp_arguments_must_be_an_object_and_null_means_none() {
             "{answer}"
         );
     }
-    // null and absent are no arguments: `dispatch_schema` then names its missing `op`.
+    // null and absent are no arguments: `dispatch_get` then names its missing `lane`.
     for params in [
-        json!({"name": "dispatch_schema", "arguments": null}),
-        json!({"name": "dispatch_schema"}),
+        json!({"name": "dispatch_get", "arguments": null}),
+        json!({"name": "dispatch_get"}),
     ] {
         let answer = mcp.request("tools/call", params);
         let body = mcp_error(&answer["result"], "invalid_input");
         assert!(
-            body["message"].as_str().is_some_and(|m| m.contains("op")),
+            body["message"].as_str().is_some_and(|m| m.contains("lane")),
             "{answer}"
         );
     }

@@ -1,13 +1,15 @@
-//! The three surfaces agree: for every operation the MCP input schema and the schema the
-//! daemon validates RPC params against accept the same fields, and the CLI accepts those plus
-//! its own file inputs (`--text-file`), which exist nowhere else; the MCP `tools/list` answer
-//! and the RPC method list are snapshotted.
+//! The three surfaces agree: the MCP input schema is the schema the daemon validates RPC
+//! params against without the CLI-only fields, and the CLI accepts those plus its own file
+//! inputs (`--text-file`), which exist nowhere else; operations only the CLI offers have no
+//! MCP tool. Each surface speaks its own words (commands and flags on the CLI, tools and
+//! arguments on MCP), the tool list stays small, and the MCP `tools/list` answer and the RPC
+//! method list are snapshotted.
 
 mod support;
 
 use std::collections::BTreeSet;
 
-use dispatch_contract::{OPERATIONS, Operation, RunsIn};
+use dispatch_contract::{ErrorCode, Intent, OPERATIONS, Operation, RunsIn, Surface, foreign_words};
 use serde_json::Value;
 
 fn schema_fields(schema: &str) -> BTreeSet<String> {
@@ -35,7 +37,11 @@ fn cli_fields(op: &Operation) -> BTreeSet<String> {
 #[test]
 fn cli_mcp_and_rpc_accept_the_same_fields() {
     let tools = dispatch_mcp::tools();
-    assert_eq!(tools.len(), OPERATIONS.len(), "one MCP tool per operation");
+    assert_eq!(
+        tools.len(),
+        OPERATIONS.iter().filter(|op| op.on(Surface::Mcp)).count(),
+        "one MCP tool per operation the MCP surface offers"
+    );
     for op in OPERATIONS {
         let contract = schema_fields(op.input_schema);
         let cli_only: BTreeSet<String> = op
@@ -62,18 +68,204 @@ fn cli_mcp_and_rpc_accept_the_same_fields() {
         );
         let tool = tools
             .iter()
-            .find(|t| t.name == format!("dispatch_{}", op.id))
-            .unwrap_or_else(|| panic!("no MCP tool for `{}`", op.id));
-        let mcp: BTreeSet<String> = tool.input_schema["properties"]
-            .as_object()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
-        assert_eq!(mcp, contract, "MCP input schema of `{}`", op.title);
+            .find(|t| t.name == format!("dispatch_{}", op.id));
+        assert_eq!(
+            tool.is_some(),
+            op.on(Surface::Mcp),
+            "an MCP tool exists for `{}` exactly when its contract offers it there",
+            op.id
+        );
+        if let Some(tool) = tool {
+            let spec = dispatch_mcp::TOOLS
+                .iter()
+                .find(|t| t.op.id == op.id)
+                .expect("a tool spec");
+            let mcp: BTreeSet<String> = tool.input_schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            let omitted: BTreeSet<String> = spec
+                .cli_only_inputs
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect();
+            assert_eq!(
+                mcp,
+                &contract - &omitted,
+                "MCP input schema of `{}`: the wire input without the CLI-only fields",
+                op.title
+            );
+        }
         assert_eq!(
             dispatch_rpc::METHODS.contains(&op.id),
             op.runs_in == RunsIn::Daemon,
             "RPC method of `{}`",
             op.id
+        );
+    }
+}
+
+/// Every `description` string anywhere in `schema`.
+fn descriptions(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("description", Value::String(text)) => out.push(text.clone()),
+                    _ => descriptions(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| descriptions(item, out)),
+        _ => {}
+    }
+}
+
+/// What an agent reads (tool descriptions, schema texts, the server's instructions, every
+/// default error hint as MCP renders it) names tools and arguments: no flag of the CLI, no
+/// `dispatch <command>` line, and only tools that exist. What a CLI user reads (every help
+/// text, every default error hint as the CLI renders it) names no MCP tool.
+#[test]
+fn each_surface_speaks_its_own_words() {
+    let tools = dispatch_mcp::tools();
+    let names: BTreeSet<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    let mut mcp_texts = vec![dispatch_mcp::INSTRUCTIONS.to_owned()];
+    for tool in &tools {
+        mcp_texts.extend(tool.description.as_deref().map(str::to_owned));
+        mcp_texts.extend(tool.title.clone());
+        descriptions(&Value::Object((*tool.input_schema).clone()), &mut mcp_texts);
+        if let Some(output) = &tool.output_schema {
+            descriptions(&Value::Object((**output).clone()), &mut mcp_texts);
+        }
+    }
+    for code in ErrorCode::ALL {
+        mcp_texts.push(code.hint().render(Surface::Mcp));
+    }
+    for text in &mcp_texts {
+        let foreign = foreign_words(text, Surface::Mcp);
+        assert!(foreign.is_empty(), "MCP text names {foreign:?}: {text}");
+        for (at, _) in text.match_indices("dispatch_") {
+            let tool: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            assert!(
+                names.contains(&tool),
+                "MCP text names no tool `{tool}`: {text}"
+            );
+        }
+    }
+
+    let mut cli_texts = Vec::new();
+    fn help(cmd: &clap::Command, out: &mut Vec<String>) {
+        out.extend(cmd.get_about().map(ToString::to_string));
+        out.extend(cmd.get_long_about().map(ToString::to_string));
+        for arg in cmd.get_arguments() {
+            out.extend(arg.get_help().map(ToString::to_string));
+        }
+        for sub in cmd.get_subcommands() {
+            help(sub, out);
+        }
+    }
+    help(&dispatch_cli::root::command(), &mut cli_texts);
+    for code in ErrorCode::ALL {
+        cli_texts.push(code.hint().render(Surface::Cli));
+    }
+    assert!(cli_texts.len() > 60, "only {} CLI texts", cli_texts.len());
+    for text in &cli_texts {
+        let foreign = foreign_words(text, Surface::Cli);
+        assert!(foreign.is_empty(), "CLI text names {foreign:?}: {text}");
+    }
+}
+
+/// The annotations follow the rule in contract/README.md.
+#[test]
+fn mcp_annotations_follow_the_contract_rule() {
+    for tool in dispatch_mcp::tools() {
+        let a = tool.annotations.clone().expect("annotations");
+        let op = dispatch_mcp::TOOLS
+            .iter()
+            .find(|t| t.name == tool.name)
+            .expect("spec")
+            .op;
+        assert_eq!(
+            a.read_only_hint,
+            Some(op.intent == Intent::Read),
+            "{}",
+            op.id
+        );
+        if op.intent == Intent::Read {
+            assert_eq!(a.destructive_hint, None, "{}", op.id);
+            assert_eq!(a.idempotent_hint, None, "{}", op.id);
+        } else {
+            assert_eq!(a.idempotent_hint, Some(op.idempotent), "{}", op.id);
+        }
+        let acts = ["new", "send", "goal_set", "respond"].contains(&op.id);
+        assert_eq!(
+            a.open_world_hint,
+            Some(acts),
+            "openWorldHint of `{}`",
+            op.id
+        );
+        let ends = ["stop", "respond"].contains(&op.id) || op.intent == Intent::Destroy;
+        if op.intent != Intent::Read {
+            assert_eq!(
+                a.destructive_hint,
+                Some(ends),
+                "destructiveHint of `{}`",
+                op.id
+            );
+        }
+    }
+}
+
+/// Agents pay for the tool list with every model request: `tools/list` stays small (20 KB
+/// with the operations of this release; this fails above 30 KB).
+#[test]
+fn mcp_tools_list_stays_small() {
+    let home = support::Home::new();
+    let mut mcp = home.mcp();
+    mcp.initialize();
+    let listed = mcp.request("tools/list", serde_json::json!({}));
+    let bytes = listed.to_string().len();
+    println!("tools/list: {bytes} bytes");
+    assert!(bytes <= 30_000, "tools/list is {bytes} bytes, above 30 KB");
+}
+
+/// Fields only the CLI offers are refused on MCP, naming the field, before anything runs.
+#[test]
+fn mcp_refuses_the_cli_only_inputs() {
+    let home = support::Home::new();
+    let mut mcp = home.mcp();
+    mcp.initialize();
+    let result = mcp.call(
+        "dispatch_watch",
+        serde_json::json!({"lane": "zzzzzz", "stream": true}),
+    );
+    let body = support::mcp_error_body(&result);
+    assert_eq!(body["code"], "invalid_input", "{result}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`stream`")),
+        "{body}"
+    );
+    assert!(!home.file("dispatchd.sock").exists(), "nothing was started");
+    for tool in [
+        "dispatch_assets",
+        "dispatch_down",
+        "dispatch_schema",
+        "dispatch_registry_migrate",
+    ] {
+        let answer = mcp.request(
+            "tools/call",
+            serde_json::json!({"name": tool, "arguments": {}}),
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no tool named")),
+            "{tool} is CLI-only: {answer}"
         );
     }
 }
@@ -91,7 +283,10 @@ fn mcp_tools_list_works_without_a_daemon_and_matches_its_snapshot() {
     assert_eq!(init["result"]["serverInfo"]["name"], "dispatch");
     let listed = mcp.request("tools/list", serde_json::json!({}));
     let tools = &listed["result"]["tools"];
-    assert_eq!(tools.as_array().map(Vec::len), Some(OPERATIONS.len()));
+    assert_eq!(
+        tools.as_array().map(Vec::len),
+        Some(dispatch_mcp::TOOLS.len())
+    );
     assert!(
         !home.file("dispatchd.sock").exists(),
         "tools/list must not start a daemon"
@@ -105,28 +300,51 @@ fn mcp_errors_are_tool_results_with_the_contract_error() {
     let mut mcp = home.mcp();
     mcp.initialize();
     let result = mcp.call("dispatch_daemon_status", serde_json::json!({}));
-    assert_eq!(result["isError"], true);
+    let body = support::mcp_error_body(&result);
+    assert_eq!(body["code"], "daemon_unreachable");
     assert_eq!(
-        result["structuredContent"]["error"]["code"],
-        "daemon_unreachable"
+        body["hint"],
+        "start it with `dispatch_up`; `dispatch_doctor` diagnoses stale sockets and pidfiles"
     );
     let result = mcp.call("dispatch_daemon_log", serde_json::json!({"limit": "ten"}));
-    assert_eq!(
-        result["structuredContent"]["error"]["code"],
-        "invalid_input"
-    );
+    let body = support::mcp_error_body(&result);
+    assert_eq!(body["code"], "invalid_input");
     assert!(
-        result["structuredContent"]["error"]["message"]
+        body["message"]
             .as_str()
             .is_some_and(|m| m.contains("limit")),
         "the message names the field: {result}"
     );
     let result = mcp.call(
-        "dispatch_schema",
-        serde_json::json!({"op": "up", "extra": 1}),
+        "dispatch_get",
+        serde_json::json!({"lane": "zzzzzz", "extra": 1}),
     );
-    assert_eq!(
-        result["structuredContent"]["error"]["code"],
-        "invalid_input"
+    assert_eq!(support::mcp_error_body(&result)["code"], "invalid_input");
+}
+
+/// A hint the daemon writes is rendered for the surface that asked: the CLI gets command
+/// lines, MCP gets tools with their arguments.
+#[test]
+fn the_daemon_renders_hints_for_the_surface_that_asked() {
+    let home = support::Home::new();
+    home.up();
+    let cli = home.json(&["get", "zzzzzz"]);
+    let cli = cli.error("not_found");
+    assert!(
+        cli["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("`dispatch list --all`")),
+        "{cli}"
+    );
+    let mut mcp = home.mcp();
+    mcp.initialize();
+    let result = mcp.call("dispatch_get", serde_json::json!({"lane": "zzzzzz"}));
+    let body = support::mcp_error_body(&result);
+    assert_eq!(body["code"], "not_found", "{result}");
+    assert!(
+        body["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains(r#"`dispatch_list` with {"all":true}"#)),
+        "{body}"
     );
 }

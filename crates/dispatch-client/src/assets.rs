@@ -7,8 +7,8 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use dispatch_contract::DispatchError;
 use dispatch_contract::types::{AssetFile, AssetFileStatus, AssetsOutput};
+use dispatch_contract::{DispatchError, Hint, operations};
 use serde_json::{Value, json};
 
 /// The version the assets belong to: this binary's, which the plugin manifest must carry.
@@ -89,7 +89,10 @@ fn file(asset: &Asset, status: AssetFileStatus) -> AssetFile {
 
 fn cannot_write(path: &Path, err: &std::io::Error) -> DispatchError {
     DispatchError::invalid_input(format!("`out`: cannot write {}: {err}", path.display()))
-        .with_hint("choose a directory you can write to with --out")
+        .with_hint(
+            Hint::new("choose a directory you can write to ({0})")
+                .run(&operations::ASSETS, json!({ "out": "<dir>" })),
+        )
 }
 
 /// What writing `asset` under `dir` would do, judged before anything is written.
@@ -104,7 +107,10 @@ fn plan(dir: &Path, asset: &Asset) -> Result<(PathBuf, AssetFileStatus), Dispatc
                 "`out`: cannot read {}: {err}",
                 target.display()
             ))
-            .with_hint("choose another directory with --out"));
+            .with_hint(
+                Hint::new("choose another directory ({0})")
+                    .run(&operations::ASSETS, json!({ "out": "<dir>" })),
+            ));
         }
     };
     Ok((target, status))
@@ -128,7 +134,14 @@ fn write_all(dir: &Path, force: bool) -> Result<Vec<AssetFile>, DispatchError> {
             dir.display(),
             conflicts.join(", ")
         ))
-        .with_hint("pass --force to overwrite them, or choose another directory with --out")
+        .with_hint(
+            Hint::new("overwrite them ({0}), or choose another directory ({1})")
+                .run(
+                    &operations::ASSETS,
+                    json!({ "out": dir.display().to_string(), "force": true }),
+                )
+                .run(&operations::ASSETS, json!({ "out": "<dir>" })),
+        )
         .with_details(json!({ "conflicts": conflicts })));
     }
     let mut files = Vec::with_capacity(planned.len());
@@ -312,8 +325,10 @@ pub fn check() -> Result<String, String> {
         check_skill(copy).map_err(|err| format!("{} {err}", copy.path))?;
     }
     check_plugin()?;
+    // Rendered for the surface that asked: `doctor` shows it to agents too.
+    let writes = Hint::new("{0} writes them").run(&operations::ASSETS, json!({ "out": "<dir>" }));
     Ok(format!(
-        "skills {} and the Codex plugin `dispatch` {VERSION} are built in; `dispatch assets --out DIR` writes them",
+        "skills {} and the Codex plugin `dispatch` {VERSION} are built in; {writes}",
         skills.join(", ")
     ))
 }

@@ -3,27 +3,30 @@
 use std::os::unix::fs::PermissionsExt;
 
 use dispatch_contract::types::{CheckStatus, DoctorCheck, DoctorOutput};
-use dispatch_contract::{ErrorCode, operations};
+use dispatch_contract::{ErrorCode, Hint, Surface, operations};
 use dispatch_home::{DaemonProbe, Paths, probe};
 use dispatch_registry::inspect;
 use dispatch_rpc::DaemonClient;
+use serde_json::json;
 
 use crate::daemon_process::{daemon_binary, find_on_path};
 
 #[path = "doctor_codex.rs"]
 mod codex;
 
+/// A check; its hint is rendered in the words of the surface that asked (`doctor` runs in
+/// the calling process, inside `dispatch mcp`'s scope on MCP).
 pub(crate) fn check(
     name: &str,
     status: CheckStatus,
     summary: String,
-    hint: Option<&str>,
+    hint: Option<Hint>,
 ) -> DoctorCheck {
     DoctorCheck {
         name: name.to_owned(),
         status,
         summary,
-        hint: hint.map(str::to_owned),
+        hint: hint.map(|h| h.render(Surface::current())),
     }
 }
 
@@ -66,7 +69,7 @@ fn agent_assets() -> DoctorCheck {
             CheckStatus::Fail,
             format!("the built-in agent assets are broken: {problem}"),
             Some(
-                "this dispatch was built from a broken tree: rebuild it from a clean checkout (`scripts/install`)",
+                "this dispatch was built from a broken tree: rebuild it from a clean checkout (`scripts/install`)".into(),
             ),
         ),
     }
@@ -89,7 +92,7 @@ fn binaries_on_path() -> DoctorCheck {
                 CheckStatus::Warn,
                 format!("dispatch is not on PATH (running {exe})"),
                 Some(
-                    "add its directory to PATH, or `cargo install --path crates/dispatch-cli`, so agents and the plugin find it",
+                    "add its directory to PATH, or `cargo install --path crates/dispatch-cli`, so agents and the plugin find it".into(),
                 ),
             )
         }
@@ -101,7 +104,7 @@ fn daemon_binary_check() -> DoctorCheck {
         Some(path) if path.is_file() => check(
             "dispatchd_found",
             CheckStatus::Ok,
-            format!("dispatch up starts {}", path.display()),
+            format!("the daemon binary is {}", path.display()),
             None,
         ),
         Some(path) => check(
@@ -111,13 +114,16 @@ fn daemon_binary_check() -> DoctorCheck {
                 "DISPATCH_DAEMON_BIN names {}, which does not exist",
                 path.display()
             ),
-            Some("point DISPATCH_DAEMON_BIN at the dispatchd binary, or unset it"),
+            Some("point DISPATCH_DAEMON_BIN at the dispatchd binary, or unset it".into()),
         ),
         None => check(
             "dispatchd_found",
             CheckStatus::Fail,
             "no dispatchd next to dispatch nor on PATH".into(),
-            Some("install both binaries together (`cargo install --path crates/dispatch-cli`)"),
+            Some(
+                "install both binaries together (`cargo install --path crates/dispatch-cli`)"
+                    .into(),
+            ),
         ),
     }
 }
@@ -125,14 +131,14 @@ fn daemon_binary_check() -> DoctorCheck {
 fn home(paths: &Paths) -> DoctorCheck {
     if let Err(err) = paths.check() {
         let err = dispatch_contract::DispatchError::from(err);
-        return check("home", CheckStatus::Fail, err.message, Some(&err.hint));
+        return check("home", CheckStatus::Fail, err.message, Some(err.hint));
     }
     match std::fs::metadata(&paths.home) {
         Err(_) => check(
             "home",
             CheckStatus::Ok,
             format!(
-                "{} does not exist yet; `dispatch up` creates it",
+                "{} does not exist yet; starting the daemon creates it",
                 paths.home.display()
             ),
             None,
@@ -145,7 +151,7 @@ fn home(paths: &Paths) -> DoctorCheck {
                 paths.home.display(),
                 meta.permissions().mode() & 0o777
             ),
-            Some("`chmod 700` it; `dispatch up` also tightens it"),
+            Some(Hint::new("`chmod 700` it; {0} also tightens it").run(&operations::UP, json!({}))),
         ),
         Ok(_) => check(
             "home",
@@ -163,7 +169,7 @@ async fn daemon(paths: &Paths) -> DoctorCheck {
             "daemon",
             CheckStatus::Fail,
             format!("cannot read {}: {err}", paths.pidfile.display()),
-            Some("check the permissions of DISPATCH_HOME"),
+            Some("check the permissions of DISPATCH_HOME".into()),
         ),
         Ok(DaemonProbe::Running { pid }) => {
             let pid = pid.map_or("unknown".into(), |p| p.to_string());
@@ -185,7 +191,11 @@ async fn daemon(paths: &Paths) -> DoctorCheck {
                     "daemon",
                     CheckStatus::Warn,
                     format!("running (pid {pid}) but built from a different contract"),
-                    Some("restart it: `dispatch down && dispatch up`"),
+                    Some(
+                        Hint::new("restart it: {0}, then {1}")
+                            .run(&operations::DOWN, json!({}))
+                            .run(&operations::UP, json!({})),
+                    ),
                 ),
                 Err(err) => check(
                     "daemon",
@@ -195,7 +205,9 @@ async fn daemon(paths: &Paths) -> DoctorCheck {
                         err.message
                     ),
                     Some(
-                        "`dispatch down` stops it (it kills a daemon that does not exit), then `dispatch up`",
+                        Hint::new("{0} stops it (it kills a daemon that does not exit), then {1}")
+                            .run(&operations::DOWN, json!({}))
+                            .run(&operations::UP, json!({})),
                     ),
                 ),
             }
@@ -212,19 +224,24 @@ async fn daemon(paths: &Paths) -> DoctorCheck {
                 },
                 pid.map_or(String::new(), |p| format!(" (pid {p})"))
             ),
-            Some("`dispatch up` cleans them up and starts a new daemon"),
+            Some(
+                Hint::new("{0} cleans them up and starts a new daemon")
+                    .run(&operations::UP, json!({})),
+            ),
         ),
         Ok(DaemonProbe::Absent) if paths.socket.exists() => check(
             "daemon",
             CheckStatus::Warn,
             format!("not running; a stale socket {socket} is left"),
-            Some("`dispatch up` removes it and starts a new daemon"),
+            Some(
+                Hint::new("{0} removes it and starts a new daemon").run(&operations::UP, json!({})),
+            ),
         ),
         Ok(DaemonProbe::Absent) => check(
             "daemon",
             CheckStatus::Ok,
             "not running".into(),
-            Some("`dispatch up` starts it"),
+            Some(Hint::new("{0} starts it").run(&operations::UP, json!({}))),
         ),
     }
 }

@@ -8,8 +8,8 @@ use codex_app_server::{
     AppServer, CODEX_INSTALL_COMMAND, CODEX_INSTALL_HINT, CodexBin, CodexBinSource, CodexLookup,
     CodexVersion, PINNED_CODEX_VERSION, SpawnOptions, codex_version,
 };
-use dispatch_contract::ErrorCode;
 use dispatch_contract::types::{CheckStatus, DoctorCheck};
+use dispatch_contract::{ErrorCode, Hint};
 use dispatch_home::{Config, Paths};
 
 use super::check;
@@ -27,7 +27,12 @@ fn triple(v: &CodexVersion) -> (u64, u64, u64) {
 pub async fn cli(paths: &Paths) -> (DoctorCheck, Option<CodexBin>) {
     let fail = |summary: String, hint: &str| {
         (
-            check("codex_cli", CheckStatus::Fail, summary, Some(hint)),
+            check(
+                "codex_cli",
+                CheckStatus::Fail,
+                summary,
+                Some(Hint::from(hint.to_owned())),
+            ),
             None,
         )
     };
@@ -61,7 +66,7 @@ pub async fn cli(paths: &Paths) -> (DoctorCheck, Option<CodexBin>) {
                     "codex_cli",
                     CheckStatus::Fail,
                     format!("{at} does not report a version: {err}"),
-                    Some(&not_pinned_hint(&bin, &lookup, "reinstall it")),
+                    Some(not_pinned_hint(&bin, &lookup, "reinstall it")),
                 ),
                 Some(bin),
             );
@@ -75,7 +80,7 @@ pub async fn cli(paths: &Paths) -> (DoctorCheck, Option<CodexBin>) {
             "codex_cli",
             CheckStatus::Fail,
             format!("{summary}, older than the minimum {MINIMUM_CODEX_VERSION}"),
-            Some(&not_pinned_hint(
+            Some(not_pinned_hint(
                 &bin,
                 &lookup,
                 &format!("upgrade it: `{CODEX_INSTALL_COMMAND}`"),
@@ -86,7 +91,7 @@ pub async fn cli(paths: &Paths) -> (DoctorCheck, Option<CodexBin>) {
             "codex_cli",
             CheckStatus::Warn,
             format!("{summary}, newer than the tested {PINNED_CODEX_VERSION}"),
-            Some(&not_pinned_hint(
+            Some(not_pinned_hint(
                 &bin,
                 &lookup,
                 "it likely works; report protocol differences",
@@ -100,7 +105,7 @@ pub async fn cli(paths: &Paths) -> (DoctorCheck, Option<CodexBin>) {
 
 /// The hint for a binary that is not the pinned version: `first`, then how to use the pinned
 /// copy instead (its path when it is installed, else how to install it).
-fn not_pinned_hint(bin: &CodexBin, lookup: &CodexLookup, first: &str) -> String {
+fn not_pinned_hint(bin: &CodexBin, lookup: &CodexLookup, first: &str) -> Hint {
     let installed = lookup
         .installed
         .as_ref()
@@ -121,7 +126,7 @@ fn not_pinned_hint(bin: &CodexBin, lookup: &CodexLookup, first: &str) -> String 
             "or install the pinned copy with `scripts/install-codex` and name it in `[codex] bin` of config.toml".to_owned()
         }
     };
-    format!("{first}; {switch}")
+    Hint::from(format!("{first}; {switch}"))
 }
 
 fn codex_home() -> Option<PathBuf> {
@@ -140,7 +145,7 @@ pub fn auth(bin: Option<&CodexBin>) -> DoctorCheck {
             "codex_auth",
             CheckStatus::Warn,
             "no CODEX_HOME and no home directory".into(),
-            Some("set CODEX_HOME"),
+            Some("set CODEX_HOME".into()),
         );
     };
     let auth = home.join("auth.json");
@@ -156,10 +161,10 @@ pub fn auth(bin: Option<&CodexBin>) -> DoctorCheck {
             "codex_auth",
             CheckStatus::Warn,
             format!("no credentials in {}", home.display()),
-            Some(&format!(
+            Some(Hint::from(format!(
                 "run `{} login` before using a provider that needs them (API-key and local providers do not)",
                 bin.map_or_else(|| "codex".to_owned(), CodexBin::command_name)
-            )),
+            ))),
         )
     }
 }
@@ -174,7 +179,7 @@ pub async fn app_server(bin: Option<&CodexBin>) -> DoctorCheck {
                 "{}: no usable Codex CLI to start",
                 ErrorCode::AppServerUnavailable.as_str()
             ),
-            Some(CODEX_INSTALL_HINT),
+            Some(Hint::from(CODEX_INSTALL_HINT)),
         );
     };
     let options = SpawnOptions::new(&bin.path)
@@ -204,10 +209,10 @@ pub async fn app_server(bin: Option<&CodexBin>) -> DoctorCheck {
                 "{}: the App Server did not initialize: {err}",
                 ErrorCode::AppServerUnavailable.as_str()
             ),
-            Some(&format!(
+            Some(Hint::from(format!(
                 "run `{} app-server` by hand to see why; check CODEX_HOME/config.toml",
                 bin.command_name()
-            )),
+            ))),
         ),
     }
 }

@@ -2,7 +2,8 @@
 
 use dispatch_contract::types::{DaemonStatusInput, DownInput, UpInput};
 use dispatch_contract::{
-    ClientOps, DispatchError, ErrorCode, Operation, RunsIn, call_client_op, validate_input,
+    ClientOps, DispatchError, ErrorCode, Hint, Operation, RunsIn, call_client_op, operations,
+    validate_input,
 };
 use dispatch_home::Paths;
 use dispatch_rpc::DaemonClient;
@@ -78,7 +79,12 @@ impl Runner {
         };
         if !idle {
             return Err(stale.with_hint(
-                "the daemon has work in flight, so it was not restarted; run `dispatch down && dispatch up` when its lanes are idle",
+                Hint::new(
+                    "the daemon has work in flight, so it was not restarted; restart it ({0}, \
+                     then {1}) when its lanes are idle",
+                )
+                .run(&operations::DOWN, serde_json::json!({}))
+                .run(&operations::UP, serde_json::json!({})),
             ));
         }
         self.local.down(DownInput::default()).await?;

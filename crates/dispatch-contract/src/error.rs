@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::generated::errors::ErrorCode;
+use crate::hint::{Hint, Surface};
 
 /// `err` and its sources, joined with `: `: the whole story of a failure on one line.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
@@ -24,8 +25,9 @@ pub struct DispatchError {
     pub code: ErrorCode,
     /// What happened, in lower case.
     pub message: String,
-    /// How to recover; the code's own hint unless a better one is known.
-    pub hint: String,
+    /// How to recover; the code's own hint unless a better one is known. Rendered in the
+    /// words of the surface that shows it.
+    pub hint: Hint,
     /// Structured context (the field, the candidates, ...), or null.
     pub details: Value,
 }
@@ -36,7 +38,7 @@ impl DispatchError {
         DispatchError {
             code,
             message: message.into(),
-            hint: code.hint().to_owned(),
+            hint: code.hint(),
             details: Value::Null,
         }
     }
@@ -51,8 +53,9 @@ impl DispatchError {
         Self::new(ErrorCode::Internal, message)
     }
 
-    /// Replaces the hint.
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    /// Replaces the hint: plain text (no command lines or flags: every surface shows it), or a
+    /// [`Hint`] with suggested operations.
+    pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         self.hint = hint.into();
         self
     }
@@ -63,12 +66,18 @@ impl DispatchError {
         self
     }
 
-    /// The error body `{code, message, hint, details?}`.
+    /// The error body `{code, message, hint, details?}`, its hint in the words of
+    /// [`Surface::current`].
     pub fn body(&self) -> Value {
+        self.body_for(Surface::current())
+    }
+
+    /// The error body with its hint in the words of `surface`.
+    pub fn body_for(&self, surface: Surface) -> Value {
         let mut body = json!({
             "code": self.code.as_str(),
             "message": self.message,
-            "hint": self.hint,
+            "hint": self.hint.render(surface),
         });
         if !self.details.is_null() {
             body["details"] = self.details.clone();
@@ -87,17 +96,17 @@ impl DispatchError {
         json!({ "error": self.body() })
     }
 
-    /// Reads an error body back; `None` when `body` is not one.
+    /// Reads an error body back; `None` when `body` is not one. Its hint was rendered by the
+    /// side that wrote it, for the surface that asked.
     pub fn from_body(body: &Value) -> Option<Self> {
         let code = ErrorCode::from_code(body.get("code")?.as_str()?)?;
         Some(DispatchError {
             code,
             message: body.get("message")?.as_str()?.to_owned(),
-            hint: body
-                .get("hint")
-                .and_then(Value::as_str)
-                .unwrap_or(code.hint())
-                .to_owned(),
+            hint: match body.get("hint").and_then(Value::as_str) {
+                Some(text) => Hint::new(text.to_owned()),
+                None => code.hint(),
+            },
             details: body.get("details").cloned().unwrap_or(Value::Null),
         })
     }

@@ -6,6 +6,7 @@
 
 mod error;
 mod handle;
+mod hint;
 mod operation;
 mod validate;
 
@@ -13,6 +14,7 @@ mod validate;
 pub mod generated {
     pub mod api;
     pub mod errors;
+    pub mod hints;
     pub mod operations;
     pub mod types;
 }
@@ -23,6 +25,7 @@ pub use generated::errors::ErrorCode;
 pub use generated::operations::{self as operations, OPERATIONS};
 pub use generated::types;
 pub use handle::{Handle, LaneArg, Logged, WriteRecord, run_operation};
+pub use hint::{Hint, Suggestion, Surface, foreign_words};
 pub use operation::{
     CALL_TIMEOUT_MARGIN, CallBound, DEFAULT_CALL_TIMEOUT, Intent, Operation, Request, RunsIn,
     Streaming, decode_input, encode_output, find_operation, longest_call_timeout,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::error::DispatchError;
 use crate::generated::operations::OPERATIONS;
 use crate::handle::LaneArg;
+use crate::hint::Surface;
 use crate::validate::validate_input;
 
 /// What an operation does to state; drives MCP annotations.
@@ -76,6 +77,8 @@ pub struct Operation {
     pub examples: &'static str,
     /// How the CLI runs it as a live stream (`x-dispatch.streaming`), if it does.
     pub streaming: Option<Streaming>,
+    /// The front ends that offer it (`x-dispatch.surfaces`).
+    pub surfaces: &'static [Surface],
 }
 
 /// The fields through which a CLI streams an operation's events (`watch`): it calls the
@@ -118,6 +121,11 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
 
 impl Operation {
+    /// Whether `surface` offers this operation.
+    pub fn on(&self, surface: Surface) -> bool {
+        self.surfaces.contains(&surface)
+    }
+
     /// How long a client waits for the answer to this operation called with `input`: the
     /// operation's own bound (its `bounded_by` field, or that field's default) plus
     /// [`CALL_TIMEOUT_MARGIN`], and never less than [`DEFAULT_CALL_TIMEOUT`].

@@ -8,7 +8,8 @@ use jsonschema::{ValidationError, Validator, error::ValidationErrorKind};
 use serde_json::{Value, json};
 
 use crate::error::DispatchError;
-use crate::generated::operations::OPERATIONS;
+use crate::generated::operations::{self, OPERATIONS};
+use crate::hint::Hint;
 use crate::operation::Operation;
 
 struct Validators {
@@ -94,10 +95,10 @@ fn refuse(op: &Operation, problems: Vec<Value>) -> Result<(), DispatchError> {
         .join("; ");
     Err(
         DispatchError::invalid_input(format!("invalid input for `{}`: {message}", op.title))
-            .with_hint(format!(
-                "`dispatch schema {}` prints the accepted input",
-                op.cli_path.join(" ")
-            ))
+            .with_hint(
+                Hint::new("{0} prints the accepted input")
+                    .run(&operations::SCHEMA, json!({ "op": op.id })),
+            )
             .with_details(json!({ "problems": problems })),
     )
 }

@@ -7,7 +7,7 @@ use dispatch_contract::types::{
     ApprovalRequest, RequestsInput, RequestsOutput, RespondInput, RespondInputDecision,
     RespondOutput,
 };
-use dispatch_contract::{DispatchError, ErrorCode, Handle, Logged};
+use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
 use dispatch_registry::{Fact, LaneStatus, RequestRow, RequestStatus};
 use serde_json::{Value, json};
 
@@ -127,7 +127,7 @@ impl Handle<RequestsInput> for Service {
                 available_decisions: decisions(&row),
                 created_at: rfc3339(row.created_at_ms),
                 method: row.method,
-                params: Some(row.params),
+                params: crate::convert::params(row.params),
             });
         }
         Ok(RequestsOutput { requests })
@@ -142,7 +142,9 @@ impl Handle<RespondInput> for Service {
                 ErrorCode::NotFound,
                 format!("no pending request {}", input.request_id),
             )
-            .with_hint("`dispatch requests` lists the pending ones")
+            .with_hint(
+                Hint::new("{0} lists the pending ones").run(&operations::REQUESTS, json!({})),
+            )
         };
         let id = i64::try_from(input.request_id.get()).map_err(|_| not_found())?;
         let row = self.registry().request(id).await?.ok_or_else(not_found)?;

@@ -4,7 +4,9 @@ use dispatch_contract::types::{
     Goal, Lane, LaneError, LaneOwnership, LaneRef, LaneStatus, LatestTurn, Retry, TailItem,
     TurnStatus,
 };
+use dispatch_contract::{Hint, operations};
 use dispatch_registry as registry;
+use serde_json::json;
 
 /// RFC 3339 of Unix epoch milliseconds.
 pub fn rfc3339(ms: i64) -> String {
@@ -39,6 +41,15 @@ pub fn goal(row: registry::GoalRow) -> Goal {
         status: row.status,
         token_budget: row.token_budget,
         tokens_used: row.tokens_used,
+    }
+}
+
+/// The params of an App Server message as the contract shows them: an object (JSON-RPC
+/// params that are absent or not an object show as an empty one, which is left out).
+pub fn params(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
     }
 }
 
@@ -116,50 +127,63 @@ pub fn stalled_since(row: &registry::LaneRow, view: &View) -> Option<i64> {
     (running && view.now_ms - row.updated_at_ms >= view.stall_after_ms).then_some(row.updated_at_ms)
 }
 
-/// What to do about a lane that needs attention, in the words of the CLI.
+/// What to do about a lane that needs attention, rendered in the words of the surface that
+/// asked.
 fn hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> Option<String> {
-    let lane = &row.lane_ref;
+    lane_hint(row, stalled, view).map(|hint| hint.to_string())
+}
+
+/// What to do about a lane that needs attention, as data: text plus suggested operations.
+pub fn lane_hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> Option<Hint> {
+    let lane = json!({ "lane": row.lane_ref });
     let cause = row.error_cause.as_deref();
-    let stop = format!("`dispatch stop {lane}` ends the turn");
+    // `{0}` is always the operation that ends the turn.
+    let stop = |text: &str| Hint::new(text.to_owned()).run(&operations::STOP, lane.clone());
+    let send_again = json!({ "lane": row.lane_ref, "text": "<text>" });
     match row.status {
         registry::LaneStatus::Retrying => Some(match cause {
-            Some("authentication") => format!(
+            Some("authentication") => stop(
                 "the model provider refused the credentials: run `codex login` (or fix the \
-                 provider's API key); {stop}"
+                 provider's API key); {0} ends the turn",
             ),
-            Some("network") => format!(
+            Some("network") => stop(
                 "Codex cannot reach the model provider and keeps retrying: check the network \
-                 and the provider's base_url in Codex's config.toml; {stop}"
+                 and the provider's base_url in Codex's config.toml; {0} ends the turn",
             ),
-            Some("rate_limit") => {
-                format!("the model provider is rate limiting; Codex retries by itself; {stop}")
-            }
-            _ => format!("the model provider failed and Codex is retrying; {stop}"),
+            Some("rate_limit") => stop(
+                "the model provider is rate limiting; Codex retries by itself; {0} ends the turn",
+            ),
+            _ => stop("the model provider failed and Codex is retrying; {0} ends the turn"),
         }),
         registry::LaneStatus::Busy => stalled.map(|since| {
-            format!(
-                "no event from the App Server for {} s: the model provider may hang; \
-                 `dispatch watch {lane}` shows whether it moves, {stop}",
+            stop(&format!(
+                "no event from the App Server for {} s: the model provider may hang; {{1}} \
+                 shows whether it moves, {{0}} ends the turn",
                 (view.now_ms - since) / 1000
-            )
+            ))
+            .run(&operations::WATCH, lane.clone())
         }),
-        registry::LaneStatus::WaitingApproval => Some(format!(
-            "a request waits for an answer: `dispatch requests --lane {lane}` lists it, \
-             `dispatch respond <request-id> accept|decline` answers it"
-        )),
+        registry::LaneStatus::WaitingApproval => Some(
+            Hint::new("a request waits for an answer: {0} lists it, {1} answers it")
+                .run(&operations::REQUESTS, lane.clone())
+                .run(
+                    &operations::RESPOND,
+                    json!({ "request_id": "<request-id>", "decision": "accept|decline" }),
+                ),
+        ),
         registry::LaneStatus::Error => Some(match cause {
-            Some("authentication") => format!(
+            Some("authentication") => Hint::new(
                 "authentication failed at the model provider: run `codex login` (or fix the \
-                 provider's API key), then `dispatch send {lane} ...` again"
-            ),
-            Some("network") => format!(
-                "the model provider was unreachable: check the network, then \
-                 `dispatch send {lane} ...` again"
-            ),
-            _ => format!(
-                "the last turn failed: `dispatch tail {lane}` shows what happened; \
-                 `dispatch send {lane} ...` tries again"
-            ),
+                 provider's API key), then {0} again",
+            )
+            .run(&operations::SEND, send_again),
+            Some("network") => {
+                Hint::new("the model provider was unreachable: check the network, then {0} again")
+                    .run(&operations::SEND, send_again)
+            }
+            _ => Hint::new("the last turn failed: {0} shows what happened; {1} tries again")
+                .run(&operations::TAIL, lane.clone())
+                .run(&operations::SEND, send_again),
         }),
         registry::LaneStatus::Idle | registry::LaneStatus::Archived => None,
     }
@@ -236,5 +260,90 @@ pub fn item(row: registry::ItemRow) -> TailItem {
         text: row.text,
         status: row.status,
         at: Some(rfc3339(row.at_ms)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dispatch_contract::{Surface, foreign_words};
+
+    use super::*;
+
+    fn row(status: registry::LaneStatus, cause: Option<&str>) -> registry::LaneRow {
+        registry::LaneRow {
+            lane_ref: "0k7M4a".into(),
+            thread_id: "thr".into(),
+            title: None,
+            handle: None,
+            ownership: registry::Ownership::Owned,
+            cwd: None,
+            model: None,
+            status,
+            archived: false,
+            latest_turn: None,
+            retry: None,
+            error_cause: cause.map(str::to_owned),
+            goal: None,
+            token_usage: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    /// Every lane hint, in every state and cause, speaks each surface's words: command lines
+    /// on the CLI, tools with their arguments on MCP.
+    #[test]
+    fn every_lane_hint_speaks_each_surfaces_words() {
+        let view = View {
+            allow_attached_writes: false,
+            stall_after_ms: 1000,
+            now_ms: 60_000,
+        };
+        let mut seen = 0;
+        for status in [
+            registry::LaneStatus::Idle,
+            registry::LaneStatus::Busy,
+            registry::LaneStatus::Retrying,
+            registry::LaneStatus::WaitingApproval,
+            registry::LaneStatus::Error,
+            registry::LaneStatus::Archived,
+        ] {
+            for cause in [
+                None,
+                Some("authentication"),
+                Some("network"),
+                Some("rate_limit"),
+            ] {
+                let row = row(status, cause);
+                let Some(hint) = lane_hint(&row, stalled_since(&row, &view), &view) else {
+                    continue;
+                };
+                seen += 1;
+                let cli = hint.render(Surface::Cli);
+                let mcp = hint.render(Surface::Mcp);
+                assert!(foreign_words(&cli, Surface::Cli).is_empty(), "{cli}");
+                assert!(foreign_words(&mcp, Surface::Mcp).is_empty(), "{mcp}");
+                assert!(cli.contains("`dispatch "), "the CLI names a command: {cli}");
+                assert!(mcp.contains("`dispatch_"), "MCP names a tool: {mcp}");
+                assert!(
+                    !cli.contains("{0}") && !mcp.contains("{1}"),
+                    "{cli} / {mcp}"
+                );
+            }
+        }
+        assert!(seen >= 10, "only {seen} hints were rendered");
+        let stalled = row(registry::LaneStatus::Busy, None);
+        let hint = lane_hint(&stalled, stalled_since(&stalled, &view), &view)
+            .expect("a stalled lane has a hint");
+        assert_eq!(
+            hint.render(Surface::Mcp),
+            "no event from the App Server for 60 s: the model provider may hang; \
+             `dispatch_watch` with {\"lane\":\"0k7M4a\"} shows whether it moves, \
+             `dispatch_stop` with {\"lane\":\"0k7M4a\"} ends the turn"
+        );
+        assert!(
+            hint.render(Surface::Cli)
+                .contains("`dispatch stop 0k7M4a` ends the turn")
+        );
     }
 }

@@ -11,7 +11,7 @@ use codex_app_server::protocol::{
     ThreadInjectItemsParams, ThreadItem, ThreadTurnsListParams, TurnInterruptParams, TurnItemsView,
     TurnSteerParams,
 };
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, Hint, operations};
 use dispatch_registry::{
     DeliveryMode, DeliveryRow, DeliveryState, Fact, LaneRow, NewDelivery, Recording, TurnStatus,
 };
@@ -92,12 +92,18 @@ pub fn lane_busy(lane: &LaneRow, turn_id: &str) -> DispatchError {
         ErrorCode::LaneBusy,
         format!("lane {} is running turn {turn_id}", lane.lane_ref),
     )
-    .with_hint(format!(
-        "wait for it (`dispatch watch {0} --until turn-end`), add to it (`dispatch send {0} \
-         --mode steer ...`), queue the message (`--mode queue`), or end the turn (`dispatch \
-         stop {0}`)",
-        lane.lane_ref
-    ))
+    .with_hint(
+        Hint::new("wait for it ({0}), add to it ({1}), or end it ({2})")
+            .run(
+                &operations::WATCH,
+                json!({ "lane": lane.lane_ref, "until": "turn-end" }),
+            )
+            .run(
+                &operations::SEND,
+                json!({ "lane": lane.lane_ref, "text": "<text>", "steer": true }),
+            )
+            .run(&operations::STOP, json!({ "lane": lane.lane_ref })),
+    )
     .with_details(json!({ "lane_ref": lane.lane_ref, "turn_id": turn_id }))
 }
 
@@ -109,9 +115,9 @@ impl Service {
                 ErrorCode::LaneArchived,
                 format!("lane {} is archived", request.lane.lane_ref),
             )
-            .with_hint(format!(
-                "`dispatch restore {}` brings it back",
-                request.lane.lane_ref
+            .with_hint(Hint::new("{0} brings it back").run(
+                &operations::RESTORE,
+                json!({ "target": request.lane.lane_ref }),
             )));
         }
         if request.mode == DeliveryMode::Queue {
@@ -300,11 +306,12 @@ impl Service {
                 )
                 .await;
                 Err(with_receipt(
-                    DispatchError::new(ErrorCode::AppServerError, message).with_hint(format!(
-                        "the message is not in the thread: send it again (`dispatch tail {}` \
-                         shows what is there)",
-                        lane.lane_ref
-                    )),
+                    DispatchError::new(ErrorCode::AppServerError, message).with_hint(
+                        Hint::new(
+                            "the message is not in the thread: send it again ({0} shows what is)",
+                        )
+                        .run(&operations::TAIL, json!({ "lane": lane.lane_ref })),
+                    ),
                     receipt,
                 ))
             }
@@ -323,11 +330,11 @@ impl Service {
                 .await;
                 Err(with_receipt(
                     DispatchError::new(ErrorCode::AppServerUnavailable, message).with_hint(
-                        format!(
-                            "do not resend blindly: `dispatch delivery get {}` shows whether it \
-                             is found in the thread",
-                            receipt.id
-                        ),
+                        Hint::new(
+                            "do not resend blindly: {0} shows whether the message reached the \
+                             thread",
+                        )
+                        .run(&operations::TAIL, json!({ "lane": lane.lane_ref })),
                     ),
                     receipt,
                 ))

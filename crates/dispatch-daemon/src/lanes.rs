@@ -11,7 +11,7 @@ use dispatch_contract::types::{
     NewInputApprovalPolicy, NewInputSandbox, NewOutput, SendInput, SendOutput, StopInput,
     StopOutput, TailInput, TailOutput,
 };
-use dispatch_contract::{DispatchError, Handle, Logged};
+use dispatch_contract::{DispatchError, Handle, Hint, Logged, operations};
 use dispatch_registry::{DeliveryMode, Fact, LaneFilter, NewLane, Ownership};
 use serde_json::json;
 
@@ -102,10 +102,13 @@ impl Handle<NewInput> for Service {
                         err.message
                     ),
                 )
-                .with_hint(format!(
-                    "once the registry can be written, `dispatch attach {thread_id}` adopts \
-                     the thread (observe-only); do not run `new` again for the same work"
-                ))
+                .with_hint(
+                    Hint::new(
+                        "once the registry can be written, {0} adopts the thread \
+                         (observe-only); do not create a lane again for the same work",
+                    )
+                    .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
+                )
                 .with_details(json!({ "thread_id": thread_id, "done": ["thread_created"] }))
             })?;
         // From here on the lane exists: a failure names it.
@@ -117,11 +120,13 @@ impl Handle<NewInput> for Service {
                     lane.lane_ref, err.message
                 ),
             )
-            .with_hint(format!(
-                "the lane exists: `dispatch get {}` shows it; continue from what failed \
-                 instead of running `new` again",
-                lane.lane_ref
-            ))
+            .with_hint(
+                Hint::new(
+                    "the lane exists: {0} shows it; continue from what failed instead of \
+                     creating it again",
+                )
+                .run(&operations::GET, json!({ "lane": lane.lane_ref })),
+            )
             .with_details(json!({
                 "lane_ref": lane.lane_ref,
                 "thread_id": thread_id,
@@ -135,11 +140,17 @@ impl Handle<NewInput> for Service {
             })
             .await
         {
-            warnings.push(format!(
-                "the Codex thread could not be named ({}); `dispatch rename {}` tries again",
-                app_server_error(err).message,
-                lane.lane_ref
-            ));
+            warnings.push(
+                Hint::new(format!(
+                    "the Codex thread could not be named ({}); {{0}} tries again",
+                    app_server_error(err).message,
+                ))
+                .run(
+                    &operations::RENAME,
+                    json!({ "target": lane.lane_ref, "title": "<title>" }),
+                )
+                .to_string(),
+            );
         }
 
         let mut done = vec!["thread_created", "lane_recorded"];
@@ -213,9 +224,13 @@ impl Handle<SendInput> for Service {
     async fn handle(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let Some(text) = input.text.as_ref().map(|t| t.to_string()) else {
-            return Err(DispatchError::invalid_input(
-                "give the message as TEXT, with --text-file FILE, or `-` to read standard input",
-            ));
+            return Err(
+                DispatchError::invalid_input("`send` needs a message: `text` is missing")
+                    .with_hint(Hint::new("give the message ({0})").run(
+                        &operations::SEND,
+                        json!({ "lane": lane.lane_ref, "text": "<text>" }),
+                    )),
+            );
         };
         let mode = if input.steer {
             DeliveryMode::Steer

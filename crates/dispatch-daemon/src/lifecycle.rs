@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use dispatch_contract::{DispatchError, ErrorCode, error_chain};
+use dispatch_contract::{DispatchError, ErrorCode, Hint, error_chain, operations};
 use dispatch_home::{Access, Config, Paths, Pidfile, open_private, remove_stale_socket};
 use dispatch_registry::{NewAction, Outcome, Registry};
 use serde_json::json;
@@ -37,7 +37,11 @@ pub async fn run() -> Result<(), DispatchError> {
             ErrorCode::DaemonRunning,
             format!("another dispatchd holds {}", paths.pidfile.display()),
         )
-        .with_hint("`dispatch daemon status` shows it; `dispatch down` stops it"));
+        .with_hint(
+            Hint::new("{0} shows it; {1} stops it")
+                .run(&operations::DAEMON_STATUS, json!({}))
+                .run(&operations::DOWN, json!({})),
+        ));
     };
     let result = match init_logging(&paths.log) {
         Ok(()) => serve(&paths).await,

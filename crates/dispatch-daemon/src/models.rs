@@ -7,7 +7,7 @@ use dispatch_contract::types::{
     CatalogModel, ModelsInput, ModelsOutput, ModelsOutputCatalogState, ModelsOutputSource,
     ServiceTier,
 };
-use dispatch_contract::{DispatchError, Handle};
+use dispatch_contract::{DispatchError, Handle, Hint, operations};
 use dispatch_registry::Registry;
 use serde_json::Value;
 
@@ -126,7 +126,11 @@ pub async fn cached(registry: &Registry) -> Result<ModelsOutput, DispatchError> 
             catalog_state: ModelsOutputCatalogState::Empty,
             default_model: None,
             fetched_at: None,
-            hint: Some("no catalog is cached yet: run `dispatch models` to fetch it".into()),
+            hint: Some(
+                Hint::new("no catalog is cached yet: {0} fetches it")
+                    .run(&operations::MODELS, serde_json::json!({}))
+                    .to_string(),
+            ),
             models: Vec::new(),
         });
     };

@@ -316,7 +316,7 @@ impl Service {
             Ok(false) => {
                 if receipt.checks + 1 >= CHECK_AFTER_MS.len() as i64 {
                     let note = "not found in the thread after the automatic checks; it is held, \
-                                never resent: `dispatch delivery reconcile` looks again";
+                                never resent";
                     let _ = self
                         .registry()
                         .set_delivery_state(

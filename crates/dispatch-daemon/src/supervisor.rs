@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use codex_app_server::{AppServer, CODEX_INSTALL_HINT, CodexBin, CodexLookup, SpawnOptions};
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, Hint, operations};
+use serde_json::json;
 
 use crate::convert::lock;
 use tokio::sync::watch;
@@ -92,10 +93,13 @@ impl Supervisor {
                 "the Codex App Server did not start: {err} (binary from {})",
                 bin.source
             ))
-            .with_hint(format!(
-                "check `{} app-server` by hand and `dispatch doctor`; set DISPATCH_CODEX_BIN to a working codex binary",
-                bin.command_name()
-            ))
+            .with_hint(
+                Hint::new(format!(
+                    "check `{} app-server` by hand and {{0}}; set DISPATCH_CODEX_BIN to a working codex binary",
+                    bin.command_name()
+                ))
+                .run(&operations::DOCTOR, json!({})),
+            )
         })?;
         tracing::info!(pid = ?server.pid(), version = ?server.version().map(ToString::to_string), "App Server ready");
         let status = Status {
@@ -154,7 +158,10 @@ impl Supervisor {
                     .map(|e| format!(" (it {e})"))
                     .unwrap_or_default()
             ))
-            .with_hint("retry in a moment; `dispatch daemon status` shows its state")
+            .with_hint(
+                Hint::new("retry in a moment; {0} shows its state")
+                    .run(&operations::DAEMON_STATUS, json!({})),
+            )
         })
     }
 

@@ -11,8 +11,9 @@ use dispatch_contract::types::{
     RenameOutput, RenameOutputScope, RestoreInput, RestoreOutput, RestoreOutputScope, SyncInput,
     SyncOutput, SyncedLane,
 };
-use dispatch_contract::{DispatchError, ErrorCode, Handle, Logged};
+use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
 use dispatch_registry::{Fact, LaneRow, NewLane, Ownership, Recorded, Resolution, TurnStatus};
+use serde_json::json;
 
 use crate::convert::{self, now_ms};
 use crate::errors::app_server_error;
@@ -37,8 +38,18 @@ fn looks_like_thread_id(text: &str) -> bool {
 }
 
 fn not_found(what: &str) -> DispatchError {
-    DispatchError::new(ErrorCode::NotFound, format!("no lane and no Codex thread matches `{what}`"))
-        .with_hint("lanes: `dispatch list --all`; unmanaged threads need their full id (`dispatch search --scope unmanaged`)")
+    DispatchError::new(
+        ErrorCode::NotFound,
+        format!("no lane and no Codex thread matches `{what}`"),
+    )
+    .with_hint(
+        Hint::new("lanes: {0}; unmanaged threads need their full id ({1})")
+            .run(&operations::LIST, json!({ "all": true }))
+            .run(
+                &operations::SEARCH,
+                json!({ "query": "<words>", "scope": "unmanaged" }),
+            ),
+    )
 }
 
 /// A failed App Server call about a thread: an unknown thread is `not_found`.

@@ -6,7 +6,7 @@ use codex_app_server::protocol::{
     GetAccountParams, ThreadReadParams, ThreadStatus, ThreadTurnsListParams, TurnStartParams,
     UserInput,
 };
-use dispatch_contract::{DispatchError, ErrorCode};
+use dispatch_contract::{DispatchError, ErrorCode, Hint, operations};
 use dispatch_registry::{Fact, LaneRow, LaneStatus};
 use serde_json::json;
 
@@ -172,13 +172,17 @@ impl Service {
         }
         let recorded = message_recorded(&mut events, &turn.id, client_id).await;
         if let MessageRecorded::Unconfirmed = recorded {
-            warnings.push(format!(
-                "Codex accepted turn {} but did not confirm within {} s that it recorded the \
-                 message; `dispatch tail {}` shows whether it did before you send it again",
-                turn.id,
-                RECORD_TIMEOUT.as_secs(),
-                lane.lane_ref
-            ));
+            // A warning is read like a hint: in the words of the surface that asked.
+            warnings.push(
+                Hint::new(format!(
+                    "Codex accepted turn {} but did not confirm within {} s that it recorded \
+                     the message; {{0}} shows whether it did before you send it again",
+                    turn.id,
+                    RECORD_TIMEOUT.as_secs(),
+                ))
+                .run(&operations::TAIL, json!({ "lane": lane.lane_ref }))
+                .to_string(),
+            );
         }
         if !matches!(
             recorded,
@@ -226,11 +230,14 @@ impl Service {
                         ErrorCode::LaneBusy,
                         format!("lane {} is running a turn (Codex says so)", lane.lane_ref),
                     )
-                    .with_hint(format!(
-                        "wait for it (`dispatch watch {0} --until turn-end`) or end it \
-                         (`dispatch stop {0}`)",
-                        lane.lane_ref
-                    ))
+                    .with_hint(
+                        Hint::new("wait for it ({0}) or end it ({1})")
+                            .run(
+                                &operations::WATCH,
+                                json!({ "lane": lane.lane_ref, "until": "turn-end" }),
+                            )
+                            .run(&operations::STOP, json!({ "lane": lane.lane_ref })),
+                    )
                     .with_details(json!({ "lane_ref": lane.lane_ref })),
                 )
             }

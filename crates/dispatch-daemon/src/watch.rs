@@ -92,7 +92,7 @@ impl Handle<WatchInput> for Service {
                     summary: summary(&row),
                     method: row.method,
                     turn_id: row.turn_id,
-                    params: Some(row.params),
+                    params: crate::convert::params(row.params),
                 });
             }
             if turn_ended && input.until == Some(WatchInputUntil::TurnEnd) {

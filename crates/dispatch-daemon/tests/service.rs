@@ -455,7 +455,8 @@ fn an_archived_lane_refuses_a_send() -> Setup {
                     .await,
                 ErrorCode::LaneArchived,
             );
-            assert!(err.hint.contains("restore"), "{err:?}");
+            let hint = err.hint.render(dispatch_contract::Surface::Cli);
+            assert!(hint.contains("dispatch restore"), "{hint}");
             assert_eq!(writes(&d.requests()), Vec::<&String>::new());
         })
     })

@@ -1,4 +1,4 @@
-//! Building one rmcp tool descriptor from an operation of the contract.
+//! One generated tool of the MCP surface, and the rmcp descriptor built from it.
 
 use std::sync::Arc;
 
@@ -6,14 +6,29 @@ use dispatch_contract::Operation;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::Value;
 
-/// The behaviour hints of a tool, derived from the operation's intent by the generator.
-pub struct Hints {
+/// A tool as `cargo xtask gen` projects it from the contract (`generated/tools.rs`).
+#[derive(Debug)]
+pub struct ToolSpec {
+    /// `dispatch_<op>`.
+    pub name: &'static str,
+    /// The operation it runs.
+    pub op: &'static Operation,
+    /// The MCP description: surface-neutral text plus the MCP addition.
+    pub description: &'static str,
+    /// The compact input schema (JSON text): the wire input without the CLI-only fields.
+    pub input_schema: &'static str,
+    /// The top level of the output schema (JSON text).
+    pub output_schema: &'static str,
     /// The tool changes nothing.
     pub read_only: bool,
-    /// The tool removes or irreversibly ends something.
+    /// The tool removes something, or can end running work.
     pub destructive: bool,
     /// Repeating the call has no further effect.
     pub idempotent: bool,
+    /// The tool can make Codex act in the world (start a turn, let a held action run).
+    pub open_world: bool,
+    /// Input fields only the CLI offers: refused here, naming what to do instead.
+    pub cli_only_inputs: &'static [&'static str],
 }
 
 fn object(schema: &str) -> Arc<JsonObject> {
@@ -23,15 +38,21 @@ fn object(schema: &str) -> Arc<JsonObject> {
     }
 }
 
-/// The tool `name` for `op`, with the contract's schemas as they are.
-pub fn descriptor(name: &'static str, op: &'static Operation, hints: Hints) -> Tool {
-    let annotations = ToolAnnotations::with_title(op.title)
-        .read_only(hints.read_only)
-        .destructive(hints.destructive)
-        .idempotent(hints.idempotent)
-        .open_world(false);
-    Tool::new(name, op.description, object(op.input_schema))
-        .with_title(op.title)
-        .with_raw_output_schema(object(op.output_schema))
-        .with_annotations(annotations)
+impl ToolSpec {
+    /// The rmcp descriptor. A read-only tool carries only `readOnlyHint` and
+    /// `openWorldHint`: the other hints mean something only for tools that change state.
+    pub fn descriptor(&self) -> Tool {
+        let mut annotations = ToolAnnotations::new()
+            .read_only(self.read_only)
+            .open_world(self.open_world);
+        if !self.read_only {
+            annotations = annotations
+                .destructive(self.destructive)
+                .idempotent(self.idempotent);
+        }
+        Tool::new(self.name, self.description, object(self.input_schema))
+            .with_title(self.op.title)
+            .with_raw_output_schema(object(self.output_schema))
+            .with_annotations(annotations)
+    }
 }

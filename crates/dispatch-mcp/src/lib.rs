@@ -1,8 +1,9 @@
-//! `dispatch mcp`: an MCP stdio server (rmcp) with one tool per contract operation, named
-//! `dispatch_<op>`, serving the contract's own input and output schemas. `tools/list` needs no
-//! daemon; tool calls run through the same [`Runner`] as the CLI, so inputs are validated in
-//! the same place and errors are the same `{code, message, hint}` (as `isError` results).
-//! Tools take the wire input: the CLI's file inputs (`text_file`) do not exist here, and
+//! `dispatch mcp`: an MCP stdio server (rmcp) with one tool per contract operation that the
+//! MCP surface offers, named `dispatch_<op>`. `tools/list` needs no daemon; tool calls run
+//! through the same [`Runner`] as the CLI, so inputs are validated in the same place and
+//! errors are the same `{code, message, hint}` (as `isError` results whose text is the error
+//! JSON), with hints rendered in MCP's words: tools and arguments, never shell flags. Tools
+//! take the wire input without the CLI-only fields (`text_file`, `watch`'s `stream`), and
 //! nothing in this crate reads a file or standard input for a caller.
 
 mod descriptor;
@@ -13,6 +14,12 @@ pub mod generated {
     pub mod tools;
 }
 
+pub use descriptor::ToolSpec;
 pub use dispatch_client::Runner;
-pub use generated::tools::{TOOL_OPERATIONS, tools};
-pub use server::{DispatchMcp, serve_stdio};
+pub use generated::tools::{TOOL_OPERATIONS, TOOLS};
+pub use server::{DispatchMcp, INSTRUCTIONS, serve_stdio};
+
+/// Every tool descriptor, in operation id order.
+pub fn tools() -> Vec<rmcp::model::Tool> {
+    TOOLS.iter().map(ToolSpec::descriptor).collect()
+}

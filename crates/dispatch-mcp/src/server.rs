@@ -3,22 +3,24 @@
 use std::sync::Arc;
 
 use dispatch_client::Runner;
-use dispatch_contract::{DispatchError, Operation};
+use dispatch_contract::{DispatchError, Surface};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CustomRequest, CustomResult,
-    ErrorData, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorData, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
     ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, ServerInitializeError};
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 
-use crate::generated::tools::{TOOL_OPERATIONS, tools};
+use crate::descriptor::ToolSpec;
+use crate::generated::tools::TOOLS;
 
-const INSTRUCTIONS: &str = "dispatch orchestrates Codex lanes (threads). Run dispatch_doctor \
-first; dispatch_up starts the daemon. Writes report acceptance, not completion: follow work \
-with dispatch_get and dispatch_watch, and never resend blindly. Errors carry {code, message, \
-hint}.";
+/// What the server tells a client at `initialize`, in MCP's words (tools, not commands).
+pub const INSTRUCTIONS: &str = "dispatch orchestrates Codex lanes (threads). Run \
+dispatch_doctor first; dispatch_up starts the daemon. Writes report acceptance, not \
+completion: follow work with dispatch_get and dispatch_watch, and never resend blindly. An \
+error result's text is {\"error\": {code, message, hint}}; the hint names the tool to call.";
 
 /// The MCP server: the generated tools, run through a [`Runner`].
 pub struct DispatchMcp {
@@ -31,31 +33,36 @@ impl DispatchMcp {
     pub fn new(runner: Runner) -> DispatchMcp {
         DispatchMcp {
             runner: Arc::new(runner),
-            tools: tools(),
+            tools: crate::tools(),
         }
     }
 
     /// Runs the tool's operation with `arguments`: the input the operation takes, exactly as
-    /// JSON-RPC takes it. Nothing here reads a file or standard input.
-    async fn run(&self, op: &'static Operation, arguments: JsonObject) -> CallToolResult {
-        let result = match refuse_cli_only(op, &arguments) {
-            Err(err) => Err(err),
-            Ok(()) => self.runner.run(op, Value::Object(arguments)).await,
-        };
-        match result {
-            Ok(output) => CallToolResult::structured(output),
-            Err(err) => error_result(&for_agents(op, err)),
-        }
+    /// JSON-RPC takes it, without the CLI-only fields. Nothing here reads a file or standard
+    /// input. Every hint made while it runs, here or in the daemon, is in MCP's words.
+    async fn run(&self, tool: &'static ToolSpec, arguments: JsonObject) -> CallToolResult {
+        Surface::Mcp
+            .scope(async {
+                let result = match refuse_cli_only(tool, &arguments) {
+                    Err(err) => Err(err),
+                    Ok(()) => self.runner.run(tool.op, Value::Object(arguments)).await,
+                };
+                match result {
+                    Ok(output) => CallToolResult::structured(output),
+                    Err(err) => error_result(&for_agents(tool, err)),
+                }
+            })
+            .await
     }
 }
 
 /// An input the contract refused (the validator's `details.problems`) gets a hint an agent
 /// can follow: the tool's schema, not a shell command.
-fn for_agents(op: &Operation, err: DispatchError) -> DispatchError {
+fn for_agents(tool: &ToolSpec, err: DispatchError) -> DispatchError {
     if err.details.get("problems").is_some() {
         let hint = format!(
-            "the accepted arguments are in the inputSchema of `dispatch_{}` (tools/list), or call `dispatch_schema` with {{\"op\": \"{}\"}}",
-            op.id, op.id
+            "the accepted arguments are in the inputSchema of `{}` (tools/list)",
+            tool.name
         );
         err.with_hint(hint)
     } else {
@@ -63,34 +70,49 @@ fn for_agents(op: &Operation, err: DispatchError) -> DispatchError {
     }
 }
 
+/// An error as a tool result: `isError`, and the error JSON `{"error": body}` as its text.
+/// It carries no `structuredContent`, which would have to conform to the tool's
+/// `outputSchema` (the shape of a success); see contract/README.md.
 fn error_result(err: &DispatchError) -> CallToolResult {
-    CallToolResult::structured_error(serde_json::json!({ "error": err.body() }))
+    let body = serde_json::json!({ "error": err.body_for(Surface::Mcp) });
+    CallToolResult::error(vec![ContentBlock::text(body.to_string())])
 }
 
-fn operation(name: &str) -> Result<&'static Operation, ErrorData> {
-    TOOL_OPERATIONS
+fn tool(name: &str) -> Result<&'static ToolSpec, ErrorData> {
+    TOOLS
         .iter()
-        .find(|(tool, _)| *tool == name)
-        .map(|(_, op)| *op)
+        .find(|tool| tool.name == name)
         .ok_or_else(|| ErrorData::invalid_params(format!("no tool named `{name}`"), None))
 }
 
-/// The CLI's file inputs (`text_file`) do not exist on MCP: the server never reads a file on
-/// an agent's behalf. The input schema already leaves them out; this says what to do instead.
-fn refuse_cli_only(op: &Operation, arguments: &JsonObject) -> Result<(), DispatchError> {
-    match op
-        .file_inputs
+/// The CLI-only inputs do not exist on MCP: the file inputs (`text_file`; the server never
+/// reads a file on an agent's behalf) and the fields `cli_only_inputs` declares (`watch`'s
+/// `stream`). The input schema already leaves them out; this says what to do instead.
+fn refuse_cli_only(tool: &ToolSpec, arguments: &JsonObject) -> Result<(), DispatchError> {
+    let Some(field) = tool
+        .cli_only_inputs
         .iter()
-        .find(|(file, _)| arguments.contains_key(*file))
-    {
-        Some((file, text)) => Err(DispatchError::invalid_input(format!(
-            "`{file}` is not an argument of `dispatch_{}`: MCP tools never read files",
-            op.id
+        .find(|field| arguments.contains_key(**field))
+    else {
+        return Ok(());
+    };
+    let details = serde_json::json!({ "field": field });
+    let err = match tool.op.file_inputs.iter().find(|(file, _)| file == field) {
+        Some((_, text)) => DispatchError::invalid_input(format!(
+            "`{field}` is not an argument of `{}`: MCP tools never read files",
+            tool.name
         ))
-        .with_hint(format!("put the content itself in `{text}`"))
-        .with_details(serde_json::json!({ "field": file }))),
-        None => Ok(()),
-    }
+        .with_hint(format!("put the content itself in `{text}`")),
+        None => DispatchError::invalid_input(format!(
+            "`{field}` is not an argument of `{}`: only the CLI offers it",
+            tool.name
+        ))
+        .with_hint(format!(
+            "leave it out; the inputSchema of `{}` (tools/list) lists the arguments",
+            tool.name
+        )),
+    };
+    Err(err.with_details(details))
 }
 
 impl ServerHandler for DispatchMcp {
@@ -113,8 +135,8 @@ impl ServerHandler for DispatchMcp {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let op = operation(request.name.as_ref())?;
-        let result = self.run(op, request.arguments.unwrap_or_default()).await;
+        let tool = tool(request.name.as_ref())?;
+        let result = self.run(tool, request.arguments.unwrap_or_default()).await;
         Ok(CallToolResponse::Complete(result))
     }
 
@@ -139,10 +161,10 @@ impl ServerHandler for DispatchMcp {
                 None,
             ));
         };
-        let op = operation(name)?;
+        let tool = tool(name)?;
         let result = match params.get("arguments") {
-            None | Some(Value::Null) => self.run(op, JsonObject::new()).await,
-            Some(Value::Object(arguments)) => self.run(op, arguments.clone()).await,
+            None | Some(Value::Null) => self.run(tool, JsonObject::new()).await,
+            Some(Value::Object(arguments)) => self.run(tool, arguments.clone()).await,
             Some(other) => error_result(
                 &DispatchError::invalid_input(format!(
                     "`arguments` must be an object, not {}",

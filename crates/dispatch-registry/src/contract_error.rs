@@ -1,6 +1,6 @@
 //! How registry failures appear on dispatch's surfaces: as contract error codes.
 
-use dispatch_contract::{DispatchError, ErrorCode, error_chain};
+use dispatch_contract::{DispatchError, ErrorCode, Hint, error_chain, operations};
 
 use crate::RegistryError;
 
@@ -20,7 +20,8 @@ impl From<RegistryError> for DispatchError {
             }
             RegistryError::Conflict { what, .. } => {
                 return DispatchError::invalid_input(what.clone()).with_hint(
-                    "choose another one; `dispatch list --all` shows every lane's title and handle",
+                    Hint::new("choose another one; {0} shows every lane's title and handle")
+                        .run(&operations::LIST, serde_json::json!({ "all": true })),
                 );
             }
             RegistryError::Io { .. } => ErrorCode::RegistryUnwritable,

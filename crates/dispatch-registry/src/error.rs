@@ -11,9 +11,10 @@ use sqlx::migrate::MigrateError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    /// The registry was written by an older dispatch; run `dispatch registry migrate` to upgrade it.
+    /// The registry was written by an older dispatch; `dispatch registry migrate` upgrades it
+    /// (the error's hint says so, in the words of the surface that shows it).
     #[error(
-        "registry {path} has schema version {found}, older than the supported version {supported}; run `dispatch registry migrate` to upgrade it"
+        "registry {path} has schema version {found}, older than the supported version {supported}"
     )]
     SchemaTooOld {
         /// The registry file.

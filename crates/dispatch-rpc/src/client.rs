@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dispatch_contract::{DispatchError, ErrorCode, Operation, Request, longest_call_timeout};
+use dispatch_contract::{
+    DispatchError, ErrorCode, Operation, Request, Surface, longest_call_timeout,
+};
 use jsonrpsee::client_transport::ws::{Url, WsHandshakeError, WsTransportClientBuilder};
 use jsonrpsee::core::client::{ClientBuilder, ClientT, Error as ClientError};
 use jsonrpsee::core::params::ObjectParams;
@@ -125,18 +127,23 @@ impl DaemonClient {
     }
 
     /// Calls `op` with JSON input, sending this client's contract hash of it: what the
-    /// `Runner` does for every surface, whatever the operation.
+    /// `Runner` does for every surface, whatever the operation. Hints in the answer are in the
+    /// words of [`Surface::current`].
     pub async fn call_json(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
-        self.request(op, Some(op.contract_hash), input).await
+        let surface = Surface::current();
+        let surface = (surface != Surface::Cli).then_some(surface);
+        self.request(op, Some(op.contract_hash), input, surface)
+            .await
     }
 
-    /// Calls `op` without the contract check, e.g. to ask a stale daemon whether it is idle.
+    /// Calls `op` without the contract check (and in the params every daemon knows), e.g. to
+    /// ask a stale daemon whether it is idle.
     pub async fn call_json_unchecked(
         &self,
         op: &Operation,
         input: Value,
     ) -> Result<Value, DispatchError> {
-        self.request(op, None, input).await
+        self.request(op, None, input, None).await
     }
 
     async fn request(
@@ -144,10 +151,12 @@ impl DaemonClient {
         op: &Operation,
         hash: Option<&str>,
         input: Value,
+        surface: Option<Surface>,
     ) -> Result<Value, DispatchError> {
         let call = CallParams {
             contract_hash: hash.map(str::to_owned),
             input: Some(input),
+            surface,
         };
         check_request_size(op, &call)?;
         let mut params = ObjectParams::new();
@@ -159,10 +168,17 @@ impl DaemonClient {
         params
             .insert("input", &call.input)
             .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+        if let Some(surface) = call.surface {
+            params
+                .insert("surface", surface)
+                .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+        }
         // The operation's own bound (e.g. `watch`'s timeout) plus a margin, from the contract.
         let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
         match tokio::time::timeout(deadline, self.client.request::<Value, _>(op.id, params)).await {
-            Ok(answer) => answer.map_err(|err| from_client_error(op, deadline, err)),
+            Ok(answer) => answer
+                .map_err(|err| from_client_error(op, deadline, err))
+                .map_err(|err| older_than_surface(op, call.surface.is_some(), err)),
             Err(_elapsed) => Err(timed_out(op, deadline)),
         }
     }
@@ -217,6 +233,27 @@ fn decode_output<R: Request>(output: Value) -> Result<R::Output, DispatchError> 
     })
 }
 
+/// A daemon older than the `surface` param refuses the params it does not know: that is a
+/// stale daemon, which the client restarts when it is idle, not an input error.
+fn older_than_surface(op: &Operation, sent_surface: bool, err: DispatchError) -> DispatchError {
+    if sent_surface
+        && err.code == ErrorCode::InvalidInput
+        && err.message.starts_with("params must be")
+        && err.message.contains("`surface`")
+    {
+        DispatchError::new(
+            ErrorCode::DaemonStale,
+            format!(
+                "the daemon does not take the `surface` of `{}`: it is older than this client",
+                op.title
+            ),
+        )
+        .with_details(serde_json::json!({ "op": op.id, "idle": null }))
+    } else {
+        err
+    }
+}
+
 fn timed_out(op: &Operation, deadline: Duration) -> DispatchError {
     DispatchError::new(
         ErrorCode::DaemonUnreachable,
@@ -257,5 +294,35 @@ fn from_client_error(op: &Operation, deadline: Duration, err: ClientError) -> Di
             ErrorCode::DaemonUnreachable,
             format!("lost the daemon during `{}`: {other}", op.title),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dispatch_contract::operations;
+
+    use super::*;
+
+    /// What a daemon from before the `surface` param answers an MCP client: its params
+    /// refusal is a stale daemon (restarted when idle), not the caller's invalid input.
+    #[test]
+    fn a_daemon_that_refuses_the_surface_param_is_stale() {
+        let old = DispatchError::invalid_input(
+            "params must be {\"contract_hash\": .., \"input\": {..}}: unknown field `surface`, \
+             expected `contract_hash` or `input`",
+        );
+        let err = older_than_surface(&operations::GET, true, old.clone());
+        assert_eq!(err.code, ErrorCode::DaemonStale);
+        assert_eq!(err.details["idle"], Value::Null);
+        // Without the param sent, or for any other refusal, the error stands.
+        assert_eq!(
+            older_than_surface(&operations::GET, false, old.clone()),
+            old
+        );
+        let other = DispatchError::invalid_input("invalid input for `get`: `lane` is required");
+        assert_eq!(
+            older_than_surface(&operations::GET, true, other.clone()),
+            other
+        );
     }
 }

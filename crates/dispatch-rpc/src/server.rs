@@ -2,7 +2,8 @@
 //! the socket is `listener`'s job.
 
 use dispatch_contract::{
-    Dispatch, DispatchError, ErrorCode, Handle, Request, decode_input, encode_output, run_operation,
+    Dispatch, DispatchError, ErrorCode, Handle, Request, Surface, decode_input, encode_output,
+    run_operation,
 };
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -19,6 +20,10 @@ pub struct CallParams {
     /// The operation's input; `{}` when omitted.
     #[serde(default)]
     pub input: Option<Value>,
+    /// The front end the caller serves (`mcp`); hints in the answer are in its words. The
+    /// CLI's when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surface: Option<Surface>,
 }
 
 /// The JSON-RPC error object for `err`.
@@ -52,7 +57,12 @@ where
     let op = R::OPERATION;
     let registered = module.register_async_method(op.id, move |params, service, _| {
         let params = parse_params(&params);
-        async move {
+        let surface = params
+            .as_ref()
+            .ok()
+            .and_then(|p| p.surface)
+            .unwrap_or_default();
+        surface.scope(async move {
             let result = async {
                 let params = params?;
                 if let Some(hash) = params.contract_hash.as_deref()
@@ -77,7 +87,7 @@ where
             }
             .await;
             result.map_err(|err| rpc_error(&err))
-        }
+        })
     });
     if let Err(err) = registered {
         // Ids are unique by the contract lint; this only fires on a codegen defect.

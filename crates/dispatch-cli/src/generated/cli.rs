@@ -91,13 +91,11 @@ fn archive_command() -> Command {
     Command::new("archive")
         .about("Archive a lane or an unmanaged Codex thread")
         .long_about(
-            "Archive a lane or an unmanaged Codex thread (by its full id) in Codex and in the registry. `dispatch restore` undoes it.",
+            "Archive a lane or an unmanaged Codex thread (by its full id), in Codex and in the registry; `dispatch restore` undoes it.",
         )
         .arg(
             Arg::new("target")
-                .help(
-                    "A lane selector, or the full id of a Codex thread dispatch does not manage.",
-                )
+                .help("A lane, or an unmanaged thread's full id.")
                 .value_name("TARGET")
                 .required(true),
         )
@@ -128,7 +126,7 @@ fn attach_command() -> Command {
     Command::new("attach")
         .about("Adopt an existing Codex thread as an attached (observe-only) lane")
         .long_about(
-            "Adopt an existing Codex thread (made by the desktop app, the Codex CLI, another tool) as an attached lane with a ref. Metadata only: no history is copied until `dispatch sync`. Attached lanes are observe-only: operations that write turns or history are refused unless `[policy] allow_attached_writes = true`. Attaching a thread twice returns its existing lane.",
+            "Adopt an existing Codex thread (desktop app, Codex CLI, other tools) as an attached, observe-only lane: writes of turns or history are refused unless `[policy] allow_attached_writes = true`. No history is copied until `dispatch sync`. Attaching twice returns the existing lane.",
         )
         .arg(
             Arg::new("thread_id")
@@ -152,7 +150,7 @@ fn daemon_log_command() -> Command {
     Command::new("log")
         .about("Show the action log: every write with time, lane, outcome and detail")
         .long_about(
-            "Show the action log, newest first: every write operation and daemon lifecycle event, with its time, lane, outcome and detail.",
+            "The action log, newest first: every write and daemon lifecycle event, with time, lane, outcome and detail.",
         )
         .arg(
             Arg::new("limit")
@@ -167,7 +165,7 @@ fn daemon_status_command() -> Command {
     Command::new("status")
         .about("Show the daemon's pid, uptime, socket, App Server and lane counts")
         .long_about(
-            "Show the running daemon: pid, uptime, socket, registry schema version, the Codex App Server it supervises, and lane counts by status.",
+            "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server, and lane counts by status.",
         )
 }
 ///The `doctor` command.
@@ -175,7 +173,7 @@ fn doctor_command() -> Command {
     Command::new("doctor")
         .about("Check binaries, daemon files and registry, with recovery hints")
         .long_about(
-            "Check the installation and runtime: binaries on PATH, the daemon's socket and pidfile (and stale ones), the registry (readable, quick_check, schema version), the Codex CLI and its App Server, and the agent assets built into this binary (the skills and the Codex plugin parse; the plugin's version is this binary's). Every check has a status and a recovery hint. Exits 0 unless a check fails. Needs no daemon.",
+            "Check the installation: binaries, the daemon's socket and pidfile, the registry, the Codex CLI and App Server, the built-in agent assets. Each check has a status and a recovery hint. Needs no daemon. Exits 0 unless a check fails.",
         )
         .arg(
             Arg::new("no_app_server")
@@ -197,13 +195,11 @@ fn get_command() -> Command {
     Command::new("get")
         .about("Show one lane: status, latest turn, goal, errors and counts")
         .long_about(
-            "Show one lane: identity, ownership and whether it is writable, its status, latest turn, goal, the App Server errors it hit (most recent first, with their retry state), token usage and counts.",
+            "One lane: identity, ownership, writability, status, latest turn, goal, App Server errors (newest first, with retry state), token usage and counts.",
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -212,14 +208,10 @@ fn get_command() -> Command {
 fn goal_clear_command() -> Command {
     Command::new("clear")
         .about("Clear a lane's native goal")
-        .long_about(
-            "Clear the lane's native goal; Codex stops starting continuation turns for it.",
-        )
+        .long_about("Clear the lane's native goal; Codex stops starting continuation turns for it.")
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -231,9 +223,7 @@ fn goal_get_command() -> Command {
         .long_about("Show the lane's native goal, as Codex reports it.")
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -247,9 +237,7 @@ fn goal_set_command() -> Command {
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -302,7 +290,7 @@ fn models_command() -> Command {
             "List the model catalog with efforts, modalities, service tiers and aliases",
         )
         .long_about(
-            "List the model catalog the Codex App Server offers: every model with its reasoning efforts, input modalities, service tiers and aliases (`fast` is the service tier named Fast, e.g. `priority`), and the configured default model. Every page of `model/list` is fetched and cached in the registry; --no-refresh answers from that cache (catalog_state `empty` until a first refresh).",
+            "The Codex App Server's model catalog, cached in the registry: models with their reasoning efforts, input modalities, service tiers and aliases (`fast`: the tier named Fast), and the default model. --no-refresh answers from the cache (catalog_state `empty` until a first refresh).",
         )
         .arg(
             Arg::new("no_refresh")
@@ -320,7 +308,7 @@ fn new_command() -> Command {
             "Create an owned lane (new Codex thread), optionally with a goal and a first message",
         )
         .long_about(
-            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports `message_accepted` (the App Server accepted the turn), never that the work is done: follow it with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) before anything is created; omitted settings are not sent, so Codex's defaults apply. Without --cwd the lane works in the caller's current directory. Slash commands in the text are sent as plain text.",
+            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory.",
         )
         .arg(
             Arg::new("name")
@@ -341,7 +329,7 @@ fn new_command() -> Command {
                 .long("goal"),
         )
         .arg(Arg::new("text").help("First message to send.").long("text"))
-        .arg(Arg::new("model").help("Model id (see `dispatch models`).").long("model"))
+        .arg(Arg::new("model").help("Model id, as `models` lists it.").long("model"))
         .arg(
             Arg::new("effort")
                 .help("Reasoning effort, e.g. `low`, `medium`, `high`.")
@@ -399,9 +387,7 @@ fn rename_command() -> Command {
         )
         .arg(
             Arg::new("target")
-                .help(
-                    "A lane selector, or the full id of a Codex thread dispatch does not manage.",
-                )
+                .help("A lane, or an unmanaged thread's full id.")
                 .value_name("TARGET")
                 .required(true),
         )
@@ -412,7 +398,7 @@ fn requests_command() -> Command {
     Command::new("requests")
         .about("List pending approval requests")
         .long_about(
-            "List pending approval requests (commands, file changes, permissions, user input) that hold a lane in `waiting_approval`, oldest first. They wait for `dispatch respond`; dispatch never accepts on its own.",
+            "Pending approval requests (commands, file changes, permissions, user input) holding a lane in `waiting_approval`, oldest first, waiting for `dispatch respond`. dispatch never accepts on its own.",
         )
         .arg(Arg::new("lane").help("Only this lane's requests.").long("lane"))
 }
@@ -425,7 +411,7 @@ fn respond_command() -> Command {
         )
         .arg(
             Arg::new("request_id")
-                .help("The request's id (see `dispatch requests`).")
+                .help("The request's id, as `requests` lists it.")
                 .value_name("REQUEST_ID")
                 .value_name("N")
                 .allow_negative_numbers(true)
@@ -448,9 +434,7 @@ fn restore_command() -> Command {
         )
         .arg(
             Arg::new("target")
-                .help(
-                    "A lane selector, or the full id of a Codex thread dispatch does not manage.",
-                )
+                .help("A lane, or an unmanaged thread's full id.")
                 .value_name("TARGET")
                 .required(true),
         )
@@ -476,7 +460,7 @@ fn search_command() -> Command {
     Command::new("search")
         .about("Search lanes' items and titles, and unmanaged Codex threads")
         .long_about(
-            "Full-text search over the indexed items and titles of lanes (SQLite FTS5) and, through Codex's own thread search, over unmanaged threads. The query is plain words: quotes, `*`, `NEAR` and parentheses are matched as text, never as query syntax.",
+            "Full-text search over lanes' indexed items and titles and, through Codex, unmanaged threads. The query is plain words, never query syntax.",
         )
         .arg(Arg::new("query").help("Words to find.").value_name("QUERY").required(true))
         .arg(
@@ -500,13 +484,11 @@ fn send_command() -> Command {
             "Send a message to an owned lane (a new turn, or --steer into the running one)",
         )
         .long_about(
-            "Send a message to an idle owned lane: it starts a new turn. On a busy lane it fails with `lane_busy` unless --steer, which adds the message to the running turn. Reports acceptance, not completion: follow with `dispatch get` or `dispatch watch`; never resend blindly.",
+            "Send a message to an idle owned lane, starting a turn. A busy lane fails with `lane_busy` unless steering (`--steer`), which adds the message to the running turn. Reports acceptance, not completion: follow with `dispatch get` or `dispatch watch`; never resend blindly.",
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -538,9 +520,7 @@ fn stop_command() -> Command {
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -550,13 +530,11 @@ fn sync_command() -> Command {
     Command::new("sync")
         .about("Refresh a lane's indexed turns and items from the App Server")
         .long_about(
-            "Refresh the lane's indexed view (turns and items) from the App Server, so `tail`, `get` and `search` see what happened in the thread, also outside dispatch. Idempotent; reports what changed.",
+            "Refresh the lane's indexed turns and items from the App Server, including what happened outside dispatch, for `dispatch tail`, `dispatch get` and `dispatch search`. Reports what changed.",
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -570,9 +548,7 @@ fn tail_command() -> Command {
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -589,7 +565,7 @@ fn up_command() -> Command {
     Command::new("up")
         .about("Start the daemon in the background and wait until it is ready")
         .long_about(
-            "Start the singleton daemon (dispatchd) in the background and return once it answers on its socket. If one is already running, report it. Stale sockets and pidfiles left by a killed daemon are cleaned up first.",
+            "Start the daemon (dispatchd) unless one runs, and return once it answers. A killed daemon's stale socket and pidfile are cleaned up first.",
         )
 }
 ///The `watch` command.
@@ -597,13 +573,11 @@ fn watch_command() -> Command {
     Command::new("watch")
         .about("Stream a lane's live events, bounded by time and count")
         .long_about(
-            "A bounded live sample of the lane's events, streamed as they arrive: stops after --timeout seconds, --max-events events, or (with --until turn-end) when a turn ends. With --json the CLI prints one JSON object per event. The call returns within its bound; it never waits for a whole piece of work.",
+            "A bounded sample of the lane's live events: it returns after `--timeout` seconds, `--max-events` events, or when a turn ends (`--until` `turn-end`), never waiting for a whole piece of work. Events are printed as they arrive; with --json one JSON object per event.",
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.",
-                )
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
         )
@@ -639,7 +613,7 @@ fn watch_command() -> Command {
         .arg(
             Arg::new("stream")
                 .help(
-                    "Return as soon as some events are there (with the cursor to continue); callers that print live use it.",
+                    "Return as soon as some events are there, with the cursor to continue (for printing live).",
                 )
                 .long("stream")
                 .action(ArgAction::SetTrue),

@@ -248,6 +248,20 @@ impl Drop for Home {
     }
 }
 
+/// The error body of an MCP error result: `isError`, no `structuredContent` (which would
+/// have to match the tool's output schema), and `{"error": body}` as the text content.
+pub fn mcp_error_body(result: &Value) -> Value {
+    assert_eq!(result["isError"], true, "not an error result: {result}");
+    assert!(
+        result.get("structuredContent").is_none(),
+        "an error result carries no structuredContent: {result}"
+    );
+    let text = result["content"][0]["text"].as_str().unwrap_or_default();
+    let parsed: Value = serde_json::from_str(text)
+        .unwrap_or_else(|err| panic!("the error text is not JSON ({err}): {result}"));
+    parsed["error"].clone()
+}
+
 /// A `dispatch mcp` child speaking newline-delimited JSON-RPC.
 pub struct Mcp {
     child: Child,

@@ -149,69 +149,6 @@ impl ErrorCode {
             ErrorCode::Internal => -32603i32,
         }
     }
-    /// How to recover, when the error itself gives no better hint.
-    pub const fn hint(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidInput => {
-                "check the field named in the message; `dispatch schema <op>` prints the accepted input"
-            }
-            ErrorCode::DeliveryConflict => {
-                "use a new key for a new message; the error's details name the receipt the key belongs to"
-            }
-            ErrorCode::NotFound => {
-                "`dispatch list --all` shows the lanes dispatch knows; refs and full thread ids always work"
-            }
-            ErrorCode::AmbiguousSelector => {
-                "use one of the listed refs or the full thread id instead"
-            }
-            ErrorCode::AttachedLaneWriteBlocked => {
-                "attached lanes are read-only; set `[policy] allow_attached_writes = true` in config.toml to allow writes"
-            }
-            ErrorCode::PermissionDenied => {
-                "the message names the path or user; use a DISPATCH_HOME of your own (owned by you, not writable by group or others), and run dispatch as the user who started the daemon"
-            }
-            ErrorCode::LaneBusy => {
-                "wait for the turn to end (`dispatch watch <sel> --until turn-end`), or pass --steer to add input to the running turn"
-            }
-            ErrorCode::LaneArchived => "`dispatch restore <sel>` brings it back",
-            ErrorCode::LaneIdle => {
-                "send the message as a new turn instead (mode `send`), or queue it (mode `queue`)"
-            }
-            ErrorCode::ModelUnavailable => {
-                "`dispatch models` lists the models, efforts and service tiers on offer"
-            }
-            ErrorCode::DaemonUnreachable => {
-                "start it with `dispatch up`; `dispatch doctor` diagnoses stale sockets and pidfiles"
-            }
-            ErrorCode::DaemonStale => {
-                "restart it with `dispatch down && dispatch up` once its lanes are idle"
-            }
-            ErrorCode::DaemonRunning => {
-                "stop it with `dispatch down` first, or pass --allow-running if you accept the risk"
-            }
-            ErrorCode::AppServerUnavailable => {
-                "check the Codex CLI with `dispatch doctor`; set DISPATCH_CODEX_BIN to the codex binary if it is not on PATH"
-            }
-            ErrorCode::AppServerError => {
-                "the message carries the App Server's own words; `dispatch daemon log` shows what was attempted"
-            }
-            ErrorCode::RegistrySchemaTooOld => {
-                "run `dispatch registry migrate` (it backs the registry up first)"
-            }
-            ErrorCode::RegistrySchemaTooNew => {
-                "upgrade dispatch, or point DISPATCH_DB at another registry; the file is left untouched"
-            }
-            ErrorCode::RegistryCorrupt => {
-                "move the file aside and restore a backup (`registry.db.bak-*` next to it); `dispatch doctor` shows the check"
-            }
-            ErrorCode::RegistryUnwritable => {
-                "free disk space or fix the permissions of the registry file (DISPATCH_DB), then retry; an error's details say what was already done, so do not repeat it blindly"
-            }
-            ErrorCode::Internal => {
-                "this is a bug: `dispatch daemon log` and the daemon log file (DISPATCH_HOME/dispatchd.log) have details"
-            }
-        }
-    }
     /// What the code means.
     pub const fn summary(self) -> &'static str {
         match self {

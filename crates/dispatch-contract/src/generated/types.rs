@@ -95,8 +95,8 @@ pub struct ApprovalRequest {
     ///The App Server's request method.
     pub method: ::std::string::String,
     ///The request's params as the App Server sent them.
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub params: ::std::option::Option<::serde_json::Value>,
+    #[serde(default, skip_serializing_if = "::serde_json::Map::is_empty")]
+    pub params: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     ///Why Codex asks.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reason: ::std::option::Option<::std::string::String>,
@@ -110,10 +110,10 @@ pub struct ApprovalRequest {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveInput {
-    ///A lane selector, or the full id of a Codex thread dispatch does not manage.
+    ///A lane, or an unmanaged thread's full id.
     pub target: ArchiveInputTarget,
 }
-///A lane selector, or the full id of a Codex thread dispatch does not manage.
+///A lane, or an unmanaged thread's full id.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ArchiveInputTarget(::std::string::String);
@@ -792,7 +792,7 @@ pub struct ErrorBody {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GetInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
 }
 ///Output of `get`.
@@ -825,7 +825,7 @@ pub struct Goal {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GoalClearInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
 }
 ///Output of `goal clear`.
@@ -839,7 +839,7 @@ pub struct GoalClearOutput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GoalGetInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
 }
 ///Output of `goal get`.
@@ -853,7 +853,7 @@ pub struct GoalGetOutput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GoalSetInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
     ///What the goal asks for.
     pub objective: Objective,
@@ -1373,7 +1373,7 @@ pub struct NewInput {
     ///A label to address the lane by, e.g. `@docs`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub handle: ::std::option::Option<Handle>,
-    ///Model id (see `dispatch models`).
+    ///Model id, as `models` lists it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub model: ::std::option::Option<NewInputModel>,
     ///Title of the lane (also the Codex thread name).
@@ -1556,7 +1556,7 @@ impl<'de> ::serde::Deserialize<'de> for NewInputEffort {
             })
     }
 }
-///Model id (see `dispatch models`).
+///Model id, as `models` lists it.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputModel(::std::string::String);
@@ -1879,12 +1879,12 @@ impl ::std::convert::TryFrom<::std::string::String> for RegistryMigrateOutputSta
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RenameInput {
-    ///A lane selector, or the full id of a Codex thread dispatch does not manage.
+    ///A lane, or an unmanaged thread's full id.
     pub target: RenameInputTarget,
     ///The new title.
     pub title: Title,
 }
-///A lane selector, or the full id of a Codex thread dispatch does not manage.
+///A lane, or an unmanaged thread's full id.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct RenameInputTarget(::std::string::String);
@@ -2029,7 +2029,7 @@ pub struct RequestsOutput {
 pub struct RespondInput {
     ///The answer.
     pub decision: RespondInputDecision,
-    ///The request's id (see `dispatch requests`).
+    ///The request's id, as `requests` lists it.
     pub request_id: ::std::num::NonZeroU64,
 }
 ///The answer.
@@ -2102,10 +2102,10 @@ pub struct RespondOutput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreInput {
-    ///A lane selector, or the full id of a Codex thread dispatch does not manage.
+    ///A lane, or an unmanaged thread's full id.
     pub target: RestoreInputTarget,
 }
-///A lane selector, or the full id of a Codex thread dispatch does not manage.
+///A lane, or an unmanaged thread's full id.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct RestoreInputTarget(::std::string::String);
@@ -2585,7 +2585,7 @@ impl<'de> ::serde::Deserialize<'de> for Selector {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SendInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
     ///Add the message to the running turn instead of failing on a busy lane.
     #[serde(default)]
@@ -2621,7 +2621,7 @@ pub struct ServiceTier {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StopInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
 }
 ///Output of `stop`.
@@ -2638,7 +2638,7 @@ pub struct StopOutput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SyncInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
 }
 ///Output of `sync`.
@@ -2665,7 +2665,7 @@ pub struct SyncedLane {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TailInput {
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
     ///Most items to return.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 20>")]
@@ -2933,8 +2933,8 @@ pub struct WatchEvent {
     ///The App Server notification, e.g. `turn/completed`.
     pub method: ::std::string::String,
     ///The notification's params as the App Server sent them.
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub params: ::std::option::Option<::serde_json::Value>,
+    #[serde(default, skip_serializing_if = "::serde_json::Map::is_empty")]
+    pub params: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     ///A short human line.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub summary: ::std::option::Option<::std::string::String>,
@@ -2949,12 +2949,12 @@ pub struct WatchInput {
     ///Only events after this cursor (from a previous answer); default: from now.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub after: ::std::option::Option<u64>,
-    ///The lane: its ref, a unique ref prefix, the full Codex thread id, an @handle or an exact title.
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
     ///Events to return at most.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 100>")]
     pub max_events: ::std::num::NonZeroU64,
-    ///Return as soon as some events are there (with the cursor to continue); callers that print live use it.
+    ///Return as soon as some events are there, with the cursor to continue (for printing live).
     #[serde(default)]
     pub stream: bool,
     ///Seconds to watch at most.
