@@ -586,17 +586,87 @@ impl Render for TailOutput {
 
 impl Render for SendOutput {
     fn human(&self) -> String {
-        let how = if self.steered {
-            "added to the running turn"
+        let lane = e(&self.lane.ref_);
+        let turn = opt(&self.turn_id);
+        let first = if self.repeated {
+            format!(
+                "already delivered: receipt {} ({}), nothing sent again",
+                e(&self.receipt),
+                d(self.state)
+            )
+        } else if self.steered {
+            format!("message added to the running turn {turn} of lane {lane}")
         } else {
-            "accepted, new turn"
+            match self.state {
+                DeliveryState::Queued => {
+                    format!(
+                        "message queued for lane {lane}: it starts a turn when the lane is idle"
+                    )
+                }
+                DeliveryState::Completed => format!("message added to lane {lane}'s history"),
+                _ => format!("message accepted on lane {lane}, turn {turn}"),
+            }
         };
-        let mut lines = vec![format!(
-            "message {how} {} on lane {1}; follow it with `dispatch get {1}`",
-            e(&self.turn_id),
-            e(&self.lane.ref_),
-        )];
+        let mut lines = vec![
+            first,
+            format!(
+                "receipt {0}: follow it with `dispatch delivery get {0}`, the lane with `dispatch get {lane}`",
+                e(&self.receipt)
+            ),
+        ];
         lines.extend(warnings(&self.warnings));
+        lines.join("\n")
+    }
+}
+
+fn receipt_lines(r: &Receipt) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "receipt {} to lane {}: {} ({}), from {}",
+            e(&r.receipt),
+            e(&r.lane.ref_),
+            d(r.state),
+            d(r.mode),
+            e(&r.source)
+        ),
+        format!(
+            "turn {}, recorded {}, changed {}",
+            opt(&r.turn_id),
+            e(&r.created_at),
+            e(&r.updated_at)
+        ),
+    ];
+    if let Some(error) = &r.error {
+        lines.push(format!("note: {}", e(error)));
+    }
+    if r.state == DeliveryState::Ambiguous {
+        lines.push(format!(
+            "checked {} times; `dispatch delivery reconcile {}` looks again (never resends)",
+            r.checks,
+            e(&r.receipt)
+        ));
+    }
+    lines
+}
+
+impl Render for DeliveryGetOutput {
+    fn human(&self) -> String {
+        receipt_lines(&self.0).join("\n")
+    }
+}
+
+impl Render for DeliveryReconcileOutput {
+    fn human(&self) -> String {
+        let mut lines = vec![if self.released {
+            "not found in the thread: released, the lane's queue goes on".to_owned()
+        } else if self.found {
+            "found in the thread".to_owned()
+        } else if self.receipt.state == DeliveryState::Ambiguous {
+            "not found in the thread (yet); it stays held and is never resent".to_owned()
+        } else {
+            "nothing to reconcile: the receipt is not ambiguous".to_owned()
+        }];
+        lines.extend(receipt_lines(&self.receipt));
         lines.join("\n")
     }
 }

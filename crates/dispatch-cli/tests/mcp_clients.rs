@@ -47,10 +47,14 @@ fn clients() -> &'static Clients {
 }
 
 /// A daemon with one lane, so every read-only tool has something to read.
+/// A daemon with one lane that took one message: the lane's ref (and, after a `/`, the
+/// message's receipt) is what the read-only calls read.
 fn home_with_a_lane() -> (Home, support::Stub, String, tempfile::TempDir) {
     let (home, stub) = Home::with_stub(responses_stub::Script::new().default_reply("ok"));
     let (lane, work) = home.new_lane("clients", &["--no-send"]);
-    (home, stub, lane, work)
+    let sent = home.json(&["send", &lane, "hello, clients"]).ok_json();
+    let receipt = sent["receipt"].as_str().expect("a receipt").to_owned();
+    (home, stub, format!("{lane}/{receipt}"), work)
 }
 
 /// The environment `dispatch mcp` needs: the test's layout and binaries.
@@ -61,9 +65,12 @@ fn server_env(home: &Home) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every read-only tool, with arguments that succeed on a daemon with `lane`.
-fn read_only_calls(lane: &str) -> Vec<(&'static str, Value)> {
+/// Every read-only tool, with arguments that succeed on a daemon with `fixture`
+/// (`<lane>/<receipt>`, from [`home_with_a_lane`]).
+fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
+    let (lane, receipt) = fixture.split_once('/').unwrap_or((fixture, ""));
     vec![
+        ("dispatch_delivery_get", json!({"receipt": receipt})),
         ("dispatch_daemon_log", json!({"limit": 5})),
         ("dispatch_daemon_status", json!({})),
         ("dispatch_doctor", json!({"no_app_server": true})),
@@ -79,7 +86,8 @@ fn read_only_calls(lane: &str) -> Vec<(&'static str, Value)> {
 }
 
 /// Error cases, with the code each must carry.
-fn error_calls(lane: &str) -> Vec<(&'static str, Value, &'static str)> {
+fn error_calls(fixture: &str) -> Vec<(&'static str, Value, &'static str)> {
+    let (lane, _) = fixture.split_once('/').unwrap_or((fixture, ""));
     vec![
         ("dispatch_get", json!({"lane": "zzzzzz"}), "not_found"),
         ("dispatch_get", json!({}), "invalid_input"),

@@ -4,7 +4,7 @@ use std::num::NonZeroU64;
 
 use dispatch_contract::types::{
     ActionEntry, ActionEntryOutcome, DaemonLogInput, DaemonLogOutput, DaemonStatusInput,
-    DaemonStatusOutput, DaemonStatusOutputLanes, Timestamp,
+    DaemonStatusOutput, DaemonStatusOutputLanes, OrchestrationCounts, Timestamp,
 };
 use dispatch_contract::{DispatchError, Handle};
 use dispatch_registry::{Action, Outcome};
@@ -41,11 +41,13 @@ impl Handle<DaemonLogInput> for Service {
     }
 }
 
-/// `daemon status`: pid, uptime, socket, App Server state and lane counts.
+/// `daemon status`: pid, uptime, socket, App Server state, lane and orchestration counts.
 impl Handle<DaemonStatusInput> for Service {
     async fn handle(&self, _input: DaemonStatusInput) -> Result<DaemonStatusOutput, DispatchError> {
         let lanes = self.registry().lane_counts().await?;
         let schema_version = self.registry().schema_version().await?;
+        let (queued, inbox_pending, subscriptions, triggers) =
+            self.registry().orchestration_counts().await?;
         Ok(DaemonStatusOutput {
             pid: NonZeroU64::new(u64::from(std::process::id())).unwrap_or(NonZeroU64::MIN),
             uptime_s: self.uptime().as_secs(),
@@ -61,6 +63,12 @@ impl Handle<DaemonStatusInput> for Service {
                 waiting_approval: count(lanes.waiting_approval),
                 error: count(lanes.error),
                 archived: count(lanes.archived),
+            },
+            orchestration: OrchestrationCounts {
+                queued: count(queued),
+                inbox_pending: count(inbox_pending),
+                subscriptions: count(subscriptions),
+                triggers: count(triggers),
             },
         })
     }

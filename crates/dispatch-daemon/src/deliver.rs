@@ -609,7 +609,7 @@ impl Service {
 }
 
 /// `delivery_conflict`: the key belongs to another message.
-fn conflict(receipt: &DeliveryRow) -> DispatchError {
+pub fn conflict(receipt: &DeliveryRow) -> DispatchError {
     DispatchError::new(
         ErrorCode::DeliveryConflict,
         format!(

@@ -1,227 +1,88 @@
-//! The lane operations: `new`, `send`, `stop` and the goal operations, plus the read
-//! operations answered from the registry (`get`, `list`, `tail`).
+//! The lane operations: `send`, `stop` and the goal operations, plus the read operations
+//! answered from the registry (`get`, `list`, `tail`). `new` is in `new_lane.rs`.
 
 use codex_app_server::protocol::{
-    AskForApproval, SandboxMode, ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams,
-    ThreadSetNameParams, ThreadStartParams, TurnInterruptParams,
+    ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams, TurnInterruptParams,
 };
+use dispatch_contract::types::DeliveryMode as Mode;
 use dispatch_contract::types::{
     GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
-    GoalSetInput, GoalSetOutput, LaneCounts, ListInput, ListOutput, NewInput,
-    NewInputApprovalPolicy, NewInputSandbox, NewOutput, SendInput, SendOutput, StopInput,
-    StopOutput, TailInput, TailOutput,
+    GoalSetInput, GoalSetOutput, LaneCounts, LaneRef, ListInput, ListOutput, SendInput, SendOutput,
+    StopInput, StopOutput, TailInput, TailOutput,
 };
 use dispatch_contract::{DispatchError, Handle, Hint, Logged, operations};
-use dispatch_registry::{DeliveryMode, Fact, LaneFilter, NewLane, Ownership};
+use dispatch_registry::{Fact, LaneFilter};
 use serde_json::json;
 
 use crate::convert::{self, goal, goal_row};
-use crate::deliver::DeliveryRequest;
+use crate::deliver::{Delivered, DeliveryRequest};
 use crate::errors::app_server_error;
-use crate::models;
+use crate::receipts;
 use crate::service::Service;
 use crate::turn_start::codex_running_turn;
+
+/// `send`'s answer for a delivery.
+fn sent(thread_id: &str, delivered: Delivered) -> SendOutput {
+    let receipt = delivered.receipt;
+    let accepted = matches!(
+        receipt.state,
+        dispatch_registry::DeliveryState::Accepted | dispatch_registry::DeliveryState::Completed
+    ) || (receipt.state == dispatch_registry::DeliveryState::Failed
+        && receipt.turn_id.is_some());
+    SendOutput {
+        lane: LaneRef {
+            ref_: receipt.lane_ref.clone(),
+            id: thread_id.to_owned(),
+        },
+        mode: receipts::mode(receipt.mode),
+        state: receipts::state(receipt.state),
+        turn_id: receipt.turn_id.clone(),
+        steered: delivered.steered,
+        message_accepted: accepted,
+        repeated: delivered.repeated,
+        warnings: delivered.warnings,
+        receipt: receipt.id,
+    }
+}
 
 fn limit(n: std::num::NonZeroU64) -> u32 {
     u32::try_from(n.get()).unwrap_or(u32::MAX)
 }
 
-/// `new`: every check first (cwd, handle, model settings), then the thread, the lane, its
-/// name, its first message and its goal. A failure after the thread exists says what was
-/// done (`details.lane_ref`, `details.thread_id`), so nothing is retried into a duplicate.
-impl Handle<NewInput> for Service {
-    async fn handle(&self, input: NewInput) -> Result<NewOutput, DispatchError> {
-        let cwd = input.cwd.as_ref().map(|c| c.to_string());
-        if let Some(dir) = &cwd {
-            let path = std::path::Path::new(dir);
-            if !path.is_absolute() || !path.is_dir() {
-                return Err(DispatchError::invalid_input(format!(
-                    "`cwd`: {dir} is not an existing directory (an absolute path)"
-                )));
-            }
-        }
-        let handle = input
-            .handle
-            .as_ref()
-            .map(|h| h.trim_start_matches('@').to_owned());
-        if let Some(handle) = &handle {
-            self.registry().check_handle_free(handle, None).await?;
-        }
-        let (server, generation) = self.server()?;
-        let settings = models::check_settings(
-            &server,
-            self.registry(),
-            input.model.as_deref().map(String::as_str),
-            input.effort.as_deref().map(String::as_str),
-            input.service_tier.as_deref().map(String::as_str),
-        )
-        .await?;
-        let mut warnings: Vec<String> =
-            self.credential_warning(&server).await.into_iter().collect();
-
-        let started = server
-            .call(&ThreadStartParams {
-                cwd: cwd.clone(),
-                model: input.model.as_ref().map(|m| m.to_string()),
-                service_tier: settings.service_tier.clone(),
-                approval_policy: input.approval_policy.map(|p| match p {
-                    NewInputApprovalPolicy::Untrusted => AskForApproval::Untrusted,
-                    NewInputApprovalPolicy::OnRequest => AskForApproval::OnRequest,
-                    NewInputApprovalPolicy::Never => AskForApproval::Never,
-                }),
-                sandbox: input.sandbox.map(|s| match s {
-                    NewInputSandbox::ReadOnly => SandboxMode::ReadOnly,
-                    NewInputSandbox::WorkspaceWrite => SandboxMode::WorkspaceWrite,
-                    NewInputSandbox::DangerFullAccess => SandboxMode::DangerFullAccess,
-                }),
-                ..Default::default()
-            })
-            .await
-            .map_err(app_server_error)?;
-        let thread_id = started.thread.id.clone();
-        self.mark_loaded(generation, &thread_id);
-        let name = input.name.to_string();
-        let lane = self
-            .registry()
-            .create_lane(&NewLane {
-                thread_id: thread_id.clone(),
-                title: Some(name.clone()),
-                handle,
-                ownership: Ownership::Owned,
-                cwd: Some(cwd.unwrap_or_else(|| started.cwd.display().to_string())),
-                model: input.model.as_ref().map(|m| m.to_string()),
-            })
-            .await
-            .map_err(|err| {
-                let err = DispatchError::from(err);
-                DispatchError::new(
-                    err.code,
-                    format!(
-                        "Codex thread {thread_id} was created, but dispatch could not record \
-                         its lane: {}",
-                        err.message
-                    ),
-                )
-                .with_hint(
-                    Hint::new(
-                        "once the registry can be written, {0} adopts the thread \
-                         (observe-only); do not create a lane again for the same work",
-                    )
-                    .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
-                )
-                .with_details(json!({ "thread_id": thread_id, "done": ["thread_created"] }))
-            })?;
-        // From here on the lane exists: a failure names it.
-        let partial = |done: &[&str], err: DispatchError, what: &str| {
-            DispatchError::new(
-                err.code,
-                format!(
-                    "lane {} was created, but {what}: {}",
-                    lane.lane_ref, err.message
-                ),
-            )
-            .with_hint(
-                Hint::new(
-                    "the lane exists: {0} shows it; continue from what failed instead of \
-                     creating it again",
-                )
-                .run(&operations::GET, json!({ "lane": lane.lane_ref })),
-            )
-            .with_details(json!({
-                "lane_ref": lane.lane_ref,
-                "thread_id": thread_id,
-                "done": done,
-            }))
-        };
-        if let Err(err) = server
-            .call(&ThreadSetNameParams {
-                thread_id: thread_id.clone(),
-                name,
-            })
-            .await
-        {
-            warnings.push(
-                Hint::new(format!(
-                    "the Codex thread could not be named ({}); {{0}} tries again",
-                    app_server_error(err).message,
-                ))
-                .run(
-                    &operations::RENAME,
-                    json!({ "target": lane.lane_ref, "title": "<title>" }),
-                )
-                .to_string(),
-            );
-        }
-
-        let mut done = vec!["thread_created", "lane_recorded"];
-        let mut turn_id = None;
-        let mut message_accepted = None;
-        if let Some(text) = input.text.as_ref().filter(|_| !input.no_send) {
-            let delivered = self
-                .deliver(DeliveryRequest {
-                    lane: lane.clone(),
-                    mode: DeliveryMode::Send,
-                    text: text.to_string(),
-                    source: "new".to_owned(),
-                    sender_ref: None,
-                    idempotency: None,
-                    effort: settings.effort.clone(),
-                })
-                .await
-                .map_err(|err| partial(&done, err, "its first message was not accepted"))?;
-            warnings.extend(delivered.warnings);
-            turn_id = delivered.receipt.turn_id;
-            message_accepted = Some(true);
-            done.push("message_accepted");
-        }
-        let mut goal_set = false;
-        if let Some(goal) = &input.goal {
-            let set = server
-                .call(&ThreadGoalSetParams {
-                    thread_id: thread_id.clone(),
-                    objective: Some(goal.to_string()),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|err| partial(&done, app_server_error(err), "its goal was not set"))?;
-            if let Err(err) = self
-                .record_facts(&lane.lane_ref, vec![Fact::Goal(Some(goal_row(&set.goal)))])
-                .await
-            {
-                warnings.push(format!(
-                    "the goal was set, but the registry could not record it ({})",
-                    err.message
-                ));
-            }
-            goal_set = true;
-        }
-        let lane = match self.registry().lane(&lane.lane_ref).await {
-            Ok(Some(fresh)) => fresh,
-            _ => lane,
-        };
-        Ok(NewOutput {
-            lane: convert::lane(lane, &self.view()),
-            message_accepted,
-            goal_set,
-            turn_id,
-            warnings,
-        })
-    }
-
-    fn logged(output: &NewOutput) -> Logged {
-        let title = output.lane.title.as_deref().unwrap_or("a lane");
-        let first = if output.message_accepted == Some(true) {
-            ", first message accepted"
-        } else {
-            ""
-        };
-        Logged::lane(&output.lane.ref_, format!("created {title}{first}"))
-    }
-}
-
 /// `send`: under the lane's write lock, so the busy check and the turn start are one step.
 impl Handle<SendInput> for Service {
     async fn handle(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
+        // The key binds the message as given (the selector as typed): a repeat is answered
+        // before anything is resolved, also after a restart.
+        let idempotency = input.idempotency_key.as_ref().map(|key| {
+            let payload = json!({
+                "lane": &*input.lane,
+                "text": input.text.as_deref().map(|t| t.as_str()),
+                "mode": input.mode.map(|m| m.to_string()),
+                "steer": input.steer,
+            });
+            (key.to_string(), receipts::payload_hash(&payload))
+        });
+        if let Some((key, hash)) = &idempotency
+            && let Some((row, stored)) = self.registry().delivery_by_key(key).await?
+        {
+            if stored.as_deref() != Some(hash.as_str()) {
+                return Err(crate::deliver::conflict(&row));
+            }
+            let thread_id = match self.registry().lane(&row.lane_ref).await? {
+                Some(lane) => lane.thread_id,
+                None => String::new(),
+            };
+            return Ok(sent(
+                &thread_id,
+                Delivered {
+                    steered: row.mode == dispatch_registry::DeliveryMode::Steer,
+                    receipt: row,
+                    repeated: true,
+                    warnings: Vec::new(),
+                },
+            ));
+        }
         let lane = self.resolve(&input.lane).await?;
         let Some(text) = input.text.as_ref().map(|t| t.to_string()) else {
             return Err(
@@ -232,36 +93,46 @@ impl Handle<SendInput> for Service {
                     )),
             );
         };
-        let mode = if input.steer {
-            DeliveryMode::Steer
-        } else {
-            DeliveryMode::Send
+        let mode = match (input.steer, input.mode) {
+            (true, None | Some(Mode::Steer)) => Mode::Steer,
+            (true, Some(other)) => {
+                return Err(DispatchError::invalid_input(format!(
+                    "`steer` asks for mode `steer` but `mode` is `{other}`: give one of them"
+                )));
+            }
+            (false, mode) => mode.unwrap_or(Mode::Send),
         };
         let delivered = self
             .deliver(DeliveryRequest {
                 lane: lane.clone(),
-                mode,
+                mode: receipts::registry_mode(mode),
                 text,
                 source: "send".to_owned(),
                 sender_ref: None,
-                idempotency: None,
+                idempotency,
                 effort: None,
             })
             .await?;
-        Ok(SendOutput {
-            lane: convert::lane_ref(&lane),
-            turn_id: delivered.receipt.turn_id.unwrap_or_default(),
-            steered: delivered.steered,
-            message_accepted: true,
-            warnings: delivered.warnings,
-        })
+        Ok(sent(&lane.thread_id, delivered))
     }
 
     fn logged(output: &SendOutput) -> Logged {
-        let detail = if output.steered {
-            "message steered into the running turn".to_owned()
+        let turn = output.turn_id.as_deref().unwrap_or("none yet");
+        let detail = if output.repeated {
+            format!(
+                "repeated idempotent send: receipt {} unchanged",
+                output.receipt
+            )
+        } else if output.steered {
+            format!(
+                "message steered into the running turn (receipt {})",
+                output.receipt
+            )
         } else {
-            format!("message accepted, turn {}", output.turn_id)
+            format!(
+                "message {} ({}), turn {turn}, receipt {}",
+                output.state, output.mode, output.receipt
+            )
         };
         Logged::lane(&output.lane.ref_, detail)
     }

@@ -33,6 +33,7 @@ const CHECK_AFTER_MS: [i64; 3] = [0, 2_000, 10_000];
 /// Runs orchestration for as long as the daemon lives.
 pub async fn run(service: Arc<Service>) {
     let mut stored = service.event_notifications();
+    let mut wakeups = service.take_queue_wakeups();
     let mut tick = tokio::time::interval(TICK);
     // Queues left waiting when the daemon stopped move as soon as their lanes are idle.
     let mut lanes: BTreeSet<String> = service
@@ -56,8 +57,19 @@ pub async fn run(service: Arc<Service>) {
         }
         tokio::select! {
             changed = stored.changed() => if changed.is_err() { return },
+            Some(lane) = next_wakeup(&mut wakeups) => { lanes.insert(lane); }
             _ = tick.tick() => service.check_ambiguous().await,
         }
+    }
+}
+
+/// The next lane whose queue was woken; pending for ever without a receiver.
+async fn next_wakeup(
+    wakeups: &mut Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+) -> Option<String> {
+    match wakeups {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

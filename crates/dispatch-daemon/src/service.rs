@@ -40,6 +40,10 @@ pub struct Service {
     stall_after: Duration,
     /// One lock per lane: turn-starting writes to a lane run one at a time.
     lane_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Lanes whose queue may move, for the orchestration task (see [`Service::wake_queue`]).
+    queue_wakeups: tokio::sync::mpsc::UnboundedSender<String>,
+    /// The receiving end, until orchestration takes it.
+    queue_wakeups_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
 }
 
 impl Service {
@@ -51,7 +55,10 @@ impl Service {
         socket: PathBuf,
         config: &Config,
     ) -> Service {
+        let (queue_wakeups, queue_wakeups_rx) = tokio::sync::mpsc::unbounded_channel();
         Service {
+            queue_wakeups,
+            queue_wakeups_rx: Mutex::new(Some(queue_wakeups_rx)),
             registry,
             app_server,
             socket,
@@ -66,6 +73,17 @@ impl Service {
             stall_after: Duration::from_secs(config.lanes.stall_after_s),
             lane_locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Asks orchestration to deliver the lane's next queued message if the lane is idle.
+    pub fn wake_queue(&self, lane_ref: &str) {
+        // Orchestration ends only with the daemon; a wakeup then has nobody to wake.
+        let _daemon_stopping = self.queue_wakeups.send(lane_ref.to_owned());
+    }
+
+    /// The wakeups of [`Service::wake_queue`]; orchestration takes them once.
+    pub fn take_queue_wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        lock(&self.queue_wakeups_rx).take()
     }
 
     /// How long a running turn may stay silent before it counts as stalled.

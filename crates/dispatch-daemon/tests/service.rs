@@ -363,7 +363,7 @@ fn a_busy_lane_refuses_a_send_and_takes_a_steer() -> Setup {
                 .await
                 .expect("steer");
             assert!(steered.steered, "{steered:?}");
-            assert_eq!(steered.turn_id, "turn-1");
+            assert_eq!(steered.turn_id.as_deref(), Some("turn-1"));
             assert_eq!(writes(&d.requests()), vec!["turn/steer"]);
             // Both writes are in the action log, with the lane, in the operation's words.
             let actions = d.actions().await;
@@ -377,7 +377,10 @@ fn a_busy_lane_refuses_a_send_and_takes_a_steer() -> Setup {
                     "send".to_owned(),
                     Some(lane.lane_ref.clone()),
                     None,
-                    Some("message steered into the running turn".to_owned())
+                    Some(format!(
+                        "message steered into the running turn (receipt {})",
+                        steered.receipt
+                    ))
                 )
             );
         })
@@ -418,7 +421,11 @@ fn an_idle_lane_takes_a_send_and_is_busy_after() -> Setup {
                     "send".to_owned(),
                     Some(lane.lane_ref.clone()),
                     None,
-                    Some(format!("message accepted, turn {}", sent.turn_id))
+                    Some(format!(
+                        "message accepted (send), turn {}, receipt {}",
+                        sent.turn_id.as_deref().unwrap_or("?"),
+                        sent.receipt
+                    ))
                 ),
                 "the action log names the lane the selector resolved to"
             );

@@ -108,3 +108,15 @@ CREATE TABLE triggers (
 );
 
 CREATE INDEX triggers_due ON triggers (next_fire_at_ms) WHERE paused = 0;
+
+-- `new` with an idempotency key: the key binds the settings (their hash) to the lane the
+-- first call made, so a retry (also after a crash) makes nothing new.
+CREATE TABLE creations (
+    idempotency_key TEXT PRIMARY KEY,
+    payload_hash    TEXT NOT NULL,
+    -- Null until the lane is recorded: a crash before that leaves the creation unknown.
+    lane_ref        TEXT REFERENCES lanes (ref) ON DELETE SET NULL,
+    thread_id       TEXT,
+    receipt         TEXT,
+    created_at_ms   INTEGER NOT NULL
+);

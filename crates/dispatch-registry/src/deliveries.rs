@@ -282,6 +282,40 @@ impl Registry {
         self.delivery_row(record)
     }
 
+    /// The delivery recorded under an idempotency key.
+    pub async fn delivery_by_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<(DeliveryRow, Option<String>)>, RegistryError> {
+        let found: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, payload_hash FROM deliveries WHERE idempotency_key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(RegistryError::db_with(self.path(), "reading a delivery"))?;
+        let Some((id, hash)) = found else {
+            return Ok(None);
+        };
+        Ok(self.delivery(&id).await?.map(|row| (row, hash)))
+    }
+
+    /// How many deliveries wait in queues, inbox messages are pending, subscriptions listen
+    /// and triggers are set.
+    pub async fn orchestration_counts(&self) -> Result<(i64, i64, i64, i64), RegistryError> {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'queued'), \
+                    (SELECT COUNT(*) FROM inbox WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM subscriptions WHERE active = 1), \
+                    (SELECT COUNT(*) FROM triggers)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "counting orchestration",
+        ))
+    }
+
     /// The delivery with this receipt id.
     pub async fn delivery(&self, id: &str) -> Result<Option<DeliveryRow>, RegistryError> {
         let record: Option<DeliveryRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

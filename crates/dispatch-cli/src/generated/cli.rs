@@ -17,6 +17,8 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "attach" => shown_as::<types::AttachOutput>(output),
         "daemon_log" => shown_as::<types::DaemonLogOutput>(output),
         "daemon_status" => shown_as::<types::DaemonStatusOutput>(output),
+        "delivery_get" => shown_as::<types::DeliveryGetOutput>(output),
+        "delivery_reconcile" => shown_as::<types::DeliveryReconcileOutput>(output),
         "doctor" => shown_as::<types::DoctorOutput>(output),
         "down" => shown_as::<types::DownOutput>(output),
         "get" => shown_as::<types::GetOutput>(output),
@@ -54,6 +56,12 @@ pub fn operation_commands() -> Vec<Command> {
             .arg_required_else_help(true)
             .subcommand(daemon_log_command())
             .subcommand(daemon_status_command()),
+        Command::new("delivery")
+            .about("Follow a message's receipt: where it is, and whether an ambiguous one arrived")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(delivery_get_command())
+            .subcommand(delivery_reconcile_command()),
         doctor_command(),
         down_command(),
         get_command(),
@@ -166,6 +174,42 @@ fn daemon_status_command() -> Command {
         .about("Show the daemon's pid, uptime, socket, App Server and lane counts")
         .long_about(
             "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server, and lane counts by status.",
+        )
+}
+///The `delivery get` command.
+fn delivery_get_command() -> Command {
+    Command::new("get")
+        .about("Show a delivery's receipt and where it is")
+        .long_about(
+            "Show a delivery's receipt: the lane, the mode, where it is (`queued`, `submitting`, `accepted` with its turn, `completed`, `failed`, `ambiguous`) and why it failed or what is unknown.",
+        )
+        .arg(
+            Arg::new("receipt")
+                .help("The receipt id, as `{op:send}` returned it.")
+                .value_name("RECEIPT")
+                .required(true),
+        )
+}
+///The `delivery reconcile` command.
+fn delivery_reconcile_command() -> Command {
+    Command::new("reconcile")
+        .about("Look for an ambiguous delivery in its thread once more (never resends)")
+        .long_about(
+            "Look once more for an ambiguous delivery in its thread: found (its id is the client id of a user message there), the receipt takes that turn. Never resends. `--release` gives up on a delivery that is not found, marking it failed, so the lane's queue goes on; only the operator can decide that.",
+        )
+        .arg(
+            Arg::new("receipt")
+                .help("The receipt id, as `{op:send}` returned it.")
+                .value_name("RECEIPT")
+                .required(true),
+        )
+        .arg(
+            Arg::new("release")
+                .help(
+                    "When it is not found, mark it failed (not delivered, as far as the thread shows) so the lane's queue goes on.",
+                )
+                .long("release")
+                .action(ArgAction::SetTrue),
         )
 }
 ///The `doctor` command.
@@ -363,6 +407,13 @@ fn new_command() -> Command {
                 .long("no-send")
                 .action(ArgAction::SetTrue),
         )
+        .arg(
+            Arg::new("idempotency_key")
+                .help(
+                    "Makes a retry safe: the same key and settings return the lane the first call made, and make nothing.",
+                )
+                .long("idempotency-key"),
+        )
 }
 ///The `registry migrate` command.
 fn registry_migrate_command() -> Command {
@@ -481,10 +532,10 @@ fn search_command() -> Command {
 fn send_command() -> Command {
     Command::new("send")
         .about(
-            "Send a message to an owned lane (a new turn, or --steer into the running one)",
+            "Send a message to an owned lane: a new turn, steered in, queued, interjected or as context",
         )
         .long_about(
-            "Send a message to an idle owned lane, starting a turn. A busy lane fails with `lane_busy` unless steering (`--steer`), which adds the message to the running turn. Reports acceptance, not completion: follow with `dispatch get` or `dispatch watch`; never resend blindly.",
+            "Deliver a message to an owned lane, recorded first as a receipt. `--mode` says how: `send` starts a turn on an idle lane (a busy one fails with `lane_busy`), `steer` adds it to the running turn, `queue` starts a turn when the lane is next idle (in order, across restarts), `interject` interrupts the running turn and starts a new one, `context` adds it to the history without a turn. `--idempotency-key` makes a retry safe. Reports acceptance, not completion: follow with `dispatch get`, `dispatch watch` or `dispatch delivery get`; never resend blindly.",
         )
         .arg(
             Arg::new("lane")
@@ -505,10 +556,22 @@ fn send_command() -> Command {
         .arg(
             Arg::new("steer")
                 .help(
-                    "Add the message to the running turn instead of failing on a busy lane.",
+                    "The same as `{arg:mode}` `steer`: add the message to the running turn.",
                 )
                 .long("steer")
                 .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("mode")
+                .help("How the message reaches the lane (default `send`).")
+                .long("mode"),
+        )
+        .arg(
+            Arg::new("idempotency_key")
+                .help(
+                    "Makes a retry safe: the same key and message return the first receipt and do nothing.",
+                )
+                .long("idempotency-key"),
         )
 }
 ///The `stop` command.
@@ -667,6 +730,26 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
             }],
         )),
         ["daemon", "status"] => Some((&operations::DAEMON_STATUS, &[])),
+        ["delivery", "get"] => Some((
+            &operations::DELIVERY_GET,
+            &[Field {
+                name: "receipt",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["delivery", "reconcile"] => Some((
+            &operations::DELIVERY_RECONCILE,
+            &[
+                Field {
+                    name: "receipt",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "release",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
         ["doctor"] => Some((
             &operations::DOCTOR,
             &[Field {
@@ -784,6 +867,10 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     name: "no_send",
                     kind: FieldKind::Flag,
                 },
+                Field {
+                    name: "idempotency_key",
+                    kind: FieldKind::Text,
+                },
             ],
         )),
         ["registry", "migrate"] => Some((
@@ -875,6 +962,14 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "steer",
                     kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "mode",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "idempotency_key",
+                    kind: FieldKind::Text,
                 },
             ],
         )),

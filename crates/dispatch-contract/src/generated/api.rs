@@ -20,6 +20,8 @@ pub trait Dispatch:
     + Handle<AttachInput>
     + Handle<DaemonLogInput>
     + Handle<DaemonStatusInput>
+    + Handle<DeliveryGetInput>
+    + Handle<DeliveryReconcileInput>
     + Handle<GetInput>
     + Handle<GoalClearInput>
     + Handle<GoalGetInput>

@@ -572,6 +572,7 @@ pub struct DaemonStatusInput {}
 pub struct DaemonStatusOutput {
     pub app_server: DaemonStatusOutputAppServer,
     pub lanes: DaemonStatusOutputLanes,
+    pub orchestration: OrchestrationCounts,
     ///Process id of dispatchd.
     pub pid: ::std::num::NonZeroU64,
     ///Schema version of the registry the daemon has open.
@@ -677,6 +678,298 @@ pub struct DaemonStatusOutputLanes {
     pub retrying: u64,
     pub total: u64,
     pub waiting_approval: u64,
+}
+///Input of `delivery get`: Show a delivery's receipt and where it is
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryGetInput {
+    ///The receipt id, as `{op:send}` returned it.
+    pub receipt: DeliveryGetInputReceipt,
+}
+///The receipt id, as `{op:send}` returned it.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct DeliveryGetInputReceipt(::std::string::String);
+impl ::std::ops::Deref for DeliveryGetInputReceipt {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<DeliveryGetInputReceipt> for ::std::string::String {
+    fn from(value: DeliveryGetInputReceipt) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for DeliveryGetInputReceipt {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 64usize {
+            return Err("longer than 64 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[A-Za-z0-9]+$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[A-Za-z0-9]+$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for DeliveryGetInputReceipt {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DeliveryGetInputReceipt {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DeliveryGetInputReceipt {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `delivery get`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct DeliveryGetOutput(pub Receipt);
+impl ::std::ops::Deref for DeliveryGetOutput {
+    type Target = Receipt;
+    fn deref(&self) -> &Receipt {
+        &self.0
+    }
+}
+impl ::std::convert::From<DeliveryGetOutput> for Receipt {
+    fn from(value: DeliveryGetOutput) -> Self {
+        value.0
+    }
+}
+impl ::std::convert::From<Receipt> for DeliveryGetOutput {
+    fn from(value: Receipt) -> Self {
+        Self(value)
+    }
+}
+///How a message reaches a lane: `send` (a new turn on an idle lane), `steer` (added to the running turn), `queue` (a new turn when the lane is next idle, in order), `interject` (the running turn is interrupted, then a new turn starts), `context` (added to the thread's history without a turn).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum DeliveryMode {
+    #[serde(rename = "send")]
+    Send,
+    #[serde(rename = "steer")]
+    Steer,
+    #[serde(rename = "queue")]
+    Queue,
+    #[serde(rename = "interject")]
+    Interject,
+    #[serde(rename = "context")]
+    Context,
+}
+impl ::std::fmt::Display for DeliveryMode {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Send => f.write_str("send"),
+            Self::Steer => f.write_str("steer"),
+            Self::Queue => f.write_str("queue"),
+            Self::Interject => f.write_str("interject"),
+            Self::Context => f.write_str("context"),
+        }
+    }
+}
+impl ::std::str::FromStr for DeliveryMode {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "send" => Ok(Self::Send),
+            "steer" => Ok(Self::Steer),
+            "queue" => Ok(Self::Queue),
+            "interject" => Ok(Self::Interject),
+            "context" => Ok(Self::Context),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for DeliveryMode {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DeliveryMode {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `delivery reconcile`: Look for an ambiguous delivery in its thread once more (never resends)
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryReconcileInput {
+    ///The receipt id, as `{op:send}` returned it.
+    pub receipt: DeliveryReconcileInputReceipt,
+    ///When it is not found, mark it failed (not delivered, as far as the thread shows) so the lane's queue goes on.
+    #[serde(default)]
+    pub release: bool,
+}
+///The receipt id, as `{op:send}` returned it.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct DeliveryReconcileInputReceipt(::std::string::String);
+impl ::std::ops::Deref for DeliveryReconcileInputReceipt {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<DeliveryReconcileInputReceipt> for ::std::string::String {
+    fn from(value: DeliveryReconcileInputReceipt) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for DeliveryReconcileInputReceipt {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 64usize {
+            return Err("longer than 64 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[A-Za-z0-9]+$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[A-Za-z0-9]+$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for DeliveryReconcileInputReceipt {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DeliveryReconcileInputReceipt {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DeliveryReconcileInputReceipt {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `delivery reconcile`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct DeliveryReconcileOutput {
+    ///Whether the message was found in its thread by this call.
+    pub found: bool,
+    pub receipt: Receipt,
+    ///Whether this call gave up on it (`{arg:release}`).
+    pub released: bool,
+}
+///Where a delivery is: `queued` (waits for the lane to be idle), `submitting` (being handed to Codex), `accepted` (a turn started, was steered, or took the text), `completed` / `failed` (its turn ended so), `ambiguous` (a crash left it unknown whether it arrived; it is never resent, and is resolved only when found in the thread).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum DeliveryState {
+    #[serde(rename = "queued")]
+    Queued,
+    #[serde(rename = "submitting")]
+    Submitting,
+    #[serde(rename = "accepted")]
+    Accepted,
+    #[serde(rename = "completed")]
+    Completed,
+    #[serde(rename = "failed")]
+    Failed,
+    #[serde(rename = "ambiguous")]
+    Ambiguous,
+}
+impl ::std::fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Queued => f.write_str("queued"),
+            Self::Submitting => f.write_str("submitting"),
+            Self::Accepted => f.write_str("accepted"),
+            Self::Completed => f.write_str("completed"),
+            Self::Failed => f.write_str("failed"),
+            Self::Ambiguous => f.write_str("ambiguous"),
+        }
+    }
+}
+impl ::std::str::FromStr for DeliveryState {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "queued" => Ok(Self::Queued),
+            "submitting" => Ok(Self::Submitting),
+            "accepted" => Ok(Self::Accepted),
+            "completed" => Ok(Self::Completed),
+            "failed" => Ok(Self::Failed),
+            "ambiguous" => Ok(Self::Ambiguous),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for DeliveryState {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DeliveryState {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///`DoctorCheck`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -914,6 +1207,64 @@ impl ::std::convert::TryFrom<::std::string::String> for Handle {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Handle {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///An idempotency key (1 to 200 characters): the same key with the same message returns the first call's receipt and does nothing; with another message it is `delivery_conflict`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct IdempotencyKey(::std::string::String);
+impl ::std::ops::Deref for IdempotencyKey {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<IdempotencyKey> for ::std::string::String {
+    fn from(value: IdempotencyKey) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for IdempotencyKey {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 200usize {
+            return Err("longer than 200 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for IdempotencyKey {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for IdempotencyKey {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IdempotencyKey {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -1373,6 +1724,9 @@ pub struct NewInput {
     ///A label to address the lane by, e.g. `@docs`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub handle: ::std::option::Option<Handle>,
+    ///Makes a retry safe: the same key and settings return the lane the first call made, and make nothing.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub idempotency_key: ::std::option::Option<IdempotencyKey>,
     ///Model id, as `models` lists it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub model: ::std::option::Option<NewInputModel>,
@@ -1730,6 +2084,11 @@ pub struct NewOutput {
     ///Whether the App Server accepted the first message (a turn started); null when none was sent.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub message_accepted: ::std::option::Option<bool>,
+    ///The receipt of the first message, if one was sent.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub receipt: ::std::option::Option<::std::string::String>,
+    ///Whether the idempotency key had been used with the same settings: nothing was made, and this is the first call's lane.
+    pub repeated: bool,
     ///The turn the first message (or the goal) started.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub turn_id: ::std::option::Option<::std::string::String>,
@@ -1795,6 +2154,51 @@ impl<'de> ::serde::Deserialize<'de> for Objective {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
     }
+}
+///Orchestration at a glance: messages waiting in queues, pending inbox messages, active subscriptions, triggers.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct OrchestrationCounts {
+    pub inbox_pending: u64,
+    pub queued: u64,
+    pub subscriptions: u64,
+    pub triggers: u64,
+}
+///A delivery's receipt: what was delivered to which lane, how, and where it is.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Receipt {
+    ///How many times an ambiguous delivery was looked for in its thread.
+    pub checks: u64,
+    ///When it was recorded (RFC 3339).
+    pub created_at: ::std::string::String,
+    ///Why it failed, or what is unknown about it.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub error: ::std::option::Option<::std::string::String>,
+    pub lane: ReceiptLane,
+    pub mode: DeliveryMode,
+    ///The receipt id (also the message's client id in the thread).
+    pub receipt: ::std::string::String,
+    ///The lane that sent an attributed message, if any.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub sender: ::std::option::Option<::std::string::String>,
+    ///Who asked: `send`, `new`, `subscription:<id>`, `trigger:<id>`.
+    pub source: ::std::string::String,
+    pub state: DeliveryState,
+    ///The message as delivered.
+    pub text: ::std::string::String,
+    ///The turn it started or joined.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+    ///When it last changed (RFC 3339).
+    pub updated_at: ::std::string::String,
+}
+///The lane it was delivered to.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ReceiptLane {
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///dispatch ref.
+    #[serde(rename = "ref")]
+    pub ref_: ::std::string::String,
 }
 ///Input of `registry migrate`: Back up and upgrade the registry schema
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -2581,13 +2985,19 @@ impl<'de> ::serde::Deserialize<'de> for Selector {
             })
     }
 }
-///Input of `send`: Send a message to an owned lane (a new turn, or --steer into the running one)
+///Input of `send`: Send a message to an owned lane: a new turn, steered in, queued, interjected or as context
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SendInput {
+    ///Makes a retry safe: the same key and message return the first receipt and do nothing.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub idempotency_key: ::std::option::Option<IdempotencyKey>,
     ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
-    ///Add the message to the running turn instead of failing on a busy lane.
+    ///How the message reaches the lane (default `send`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub mode: ::std::option::Option<DeliveryMode>,
+    ///The same as `{arg:mode}` `steer`: add the message to the running turn.
     #[serde(default)]
     pub steer: bool,
     ///The message.
@@ -2598,12 +3008,19 @@ pub struct SendInput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct SendOutput {
     pub lane: LaneRef,
-    ///Always true on success: the App Server accepted the message.
+    ///Whether Codex has taken the message: a turn started or was steered, or the text was added (false while it is queued, or when it failed).
     pub message_accepted: bool,
+    pub mode: DeliveryMode,
+    ///The receipt id: `{op:delivery_get}` follows it.
+    pub receipt: ::std::string::String,
+    ///Whether the idempotency key had been used with the same message: nothing was done, and this is the first call's receipt.
+    pub repeated: bool,
+    pub state: DeliveryState,
     ///Whether it went into a running turn.
     pub steered: bool,
-    ///The turn that received the message.
-    pub turn_id: ::std::string::String,
+    ///The turn that received the message; null when it is queued or was added as context.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
     ///What went wrong after the side effects that did happen (e.g. the registry could not record the started turn), or what may stop the turn (no credentials for a provider that needs them). Empty when all is well.
     pub warnings: ::std::vec::Vec<::std::string::String>,
 }

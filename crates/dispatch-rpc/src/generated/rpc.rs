@@ -15,6 +15,8 @@ pub const METHODS: &[&str] = &[
     "attach",
     "daemon_log",
     "daemon_status",
+    "delivery_get",
+    "delivery_reconcile",
     "get",
     "goal_clear",
     "goal_get",
@@ -41,6 +43,8 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, AttachInput>(&mut module);
     register::<D, DaemonLogInput>(&mut module);
     register::<D, DaemonStatusInput>(&mut module);
+    register::<D, DeliveryGetInput>(&mut module);
+    register::<D, DeliveryReconcileInput>(&mut module);
     register::<D, GetInput>(&mut module);
     register::<D, GoalClearInput>(&mut module);
     register::<D, GoalGetInput>(&mut module);
