@@ -586,3 +586,32 @@ fn the_guide_error_example_is_what_the_cli_prints() {
     );
     assert_eq!(actual["error"]["code"], "daemon_unreachable");
 }
+
+/// The guide's table of exit statuses lists every error code with the status the contract
+/// gives it, so a new code cannot be left out of it.
+#[test]
+fn the_guide_lists_every_error_code_with_its_exit_status() {
+    let guide = read("docs/usage/README.md");
+    let rows: Vec<(u8, &str)> = guide
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("| ")?;
+            let (status, codes) = rest.split_once(" | ")?;
+            Some((status.trim().parse().ok()?, codes))
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for code in dispatch_contract::ErrorCode::ALL {
+        let quoted = format!("`{}`", code.as_str());
+        let listed = rows
+            .iter()
+            .any(|(status, codes)| *status == code.exit_code() && codes.contains(&quoted));
+        if !listed {
+            missing.push(format!("{} (exit {})", code.as_str(), code.exit_code()));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/usage/README.md's exit table lacks: {missing:?}"
+    );
+}
