@@ -40,6 +40,8 @@ pub struct Service {
     stall_after: Duration,
     /// One lock per lane: turn-starting writes to a lane run one at a time.
     lane_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Changes whenever triggers or their unfinished fires changed (the scheduler reloads).
+    triggers: watch::Sender<u64>,
 }
 
 impl Service {
@@ -65,7 +67,18 @@ impl Service {
             policy: config.policy.clone(),
             stall_after: Duration::from_secs(config.lanes.stall_after_s),
             lane_locks: Mutex::new(HashMap::new()),
+            triggers: watch::channel(0).0,
         }
+    }
+
+    /// Tells the trigger scheduler that triggers, or their unfinished fires, changed.
+    pub fn triggers_changed(&self) {
+        self.triggers.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever triggers changed.
+    pub fn trigger_notifications(&self) -> watch::Receiver<u64> {
+        self.triggers.subscribe()
     }
 
     /// How long a running turn may stay silent before it counts as stalled.
