@@ -581,7 +581,7 @@ fn trigger_add_command() -> Command {
             "Add a trigger: a message to a lane on a schedule, when idle, or on an event",
         )
         .long_about(
-            "Add a trigger that delivers a message to a lane: at an interval (`--every`), on a cron schedule (`--cron`, in `--tz`), once each time the lane has been idle for `--idle-for`, or when its turn completes or it asks for an approval (`--on`); exactly one of the four. A schedule that does not parse is refused here, never later. A fire that fails is recorded (action log, `trigger_result` inbox message) and the trigger fires again next time; fires missed while the daemon was down are coalesced into one. `dispatch trigger list` shows the next and last fire.",
+            "Add a trigger that delivers a message to a lane: at an interval (`--every`), on a cron schedule (`--cron`, in `--tz`), once each time the lane has been idle for `--idle-for`, or when its turn completes or it asks for an approval (`--on`); exactly one. A fire that fails is recorded (action log, `trigger_result` inbox message); fires missed while the daemon was down are coalesced into one. `dispatch trigger list` shows the next and last fire.",
         )
         .arg(
             Arg::new("name")
@@ -661,7 +661,7 @@ fn trigger_pause_command() -> Command {
     Command::new("pause")
         .about("Pause a trigger")
         .long_about(
-            "Pause a trigger: it does not fire until resumed (dispatch trigger resume), and fires it would have made meanwhile are skipped, not coalesced.",
+            "Pause a trigger: it does not fire until resumed (`dispatch trigger resume`), and fires it would have made meanwhile are skipped, not coalesced.",
         )
         .arg(
             Arg::new("trigger")
