@@ -74,6 +74,7 @@ fn read_only_calls(lane: &str) -> Vec<(&'static str, Value)> {
         ("dispatch_requests", json!({"lane": lane})),
         ("dispatch_search", json!({"query": "clients"})),
         ("dispatch_tail", json!({"lane": lane, "limit": 5})),
+        ("dispatch_trigger_list", json!({"lane": lane})),
         ("dispatch_watch", json!({"lane": lane, "timeout": 0.2})),
     ]
 }
