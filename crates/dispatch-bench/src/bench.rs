@@ -3,7 +3,8 @@
 //! MCP spawn until the `tools/list` answer, the bytes of that answer and of dispatch's tools in
 //! a Codex model request, the idle daemon's resident memory, a cold `up`,
 //! a live `models` refresh, App Server crash recovery, ingest throughput under a flood of
-//! notifications, `list` over 1,000 lanes, and 32 lanes running turns at once.
+//! notifications, `list` over 1,000 lanes, 32 lanes running turns at once, and the fire lag
+//! of 1,000 triggers.
 //!
 //! Figures are printed, never asserted: timings on a shared machine are evidence, not tests.
 //! Every wait is bounded, and every daemon, App Server and temporary directory a benchmark
@@ -13,6 +14,7 @@ mod env;
 mod lanes;
 mod mcp_cost;
 mod threads;
+mod triggers;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +40,7 @@ const NAMES: &[(&str, &str)] = &[
     ("list", "list --json with 1,000 lanes"),
     ("search", "search over 100,000 items in 1,000 lanes"),
     ("sync", "sync of a thread with 1,000 items"),
+    ("triggers", "trigger fire lag with 1,000 triggers"),
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
@@ -362,6 +365,13 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match threads::sync(&bins, runs) {
             Ok(row) => report.add(row),
             Err(err) => report.failed("sync of 1,000 items", &err),
+        }
+    }
+
+    if options.wants("triggers") {
+        match triggers::fire_lag(&bins) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("trigger fire lag", &err),
         }
     }
 

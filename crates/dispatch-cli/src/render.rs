@@ -888,6 +888,99 @@ impl Render for AssetsOutput {
     }
 }
 
+/// One trigger in a few lines: name, schedule, lane, state, next and last fire.
+fn trigger_lines(t: &Trigger) -> String {
+    let state = if t.paused { "paused" } else { "active" };
+    let mut out = format!(
+        "trigger {} ({}) {state}: {} to lane {}, mode {}",
+        e(&t.name),
+        t.id,
+        e(&t.schedule),
+        e(&t.lane.ref_),
+        d(t.mode),
+    );
+    let _infallible = write!(out, "\n  next fire: {}", opt(&t.next_fire_at));
+    if let Some(at) = &t.last_fired_at {
+        let _infallible = write!(
+            out,
+            "\n  last fire: {} ({} so far): {}",
+            e(at),
+            t.fires,
+            opt(&t.last_outcome)
+        );
+    }
+    out
+}
+
+impl Render for TriggerAddOutput {
+    fn human(&self) -> String {
+        format!("added {}", trigger_lines(&self.trigger))
+    }
+}
+
+impl Render for TriggerListOutput {
+    fn human(&self) -> String {
+        if self.triggers.is_empty() {
+            return "no triggers".into();
+        }
+        let body = self
+            .triggers
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    e(&t.name),
+                    e(&t.lane.ref_),
+                    e(&t.schedule),
+                    d(t.mode),
+                    if t.paused { "paused" } else { "active" }.to_owned(),
+                    opt(&t.next_fire_at),
+                    opt(&t.last_fired_at),
+                    t.fires.to_string(),
+                    opt(&t.last_outcome),
+                ]
+            })
+            .collect();
+        headed(
+            &[
+                "ID",
+                "NAME",
+                "LANE",
+                "SCHEDULE",
+                "MODE",
+                "STATE",
+                "NEXT",
+                "LAST",
+                "FIRES",
+                "LAST OUTCOME",
+            ],
+            body,
+        )
+    }
+}
+
+impl Render for TriggerRmOutput {
+    fn human(&self) -> String {
+        format!(
+            "removed trigger {} ({})",
+            e(&self.trigger.name),
+            self.trigger.id
+        )
+    }
+}
+
+impl Render for TriggerPauseOutput {
+    fn human(&self) -> String {
+        trigger_lines(&self.trigger)
+    }
+}
+
+impl Render for TriggerResumeOutput {
+    fn human(&self) -> String {
+        trigger_lines(&self.trigger)
+    }
+}
+
 impl Render for SchemaOutput {}
 
 /// An output of an operation this CLI does not know: shown as JSON.

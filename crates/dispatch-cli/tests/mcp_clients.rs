@@ -81,6 +81,7 @@ fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
         ("dispatch_requests", json!({"lane": lane})),
         ("dispatch_search", json!({"query": "clients"})),
         ("dispatch_tail", json!({"lane": lane, "limit": 5})),
+        ("dispatch_trigger_list", json!({"lane": lane})),
         ("dispatch_watch", json!({"lane": lane, "timeout": 0.2})),
     ]
 }
@@ -346,8 +347,10 @@ fn codex_sends_every_tool_in_its_model_request() {
         "Codex request: dispatch's namespace {bytes} B of {} B of tools",
         tools.iter().map(|t| t.to_string().len()).sum::<usize>()
     );
+    // The same budget as `tools/list` (tests/surfaces.rs): orchestration and thread
+    // operations add tools; the benchmark `mcp-bytes` prints the figure per release.
     assert!(
-        bytes <= 16_000,
-        "dispatch costs {bytes} B per model request"
+        bytes <= 30_000,
+        "dispatch costs {bytes} B per model request, above 30 KB"
     );
 }

@@ -9,8 +9,9 @@
 //! generated `Dispatch` trait requires one per operation), in the module that owns it:
 //! `lanes.rs` (`new`, `send`, `stop`, `get`, `list`, `tail`, `goal set|get|clear`),
 //! `watch.rs`, `approvals.rs` (`requests`, `respond`), `threads.rs` (`attach`, `sync`,
-//! `rename`, `archive`, `restore`), `search.rs`, `models.rs` and `daemon.rs` (`daemon
-//! status`, `daemon log`). `service.rs` holds the state they share and the two hooks every
+//! `rename`, `archive`, `restore`), `search.rs`, `models.rs`, `daemon.rs` (`daemon
+//! status`, `daemon log`) and `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
+//! scheduler that fires them is `triggers.rs`). `service.rs` holds the state they share and the two hooks every
 //! call passes through: the attached-lane lock and the action log.
 
 mod approvals;
@@ -28,10 +29,13 @@ mod orchestrate;
 mod provider_error;
 mod receipts;
 mod reconcile;
+mod schedule;
 mod search;
 mod service;
 mod supervisor;
 mod threads;
+mod trigger_ops;
+mod triggers;
 mod turn_start;
 mod watch;
 

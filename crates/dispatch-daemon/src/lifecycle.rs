@@ -107,6 +107,7 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     service.settle_deliveries_at_start().await;
     let stalls = tokio::spawn(Arc::clone(&service).watch_stalls());
     let orchestration = tokio::spawn(crate::orchestrate::run(Arc::clone(&service)));
+    let triggers = tokio::spawn(crate::triggers::run(Arc::clone(&service)));
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));
     let shutdown = shutdown_signal()?;
     announce_ready(pid, &paths.socket);
@@ -117,9 +118,11 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     pump.abort();
     stalls.abort();
     orchestration.abort();
+    triggers.abort();
     let _aborted = pump.await;
     let _aborted = stalls.await;
     let _aborted = orchestration.await;
+    let _aborted = triggers.await;
     if let Err(err) = remove_stale_socket(&paths.socket) {
         tracing::warn!(err = %error_chain(&err), "removing the socket");
     }

@@ -130,7 +130,11 @@ impl Service {
             for event in events {
                 let effects = self.effects_of(&event).await;
                 match self.registry().handle_lane_event(event.id, &effects).await {
-                    Ok(_) => {}
+                    Ok(handled) => {
+                        if handled && !effects.trigger_fires.is_empty() {
+                            self.triggers_changed();
+                        }
+                    }
                     Err(err) => {
                         tracing::warn!(%err, event = event.id, "handling a lane event");
                         return pump;
@@ -155,6 +159,7 @@ impl Service {
                 .inbox
                 .push(self.approval_message(&lane, event).await);
         }
+        self.trigger_effects(event, &mut effects).await;
         let subscriptions = match self
             .registry()
             .subscriptions(Some(&event.lane_ref), None, false)

@@ -44,6 +44,8 @@ pub struct Service {
     queue_wakeups: tokio::sync::mpsc::UnboundedSender<String>,
     /// The receiving end, until orchestration takes it.
     queue_wakeups_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    /// Changes whenever triggers or their unfinished fires changed (the scheduler reloads).
+    triggers: watch::Sender<u64>,
 }
 
 impl Service {
@@ -72,6 +74,7 @@ impl Service {
             policy: config.policy.clone(),
             stall_after: Duration::from_secs(config.lanes.stall_after_s),
             lane_locks: Mutex::new(HashMap::new()),
+            triggers: watch::channel(0).0,
         }
     }
 
@@ -84,6 +87,16 @@ impl Service {
     /// The wakeups of [`Service::wake_queue`]; orchestration takes them once.
     pub fn take_queue_wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         lock(&self.queue_wakeups_rx).take()
+    }
+
+    /// Tells the trigger scheduler that triggers, or their unfinished fires, changed.
+    pub fn triggers_changed(&self) {
+        self.triggers.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever triggers changed.
+    pub fn trigger_notifications(&self) -> watch::Receiver<u64> {
+        self.triggers.subscribe()
     }
 
     /// How long a running turn may stay silent before it counts as stalled.

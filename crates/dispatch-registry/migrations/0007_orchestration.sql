@@ -88,6 +88,8 @@ CREATE TABLE subscriptions (
 
 CREATE INDEX subscriptions_by_target ON subscriptions (target_ref) WHERE active = 1;
 
+-- Triggers: a message delivered to a lane on a schedule (`every`, `cron`), when the lane has
+-- been idle for a while (`idle_for`), or when something happens to it (`on`).
 CREATE TABLE triggers (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     name             TEXT NOT NULL UNIQUE,
@@ -96,18 +98,41 @@ CREATE TABLE triggers (
     -- milliseconds), `on` (spec: `turn_completed` or `approval`).
     kind             TEXT NOT NULL CHECK (kind IN ('every', 'cron', 'idle_for', 'on')),
     spec             TEXT NOT NULL,
+    -- The IANA time zone of a cron trigger; NULL: the daemon's local time zone.
     tz               TEXT,
     text             TEXT NOT NULL,
     mode             TEXT NOT NULL CHECK (mode IN ('send', 'queue')),
     paused           INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    -- The next due time; NULL while paused, for `on` triggers, and for an `idle_for` trigger
+    -- whose lane is busy. A fire is claimed by moving it on (compare and set) in the
+    -- transaction that writes its `trigger_fires` row.
     next_fire_at_ms  INTEGER,
     last_fired_at_ms INTEGER,
+    -- What the last fire did, in words; whether it went well; the receipt it made.
     last_outcome     TEXT,
+    last_ok          INTEGER CHECK (last_ok IS NULL OR last_ok IN (0, 1)),
+    last_receipt     TEXT,
     fires            INTEGER NOT NULL DEFAULT 0,
     created_at_ms    INTEGER NOT NULL
 );
 
-CREATE INDEX triggers_due ON triggers (next_fire_at_ms) WHERE paused = 0;
+CREATE INDEX triggers_by_lane ON triggers (lane_ref);
+
+-- Fires claimed and not yet finished: written in the transaction that claims them (a due
+-- time moved on, a lane event handled) and removed in the one that records their outcome.
+-- A fire found here after a crash is finished at start: its delivery's idempotency key
+-- (`trigger:<id>:<due_key>`) tells whether the message was already handed over, so a fire
+-- is neither lost nor delivered twice.
+CREATE TABLE trigger_fires (
+    trigger_id    INTEGER NOT NULL REFERENCES triggers (id) ON DELETE CASCADE,
+    -- What it is for: `at:<ms>` (a due time) or `event:<id>` (a lane event).
+    due_key       TEXT NOT NULL,
+    due_at_ms     INTEGER NOT NULL,
+    -- How many due times this one fire stands for (missed ones are coalesced).
+    coalesced     INTEGER NOT NULL DEFAULT 1 CHECK (coalesced >= 1),
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (trigger_id, due_key)
+);
 
 -- `new` with an idempotency key: the key binds the settings (their hash) to the lane the
 -- first call made, so a retry (also after a crash) makes nothing new.

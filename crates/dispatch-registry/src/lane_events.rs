@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::actions::now_ms;
 use crate::deliveries::NewDelivery;
 use crate::lanes::TurnStatus;
+use crate::triggers::{TriggerFire, insert_fire};
 use crate::{Registry, RegistryError};
 
 /// What happened to a lane.
@@ -81,6 +82,8 @@ pub struct Effects {
     pub deliveries: Vec<NewDelivery>,
     /// Subscriptions that fired: id, and whether it is now done (`--once`).
     pub fired_subscriptions: Vec<(i64, bool)>,
+    /// Fires of `on` triggers, stored unfinished for the trigger scheduler to carry out.
+    pub trigger_fires: Vec<TriggerFire>,
 }
 
 type EventRecord = (i64, String, String, Option<String>, Option<String>, i64);
@@ -171,6 +174,17 @@ impl Registry {
                 .await
                 .map_err(RegistryError::db_with(self.path(), context))?;
             }
+            for fire in &effects.trigger_fires {
+                insert_fire(&mut *conn, fire)
+                    .await
+                    .map_err(RegistryError::db_with(self.path(), context))?;
+                sqlx::query("UPDATE triggers SET last_fired_at_ms = ? WHERE id = ?")
+                    .bind(fire.claimed_at_ms)
+                    .bind(fire.trigger_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(RegistryError::db_with(self.path(), context))?;
+            }
             Ok(true)
         })
         .await
@@ -195,7 +209,7 @@ impl Registry {
     }
 }
 
-async fn insert_inbox(
+pub(crate) async fn insert_inbox(
     conn: &mut sqlx::SqliteConnection,
     message: &NewInboxMessage,
     now: i64,

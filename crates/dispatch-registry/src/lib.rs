@@ -32,6 +32,7 @@ mod refs;
 mod search;
 mod selectors;
 mod subscriptions;
+mod triggers;
 
 pub use actions::{Action, NewAction, Outcome};
 pub use approvals::{NewRequest, RequestRow, RequestStatus};
@@ -53,6 +54,9 @@ pub use refs::receipt_id;
 pub use search::{SearchRow, fts_query};
 pub use selectors::{Candidate, Resolution};
 pub use subscriptions::{NewSubscription, SubscriptionRow};
+pub use triggers::{
+    ClaimIf, FireClaim, FireOutcome, NewTrigger, TriggerFire, TriggerKind, TriggerRow,
+};
 
 /// Schema version this binary knows: the highest embedded migration version.
 pub const LATEST_SCHEMA_VERSION: i64 = 7;

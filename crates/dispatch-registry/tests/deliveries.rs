@@ -202,6 +202,7 @@ async fn a_receipt_ends_with_its_turn_and_lane_events_are_handled_once() {
         }],
         deliveries: vec![delivery("d2", &lane, DeliveryState::Queued)],
         fired_subscriptions: Vec::new(),
+        ..Effects::default()
     };
     assert!(
         registry

@@ -39,6 +39,11 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "stop" => shown_as::<types::StopOutput>(output),
         "sync" => shown_as::<types::SyncOutput>(output),
         "tail" => shown_as::<types::TailOutput>(output),
+        "trigger_add" => shown_as::<types::TriggerAddOutput>(output),
+        "trigger_list" => shown_as::<types::TriggerListOutput>(output),
+        "trigger_pause" => shown_as::<types::TriggerPauseOutput>(output),
+        "trigger_resume" => shown_as::<types::TriggerResumeOutput>(output),
+        "trigger_rm" => shown_as::<types::TriggerRmOutput>(output),
         "up" => shown_as::<types::UpOutput>(output),
         "watch" => shown_as::<types::WatchOutput>(output),
         _ => shown_as::<serde_json::Value>(output),
@@ -90,6 +95,15 @@ pub fn operation_commands() -> Vec<Command> {
         stop_command(),
         sync_command(),
         tail_command(),
+        Command::new("trigger")
+            .about("Deliver messages to lanes on a schedule, when idle, or on an event")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(trigger_add_command())
+            .subcommand(trigger_list_command())
+            .subcommand(trigger_pause_command())
+            .subcommand(trigger_resume_command())
+            .subcommand(trigger_rm_command()),
         up_command(),
         watch_command(),
     ]
@@ -623,6 +637,128 @@ fn tail_command() -> Command {
                 .allow_negative_numbers(true),
         )
 }
+///The `trigger add` command.
+fn trigger_add_command() -> Command {
+    Command::new("add")
+        .about(
+            "Add a trigger: a message to a lane on a schedule, when idle, or on an event",
+        )
+        .long_about(
+            "Add a trigger that delivers a message to a lane: at an interval (`--every`), on a cron schedule (`--cron`, in `--tz`), once each time the lane has been idle for `--idle-for`, or when its turn completes or it asks for an approval (`--on`); exactly one. A fire that fails is recorded (action log, `trigger_result` inbox message); fires missed while the daemon was down are coalesced into one. `dispatch trigger list` shows the next and last fire.",
+        )
+        .arg(
+            Arg::new("name")
+                .help(
+                    "A unique name: a letter, then up to 63 letters, digits, `_`, `.` or `-`.",
+                )
+                .long("name")
+                .required(true),
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "The lane the message goes to: ref or ref prefix, thread id, @handle or exact title.",
+                )
+                .long("lane")
+                .required(true),
+        )
+        .arg(
+            Arg::new("every")
+                .help(
+                    "Fire at this interval: `30s`, `5m`, `2h`, `1d`, `1h30m` (at least 1 s).",
+                )
+                .long("every"),
+        )
+        .arg(
+            Arg::new("cron")
+                .help(
+                    "Fire on this cron schedule: five fields (minute hour day-of-month month day-of-week, e.g. `0 9 * * 1-5`), six with a leading seconds field, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.",
+                )
+                .long("cron"),
+        )
+        .arg(
+            Arg::new("tz")
+                .help(
+                    "The cron schedule's IANA time zone (`Europe/Paris`, `UTC`); default the daemon's local time zone.",
+                )
+                .long("tz"),
+        )
+        .arg(
+            Arg::new("idle_for")
+                .help(
+                    "Fire once each time the lane has been idle this long since its last event (or since the trigger was added), e.g. `10m`.",
+                )
+                .long("idle-for"),
+        )
+        .arg(
+            Arg::new("on")
+                .help(
+                    "Fire when the lane's turn completes, or when it asks for an approval.",
+                )
+                .long("on")
+                .value_parser(["turn-completed", "approval"]),
+        )
+        .arg(
+            Arg::new("text").help("The message to deliver.").long("text").required(true),
+        )
+        .arg(
+            Arg::new("mode")
+                .help(
+                    "`send`: start a turn (a busy lane fails the fire); `queue`: deliver when the lane is next idle.",
+                )
+                .long("mode")
+                .value_parser(["send", "queue"]),
+        )
+}
+///The `trigger list` command.
+fn trigger_list_command() -> Command {
+    Command::new("list")
+        .about("List triggers with their next fire and the outcome of their last")
+        .long_about(
+            "List the triggers, oldest first, with their schedule, whether they are paused, their fires, when they fire next and what their last fire did.",
+        )
+        .arg(Arg::new("lane").help("Only the triggers of this lane.").long("lane"))
+}
+///The `trigger pause` command.
+fn trigger_pause_command() -> Command {
+    Command::new("pause")
+        .about("Pause a trigger")
+        .long_about(
+            "Pause a trigger: it does not fire until resumed (`dispatch trigger resume`), and fires it would have made meanwhile are skipped, not coalesced.",
+        )
+        .arg(
+            Arg::new("trigger")
+                .help("The trigger: its id or its name.")
+                .value_name("TRIGGER")
+                .required(true),
+        )
+}
+///The `trigger resume` command.
+fn trigger_resume_command() -> Command {
+    Command::new("resume")
+        .about("Resume a paused trigger")
+        .long_about(
+            "Resume a paused trigger: its schedule starts again from now. A trigger paused because its lane was archived needs the lane restored first.",
+        )
+        .arg(
+            Arg::new("trigger")
+                .help("The trigger: its id or its name.")
+                .value_name("TRIGGER")
+                .required(true),
+        )
+}
+///The `trigger rm` command.
+fn trigger_rm_command() -> Command {
+    Command::new("rm")
+        .about("Remove a trigger")
+        .long_about("Remove a trigger; a fire already under way still finishes.")
+        .arg(
+            Arg::new("trigger")
+                .help("The trigger: its id or its name.")
+                .value_name("TRIGGER")
+                .required(true),
+        )
+}
 ///The `up` command.
 fn up_command() -> Command {
     Command::new("up")
@@ -999,6 +1135,75 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     kind: FieldKind::Integer,
                 },
             ],
+        )),
+        ["trigger", "add"] => Some((
+            &operations::TRIGGER_ADD,
+            &[
+                Field {
+                    name: "name",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "every",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "cron",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "tz",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "idle_for",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "on",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "text",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "mode",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
+        ["trigger", "list"] => Some((
+            &operations::TRIGGER_LIST,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["trigger", "pause"] => Some((
+            &operations::TRIGGER_PAUSE,
+            &[Field {
+                name: "trigger",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["trigger", "resume"] => Some((
+            &operations::TRIGGER_RESUME,
+            &[Field {
+                name: "trigger",
+                kind: FieldKind::Text,
+            }],
+        )),
+        ["trigger", "rm"] => Some((
+            &operations::TRIGGER_RM,
+            &[Field {
+                name: "trigger",
+                kind: FieldKind::Text,
+            }],
         )),
         ["up"] => Some((&operations::UP, &[])),
         ["watch"] => Some((

@@ -38,6 +38,11 @@ pub trait Dispatch:
     + Handle<StopInput>
     + Handle<SyncInput>
     + Handle<TailInput>
+    + Handle<TriggerAddInput>
+    + Handle<TriggerListInput>
+    + Handle<TriggerPauseInput>
+    + Handle<TriggerResumeInput>
+    + Handle<TriggerRmInput>
     + Handle<WatchInput>
 {
     /// Whether the daemon has no work in flight (no running turn, no pending

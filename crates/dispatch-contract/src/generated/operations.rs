@@ -627,6 +627,121 @@ pub static TAIL: Operation = Operation {
     streaming: None,
     surfaces: &[Surface::Cli, Surface::Mcp],
 };
+///`trigger add`: Add a trigger: a message to a lane on a schedule, when idle, or on an event.
+pub static TRIGGER_ADD: Operation = Operation {
+    id: "trigger_add",
+    title: "trigger add",
+    summary: "Add a trigger: a message to a lane on a schedule, when idle, or on an event",
+    description: "Add a trigger that delivers a message to a lane: at an interval (`{arg:every}`), on a cron schedule (`{arg:cron}`, in `{arg:tz}`), once each time the lane has been idle for `{arg:idle_for}`, or when its turn completes or it asks for an approval (`{arg:on}`); exactly one. A fire that fails is recorded (action log, `trigger_result` inbox message); fires missed while the daemon was down are coalesced into one. `{op:trigger_list}` shows the next and last fire.",
+    intent: Intent::Write,
+    idempotent: false,
+    writes_history: true,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["trigger", "add"],
+    positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
+    bound: None,
+    contract_hash: "0c751622a389bd2c",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"name\",\"lane\",\"text\"],\"properties\":{\"name\":{\"description\":\"A unique name: a letter, then up to 63 letters, digits, `_`, `.` or `-`.\",\"type\":\"string\",\"pattern\":\"^[A-Za-z][A-Za-z0-9_.-]{0,63}$\"},\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane the message goes to: ref or ref prefix, thread id, @handle or exact title.\"},\"every\":{\"description\":\"Fire at this interval: `30s`, `5m`, `2h`, `1d`, `1h30m` (at least 1 s).\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"},\"cron\":{\"description\":\"Fire on this cron schedule: five fields (minute hour day-of-month month day-of-week, e.g. `0 9 * * 1-5`), six with a leading seconds field, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":256,\"pattern\":\"^[^\\\\x00]*$\"},\"tz\":{\"description\":\"The cron schedule's IANA time zone (`Europe/Paris`, `UTC`); default the daemon's local time zone.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"},\"idle_for\":{\"description\":\"Fire once each time the lane has been idle this long since its last event (or since the trigger was added), e.g. `10m`.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"},\"on\":{\"description\":\"Fire when the lane's turn completes, or when it asks for an approval.\",\"type\":\"string\",\"enum\":[\"turn-completed\",\"approval\"]},\"text\":{\"$ref\":\"#/$defs/Message\",\"description\":\"The message to deliver.\"},\"mode\":{\"description\":\"`send`: start a turn (a busy lane fails the fire); `queue`: deliver when the lane is next idle.\",\"type\":\"string\",\"enum\":[\"send\",\"queue\"],\"default\":\"send\"}},\"$defs\":{\"Message\":{\"description\":\"A message to the lane: at most 1048576 characters (Codex's limit for one input).\",\"type\":\"string\",\"minLength\":1,\"maxLength\":1048576,\"pattern\":\"^[^\\\\x00]*$\"},\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    cli_input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"name\",\"lane\",\"text\"],\"properties\":{\"name\":{\"description\":\"A unique name: a letter, then up to 63 letters, digits, `_`, `.` or `-`.\",\"type\":\"string\",\"pattern\":\"^[A-Za-z][A-Za-z0-9_.-]{0,63}$\"},\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"The lane the message goes to: ref or ref prefix, thread id, @handle or exact title.\"},\"every\":{\"description\":\"Fire at this interval: `30s`, `5m`, `2h`, `1d`, `1h30m` (at least 1 s).\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"},\"cron\":{\"description\":\"Fire on this cron schedule: five fields (minute hour day-of-month month day-of-week, e.g. `0 9 * * 1-5`), six with a leading seconds field, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":256,\"pattern\":\"^[^\\\\x00]*$\"},\"tz\":{\"description\":\"The cron schedule's IANA time zone (`Europe/Paris`, `UTC`); default the daemon's local time zone.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"},\"idle_for\":{\"description\":\"Fire once each time the lane has been idle this long since its last event (or since the trigger was added), e.g. `10m`.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"},\"on\":{\"description\":\"Fire when the lane's turn completes, or when it asks for an approval.\",\"type\":\"string\",\"enum\":[\"turn-completed\",\"approval\"]},\"text\":{\"$ref\":\"#/$defs/Message\",\"description\":\"The message to deliver.\"},\"mode\":{\"description\":\"`send`: start a turn (a busy lane fails the fire); `queue`: deliver when the lane is next idle.\",\"type\":\"string\",\"enum\":[\"send\",\"queue\"],\"default\":\"send\"}},\"$defs\":{\"Message\":{\"description\":\"A message to the lane: at most 1048576 characters (Codex's limit for one input).\",\"type\":\"string\",\"minLength\":1,\"maxLength\":1048576,\"pattern\":\"^[^\\\\x00]*$\"},\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/Trigger\"}},\"$defs\":{\"Trigger\":{\"description\":\"A trigger, and how its last fire went.\",\"type\":\"object\",\"required\":[\"id\",\"name\",\"lane\",\"kind\",\"spec\",\"tz\",\"schedule\",\"text\",\"mode\",\"paused\",\"fires\",\"next_fire_at\",\"last_fired_at\",\"last_outcome\",\"last_ok\",\"last_receipt\",\"created_at\"],\"properties\":{\"id\":{\"description\":\"Its id; never reused.\",\"type\":\"integer\"},\"name\":{\"description\":\"Its unique name.\",\"type\":\"string\"},\"lane\":{\"description\":\"The lane its message goes to (and, for `on`, whose events it hears).\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"kind\":{\"description\":\"What makes it fire: `every` (an interval), `cron` (a cron schedule), `idle_for` (the lane idle that long), `on` (an event of the lane).\",\"type\":\"string\",\"enum\":[\"every\",\"cron\",\"idle_for\",\"on\"]},\"spec\":{\"description\":\"The interval, cron expression, idle time or event (`2s`, `0 9 * * 1-5`, `10m`, `turn-completed`).\",\"type\":\"string\"},\"tz\":{\"description\":\"A cron schedule's time zone; null: the daemon's local time zone.\",\"type\":[\"string\",\"null\"]},\"schedule\":{\"description\":\"When it fires, in words.\",\"type\":\"string\"},\"text\":{\"description\":\"The message it delivers.\",\"type\":\"string\"},\"mode\":{\"description\":\"`send` (a new turn; fails on a busy lane) or `queue` (when the lane is next idle).\",\"type\":\"string\",\"enum\":[\"send\",\"queue\"]},\"paused\":{\"description\":\"Whether it is paused.\",\"type\":\"boolean\"},\"fires\":{\"description\":\"Fires so far; fires coalesced into one count once.\",\"type\":\"integer\"},\"next_fire_at\":{\"description\":\"When it fires next (RFC 3339); null when paused, for `on`, or while an `idle_for` trigger's lane is busy.\",\"type\":[\"string\",\"null\"]},\"last_fired_at\":{\"description\":\"When it last fired (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"last_outcome\":{\"description\":\"What its last fire did, in words: delivered (with the turn), queued, or why it failed; says how many missed fires it coalesced.\",\"type\":[\"string\",\"null\"]},\"last_ok\":{\"description\":\"Whether the last fire delivered or queued its message.\",\"type\":[\"boolean\",\"null\"]},\"last_receipt\":{\"description\":\"The delivery receipt of the last fire.\",\"type\":[\"string\",\"null\"]},\"created_at\":{\"description\":\"When it was added (RFC 3339).\",\"type\":\"string\"}}}}}",
+    examples: "[{\"title\":\"a name must start with a letter\",\"input\":{\"name\":\"9lives\",\"lane\":\"zzzzzz\",\"every\":\"5m\",\"text\":\"ping\"},\"error\":\"invalid_input\"},{\"title\":\"an event dispatch does not know\",\"input\":{\"name\":\"watcher\",\"lane\":\"zzzzzz\",\"on\":\"turn-started\",\"text\":\"ping\"},\"error\":\"invalid_input\"},{\"title\":\"an unknown lane\",\"input\":{\"name\":\"often\",\"lane\":\"zzzzzz\",\"every\":\"5m\",\"text\":\"ping\"},\"error\":\"not_found\"}]",
+    streaming: None,
+    surfaces: &[Surface::Cli, Surface::Mcp],
+};
+///`trigger list`: List triggers with their next fire and the outcome of their last.
+pub static TRIGGER_LIST: Operation = Operation {
+    id: "trigger_list",
+    title: "trigger list",
+    summary: "List triggers with their next fire and the outcome of their last",
+    description: "List the triggers, oldest first, with their schedule, whether they are paused, their fires, when they fire next and what their last fire did.",
+    intent: Intent::Read,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["trigger", "list"],
+    positionals: &[],
+    client_defaults: &[],
+    file_inputs: &[],
+    bound: None,
+    contract_hash: "f62d368d97b43d0d",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"Only the triggers of this lane.\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    cli_input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"properties\":{\"lane\":{\"$ref\":\"#/$defs/Selector\",\"description\":\"Only the triggers of this lane.\"}},\"$defs\":{\"Selector\":{\"description\":\"A lane: its ref (`0k7M4a`), a unique ref prefix, the full Codex thread id, an `@handle`, or an exact title.\",\"type\":\"string\",\"minLength\":1,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"triggers\"],\"properties\":{\"triggers\":{\"description\":\"The triggers, oldest first.\",\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/Trigger\"}}},\"$defs\":{\"Trigger\":{\"description\":\"A trigger, and how its last fire went.\",\"type\":\"object\",\"required\":[\"id\",\"name\",\"lane\",\"kind\",\"spec\",\"tz\",\"schedule\",\"text\",\"mode\",\"paused\",\"fires\",\"next_fire_at\",\"last_fired_at\",\"last_outcome\",\"last_ok\",\"last_receipt\",\"created_at\"],\"properties\":{\"id\":{\"description\":\"Its id; never reused.\",\"type\":\"integer\"},\"name\":{\"description\":\"Its unique name.\",\"type\":\"string\"},\"lane\":{\"description\":\"The lane its message goes to (and, for `on`, whose events it hears).\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"kind\":{\"description\":\"What makes it fire: `every` (an interval), `cron` (a cron schedule), `idle_for` (the lane idle that long), `on` (an event of the lane).\",\"type\":\"string\",\"enum\":[\"every\",\"cron\",\"idle_for\",\"on\"]},\"spec\":{\"description\":\"The interval, cron expression, idle time or event (`2s`, `0 9 * * 1-5`, `10m`, `turn-completed`).\",\"type\":\"string\"},\"tz\":{\"description\":\"A cron schedule's time zone; null: the daemon's local time zone.\",\"type\":[\"string\",\"null\"]},\"schedule\":{\"description\":\"When it fires, in words.\",\"type\":\"string\"},\"text\":{\"description\":\"The message it delivers.\",\"type\":\"string\"},\"mode\":{\"description\":\"`send` (a new turn; fails on a busy lane) or `queue` (when the lane is next idle).\",\"type\":\"string\",\"enum\":[\"send\",\"queue\"]},\"paused\":{\"description\":\"Whether it is paused.\",\"type\":\"boolean\"},\"fires\":{\"description\":\"Fires so far; fires coalesced into one count once.\",\"type\":\"integer\"},\"next_fire_at\":{\"description\":\"When it fires next (RFC 3339); null when paused, for `on`, or while an `idle_for` trigger's lane is busy.\",\"type\":[\"string\",\"null\"]},\"last_fired_at\":{\"description\":\"When it last fired (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"last_outcome\":{\"description\":\"What its last fire did, in words: delivered (with the turn), queued, or why it failed; says how many missed fires it coalesced.\",\"type\":[\"string\",\"null\"]},\"last_ok\":{\"description\":\"Whether the last fire delivered or queued its message.\",\"type\":[\"boolean\",\"null\"]},\"last_receipt\":{\"description\":\"The delivery receipt of the last fire.\",\"type\":[\"string\",\"null\"]},\"created_at\":{\"description\":\"When it was added (RFC 3339).\",\"type\":\"string\"}}}}}",
+    examples: "[{\"title\":\"no triggers yet\",\"input\":{},\"output\":{\"triggers\":[]}},{\"title\":\"an unknown lane\",\"input\":{\"lane\":\"zzzzzz\"},\"error\":\"not_found\"}]",
+    streaming: None,
+    surfaces: &[Surface::Cli, Surface::Mcp],
+};
+///`trigger pause`: Pause a trigger.
+pub static TRIGGER_PAUSE: Operation = Operation {
+    id: "trigger_pause",
+    title: "trigger pause",
+    summary: "Pause a trigger",
+    description: "Pause a trigger: it does not fire until resumed (`{op:trigger_resume}`), and fires it would have made meanwhile are skipped, not coalesced.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["trigger", "pause"],
+    positionals: &["trigger"],
+    client_defaults: &[],
+    file_inputs: &[],
+    bound: None,
+    contract_hash: "d33203fc51778968",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/TriggerSelector\",\"description\":\"The trigger: its id or its name.\"}},\"$defs\":{\"TriggerSelector\":{\"description\":\"A trigger: its id or its name.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    cli_input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/TriggerSelector\",\"description\":\"The trigger: its id or its name.\"}},\"$defs\":{\"TriggerSelector\":{\"description\":\"A trigger: its id or its name.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/Trigger\"}},\"$defs\":{\"Trigger\":{\"description\":\"A trigger, and how its last fire went.\",\"type\":\"object\",\"required\":[\"id\",\"name\",\"lane\",\"kind\",\"spec\",\"tz\",\"schedule\",\"text\",\"mode\",\"paused\",\"fires\",\"next_fire_at\",\"last_fired_at\",\"last_outcome\",\"last_ok\",\"last_receipt\",\"created_at\"],\"properties\":{\"id\":{\"description\":\"Its id; never reused.\",\"type\":\"integer\"},\"name\":{\"description\":\"Its unique name.\",\"type\":\"string\"},\"lane\":{\"description\":\"The lane its message goes to (and, for `on`, whose events it hears).\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"kind\":{\"description\":\"What makes it fire: `every` (an interval), `cron` (a cron schedule), `idle_for` (the lane idle that long), `on` (an event of the lane).\",\"type\":\"string\",\"enum\":[\"every\",\"cron\",\"idle_for\",\"on\"]},\"spec\":{\"description\":\"The interval, cron expression, idle time or event (`2s`, `0 9 * * 1-5`, `10m`, `turn-completed`).\",\"type\":\"string\"},\"tz\":{\"description\":\"A cron schedule's time zone; null: the daemon's local time zone.\",\"type\":[\"string\",\"null\"]},\"schedule\":{\"description\":\"When it fires, in words.\",\"type\":\"string\"},\"text\":{\"description\":\"The message it delivers.\",\"type\":\"string\"},\"mode\":{\"description\":\"`send` (a new turn; fails on a busy lane) or `queue` (when the lane is next idle).\",\"type\":\"string\",\"enum\":[\"send\",\"queue\"]},\"paused\":{\"description\":\"Whether it is paused.\",\"type\":\"boolean\"},\"fires\":{\"description\":\"Fires so far; fires coalesced into one count once.\",\"type\":\"integer\"},\"next_fire_at\":{\"description\":\"When it fires next (RFC 3339); null when paused, for `on`, or while an `idle_for` trigger's lane is busy.\",\"type\":[\"string\",\"null\"]},\"last_fired_at\":{\"description\":\"When it last fired (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"last_outcome\":{\"description\":\"What its last fire did, in words: delivered (with the turn), queued, or why it failed; says how many missed fires it coalesced.\",\"type\":[\"string\",\"null\"]},\"last_ok\":{\"description\":\"Whether the last fire delivered or queued its message.\",\"type\":[\"boolean\",\"null\"]},\"last_receipt\":{\"description\":\"The delivery receipt of the last fire.\",\"type\":[\"string\",\"null\"]},\"created_at\":{\"description\":\"When it was added (RFC 3339).\",\"type\":\"string\"}}}}}",
+    examples: "[{\"title\":\"an unknown trigger\",\"input\":{\"trigger\":\"nosuchtrigger\"},\"error\":\"not_found\"},{\"title\":\"an unknown id\",\"input\":{\"trigger\":\"999999\"},\"error\":\"not_found\"}]",
+    streaming: None,
+    surfaces: &[Surface::Cli, Surface::Mcp],
+};
+///`trigger resume`: Resume a paused trigger.
+pub static TRIGGER_RESUME: Operation = Operation {
+    id: "trigger_resume",
+    title: "trigger resume",
+    summary: "Resume a paused trigger",
+    description: "Resume a paused trigger: its schedule starts again from now. A trigger paused because its lane was archived needs the lane restored first.",
+    intent: Intent::Write,
+    idempotent: true,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["trigger", "resume"],
+    positionals: &["trigger"],
+    client_defaults: &[],
+    file_inputs: &[],
+    bound: None,
+    contract_hash: "c56ce4af766f9fcb",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/TriggerSelector\",\"description\":\"The trigger: its id or its name.\"}},\"$defs\":{\"TriggerSelector\":{\"description\":\"A trigger: its id or its name.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    cli_input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/TriggerSelector\",\"description\":\"The trigger: its id or its name.\"}},\"$defs\":{\"TriggerSelector\":{\"description\":\"A trigger: its id or its name.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/Trigger\"}},\"$defs\":{\"Trigger\":{\"description\":\"A trigger, and how its last fire went.\",\"type\":\"object\",\"required\":[\"id\",\"name\",\"lane\",\"kind\",\"spec\",\"tz\",\"schedule\",\"text\",\"mode\",\"paused\",\"fires\",\"next_fire_at\",\"last_fired_at\",\"last_outcome\",\"last_ok\",\"last_receipt\",\"created_at\"],\"properties\":{\"id\":{\"description\":\"Its id; never reused.\",\"type\":\"integer\"},\"name\":{\"description\":\"Its unique name.\",\"type\":\"string\"},\"lane\":{\"description\":\"The lane its message goes to (and, for `on`, whose events it hears).\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"kind\":{\"description\":\"What makes it fire: `every` (an interval), `cron` (a cron schedule), `idle_for` (the lane idle that long), `on` (an event of the lane).\",\"type\":\"string\",\"enum\":[\"every\",\"cron\",\"idle_for\",\"on\"]},\"spec\":{\"description\":\"The interval, cron expression, idle time or event (`2s`, `0 9 * * 1-5`, `10m`, `turn-completed`).\",\"type\":\"string\"},\"tz\":{\"description\":\"A cron schedule's time zone; null: the daemon's local time zone.\",\"type\":[\"string\",\"null\"]},\"schedule\":{\"description\":\"When it fires, in words.\",\"type\":\"string\"},\"text\":{\"description\":\"The message it delivers.\",\"type\":\"string\"},\"mode\":{\"description\":\"`send` (a new turn; fails on a busy lane) or `queue` (when the lane is next idle).\",\"type\":\"string\",\"enum\":[\"send\",\"queue\"]},\"paused\":{\"description\":\"Whether it is paused.\",\"type\":\"boolean\"},\"fires\":{\"description\":\"Fires so far; fires coalesced into one count once.\",\"type\":\"integer\"},\"next_fire_at\":{\"description\":\"When it fires next (RFC 3339); null when paused, for `on`, or while an `idle_for` trigger's lane is busy.\",\"type\":[\"string\",\"null\"]},\"last_fired_at\":{\"description\":\"When it last fired (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"last_outcome\":{\"description\":\"What its last fire did, in words: delivered (with the turn), queued, or why it failed; says how many missed fires it coalesced.\",\"type\":[\"string\",\"null\"]},\"last_ok\":{\"description\":\"Whether the last fire delivered or queued its message.\",\"type\":[\"boolean\",\"null\"]},\"last_receipt\":{\"description\":\"The delivery receipt of the last fire.\",\"type\":[\"string\",\"null\"]},\"created_at\":{\"description\":\"When it was added (RFC 3339).\",\"type\":\"string\"}}}}}",
+    examples: "[{\"title\":\"an unknown trigger\",\"input\":{\"trigger\":\"nosuchtrigger\"},\"error\":\"not_found\"},{\"title\":\"an unknown id\",\"input\":{\"trigger\":\"999999\"},\"error\":\"not_found\"}]",
+    streaming: None,
+    surfaces: &[Surface::Cli, Surface::Mcp],
+};
+///`trigger rm`: Remove a trigger.
+pub static TRIGGER_RM: Operation = Operation {
+    id: "trigger_rm",
+    title: "trigger rm",
+    summary: "Remove a trigger",
+    description: "Remove a trigger; a fire already under way still finishes.",
+    intent: Intent::Destroy,
+    idempotent: false,
+    writes_history: false,
+    runs_in: RunsIn::Daemon,
+    cli_path: &["trigger", "rm"],
+    positionals: &["trigger"],
+    client_defaults: &[],
+    file_inputs: &[],
+    bound: None,
+    contract_hash: "abc2b0cf03aa5561",
+    input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/TriggerSelector\",\"description\":\"The trigger: its id or its name.\"}},\"$defs\":{\"TriggerSelector\":{\"description\":\"A trigger: its id or its name.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    cli_input_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"trigger\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/TriggerSelector\",\"description\":\"The trigger: its id or its name.\"}},\"$defs\":{\"TriggerSelector\":{\"description\":\"A trigger: its id or its name.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":64,\"pattern\":\"^[^\\\\x00]*$\"}}}",
+    output_schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\",\"required\":[\"trigger\",\"removed\"],\"properties\":{\"trigger\":{\"$ref\":\"#/$defs/Trigger\"},\"removed\":{\"description\":\"Always true: the trigger is gone.\",\"type\":\"boolean\"}},\"$defs\":{\"Trigger\":{\"description\":\"A trigger, and how its last fire went.\",\"type\":\"object\",\"required\":[\"id\",\"name\",\"lane\",\"kind\",\"spec\",\"tz\",\"schedule\",\"text\",\"mode\",\"paused\",\"fires\",\"next_fire_at\",\"last_fired_at\",\"last_outcome\",\"last_ok\",\"last_receipt\",\"created_at\"],\"properties\":{\"id\":{\"description\":\"Its id; never reused.\",\"type\":\"integer\"},\"name\":{\"description\":\"Its unique name.\",\"type\":\"string\"},\"lane\":{\"description\":\"The lane its message goes to (and, for `on`, whose events it hears).\",\"type\":\"object\",\"title\":\"LaneRef\",\"required\":[\"ref\",\"id\"],\"properties\":{\"ref\":{\"description\":\"dispatch ref.\",\"type\":\"string\"},\"id\":{\"description\":\"Codex thread id.\",\"type\":\"string\"}}},\"kind\":{\"description\":\"What makes it fire: `every` (an interval), `cron` (a cron schedule), `idle_for` (the lane idle that long), `on` (an event of the lane).\",\"type\":\"string\",\"enum\":[\"every\",\"cron\",\"idle_for\",\"on\"]},\"spec\":{\"description\":\"The interval, cron expression, idle time or event (`2s`, `0 9 * * 1-5`, `10m`, `turn-completed`).\",\"type\":\"string\"},\"tz\":{\"description\":\"A cron schedule's time zone; null: the daemon's local time zone.\",\"type\":[\"string\",\"null\"]},\"schedule\":{\"description\":\"When it fires, in words.\",\"type\":\"string\"},\"text\":{\"description\":\"The message it delivers.\",\"type\":\"string\"},\"mode\":{\"description\":\"`send` (a new turn; fails on a busy lane) or `queue` (when the lane is next idle).\",\"type\":\"string\",\"enum\":[\"send\",\"queue\"]},\"paused\":{\"description\":\"Whether it is paused.\",\"type\":\"boolean\"},\"fires\":{\"description\":\"Fires so far; fires coalesced into one count once.\",\"type\":\"integer\"},\"next_fire_at\":{\"description\":\"When it fires next (RFC 3339); null when paused, for `on`, or while an `idle_for` trigger's lane is busy.\",\"type\":[\"string\",\"null\"]},\"last_fired_at\":{\"description\":\"When it last fired (RFC 3339).\",\"type\":[\"string\",\"null\"]},\"last_outcome\":{\"description\":\"What its last fire did, in words: delivered (with the turn), queued, or why it failed; says how many missed fires it coalesced.\",\"type\":[\"string\",\"null\"]},\"last_ok\":{\"description\":\"Whether the last fire delivered or queued its message.\",\"type\":[\"boolean\",\"null\"]},\"last_receipt\":{\"description\":\"The delivery receipt of the last fire.\",\"type\":[\"string\",\"null\"]},\"created_at\":{\"description\":\"When it was added (RFC 3339).\",\"type\":\"string\"}}}}}",
+    examples: "[{\"title\":\"an unknown trigger\",\"input\":{\"trigger\":\"nosuchtrigger\"},\"error\":\"not_found\"},{\"title\":\"an unknown id\",\"input\":{\"trigger\":\"999999\"},\"error\":\"not_found\"}]",
+    streaming: None,
+    surfaces: &[Surface::Cli, Surface::Mcp],
+};
 ///`up`: Start the daemon in the background and wait until it is ready.
 pub static UP: Operation = Operation {
     id: "up",
@@ -714,6 +829,11 @@ pub static OPERATIONS: &[&Operation] = &[
     &STOP,
     &SYNC,
     &TAIL,
+    &TRIGGER_ADD,
+    &TRIGGER_LIST,
+    &TRIGGER_PAUSE,
+    &TRIGGER_RESUME,
+    &TRIGGER_RM,
     &UP,
     &WATCH,
 ];
@@ -845,6 +965,29 @@ impl Request for SyncInput {
 impl Request for TailInput {
     type Output = TailOutput;
     const OPERATION: &'static Operation = &TAIL;
+}
+impl Request for TriggerAddInput {
+    type Output = TriggerAddOutput;
+    const OPERATION: &'static Operation = &TRIGGER_ADD;
+    fn lane(&self) -> Option<LaneArg<'_>> {
+        Some(LaneArg::Selector(&self.lane))
+    }
+}
+impl Request for TriggerListInput {
+    type Output = TriggerListOutput;
+    const OPERATION: &'static Operation = &TRIGGER_LIST;
+}
+impl Request for TriggerPauseInput {
+    type Output = TriggerPauseOutput;
+    const OPERATION: &'static Operation = &TRIGGER_PAUSE;
+}
+impl Request for TriggerResumeInput {
+    type Output = TriggerResumeOutput;
+    const OPERATION: &'static Operation = &TRIGGER_RESUME;
+}
+impl Request for TriggerRmInput {
+    type Output = TriggerRmOutput;
+    const OPERATION: &'static Operation = &TRIGGER_RM;
 }
 impl Request for UpInput {
     type Output = UpOutput;

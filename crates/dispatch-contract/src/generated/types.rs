@@ -3216,6 +3216,696 @@ impl<'de> ::serde::Deserialize<'de> for Title {
             })
     }
 }
+///A trigger, and how its last fire went.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Trigger {
+    ///When it was added (RFC 3339).
+    pub created_at: ::std::string::String,
+    ///Fires so far; fires coalesced into one count once.
+    pub fires: i64,
+    ///Its id; never reused.
+    pub id: i64,
+    ///What makes it fire: `every` (an interval), `cron` (a cron schedule), `idle_for` (the lane idle that long), `on` (an event of the lane).
+    pub kind: TriggerKind,
+    pub lane: LaneRef,
+    ///When it last fired (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub last_fired_at: ::std::option::Option<::std::string::String>,
+    ///Whether the last fire delivered or queued its message.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub last_ok: ::std::option::Option<bool>,
+    ///What its last fire did, in words: delivered (with the turn), queued, or why it failed; says how many missed fires it coalesced.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub last_outcome: ::std::option::Option<::std::string::String>,
+    ///The delivery receipt of the last fire.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub last_receipt: ::std::option::Option<::std::string::String>,
+    ///`send` (a new turn; fails on a busy lane) or `queue` (when the lane is next idle).
+    pub mode: TriggerMode,
+    ///Its unique name.
+    pub name: ::std::string::String,
+    ///When it fires next (RFC 3339); null when paused, for `on`, or while an `idle_for` trigger's lane is busy.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub next_fire_at: ::std::option::Option<::std::string::String>,
+    ///Whether it is paused.
+    pub paused: bool,
+    ///When it fires, in words.
+    pub schedule: ::std::string::String,
+    ///The interval, cron expression, idle time or event (`2s`, `0 9 * * 1-5`, `10m`, `turn-completed`).
+    pub spec: ::std::string::String,
+    ///The message it delivers.
+    pub text: ::std::string::String,
+    ///A cron schedule's time zone; null: the daemon's local time zone.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub tz: ::std::option::Option<::std::string::String>,
+}
+///Input of `trigger add`: Add a trigger: a message to a lane on a schedule, when idle, or on an event
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerAddInput {
+    ///Fire on this cron schedule: five fields (minute hour day-of-month month day-of-week, e.g. `0 9 * * 1-5`), six with a leading seconds field, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cron: ::std::option::Option<TriggerAddInputCron>,
+    ///Fire at this interval: `30s`, `5m`, `2h`, `1d`, `1h30m` (at least 1 s).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub every: ::std::option::Option<TriggerAddInputEvery>,
+    ///Fire once each time the lane has been idle this long since its last event (or since the trigger was added), e.g. `10m`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub idle_for: ::std::option::Option<TriggerAddInputIdleFor>,
+    ///The lane the message goes to: ref or ref prefix, thread id, @handle or exact title.
+    pub lane: Selector,
+    ///`send`: start a turn (a busy lane fails the fire); `queue`: deliver when the lane is next idle.
+    #[serde(default = "defaults::trigger_add_input_mode")]
+    pub mode: TriggerAddInputMode,
+    ///A unique name: a letter, then up to 63 letters, digits, `_`, `.` or `-`.
+    pub name: TriggerAddInputName,
+    ///Fire when the lane's turn completes, or when it asks for an approval.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub on: ::std::option::Option<TriggerAddInputOn>,
+    ///The message to deliver.
+    pub text: Message,
+    ///The cron schedule's IANA time zone (`Europe/Paris`, `UTC`); default the daemon's local time zone.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tz: ::std::option::Option<TriggerAddInputTz>,
+}
+///Fire on this cron schedule: five fields (minute hour day-of-month month day-of-week, e.g. `0 9 * * 1-5`), six with a leading seconds field, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TriggerAddInputCron(::std::string::String);
+impl ::std::ops::Deref for TriggerAddInputCron {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TriggerAddInputCron> for ::std::string::String {
+    fn from(value: TriggerAddInputCron) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TriggerAddInputCron {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 256usize {
+            return Err("longer than 256 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerAddInputCron {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerAddInputCron {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TriggerAddInputCron {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Fire at this interval: `30s`, `5m`, `2h`, `1d`, `1h30m` (at least 1 s).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TriggerAddInputEvery(::std::string::String);
+impl ::std::ops::Deref for TriggerAddInputEvery {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TriggerAddInputEvery> for ::std::string::String {
+    fn from(value: TriggerAddInputEvery) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TriggerAddInputEvery {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 64usize {
+            return Err("longer than 64 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerAddInputEvery {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerAddInputEvery {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TriggerAddInputEvery {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Fire once each time the lane has been idle this long since its last event (or since the trigger was added), e.g. `10m`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TriggerAddInputIdleFor(::std::string::String);
+impl ::std::ops::Deref for TriggerAddInputIdleFor {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TriggerAddInputIdleFor> for ::std::string::String {
+    fn from(value: TriggerAddInputIdleFor) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TriggerAddInputIdleFor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 64usize {
+            return Err("longer than 64 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerAddInputIdleFor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerAddInputIdleFor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TriggerAddInputIdleFor {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`send`: start a turn (a busy lane fails the fire); `queue`: deliver when the lane is next idle.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TriggerAddInputMode {
+    #[serde(rename = "send")]
+    Send,
+    #[serde(rename = "queue")]
+    Queue,
+}
+impl ::std::fmt::Display for TriggerAddInputMode {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Send => f.write_str("send"),
+            Self::Queue => f.write_str("queue"),
+        }
+    }
+}
+impl ::std::str::FromStr for TriggerAddInputMode {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "send" => Ok(Self::Send),
+            "queue" => Ok(Self::Queue),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerAddInputMode {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerAddInputMode {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::default::Default for TriggerAddInputMode {
+    fn default() -> Self {
+        TriggerAddInputMode::Send
+    }
+}
+///A unique name: a letter, then up to 63 letters, digits, `_`, `.` or `-`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TriggerAddInputName(::std::string::String);
+impl ::std::ops::Deref for TriggerAddInputName {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TriggerAddInputName> for ::std::string::String {
+    fn from(value: TriggerAddInputName) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TriggerAddInputName {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| {
+                ::regress::Regex::new("^[A-Za-z][A-Za-z0-9_.-]{0,63}$").unwrap()
+            });
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[A-Za-z][A-Za-z0-9_.-]{0,63}$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerAddInputName {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerAddInputName {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TriggerAddInputName {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Fire when the lane's turn completes, or when it asks for an approval.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TriggerAddInputOn {
+    #[serde(rename = "turn-completed")]
+    TurnCompleted,
+    #[serde(rename = "approval")]
+    Approval,
+}
+impl ::std::fmt::Display for TriggerAddInputOn {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::TurnCompleted => f.write_str("turn-completed"),
+            Self::Approval => f.write_str("approval"),
+        }
+    }
+}
+impl ::std::str::FromStr for TriggerAddInputOn {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "turn-completed" => Ok(Self::TurnCompleted),
+            "approval" => Ok(Self::Approval),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerAddInputOn {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerAddInputOn {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///The cron schedule's IANA time zone (`Europe/Paris`, `UTC`); default the daemon's local time zone.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TriggerAddInputTz(::std::string::String);
+impl ::std::ops::Deref for TriggerAddInputTz {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TriggerAddInputTz> for ::std::string::String {
+    fn from(value: TriggerAddInputTz) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TriggerAddInputTz {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 64usize {
+            return Err("longer than 64 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerAddInputTz {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerAddInputTz {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TriggerAddInputTz {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `trigger add`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TriggerAddOutput {
+    pub trigger: Trigger,
+}
+///What makes it fire: `every` (an interval), `cron` (a cron schedule), `idle_for` (the lane idle that long), `on` (an event of the lane).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TriggerKind {
+    #[serde(rename = "every")]
+    Every,
+    #[serde(rename = "cron")]
+    Cron,
+    #[serde(rename = "idle_for")]
+    IdleFor,
+    #[serde(rename = "on")]
+    On,
+}
+impl ::std::fmt::Display for TriggerKind {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Every => f.write_str("every"),
+            Self::Cron => f.write_str("cron"),
+            Self::IdleFor => f.write_str("idle_for"),
+            Self::On => f.write_str("on"),
+        }
+    }
+}
+impl ::std::str::FromStr for TriggerKind {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "every" => Ok(Self::Every),
+            "cron" => Ok(Self::Cron),
+            "idle_for" => Ok(Self::IdleFor),
+            "on" => Ok(Self::On),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerKind {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerKind {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `trigger list`: List triggers with their next fire and the outcome of their last
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerListInput {
+    ///Only the triggers of this lane.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lane: ::std::option::Option<Selector>,
+}
+///Output of `trigger list`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TriggerListOutput {
+    ///The triggers, oldest first.
+    pub triggers: ::std::vec::Vec<Trigger>,
+}
+///`send` (a new turn; fails on a busy lane) or `queue` (when the lane is next idle).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum TriggerMode {
+    #[serde(rename = "send")]
+    Send,
+    #[serde(rename = "queue")]
+    Queue,
+}
+impl ::std::fmt::Display for TriggerMode {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Send => f.write_str("send"),
+            Self::Queue => f.write_str("queue"),
+        }
+    }
+}
+impl ::std::str::FromStr for TriggerMode {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "send" => Ok(Self::Send),
+            "queue" => Ok(Self::Queue),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerMode {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerMode {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `trigger pause`: Pause a trigger
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerPauseInput {
+    ///The trigger: its id or its name.
+    pub trigger: TriggerSelector,
+}
+///Output of `trigger pause`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TriggerPauseOutput {
+    pub trigger: Trigger,
+}
+///Input of `trigger resume`: Resume a paused trigger
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerResumeInput {
+    ///The trigger: its id or its name.
+    pub trigger: TriggerSelector,
+}
+///Output of `trigger resume`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TriggerResumeOutput {
+    pub trigger: Trigger,
+}
+///Input of `trigger rm`: Remove a trigger
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRmInput {
+    ///The trigger: its id or its name.
+    pub trigger: TriggerSelector,
+}
+///Output of `trigger rm`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TriggerRmOutput {
+    ///Always true: the trigger is gone.
+    pub removed: bool,
+    pub trigger: Trigger,
+}
+///A trigger: its id or its name.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct TriggerSelector(::std::string::String);
+impl ::std::ops::Deref for TriggerSelector {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<TriggerSelector> for ::std::string::String {
+    fn from(value: TriggerSelector) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for TriggerSelector {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 64usize {
+            return Err("longer than 64 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for TriggerSelector {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for TriggerSelector {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TriggerSelector {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
 ///`in_progress`, `completed`, `interrupted` or `failed`.
 #[derive(
     ::serde::Deserialize,
@@ -3515,6 +4205,9 @@ pub mod defaults {
     }
     pub(super) fn search_input_scope() -> super::SearchInputScope {
         super::SearchInputScope::All
+    }
+    pub(super) fn trigger_add_input_mode() -> super::TriggerAddInputMode {
+        super::TriggerAddInputMode::Send
     }
     pub(super) fn watch_input_timeout() -> f64 {
         30_f64

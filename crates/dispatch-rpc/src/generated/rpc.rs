@@ -33,6 +33,11 @@ pub const METHODS: &[&str] = &[
     "stop",
     "sync",
     "tail",
+    "trigger_add",
+    "trigger_list",
+    "trigger_pause",
+    "trigger_resume",
+    "trigger_rm",
     "watch",
 ];
 /// The daemon's RPC module. Every method checks the caller's contract hash and
@@ -61,6 +66,11 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, StopInput>(&mut module);
     register::<D, SyncInput>(&mut module);
     register::<D, TailInput>(&mut module);
+    register::<D, TriggerAddInput>(&mut module);
+    register::<D, TriggerListInput>(&mut module);
+    register::<D, TriggerPauseInput>(&mut module);
+    register::<D, TriggerResumeInput>(&mut module);
+    register::<D, TriggerRmInput>(&mut module);
     register::<D, WatchInput>(&mut module);
     module
 }
