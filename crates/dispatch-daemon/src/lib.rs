@@ -9,15 +9,18 @@
 //! generated `Dispatch` trait requires one per operation), in the module that owns it:
 //! `lanes.rs` (`new`, `send`, `stop`, `get`, `list`, `tail`, `goal set|get|clear`),
 //! `watch.rs`, `approvals.rs` (`requests`, `respond`), `threads.rs` (`attach`, `sync`,
-//! `rename`, `archive`, `restore`), `search.rs`, `models.rs` and `daemon.rs` (`daemon
-//! status`, `daemon log`). `service.rs` holds the state they share and the two hooks every
+//! `rename`, `archive`, `restore`), `search.rs`, `models.rs`, `daemon.rs` (`daemon
+//! status`, `daemon log`), `inbox.rs` (`inbox list|read|ack`), `subscriptions.rs`
+//! (`subscribe`, `subscriptions`, `unsubscribe`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
 //! call passes through: the attached-lane lock and the action log.
 
 mod approvals;
+mod caller;
 mod convert;
 mod daemon;
 mod deliver;
 mod errors;
+mod inbox;
 mod ingest;
 mod lane_access;
 mod lanes;
@@ -28,9 +31,11 @@ mod provider_error;
 mod reconcile;
 mod search;
 mod service;
+mod subscriptions;
 mod supervisor;
 mod threads;
 mod turn_start;
+mod wait;
 mod watch;
 
 use std::process::ExitCode;

@@ -33,7 +33,7 @@ mod selectors;
 mod subscriptions;
 
 pub use actions::{Action, NewAction, Outcome};
-pub use approvals::{NewRequest, RequestRow, RequestStatus};
+pub use approvals::{NewRequest, RequestRow, RequestStatus, approval_origin};
 pub use catalog::CachedCatalog;
 pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, NewDelivery, Recording};
 pub use error::RegistryError;

@@ -23,6 +23,9 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "goal_clear" => shown_as::<types::GoalClearOutput>(output),
         "goal_get" => shown_as::<types::GoalGetOutput>(output),
         "goal_set" => shown_as::<types::GoalSetOutput>(output),
+        "inbox_ack" => shown_as::<types::InboxAckOutput>(output),
+        "inbox_list" => shown_as::<types::InboxListOutput>(output),
+        "inbox_read" => shown_as::<types::InboxReadOutput>(output),
         "list" => shown_as::<types::ListOutput>(output),
         "models" => shown_as::<types::ModelsOutput>(output),
         "new" => shown_as::<types::NewOutput>(output),
@@ -35,9 +38,13 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "search" => shown_as::<types::SearchOutput>(output),
         "send" => shown_as::<types::SendOutput>(output),
         "stop" => shown_as::<types::StopOutput>(output),
+        "subscribe" => shown_as::<types::SubscribeOutput>(output),
+        "subscriptions" => shown_as::<types::SubscriptionsOutput>(output),
         "sync" => shown_as::<types::SyncOutput>(output),
         "tail" => shown_as::<types::TailOutput>(output),
+        "unsubscribe" => shown_as::<types::UnsubscribeOutput>(output),
         "up" => shown_as::<types::UpOutput>(output),
+        "wait" => shown_as::<types::WaitOutput>(output),
         "watch" => shown_as::<types::WatchOutput>(output),
         _ => shown_as::<serde_json::Value>(output),
     }
@@ -45,45 +52,27 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
 /// The top-level commands of every operation; groups nest their operations.
 pub fn operation_commands() -> Vec<Command> {
     vec![
-        archive_command(),
-        assets_command(),
-        attach_command(),
-        Command::new("daemon")
-            .about("Inspect the running daemon: its status and its action log")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(daemon_log_command())
-            .subcommand(daemon_status_command()),
-        doctor_command(),
-        down_command(),
-        get_command(),
-        Command::new("goal")
-            .about("Set, show or clear a lane's native Codex goal")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(goal_clear_command())
-            .subcommand(goal_get_command())
-            .subcommand(goal_set_command()),
-        list_command(),
-        models_command(),
-        new_command(),
-        Command::new("registry")
-            .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(registry_migrate_command()),
-        rename_command(),
-        requests_command(),
-        respond_command(),
-        restore_command(),
-        schema_command(),
-        search_command(),
-        send_command(),
-        stop_command(),
-        sync_command(),
-        tail_command(),
-        up_command(),
-        watch_command(),
+        archive_command(), assets_command(), attach_command(), Command::new("daemon")
+        .about("Inspect the running daemon: its status and its action log")
+        .subcommand_required(true).arg_required_else_help(true)
+        .subcommand(daemon_log_command()).subcommand(daemon_status_command()),
+        doctor_command(), down_command(), get_command(), Command::new("goal")
+        .about("Set, show or clear a lane's native Codex goal").subcommand_required(true)
+        .arg_required_else_help(true).subcommand(goal_clear_command())
+        .subcommand(goal_get_command()).subcommand(goal_set_command()),
+        Command::new("inbox")
+        .about("Read and acknowledge messages for lanes and the operator: subscription updates, approval requests")
+        .subcommand_required(true).arg_required_else_help(true)
+        .subcommand(inbox_ack_command()).subcommand(inbox_list_command())
+        .subcommand(inbox_read_command()), list_command(), models_command(),
+        new_command(), Command::new("registry")
+        .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
+        .subcommand_required(true).arg_required_else_help(true)
+        .subcommand(registry_migrate_command()), rename_command(), requests_command(),
+        respond_command(), restore_command(), schema_command(), search_command(),
+        send_command(), stop_command(), subscribe_command(), subscriptions_command(),
+        sync_command(), tail_command(), unsubscribe_command(), up_command(),
+        wait_command(), watch_command()
     ]
 }
 ///The `archive` command.
@@ -253,6 +242,79 @@ fn goal_set_command() -> Command {
                 .long("token-budget")
                 .value_name("N")
                 .allow_negative_numbers(true),
+        )
+}
+///The `inbox ack` command.
+fn inbox_ack_command() -> Command {
+    Command::new("ack")
+        .about("Acknowledge one inbox message, or all pending ones")
+        .long_about(
+            "Acknowledge inbox messages: message `<ID>`, or with `--all` every pending message (of `--lane` when given, `self` being the caller's own lane). Says how many were acknowledged; a message acknowledged before counts 0.",
+        )
+        .arg(
+            Arg::new("id")
+                .help("The message to acknowledge.")
+                .value_name("ID")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("all")
+                .help(
+                    "Acknowledge every pending message instead (of the lane, when one is named).",
+                )
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("lane")
+                .help(
+                    "With `all`: only the messages to this lane (`self`: the caller's own lane).",
+                )
+                .long("lane"),
+        )
+}
+///The `inbox list` command.
+fn inbox_list_command() -> Command {
+    Command::new("list")
+        .about("List inbox messages (pending ones by default)")
+        .long_about(
+            "Inbox messages, newest first: subscription updates, direct messages, trigger results and approval requests (these are addressed to the operator, with no lane, and name the lane they are about). Pending ones by default; `dispatch inbox read` shows a message in full and `dispatch inbox ack` acknowledges it.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help("Only the messages to this lane (`self`: the caller's own lane).")
+                .long("lane"),
+        )
+        .arg(
+            Arg::new("state")
+                .help("`pending` (the default), `acked` or `all`.")
+                .long("state")
+                .value_parser(["pending", "acked", "all"]),
+        )
+        .arg(Arg::new("kind").help("Only messages of this kind.").long("kind"))
+        .arg(
+            Arg::new("limit")
+                .help("Most messages to return.")
+                .long("limit")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+}
+///The `inbox read` command.
+fn inbox_read_command() -> Command {
+    Command::new("read")
+        .about("Show an inbox message in full")
+        .long_about(
+            "One inbox message in full: its body and structured details. Reading does not acknowledge it (dispatch inbox ack does).",
+        )
+        .arg(
+            Arg::new("id")
+                .help("The message id, as the inbox list shows it.")
+                .value_name("ID")
+                .value_name("N")
+                .allow_negative_numbers(true)
+                .required(true),
         )
 }
 ///The `list` command.
@@ -525,6 +587,84 @@ fn stop_command() -> Command {
                 .required(true),
         )
 }
+///The `subscribe` command.
+fn subscribe_command() -> Command {
+    Command::new("subscribe")
+        .about("Subscribe a lane to another lane's turn ends, approvals or activity")
+        .long_about(
+            "Subscribe a lane to another lane's events, durably: when `<TARGET>` finishes a turn (or whatever `--when` names), the subscriber gets a `subscription_update` in its inbox (dispatch inbox list) and, with `--delivery` `turn`, a queued turn whose message carries the target, the event, the turn id and the target's last `--tail` agent messages, so nobody polls. The subscriber `--to` is `self` by default: the caller's own lane, found from `CODEX_THREAD_ID`, which Codex sets for the commands and MCP servers it starts. A lane cannot subscribe to itself with turn delivery, and turn delivery to an attached lane follows the attached-lane lock. The same subscription made twice is one subscription.",
+        )
+        .arg(
+            Arg::new("target")
+                .help(
+                    "The lane whose events are heard: ref or ref prefix, thread id, @handle or exact title.",
+                )
+                .value_name("TARGET")
+                .required(true),
+        )
+        .arg(
+            Arg::new("when")
+                .help(
+                    "The event (default `done`): `done` (a turn completed or failed), `completed`, `failed`, `idle` (a turn ended, however), `approval` (the target waits for an approval), `activity` (a turn started).",
+                )
+                .long("when"),
+        )
+        .arg(
+            Arg::new("to")
+                .help(
+                    "The subscriber: a lane, or `self` (the default), the caller's own lane.",
+                )
+                .long("to"),
+        )
+        .arg(
+            Arg::new("delivery")
+                .help(
+                    "`turn` (the default): an inbox message and a turn on the subscriber; `inbox`: the inbox message only.",
+                )
+                .long("delivery"),
+        )
+        .arg(
+            Arg::new("tail")
+                .help(
+                    "How many of the target's last agent messages an update carries (default 1).",
+                )
+                .long("tail")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("once")
+                .help("End after firing once (the default).")
+                .long("once")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("every_time")
+                .help("Fire on every event until unsubscribed.")
+                .long("every-time")
+                .action(ArgAction::SetTrue),
+        )
+}
+///The `subscriptions` command.
+fn subscriptions_command() -> Command {
+    Command::new("subscriptions")
+        .about("List subscriptions")
+        .long_about(
+            "The subscriptions that listen, oldest first, optionally of one target or one subscriber (`self`: the caller's own lane); with `--all` also those that ended (fired once, or unsubscribed).",
+        )
+        .arg(Arg::new("target").help("Only subscriptions to this lane.").long("target"))
+        .arg(
+            Arg::new("subscriber")
+                .help("Only subscriptions of this lane (`self`: the caller's own lane).")
+                .long("subscriber"),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Also the subscriptions that ended.")
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+}
 ///The `sync` command.
 fn sync_command() -> Command {
     Command::new("sync")
@@ -560,12 +700,67 @@ fn tail_command() -> Command {
                 .allow_negative_numbers(true),
         )
 }
+///The `unsubscribe` command.
+fn unsubscribe_command() -> Command {
+    Command::new("unsubscribe")
+        .about("End a subscription")
+        .long_about(
+            "End a subscription: it fires no more. It stays listed by `dispatch subscriptions` with `all`.",
+        )
+        .arg(
+            Arg::new("id")
+                .help("The subscription's id, as the subscriptions list shows it.")
+                .value_name("ID")
+                .value_name("N")
+                .allow_negative_numbers(true)
+                .required(true),
+        )
+}
 ///The `up` command.
 fn up_command() -> Command {
     Command::new("up")
         .about("Start the daemon in the background and wait until it is ready")
         .long_about(
             "Start the daemon (dispatchd) unless one runs, and return once it answers. A killed daemon's stale socket and pidfile are cleaned up first.",
+        )
+}
+///The `wait` command.
+fn wait_command() -> Command {
+    Command::new("wait")
+        .about("Wait until any (or all) of some lanes end a turn or are idle, bounded")
+        .long_about(
+            "Block until any of `<LANES>` (every one with `--all`) reaches `--until`, for at most `--timeout` seconds, then return each lane's status, latest turn and last agent message, whether the wait timed out, and the lanes still pending. `turn-end` (the default) is a turn ending after the wait began: the running turn's end, or for a lane idle when the wait starts the end of the next turn it runs. `idle` is a lane that runs no turn, so an idle lane has reached it already; after a send, wait for `idle` (the send's turn counts as running as soon as the send returns). It wakes on the lanes' stored events and never polls: use it instead of polling `dispatch get`.",
+        )
+        .arg(
+            Arg::new("lanes")
+                .help(
+                    "The lanes: refs or ref prefixes, thread ids, @handles or exact titles.",
+                )
+                .value_name("LANES")
+                .action(ArgAction::Append)
+                .num_args(1..)
+                .required(true),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Wait until every lane reaches the condition, not just the first.")
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("until")
+                .help(
+                    "`turn-end` (the default): a turn ends after the wait began; `idle`: the lane runs no turn.",
+                )
+                .long("until")
+                .value_parser(["turn-end", "idle"]),
+        )
+        .arg(
+            Arg::new("timeout")
+                .help("Seconds to wait at most.")
+                .long("timeout")
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
 }
 ///The `watch` command.
@@ -712,6 +907,51 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     kind: FieldKind::Integer,
                 },
             ],
+        )),
+        ["inbox", "ack"] => Some((
+            &operations::INBOX_ACK,
+            &[
+                Field {
+                    name: "id",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
+        ["inbox", "list"] => Some((
+            &operations::INBOX_LIST,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "state",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "kind",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "limit",
+                    kind: FieldKind::Integer,
+                },
+            ],
+        )),
+        ["inbox", "read"] => Some((
+            &operations::INBOX_READ,
+            &[Field {
+                name: "id",
+                kind: FieldKind::Integer,
+            }],
         )),
         ["list"] => Some((
             &operations::LIST,
@@ -885,6 +1125,56 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 kind: FieldKind::Text,
             }],
         )),
+        ["subscribe"] => Some((
+            &operations::SUBSCRIBE,
+            &[
+                Field {
+                    name: "target",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "when",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "to",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "delivery",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "tail",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "once",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "every_time",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
+        ["subscriptions"] => Some((
+            &operations::SUBSCRIPTIONS,
+            &[
+                Field {
+                    name: "target",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "subscriber",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
         ["sync"] => Some((
             &operations::SYNC,
             &[Field {
@@ -905,7 +1195,35 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 },
             ],
         )),
+        ["unsubscribe"] => Some((
+            &operations::UNSUBSCRIBE,
+            &[Field {
+                name: "id",
+                kind: FieldKind::Integer,
+            }],
+        )),
         ["up"] => Some((&operations::UP, &[])),
+        ["wait"] => Some((
+            &operations::WAIT,
+            &[
+                Field {
+                    name: "lanes",
+                    kind: FieldKind::TextList,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "until",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "timeout",
+                    kind: FieldKind::Number,
+                },
+            ],
+        )),
         ["watch"] => Some((
             &operations::WATCH,
             &[

@@ -24,6 +24,9 @@ pub trait Dispatch:
     + Handle<GoalClearInput>
     + Handle<GoalGetInput>
     + Handle<GoalSetInput>
+    + Handle<InboxAckInput>
+    + Handle<InboxListInput>
+    + Handle<InboxReadInput>
     + Handle<ListInput>
     + Handle<ModelsInput>
     + Handle<NewInput>
@@ -34,8 +37,12 @@ pub trait Dispatch:
     + Handle<SearchInput>
     + Handle<SendInput>
     + Handle<StopInput>
+    + Handle<SubscribeInput>
+    + Handle<SubscriptionsInput>
     + Handle<SyncInput>
     + Handle<TailInput>
+    + Handle<UnsubscribeInput>
+    + Handle<WaitInput>
     + Handle<WatchInput>
 {
     /// Whether the daemon has no work in flight (no running turn, no pending
