@@ -44,6 +44,7 @@ pub use lifecycle::run;
 pub use reconcile::Why;
 pub use service::Service;
 pub use supervisor::Supervisor;
+pub use wait::Waiting;
 
 /// Runs the daemon in the foreground with the layout from the environment; the process's
 /// `main` for `dispatchd run`.

@@ -72,7 +72,8 @@ impl Service {
     }
 
     /// Handles every waiting lane event; returns the lanes whose queue may move.
-    async fn handle_lane_events(&self) -> BTreeSet<String> {
+    /// Orchestration calls it whenever events are stored; tests call it directly.
+    pub async fn handle_lane_events(&self) -> BTreeSet<String> {
         let mut pump = BTreeSet::new();
         loop {
             let events = match self.registry().unhandled_lane_events(BATCH).await {

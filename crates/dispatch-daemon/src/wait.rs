@@ -37,7 +37,102 @@ struct Start {
     reached: bool,
 }
 
+/// A wait that has begun: the lanes as they were, and a listener for what is stored after.
+/// [`Service::begin_wait`] makes it, [`Service::finish_wait`] waits on it; `wait` is both.
+pub struct Waiting {
+    starts: Vec<Start>,
+    until: WaitInputUntil,
+    stored: tokio::sync::watch::Receiver<u64>,
+}
+
 impl Service {
+    /// Begins a wait for `lanes` to reach `until`: listens for stored events, then notes where
+    /// each lane is (its latest turn and event), so nothing stored from here on is missed.
+    pub async fn begin_wait(
+        &self,
+        lanes: Vec<LaneRow>,
+        until: WaitInputUntil,
+    ) -> Result<Waiting, DispatchError> {
+        let stored = self.event_notifications();
+        let mut starts: Vec<Start> = Vec::with_capacity(lanes.len());
+        for lane in lanes {
+            if starts.iter().any(|s| s.lane.lane_ref == lane.lane_ref) {
+                continue;
+            }
+            starts.push(Start {
+                cursor: self.registry().last_event_id(&lane.lane_ref).await?,
+                latest: lane
+                    .latest_turn
+                    .as_ref()
+                    .map(|turn| (turn.turn_id.clone(), running_turn(&lane).is_some())),
+                lane,
+                reached: false,
+            });
+        }
+        Ok(Waiting {
+            starts,
+            until,
+            stored,
+        })
+    }
+
+    /// Waits until any lane of `waiting` (each, with `all`) has reached its condition, or until
+    /// `deadline`; then says where each lane is.
+    pub async fn finish_wait(
+        &self,
+        mut waiting: Waiting,
+        all: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<WaitOutput, DispatchError> {
+        let timed_out = loop {
+            for start in waiting.starts.iter_mut().filter(|s| !s.reached) {
+                if let Some(now) = self.registry().lane(&start.lane.lane_ref).await? {
+                    start.reached = self.reached(start, &now, waiting.until).await?;
+                    start.lane = now;
+                }
+            }
+            let done = if all {
+                waiting.starts.iter().all(|s| s.reached)
+            } else {
+                waiting.starts.iter().any(|s| s.reached)
+            };
+            if done {
+                break false;
+            }
+            match tokio::time::timeout_at(deadline, waiting.stored.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => break true,
+            }
+        };
+        let view = self.view();
+        let mut lanes = Vec::with_capacity(waiting.starts.len());
+        for start in waiting.starts {
+            let last_agent_message = self
+                .registry()
+                .last_agent_messages(&start.lane.lane_ref, 1, None)
+                .await?
+                .pop();
+            let lane_ref = convert::lane_ref(&start.lane);
+            let shown = convert::lane(start.lane, &view);
+            lanes.push(WaitLane {
+                lane: lane_ref,
+                reached: start.reached,
+                status: shown.status,
+                latest_turn: shown.latest_turn,
+                last_agent_message,
+            });
+        }
+        Ok(WaitOutput {
+            pending: lanes
+                .iter()
+                .filter(|l| !l.reached)
+                .map(|l| l.lane.ref_.clone())
+                .collect(),
+            timed_out,
+            lanes,
+        })
+    }
+
     /// Whether `start`'s lane, as it is now (`now`), reached `until`.
     async fn reached(
         &self,
@@ -73,70 +168,11 @@ impl Handle<WaitInput> for Service {
     async fn handle(&self, input: WaitInput) -> Result<WaitOutput, DispatchError> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs_f64(input.timeout.clamp(0.0, 600.0));
-        // Listen before looking, so that nothing stored after the first look is missed.
-        let mut stored = self.event_notifications();
-        let mut starts: Vec<Start> = Vec::with_capacity(input.lanes.len());
+        let mut lanes = Vec::with_capacity(input.lanes.len());
         for selector in &input.lanes {
-            let lane = self.resolve(selector).await?;
-            if starts.iter().any(|s| s.lane.lane_ref == lane.lane_ref) {
-                continue;
-            }
-            starts.push(Start {
-                cursor: self.registry().last_event_id(&lane.lane_ref).await?,
-                latest: lane
-                    .latest_turn
-                    .as_ref()
-                    .map(|turn| (turn.turn_id.clone(), running_turn(&lane).is_some())),
-                lane,
-                reached: false,
-            });
+            lanes.push(self.resolve(selector).await?);
         }
-        let timed_out = loop {
-            for start in starts.iter_mut().filter(|s| !s.reached) {
-                if let Some(now) = self.registry().lane(&start.lane.lane_ref).await? {
-                    start.reached = self.reached(start, &now, input.until).await?;
-                    start.lane = now;
-                }
-            }
-            let done = if input.all {
-                starts.iter().all(|s| s.reached)
-            } else {
-                starts.iter().any(|s| s.reached)
-            };
-            if done {
-                break false;
-            }
-            match tokio::time::timeout_at(deadline, stored.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => break true,
-            }
-        };
-        let view = self.view();
-        let mut lanes = Vec::with_capacity(starts.len());
-        for start in starts {
-            let last_agent_message = self
-                .registry()
-                .last_agent_messages(&start.lane.lane_ref, 1, None)
-                .await?
-                .pop();
-            let lane_ref = convert::lane_ref(&start.lane);
-            let shown = convert::lane(start.lane, &view);
-            lanes.push(WaitLane {
-                lane: lane_ref,
-                reached: start.reached,
-                status: shown.status,
-                latest_turn: shown.latest_turn,
-                last_agent_message,
-            });
-        }
-        Ok(WaitOutput {
-            pending: lanes
-                .iter()
-                .filter(|l| !l.reached)
-                .map(|l| l.lane.ref_.clone())
-                .collect(),
-            timed_out,
-            lanes,
-        })
+        let waiting = self.begin_wait(lanes, input.until).await?;
+        self.finish_wait(waiting, input.all, deadline).await
     }
 }
