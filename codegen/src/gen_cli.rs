@@ -129,7 +129,11 @@ fn arg(field: &Field) -> TokenStream {
     }
     arg = match &field.kind {
         FieldKind::Flag => quote!(#arg.action(ArgAction::SetTrue)),
-        // `-1` is a value to refuse with the field's bounds, not an unknown flag.
+        // `-1` is a value to refuse with the field's bounds, not an unknown flag. A positional
+        // keeps its name (`<REQUEST_ID>`), which the descriptions use.
+        FieldKind::Integer | FieldKind::Number if field.position.is_some() => {
+            quote!(#arg.allow_negative_numbers(true))
+        }
         FieldKind::Integer | FieldKind::Number => {
             quote!(#arg.value_name("N").allow_negative_numbers(true))
         }

@@ -52,27 +52,56 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
 /// The top-level commands of every operation; groups nest their operations.
 pub fn operation_commands() -> Vec<Command> {
     vec![
-        archive_command(), assets_command(), attach_command(), Command::new("daemon")
-        .about("Inspect the running daemon: its status and its action log")
-        .subcommand_required(true).arg_required_else_help(true)
-        .subcommand(daemon_log_command()).subcommand(daemon_status_command()),
-        doctor_command(), down_command(), get_command(), Command::new("goal")
-        .about("Set, show or clear a lane's native Codex goal").subcommand_required(true)
-        .arg_required_else_help(true).subcommand(goal_clear_command())
-        .subcommand(goal_get_command()).subcommand(goal_set_command()),
+        archive_command(),
+        assets_command(),
+        attach_command(),
+        Command::new("daemon")
+            .about("Inspect the running daemon: its status and its action log")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(daemon_log_command())
+            .subcommand(daemon_status_command()),
+        doctor_command(),
+        down_command(),
+        get_command(),
+        Command::new("goal")
+            .about("Set, show or clear a lane's native Codex goal")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(goal_clear_command())
+            .subcommand(goal_get_command())
+            .subcommand(goal_set_command()),
         Command::new("inbox")
-        .about("Read and acknowledge messages for lanes and the operator: subscription updates, approval requests")
-        .subcommand_required(true).arg_required_else_help(true)
-        .subcommand(inbox_ack_command()).subcommand(inbox_list_command())
-        .subcommand(inbox_read_command()), list_command(), models_command(),
-        new_command(), Command::new("registry")
-        .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
-        .subcommand_required(true).arg_required_else_help(true)
-        .subcommand(registry_migrate_command()), rename_command(), requests_command(),
-        respond_command(), restore_command(), schema_command(), search_command(),
-        send_command(), stop_command(), subscribe_command(), subscriptions_command(),
-        sync_command(), tail_command(), unsubscribe_command(), up_command(),
-        wait_command(), watch_command()
+            .about("Read and acknowledge messages for lanes and the operator")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(inbox_ack_command())
+            .subcommand(inbox_list_command())
+            .subcommand(inbox_read_command()),
+        list_command(),
+        models_command(),
+        new_command(),
+        Command::new("registry")
+            .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(registry_migrate_command()),
+        rename_command(),
+        requests_command(),
+        respond_command(),
+        restore_command(),
+        schema_command(),
+        search_command(),
+        send_command(),
+        stop_command(),
+        subscribe_command(),
+        subscriptions_command(),
+        sync_command(),
+        tail_command(),
+        unsubscribe_command(),
+        up_command(),
+        wait_command(),
+        watch_command(),
     ]
 }
 ///The `archive` command.
@@ -249,28 +278,23 @@ fn inbox_ack_command() -> Command {
     Command::new("ack")
         .about("Acknowledge one inbox message, or all pending ones")
         .long_about(
-            "Acknowledge inbox messages: message `<ID>`, or with `--all` every pending message (of `--lane` when given, `self` being the caller's own lane). Says how many were acknowledged; a message acknowledged before counts 0.",
+            "Acknowledge message `<ID>`, or with `--all` every pending message (only `--lane`'s when given; `self`: the caller's). Says how many it acknowledged.",
         )
         .arg(
             Arg::new("id")
-                .help("The message to acknowledge.")
+                .help("The message id.")
                 .value_name("ID")
-                .value_name("N")
                 .allow_negative_numbers(true),
         )
         .arg(
             Arg::new("all")
-                .help(
-                    "Acknowledge every pending message instead (of the lane, when one is named).",
-                )
+                .help("Every pending message instead.")
                 .long("all")
                 .action(ArgAction::SetTrue),
         )
         .arg(
             Arg::new("lane")
-                .help(
-                    "With `all`: only the messages to this lane (`self`: the caller's own lane).",
-                )
+                .help("With `all`: only messages to this lane (`self`: the caller's).")
                 .long("lane"),
         )
 }
@@ -279,23 +303,23 @@ fn inbox_list_command() -> Command {
     Command::new("list")
         .about("List inbox messages (pending ones by default)")
         .long_about(
-            "Inbox messages, newest first: subscription updates, direct messages, trigger results and approval requests (these are addressed to the operator, with no lane, and name the lane they are about). Pending ones by default; `dispatch inbox read` shows a message in full and `dispatch inbox ack` acknowledges it.",
+            "Inbox messages, newest first, pending ones by default: subscription updates, direct messages, trigger results, and approval requests (to the operator, naming the lane). `dispatch inbox read` shows one in full; `dispatch inbox ack` acknowledges.",
         )
         .arg(
             Arg::new("lane")
-                .help("Only the messages to this lane (`self`: the caller's own lane).")
+                .help("Only messages to this lane (`self`: the caller's).")
                 .long("lane"),
         )
         .arg(
             Arg::new("state")
-                .help("`pending` (the default), `acked` or `all`.")
+                .help("`pending` (default), `acked` or `all`.")
                 .long("state")
                 .value_parser(["pending", "acked", "all"]),
         )
-        .arg(Arg::new("kind").help("Only messages of this kind.").long("kind"))
+        .arg(Arg::new("kind").help("Only this kind.").long("kind"))
         .arg(
             Arg::new("limit")
-                .help("Most messages to return.")
+                .help("At most this many.")
                 .long("limit")
                 .value_name("N")
                 .allow_negative_numbers(true),
@@ -306,13 +330,12 @@ fn inbox_read_command() -> Command {
     Command::new("read")
         .about("Show an inbox message in full")
         .long_about(
-            "One inbox message in full: its body and structured details. Reading does not acknowledge it (dispatch inbox ack does).",
+            "One inbox message in full (body and details). Reading does not acknowledge it.",
         )
         .arg(
             Arg::new("id")
-                .help("The message id, as the inbox list shows it.")
+                .help("The message id.")
                 .value_name("ID")
-                .value_name("N")
                 .allow_negative_numbers(true)
                 .required(true),
         )
@@ -475,7 +498,6 @@ fn respond_command() -> Command {
             Arg::new("request_id")
                 .help("The request's id, as `requests` lists it.")
                 .value_name("REQUEST_ID")
-                .value_name("N")
                 .allow_negative_numbers(true)
                 .required(true),
         )
@@ -592,55 +614,47 @@ fn subscribe_command() -> Command {
     Command::new("subscribe")
         .about("Subscribe a lane to another lane's turn ends, approvals or activity")
         .long_about(
-            "Subscribe a lane to another lane's events, durably: when `<TARGET>` finishes a turn (or whatever `--when` names), the subscriber gets a `subscription_update` in its inbox (dispatch inbox list) and, with `--delivery` `turn`, a queued turn whose message carries the target, the event, the turn id and the target's last `--tail` agent messages, so nobody polls. The subscriber `--to` is `self` by default: the caller's own lane, found from `CODEX_THREAD_ID`, which Codex sets for the commands and MCP servers it starts. A lane cannot subscribe to itself with turn delivery, and turn delivery to an attached lane follows the attached-lane lock. The same subscription made twice is one subscription.",
+            "When `<TARGET>` ends a turn (or what `--when` names), the subscriber gets a `subscription_update` inbox message and, with `--delivery` `turn`, a queued turn carrying the event, the turn id and the target's last `--tail` agent messages. `--to` defaults to `self`: the caller's own lane (from `CODEX_THREAD_ID`). Durable; the same subscription twice is one.",
         )
         .arg(
             Arg::new("target")
-                .help(
-                    "The lane whose events are heard: ref or ref prefix, thread id, @handle or exact title.",
-                )
+                .help("The lane to hear about.")
                 .value_name("TARGET")
                 .required(true),
         )
         .arg(
             Arg::new("when")
                 .help(
-                    "The event (default `done`): `done` (a turn completed or failed), `completed`, `failed`, `idle` (a turn ended, however), `approval` (the target waits for an approval), `activity` (a turn started).",
+                    "`done` (default: completed or failed), `completed`, `failed`, `idle` (any turn end), `approval`, `activity` (a turn started).",
                 )
                 .long("when"),
         )
         .arg(
             Arg::new("to")
-                .help(
-                    "The subscriber: a lane, or `self` (the default), the caller's own lane.",
-                )
+                .help("The subscriber: a lane, or `self` (default).")
                 .long("to"),
         )
         .arg(
             Arg::new("delivery")
-                .help(
-                    "`turn` (the default): an inbox message and a turn on the subscriber; `inbox`: the inbox message only.",
-                )
+                .help("`turn` (default) or `inbox` only.")
                 .long("delivery"),
         )
         .arg(
             Arg::new("tail")
-                .help(
-                    "How many of the target's last agent messages an update carries (default 1).",
-                )
+                .help("Agent messages to include (default 1).")
                 .long("tail")
                 .value_name("N")
                 .allow_negative_numbers(true),
         )
         .arg(
             Arg::new("once")
-                .help("End after firing once (the default).")
+                .help("Fire once (the default).")
                 .long("once")
                 .action(ArgAction::SetTrue),
         )
         .arg(
             Arg::new("every_time")
-                .help("Fire on every event until unsubscribed.")
+                .help("Fire on every event.")
                 .long("every-time")
                 .action(ArgAction::SetTrue),
         )
@@ -650,17 +664,17 @@ fn subscriptions_command() -> Command {
     Command::new("subscriptions")
         .about("List subscriptions")
         .long_about(
-            "The subscriptions that listen, oldest first, optionally of one target or one subscriber (`self`: the caller's own lane); with `--all` also those that ended (fired once, or unsubscribed).",
+            "Subscriptions that listen, oldest first (with `--all` also ended ones), optionally only to `--target` or of `--subscriber` (`self`: the caller's lane).",
         )
         .arg(Arg::new("target").help("Only subscriptions to this lane.").long("target"))
         .arg(
             Arg::new("subscriber")
-                .help("Only subscriptions of this lane (`self`: the caller's own lane).")
+                .help("Only subscriptions of this lane (`self`: the caller's).")
                 .long("subscriber"),
         )
         .arg(
             Arg::new("all")
-                .help("Also the subscriptions that ended.")
+                .help("Also ended ones.")
                 .long("all")
                 .action(ArgAction::SetTrue),
         )
@@ -705,13 +719,12 @@ fn unsubscribe_command() -> Command {
     Command::new("unsubscribe")
         .about("End a subscription")
         .long_about(
-            "End a subscription: it fires no more. It stays listed by `dispatch subscriptions` with `all`.",
+            "End a subscription: it fires no more (dispatch subscriptions with `all` still lists it).",
         )
         .arg(
             Arg::new("id")
-                .help("The subscription's id, as the subscriptions list shows it.")
+                .help("The subscription id.")
                 .value_name("ID")
-                .value_name("N")
                 .allow_negative_numbers(true)
                 .required(true),
         )
@@ -729,13 +742,11 @@ fn wait_command() -> Command {
     Command::new("wait")
         .about("Wait until any (or all) of some lanes end a turn or are idle, bounded")
         .long_about(
-            "Block until any of `<LANES>` (every one with `--all`) reaches `--until`, for at most `--timeout` seconds, then return each lane's status, latest turn and last agent message, whether the wait timed out, and the lanes still pending. `turn-end` (the default) is a turn ending after the wait began: the running turn's end, or for a lane idle when the wait starts the end of the next turn it runs. `idle` is a lane that runs no turn, so an idle lane has reached it already; after a send, wait for `idle` (the send's turn counts as running as soon as the send returns). It wakes on the lanes' stored events and never polls: use it instead of polling `dispatch get`.",
+            "Block until any of `<LANES>` (each, with `--all`) reaches `--until`, for at most `--timeout` seconds; return each lane's status, latest turn and last agent message, whether it timed out, and the lanes still pending. `turn-end` (default): a turn ends after the wait begins (for an idle lane, its next turn). `idle`: no turn runs, at once for an idle lane, so race-free right after a send. Use it instead of polling `dispatch get`.",
         )
         .arg(
             Arg::new("lanes")
-                .help(
-                    "The lanes: refs or ref prefixes, thread ids, @handles or exact titles.",
-                )
+                .help("The lanes: refs, @handles or titles.")
                 .value_name("LANES")
                 .action(ArgAction::Append)
                 .num_args(1..)
@@ -743,21 +754,19 @@ fn wait_command() -> Command {
         )
         .arg(
             Arg::new("all")
-                .help("Wait until every lane reaches the condition, not just the first.")
+                .help("Wait for every lane, not the first.")
                 .long("all")
                 .action(ArgAction::SetTrue),
         )
         .arg(
             Arg::new("until")
-                .help(
-                    "`turn-end` (the default): a turn ends after the wait began; `idle`: the lane runs no turn.",
-                )
+                .help("`turn-end` (default) or `idle`.")
                 .long("until")
                 .value_parser(["turn-end", "idle"]),
         )
         .arg(
             Arg::new("timeout")
-                .help("Seconds to wait at most.")
+                .help("Seconds at most.")
                 .long("timeout")
                 .value_name("N")
                 .allow_negative_numbers(true),

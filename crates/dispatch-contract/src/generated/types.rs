@@ -987,16 +987,16 @@ impl<'de> ::serde::Deserialize<'de> for Handle {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboxAckInput {
-    ///Acknowledge every pending message instead (of the lane, when one is named).
+    ///Every pending message instead.
     #[serde(default)]
     pub all: bool,
-    ///The calling Codex thread, filled from `CODEX_THREAD_ID` by the calling process.
+    ///The calling thread (from `CODEX_THREAD_ID`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub caller: ::std::option::Option<CallerThread>,
-    ///The message to acknowledge.
+    ///The message id.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::num::NonZeroU64>,
-    ///With `all`: only the messages to this lane (`self`: the caller's own lane).
+    ///With `all`: only messages to this lane (`self`: the caller's).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub lane: ::std::option::Option<Selector>,
 }
@@ -1092,19 +1092,19 @@ impl ::std::convert::TryFrom<::std::string::String> for InboxKind {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboxListInput {
-    ///The calling Codex thread, filled from `CODEX_THREAD_ID` by the calling process.
+    ///The calling thread (from `CODEX_THREAD_ID`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub caller: ::std::option::Option<CallerThread>,
-    ///Only messages of this kind.
+    ///Only this kind.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub kind: ::std::option::Option<InboxKind>,
-    ///Only the messages to this lane (`self`: the caller's own lane).
+    ///Only messages to this lane (`self`: the caller's).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub lane: ::std::option::Option<Selector>,
-    ///Most messages to return.
+    ///At most this many.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 50>")]
     pub limit: ::std::num::NonZeroU64,
-    ///`pending` (the default), `acked` or `all`.
+    ///`pending` (default), `acked` or `all`.
     #[serde(default = "defaults::inbox_list_input_state")]
     pub state: InboxListInputState,
 }
@@ -1119,7 +1119,7 @@ impl ::std::default::Default for InboxListInput {
         }
     }
 }
-///`pending` (the default), `acked` or `all`.
+///`pending` (default), `acked` or `all`.
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -1216,7 +1216,7 @@ pub struct InboxMessage {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboxReadInput {
-    ///The message id, as the inbox list shows it.
+    ///The message id.
     pub id: ::std::num::NonZeroU64,
 }
 ///Output of `inbox read`.
@@ -2988,27 +2988,27 @@ pub struct StopOutput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeInput {
-    ///The calling Codex thread, filled from `CODEX_THREAD_ID` by the calling process.
+    ///The calling thread (from `CODEX_THREAD_ID`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub caller: ::std::option::Option<CallerThread>,
-    ///`turn` (the default): an inbox message and a turn on the subscriber; `inbox`: the inbox message only.
+    ///`turn` (default) or `inbox` only.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub delivery: ::std::option::Option<SubscriptionDelivery>,
-    ///Fire on every event until unsubscribed.
+    ///Fire on every event.
     #[serde(default)]
     pub every_time: bool,
-    ///End after firing once (the default).
+    ///Fire once (the default).
     #[serde(default)]
     pub once: bool,
-    ///How many of the target's last agent messages an update carries (default 1).
+    ///Agent messages to include (default 1).
     #[serde(default = "defaults::default_u64::<i64, 1>")]
     pub tail: i64,
-    ///The lane whose events are heard: ref or ref prefix, thread id, @handle or exact title.
+    ///The lane to hear about.
     pub target: Selector,
-    ///The subscriber: a lane, or `self` (the default), the caller's own lane.
+    ///The subscriber: a lane, or `self` (default).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub to: ::std::option::Option<Selector>,
-    ///The event (default `done`): `done` (a turn completed or failed), `completed`, `failed`, `idle` (a turn ended, however), `approval` (the target waits for an approval), `activity` (a turn started).
+    ///`done` (default: completed or failed), `completed`, `failed`, `idle` (any turn end), `approval`, `activity` (a turn started).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub when: ::std::option::Option<SubscriptionEvent>,
 }
@@ -3166,13 +3166,13 @@ impl ::std::convert::TryFrom<::std::string::String> for SubscriptionEvent {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionsInput {
-    ///Also the subscriptions that ended.
+    ///Also ended ones.
     #[serde(default)]
     pub all: bool,
-    ///The calling Codex thread, filled from `CODEX_THREAD_ID` by the calling process.
+    ///The calling thread (from `CODEX_THREAD_ID`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub caller: ::std::option::Option<CallerThread>,
-    ///Only subscriptions of this lane (`self`: the caller's own lane).
+    ///Only subscriptions of this lane (`self`: the caller's).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub subscriber: ::std::option::Option<Selector>,
     ///Only subscriptions to this lane.
@@ -3412,7 +3412,7 @@ impl ::std::convert::TryFrom<::std::string::String> for TurnStatus {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UnsubscribeInput {
-    ///The subscription's id, as the subscriptions list shows it.
+    ///The subscription id.
     pub id: ::std::num::NonZeroU64,
 }
 ///Output of `unsubscribe`.
@@ -3491,19 +3491,19 @@ impl ::std::convert::TryFrom<::std::string::String> for UpOutputStatus {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WaitInput {
-    ///Wait until every lane reaches the condition, not just the first.
+    ///Wait for every lane, not the first.
     #[serde(default)]
     pub all: bool,
-    ///The lanes: refs or ref prefixes, thread ids, @handles or exact titles.
+    ///The lanes: refs, @handles or titles.
     pub lanes: ::std::vec::Vec<Selector>,
-    ///Seconds to wait at most.
+    ///Seconds at most.
     #[serde(default = "defaults::wait_input_timeout")]
     pub timeout: f64,
-    ///`turn-end` (the default): a turn ends after the wait began; `idle`: the lane runs no turn.
+    ///`turn-end` (default) or `idle`.
     #[serde(default = "defaults::wait_input_until")]
     pub until: WaitInputUntil,
 }
-///`turn-end` (the default): a turn ends after the wait began; `idle`: the lane runs no turn.
+///`turn-end` (default) or `idle`.
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
