@@ -866,11 +866,16 @@ impl Render for InboxReadOutput {
 
 impl Render for InboxAckOutput {
     fn human(&self) -> String {
+        let of = self
+            .lane
+            .as_deref()
+            .map(|lane| format!(" to lane {}", e(lane)))
+            .unwrap_or_default();
         match self.ids.as_slice() {
-            [] => "nothing to acknowledge: no pending message matched".into(),
-            [id] => format!("acknowledged message {id}"),
+            [] => format!("nothing to acknowledge: no pending message{of}"),
+            [id] => format!("acknowledged message {id}{of}"),
             ids => format!(
-                "acknowledged {} messages ({})",
+                "acknowledged {} messages{of} ({})",
                 ids.len(),
                 ids.iter()
                     .map(i64::to_string)
@@ -945,10 +950,17 @@ impl Render for SubscriptionsOutput {
 impl Render for UnsubscribeOutput {
     fn human(&self) -> String {
         let s = &self.subscription;
+        let what = format!(
+            "subscription {} (lane {} to `{}` of lane {})",
+            s.id,
+            e(&s.subscriber),
+            d(s.when),
+            e(&s.target)
+        );
         if self.was_active {
-            format!("subscription {} ended (it fired {} times)", s.id, s.fired)
+            format!("{what} ended; it fired {} times", s.fired)
         } else {
-            format!("subscription {} had already ended", s.id)
+            format!("{what} had already ended")
         }
     }
 }

@@ -126,6 +126,7 @@ impl Handle<InboxReadInput> for Service {
 /// `inbox ack`: one message, or every pending one (of a lane).
 impl Handle<InboxAckInput> for Service {
     async fn handle(&self, input: InboxAckInput) -> Result<InboxAckOutput, DispatchError> {
+        let mut lane = None;
         let ids = match (input.id, input.all) {
             (Some(_), true) => {
                 return Err(DispatchError::invalid_input(
@@ -167,21 +168,28 @@ impl Handle<InboxAckInput> for Service {
                     ),
                     None => None,
                 };
-                self.registry().ack_inbox(None, lane_ref.as_deref()).await?
+                let ids = self.registry().ack_inbox(None, lane_ref.as_deref()).await?;
+                lane = lane_ref;
+                ids
             }
         };
         Ok(InboxAckOutput {
             acknowledged: i64::try_from(ids.len()).unwrap_or(i64::MAX),
             ids,
+            lane,
         })
     }
 
     fn logged(output: &InboxAckOutput) -> Logged {
-        Logged::detail(match output.ids.as_slice() {
+        let detail = match output.ids.as_slice() {
             [] => "no pending message to acknowledge".to_owned(),
             [id] => format!("inbox message {id} acknowledged"),
             ids => format!("{} inbox messages acknowledged", ids.len()),
-        })
+        };
+        match &output.lane {
+            Some(lane) => Logged::lane(lane.clone(), detail),
+            None => Logged::detail(detail),
+        }
     }
 }
 

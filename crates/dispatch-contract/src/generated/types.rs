@@ -1007,6 +1007,9 @@ pub struct InboxAckOutput {
     pub acknowledged: i64,
     ///Their ids.
     pub ids: ::std::vec::Vec<i64>,
+    ///With `all` and a lane: that lane's ref.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub lane: ::std::option::Option<::std::string::String>,
 }
 ///An inbox message without its body.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]

@@ -152,7 +152,7 @@ pub static TOOLS: &[ToolSpec] = &[
         op: &operations::INBOX_ACK,
         description: "Acknowledge message `id`, or with `all` every pending message (only `lane`'s when given; `self`: the caller's). Says how many it acknowledged.",
         input_schema: "{\"properties\":{\"id\":{\"description\":\"The message id.\",\"type\":\"integer\",\"minimum\":1},\"all\":{\"description\":\"Every pending message instead.\",\"type\":\"boolean\",\"default\":false},\"lane\":{\"description\":\"With `all`: only messages to this lane (`self`: the caller's).\",\"type\":\"string\",\"minLength\":1,\"pattern\":\"^[^\\\\x00]*$\"}},\"type\":\"object\",\"additionalProperties\":false}",
-        output_schema: "{\"type\":\"object\",\"required\":[\"acknowledged\",\"ids\"]}",
+        output_schema: "{\"type\":\"object\",\"required\":[\"acknowledged\",\"ids\",\"lane\"]}",
         read_only: false,
         destructive: false,
         idempotent: true,
