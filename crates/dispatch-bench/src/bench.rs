@@ -3,13 +3,15 @@
 //! MCP spawn until the `tools/list` answer, the bytes of that answer and of dispatch's tools in
 //! a Codex model request, the idle daemon's resident memory, a cold `up`,
 //! a live `models` refresh, App Server crash recovery, ingest throughput under a flood of
-//! notifications, `list` over 1,000 lanes, and 32 lanes running turns at once.
+//! notifications, `list` over 1,000 lanes, 32 lanes running turns at once, and the time from a
+//! subscribed lane's turn end to its subscriber's turn start.
 //!
 //! Figures are printed, never asserted: timings on a shared machine are evidence, not tests.
 //! Every wait is bounded, and every daemon, App Server and temporary directory a benchmark
 //! starts is stopped or removed when it ends, fails, panics or is interrupted.
 
 mod env;
+mod handoff;
 mod lanes;
 mod mcp_cost;
 mod threads;
@@ -38,6 +40,10 @@ const NAMES: &[(&str, &str)] = &[
     ("list", "list --json with 1,000 lanes"),
     ("search", "search over 100,000 items in 1,000 lanes"),
     ("sync", "sync of a thread with 1,000 items"),
+    (
+        "handoff",
+        "subscription hand-off: a turn's end → the subscriber's turn start",
+    ),
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
@@ -282,6 +288,7 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         "parallel",
         "crash",
         "up",
+        "handoff",
     ]
     .iter()
     .any(|n| options.wants(n));
@@ -362,6 +369,13 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match threads::sync(&bins, runs) {
             Ok(row) => report.add(row),
             Err(err) => report.failed("sync of 1,000 items", &err),
+        }
+    }
+
+    if options.wants("handoff") {
+        match handoff::handoff(&bins, runs.min(20)) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("subscription hand-off", &err),
         }
     }
 
