@@ -65,6 +65,19 @@ pub fn fields(op: &Operation) -> Vec<Field<'_>> {
 
 /// The field's description; a field that a file input reads into also says that `-` reads
 /// standard input, which only the CLI does.
+/// The input fields the CLI offers: all but the caller's context, which the calling process
+/// fills from its environment (`OperationMeta::context_fields`).
+pub fn cli_fields(op: &Operation) -> Vec<Field<'_>> {
+    fields(op)
+        .into_iter()
+        .filter(|f| {
+            !op.meta
+                .context_fields()
+                .any(|(context, _)| context == f.name)
+        })
+        .collect()
+}
+
 fn help(op: &Operation, name: &str, schema: &Value) -> String {
     let description = schema
         .get("description")
@@ -116,9 +129,17 @@ fn arg(field: &Field) -> TokenStream {
     }
     arg = match &field.kind {
         FieldKind::Flag => quote!(#arg.action(ArgAction::SetTrue)),
-        // `-1` is a value to refuse with the field's bounds, not an unknown flag.
+        // `-1` is a value to refuse with the field's bounds, not an unknown flag. A positional
+        // keeps its name (`<REQUEST_ID>`), which the descriptions use.
+        FieldKind::Integer | FieldKind::Number if field.position.is_some() => {
+            quote!(#arg.allow_negative_numbers(true))
+        }
         FieldKind::Integer | FieldKind::Number => {
             quote!(#arg.value_name("N").allow_negative_numbers(true))
+        }
+        // A positional list takes every remaining word (`wait a b c`).
+        FieldKind::TextList if field.position.is_some() => {
+            quote!(#arg.action(ArgAction::Append).num_args(1..))
         }
         FieldKind::TextList => quote!(#arg.action(ArgAction::Append)),
         FieldKind::Text(values) if values.is_empty() => arg,
@@ -196,7 +217,7 @@ pub fn generate(contract: &Contract) -> TokenStream {
         let word = op.meta.cli.path.last().cloned().unwrap_or_default();
         let summary = &op.meta.summary;
         let description = op.description_for(crate::model::Surface::Cli);
-        let mut fields = fields(op);
+        let mut fields = cli_fields(op);
         fields.sort_by_key(|f| f.position.unwrap_or(usize::MAX));
         let args = fields.iter().map(arg);
         let doc = format!("The `{}` command.", op.title);
@@ -213,7 +234,7 @@ pub fn generate(contract: &Contract) -> TokenStream {
     let arms = contract.ops.iter().map(|op| {
         let path = &op.meta.cli.path;
         let ident = static_ident(op);
-        let specs = fields(op).into_iter().map(|f| {
+        let specs = cli_fields(op).into_iter().map(|f| {
             let name = f.name;
             let kind = kind_tokens(&f.kind);
             quote!(Field { name: #name, kind: #kind })

@@ -50,7 +50,15 @@ pub fn operations(contract: &Contract) -> TokenStream {
             let items = map.iter().map(|(k, v)| quote!((#k, #v)));
             quote!(&[#(#items),*])
         };
-        let client_defaults = pairs(&op.meta.client_defaults);
+        let client_defaults = {
+            let items = op.meta.client_defaults.iter().map(|(field, source)| {
+                match source.strip_prefix(crate::model::ENV_SOURCE) {
+                    Some(var) => quote!((#field, ClientDefault::Env(#var))),
+                    None => quote!((#field, ClientDefault::CurrentDir)),
+                }
+            });
+            quote!(&[#(#items),*])
+        };
         let file_inputs = pairs(&op.meta.file_inputs);
         let input = op.input_bundled.to_string();
         let cli_input = op.cli_input_bundled.to_string();
@@ -129,7 +137,9 @@ pub fn operations(contract: &Contract) -> TokenStream {
         use super::types::*;
         use crate::handle::LaneArg;
         use crate::hint::Surface;
-        use crate::operation::{CallBound, Intent, Operation, Request, RunsIn, Streaming};
+        use crate::operation::{
+            CallBound, ClientDefault, Intent, Operation, Request, RunsIn, Streaming,
+        };
 
         #(#statics)*
 

@@ -3,7 +3,8 @@
 //!
 //! - The input schema is the wire input without the CLI-only fields, self-contained with
 //!   every `$ref` inlined (no `$defs`, no `$schema`: 2020-12 is MCP's default dialect), and
-//!   nullable types written as `anyOf` branches of one type each.
+//!   nullable types written as `anyOf` branches of one type each. The "no NUL" pattern is left
+//!   out (the daemon checks every input against the full contract schema).
 //! - The output schema says that the result is an object and names the keys every output
 //!   carries (the contract's `required`). Every output conforms to it; the full schema, with
 //!   nested shapes and descriptions, is `dispatch schema`'s and the contract file's. Agents
@@ -97,6 +98,10 @@ pub fn input_schema(op: &Operation) -> Value {
     schema
 }
 
+/// The contract's pattern for "no NUL character". The daemon checks it against the full
+/// schema; a model never writes NUL, so the tool's schema leaves it out.
+const NUL_FREE: &str = "^[^\\x00]*$";
+
 /// `schema` with every `#/$defs/<Name>` ref replaced by the definition (the ref's siblings,
 /// such as its `description`, win), and `type: [T, "null"]` written as `anyOf`.
 fn inline(schema: &Value, defs: &Map<String, Value>) -> Value {
@@ -127,6 +132,9 @@ fn inline(schema: &Value, defs: &Map<String, Value>) -> Value {
                     (key, value)
                 })
                 .collect();
+            if out.get("pattern").and_then(Value::as_str) == Some(NUL_FREE) {
+                out.remove("pattern");
+            }
             nullable_as_any_of(&mut out);
             Value::Object(out)
         }

@@ -9,6 +9,22 @@ use serde_json::Value;
 use crate::gen_cli::fields;
 use crate::model::{Contract, LaneField, Operation};
 
+/// The first description in `schema` that holds a `{op:..}` or `{arg:..}` reference.
+fn placeholder_in_schema(schema: &Value) -> Option<String> {
+    match schema {
+        Value::Object(map) => map.iter().find_map(|(key, value)| match value {
+            Value::String(text)
+                if key == "description" && (text.contains("{op:") || text.contains("{arg:")) =>
+            {
+                Some(text.clone())
+            }
+            other => placeholder_in_schema(other),
+        }),
+        Value::Array(items) => items.iter().find_map(placeholder_in_schema),
+        _ => None,
+    }
+}
+
 /// Fails with the first problem found in `contract`.
 pub fn check(contract: &Contract) -> anyhow::Result<()> {
     let codes: BTreeSet<&str> = contract.errors.iter().map(|e| e.code.as_str()).collect();
@@ -75,6 +91,12 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
                 && op.input.get("additionalProperties") == Some(&Value::Bool(false)),
             "{file}: the input must be an object with `additionalProperties: false`"
         );
+        if let Some(text) = placeholder_in_schema(&op.input).or(placeholder_in_schema(&op.output)) {
+            bail!(
+                "{file}: `{text}`: `{{op:..}}` and `{{arg:..}}` are rendered in the operation's \
+                 `description` only; a field's description names things in plain words"
+            );
+        }
         let fields = fields(op);
         for field in &fields {
             ensure!(
@@ -87,16 +109,6 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
                 "{file}: `json` is reserved for the CLI's output switch"
             );
         }
-        for (field, source) in &op.meta.client_defaults {
-            ensure!(
-                fields.iter().any(|f| f.name == field),
-                "{file}: client default `{field}` is not an input field"
-            );
-            ensure!(
-                source == "current_dir",
-                "{file}: client default `{field}` must be `current_dir`"
-            );
-        }
         let required = |name: &str| {
             op.input
                 .get("required")
@@ -107,6 +119,30 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
         let is_string = |name: &str| {
             property(name).is_some_and(|s| resolve_ref(contract, s)["type"] == "string")
         };
+        for (field, source) in &op.meta.client_defaults {
+            ensure!(
+                fields.iter().any(|f| f.name == field),
+                "{file}: client default `{field}` is not an input field"
+            );
+            let env_var = source.strip_prefix(crate::model::ENV_SOURCE);
+            ensure!(
+                source == "current_dir" || env_var.is_some_and(is_env_var),
+                "{file}: client default `{field}` must be `current_dir` or `env:<VAR>` (VAR in capitals, digits and `_`)"
+            );
+            if env_var.is_some() {
+                ensure!(
+                    is_string(field) && !required(field),
+                    "{file}: `{field}` comes from the caller's environment, so it must be a string field that is not required"
+                );
+                ensure!(
+                    !op.meta.cli.positionals.contains(field)
+                        && !op.meta.cli_only_inputs.contains(field)
+                        && !op.meta.file_inputs.contains_key(field)
+                        && !op.meta.file_inputs.values().any(|into| into == field),
+                    "{file}: `{field}` comes from the caller's environment, so it cannot be a positional, a CLI-only input or a file input"
+                );
+            }
+        }
         for (from, into) in &op.meta.file_inputs {
             ensure!(
                 from != into
@@ -300,4 +336,13 @@ fn refuses_nul(contract: &Contract, schema: &Value) -> bool {
             .is_none_or(|items| refuses_nul(contract, items)),
         _ => true,
     }
+}
+
+/// Whether `name` is an environment variable a client default may read: `CODEX_THREAD_ID`.
+fn is_env_var(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }

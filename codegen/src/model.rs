@@ -78,7 +78,10 @@ pub struct OperationMeta {
     /// Command words and positionals.
     pub cli: CliMeta,
     /// Input fields the calling process fills when they are omitted, e.g.
-    /// `{"cwd": "current_dir"}`: the lane works in the caller's directory, not the daemon's.
+    /// `{"cwd": "current_dir"}`: the lane works in the caller's directory, not the daemon's;
+    /// `{"caller": "env:CODEX_THREAD_ID"}`: the caller's own thread, from its environment
+    /// (such a field is the caller's context, not an argument: see
+    /// [`OperationMeta::context_fields`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub client_defaults: BTreeMap<String, String>,
     /// CLI-only input fields naming a file (`-`: standard input) that the CLI reads into
@@ -181,6 +184,9 @@ impl Surface {
     }
 }
 
+/// The prefix of a client default read from the caller's environment: `env:CODEX_THREAD_ID`.
+pub const ENV_SOURCE: &str = "env:";
+
 /// An effect of an operation on Codex's work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -203,12 +209,27 @@ impl OperationMeta {
         self.surfaces.contains(&surface)
     }
 
-    /// Every input field the MCP tool leaves out: the file inputs (not on the wire) and the
-    /// wire fields only the CLI offers (`cli_only_inputs`).
+    /// Every input field the MCP tool leaves out: the file inputs (not on the wire), the
+    /// wire fields only the CLI offers (`cli_only_inputs`) and the caller's context
+    /// ([`OperationMeta::context_fields`]).
     pub fn mcp_omitted_inputs(&self) -> Vec<&str> {
         let mut fields: Vec<&str> = self.cli_only_fields().collect();
         fields.extend(self.cli_only_inputs.iter().map(String::as_str));
+        fields.extend(self.context_fields().map(|(field, _)| field));
         fields
+    }
+
+    /// The input fields the calling process fills from its environment (client default
+    /// `env:<VAR>`), with the variable: the caller's context (who is calling), never an
+    /// argument. Neither the CLI nor the MCP tool offers them (MCP refuses them), so an agent
+    /// cannot claim to be another lane; the calling process fills them on every surface, and
+    /// JSON-RPC takes them as they come.
+    pub fn context_fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.client_defaults.iter().filter_map(|(field, source)| {
+            source
+                .strip_prefix(ENV_SOURCE)
+                .map(|var| (field.as_str(), var))
+        })
     }
 }
 
@@ -284,6 +305,12 @@ fn render_refs(
                 ensure!(
                     op.input.pointer(&format!("/properties/{field}")).is_some(),
                     "`{{arg:{field}}}` is not an input field"
+                );
+                ensure!(
+                    !op.meta
+                        .context_fields()
+                        .any(|(context, _)| context == field),
+                    "`{{arg:{field}}}` is filled from the caller's environment, not an argument"
                 );
                 match surface {
                     Surface::Cli if op.meta.cli.positionals.iter().any(|p| p == field) => {

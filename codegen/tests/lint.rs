@@ -1,5 +1,5 @@
-//! The lint rules on `x-dispatch.file_inputs`, `bounded_by`, `lane_field`, `streaming` and
-//! free-text fields, each shown failing on a copy of the real contract with one mistake in it;
+//! The lint rules on `x-dispatch.file_inputs`, `client_defaults`, `bounded_by`, `lane_field`,
+//! `streaming` and free-text fields, each shown failing on a copy of the real contract with one mistake in it;
 //! and the `x-dispatch` keys of `contract/README.md` against the ones the loader accepts.
 
 use std::path::Path;
@@ -84,6 +84,62 @@ fn file_inputs_name_two_optional_string_fields() {
             d["x-dispatch"]["file_inputs"] = json!({"text_file": "steer"});
         }),
         "both fields must be strings",
+    );
+}
+
+#[test]
+fn client_defaults_come_from_the_current_directory_or_the_environment() {
+    assert_refused(
+        lint_with("subscribe", |d| {
+            d["x-dispatch"]["client_defaults"] = json!({"caller": "home_dir"});
+        }),
+        "must be `current_dir` or `env:<VAR>`",
+    );
+    assert_refused(
+        lint_with("subscribe", |d| {
+            d["x-dispatch"]["client_defaults"] = json!({"caller": "env:codex thread"});
+        }),
+        "must be `current_dir` or `env:<VAR>`",
+    );
+    assert_refused(
+        lint_with("subscribe", |d| {
+            d["x-dispatch"]["client_defaults"] = json!({"nobody": "env:CODEX_THREAD_ID"});
+        }),
+        "client default `nobody` is not an input field",
+    );
+    // The caller's context is no argument: not required, not a positional, not CLI-only.
+    assert_refused(
+        lint_with("inbox_list", |d| {
+            d["x-dispatch"]["client_defaults"] = json!({"limit": "env:CODEX_THREAD_ID"});
+        }),
+        "must be a string field that is not required",
+    );
+    assert_refused(
+        lint_with("inbox_list", |d| {
+            d["x-dispatch"]["client_defaults"] = json!({"lane": "env:CODEX_THREAD_ID"});
+            d["$defs"]["input"]["required"] = json!(["lane"]);
+        }),
+        "must be a string field that is not required",
+    );
+    assert_refused(
+        lint_with("inbox_list", |d| {
+            d["x-dispatch"]["client_defaults"] = json!({"lane": "env:CODEX_THREAD_ID"});
+            d["x-dispatch"]["cli"]["positionals"] = json!(["lane"]);
+        }),
+        "cannot be a positional, a CLI-only input or a file input",
+    );
+    assert_refused(
+        lint_with("subscribe", |d| {
+            d["x-dispatch"]["cli_only_inputs"] = json!(["caller"]);
+        }),
+        "cannot be a positional, a CLI-only input or a file input",
+    );
+    assert_refused(
+        lint_with("subscribe", |d| {
+            let text = d["description"].as_str().unwrap_or_default().to_owned();
+            d["description"] = json!(format!("{text} Pass `{{arg:caller}}`."));
+        }),
+        "`{arg:caller}` is filled from the caller's environment, not an argument",
     );
 }
 
@@ -198,5 +254,23 @@ fn the_readme_documents_every_x_dispatch_key() {
     assert_eq!(
         documented, accepted,
         "contract/README.md's `x-dispatch` table and the loader disagree"
+    );
+}
+
+#[test]
+fn references_are_written_only_in_an_operations_description() {
+    assert_refused(
+        lint_with("send", |d| {
+            d["$defs"]["input"]["properties"]["steer"]["description"] =
+                json!("The same as `{arg:mode}` `steer`.");
+        }),
+        "rendered in the operation's `description` only",
+    );
+    assert_refused(
+        lint_with("send", |d| {
+            d["$defs"]["output"]["properties"]["receipt"]["description"] =
+                json!("`{op:delivery_get}` follows it.");
+        }),
+        "rendered in the operation's `description` only",
     );
 }

@@ -3,14 +3,16 @@
 //! MCP spawn until the `tools/list` answer, the bytes of that answer and of dispatch's tools in
 //! a Codex model request, the idle daemon's resident memory, a cold `up`,
 //! a live `models` refresh, App Server crash recovery, ingest throughput under a flood of
-//! notifications, `list` over 1,000 lanes, 32 lanes running turns at once, and the fire lag
-//! of 1,000 triggers.
+//! notifications, `list` over 1,000 lanes, 32 lanes running turns at once, the fire lag
+//! of 1,000 triggers, and the time from a subscribed lane's turn end to its subscriber's turn
+//! start.
 //!
 //! Figures are printed, never asserted: timings on a shared machine are evidence, not tests.
 //! Every wait is bounded, and every daemon, App Server and temporary directory a benchmark
 //! starts is stopped or removed when it ends, fails, panics or is interrupted.
 
 mod env;
+mod handoff;
 mod lanes;
 mod mcp_cost;
 mod threads;
@@ -41,6 +43,10 @@ const NAMES: &[(&str, &str)] = &[
     ("search", "search over 100,000 items in 1,000 lanes"),
     ("sync", "sync of a thread with 1,000 items"),
     ("triggers", "trigger fire lag with 1,000 triggers"),
+    (
+        "handoff",
+        "subscription hand-off: a turn's end → the subscriber's turn start",
+    ),
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
@@ -285,6 +291,7 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         "parallel",
         "crash",
         "up",
+        "handoff",
     ]
     .iter()
     .any(|n| options.wants(n));
@@ -372,6 +379,12 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match triggers::fire_lag(&bins) {
             Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
             Err(err) => report.failed("trigger fire lag", &err),
+        }
+    }
+    if options.wants("handoff") {
+        match handoff::handoff(&bins, runs.min(20)) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("subscription hand-off", &err),
         }
     }
 

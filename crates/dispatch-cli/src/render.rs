@@ -607,6 +607,10 @@ impl Render for SendOutput {
                 _ => format!("message accepted on lane {lane}, turn {turn}"),
             }
         };
+        let first = match &self.sender {
+            Some(sender) => format!("{first} (signed by lane {})", e(sender)),
+            None => first,
+        };
         let mut lines = vec![
             first,
             format!(
@@ -969,6 +973,29 @@ impl Render for TriggerRmOutput {
     }
 }
 
+fn inbox_entry(m: &InboxEntry) -> Vec<String> {
+    vec![
+        m.id.to_string(),
+        m.to.as_deref().map_or_else(|| "operator".to_owned(), e),
+        d(m.kind),
+        opt(&m.about),
+        e(&m.subject),
+    ]
+}
+
+impl Render for InboxListOutput {
+    fn human(&self) -> String {
+        if self.messages.is_empty() {
+            return "no messages".into();
+        }
+        let body = self.messages.iter().map(inbox_entry).collect();
+        format!(
+            "{}\nread one with `dispatch inbox read <id>`, acknowledge with `dispatch inbox ack <id>`",
+            headed(&["ID", "TO", "KIND", "ABOUT", "SUBJECT"], body)
+        )
+    }
+}
+
 impl Render for TriggerPauseOutput {
     fn human(&self) -> String {
         trigger_lines(&self.trigger)
@@ -978,6 +1005,152 @@ impl Render for TriggerPauseOutput {
 impl Render for TriggerResumeOutput {
     fn human(&self) -> String {
         trigger_lines(&self.trigger)
+    }
+}
+
+impl Render for InboxReadOutput {
+    fn human(&self) -> String {
+        let m = &self.message;
+        let mut out = format!(
+            "message {} to {} ({}, {}) {}\n{}",
+            m.id,
+            m.to.as_deref().map_or_else(|| "the operator".to_owned(), e),
+            d(m.kind),
+            d(m.state),
+            e(&m.created_at),
+            e(&m.subject),
+        );
+        if let Some(about) = &m.about {
+            out.push_str(&format!("\nabout lane {}", e(about)));
+        }
+        if let Some(turn) = &m.turn_id {
+            out.push_str(&format!(", turn {}", e(turn)));
+        }
+        out.push_str(&format!("\n\n  {}", block(&m.body, "  ")));
+        out
+    }
+}
+
+impl Render for InboxAckOutput {
+    fn human(&self) -> String {
+        let of = self
+            .lane
+            .as_deref()
+            .map(|lane| format!(" to lane {}", e(lane)))
+            .unwrap_or_default();
+        match self.ids.as_slice() {
+            [] => format!("nothing to acknowledge: no pending message{of}"),
+            [id] => format!("acknowledged message {id}{of}"),
+            ids => format!(
+                "acknowledged {} messages{of} ({})",
+                ids.len(),
+                ids.iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+fn subscription_row(s: &Subscription) -> Vec<String> {
+    vec![
+        s.id.to_string(),
+        e(&s.target),
+        e(&s.subscriber),
+        d(s.when),
+        d(s.delivery),
+        s.tail.to_string(),
+        if s.once { "once" } else { "every time" }.into(),
+        match (s.active, s.fired) {
+            (true, 0) => "listening".to_owned(),
+            (true, n) => format!("fired {n}x"),
+            (false, n) => format!("ended, fired {n}x"),
+        },
+    ]
+}
+
+const SUBSCRIPTION_HEADER: [&str; 8] = [
+    "ID",
+    "TARGET",
+    "SUBSCRIBER",
+    "WHEN",
+    "DELIVERY",
+    "TAIL",
+    "REPEAT",
+    "STATE",
+];
+
+impl Render for SubscribeOutput {
+    fn human(&self) -> String {
+        let s = &self.subscription;
+        let verb = if self.existing {
+            "already subscribed"
+        } else {
+            "subscribed"
+        };
+        let what = match s.delivery {
+            SubscriptionDelivery::Turn => "an inbox message and a turn",
+            SubscriptionDelivery::Inbox => "an inbox message",
+        };
+        format!(
+            "{verb}: lane {} gets {what} when lane {} reaches `{}` ({}; subscription {})",
+            e(&s.subscriber),
+            e(&s.target),
+            d(s.when),
+            if s.once { "once" } else { "every time" },
+            s.id
+        )
+    }
+}
+
+impl Render for SubscriptionsOutput {
+    fn human(&self) -> String {
+        if self.subscriptions.is_empty() {
+            return "no subscriptions".into();
+        }
+        let body = self.subscriptions.iter().map(subscription_row).collect();
+        headed(&SUBSCRIPTION_HEADER, body)
+    }
+}
+
+impl Render for UnsubscribeOutput {
+    fn human(&self) -> String {
+        let s = &self.subscription;
+        let what = format!(
+            "subscription {} (lane {} to `{}` of lane {})",
+            s.id,
+            e(&s.subscriber),
+            d(s.when),
+            e(&s.target)
+        );
+        if self.was_active {
+            format!("{what} ended; it fired {} times", s.fired)
+        } else {
+            format!("{what} had already ended")
+        }
+    }
+}
+
+impl Render for WaitOutput {
+    fn human(&self) -> String {
+        let mut lines = Vec::new();
+        for lane in &self.lanes {
+            let mark = if lane.reached { "reached" } else { "pending" };
+            lines.push(format!(
+                "{} [{}] {mark}: {}",
+                e(&lane.lane.ref_),
+                d(lane.status),
+                turn_line(&lane.latest_turn)
+            ));
+            if let Some(message) = &lane.last_agent_message {
+                lines.push(format!("  {}", block(message, "  ")));
+            }
+        }
+        if self.timed_out {
+            lines.push(format!("timed out; still pending: {}", list(&self.pending)));
+        }
+        lines.join("\n")
     }
 }
 

@@ -310,3 +310,82 @@ fn an_ambiguous_delivery_is_resolved_only_by_the_thread_and_holds_its_queue() {
         "never resent: {texts:?}"
     );
 }
+
+/// `send --intro` from a lane's Codex session: the message carries a footer naming the
+/// sender and how to answer, the receipt names the sender, and the recipient's inbox keeps a
+/// `direct_message`. Outside a lane it is `unmanaged_caller`, and nothing is sent.
+#[test]
+fn a_signed_message_names_its_sender_and_leaves_an_inbox_copy() {
+    let (home, _stub) = Home::with_stub(Script::new().default_reply("done"));
+    let (sender, _a) = home.new_lane("lead", &[]);
+    let (recipient, _b) = home.new_lane("worker", &[]);
+    let sender_thread = home.json(&["get", &sender]).ok_json()["lane"]["id"]
+        .as_str()
+        .expect("thread id")
+        .to_owned();
+
+    // Outside any lane: refused before anything is sent.
+    let refused = home.json(&["send", &recipient, "unsigned?", "--intro"]);
+    let body = refused.error("unmanaged_caller");
+    assert!(
+        body["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("dispatch send")),
+        "{body}"
+    );
+    assert_eq!(turns(&home, &recipient), 0, "nothing was sent");
+
+    let env = [("CODEX_THREAD_ID", std::ffi::OsStr::new(&sender_thread))];
+    let sent = home
+        .json_with_env(
+            &["send", &recipient, "please review 3f2c1a0", "--intro"],
+            &env,
+        )
+        .ok_json();
+    assert_eq!(sent["sender"], sender.as_str(), "{sent}");
+    let receipt = sent["receipt"].as_str().expect("receipt").to_owned();
+    let done = receipt_until(&home, &receipt, &["completed", "failed"]);
+    assert_eq!(done["state"], "completed", "{done}");
+    let texts = user_texts(&home, &recipient);
+    let signed = texts
+        .iter()
+        .find(|t| t.starts_with("please review 3f2c1a0"))
+        .expect("the message reached the lane");
+    assert!(
+        signed.contains(&format!("From lane {sender} (\"lead\")"))
+            && signed.contains(&sender_thread)
+            && signed.contains(&format!("dispatch send {sender} --intro"))
+            && signed.contains("dispatch_send"),
+        "the footer names the sender and both ways to answer: {signed}"
+    );
+
+    let inbox = home
+        .json(&[
+            "inbox",
+            "list",
+            "--lane",
+            &recipient,
+            "--kind",
+            "direct_message",
+        ])
+        .ok_json();
+    let messages = inbox["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "{inbox}");
+    assert_eq!(messages[0]["about"], sender.as_str(), "{inbox}");
+
+    // Unsigned sends name no sender and leave no inbox copy.
+    let plain = home
+        .json_with_env(&["send", &recipient, "plain"], &env)
+        .ok_json();
+    assert!(plain["sender"].is_null(), "{plain}");
+    let plain_receipt = plain["receipt"].as_str().expect("receipt").to_owned();
+    receipt_until(&home, &plain_receipt, &["completed", "failed"]);
+    let inbox = home
+        .json(&["inbox", "list", "--lane", &recipient, "--state", "all"])
+        .ok_json();
+    assert_eq!(
+        inbox["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{inbox}"
+    );
+}

@@ -52,9 +52,23 @@ fn clients() -> &'static Clients {
 fn home_with_a_lane() -> (Home, support::Stub, String, tempfile::TempDir) {
     let (home, stub) = Home::with_stub(responses_stub::Script::new().default_reply("ok"));
     let (lane, work) = home.new_lane("clients", &["--no-send"]);
-    let sent = home.json(&["send", &lane, "hello, clients"]).ok_json();
+    let thread = home.json(&["get", &lane]).ok_json()["lane"]["id"]
+        .as_str()
+        .expect("thread id")
+        .to_owned();
+    // Signed by the lane itself, so its inbox holds a message to read.
+    let sent = home
+        .json_with_env(
+            &["send", &lane, "hello, clients", "--intro"],
+            &[("CODEX_THREAD_ID", std::ffi::OsStr::new(&thread))],
+        )
+        .ok_json();
     let receipt = sent["receipt"].as_str().expect("a receipt").to_owned();
-    (home, stub, format!("{lane}/{receipt}"), work)
+    let inbox = home.json(&["inbox", "list", "--lane", &lane]).ok_json();
+    let message = inbox["messages"][0]["id"]
+        .as_i64()
+        .expect("an inbox message");
+    (home, stub, format!("{lane}/{receipt}/{message}"), work)
 }
 
 /// The environment `dispatch mcp` needs: the test's layout and binaries.
@@ -66,9 +80,12 @@ fn server_env(home: &Home) -> Vec<(String, String)> {
 }
 
 /// Every read-only tool, with arguments that succeed on a daemon with `fixture`
-/// (`<lane>/<receipt>`, from [`home_with_a_lane`]).
+/// (`<lane>/<receipt>/<inbox message>`, from [`home_with_a_lane`]).
 fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
-    let (lane, receipt) = fixture.split_once('/').unwrap_or((fixture, ""));
+    let mut parts = fixture.split('/');
+    let lane = parts.next().unwrap_or_default();
+    let receipt = parts.next().unwrap_or_default();
+    let message: i64 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
     vec![
         ("dispatch_delivery_get", json!({"receipt": receipt})),
         ("dispatch_daemon_log", json!({"limit": 5})),
@@ -76,12 +93,22 @@ fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
         ("dispatch_doctor", json!({"no_app_server": true})),
         ("dispatch_get", json!({"lane": lane})),
         ("dispatch_goal_get", json!({"lane": lane})),
+        ("dispatch_inbox_list", json!({"lane": lane, "state": "all"})),
+        ("dispatch_inbox_read", json!({"id": message})),
         ("dispatch_list", json!({"all": true})),
         ("dispatch_models", json!({"no_refresh": true})),
         ("dispatch_requests", json!({"lane": lane})),
         ("dispatch_search", json!({"query": "clients"})),
+        (
+            "dispatch_subscriptions",
+            json!({"target": lane, "all": true}),
+        ),
         ("dispatch_tail", json!({"lane": lane, "limit": 5})),
         ("dispatch_trigger_list", json!({"lane": lane})),
+        (
+            "dispatch_wait",
+            json!({"lanes": [lane], "until": "idle", "timeout": 5}),
+        ),
         ("dispatch_watch", json!({"lane": lane, "timeout": 0.2})),
     ]
 }

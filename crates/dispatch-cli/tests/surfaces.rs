@@ -1,6 +1,7 @@
 //! The three surfaces agree: the MCP input schema is the schema the daemon validates RPC
 //! params against without the CLI-only fields, and the CLI accepts those plus its own file
-//! inputs (`--text-file`), which exist nowhere else; operations only the CLI offers have no
+//! inputs (`--text-file`), which exist nowhere else; the caller's context (`caller`, from
+//! `CODEX_THREAD_ID`) is an argument of neither; operations only the CLI offers have no
 //! MCP tool. Each surface speaks its own words (commands and flags on the CLI, tools and
 //! arguments on MCP), the tool list stays small, and the MCP `tools/list` answer and the RPC
 //! method list are snapshotted.
@@ -60,9 +61,20 @@ fn cli_mcp_and_rpc_accept_the_same_fields() {
             "CLI input schema of `{}`",
             op.title
         );
+        // The caller's context (`CODEX_THREAD_ID` as `caller`) is filled by the calling
+        // process on every surface and offered as an argument on none.
+        let context: BTreeSet<String> = op
+            .context_fields()
+            .map(|(field, _)| field.to_owned())
+            .collect();
+        assert!(
+            context.is_subset(&contract),
+            "the context fields of `{}` are on the wire",
+            op.title
+        );
         assert_eq!(
             cli_fields(op),
-            &contract | &cli_only,
+            &(&contract | &cli_only) - &context,
             "CLI flags of `{}`",
             op.title
         );
@@ -89,6 +101,11 @@ fn cli_mcp_and_rpc_accept_the_same_fields() {
                 .iter()
                 .map(|f| (*f).to_owned())
                 .collect();
+            assert!(
+                context.is_subset(&omitted),
+                "the MCP tool of `{}` refuses the caller's context",
+                op.title
+            );
             assert_eq!(
                 mcp,
                 &contract - &omitted,
@@ -178,11 +195,44 @@ fn each_surface_speaks_its_own_words() {
     }
 }
 
-/// The annotations follow the rule in contract/README.md.
+/// The annotations follow the rule in contract/README.md, read as MCP defines them: a hint
+/// left out means its default (`readOnlyHint` false, `destructiveHint` true,
+/// `idempotentHint` false, `openWorldHint` true), and only differing hints are sent.
 #[test]
 fn mcp_annotations_follow_the_contract_rule() {
     for tool in dispatch_mcp::tools() {
-        let a = tool.annotations.clone().expect("annotations");
+        let mut a = tool.annotations.clone().expect("annotations");
+        assert_ne!(
+            a.read_only_hint,
+            Some(false),
+            "{}: a default sent",
+            tool.name
+        );
+        assert_ne!(
+            a.destructive_hint,
+            Some(true),
+            "{}: a default sent",
+            tool.name
+        );
+        assert_ne!(
+            a.idempotent_hint,
+            Some(false),
+            "{}: a default sent",
+            tool.name
+        );
+        assert_ne!(
+            a.open_world_hint,
+            Some(true),
+            "{}: a default sent",
+            tool.name
+        );
+        let read_only = a.read_only_hint.unwrap_or(false);
+        a.read_only_hint = Some(read_only);
+        a.open_world_hint = Some(a.open_world_hint.unwrap_or(true));
+        if !read_only {
+            a.destructive_hint = Some(a.destructive_hint.unwrap_or(true));
+            a.idempotent_hint = Some(a.idempotent_hint.unwrap_or(false));
+        }
         let op = dispatch_mcp::TOOLS
             .iter()
             .find(|t| t.name == tool.name)

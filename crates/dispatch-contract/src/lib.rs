@@ -27,7 +27,7 @@ pub use generated::types;
 pub use handle::{Handle, LaneArg, Logged, WriteRecord, run_operation};
 pub use hint::{Hint, Suggestion, Surface, foreign_words};
 pub use operation::{
-    CALL_TIMEOUT_MARGIN, CallBound, DEFAULT_CALL_TIMEOUT, Intent, Operation, Request, RunsIn,
-    Streaming, decode_input, encode_output, find_operation, longest_call_timeout,
+    CALL_TIMEOUT_MARGIN, CallBound, ClientDefault, DEFAULT_CALL_TIMEOUT, Intent, Operation,
+    Request, RunsIn, Streaming, decode_input, encode_output, find_operation, longest_call_timeout,
 };
 pub use validate::{validate_cli_input, validate_input, validate_output};

@@ -55,8 +55,8 @@ pub struct Operation {
     pub cli_path: &'static [&'static str],
     /// Input fields taken as CLI positionals, in order.
     pub positionals: &'static [&'static str],
-    /// Input fields the calling process fills when omitted: `(field, "current_dir")`.
-    pub client_defaults: &'static [(&'static str, &'static str)],
+    /// Input fields the calling process fills when omitted, and from where.
+    pub client_defaults: &'static [(&'static str, ClientDefault)],
     /// CLI-only input fields naming a file (`-`: stdin) that the CLI reads into another
     /// field: `(file_field, text_field)`. They are absent from `input_schema`, so every other
     /// surface refuses them.
@@ -79,6 +79,16 @@ pub struct Operation {
     pub streaming: Option<Streaming>,
     /// The front ends that offer it (`x-dispatch.surfaces`).
     pub surfaces: &'static [Surface],
+}
+
+/// Where the calling process finds a client default (`x-dispatch.client_defaults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientDefault {
+    /// The caller's current directory (`current_dir`): `new`'s `cwd`.
+    CurrentDir,
+    /// A variable of the caller's environment (`env:<VAR>`), e.g. `CODEX_THREAD_ID`: the
+    /// caller's context, which no surface offers as an argument and MCP refuses.
+    Env(&'static str),
 }
 
 /// The fields through which a CLI streams an operation's events (`watch`): it calls the
@@ -121,6 +131,17 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
 
 impl Operation {
+    /// The input fields filled from the caller's environment, with their variables: the
+    /// caller's context, never an argument.
+    pub fn context_fields(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.client_defaults
+            .iter()
+            .filter_map(|(field, source)| match source {
+                ClientDefault::Env(var) => Some((*field, *var)),
+                ClientDefault::CurrentDir => None,
+            })
+    }
+
     /// Whether `surface` offers this operation.
     pub fn on(&self, surface: Surface) -> bool {
         self.surfaces.contains(&surface)

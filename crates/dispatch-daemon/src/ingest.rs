@@ -254,6 +254,7 @@ async fn hold_request(
         service.decline_by_policy(row, request).await;
         return;
     }
+    service.announce_request(&row).await;
     let event = NewEvent {
         method: request.method.clone(),
         turn_id: new.turn_id.clone(),

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::convert::{self, goal, goal_row};
 use crate::deliver::{Delivered, DeliveryRequest};
 use crate::errors::app_server_error;
+use crate::intro;
 use crate::receipts;
 use crate::service::Service;
 use crate::turn_start::codex_running_turn;
@@ -41,6 +42,7 @@ fn sent(thread_id: &str, delivered: Delivered) -> SendOutput {
         message_accepted: accepted,
         repeated: delivered.repeated,
         warnings: delivered.warnings,
+        sender: receipt.sender_ref.clone(),
         receipt: receipt.id,
     }
 }
@@ -60,6 +62,7 @@ impl Handle<SendInput> for Service {
                 "text": input.text.as_deref().map(|t| t.as_str()),
                 "mode": input.mode.map(|m| m.to_string()),
                 "steer": input.steer,
+                "intro": input.intro,
             });
             (key.to_string(), receipts::payload_hash(&payload))
         });
@@ -83,8 +86,25 @@ impl Handle<SendInput> for Service {
                 },
             ));
         }
+        let sender = if input.intro {
+            Some(
+                self.caller_lane(input.caller.as_ref(), || {
+                    Hint::new(
+                        "`intro` signs the message with the caller's own lane: send from a \
+                         lane's Codex session, or without `intro` ({0})",
+                    )
+                    .run(
+                        &operations::SEND,
+                        json!({ "lane": &*input.lane, "text": "<text>" }),
+                    )
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
         let lane = self.resolve(&input.lane).await?;
-        let Some(text) = input.text.as_ref().map(|t| t.to_string()) else {
+        let Some(mut text) = input.text.as_ref().map(|t| t.to_string()) else {
             return Err(
                 DispatchError::invalid_input("`send` needs a message: `text` is missing")
                     .with_hint(Hint::new("give the message ({0})").run(
@@ -102,17 +122,29 @@ impl Handle<SendInput> for Service {
             }
             (false, mode) => mode.unwrap_or(Mode::Send),
         };
-        let delivered = self
+        if let Some(sender) = &sender {
+            text.push_str(&intro::footer(sender));
+        }
+        let mut delivered = self
             .deliver(DeliveryRequest {
                 lane: lane.clone(),
                 mode: receipts::registry_mode(mode),
                 text,
                 source: "send".to_owned(),
-                sender_ref: None,
+                sender_ref: sender.as_ref().map(|s| s.lane_ref.clone()),
                 idempotency,
                 effort: None,
             })
             .await?;
+        if let Some(sender) = &sender {
+            // The message was handed over: a failure to leave its inbox copy is a warning.
+            let message = intro::direct_message(sender, &lane, &delivered.receipt);
+            if let Err(err) = self.registry().add_inbox_message(&message).await {
+                delivered.warnings.push(format!(
+                    "the inbox copy of the message was not stored: {err}"
+                ));
+            }
+        }
         Ok(sent(&lane.thread_id, delivered))
     }
 

@@ -10,16 +10,20 @@
 //! `lanes.rs` (`new`, `send`, `stop`, `get`, `list`, `tail`, `goal set|get|clear`),
 //! `watch.rs`, `approvals.rs` (`requests`, `respond`), `threads.rs` (`attach`, `sync`,
 //! `rename`, `archive`, `restore`), `search.rs`, `models.rs`, `daemon.rs` (`daemon
-//! status`, `daemon log`) and `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
-//! scheduler that fires them is `triggers.rs`). `service.rs` holds the state they share and the two hooks every
+//! status`, `daemon log`), `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
+//! scheduler that fires them is `triggers.rs`), `inbox.rs` (`inbox list|read|ack`),
+//! `subscriptions.rs` (`subscribe`, `subscriptions`, `unsubscribe`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
 //! call passes through: the attached-lane lock and the action log.
 
 mod approvals;
+mod caller;
 mod convert;
 mod daemon;
 mod deliver;
 mod errors;
+mod inbox;
 mod ingest;
+mod intro;
 mod lane_access;
 mod lanes;
 mod lifecycle;
@@ -32,11 +36,13 @@ mod reconcile;
 mod schedule;
 mod search;
 mod service;
+mod subscriptions;
 mod supervisor;
 mod threads;
 mod trigger_ops;
 mod triggers;
 mod turn_start;
+mod wait;
 mod watch;
 
 use std::process::ExitCode;
@@ -45,6 +51,7 @@ pub use lifecycle::run;
 pub use reconcile::Why;
 pub use service::Service;
 pub use supervisor::Supervisor;
+pub use wait::Waiting;
 
 /// Runs the daemon in the foreground with the layout from the environment; the process's
 /// `main` for `dispatchd run`.

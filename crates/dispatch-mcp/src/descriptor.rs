@@ -39,16 +39,25 @@ fn object(schema: &str) -> Arc<JsonObject> {
 }
 
 impl ToolSpec {
-    /// The rmcp descriptor. A read-only tool carries only `readOnlyHint` and
-    /// `openWorldHint`: the other hints mean something only for tools that change state.
+    /// The rmcp descriptor. Its annotations carry only the hints that differ from MCP's
+    /// defaults (`readOnlyHint: false`, `destructiveHint: true`, `idempotentHint: false`,
+    /// `openWorldHint: true`), since agents pay for every byte; a read-only tool carries no
+    /// `destructiveHint` or `idempotentHint`, which mean something only for tools that change
+    /// state.
     pub fn descriptor(&self) -> Tool {
-        let mut annotations = ToolAnnotations::new()
-            .read_only(self.read_only)
-            .open_world(self.open_world);
-        if !self.read_only {
-            annotations = annotations
-                .destructive(self.destructive)
-                .idempotent(self.idempotent);
+        let mut annotations = ToolAnnotations::new();
+        if self.read_only {
+            annotations = annotations.read_only(true);
+        } else {
+            if !self.destructive {
+                annotations = annotations.destructive(false);
+            }
+            if self.idempotent {
+                annotations = annotations.idempotent(true);
+            }
+        }
+        if !self.open_world {
+            annotations = annotations.open_world(false);
         }
         Tool::new(self.name, self.description, object(self.input_schema))
             .with_title(self.op.title)

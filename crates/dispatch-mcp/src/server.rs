@@ -87,7 +87,9 @@ fn tool(name: &str) -> Result<&'static ToolSpec, ErrorData> {
 
 /// The CLI-only inputs do not exist on MCP: the file inputs (`text_file`; the server never
 /// reads a file on an agent's behalf) and the fields `cli_only_inputs` declares (`watch`'s
-/// `stream`). The input schema already leaves them out; this says what to do instead.
+/// `stream`); nor does the caller's context (`caller`, from `CODEX_THREAD_ID`), which an
+/// agent must not be able to set to another lane. The input schema already leaves them out;
+/// this says what to do instead.
 fn refuse_cli_only(tool: &ToolSpec, arguments: &JsonObject) -> Result<(), DispatchError> {
     let Some(field) = tool
         .cli_only_inputs
@@ -97,12 +99,27 @@ fn refuse_cli_only(tool: &ToolSpec, arguments: &JsonObject) -> Result<(), Dispat
         return Ok(());
     };
     let details = serde_json::json!({ "field": field });
+    let context = tool
+        .op
+        .context_fields()
+        .find(|(context, _)| context == field);
     let err = match tool.op.file_inputs.iter().find(|(file, _)| file == field) {
         Some((_, text)) => DispatchError::invalid_input(format!(
             "`{field}` is not an argument of `{}`: MCP tools never read files",
             tool.name
         ))
         .with_hint(format!("put the content itself in `{text}`")),
+        None if context.is_some() => DispatchError::invalid_input(format!(
+            "`{field}` is not an argument of `{}`: it says who is calling, and this server \
+             fills it from {} in its own environment",
+            tool.name,
+            context.map(|(_, var)| var).unwrap_or_default()
+        ))
+        .with_hint(format!(
+            "leave it out; to name another lane use the tool's own arguments (the inputSchema \
+             of `{}` in tools/list)",
+            tool.name
+        )),
         None => DispatchError::invalid_input(format!(
             "`{field}` is not an argument of `{}`: only the CLI offers it",
             tool.name

@@ -32,6 +32,12 @@ pub struct NewRequest {
     pub at_ms: i64,
 }
 
+/// The `origin` of the `approval_request` inbox message about request `id`: it is stored
+/// once, and acknowledged when the request is answered, withdrawn or resolved elsewhere.
+pub fn approval_origin(id: i64) -> String {
+    format!("approval:request:{id}")
+}
+
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -237,9 +243,10 @@ impl Registry {
         record.map(|record| record.into_row(self)).transpose()
     }
 
-    /// Moves a pending request to `status` with the decision given; returns `false` (and
-    /// changes nothing) if it is not pending any more, does not exist, or `status` is
-    /// [`RequestStatus::Pending`]. Only one of several concurrent answers wins.
+    /// Moves a pending request to `status` with the decision given, and acknowledges its
+    /// `approval_request` inbox message; returns `false` (and changes nothing) if it is not
+    /// pending any more, does not exist, or `status` is [`RequestStatus::Pending`]. Only one of
+    /// several concurrent answers wins.
     pub async fn finish_request(
         &self,
         id: i64,
@@ -250,18 +257,32 @@ impl Registry {
         if status == RequestStatus::Pending {
             return Ok(false);
         }
-        let done = sqlx::query(
-            "UPDATE requests SET status = ?, decision = ?, resolved_at_ms = ? \
-             WHERE id = ? AND status = 'pending'",
-        )
-        .bind(status.as_str())
-        .bind(decision)
-        .bind(at_ms)
-        .bind(id)
-        .execute(&self.pool)
+        let context = "finishing a request";
+        self.write_tx(context, async |conn| {
+            let done = sqlx::query(
+                "UPDATE requests SET status = ?, decision = ?, resolved_at_ms = ? \
+                 WHERE id = ? AND status = 'pending'",
+            )
+            .bind(status.as_str())
+            .bind(decision)
+            .bind(at_ms)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(RegistryError::db_with(self.path(), context))?;
+            // Its inbox message asks for an answer nobody needs to give any more.
+            sqlx::query(
+                "UPDATE inbox SET state = 'acked', acked_at_ms = ? \
+                 WHERE origin = ? AND state = 'pending'",
+            )
+            .bind(at_ms)
+            .bind(approval_origin(id))
+            .execute(&mut *conn)
+            .await
+            .map_err(RegistryError::db_with(self.path(), context))?;
+            Ok(done.rows_affected() == 1)
+        })
         .await
-        .map_err(RegistryError::db_with(self.path(), "finishing a request"))?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// The newest pending request of the thread with this JSON-RPC id (ids compare as JSON:

@@ -267,6 +267,58 @@ impl Registry {
             .collect()
     }
 
+    /// The first of the lane's stored events after `after_id` whose method is one of
+    /// `methods` (e.g. the ends of turns): its id and turn. One indexed lookup, for `wait`.
+    pub async fn first_event_after(
+        &self,
+        lane_ref: &str,
+        after_id: i64,
+        methods: &[&str],
+    ) -> Result<Option<(i64, Option<String>)>, RegistryError> {
+        let methods = serde_json::to_string(methods).unwrap_or_else(|_| "[]".to_owned());
+        sqlx::query_as(
+            "SELECT id, turn_id FROM events WHERE lane_ref = ? AND id > ? \
+             AND method IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT 1",
+        )
+        .bind(lane_ref)
+        .bind(after_id)
+        .bind(methods)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(self.path(), "reading lane events"))
+    }
+
+    /// The lane's last `n` agent messages, oldest first; with `through_turn`, none seen after
+    /// that turn's last item (what the lane had said when that turn ended).
+    pub async fn last_agent_messages(
+        &self,
+        lane_ref: &str,
+        n: u32,
+        through_turn: Option<&str>,
+    ) -> Result<Vec<String>, RegistryError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut texts: Vec<String> = sqlx::query_scalar(
+            "SELECT text FROM items WHERE lane_ref = ?1 AND kind = 'agent_message' \
+               AND text IS NOT NULL AND text != '' \
+               AND (?2 IS NULL OR id <= COALESCE( \
+                 (SELECT MAX(id) FROM items WHERE lane_ref = ?1 AND turn_id = ?2), id)) \
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(lane_ref)
+        .bind(through_turn)
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "reading agent messages",
+        ))?;
+        texts.reverse();
+        Ok(texts)
+    }
+
     /// The id of the lane's newest stored event, or 0 if it has none.
     pub async fn last_event_id(&self, lane_ref: &str) -> Result<i64, RegistryError> {
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events WHERE lane_ref = ?")

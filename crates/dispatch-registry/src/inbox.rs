@@ -125,27 +125,30 @@ impl Registry {
         record.map(|r| self.inbox_row(r)).transpose()
     }
 
-    /// Acknowledges pending messages: message `id`, or every pending message (of `lane_ref`
-    /// when given) when `id` is `None`. Returns how many were acknowledged.
+    /// Acknowledges pending messages: message `id`, or every pending message (to `lane_ref`
+    /// when given) when `id` is `None`. Returns the ids acknowledged, in id order; a message
+    /// that was acknowledged before is not among them.
     pub async fn ack_inbox(
         &self,
         id: Option<i64>,
         lane_ref: Option<&str>,
-    ) -> Result<u64, RegistryError> {
-        let done = sqlx::query(
+    ) -> Result<Vec<i64>, RegistryError> {
+        let mut ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE inbox SET state = 'acked', acked_at_ms = ?1 \
-             WHERE state = 'pending' AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR lane_ref = ?3)",
+             WHERE state = 'pending' AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR lane_ref = ?3) \
+             RETURNING id",
         )
         .bind(now_ms())
         .bind(id)
         .bind(lane_ref)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(RegistryError::db_with(
             self.path(),
             "acknowledging inbox messages",
         ))?;
-        Ok(done.rows_affected())
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     /// How many inbox messages are pending.

@@ -35,7 +35,7 @@ mod subscriptions;
 mod triggers;
 
 pub use actions::{Action, NewAction, Outcome};
-pub use approvals::{NewRequest, RequestRow, RequestStatus};
+pub use approvals::{NewRequest, RequestRow, RequestStatus, approval_origin};
 pub use catalog::CachedCatalog;
 pub use creations::CreationRow;
 pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, NewDelivery, Recording};

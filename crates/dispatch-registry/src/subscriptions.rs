@@ -88,29 +88,48 @@ fn row(record: SubscriptionRecord) -> SubscriptionRow {
 }
 
 impl Registry {
-    /// Stores a subscription.
+    /// Stores a subscription, unless an active one with the same target, subscriber, event,
+    /// delivery, tail and once is there: then that one, and `true` (nothing stored).
     pub async fn add_subscription(
         &self,
         new: &NewSubscription,
-    ) -> Result<SubscriptionRow, RegistryError> {
-        let record: SubscriptionRecord = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO subscriptions (target_ref, subscriber_ref, event, delivery, tail, once, \
-             created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
-        )))
-        .bind(&new.target_ref)
-        .bind(&new.subscriber_ref)
-        .bind(&new.event)
-        .bind(&new.delivery)
-        .bind(i64::from(new.tail))
-        .bind(new.once)
-        .bind(now_ms())
-        .fetch_one(&self.pool)
+    ) -> Result<(SubscriptionRow, bool), RegistryError> {
+        let context = "storing a subscription";
+        self.write_tx(context, async |conn| {
+            let same: Option<SubscriptionRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE active = 1 AND target_ref = ? \
+                 AND subscriber_ref = ? AND event = ? AND delivery = ? AND tail = ? AND once = ? \
+                 ORDER BY id LIMIT 1"
+            )))
+            .bind(&new.target_ref)
+            .bind(&new.subscriber_ref)
+            .bind(&new.event)
+            .bind(&new.delivery)
+            .bind(i64::from(new.tail))
+            .bind(new.once)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(RegistryError::db_with(self.path(), context))?;
+            if let Some(same) = same {
+                return Ok((row(same), true));
+            }
+            let record: SubscriptionRecord = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO subscriptions (target_ref, subscriber_ref, event, delivery, tail, \
+                 once, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+            )))
+            .bind(&new.target_ref)
+            .bind(&new.subscriber_ref)
+            .bind(&new.event)
+            .bind(&new.delivery)
+            .bind(i64::from(new.tail))
+            .bind(new.once)
+            .bind(now_ms())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(RegistryError::db_with(self.path(), context))?;
+            Ok((row(record), false))
+        })
         .await
-        .map_err(RegistryError::db_with(
-            self.path(),
-            "storing a subscription",
-        ))?;
-        Ok(row(record))
     }
 
     /// Subscriptions, optionally of one target and/or one subscriber; active ones only unless
@@ -150,17 +169,33 @@ impl Registry {
         Ok(record.map(row))
     }
 
-    /// Removes subscription `id`; returns whether it existed.
-    pub async fn remove_subscription(&self, id: i64) -> Result<bool, RegistryError> {
-        let done = sqlx::query("DELETE FROM subscriptions WHERE id = ?")
+    /// Ends subscription `id`: it fires no more, and stays listed as ended. Returns it as it
+    /// is now and whether it was active, or `None` when there is no such subscription.
+    pub async fn end_subscription(
+        &self,
+        id: i64,
+    ) -> Result<Option<(SubscriptionRow, bool)>, RegistryError> {
+        let context = "ending a subscription";
+        self.write_tx(context, async |conn| {
+            let active: Option<bool> =
+                sqlx::query_scalar("SELECT active FROM subscriptions WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(RegistryError::db_with(self.path(), context))?;
+            let Some(active) = active else {
+                return Ok(None);
+            };
+            let record: SubscriptionRecord = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE subscriptions SET active = 0 WHERE id = ? RETURNING {COLUMNS}"
+            )))
             .bind(id)
-            .execute(&self.pool)
+            .fetch_one(&mut *conn)
             .await
-            .map_err(RegistryError::db_with(
-                self.path(),
-                "removing a subscription",
-            ))?;
-        Ok(done.rows_affected() == 1)
+            .map_err(RegistryError::db_with(self.path(), context))?;
+            Ok(Some((row(record), active)))
+        })
+        .await
     }
 
     /// How many subscriptions listen.

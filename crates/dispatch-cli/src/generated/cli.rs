@@ -25,6 +25,9 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "goal_clear" => shown_as::<types::GoalClearOutput>(output),
         "goal_get" => shown_as::<types::GoalGetOutput>(output),
         "goal_set" => shown_as::<types::GoalSetOutput>(output),
+        "inbox_ack" => shown_as::<types::InboxAckOutput>(output),
+        "inbox_list" => shown_as::<types::InboxListOutput>(output),
+        "inbox_read" => shown_as::<types::InboxReadOutput>(output),
         "list" => shown_as::<types::ListOutput>(output),
         "models" => shown_as::<types::ModelsOutput>(output),
         "new" => shown_as::<types::NewOutput>(output),
@@ -37,6 +40,8 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "search" => shown_as::<types::SearchOutput>(output),
         "send" => shown_as::<types::SendOutput>(output),
         "stop" => shown_as::<types::StopOutput>(output),
+        "subscribe" => shown_as::<types::SubscribeOutput>(output),
+        "subscriptions" => shown_as::<types::SubscriptionsOutput>(output),
         "sync" => shown_as::<types::SyncOutput>(output),
         "tail" => shown_as::<types::TailOutput>(output),
         "trigger_add" => shown_as::<types::TriggerAddOutput>(output),
@@ -44,7 +49,9 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "trigger_pause" => shown_as::<types::TriggerPauseOutput>(output),
         "trigger_resume" => shown_as::<types::TriggerResumeOutput>(output),
         "trigger_rm" => shown_as::<types::TriggerRmOutput>(output),
+        "unsubscribe" => shown_as::<types::UnsubscribeOutput>(output),
         "up" => shown_as::<types::UpOutput>(output),
+        "wait" => shown_as::<types::WaitOutput>(output),
         "watch" => shown_as::<types::WatchOutput>(output),
         _ => shown_as::<serde_json::Value>(output),
     }
@@ -77,6 +84,13 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(goal_clear_command())
             .subcommand(goal_get_command())
             .subcommand(goal_set_command()),
+        Command::new("inbox")
+            .about("Read and acknowledge messages for lanes and the operator")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(inbox_ack_command())
+            .subcommand(inbox_list_command())
+            .subcommand(inbox_read_command()),
         list_command(),
         models_command(),
         new_command(),
@@ -93,6 +107,8 @@ pub fn operation_commands() -> Vec<Command> {
         search_command(),
         send_command(),
         stop_command(),
+        subscribe_command(),
+        subscriptions_command(),
         sync_command(),
         tail_command(),
         Command::new("trigger")
@@ -104,7 +120,9 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(trigger_pause_command())
             .subcommand(trigger_resume_command())
             .subcommand(trigger_rm_command()),
+        unsubscribe_command(),
         up_command(),
+        wait_command(),
         watch_command(),
     ]
 }
@@ -199,7 +217,7 @@ fn delivery_get_command() -> Command {
         )
         .arg(
             Arg::new("receipt")
-                .help("The receipt id, as `{op:send}` returned it.")
+                .help("The receipt id that `send` or `new` returned.")
                 .value_name("RECEIPT")
                 .required(true),
         )
@@ -213,7 +231,7 @@ fn delivery_reconcile_command() -> Command {
         )
         .arg(
             Arg::new("receipt")
-                .help("The receipt id, as `{op:send}` returned it.")
+                .help("The receipt id that `send` or `new` returned.")
                 .value_name("RECEIPT")
                 .required(true),
         )
@@ -311,6 +329,73 @@ fn goal_set_command() -> Command {
                 .long("token-budget")
                 .value_name("N")
                 .allow_negative_numbers(true),
+        )
+}
+///The `inbox ack` command.
+fn inbox_ack_command() -> Command {
+    Command::new("ack")
+        .about("Acknowledge one inbox message, or all pending ones")
+        .long_about(
+            "Acknowledge message `<ID>`, or with `--all` every pending message (only `--lane`'s when given; `self`: the caller's). Says how many it acknowledged.",
+        )
+        .arg(
+            Arg::new("id")
+                .help("The message id.")
+                .value_name("ID")
+                .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Every pending message instead.")
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("lane")
+                .help("With `all`: only messages to this lane (`self`: the caller's).")
+                .long("lane"),
+        )
+}
+///The `inbox list` command.
+fn inbox_list_command() -> Command {
+    Command::new("list")
+        .about("List inbox messages (pending ones by default)")
+        .long_about(
+            "Inbox messages, newest first, pending ones by default: subscription updates, direct messages, trigger results, and approval requests (to the operator, naming the lane). `dispatch inbox read` shows one in full; `dispatch inbox ack` acknowledges.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help("Only messages to this lane (`self`: the caller's).")
+                .long("lane"),
+        )
+        .arg(
+            Arg::new("state")
+                .help("`pending` (default), `acked` or `all`.")
+                .long("state")
+                .value_parser(["pending", "acked", "all"]),
+        )
+        .arg(Arg::new("kind").help("Only this kind.").long("kind"))
+        .arg(
+            Arg::new("limit")
+                .help("At most this many.")
+                .long("limit")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+}
+///The `inbox read` command.
+fn inbox_read_command() -> Command {
+    Command::new("read")
+        .about("Show an inbox message in full")
+        .long_about(
+            "One inbox message in full (body and details). Reading does not acknowledge it.",
+        )
+        .arg(
+            Arg::new("id")
+                .help("The message id.")
+                .value_name("ID")
+                .allow_negative_numbers(true)
+                .required(true),
         )
 }
 ///The `list` command.
@@ -478,7 +563,6 @@ fn respond_command() -> Command {
             Arg::new("request_id")
                 .help("The request's id, as `requests` lists it.")
                 .value_name("REQUEST_ID")
-                .value_name("N")
                 .allow_negative_numbers(true)
                 .required(true),
         )
@@ -569,9 +653,7 @@ fn send_command() -> Command {
         )
         .arg(
             Arg::new("steer")
-                .help(
-                    "The same as `{arg:mode}` `steer`: add the message to the running turn.",
-                )
+                .help("The same as mode `steer`: add the message to the running turn.")
                 .long("steer")
                 .action(ArgAction::SetTrue),
         )
@@ -587,6 +669,14 @@ fn send_command() -> Command {
                 )
                 .long("idempotency-key"),
         )
+        .arg(
+            Arg::new("intro")
+                .help(
+                    "Sign the message: append a footer naming the sender (the caller's own lane) and how to reply, and leave the lane a `direct_message` in its inbox.",
+                )
+                .long("intro")
+                .action(ArgAction::SetTrue),
+        )
 }
 ///The `stop` command.
 fn stop_command() -> Command {
@@ -600,6 +690,76 @@ fn stop_command() -> Command {
                 .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
+        )
+}
+///The `subscribe` command.
+fn subscribe_command() -> Command {
+    Command::new("subscribe")
+        .about("Subscribe a lane to another lane's turn ends, approvals or activity")
+        .long_about(
+            "When `<TARGET>` ends a turn (or what `--when` names), the subscriber gets a `subscription_update` inbox message and, with `--delivery` `turn`, a queued turn carrying the event, the turn id and the target's last `--tail` agent messages. `--to` defaults to `self`: the caller's own lane (from `CODEX_THREAD_ID`). Durable; the same subscription twice is one.",
+        )
+        .arg(
+            Arg::new("target")
+                .help("The lane to hear about.")
+                .value_name("TARGET")
+                .required(true),
+        )
+        .arg(
+            Arg::new("when")
+                .help(
+                    "`done` (default: completed or failed), `completed`, `failed`, `idle` (any turn end), `approval`, `activity` (a turn started).",
+                )
+                .long("when"),
+        )
+        .arg(
+            Arg::new("to")
+                .help("The subscriber: a lane, or `self` (default).")
+                .long("to"),
+        )
+        .arg(
+            Arg::new("delivery")
+                .help("`turn` (default) or `inbox` only.")
+                .long("delivery"),
+        )
+        .arg(
+            Arg::new("tail")
+                .help("Agent messages to include (default 1).")
+                .long("tail")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("once")
+                .help("Fire once (the default).")
+                .long("once")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("every_time")
+                .help("Fire on every event.")
+                .long("every-time")
+                .action(ArgAction::SetTrue),
+        )
+}
+///The `subscriptions` command.
+fn subscriptions_command() -> Command {
+    Command::new("subscriptions")
+        .about("List subscriptions")
+        .long_about(
+            "Subscriptions that listen, oldest first (with `--all` also ended ones), optionally only to `--target` or of `--subscriber` (`self`: the caller's lane).",
+        )
+        .arg(Arg::new("target").help("Only subscriptions to this lane.").long("target"))
+        .arg(
+            Arg::new("subscriber")
+                .help("Only subscriptions of this lane (`self`: the caller's).")
+                .long("subscriber"),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Also ended ones.")
+                .long("all")
+                .action(ArgAction::SetTrue),
         )
 }
 ///The `sync` command.
@@ -759,12 +919,62 @@ fn trigger_rm_command() -> Command {
                 .required(true),
         )
 }
+///The `unsubscribe` command.
+fn unsubscribe_command() -> Command {
+    Command::new("unsubscribe")
+        .about("End a subscription")
+        .long_about(
+            "End a subscription: it fires no more (dispatch subscriptions with `all` still lists it).",
+        )
+        .arg(
+            Arg::new("id")
+                .help("The subscription id.")
+                .value_name("ID")
+                .allow_negative_numbers(true)
+                .required(true),
+        )
+}
 ///The `up` command.
 fn up_command() -> Command {
     Command::new("up")
         .about("Start the daemon in the background and wait until it is ready")
         .long_about(
             "Start the daemon (dispatchd) unless one runs, and return once it answers. A killed daemon's stale socket and pidfile are cleaned up first.",
+        )
+}
+///The `wait` command.
+fn wait_command() -> Command {
+    Command::new("wait")
+        .about("Wait until any (or all) of some lanes end a turn or are idle, bounded")
+        .long_about(
+            "Block until any of `<LANES>` (each, with `--all`) reaches `--until`, for at most `--timeout` seconds; return each lane's status, latest turn and last agent message, whether it timed out, and the lanes still pending. `turn-end` (default): a turn ends after the wait begins (for an idle lane, its next turn). `idle`: no turn runs, at once for an idle lane, so race-free right after a send. Use it instead of polling `dispatch get`.",
+        )
+        .arg(
+            Arg::new("lanes")
+                .help("The lanes: refs, @handles or titles.")
+                .value_name("LANES")
+                .action(ArgAction::Append)
+                .num_args(1..)
+                .required(true),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Wait for every lane, not the first.")
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("until")
+                .help("`turn-end` (default) or `idle`.")
+                .long("until")
+                .value_parser(["turn-end", "idle"]),
+        )
+        .arg(
+            Arg::new("timeout")
+                .help("Seconds at most.")
+                .long("timeout")
+                .value_name("N")
+                .allow_negative_numbers(true),
         )
 }
 ///The `watch` command.
@@ -931,6 +1141,51 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     kind: FieldKind::Integer,
                 },
             ],
+        )),
+        ["inbox", "ack"] => Some((
+            &operations::INBOX_ACK,
+            &[
+                Field {
+                    name: "id",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
+        ["inbox", "list"] => Some((
+            &operations::INBOX_LIST,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "state",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "kind",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "limit",
+                    kind: FieldKind::Integer,
+                },
+            ],
+        )),
+        ["inbox", "read"] => Some((
+            &operations::INBOX_READ,
+            &[Field {
+                name: "id",
+                kind: FieldKind::Integer,
+            }],
         )),
         ["list"] => Some((
             &operations::LIST,
@@ -1107,6 +1362,10 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     name: "idempotency_key",
                     kind: FieldKind::Text,
                 },
+                Field {
+                    name: "intro",
+                    kind: FieldKind::Flag,
+                },
             ],
         )),
         ["stop"] => Some((
@@ -1115,6 +1374,56 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 name: "lane",
                 kind: FieldKind::Text,
             }],
+        )),
+        ["subscribe"] => Some((
+            &operations::SUBSCRIBE,
+            &[
+                Field {
+                    name: "target",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "when",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "to",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "delivery",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "tail",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "once",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "every_time",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
+        ["subscriptions"] => Some((
+            &operations::SUBSCRIPTIONS,
+            &[
+                Field {
+                    name: "target",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "subscriber",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+            ],
         )),
         ["sync"] => Some((
             &operations::SYNC,
@@ -1205,7 +1514,35 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 kind: FieldKind::Text,
             }],
         )),
+        ["unsubscribe"] => Some((
+            &operations::UNSUBSCRIBE,
+            &[Field {
+                name: "id",
+                kind: FieldKind::Integer,
+            }],
+        )),
         ["up"] => Some((&operations::UP, &[])),
+        ["wait"] => Some((
+            &operations::WAIT,
+            &[
+                Field {
+                    name: "lanes",
+                    kind: FieldKind::TextList,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "until",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "timeout",
+                    kind: FieldKind::Number,
+                },
+            ],
+        )),
         ["watch"] => Some((
             &operations::WATCH,
             &[

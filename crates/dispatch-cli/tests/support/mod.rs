@@ -151,6 +151,9 @@ impl Home {
             .env_remove("DISPATCH_DB")
             .env_remove("DISPATCH_PIDFILE")
             .env_remove("DISPATCH_DAEMON_BIN")
+            // The tests may run inside a Codex session: they are no lane's caller unless they
+            // say so.
+            .env_remove("CODEX_THREAD_ID")
             .stdin(Stdio::null());
         cmd
     }
@@ -214,8 +217,17 @@ impl Home {
 
     /// Starts `dispatch mcp` as an MCP client would.
     pub fn mcp(&self) -> Mcp {
-        let mut child = self
-            .command(&dispatch_bin())
+        self.mcp_with_env(&[])
+    }
+
+    /// Starts `dispatch mcp` with `env` on top of the layout's environment (Codex starts it
+    /// with `CODEX_THREAD_ID` set to the thread it serves).
+    pub fn mcp_with_env(&self, env: &[(&str, &str)]) -> Mcp {
+        let mut cmd = self.command(&dispatch_bin());
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let mut child = cmd
             .arg("mcp")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -26,6 +26,9 @@ pub trait Dispatch:
     + Handle<GoalClearInput>
     + Handle<GoalGetInput>
     + Handle<GoalSetInput>
+    + Handle<InboxAckInput>
+    + Handle<InboxListInput>
+    + Handle<InboxReadInput>
     + Handle<ListInput>
     + Handle<ModelsInput>
     + Handle<NewInput>
@@ -36,6 +39,8 @@ pub trait Dispatch:
     + Handle<SearchInput>
     + Handle<SendInput>
     + Handle<StopInput>
+    + Handle<SubscribeInput>
+    + Handle<SubscriptionsInput>
     + Handle<SyncInput>
     + Handle<TailInput>
     + Handle<TriggerAddInput>
@@ -43,6 +48,8 @@ pub trait Dispatch:
     + Handle<TriggerPauseInput>
     + Handle<TriggerResumeInput>
     + Handle<TriggerRmInput>
+    + Handle<UnsubscribeInput>
+    + Handle<WaitInput>
     + Handle<WatchInput>
 {
     /// Whether the daemon has no work in flight (no running turn, no pending

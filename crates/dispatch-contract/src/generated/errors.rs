@@ -11,6 +11,8 @@ pub enum ErrorCode {
     DeliveryConflict,
     ///`not_found`: no lane, thread, operation or request matches.
     NotFound,
+    ///`unmanaged_caller`: `self` needs the caller's own lane, and the caller is not a lane: no CODEX_THREAD_ID in its environment, or a thread dispatch does not know.
+    UnmanagedCaller,
     ///`ambiguous_selector`: the selector matches more than one lane.
     AmbiguousSelector,
     ///`attached_lane_write_blocked`: the lane is attached (observe-only) and this operation writes turns or history.
@@ -52,6 +54,7 @@ impl ErrorCode {
         ErrorCode::InvalidInput,
         ErrorCode::DeliveryConflict,
         ErrorCode::NotFound,
+        ErrorCode::UnmanagedCaller,
         ErrorCode::AmbiguousSelector,
         ErrorCode::AttachedLaneWriteBlocked,
         ErrorCode::PermissionDenied,
@@ -76,6 +79,7 @@ impl ErrorCode {
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::DeliveryConflict => "delivery_conflict",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::UnmanagedCaller => "unmanaged_caller",
             ErrorCode::AmbiguousSelector => "ambiguous_selector",
             ErrorCode::AttachedLaneWriteBlocked => "attached_lane_write_blocked",
             ErrorCode::PermissionDenied => "permission_denied",
@@ -101,6 +105,7 @@ impl ErrorCode {
             ErrorCode::InvalidInput => 2u8,
             ErrorCode::DeliveryConflict => 2u8,
             ErrorCode::NotFound => 4u8,
+            ErrorCode::UnmanagedCaller => 4u8,
             ErrorCode::AmbiguousSelector => 4u8,
             ErrorCode::AttachedLaneWriteBlocked => 7u8,
             ErrorCode::PermissionDenied => 7u8,
@@ -130,6 +135,7 @@ impl ErrorCode {
             ErrorCode::InvalidInput => -32602i32,
             ErrorCode::DeliveryConflict => -32016i32,
             ErrorCode::NotFound => -32004i32,
+            ErrorCode::UnmanagedCaller => -32017i32,
             ErrorCode::AmbiguousSelector => -32005i32,
             ErrorCode::AttachedLaneWriteBlocked => -32007i32,
             ErrorCode::PermissionDenied => -32009i32,
@@ -157,6 +163,9 @@ impl ErrorCode {
                 "the idempotency key was already used for a different message"
             }
             ErrorCode::NotFound => "no lane, thread, operation or request matches",
+            ErrorCode::UnmanagedCaller => {
+                "`self` needs the caller's own lane, and the caller is not a lane: no CODEX_THREAD_ID in its environment, or a thread dispatch does not know"
+            }
             ErrorCode::AmbiguousSelector => "the selector matches more than one lane",
             ErrorCode::AttachedLaneWriteBlocked => {
                 "the lane is attached (observe-only) and this operation writes turns or history"

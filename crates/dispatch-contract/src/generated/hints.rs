@@ -28,6 +28,12 @@ impl ErrorCode {
                     )
                     .run(&operations::LIST, json("{\"all\":true}"))
             }
+            ErrorCode::UnmanagedCaller => {
+                Hint::new(
+                        "name the lane instead of `self`, or run this from a lane's Codex session; {0} adopts a thread dispatch does not know",
+                    )
+                    .run(&operations::ATTACH, json("{\"thread_id\":\"<thread-id>\"}"))
+            }
             ErrorCode::AmbiguousSelector => {
                 Hint::new("use one of the listed refs or the full thread id instead")
             }

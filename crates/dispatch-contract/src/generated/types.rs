@@ -460,6 +460,64 @@ pub struct AttachOutput {
     pub already_attached: bool,
     pub lane: Lane,
 }
+///The calling Codex thread: the calling process fills it from `CODEX_THREAD_ID`, which Codex sets for the commands and MCP servers it starts. Never an argument; it is what `self` means.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct CallerThread(::std::string::String);
+impl ::std::ops::Deref for CallerThread {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<CallerThread> for ::std::string::String {
+    fn from(value: CallerThread) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for CallerThread {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 200usize {
+            return Err("longer than 200 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for CallerThread {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for CallerThread {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CallerThread {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
 ///`CatalogModel`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CatalogModel {
@@ -683,10 +741,10 @@ pub struct DaemonStatusOutputLanes {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryGetInput {
-    ///The receipt id, as `{op:send}` returned it.
+    ///The receipt id that `send` or `new` returned.
     pub receipt: DeliveryGetInputReceipt,
 }
-///The receipt id, as `{op:send}` returned it.
+///The receipt id that `send` or `new` returned.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct DeliveryGetInputReceipt(::std::string::String);
@@ -831,13 +889,13 @@ impl ::std::convert::TryFrom<::std::string::String> for DeliveryMode {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryReconcileInput {
-    ///The receipt id, as `{op:send}` returned it.
+    ///The receipt id that `send` or `new` returned.
     pub receipt: DeliveryReconcileInputReceipt,
     ///When it is not found, mark it failed (not delivered, as far as the thread shows) so the lane's queue goes on.
     #[serde(default)]
     pub release: bool,
 }
-///The receipt id, as `{op:send}` returned it.
+///The receipt id that `send` or `new` returned.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct DeliveryReconcileInputReceipt(::std::string::String);
@@ -901,7 +959,7 @@ pub struct DeliveryReconcileOutput {
     ///Whether the message was found in its thread by this call.
     pub found: bool,
     pub receipt: Receipt,
-    ///Whether this call gave up on it (`{arg:release}`).
+    ///Whether this call gave up on it.
     pub released: bool,
 }
 ///Where a delivery is: `queued` (waits for the lane to be idle), `submitting` (being handed to Codex), `accepted` (a turn started, was steered, or took the text), `completed` / `failed` (its turn ended so), `ambiguous` (a crash left it unknown whether it arrived; it is never resent, and is resolved only when found in the thread).
@@ -1274,6 +1332,301 @@ impl<'de> ::serde::Deserialize<'de> for IdempotencyKey {
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
+    }
+}
+///Input of `inbox ack`: Acknowledge one inbox message, or all pending ones
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboxAckInput {
+    ///Every pending message instead.
+    #[serde(default)]
+    pub all: bool,
+    ///The calling thread (from `CODEX_THREAD_ID`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub caller: ::std::option::Option<CallerThread>,
+    ///The message id.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub id: ::std::option::Option<::std::num::NonZeroU64>,
+    ///With `all`: only messages to this lane (`self`: the caller's).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lane: ::std::option::Option<Selector>,
+}
+///Output of `inbox ack`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct InboxAckOutput {
+    ///How many messages this call acknowledged.
+    pub acknowledged: i64,
+    ///Their ids.
+    pub ids: ::std::vec::Vec<i64>,
+    ///With `all` and a lane: that lane's ref.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub lane: ::std::option::Option<::std::string::String>,
+}
+///An inbox message without its body.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct InboxEntry {
+    ///The ref of the lane the message is about.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub about: ::std::option::Option<::std::string::String>,
+    ///When it was stored (RFC 3339).
+    pub created_at: ::std::string::String,
+    ///The message id.
+    pub id: i64,
+    pub kind: InboxKind,
+    pub state: InboxState,
+    ///One line.
+    pub subject: ::std::string::String,
+    ///The recipient lane's ref; null for the operator.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub to: ::std::option::Option<::std::string::String>,
+    ///The turn it is about.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+}
+///What a message is: `subscription_update` (a subscribed lane's event), `direct_message`, `trigger_result` (what a trigger's action did) or `approval_request` (a lane waits for an answer).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum InboxKind {
+    #[serde(rename = "subscription_update")]
+    SubscriptionUpdate,
+    #[serde(rename = "direct_message")]
+    DirectMessage,
+    #[serde(rename = "trigger_result")]
+    TriggerResult,
+    #[serde(rename = "approval_request")]
+    ApprovalRequest,
+}
+impl ::std::fmt::Display for InboxKind {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::SubscriptionUpdate => f.write_str("subscription_update"),
+            Self::DirectMessage => f.write_str("direct_message"),
+            Self::TriggerResult => f.write_str("trigger_result"),
+            Self::ApprovalRequest => f.write_str("approval_request"),
+        }
+    }
+}
+impl ::std::str::FromStr for InboxKind {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "subscription_update" => Ok(Self::SubscriptionUpdate),
+            "direct_message" => Ok(Self::DirectMessage),
+            "trigger_result" => Ok(Self::TriggerResult),
+            "approval_request" => Ok(Self::ApprovalRequest),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for InboxKind {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for InboxKind {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `inbox list`: List inbox messages (pending ones by default)
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboxListInput {
+    ///The calling thread (from `CODEX_THREAD_ID`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub caller: ::std::option::Option<CallerThread>,
+    ///Only this kind.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub kind: ::std::option::Option<InboxKind>,
+    ///Only messages to this lane (`self`: the caller's).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lane: ::std::option::Option<Selector>,
+    ///At most this many.
+    #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 50>")]
+    pub limit: ::std::num::NonZeroU64,
+    ///`pending` (default), `acked` or `all`.
+    #[serde(default = "defaults::inbox_list_input_state")]
+    pub state: InboxListInputState,
+}
+impl ::std::default::Default for InboxListInput {
+    fn default() -> Self {
+        Self {
+            caller: Default::default(),
+            kind: Default::default(),
+            lane: Default::default(),
+            limit: defaults::default_nzu64::<::std::num::NonZeroU64, 50>(),
+            state: defaults::inbox_list_input_state(),
+        }
+    }
+}
+///`pending` (default), `acked` or `all`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum InboxListInputState {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "acked")]
+    Acked,
+    #[serde(rename = "all")]
+    All,
+}
+impl ::std::fmt::Display for InboxListInputState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+            Self::Acked => f.write_str("acked"),
+            Self::All => f.write_str("all"),
+        }
+    }
+}
+impl ::std::str::FromStr for InboxListInputState {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            "acked" => Ok(Self::Acked),
+            "all" => Ok(Self::All),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for InboxListInputState {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for InboxListInputState {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::default::Default for InboxListInputState {
+    fn default() -> Self {
+        InboxListInputState::Pending
+    }
+}
+///Output of `inbox list`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct InboxListOutput {
+    pub messages: ::std::vec::Vec<InboxEntry>,
+}
+///An inbox message in full.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct InboxMessage {
+    ///The ref of the lane the message is about.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub about: ::std::option::Option<::std::string::String>,
+    ///When it was acknowledged (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub acked_at: ::std::option::Option<::std::string::String>,
+    ///The message.
+    pub body: ::std::string::String,
+    ///When it was stored (RFC 3339).
+    pub created_at: ::std::string::String,
+    ///Structured details: for a subscription update the subscription, the event, the turn's status and the agent messages; for an approval request the request id and method.
+    pub data: ::serde_json::Value,
+    ///The message id.
+    pub id: i64,
+    pub kind: InboxKind,
+    pub state: InboxState,
+    ///One line.
+    pub subject: ::std::string::String,
+    ///The recipient lane's ref; null for the operator.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub to: ::std::option::Option<::std::string::String>,
+    ///The turn it is about.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+}
+///Input of `inbox read`: Show an inbox message in full
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboxReadInput {
+    ///The message id.
+    pub id: ::std::num::NonZeroU64,
+}
+///Output of `inbox read`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct InboxReadOutput {
+    pub message: InboxMessage,
+}
+///`pending` until acknowledged, then `acked`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum InboxState {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "acked")]
+    Acked,
+}
+impl ::std::fmt::Display for InboxState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Pending => f.write_str("pending"),
+            Self::Acked => f.write_str("acked"),
+        }
+    }
+}
+impl ::std::str::FromStr for InboxState {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "pending" => Ok(Self::Pending),
+            "acked" => Ok(Self::Acked),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for InboxState {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for InboxState {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///A Codex thread that dispatch knows.
@@ -2989,15 +3342,21 @@ impl<'de> ::serde::Deserialize<'de> for Selector {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SendInput {
+    ///The calling thread (from `CODEX_THREAD_ID`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub caller: ::std::option::Option<CallerThread>,
     ///Makes a retry safe: the same key and message return the first receipt and do nothing.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub idempotency_key: ::std::option::Option<IdempotencyKey>,
+    ///Sign the message: append a footer naming the sender (the caller's own lane) and how to reply, and leave the lane a `direct_message` in its inbox.
+    #[serde(default)]
+    pub intro: bool,
     ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
     ///How the message reaches the lane (default `send`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<DeliveryMode>,
-    ///The same as `{arg:mode}` `steer`: add the message to the running turn.
+    ///The same as mode `steer`: add the message to the running turn.
     #[serde(default)]
     pub steer: bool,
     ///The message.
@@ -3011,10 +3370,13 @@ pub struct SendOutput {
     ///Whether Codex has taken the message: a turn started or was steered, or the text was added (false while it is queued, or when it failed).
     pub message_accepted: bool,
     pub mode: DeliveryMode,
-    ///The receipt id: `{op:delivery_get}` follows it.
+    ///The receipt id, to follow the message by.
     pub receipt: ::std::string::String,
     ///Whether the idempotency key had been used with the same message: nothing was done, and this is the first call's receipt.
     pub repeated: bool,
+    ///The sending lane's ref when the message was signed (`intro`); null otherwise.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub sender: ::std::option::Option<::std::string::String>,
     pub state: DeliveryState,
     ///Whether it went into a running turn.
     pub steered: bool,
@@ -3050,6 +3412,206 @@ pub struct StopOutput {
     ///The interrupted turn.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub turn_id: ::std::option::Option<::std::string::String>,
+}
+///Input of `subscribe`: Subscribe a lane to another lane's turn ends, approvals or activity
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeInput {
+    ///The calling thread (from `CODEX_THREAD_ID`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub caller: ::std::option::Option<CallerThread>,
+    ///`turn` (default) or `inbox` only.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub delivery: ::std::option::Option<SubscriptionDelivery>,
+    ///Fire on every event.
+    #[serde(default)]
+    pub every_time: bool,
+    ///Fire once (the default).
+    #[serde(default)]
+    pub once: bool,
+    ///Agent messages to include (default 1).
+    #[serde(default = "defaults::default_u64::<i64, 1>")]
+    pub tail: i64,
+    ///The lane to hear about.
+    pub target: Selector,
+    ///The subscriber: a lane, or `self` (default).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub to: ::std::option::Option<Selector>,
+    ///`done` (default: completed or failed), `completed`, `failed`, `idle` (any turn end), `approval`, `activity` (a turn started).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub when: ::std::option::Option<SubscriptionEvent>,
+}
+///Output of `subscribe`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SubscribeOutput {
+    ///Whether the same subscription already existed: nothing new was stored.
+    pub existing: bool,
+    pub subscription: Subscription,
+}
+///A subscriber lane listening to a target lane's events.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Subscription {
+    ///Whether it still listens.
+    pub active: bool,
+    ///When it was made (RFC 3339).
+    pub created_at: ::std::string::String,
+    pub delivery: SubscriptionDelivery,
+    ///How often it fired.
+    pub fired: i64,
+    ///The subscription id.
+    pub id: i64,
+    ///When it last fired (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub last_fired_at: ::std::option::Option<::std::string::String>,
+    ///Whether it ends after firing once.
+    pub once: bool,
+    ///The ref of the lane that hears them.
+    pub subscriber: ::std::string::String,
+    ///How many of the target's last agent messages an update carries.
+    pub tail: i64,
+    ///The ref of the lane whose events are heard.
+    pub target: ::std::string::String,
+    pub when: SubscriptionEvent,
+}
+///`turn`: an inbox message and a queued turn on the subscriber; `inbox`: the inbox message only.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum SubscriptionDelivery {
+    #[serde(rename = "turn")]
+    Turn,
+    #[serde(rename = "inbox")]
+    Inbox,
+}
+impl ::std::fmt::Display for SubscriptionDelivery {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Turn => f.write_str("turn"),
+            Self::Inbox => f.write_str("inbox"),
+        }
+    }
+}
+impl ::std::str::FromStr for SubscriptionDelivery {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "turn" => Ok(Self::Turn),
+            "inbox" => Ok(Self::Inbox),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for SubscriptionDelivery {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SubscriptionDelivery {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///What the subscriber hears about: `done` (a turn completed or failed), `completed`, `failed`, `idle` (a turn ended, however), `approval` (the lane waits for an approval) or `activity` (a turn started).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum SubscriptionEvent {
+    #[serde(rename = "done")]
+    Done,
+    #[serde(rename = "completed")]
+    Completed,
+    #[serde(rename = "failed")]
+    Failed,
+    #[serde(rename = "idle")]
+    Idle,
+    #[serde(rename = "approval")]
+    Approval,
+    #[serde(rename = "activity")]
+    Activity,
+}
+impl ::std::fmt::Display for SubscriptionEvent {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Done => f.write_str("done"),
+            Self::Completed => f.write_str("completed"),
+            Self::Failed => f.write_str("failed"),
+            Self::Idle => f.write_str("idle"),
+            Self::Approval => f.write_str("approval"),
+            Self::Activity => f.write_str("activity"),
+        }
+    }
+}
+impl ::std::str::FromStr for SubscriptionEvent {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "done" => Ok(Self::Done),
+            "completed" => Ok(Self::Completed),
+            "failed" => Ok(Self::Failed),
+            "idle" => Ok(Self::Idle),
+            "approval" => Ok(Self::Approval),
+            "activity" => Ok(Self::Activity),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for SubscriptionEvent {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SubscriptionEvent {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Input of `subscriptions`: List subscriptions
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsInput {
+    ///Also ended ones.
+    #[serde(default)]
+    pub all: bool,
+    ///The calling thread (from `CODEX_THREAD_ID`).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub caller: ::std::option::Option<CallerThread>,
+    ///Only subscriptions of this lane (`self`: the caller's).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub subscriber: ::std::option::Option<Selector>,
+    ///Only subscriptions to this lane.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub target: ::std::option::Option<Selector>,
+}
+///Output of `subscriptions`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct SubscriptionsOutput {
+    pub subscriptions: ::std::vec::Vec<Subscription>,
 }
 ///Input of `sync`: Refresh a lane's indexed turns and items from the App Server
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -3965,6 +4527,20 @@ impl ::std::convert::TryFrom<::std::string::String> for TurnStatus {
         value.parse()
     }
 }
+///Input of `unsubscribe`: End a subscription
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeInput {
+    ///The subscription id.
+    pub id: ::std::num::NonZeroU64,
+}
+///Output of `unsubscribe`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct UnsubscribeOutput {
+    pub subscription: Subscription,
+    ///Whether it was still listening; false when it had already ended.
+    pub was_active: bool,
+}
 ///Input of `up`: Start the daemon in the background and wait until it is ready
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -4029,6 +4605,101 @@ impl ::std::convert::TryFrom<::std::string::String> for UpOutputStatus {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///Input of `wait`: Wait until any (or all) of some lanes end a turn or are idle, bounded
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WaitInput {
+    ///Wait for every lane, not the first.
+    #[serde(default)]
+    pub all: bool,
+    ///The lanes: refs, @handles or titles.
+    pub lanes: ::std::vec::Vec<Selector>,
+    ///Seconds at most.
+    #[serde(default = "defaults::wait_input_timeout")]
+    pub timeout: f64,
+    ///`turn-end` (default) or `idle`.
+    #[serde(default = "defaults::wait_input_until")]
+    pub until: WaitInputUntil,
+}
+///`turn-end` (default) or `idle`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum WaitInputUntil {
+    #[serde(rename = "turn-end")]
+    TurnEnd,
+    #[serde(rename = "idle")]
+    Idle,
+}
+impl ::std::fmt::Display for WaitInputUntil {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::TurnEnd => f.write_str("turn-end"),
+            Self::Idle => f.write_str("idle"),
+        }
+    }
+}
+impl ::std::str::FromStr for WaitInputUntil {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "turn-end" => Ok(Self::TurnEnd),
+            "idle" => Ok(Self::Idle),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for WaitInputUntil {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for WaitInputUntil {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::default::Default for WaitInputUntil {
+    fn default() -> Self {
+        WaitInputUntil::TurnEnd
+    }
+}
+///`WaitLane`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct WaitLane {
+    pub lane: LaneRef,
+    ///The lane's last agent message, if it has one.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub last_agent_message: ::std::option::Option<::std::string::String>,
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub latest_turn: ::std::option::Option<LatestTurn>,
+    ///Whether the lane reached the condition.
+    pub reached: bool,
+    pub status: LaneStatus,
+}
+///Output of `wait`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct WaitOutput {
+    ///Every lane waited on, in the order given.
+    pub lanes: ::std::vec::Vec<WaitLane>,
+    ///The refs of the lanes that have not reached the condition.
+    pub pending: ::std::vec::Vec<::std::string::String>,
+    ///Whether the timeout passed before the condition was met.
+    pub timed_out: bool,
 }
 ///`WatchEvent`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -4196,6 +4867,13 @@ pub mod defaults {
     {
         T::try_from(V).unwrap()
     }
+    pub(super) fn default_u64<T, const V: u64>() -> T
+    where
+        T: ::std::convert::TryFrom<u64>,
+        <T as ::std::convert::TryFrom<u64>>::Error: ::std::fmt::Debug,
+    {
+        T::try_from(V).unwrap()
+    }
     pub(super) fn default_nzu64<T, const V: u64>() -> T
     where
         T: ::std::convert::TryFrom<::std::num::NonZeroU64>,
@@ -4203,11 +4881,20 @@ pub mod defaults {
     {
         T::try_from(::std::num::NonZeroU64::try_from(V).unwrap()).unwrap()
     }
+    pub(super) fn inbox_list_input_state() -> super::InboxListInputState {
+        super::InboxListInputState::Pending
+    }
     pub(super) fn search_input_scope() -> super::SearchInputScope {
         super::SearchInputScope::All
     }
     pub(super) fn trigger_add_input_mode() -> super::TriggerAddInputMode {
         super::TriggerAddInputMode::Send
+    }
+    pub(super) fn wait_input_timeout() -> f64 {
+        30_f64
+    }
+    pub(super) fn wait_input_until() -> super::WaitInputUntil {
+        super::WaitInputUntil::TurnEnd
     }
     pub(super) fn watch_input_timeout() -> f64 {
         30_f64

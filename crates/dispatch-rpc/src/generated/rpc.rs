@@ -21,6 +21,9 @@ pub const METHODS: &[&str] = &[
     "goal_clear",
     "goal_get",
     "goal_set",
+    "inbox_ack",
+    "inbox_list",
+    "inbox_read",
     "list",
     "models",
     "new",
@@ -31,6 +34,8 @@ pub const METHODS: &[&str] = &[
     "search",
     "send",
     "stop",
+    "subscribe",
+    "subscriptions",
     "sync",
     "tail",
     "trigger_add",
@@ -38,6 +43,8 @@ pub const METHODS: &[&str] = &[
     "trigger_pause",
     "trigger_resume",
     "trigger_rm",
+    "unsubscribe",
+    "wait",
     "watch",
 ];
 /// The daemon's RPC module. Every method checks the caller's contract hash and
@@ -54,6 +61,9 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, GoalClearInput>(&mut module);
     register::<D, GoalGetInput>(&mut module);
     register::<D, GoalSetInput>(&mut module);
+    register::<D, InboxAckInput>(&mut module);
+    register::<D, InboxListInput>(&mut module);
+    register::<D, InboxReadInput>(&mut module);
     register::<D, ListInput>(&mut module);
     register::<D, ModelsInput>(&mut module);
     register::<D, NewInput>(&mut module);
@@ -64,6 +74,8 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, SearchInput>(&mut module);
     register::<D, SendInput>(&mut module);
     register::<D, StopInput>(&mut module);
+    register::<D, SubscribeInput>(&mut module);
+    register::<D, SubscriptionsInput>(&mut module);
     register::<D, SyncInput>(&mut module);
     register::<D, TailInput>(&mut module);
     register::<D, TriggerAddInput>(&mut module);
@@ -71,6 +83,8 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, TriggerPauseInput>(&mut module);
     register::<D, TriggerResumeInput>(&mut module);
     register::<D, TriggerRmInput>(&mut module);
+    register::<D, UnsubscribeInput>(&mut module);
+    register::<D, WaitInput>(&mut module);
     register::<D, WatchInput>(&mut module);
     module
 }
