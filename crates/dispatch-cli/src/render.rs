@@ -495,6 +495,16 @@ impl Render for GetOutput {
                 format!("{} ({})", e(&goal.objective), e(&goal.status)),
             ]);
         }
+        if let Some(parent) = &self.parent {
+            table.push(vec!["parent".into(), format!("lane {}", e(parent))]);
+        }
+        if let Some(c) = &self.compaction {
+            let state = match &c.completed_at {
+                Some(at) => format!("compacted at {}", e(at)),
+                None => format!("asked for at {}, not finished", opt(&c.requested_at)),
+            };
+            table.push(vec!["compaction".into(), state]);
+        }
         let c = &self.counts;
         table.push(vec![
             "counts".into(),
@@ -1158,3 +1168,5 @@ impl Render for SchemaOutput {}
 
 /// An output of an operation this CLI does not know: shown as JSON.
 impl Render for Value {}
+
+mod thread_ops;

@@ -99,6 +99,8 @@ struct LaneCache {
     /// Turns dispatch interrupted because the provider refused the credentials, with the
     /// message to record: they end as failed, not interrupted.
     auth_failed: HashMap<String, String>,
+    /// [`Service::lanes_removed`] when `refs` was last valid.
+    removed: u64,
 }
 
 impl LaneCache {
@@ -135,11 +137,31 @@ impl LaneCache {
     }
 }
 
+/// Whether `notification` says the thread's context was compacted: the `contextCompaction`
+/// item completed, or (deprecated, still sent) `thread/compacted`.
+fn compacted(notification: &ServerNotification) -> bool {
+    match notification {
+        ServerNotification::ContextCompacted(_) => true,
+        ServerNotification::ItemCompleted(n) => matches!(n.item, ThreadItem::ContextCompaction(_)),
+        _ => false,
+    }
+}
+
 async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
+    // A lane was deleted: the threads it cached may be gone with it.
+    let removed = service.lanes_removed();
+    if lanes.removed != removed {
+        lanes.refs.clear();
+        lanes.removed = removed;
+    }
     let mut batch = Vec::with_capacity(events.len());
     for event in events {
         match event {
             Event::Notification(notification) => {
+                if let ServerNotification::AccountRateLimitsUpdated(n) = notification.as_ref() {
+                    service.note_rate_limits(now_ms(), n.rate_limits.clone());
+                    continue;
+                }
                 let Some(thread_id) = notification.thread_id().map(str::to_owned) else {
                     continue;
                 };
@@ -158,6 +180,11 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
                     &notification,
                     &mut lanes.auth_failed,
                 ));
+                if compacted(&notification)
+                    && let Err(err) = service.registry().note_compacted(&lane_ref, now_ms()).await
+                {
+                    tracing::warn!(%err, lane = lane_ref, "recording a compaction");
+                }
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
                     flush(service, &mut batch).await;
                     settle_request(service, &lane_ref, &thread_id, &resolved.request_id).await;
@@ -218,8 +245,21 @@ async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(err) = service.registry().record(batch).await {
-        tracing::error!(%err, events = batch.len(), "storing events failed");
+    match service.registry().record(batch).await {
+        Ok(()) => {}
+        // A lane deleted meanwhile: the others' events are stored without its own.
+        Err(dispatch_registry::RegistryError::LaneNotFound { .. }) => {
+            let mut kept = Vec::with_capacity(batch.len());
+            for recorded in batch.drain(..) {
+                if let Ok(Some(_)) = service.registry().lane(&recorded.lane_ref).await {
+                    kept.push(recorded);
+                }
+            }
+            if let Err(err) = service.registry().record(&kept).await {
+                tracing::error!(%err, events = kept.len(), "storing events failed");
+            }
+        }
+        Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
     }
     batch.clear();
     service.events_stored().await;
@@ -342,6 +382,7 @@ fn item_text(item: &ThreadItem) -> (Option<String>, Option<String>) {
         ThreadItem::AgentMessage(m) => (Some(m.text.clone()), None),
         ThreadItem::Reasoning(r) => (Some(r.summary.join("\n")).filter(|s| !s.is_empty()), None),
         ThreadItem::CommandExecution(c) => (Some(c.command.clone()), Some(wire_name(&c.status))),
+        ThreadItem::ExitedReviewMode(r) => (Some(r.review.clone()), None),
         ThreadItem::FileChange(f) => {
             let paths: Vec<String> = f.changes.iter().map(|c| c.path.clone()).collect();
             (Some(paths.join(", ")), Some(wire_name(&f.status)))

@@ -2,13 +2,14 @@
 //! answered from the registry (`get`, `list`, `tail`). `new` is in `new_lane.rs`.
 
 use codex_app_server::protocol::{
-    ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams, TurnInterruptParams,
+    ThreadGoalClearParams, ThreadGoalGetParams, ThreadGoalSetParams, ThreadGoalStatus,
+    TurnInterruptParams,
 };
 use dispatch_contract::types::DeliveryMode as Mode;
 use dispatch_contract::types::{
-    GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
-    GoalSetInput, GoalSetOutput, LaneCounts, LaneRef, ListInput, ListOutput, SendInput, SendOutput,
-    StopInput, StopOutput, TailInput, TailOutput,
+    Compaction, GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
+    GoalSetInput, GoalSetInputStatus, GoalSetOutput, LaneCounts, LaneRef, ListInput, ListOutput,
+    SendInput, SendOutput, StopInput, StopOutput, TailInput, TailOutput,
 };
 use dispatch_contract::{DispatchError, Handle, Hint, Logged, operations};
 use dispatch_registry::{Fact, LaneFilter};
@@ -244,7 +245,28 @@ impl Handle<GetInput> for Service {
             serde_json::Value::Object(map) => Some(map),
             _ => None,
         });
+        let lineage = self
+            .registry()
+            .lineage(&lane.lane_ref)
+            .await?
+            .unwrap_or_default();
+        let compaction = (lineage.compact_requested_at_ms.is_some()
+            || lineage.compacted_at_ms.is_some())
+        .then(|| Compaction {
+            requested_at: lineage.compact_requested_at_ms.map(convert::rfc3339),
+            // A compaction that ended before the latest request is not this one's end.
+            completed_at: lineage
+                .compacted_at_ms
+                .filter(|done| {
+                    lineage
+                        .compact_requested_at_ms
+                        .is_none_or(|asked| *done >= asked)
+                })
+                .map(convert::rfc3339),
+        });
         Ok(GetOutput {
+            parent: lineage.parent_ref,
+            compaction,
             errors: errors.into_iter().map(convert::error).collect(),
             token_usage,
             counts: LaneCounts {
@@ -292,6 +314,11 @@ impl Handle<TailInput> for Service {
 /// `goal set`.
 impl Handle<GoalSetInput> for Service {
     async fn handle(&self, input: GoalSetInput) -> Result<GoalSetOutput, DispatchError> {
+        if input.objective.is_none() && input.status.is_none() && input.token_budget.is_none() {
+            return Err(DispatchError::invalid_input(
+                "`goal set` needs something to set: `objective`, `status` or `token_budget`",
+            ));
+        }
         let lane = self.resolve(&input.lane).await?;
         // An active goal starts turns: it takes the lane's write lock like `send`.
         let _writer = self.lane_lock(&lane.lane_ref).await;
@@ -301,7 +328,12 @@ impl Handle<GoalSetInput> for Service {
         let set = server
             .call(&ThreadGoalSetParams {
                 thread_id: lane.thread_id.clone(),
-                objective: Some(input.objective.to_string()),
+                objective: input.objective.as_ref().map(|o| o.to_string()),
+                status: input.status.map(|s| match s {
+                    GoalSetInputStatus::Active => ThreadGoalStatus::Active,
+                    GoalSetInputStatus::Paused => ThreadGoalStatus::Paused,
+                    GoalSetInputStatus::Complete => ThreadGoalStatus::Complete,
+                }),
                 token_budget: input
                     .token_budget
                     .map(|b| i64::try_from(b.get()).unwrap_or(i64::MAX)),
@@ -319,8 +351,11 @@ impl Handle<GoalSetInput> for Service {
     }
 
     fn logged(output: &GoalSetOutput) -> Logged {
-        let objective = output.goal.as_ref().map_or("", |g| g.objective.as_str());
-        Logged::lane(&output.lane.ref_, format!("goal: {objective}"))
+        let detail = output.goal.as_ref().map_or_else(
+            || "goal: none".to_owned(),
+            |g| format!("goal ({}): {}", g.status, g.objective),
+        );
+        Logged::lane(&output.lane.ref_, detail)
     }
 }
 

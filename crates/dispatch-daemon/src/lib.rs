@@ -12,9 +12,11 @@
 //! `rename`, `archive`, `restore`), `search.rs`, `models.rs`, `daemon.rs` (`daemon
 //! status`, `daemon log`), `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
 //! scheduler that fires them is `triggers.rs`), `inbox.rs` (`inbox list|read|ack`),
-//! `subscriptions.rs` (`subscribe`, `subscriptions`, `unsubscribe`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
+//! `subscriptions.rs` (`subscribe`, `subscriptions`, `unsubscribe`), `thread_ops.rs` (`fork`,
+//! `revert`, `compact`, `review`, `delete`), `account.rs` (`usage`, `permissions`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
 //! call passes through: the attached-lane lock and the action log.
 
+mod account;
 mod approvals;
 mod caller;
 mod convert;
@@ -38,6 +40,7 @@ mod search;
 mod service;
 mod subscriptions;
 mod supervisor;
+mod thread_ops;
 mod threads;
 mod trigger_ops;
 mod triggers;

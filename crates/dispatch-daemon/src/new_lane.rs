@@ -11,6 +11,7 @@ use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operatio
 use dispatch_registry::{CreationRow, DeliveryMode, Fact, NewLane, Ownership};
 use serde_json::json;
 
+use crate::account;
 use crate::convert::{self, goal_row};
 use crate::deliver::DeliveryRequest;
 use crate::errors::app_server_error;
@@ -95,6 +96,15 @@ impl Service {
             input.service_tier.as_deref().map(String::as_str),
         )
         .await?;
+        let permission_profile = input.permission_profile.as_ref().map(|p| p.to_string());
+        if let Some(profile) = &permission_profile {
+            if input.sandbox.is_some() {
+                return Err(DispatchError::invalid_input(
+                    "give `permission_profile` or `sandbox`, not both: a profile sets the sandbox",
+                ));
+            }
+            account::check_permission_profile(&server, cwd.as_deref(), profile).await?;
+        }
         let mut warnings: Vec<String> =
             self.credential_warning(&server).await.into_iter().collect();
 
@@ -112,6 +122,14 @@ impl Service {
                     NewInputSandbox::ReadOnly => SandboxMode::ReadOnly,
                     NewInputSandbox::WorkspaceWrite => SandboxMode::WorkspaceWrite,
                     NewInputSandbox::DangerFullAccess => SandboxMode::DangerFullAccess,
+                }),
+                // `permissions` on `thread/start` is experimental in 0.169.0; the stable way
+                // to pick a profile is the `default_permissions` setting.
+                config: permission_profile.map(|profile| {
+                    serde_json::Map::from_iter([(
+                        "default_permissions".to_owned(),
+                        serde_json::Value::String(profile),
+                    )])
                 }),
                 ..Default::default()
             })

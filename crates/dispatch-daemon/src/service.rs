@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
@@ -46,6 +46,10 @@ pub struct Service {
     queue_wakeups_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     /// Changes whenever triggers or their unfinished fires changed (the scheduler reloads).
     triggers: watch::Sender<u64>,
+    /// How many lanes were removed (`delete`): the event pump forgets its lane cache.
+    lanes_removed: AtomicU64,
+    /// The account's latest rate limits from `account/rateLimits/updated`, and when.
+    rate_limits: Mutex<Option<(i64, codex_app_server::protocol::RateLimitSnapshot)>>,
 }
 
 impl Service {
@@ -75,7 +79,33 @@ impl Service {
             stall_after: Duration::from_secs(config.lanes.stall_after_s),
             lane_locks: Mutex::new(HashMap::new()),
             triggers: watch::channel(0).0,
+            lanes_removed: AtomicU64::new(0),
+            rate_limits: Mutex::new(None),
         }
+    }
+
+    /// Notes that a lane was removed from the registry.
+    pub fn lane_removed(&self) {
+        self.lanes_removed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many lanes were removed so far (a cache of lanes is stale when it changed).
+    pub fn lanes_removed(&self) -> u64 {
+        self.lanes_removed.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the account's rate limits Codex reported at `at_ms`.
+    pub fn note_rate_limits(
+        &self,
+        at_ms: i64,
+        limits: codex_app_server::protocol::RateLimitSnapshot,
+    ) {
+        *lock(&self.rate_limits) = Some((at_ms, limits));
+    }
+
+    /// The latest rate limits Codex reported, and when.
+    pub fn rate_limits(&self) -> Option<(i64, codex_app_server::protocol::RateLimitSnapshot)> {
+        lock(&self.rate_limits).clone()
     }
 
     /// Asks orchestration to deliver the lane's next queued message if the lane is idle.

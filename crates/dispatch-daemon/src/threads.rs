@@ -21,7 +21,7 @@ use crate::ingest::{item_fact, turn_row};
 use crate::service::Service;
 
 /// What a metadata operation targets.
-enum Target {
+pub(crate) enum Target {
     Lane(Box<LaneRow>),
     Unmanaged(String),
 }
@@ -53,7 +53,7 @@ fn not_found(what: &str) -> DispatchError {
 }
 
 /// A failed App Server call about a thread: an unknown thread is `not_found`.
-fn thread_error(thread_id: &str, err: codex_app_server::Error) -> DispatchError {
+pub(crate) fn thread_error(thread_id: &str, err: codex_app_server::Error) -> DispatchError {
     let unknown = err.rpc_error().is_some_and(|e| {
         let m = e.message.to_lowercase();
         m.contains("not found")
@@ -70,7 +70,8 @@ fn thread_error(thread_id: &str, err: codex_app_server::Error) -> DispatchError 
 }
 
 impl Service {
-    async fn target(&self, target: &str) -> Result<Target, DispatchError> {
+    /// The lane `target` names, or an unmanaged thread by its full id.
+    pub(crate) async fn target(&self, target: &str) -> Result<Target, DispatchError> {
         match self.registry().resolve(target).await? {
             Resolution::Found(lane) => Ok(Target::Lane(Box::new(lane))),
             Resolution::NotFound if looks_like_thread_id(target) => {

@@ -32,6 +32,7 @@ mod refs;
 mod search;
 mod selectors;
 mod subscriptions;
+mod thread_ops;
 mod triggers;
 
 pub use actions::{Action, NewAction, Outcome};
@@ -54,12 +55,13 @@ pub use refs::receipt_id;
 pub use search::{SearchRow, fts_query};
 pub use selectors::{Candidate, Resolution};
 pub use subscriptions::{NewSubscription, SubscriptionRow};
+pub use thread_ops::Lineage;
 pub use triggers::{
     ClaimIf, FireClaim, FireOutcome, NewTrigger, TriggerFire, TriggerKind, TriggerRow,
 };
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 7;
+pub const LATEST_SCHEMA_VERSION: i64 = 8;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -15,12 +15,15 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "archive" => shown_as::<types::ArchiveOutput>(output),
         "assets" => shown_as::<types::AssetsOutput>(output),
         "attach" => shown_as::<types::AttachOutput>(output),
+        "compact" => shown_as::<types::CompactOutput>(output),
         "daemon_log" => shown_as::<types::DaemonLogOutput>(output),
         "daemon_status" => shown_as::<types::DaemonStatusOutput>(output),
+        "delete" => shown_as::<types::DeleteOutput>(output),
         "delivery_get" => shown_as::<types::DeliveryGetOutput>(output),
         "delivery_reconcile" => shown_as::<types::DeliveryReconcileOutput>(output),
         "doctor" => shown_as::<types::DoctorOutput>(output),
         "down" => shown_as::<types::DownOutput>(output),
+        "fork" => shown_as::<types::ForkOutput>(output),
         "get" => shown_as::<types::GetOutput>(output),
         "goal_clear" => shown_as::<types::GoalClearOutput>(output),
         "goal_get" => shown_as::<types::GoalGetOutput>(output),
@@ -31,11 +34,14 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "list" => shown_as::<types::ListOutput>(output),
         "models" => shown_as::<types::ModelsOutput>(output),
         "new" => shown_as::<types::NewOutput>(output),
+        "permissions" => shown_as::<types::PermissionsOutput>(output),
         "registry_migrate" => shown_as::<types::RegistryMigrateOutput>(output),
         "rename" => shown_as::<types::RenameOutput>(output),
         "requests" => shown_as::<types::RequestsOutput>(output),
         "respond" => shown_as::<types::RespondOutput>(output),
         "restore" => shown_as::<types::RestoreOutput>(output),
+        "revert" => shown_as::<types::RevertOutput>(output),
+        "review" => shown_as::<types::ReviewOutput>(output),
         "schema" => shown_as::<types::SchemaOutput>(output),
         "search" => shown_as::<types::SearchOutput>(output),
         "send" => shown_as::<types::SendOutput>(output),
@@ -51,6 +57,7 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "trigger_rm" => shown_as::<types::TriggerRmOutput>(output),
         "unsubscribe" => shown_as::<types::UnsubscribeOutput>(output),
         "up" => shown_as::<types::UpOutput>(output),
+        "usage" => shown_as::<types::UsageOutput>(output),
         "wait" => shown_as::<types::WaitOutput>(output),
         "watch" => shown_as::<types::WatchOutput>(output),
         _ => shown_as::<serde_json::Value>(output),
@@ -62,12 +69,14 @@ pub fn operation_commands() -> Vec<Command> {
         archive_command(),
         assets_command(),
         attach_command(),
+        compact_command(),
         Command::new("daemon")
             .about("Inspect the running daemon: its status and its action log")
             .subcommand_required(true)
             .arg_required_else_help(true)
             .subcommand(daemon_log_command())
             .subcommand(daemon_status_command()),
+        delete_command(),
         Command::new("delivery")
             .about("Follow a message's receipt: where it is, and whether an ambiguous one arrived")
             .subcommand_required(true)
@@ -76,6 +85,7 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(delivery_reconcile_command()),
         doctor_command(),
         down_command(),
+        fork_command(),
         get_command(),
         Command::new("goal")
             .about("Set, show or clear a lane's native Codex goal")
@@ -94,6 +104,7 @@ pub fn operation_commands() -> Vec<Command> {
         list_command(),
         models_command(),
         new_command(),
+        permissions_command(),
         Command::new("registry")
             .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
             .subcommand_required(true)
@@ -103,6 +114,8 @@ pub fn operation_commands() -> Vec<Command> {
         requests_command(),
         respond_command(),
         restore_command(),
+        revert_command(),
+        review_command(),
         schema_command(),
         search_command(),
         send_command(),
@@ -122,6 +135,7 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(trigger_rm_command()),
         unsubscribe_command(),
         up_command(),
+        usage_command(),
         wait_command(),
         watch_command(),
     ]
@@ -185,6 +199,20 @@ fn attach_command() -> Command {
                 .long("handle"),
         )
 }
+///The `compact` command.
+fn compact_command() -> Command {
+    Command::new("compact")
+        .about("Start compacting a lane's context; get shows when it finished")
+        .long_about(
+            "Start compacting the lane's context (Codex summarises its history to free the context window) and return at once; `dispatch get` shows when it finished. Refused while a turn runs.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
+                .value_name("LANE")
+                .required(true),
+        )
+}
 ///The `daemon log` command.
 fn daemon_log_command() -> Command {
     Command::new("log")
@@ -206,6 +234,26 @@ fn daemon_status_command() -> Command {
         .about("Show the daemon's pid, uptime, socket, App Server and lane counts")
         .long_about(
             "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server, and lane counts by status.",
+        )
+}
+///The `delete` command.
+fn delete_command() -> Command {
+    Command::new("delete")
+        .about("Delete a lane's Codex thread for good (needs yes)")
+        .long_about(
+            "Delete a lane's Codex thread, or an unmanaged thread by its full id, for good, and forget the lane. It cannot be undone (`dispatch archive` can); `--yes` must be true.",
+        )
+        .arg(
+            Arg::new("target")
+                .help("A lane, or an unmanaged thread's full id.")
+                .value_name("TARGET")
+                .required(true),
+        )
+        .arg(
+            Arg::new("yes")
+                .help("Confirm the deletion.")
+                .long("yes")
+                .action(ArgAction::SetTrue),
         )
 }
 ///The `delivery get` command.
@@ -266,6 +314,44 @@ fn down_command() -> Command {
             "Stop the daemon and everything it started (the Codex App Server, and with it any running turn). Sends SIGTERM, waits for a graceful exit, and kills it if it does not exit in time. With nothing running it says so and succeeds.",
         )
 }
+///The `fork` command.
+fn fork_command() -> Command {
+    Command::new("fork")
+        .about("Fork a lane into a new owned lane with a copy of its history")
+        .long_about(
+            "Fork a lane into a new owned lane that starts with a copy of its Codex history, up to `--through-turn` when given; the child records its parent. Files are not copied.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(Arg::new("name").help("Title of the new lane.").long("name").required(true))
+        .arg(
+            Arg::new("through_turn")
+                .help("Last turn to keep (a turn id); all when omitted.")
+                .long("through-turn"),
+        )
+        .arg(
+            Arg::new("cwd")
+                .help("Directory the child works in; the parent's when omitted.")
+                .long("cwd"),
+        )
+        .arg(Arg::new("model").help("Model id, as `models` lists it.").long("model"))
+        .arg(
+            Arg::new("sandbox")
+                .help("Sandbox mode.")
+                .long("sandbox")
+                .value_parser(["read-only", "workspace-write", "danger-full-access"]),
+        )
+        .arg(
+            Arg::new("approval_policy")
+                .help("When Codex asks before acting.")
+                .long("approval-policy")
+                .value_parser(["untrusted", "on-request", "never"]),
+        )
+}
 ///The `get` command.
 fn get_command() -> Command {
     Command::new("get")
@@ -307,9 +393,9 @@ fn goal_get_command() -> Command {
 ///The `goal set` command.
 fn goal_set_command() -> Command {
     Command::new("set")
-        .about("Set a lane's native goal (Codex works until it is complete)")
+        .about("Set a lane's native goal, or pause, resume or complete it")
         .long_about(
-            "Set the lane's native Codex goal. Codex starts working on it at once and keeps going until the goal is complete, paused or cleared.",
+            "Set the lane's native Codex goal, or change its `--status` or `--token-budget`. An active goal makes Codex start working at once and keep going until the goal is complete, paused or cleared.",
         )
         .arg(
             Arg::new("lane")
@@ -319,9 +405,8 @@ fn goal_set_command() -> Command {
         )
         .arg(
             Arg::new("objective")
-                .help("What the goal asks for.")
-                .value_name("OBJECTIVE")
-                .required(true),
+                .help("What the goal asks for; the current objective when omitted.")
+                .value_name("OBJECTIVE"),
         )
         .arg(
             Arg::new("token_budget")
@@ -329,6 +414,12 @@ fn goal_set_command() -> Command {
                 .long("token-budget")
                 .value_name("N")
                 .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("status")
+                .help("Goal status to set.")
+                .long("status")
+                .value_parser(["active", "paused", "complete"]),
         )
 }
 ///The `inbox ack` command.
@@ -496,6 +587,13 @@ fn new_command() -> Command {
                 .value_parser(["untrusted", "on-request", "never"]),
         )
         .arg(
+            Arg::new("permission_profile")
+                .help(
+                    "Permission profile id, e.g. `:workspace`; it must be one Codex allows in `cwd`.",
+                )
+                .long("permission-profile"),
+        )
+        .arg(
             Arg::new("handle")
                 .help("A label to address the lane by, e.g. `@docs`.")
                 .long("handle"),
@@ -512,6 +610,21 @@ fn new_command() -> Command {
                     "Makes a retry safe: the same key and settings return the lane the first call made, and make nothing.",
                 )
                 .long("idempotency-key"),
+        )
+}
+///The `permissions` command.
+fn permissions_command() -> Command {
+    Command::new("permissions")
+        .about("List the permission profiles Codex allows in a directory")
+        .long_about(
+            "List the permission profiles Codex offers in a directory and whether each is allowed there; `dispatch new` takes an allowed one.",
+        )
+        .arg(
+            Arg::new("cwd")
+                .help(
+                    "The project directory; the caller's current directory when omitted.",
+                )
+                .long("cwd"),
         )
 }
 ///The `registry migrate` command.
@@ -586,6 +699,61 @@ fn restore_command() -> Command {
                 .help("A lane, or an unmanaged thread's full id.")
                 .value_name("TARGET")
                 .required(true),
+        )
+}
+///The `revert` command.
+fn revert_command() -> Command {
+    Command::new("revert")
+        .about("Drop the last turns from a lane's history (files are not reverted)")
+        .long_about(
+            "Drop the lane's last turns from its Codex history: `--turns` of them (default 1), or `--before-turn` and every later turn. Files in the working directory are not reverted. Refused while a turn runs.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(
+            Arg::new("turns")
+                .help("How many of the last turns to drop.")
+                .long("turns")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("before_turn")
+                .help("Drop this turn (an id) and every later one.")
+                .long("before-turn"),
+        )
+}
+///The `review` command.
+fn review_command() -> Command {
+    Command::new("review")
+        .about("Start Codex's code review of a lane's working directory")
+        .long_about(
+            "Run Codex's code review in the lane, on its working directory (a git repository): the uncommitted changes by default, or the changes against `--base`, one `--commit`, or `--instructions`. Reports acceptance; the findings appear in `dispatch tail`.",
+        )
+        .arg(
+            Arg::new("lane")
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(
+            Arg::new("uncommitted")
+                .help("Review the uncommitted changes (the default).")
+                .long("uncommitted")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("base").help("Review the changes against this branch.").long("base"),
+        )
+        .arg(Arg::new("commit").help("Review this commit (a SHA).").long("commit"))
+        .arg(
+            Arg::new("instructions")
+                .help("Review by these instructions.")
+                .long("instructions"),
         )
 }
 ///The `schema` command.
@@ -942,6 +1110,14 @@ fn up_command() -> Command {
             "Start the daemon (dispatchd) unless one runs, and return once it answers. A killed daemon's stale socket and pidfile are cleaned up first.",
         )
 }
+///The `usage` command.
+fn usage_command() -> Command {
+    Command::new("usage")
+        .about("Show the Codex account, plan, rate limits and token usage")
+        .long_about(
+            "Show the Codex account (e-mail and ids masked), its plan, its rate-limit windows and its token usage; `signed_out` when Codex has no account.",
+        )
+}
 ///The `wait` command.
 fn wait_command() -> Command {
     Command::new("wait")
@@ -1068,6 +1244,13 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 },
             ],
         )),
+        ["compact"] => Some((
+            &operations::COMPACT,
+            &[Field {
+                name: "lane",
+                kind: FieldKind::Text,
+            }],
+        )),
         ["daemon", "log"] => Some((
             &operations::DAEMON_LOG,
             &[Field {
@@ -1076,6 +1259,19 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
             }],
         )),
         ["daemon", "status"] => Some((&operations::DAEMON_STATUS, &[])),
+        ["delete"] => Some((
+            &operations::DELETE,
+            &[
+                Field {
+                    name: "target",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "yes",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
         ["delivery", "get"] => Some((
             &operations::DELIVERY_GET,
             &[Field {
@@ -1104,6 +1300,39 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
             }],
         )),
         ["down"] => Some((&operations::DOWN, &[])),
+        ["fork"] => Some((
+            &operations::FORK,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "name",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "through_turn",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "cwd",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "model",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "sandbox",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "approval_policy",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
         ["get"] => Some((
             &operations::GET,
             &[Field {
@@ -1139,6 +1368,10 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "token_budget",
                     kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "status",
+                    kind: FieldKind::Text,
                 },
             ],
         )),
@@ -1251,6 +1484,10 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     kind: FieldKind::Text,
                 },
                 Field {
+                    name: "permission_profile",
+                    kind: FieldKind::Text,
+                },
+                Field {
                     name: "handle",
                     kind: FieldKind::Text,
                 },
@@ -1263,6 +1500,13 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     kind: FieldKind::Text,
                 },
             ],
+        )),
+        ["permissions"] => Some((
+            &operations::PERMISSIONS,
+            &[Field {
+                name: "cwd",
+                kind: FieldKind::Text,
+            }],
         )),
         ["registry", "migrate"] => Some((
             &operations::REGISTRY_MIGRATE,
@@ -1310,6 +1554,48 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 name: "target",
                 kind: FieldKind::Text,
             }],
+        )),
+        ["revert"] => Some((
+            &operations::REVERT,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "turns",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "before_turn",
+                    kind: FieldKind::Text,
+                },
+            ],
+        )),
+        ["review"] => Some((
+            &operations::REVIEW,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "uncommitted",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "base",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "commit",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "instructions",
+                    kind: FieldKind::Text,
+                },
+            ],
         )),
         ["schema"] => Some((
             &operations::SCHEMA,
@@ -1522,6 +1808,7 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
             }],
         )),
         ["up"] => Some((&operations::UP, &[])),
+        ["usage"] => Some((&operations::USAGE, &[])),
         ["wait"] => Some((
             &operations::WAIT,
             &[

@@ -18,10 +18,13 @@ pub trait Dispatch:
     + 'static
     + Handle<ArchiveInput>
     + Handle<AttachInput>
+    + Handle<CompactInput>
     + Handle<DaemonLogInput>
     + Handle<DaemonStatusInput>
+    + Handle<DeleteInput>
     + Handle<DeliveryGetInput>
     + Handle<DeliveryReconcileInput>
+    + Handle<ForkInput>
     + Handle<GetInput>
     + Handle<GoalClearInput>
     + Handle<GoalGetInput>
@@ -32,10 +35,13 @@ pub trait Dispatch:
     + Handle<ListInput>
     + Handle<ModelsInput>
     + Handle<NewInput>
+    + Handle<PermissionsInput>
     + Handle<RenameInput>
     + Handle<RequestsInput>
     + Handle<RespondInput>
     + Handle<RestoreInput>
+    + Handle<RevertInput>
+    + Handle<ReviewInput>
     + Handle<SearchInput>
     + Handle<SendInput>
     + Handle<StopInput>
@@ -49,6 +55,7 @@ pub trait Dispatch:
     + Handle<TriggerResumeInput>
     + Handle<TriggerRmInput>
     + Handle<UnsubscribeInput>
+    + Handle<UsageInput>
     + Handle<WaitInput>
     + Handle<WatchInput>
 {

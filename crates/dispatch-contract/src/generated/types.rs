@@ -600,6 +600,34 @@ impl ::std::convert::TryFrom<::std::string::String> for CheckStatus {
         value.parse()
     }
 }
+///Input of `compact`: Start compacting a lane's context; get shows when it finished
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CompactInput {
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
+    pub lane: Selector,
+}
+///Output of `compact`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct CompactOutput {
+    pub lane: LaneRef,
+    ///When it was asked for (RFC 3339).
+    pub requested_at: ::std::string::String,
+    ///Whether Codex accepted the request.
+    pub started: bool,
+    ///What went wrong after the side effects that did happen. Empty when all is well.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
+}
+///The lane's latest context compaction.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Compaction {
+    ///When Codex reported the context compacted (RFC 3339); null while it runs.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub completed_at: ::std::option::Option<::std::string::String>,
+    ///When `compact` asked for it (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub requested_at: ::std::option::Option<::std::string::String>,
+}
 ///Input of `daemon log`: Show the action log: every write with time, lane, outcome and detail
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -736,6 +764,141 @@ pub struct DaemonStatusOutputLanes {
     pub retrying: u64,
     pub total: u64,
     pub waiting_approval: u64,
+}
+///Input of `delete`: Delete a lane's Codex thread for good (needs yes)
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteInput {
+    ///A lane, or an unmanaged thread's full id.
+    pub target: DeleteInputTarget,
+    ///Confirm the deletion.
+    #[serde(default)]
+    pub yes: bool,
+}
+///A lane, or an unmanaged thread's full id.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct DeleteInputTarget(::std::string::String);
+impl ::std::ops::Deref for DeleteInputTarget {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<DeleteInputTarget> for ::std::string::String {
+    fn from(value: DeleteInputTarget) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for DeleteInputTarget {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for DeleteInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DeleteInputTarget {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DeleteInputTarget {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `delete`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct DeleteOutput {
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///The lane's ref (now retired); null for an unmanaged thread.
+    #[serde(
+        rename = "ref",
+        deserialize_with = "::std::option::Option::deserialize"
+    )]
+    pub ref_: ::std::option::Option<::std::string::String>,
+    ///`managed` (a lane) or `unmanaged` (a thread only Codex knew).
+    pub scope: DeleteOutputScope,
+    ///Its title.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+    ///What went wrong after the side effects that did happen. Empty when all is well.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
+}
+///`managed` (a lane) or `unmanaged` (a thread only Codex knew).
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum DeleteOutputScope {
+    #[serde(rename = "managed")]
+    Managed,
+    #[serde(rename = "unmanaged")]
+    Unmanaged,
+}
+impl ::std::fmt::Display for DeleteOutputScope {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Managed => f.write_str("managed"),
+            Self::Unmanaged => f.write_str("unmanaged"),
+        }
+    }
+}
+impl ::std::str::FromStr for DeleteOutputScope {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "managed" => Ok(Self::Managed),
+            "unmanaged" => Ok(Self::Unmanaged),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for DeleteOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DeleteOutputScope {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///Input of `delivery get`: Show a delivery's receipt and where it is
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -1139,6 +1302,315 @@ pub struct ErrorBody {
     ///What happened, in lower case.
     pub message: ::std::string::String,
 }
+///Input of `fork`: Fork a lane into a new owned lane with a copy of its history
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForkInput {
+    ///When Codex asks before acting.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub approval_policy: ::std::option::Option<ForkInputApprovalPolicy>,
+    ///Directory the child works in; the parent's when omitted.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<ForkInputCwd>,
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
+    pub lane: Selector,
+    ///Model id, as `models` lists it.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub model: ::std::option::Option<ForkInputModel>,
+    ///Title of the new lane.
+    pub name: Title,
+    ///Sandbox mode.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub sandbox: ::std::option::Option<ForkInputSandbox>,
+    ///Last turn to keep (a turn id); all when omitted.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub through_turn: ::std::option::Option<ForkInputThroughTurn>,
+}
+///When Codex asks before acting.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ForkInputApprovalPolicy {
+    #[serde(rename = "untrusted")]
+    Untrusted,
+    #[serde(rename = "on-request")]
+    OnRequest,
+    #[serde(rename = "never")]
+    Never,
+}
+impl ::std::fmt::Display for ForkInputApprovalPolicy {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Untrusted => f.write_str("untrusted"),
+            Self::OnRequest => f.write_str("on-request"),
+            Self::Never => f.write_str("never"),
+        }
+    }
+}
+impl ::std::str::FromStr for ForkInputApprovalPolicy {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "untrusted" => Ok(Self::Untrusted),
+            "on-request" => Ok(Self::OnRequest),
+            "never" => Ok(Self::Never),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ForkInputApprovalPolicy {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ForkInputApprovalPolicy {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Directory the child works in; the parent's when omitted.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ForkInputCwd(::std::string::String);
+impl ::std::ops::Deref for ForkInputCwd {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ForkInputCwd> for ::std::string::String {
+    fn from(value: ForkInputCwd) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ForkInputCwd {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ForkInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ForkInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ForkInputCwd {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Model id, as `models` lists it.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ForkInputModel(::std::string::String);
+impl ::std::ops::Deref for ForkInputModel {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ForkInputModel> for ::std::string::String {
+    fn from(value: ForkInputModel) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ForkInputModel {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ForkInputModel {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ForkInputModel {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ForkInputModel {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Sandbox mode.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum ForkInputSandbox {
+    #[serde(rename = "read-only")]
+    ReadOnly,
+    #[serde(rename = "workspace-write")]
+    WorkspaceWrite,
+    #[serde(rename = "danger-full-access")]
+    DangerFullAccess,
+}
+impl ::std::fmt::Display for ForkInputSandbox {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::ReadOnly => f.write_str("read-only"),
+            Self::WorkspaceWrite => f.write_str("workspace-write"),
+            Self::DangerFullAccess => f.write_str("danger-full-access"),
+        }
+    }
+}
+impl ::std::str::FromStr for ForkInputSandbox {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "read-only" => Ok(Self::ReadOnly),
+            "workspace-write" => Ok(Self::WorkspaceWrite),
+            "danger-full-access" => Ok(Self::DangerFullAccess),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for ForkInputSandbox {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ForkInputSandbox {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///Last turn to keep (a turn id); all when omitted.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ForkInputThroughTurn(::std::string::String);
+impl ::std::ops::Deref for ForkInputThroughTurn {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ForkInputThroughTurn> for ::std::string::String {
+    fn from(value: ForkInputThroughTurn) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ForkInputThroughTurn {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ForkInputThroughTurn {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ForkInputThroughTurn {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ForkInputThroughTurn {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `fork`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ForkOutput {
+    pub lane: Lane,
+    pub parent: LaneRef,
+    ///Turns of history the child starts with.
+    pub turns: u64,
+    ///What went wrong after the side effects that did happen. Empty when all is well.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
+}
 ///Input of `get`: Show one lane: status, latest turn, goal, errors and counts
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -1149,10 +1621,15 @@ pub struct GetInput {
 ///Output of `get`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct GetOutput {
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub compaction: ::std::option::Option<Compaction>,
     pub counts: LaneCounts,
     ///Persisted App Server errors, most recent first.
     pub errors: ::std::vec::Vec<LaneError>,
     pub lane: Lane,
+    ///The ref of the lane it was forked from (`fork`); null otherwise.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub parent: ::std::option::Option<::std::string::String>,
     ///The latest token usage Codex reported.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub token_usage:
@@ -1200,17 +1677,76 @@ pub struct GoalGetOutput {
     pub goal: ::std::option::Option<Goal>,
     pub lane: LaneRef,
 }
-///Input of `goal set`: Set a lane's native goal (Codex works until it is complete)
+///Input of `goal set`: Set a lane's native goal, or pause, resume or complete it
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GoalSetInput {
     ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
-    ///What the goal asks for.
-    pub objective: Objective,
+    ///What the goal asks for; the current objective when omitted.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub objective: ::std::option::Option<Objective>,
+    ///Goal status to set.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub status: ::std::option::Option<GoalSetInputStatus>,
     ///Tokens Codex may spend on it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub token_budget: ::std::option::Option<::std::num::NonZeroU64>,
+}
+///Goal status to set.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum GoalSetInputStatus {
+    #[serde(rename = "active")]
+    Active,
+    #[serde(rename = "paused")]
+    Paused,
+    #[serde(rename = "complete")]
+    Complete,
+}
+impl ::std::fmt::Display for GoalSetInputStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Active => f.write_str("active"),
+            Self::Paused => f.write_str("paused"),
+            Self::Complete => f.write_str("complete"),
+        }
+    }
+}
+impl ::std::str::FromStr for GoalSetInputStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "active" => Ok(Self::Active),
+            "paused" => Ok(Self::Paused),
+            "complete" => Ok(Self::Complete),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for GoalSetInputStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for GoalSetInputStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
 }
 ///Output of `goal set`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -2088,6 +2624,9 @@ pub struct NewInput {
     ///Create the lane without sending the first message.
     #[serde(default)]
     pub no_send: bool,
+    ///Permission profile id, e.g. `:workspace`; it must be one Codex allows in `cwd`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub permission_profile: ::std::option::Option<NewInputPermissionProfile>,
     ///Sandbox mode.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sandbox: ::std::option::Option<NewInputSandbox>,
@@ -2318,6 +2857,61 @@ impl<'de> ::serde::Deserialize<'de> for NewInputModel {
             })
     }
 }
+///Permission profile id, e.g. `:workspace`; it must be one Codex allows in `cwd`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputPermissionProfile(::std::string::String);
+impl ::std::ops::Deref for NewInputPermissionProfile {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputPermissionProfile> for ::std::string::String {
+    fn from(value: NewInputPermissionProfile) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputPermissionProfile {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputPermissionProfile {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputPermissionProfile {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputPermissionProfile {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
 ///Sandbox mode.
 #[derive(
     ::serde::Deserialize,
@@ -2515,6 +3109,106 @@ pub struct OrchestrationCounts {
     pub queued: u64,
     pub subscriptions: u64,
     pub triggers: u64,
+}
+///`PermissionProfile`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PermissionProfile {
+    ///Whether it may be used in this directory.
+    pub allowed: bool,
+    ///What it allows.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub description: ::std::option::Option<::std::string::String>,
+    ///Profile id, e.g. `:workspace`.
+    pub id: ::std::string::String,
+}
+///Input of `permissions`: List the permission profiles Codex allows in a directory
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionsInput {
+    ///The project directory; the caller's current directory when omitted.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<PermissionsInputCwd>,
+}
+///The project directory; the caller's current directory when omitted.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PermissionsInputCwd(::std::string::String);
+impl ::std::ops::Deref for PermissionsInputCwd {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PermissionsInputCwd> for ::std::string::String {
+    fn from(value: PermissionsInputCwd) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PermissionsInputCwd {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PermissionsInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PermissionsInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PermissionsInputCwd {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `permissions`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct PermissionsOutput {
+    ///The directory asked about.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub cwd: ::std::option::Option<::std::string::String>,
+    ///The profiles, as Codex lists them.
+    pub profiles: ::std::vec::Vec<PermissionProfile>,
+}
+///`RateLimitWindow`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RateLimitWindow {
+    ///Which limit (Codex's limit id or name).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub limit: ::std::option::Option<::std::string::String>,
+    ///When it resets (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub resets_at: ::std::option::Option<::std::string::String>,
+    ///How much of the window is used.
+    pub used_percent: i64,
+    ///`primary` or `secondary`.
+    pub window: ::std::string::String,
+    ///The window's length.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub window_minutes: ::std::option::Option<i64>,
 }
 ///A delivery's receipt: what was delivered to which lane, how, and where it is.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -2999,6 +3693,288 @@ pub struct Retry {
     ///The last error Codex reported while retrying.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub last_error: ::std::option::Option<::std::string::String>,
+}
+///Input of `revert`: Drop the last turns from a lane's history (files are not reverted)
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RevertInput {
+    ///Drop this turn (an id) and every later one.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub before_turn: ::std::option::Option<RevertInputBeforeTurn>,
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
+    pub lane: Selector,
+    ///How many of the last turns to drop.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub turns: ::std::option::Option<::std::num::NonZeroU64>,
+}
+///Drop this turn (an id) and every later one.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct RevertInputBeforeTurn(::std::string::String);
+impl ::std::ops::Deref for RevertInputBeforeTurn {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<RevertInputBeforeTurn> for ::std::string::String {
+    fn from(value: RevertInputBeforeTurn) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for RevertInputBeforeTurn {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for RevertInputBeforeTurn {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for RevertInputBeforeTurn {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RevertInputBeforeTurn {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `revert`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct RevertOutput {
+    ///Always false: only the conversation is rewound, never files on disk.
+    pub files_reverted: bool,
+    pub lane: LaneRef,
+    ///The turns dropped, oldest first.
+    pub reverted: ::std::vec::Vec<::std::string::String>,
+    ///Turns left in the thread.
+    pub turns_left: u64,
+    ///What went wrong after the side effects that did happen. Empty when all is well.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
+}
+///Input of `review`: Start Codex's code review of a lane's working directory
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewInput {
+    ///Review the changes against this branch.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub base: ::std::option::Option<ReviewInputBase>,
+    ///Review this commit (a SHA).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub commit: ::std::option::Option<ReviewInputCommit>,
+    ///Review by these instructions.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub instructions: ::std::option::Option<ReviewInputInstructions>,
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
+    pub lane: Selector,
+    ///Review the uncommitted changes (the default).
+    #[serde(default)]
+    pub uncommitted: bool,
+}
+///Review the changes against this branch.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ReviewInputBase(::std::string::String);
+impl ::std::ops::Deref for ReviewInputBase {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ReviewInputBase> for ::std::string::String {
+    fn from(value: ReviewInputBase) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ReviewInputBase {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ReviewInputBase {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ReviewInputBase {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ReviewInputBase {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Review this commit (a SHA).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ReviewInputCommit(::std::string::String);
+impl ::std::ops::Deref for ReviewInputCommit {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ReviewInputCommit> for ::std::string::String {
+    fn from(value: ReviewInputCommit) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ReviewInputCommit {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ReviewInputCommit {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ReviewInputCommit {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ReviewInputCommit {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Review by these instructions.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ReviewInputInstructions(::std::string::String);
+impl ::std::ops::Deref for ReviewInputInstructions {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ReviewInputInstructions> for ::std::string::String {
+    fn from(value: ReviewInputInstructions) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ReviewInputInstructions {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 65536usize {
+            return Err("longer than 65536 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ReviewInputInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ReviewInputInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ReviewInputInstructions {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `review`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ReviewOutput {
+    pub lane: LaneRef,
+    ///Whether Codex started the review.
+    pub message_accepted: bool,
+    ///What is reviewed, in words.
+    pub target: ::std::string::String,
+    ///The review's turn.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub turn_id: ::std::option::Option<::std::string::String>,
+    ///What went wrong after the side effects that did happen. Empty when all is well.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
 }
 ///Input of `schema`: Print an operation's input and output JSON Schema
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -4599,6 +5575,94 @@ impl ::std::convert::TryFrom<&str> for UpOutputStatus {
     }
 }
 impl ::std::convert::TryFrom<::std::string::String> for UpOutputStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+///`UsageAccount`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct UsageAccount {
+    ///The e-mail, masked.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub email: ::std::option::Option<::std::string::String>,
+    ///The plan, e.g. `plus`.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub plan: ::std::option::Option<::std::string::String>,
+    ///`chatgpt`, `apiKey`, `amazonBedrock` or `gcp`.
+    #[serde(rename = "type")]
+    pub type_: ::std::string::String,
+}
+///Input of `usage`: Show the Codex account, plan, rate limits and token usage
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UsageInput {}
+///Output of `usage`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct UsageOutput {
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub account: ::std::option::Option<UsageAccount>,
+    ///How to sign in, when signed out.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub hint: ::std::option::Option<::std::string::String>,
+    ///The rate-limit windows; empty when unknown.
+    pub rate_limits: ::std::vec::Vec<RateLimitWindow>,
+    ///When the windows were last reported (RFC 3339).
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub rate_limits_at: ::std::option::Option<::std::string::String>,
+    ///`signed_in` or `signed_out`.
+    pub status: UsageOutputStatus,
+    ///Account token usage (`lifetime_tokens`, `peak_daily_tokens`, ...); null when unavailable.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub token_usage:
+        ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+}
+///`signed_in` or `signed_out`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum UsageOutputStatus {
+    #[serde(rename = "signed_in")]
+    SignedIn,
+    #[serde(rename = "signed_out")]
+    SignedOut,
+}
+impl ::std::fmt::Display for UsageOutputStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::SignedIn => f.write_str("signed_in"),
+            Self::SignedOut => f.write_str("signed_out"),
+        }
+    }
+}
+impl ::std::str::FromStr for UsageOutputStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "signed_in" => Ok(Self::SignedIn),
+            "signed_out" => Ok(Self::SignedOut),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for UsageOutputStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for UsageOutputStatus {
     type Error = self::error::ConversionError;
     fn try_from(
         value: ::std::string::String,

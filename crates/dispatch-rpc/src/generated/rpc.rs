@@ -13,10 +13,13 @@ use std::sync::Arc;
 pub const METHODS: &[&str] = &[
     "archive",
     "attach",
+    "compact",
     "daemon_log",
     "daemon_status",
+    "delete",
     "delivery_get",
     "delivery_reconcile",
+    "fork",
     "get",
     "goal_clear",
     "goal_get",
@@ -27,10 +30,13 @@ pub const METHODS: &[&str] = &[
     "list",
     "models",
     "new",
+    "permissions",
     "rename",
     "requests",
     "respond",
     "restore",
+    "revert",
+    "review",
     "search",
     "send",
     "stop",
@@ -44,6 +50,7 @@ pub const METHODS: &[&str] = &[
     "trigger_resume",
     "trigger_rm",
     "unsubscribe",
+    "usage",
     "wait",
     "watch",
 ];
@@ -53,10 +60,13 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     let mut module = RpcModule::from_arc(service);
     register::<D, ArchiveInput>(&mut module);
     register::<D, AttachInput>(&mut module);
+    register::<D, CompactInput>(&mut module);
     register::<D, DaemonLogInput>(&mut module);
     register::<D, DaemonStatusInput>(&mut module);
+    register::<D, DeleteInput>(&mut module);
     register::<D, DeliveryGetInput>(&mut module);
     register::<D, DeliveryReconcileInput>(&mut module);
+    register::<D, ForkInput>(&mut module);
     register::<D, GetInput>(&mut module);
     register::<D, GoalClearInput>(&mut module);
     register::<D, GoalGetInput>(&mut module);
@@ -67,10 +77,13 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, ListInput>(&mut module);
     register::<D, ModelsInput>(&mut module);
     register::<D, NewInput>(&mut module);
+    register::<D, PermissionsInput>(&mut module);
     register::<D, RenameInput>(&mut module);
     register::<D, RequestsInput>(&mut module);
     register::<D, RespondInput>(&mut module);
     register::<D, RestoreInput>(&mut module);
+    register::<D, RevertInput>(&mut module);
+    register::<D, ReviewInput>(&mut module);
     register::<D, SearchInput>(&mut module);
     register::<D, SendInput>(&mut module);
     register::<D, StopInput>(&mut module);
@@ -84,6 +97,7 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, TriggerResumeInput>(&mut module);
     register::<D, TriggerRmInput>(&mut module);
     register::<D, UnsubscribeInput>(&mut module);
+    register::<D, UsageInput>(&mut module);
     register::<D, WaitInput>(&mut module);
     register::<D, WatchInput>(&mut module);
     module
