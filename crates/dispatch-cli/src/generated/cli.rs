@@ -204,7 +204,7 @@ fn compact_command() -> Command {
     Command::new("compact")
         .about("Start compacting a lane's context; get shows when it finished")
         .long_about(
-            "Start compacting the lane's context (Codex summarises its history to free the context window) and return at once; `dispatch get` shows when it finished. Refused while a turn runs.",
+            "Start compacting the lane's context and return; `dispatch get` shows when it finished. Refused while a turn runs.",
         )
         .arg(
             Arg::new("lane")
@@ -241,7 +241,7 @@ fn delete_command() -> Command {
     Command::new("delete")
         .about("Delete a lane's Codex thread for good (needs yes)")
         .long_about(
-            "Delete a lane's Codex thread, or an unmanaged thread by its full id, for good, and forget the lane. It cannot be undone (`dispatch archive` can); `--yes` must be true.",
+            "Delete a lane's Codex thread, or an unmanaged thread by full id, for good (`dispatch archive` can be undone); needs `--yes`.",
         )
         .arg(
             Arg::new("target")
@@ -249,12 +249,7 @@ fn delete_command() -> Command {
                 .value_name("TARGET")
                 .required(true),
         )
-        .arg(
-            Arg::new("yes")
-                .help("Confirm the deletion.")
-                .long("yes")
-                .action(ArgAction::SetTrue),
-        )
+        .arg(Arg::new("yes").help("Confirm.").long("yes").action(ArgAction::SetTrue))
 }
 ///The `delivery get` command.
 fn delivery_get_command() -> Command {
@@ -319,7 +314,7 @@ fn fork_command() -> Command {
     Command::new("fork")
         .about("Fork a lane into a new owned lane with a copy of its history")
         .long_about(
-            "Fork a lane into a new owned lane that starts with a copy of its Codex history, up to `--through-turn` when given; the child records its parent. Files are not copied.",
+            "Fork a lane into a new owned lane with a copy of its history (through `--through-turn` if given); the child records its parent. Files are not copied.",
         )
         .arg(
             Arg::new("lane")
@@ -330,14 +325,10 @@ fn fork_command() -> Command {
         .arg(Arg::new("name").help("Title of the new lane.").long("name").required(true))
         .arg(
             Arg::new("through_turn")
-                .help("Last turn to keep (a turn id); all when omitted.")
+                .help("Last turn to keep; all when omitted.")
                 .long("through-turn"),
         )
-        .arg(
-            Arg::new("cwd")
-                .help("Directory the child works in; the parent's when omitted.")
-                .long("cwd"),
-        )
+        .arg(Arg::new("cwd").help("Directory; the parent's when omitted.").long("cwd"))
         .arg(Arg::new("model").help("Model id, as `models` lists it.").long("model"))
         .arg(
             Arg::new("sandbox")
@@ -395,7 +386,7 @@ fn goal_set_command() -> Command {
     Command::new("set")
         .about("Set a lane's native goal, or pause, resume or complete it")
         .long_about(
-            "Set the lane's native Codex goal, or change its `--status` or `--token-budget`. An active goal makes Codex start working at once and keep going until the goal is complete, paused or cleared.",
+            "Set the lane's native Codex goal, or its `--status` or `--token-budget`. An active goal makes Codex work until it is complete, paused or cleared.",
         )
         .arg(
             Arg::new("lane")
@@ -405,7 +396,7 @@ fn goal_set_command() -> Command {
         )
         .arg(
             Arg::new("objective")
-                .help("What the goal asks for; the current objective when omitted.")
+                .help("What the goal asks for; kept when omitted.")
                 .value_name("OBJECTIVE"),
         )
         .arg(
@@ -417,7 +408,7 @@ fn goal_set_command() -> Command {
         )
         .arg(
             Arg::new("status")
-                .help("Goal status to set.")
+                .help("Goal status.")
                 .long("status")
                 .value_parser(["active", "paused", "complete"]),
         )
@@ -588,9 +579,7 @@ fn new_command() -> Command {
         )
         .arg(
             Arg::new("permission_profile")
-                .help(
-                    "Permission profile id, e.g. `:workspace`; it must be one Codex allows in `cwd`.",
-                )
+                .help("Permission profile id, e.g. `:workspace`.")
                 .long("permission-profile"),
         )
         .arg(
@@ -616,14 +605,10 @@ fn new_command() -> Command {
 fn permissions_command() -> Command {
     Command::new("permissions")
         .about("List the permission profiles Codex allows in a directory")
-        .long_about(
-            "List the permission profiles Codex offers in a directory and whether each is allowed there; `dispatch new` takes an allowed one.",
-        )
+        .long_about("List the permission profiles Codex allows in a directory, for `dispatch new`.")
         .arg(
             Arg::new("cwd")
-                .help(
-                    "The project directory; the caller's current directory when omitted.",
-                )
+                .help("Directory; the caller's current one when omitted.")
                 .long("cwd"),
         )
 }
@@ -706,7 +691,7 @@ fn revert_command() -> Command {
     Command::new("revert")
         .about("Drop the last turns from a lane's history (files are not reverted)")
         .long_about(
-            "Drop the lane's last turns from its Codex history: `--turns` of them (default 1), or `--before-turn` and every later turn. Files in the working directory are not reverted. Refused while a turn runs.",
+            "Drop the lane's last `--turns` turns (default 1), or `--before-turn` and later ones, from its history. Files are not reverted. Refused while a turn runs.",
         )
         .arg(
             Arg::new("lane")
@@ -716,23 +701,19 @@ fn revert_command() -> Command {
         )
         .arg(
             Arg::new("turns")
-                .help("How many of the last turns to drop.")
+                .help("Turns to drop.")
                 .long("turns")
                 .value_name("N")
                 .allow_negative_numbers(true),
         )
-        .arg(
-            Arg::new("before_turn")
-                .help("Drop this turn (an id) and every later one.")
-                .long("before-turn"),
-        )
+        .arg(Arg::new("before_turn").help("First turn to drop.").long("before-turn"))
 }
 ///The `review` command.
 fn review_command() -> Command {
     Command::new("review")
         .about("Start Codex's code review of a lane's working directory")
         .long_about(
-            "Run Codex's code review in the lane, on its working directory (a git repository): the uncommitted changes by default, or the changes against `--base`, one `--commit`, or `--instructions`. Reports acceptance; the findings appear in `dispatch tail`.",
+            "Start Codex's code review in the lane, of its git working directory: uncommitted changes (default), against `--base`, one `--commit`, or by `--instructions`. Findings appear in `dispatch tail`.",
         )
         .arg(
             Arg::new("lane")
@@ -742,17 +723,15 @@ fn review_command() -> Command {
         )
         .arg(
             Arg::new("uncommitted")
-                .help("Review the uncommitted changes (the default).")
+                .help("Review uncommitted changes.")
                 .long("uncommitted")
                 .action(ArgAction::SetTrue),
         )
-        .arg(
-            Arg::new("base").help("Review the changes against this branch.").long("base"),
-        )
-        .arg(Arg::new("commit").help("Review this commit (a SHA).").long("commit"))
+        .arg(Arg::new("base").help("Base branch.").long("base"))
+        .arg(Arg::new("commit").help("Commit SHA.").long("commit"))
         .arg(
             Arg::new("instructions")
-                .help("Review by these instructions.")
+                .help("Custom review instructions.")
                 .long("instructions"),
         )
 }
@@ -1115,7 +1094,7 @@ fn usage_command() -> Command {
     Command::new("usage")
         .about("Show the Codex account, plan, rate limits and token usage")
         .long_about(
-            "Show the Codex account (e-mail and ids masked), its plan, its rate-limit windows and its token usage; `signed_out` when Codex has no account.",
+            "Show the Codex account (masked), plan, rate limits and token usage, or `signed_out`.",
         )
 }
 ///The `wait` command.

@@ -771,7 +771,7 @@ pub struct DaemonStatusOutputLanes {
 pub struct DeleteInput {
     ///A lane, or an unmanaged thread's full id.
     pub target: DeleteInputTarget,
-    ///Confirm the deletion.
+    ///Confirm.
     #[serde(default)]
     pub yes: bool,
 }
@@ -1309,7 +1309,7 @@ pub struct ForkInput {
     ///When Codex asks before acting.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub approval_policy: ::std::option::Option<ForkInputApprovalPolicy>,
-    ///Directory the child works in; the parent's when omitted.
+    ///Directory; the parent's when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cwd: ::std::option::Option<ForkInputCwd>,
     ///The lane: ref or ref prefix, thread id, @handle or exact title.
@@ -1322,7 +1322,7 @@ pub struct ForkInput {
     ///Sandbox mode.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sandbox: ::std::option::Option<ForkInputSandbox>,
-    ///Last turn to keep (a turn id); all when omitted.
+    ///Last turn to keep; all when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub through_turn: ::std::option::Option<ForkInputThroughTurn>,
 }
@@ -1381,7 +1381,7 @@ impl ::std::convert::TryFrom<::std::string::String> for ForkInputApprovalPolicy 
         value.parse()
     }
 }
-///Directory the child works in; the parent's when omitted.
+///Directory; the parent's when omitted.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ForkInputCwd(::std::string::String);
@@ -1546,7 +1546,7 @@ impl ::std::convert::TryFrom<::std::string::String> for ForkInputSandbox {
         value.parse()
     }
 }
-///Last turn to keep (a turn id); all when omitted.
+///Last turn to keep; all when omitted.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ForkInputThroughTurn(::std::string::String);
@@ -1683,17 +1683,17 @@ pub struct GoalGetOutput {
 pub struct GoalSetInput {
     ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
-    ///What the goal asks for; the current objective when omitted.
+    ///What the goal asks for; kept when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub objective: ::std::option::Option<Objective>,
-    ///Goal status to set.
+    ///Goal status.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<GoalSetInputStatus>,
     ///Tokens Codex may spend on it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub token_budget: ::std::option::Option<::std::num::NonZeroU64>,
 }
-///Goal status to set.
+///Goal status.
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -2624,7 +2624,7 @@ pub struct NewInput {
     ///Create the lane without sending the first message.
     #[serde(default)]
     pub no_send: bool,
-    ///Permission profile id, e.g. `:workspace`; it must be one Codex allows in `cwd`.
+    ///Permission profile id, e.g. `:workspace`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub permission_profile: ::std::option::Option<NewInputPermissionProfile>,
     ///Sandbox mode.
@@ -2857,7 +2857,7 @@ impl<'de> ::serde::Deserialize<'de> for NewInputModel {
             })
     }
 }
-///Permission profile id, e.g. `:workspace`; it must be one Codex allows in `cwd`.
+///Permission profile id, e.g. `:workspace`.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputPermissionProfile(::std::string::String);
@@ -3125,11 +3125,11 @@ pub struct PermissionProfile {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PermissionsInput {
-    ///The project directory; the caller's current directory when omitted.
+    ///Directory; the caller's current one when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cwd: ::std::option::Option<PermissionsInputCwd>,
 }
-///The project directory; the caller's current directory when omitted.
+///Directory; the caller's current one when omitted.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PermissionsInputCwd(::std::string::String);
@@ -3698,16 +3698,16 @@ pub struct Retry {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RevertInput {
-    ///Drop this turn (an id) and every later one.
+    ///First turn to drop.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub before_turn: ::std::option::Option<RevertInputBeforeTurn>,
     ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
-    ///How many of the last turns to drop.
+    ///Turns to drop.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub turns: ::std::option::Option<::std::num::NonZeroU64>,
 }
-///Drop this turn (an id) and every later one.
+///First turn to drop.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct RevertInputBeforeTurn(::std::string::String);
@@ -3779,22 +3779,22 @@ pub struct RevertOutput {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewInput {
-    ///Review the changes against this branch.
+    ///Base branch.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub base: ::std::option::Option<ReviewInputBase>,
-    ///Review this commit (a SHA).
+    ///Commit SHA.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub commit: ::std::option::Option<ReviewInputCommit>,
-    ///Review by these instructions.
+    ///Custom review instructions.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub instructions: ::std::option::Option<ReviewInputInstructions>,
     ///The lane: ref or ref prefix, thread id, @handle or exact title.
     pub lane: Selector,
-    ///Review the uncommitted changes (the default).
+    ///Review uncommitted changes.
     #[serde(default)]
     pub uncommitted: bool,
 }
-///Review the changes against this branch.
+///Base branch.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ReviewInputBase(::std::string::String);
@@ -3849,7 +3849,7 @@ impl<'de> ::serde::Deserialize<'de> for ReviewInputBase {
             })
     }
 }
-///Review this commit (a SHA).
+///Commit SHA.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ReviewInputCommit(::std::string::String);
@@ -3904,7 +3904,7 @@ impl<'de> ::serde::Deserialize<'de> for ReviewInputCommit {
             })
     }
 }
-///Review by these instructions.
+///Custom review instructions.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ReviewInputInstructions(::std::string::String);
