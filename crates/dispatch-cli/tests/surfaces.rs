@@ -250,7 +250,15 @@ fn mcp_annotations_follow_the_contract_rule() {
         } else {
             assert_eq!(a.idempotent_hint, Some(op.idempotent), "{}", op.id);
         }
-        let acts = ["new", "send", "goal_set", "respond", "trigger_add", "review"].contains(&op.id);
+        let acts = [
+            "new",
+            "send",
+            "goal_set",
+            "respond",
+            "trigger_add",
+            "review",
+        ]
+        .contains(&op.id);
         assert_eq!(
             a.open_world_hint,
             Some(acts),

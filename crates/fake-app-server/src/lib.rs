@@ -320,6 +320,13 @@ fn scripted(
         }
         "thread/loaded/list" => reply(out, id, json!({ "data": script.loaded }))?,
         "account/read" => reply(out, id, json!({ "requiresOpenaiAuth": false }))?,
+        "permissionProfile/list" => {
+            let data: Vec<Value> = [":read-only", ":workspace", ":danger-full-access"]
+                .iter()
+                .map(|id| json!({"id": id, "description": null, "allowed": true}))
+                .collect();
+            reply(out, id, json!({ "data": data, "nextCursor": null }))?;
+        }
         "turn/steer" => reply(out, id, json!({ "turnId": params["expectedTurnId"] }))?,
         "turn/interrupt" if script.no_active_turn => {
             error(out, id, -32600, "no active turn to interrupt")?;
