@@ -101,6 +101,8 @@ struct LaneCache {
     auth_failed: HashMap<String, String>,
     /// [`Service::lanes_removed`] when `refs` was last valid.
     removed: u64,
+    /// Running review turns (`review/start`, seen by their `enteredReviewMode` item).
+    reviews: std::collections::HashSet<String>,
 }
 
 impl LaneCache {
@@ -128,6 +130,34 @@ impl LaneCache {
         let kept = self.early.entry(thread_id.to_owned()).or_default();
         if kept.len() < EARLY_PER_THREAD {
             kept.push(notification);
+        }
+    }
+
+    /// Whether `notification` starts the inner turn of a running review. Codex runs a review
+    /// as a turn (the one `review/start` answers with, which ends with `turn/completed`) that
+    /// starts an inner turn (its `rootTurnId` is the review's) whose end is never reported:
+    /// recorded as the lane's turn, it would leave the lane busy for ever.
+    fn inside_review(&mut self, notification: &ServerNotification) -> bool {
+        match notification {
+            ServerNotification::ItemStarted(n)
+                if matches!(n.item, ThreadItem::EnteredReviewMode(_)) =>
+            {
+                if self.reviews.len() >= EARLY_THREADS {
+                    self.reviews.clear();
+                }
+                self.reviews.insert(n.turn_id.clone());
+                false
+            }
+            ServerNotification::TurnStarted(n) => n
+                .turn
+                .root_turn_id
+                .as_ref()
+                .is_some_and(|root| *root != n.turn.id && self.reviews.contains(root)),
+            ServerNotification::TurnCompleted(n) => {
+                self.reviews.remove(&n.turn.id);
+                false
+            }
+            _ => false,
         }
     }
 
@@ -175,11 +205,14 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
                 if let ServerNotification::Error(error) = notification.as_ref() {
                     end_refused_turn(service, lanes, error);
                 }
-                batch.push(record(
-                    lane_ref.clone(),
-                    &notification,
-                    &mut lanes.auth_failed,
-                ));
+                let mut recorded = record(lane_ref.clone(), &notification, &mut lanes.auth_failed);
+                if lanes.inside_review(&notification) {
+                    // The review's inner turn: the lane's turn stays the review's own.
+                    recorded
+                        .facts
+                        .retain(|f| !matches!(f, Fact::TurnStarted { .. }));
+                }
+                batch.push(recorded);
                 if compacted(&notification)
                     && let Err(err) = service.registry().note_compacted(&lane_ref, now_ms()).await
                 {
