@@ -97,6 +97,7 @@ fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
         ("dispatch_inbox_read", json!({"id": message})),
         ("dispatch_list", json!({"all": true})),
         ("dispatch_models", json!({"no_refresh": true})),
+        ("dispatch_permissions", json!({"cwd": "/"})),
         ("dispatch_requests", json!({"lane": lane})),
         ("dispatch_search", json!({"query": "clients"})),
         (
@@ -105,6 +106,7 @@ fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
         ),
         ("dispatch_tail", json!({"lane": lane, "limit": 5})),
         ("dispatch_trigger_list", json!({"lane": lane})),
+        ("dispatch_usage", json!({})),
         (
             "dispatch_wait",
             json!({"lanes": [lane], "until": "idle", "timeout": 5}),
