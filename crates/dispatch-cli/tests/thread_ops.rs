@@ -1,6 +1,6 @@
 //! The thread operations end to end, against the real codex 0.169.0 and the stub model
 //! provider: a lane with two turns is forked (the child's `tail` has both, and a turn on the
-//! child leaves the parent alone), the child's last turn is reverted (Codex's thread has one
+//! child leaves the parent alone; a fork through the first turn has only that one), the child's last turn is reverted (Codex's thread has one
 //! turn fewer, and more turns than exist are refused), the parent's context is compacted
 //! (`get` shows it finished), a review starts on a git repository, and the child is deleted
 //! (refused without `--yes`).
@@ -76,6 +76,28 @@ fn fork_revert_compact_review_and_delete() {
         said.iter().any(|t| t == "first message") && said.iter().any(|t| t == "second message"),
         "{tail}"
     );
+
+    // Through a turn: only the history up to it.
+    let first_turn = tail["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["text"] == "first message"))
+        .and_then(|i| i["turn_id"].as_str())
+        .expect("the first turn's id")
+        .to_owned();
+    let early = home
+        .json(&[
+            "fork",
+            &lane,
+            "--name",
+            "early",
+            "--through-turn",
+            &first_turn,
+        ])
+        .ok_json();
+    assert_eq!(early["turns"], 1, "{early}");
+    let early_ref = early["lane"]["ref"].as_str().expect("ref").to_owned();
+    let early_said = user_messages(&home.json(&["tail", &early_ref]).ok_json());
+    assert_eq!(early_said, vec!["first message".to_owned()]);
 
     // A turn on the child leaves the parent alone.
     home.json(&["send", &child, "only on the child"]).ok_json();
