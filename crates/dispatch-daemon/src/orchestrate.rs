@@ -134,7 +134,7 @@ impl Service {
         let Some(lane) = self.registry().lane(&event.lane_ref).await? else {
             return Ok(effects);
         };
-        self.trigger_effects(event, &mut effects).await;
+        self.trigger_effects(event, &mut effects).await?;
         let subscriptions = self
             .registry()
             .subscriptions(Some(&event.lane_ref), None, false)

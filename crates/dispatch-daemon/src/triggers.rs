@@ -617,20 +617,19 @@ impl Service {
     }
 
     /// Adds the fires of the lane's `on` triggers that `event` sets off to `effects`, so they
-    /// are stored in the transaction that handles the event (once, even across crashes).
-    pub(crate) async fn trigger_effects(&self, event: &LaneEvent, effects: &mut Effects) {
+    /// are stored in the transaction that handles the event (once, even across crashes). An
+    /// error leaves the event unhandled, to be handled again with its fires.
+    pub(crate) async fn trigger_effects(
+        &self,
+        event: &LaneEvent,
+        effects: &mut Effects,
+    ) -> Result<(), DispatchError> {
         let wanted = match (event.kind, event.status) {
             (LaneEventKind::TurnEnded, Some(TurnStatus::Completed)) => OnEvent::TurnCompleted,
             (LaneEventKind::Approval, _) => OnEvent::Approval,
-            _ => return,
+            _ => return Ok(()),
         };
-        let triggers = match self.registry().triggers_on(&event.lane_ref).await {
-            Ok(triggers) => triggers,
-            Err(err) => {
-                tracing::warn!(%err, "reading a lane's triggers");
-                return;
-            }
-        };
+        let triggers = self.registry().triggers_on(&event.lane_ref).await?;
         let now = now_ms();
         for trigger in triggers.iter().filter(|t| t.spec == wanted.as_str()) {
             effects.trigger_fires.push(TriggerFire {
@@ -641,6 +640,7 @@ impl Service {
                 claimed_at_ms: now,
             });
         }
+        Ok(())
     }
 }
 
