@@ -17,6 +17,7 @@ mod lanes;
 mod mcp_cost;
 mod threads;
 mod triggers;
+mod truth;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,11 @@ const NAMES: &[(&str, &str)] = &[
         "handoff",
         "subscription hand-off: a turn's end → the subscriber's turn start",
     ),
+    (
+        "restart",
+        "daemon restart with 200 lanes mid-turn → truthful",
+    ),
+    ("queue", "queued deliveries: throughput and hand-off"),
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
@@ -292,6 +298,8 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         "crash",
         "up",
         "handoff",
+        "restart",
+        "queue",
     ]
     .iter()
     .any(|n| options.wants(n));
@@ -385,6 +393,18 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match handoff::handoff(&bins, runs.min(20)) {
             Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
             Err(err) => report.failed("subscription hand-off", &err),
+        }
+    }
+    if options.wants("restart") {
+        match truth::restart_busy(&bins) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("restart with 200 lanes mid-turn", &err),
+        }
+    }
+    if options.wants("queue") {
+        match truth::queue_throughput(&bins, 4, 25) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("queued deliveries", &err),
         }
     }
 

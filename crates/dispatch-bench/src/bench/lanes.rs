@@ -46,6 +46,13 @@ impl Stub {
             .unwrap_or_default()
     }
 
+    /// Queues a behaviour for the next request.
+    pub fn push(&self, behaviour: responses_stub::Behaviour) {
+        if let Some(stub) = &self.stub {
+            stub.push(behaviour);
+        }
+    }
+
     fn request_count(&self) -> usize {
         self.stub
             .as_ref()
