@@ -86,8 +86,17 @@ impl Service {
     ) -> Result<WaitOutput, DispatchError> {
         let timed_out = loop {
             for start in waiting.starts.iter_mut().filter(|s| !s.reached) {
+                // The stored turn ends are read before the lane, so the lane shown is at
+                // least as new as the event that ended the wait (read the other way round,
+                // a turn end stored in between showed a lane still running that turn).
+                let ended_by_event = waiting.until == WaitInputUntil::TurnEnd
+                    && self
+                        .registry()
+                        .first_event_after(&start.lane.lane_ref, start.cursor, &TURN_ENDS)
+                        .await?
+                        .is_some();
                 if let Some(now) = self.registry().lane(&start.lane.lane_ref).await? {
-                    start.reached = self.reached(start, &now, waiting.until).await?;
+                    start.reached = ended_by_event || reached(start, &now, waiting.until);
                     start.lane = now;
                 }
             }
@@ -132,34 +141,22 @@ impl Service {
             lanes,
         })
     }
+}
 
-    /// Whether `start`'s lane, as it is now (`now`), reached `until`.
-    async fn reached(
-        &self,
-        start: &Start,
-        now: &LaneRow,
-        until: WaitInputUntil,
-    ) -> Result<bool, DispatchError> {
-        Ok(match until {
-            WaitInputUntil::Idle => running_turn(now).is_none(),
-            WaitInputUntil::TurnEnd => {
-                let ended_now = now
-                    .latest_turn
-                    .as_ref()
-                    .filter(|turn| turn.status != TurnStatus::InProgress);
-                let ended_since = ended_now.is_some_and(|turn| match &start.latest {
-                    // The turn that ran when the wait began has ended, or a later one has.
-                    Some((id, running)) => *running || turn.turn_id != *id,
-                    None => true,
-                });
-                ended_since
-                    || self
-                        .registry()
-                        .first_event_after(&now.lane_ref, start.cursor, &TURN_ENDS)
-                        .await?
-                        .is_some()
-            }
-        })
+/// Whether `start`'s lane, as it is now (`now`), reached `until` by its state alone (a turn
+/// that started and ended since the wait began is found by its stored event instead).
+fn reached(start: &Start, now: &LaneRow, until: WaitInputUntil) -> bool {
+    match until {
+        WaitInputUntil::Idle => running_turn(now).is_none(),
+        WaitInputUntil::TurnEnd => now
+            .latest_turn
+            .as_ref()
+            .filter(|turn| turn.status != TurnStatus::InProgress)
+            .is_some_and(|turn| match &start.latest {
+                // The turn that ran when the wait began has ended, or a later one has.
+                Some((id, running)) => *running || turn.turn_id != *id,
+                None => true,
+            }),
     }
 }
 

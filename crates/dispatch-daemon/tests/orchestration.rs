@@ -576,7 +576,7 @@ async fn wait_ends_at_the_first_lane_or_with_all_at_the_last(d: &Daemon) {
         first.lanes[0].last_agent_message.as_deref(),
         Some("a is done")
     );
-    assert_eq!(first.lanes[0].status.to_string(), "idle");
+    assert_eq!(first.lanes[0].status.to_string(), "idle", "{first:?}");
     assert_eq!(
         first.lanes[0].latest_turn.as_ref().map(|t| t.id.as_str()),
         Some("a-1")
