@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use dispatch_client::Runner;
-use dispatch_contract::{DispatchError, Operation, Streaming, validate_cli_input};
+use dispatch_contract::{DispatchError, Operation, RunsIn, Streaming, validate_cli_input};
 use serde_json::Value;
 
 use crate::input::{ProcessStdin, read_file_inputs};
@@ -147,7 +147,13 @@ async fn run_operation(
     input: Value,
     json: bool,
 ) -> Result<ExitCode, DispatchError> {
-    validate_cli_input(op, &input)?;
+    // A bad argument is refused before any file or standard input is read, and before a
+    // stream is started from its bounds. Otherwise the CLI's form is the input itself, which
+    // the runner has checked (by the daemon, or here when the daemon cannot take it) before
+    // anything is done.
+    if !op.file_inputs.is_empty() || op.streaming.is_some() || op.runs_in == RunsIn::Client {
+        validate_cli_input(op, &input)?;
+    }
     let input = read_file_inputs(op, input, &mut ProcessStdin)?;
     let runner = Runner::from_env()?;
     if let Some(stream) = op.streaming {
@@ -155,14 +161,15 @@ async fn run_operation(
     }
     let output = runner.run(op, input).await?;
     let shown = generated::cli::shown(op, &output);
+    let exit = shown.exit;
     let text = if json {
         serde_json::to_string_pretty(&output).unwrap_or_default()
     } else {
-        shown.text
+        shown.text()
     };
     // A closed stdout (e.g. `| head`) is not an error worth reporting.
     let _closed = write_line(Stream::Stdout, &text);
-    Ok(shown.exit)
+    Ok(exit)
 }
 
 fn run_async<F: std::future::Future<Output = Result<ExitCode, DispatchError>>>(

@@ -111,32 +111,42 @@ pub trait Render: Serialize {
     }
 }
 
-/// What the CLI prints for a successful call, and its exit status.
+/// What the CLI prints for a successful call, and its exit status. The text is rendered
+/// only when asked for: with `--json` only the exit status is needed.
 pub struct Shown {
-    /// The human text.
-    pub text: String,
+    render: Box<dyn FnOnce() -> String>,
     /// The exit status.
     pub exit: ExitCode,
 }
 
+impl Shown {
+    /// The human text.
+    pub fn text(self) -> String {
+        (self.render)()
+    }
+}
+
 /// `output` decoded as `T` and rendered; an output that does not decode (a daemon built from
 /// another contract) is shown as escaped JSON.
-pub fn shown_as<T: Render + DeserializeOwned>(output: &Value) -> Shown {
-    match serde_json::from_value::<T>(output.clone()) {
+pub fn shown_as<T: Render + DeserializeOwned + 'static>(output: &Value) -> Shown {
+    match T::deserialize(output) {
         Ok(typed) => Shown {
-            text: typed.human(),
             exit: typed.exit_code(),
+            render: Box::new(move || typed.human()),
         },
-        Err(_) => Shown {
-            text: json_text(output),
-            exit: ExitCode::SUCCESS,
-        },
+        Err(_) => {
+            let text = json_text(output);
+            Shown {
+                exit: ExitCode::SUCCESS,
+                render: Box::new(move || text),
+            }
+        }
     }
 }
 
 /// The human rendering of `op`'s `output`.
 pub fn human(op: &Operation, output: &Value) -> String {
-    crate::generated::cli::shown(op, output).text
+    crate::generated::cli::shown(op, output).text()
 }
 
 /// The exit status of a successful call of `op` with `output`.

@@ -434,3 +434,45 @@ fn an_app_server_crash_interrupts_the_running_turn_and_the_lane_works_again() {
         "the thread was resumed in the new App Server: {again}"
     );
 }
+
+/// `[app_server] max_loaded_idle = 1`: making a second lane unloads the idle first lane's
+/// thread from the real App Server (`thread/unsubscribe`); a send to it loads it again
+/// (`thread/resume`) and its turn runs.
+#[test]
+fn a_send_to_a_lane_unloaded_as_idle_runs_its_turn() {
+    let stub = support::Stub::start(Script::new().default_reply("back again"));
+    let home = Home::new();
+    home.use_model_provider(&stub.base_url());
+    home.write_config("[app_server]\nmax_loaded_idle = 1\n");
+    home.json_with_env(
+        &["up"],
+        &[(
+            "DISPATCH_LOG",
+            std::ffi::OsStr::new("info,dispatch_daemon=debug"),
+        )],
+    )
+    .ok_json();
+    let (old, _old_work) = home.new_lane("old", &["--text", "first"]);
+    let first = home.get_until(&old, LONG, idle_after_turn);
+    let (new, _new_work) = home.new_lane("new", &["--text", "second"]);
+    home.get_until(&new, LONG, idle_after_turn);
+    let thread = first["lane"]["id"].as_str().expect("thread id").to_owned();
+    let log = std::fs::read_to_string(home.file("dispatchd.log")).expect("log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("unloaded an idle thread") && l.contains(&thread)),
+        "the old lane's thread was unloaded: {log}"
+    );
+    let sent = home.json(&["send", &old, "are you back?"]).ok_json();
+    let turn = sent["turn_id"].as_str().expect("turn").to_owned();
+    let got = home.get_until(&old, LONG, |g| {
+        g["lane"]["latest_turn"]["id"] == turn.as_str() && idle_after_turn(g)
+    });
+    assert!(idle_after_turn(&got), "{got}");
+    let tail = home.json(&["tail", &old, "--limit", "100"]).ok_json();
+    assert_eq!(
+        texts(&tail, "agent_message"),
+        vec!["back again", "back again"],
+        "{tail}"
+    );
+}

@@ -366,14 +366,21 @@ fn another_user_is_refused_even_on_a_socket_anyone_may_open() {
             .expect("setpriv dispatch")
             .into()
     };
-    let status = as_nobody(&["daemon", "status"]);
-    let body = refused(
-        &status,
-        "permission_denied",
-        7,
-        "the user who started the daemon",
-    );
-    assert!(message(&body).contains("uid 65534"), "{body}");
+    // A single call goes as one plain HTTP POST (no WebSocket handshake); a streaming one
+    // (`watch`) over the WebSocket: each is refused the same way.
+    for args in [
+        &["daemon", "status"][..],
+        &["watch", "zzzzzz", "--timeout", "1"],
+    ] {
+        let run = as_nobody(args);
+        let body = refused(
+            &run,
+            "permission_denied",
+            7,
+            "the user who started the daemon",
+        );
+        assert!(message(&body).contains("uid 65534"), "{args:?}: {body}");
+    }
     let cwd = dir.path().display().to_string();
     let new = as_nobody(&["new", "--name", "intruder", "--cwd", &cwd, "--text", "hi"]);
     refused(

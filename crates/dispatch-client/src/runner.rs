@@ -52,12 +52,25 @@ impl Runner {
         match op.runs_in {
             RunsIn::Client => call_client_op(&self.local, op, input).await,
             RunsIn::Daemon => {
-                validate_input(op, &input)?;
+                // The daemon validates every input before it acts, with validators it compiled
+                // once. Compiling the schema here as well would be most of the cost of a call
+                // from a short-lived CLI process, so the input is checked here only when the
+                // daemon does not take it: too large to send, unreachable, or stale (about to be
+                // restarted).
                 let input = apply_client_defaults(op, input)?;
+                if let Err(too_large) = DaemonClient::check_size(op, &input) {
+                    validate_input(op, &input)?;
+                    return Err(too_large);
+                }
                 match self.call_daemon(op, input.clone()).await {
                     Err(err) if err.code == ErrorCode::DaemonStale => {
+                        validate_input(op, &input)?;
                         self.restart_if_idle(err).await?;
                         self.call_daemon(op, input).await
+                    }
+                    Err(err) if err.code == ErrorCode::DaemonUnreachable => {
+                        validate_input(op, &input)?;
+                        Err(err)
                     }
                     other => other,
                 }
@@ -65,8 +78,9 @@ impl Runner {
         }
     }
 
+    /// One call: a plain HTTP/1.1 POST, or the WebSocket for a streaming operation.
     async fn call_daemon(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
-        let client = DaemonClient::connect(&self.paths().socket).await?;
+        let client = DaemonClient::connect_for(&self.paths().socket, op).await?;
         client.call_json(op, input).await
     }
 

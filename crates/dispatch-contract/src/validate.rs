@@ -16,7 +16,8 @@ struct Validators {
     input: Validator,
     input_schema: Value,
     cli_input: OnceLock<(Validator, Value)>,
-    output: Validator,
+    /// Compiled on first use: only tests check outputs, and a CLI call should not pay for it.
+    output: OnceLock<Validator>,
 }
 
 fn compile(schema: &str, what: &str, op: &Operation) -> (Validator, Value) {
@@ -47,7 +48,7 @@ fn validators(op: &Operation) -> &'static Validators {
             input,
             input_schema,
             cli_input: OnceLock::new(),
-            output: compile(op.output_schema, "output", op).0,
+            output: OnceLock::new(),
         }
     })
 }
@@ -105,7 +106,10 @@ fn refuse(op: &Operation, problems: Vec<Value>) -> Result<(), DispatchError> {
 
 /// Checks an output against `op`'s output schema; a failure is a defect (`internal`).
 pub fn validate_output(op: &Operation, output: &Value) -> Result<(), DispatchError> {
-    let problems = problems(&validators(op).output, &Value::Null, output);
+    let validator = validators(op)
+        .output
+        .get_or_init(|| compile(op.output_schema, "output", op).0);
+    let problems = problems(validator, &Value::Null, output);
     if problems.is_empty() {
         return Ok(());
     }

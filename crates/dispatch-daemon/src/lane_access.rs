@@ -51,7 +51,7 @@ impl Service {
     }
 
     /// Makes sure the current App Server has `thread_id` loaded (after a daemon or App Server
-    /// restart it is not), resuming it when needed.
+    /// restart it is not, nor after it was unloaded as idle), resuming it when needed.
     pub(crate) async fn ensure_loaded(
         &self,
         server: &codex_app_server::AppServer,
@@ -69,6 +69,7 @@ impl Service {
             .await
             .map_err(app_server_error)?;
         self.mark_loaded(generation, thread_id);
+        self.unload_idle_excess(server, generation, thread_id).await;
         Ok(())
     }
 

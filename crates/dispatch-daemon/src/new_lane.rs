@@ -137,6 +137,8 @@ impl Service {
             .map_err(app_server_error)?;
         let thread_id = started.thread.id.clone();
         self.mark_loaded(generation, &thread_id);
+        self.unload_idle_excess(&server, generation, &thread_id)
+            .await;
         self.note_creation(key, Some(&thread_id), None, None).await;
         let name = input.name.to_string();
         let lane = self

@@ -3,7 +3,7 @@
 //! `impl Handle<<Op>Input> for Service`, in the module that owns it (`lanes.rs`, `threads.rs`,
 //! ...; see the crate's documentation).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,10 +21,25 @@ use tokio::sync::watch;
 use crate::convert::{View, lock, now_ms, write_lock};
 use crate::supervisor::{State, Supervisor};
 
-/// Threads loaded in the current App Server process.
+/// Threads loaded in the current App Server process, with when each was last used.
 struct Loaded {
     generation: u64,
-    threads: HashSet<String>,
+    /// thread id → the `clock` of its last use.
+    threads: HashMap<String, u64>,
+    clock: u64,
+}
+
+impl Loaded {
+    /// Marks `thread_id` used now.
+    fn touch(&mut self, thread_id: &str) {
+        self.clock += 1;
+        match self.threads.get_mut(thread_id) {
+            Some(used) => *used = self.clock,
+            None => {
+                self.threads.insert(thread_id.to_owned(), self.clock);
+            }
+        }
+    }
 }
 
 /// The state behind every daemon operation.
@@ -34,6 +49,8 @@ pub struct Service {
     socket: PathBuf,
     started: Instant,
     loaded: Mutex<Loaded>,
+    /// `[app_server] max_loaded_idle`.
+    max_loaded_idle: usize,
     stored: watch::Sender<u64>,
     idle: AtomicBool,
     policy: Policy,
@@ -71,8 +88,10 @@ impl Service {
             started: Instant::now(),
             loaded: Mutex::new(Loaded {
                 generation: 0,
-                threads: HashSet::new(),
+                threads: HashMap::new(),
+                clock: 0,
             }),
+            max_loaded_idle: config.app_server.max_loaded_idle,
             stored: watch::channel(0).0,
             idle: AtomicBool::new(true),
             policy: config.policy.clone(),
@@ -155,6 +174,16 @@ impl Service {
         lock.lock_owned().await
     }
 
+    /// The lane's write lock if nobody holds it.
+    fn try_lane_lock(&self, lane_ref: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = Arc::clone(
+            lock(&self.lane_locks)
+                .entry(lane_ref.to_owned())
+                .or_default(),
+        );
+        lock.try_lock_owned().ok()
+    }
+
     /// The registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -180,20 +209,103 @@ impl Service {
         self.registry
     }
 
-    /// Whether `thread_id` is loaded in App Server `generation`.
+    /// Whether `thread_id` is loaded in App Server `generation`; if it is, it counts as used
+    /// now (least recently used idle threads are unloaded first).
     pub fn is_loaded(&self, generation: u64, thread_id: &str) -> bool {
-        let loaded = lock(&self.loaded);
-        loaded.generation == generation && loaded.threads.contains(thread_id)
+        let mut loaded = lock(&self.loaded);
+        let known = loaded.generation == generation && loaded.threads.contains_key(thread_id);
+        if known {
+            loaded.touch(thread_id);
+        }
+        known
     }
 
-    /// Notes that `thread_id` is loaded in App Server `generation`.
+    /// Notes that `thread_id` is loaded in App Server `generation`, used now.
     pub fn mark_loaded(&self, generation: u64, thread_id: &str) {
         let mut loaded = lock(&self.loaded);
         if loaded.generation != generation {
             loaded.generation = generation;
             loaded.threads.clear();
         }
-        loaded.threads.insert(thread_id.to_owned());
+        loaded.touch(thread_id);
+    }
+
+    /// The threads loaded in the current App Server, least recently used first.
+    pub fn loaded_threads(&self) -> Vec<String> {
+        let loaded = lock(&self.loaded);
+        let mut threads: Vec<(&String, &u64)> = loaded.threads.iter().collect();
+        threads.sort_by_key(|(_, used)| **used);
+        threads.into_iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// Notes that `thread_id` is no longer loaded in App Server `generation`.
+    fn forget_loaded(&self, generation: u64, thread_id: &str) {
+        let mut loaded = lock(&self.loaded);
+        if loaded.generation == generation {
+            loaded.threads.remove(thread_id);
+        }
+    }
+
+    /// Unloads (`thread/unsubscribe`) the least recently used idle threads beyond
+    /// `[app_server] max_loaded_idle`, never `keep` (just used) nor the thread of a busy or
+    /// waiting lane. A lane whose write lock is held is skipped: something is about to start
+    /// a turn on it. An operation that needs an unloaded thread loads it again
+    /// ([`Service::ensure_loaded`]).
+    pub(crate) async fn unload_idle_excess(
+        &self,
+        server: &codex_app_server::AppServer,
+        generation: u64,
+        keep: &str,
+    ) {
+        let oldest_first: Vec<String> = {
+            let loaded = lock(&self.loaded);
+            if loaded.generation != generation || loaded.threads.len() <= self.max_loaded_idle {
+                return;
+            }
+            let mut threads: Vec<(&String, &u64)> = loaded.threads.iter().collect();
+            threads.sort_by_key(|(_, used)| **used);
+            threads
+                .into_iter()
+                .filter(|(thread, _)| thread.as_str() != keep)
+                .map(|(thread, _)| thread.clone())
+                .collect()
+        };
+        if oldest_first.len() < self.max_loaded_idle {
+            return;
+        }
+        let mut idle = Vec::new();
+        for thread_id in oldest_first {
+            if let Ok(Some(lane)) = self.registry.lane_by_thread(&thread_id).await
+                && unloadable(lane.status)
+            {
+                idle.push((thread_id, lane.lane_ref));
+            }
+        }
+        // `keep` counts as idle (it is at least loaded), but is never the one unloaded.
+        let excess = (idle.len() + 1).saturating_sub(self.max_loaded_idle);
+        for (thread_id, lane_ref) in idle.into_iter().take(excess) {
+            let Some(_writer) = self.try_lane_lock(&lane_ref) else {
+                continue;
+            };
+            // Still idle now that no turn can start on it?
+            match self.registry.lane(&lane_ref).await {
+                Ok(Some(lane)) if unloadable(lane.status) => {}
+                _ => continue,
+            }
+            self.forget_loaded(generation, &thread_id);
+            let params = codex_app_server::protocol::ThreadUnsubscribeParams {
+                thread_id: thread_id.clone(),
+            };
+            match server.call(&params).await {
+                Ok(answer) => {
+                    tracing::debug!(thread_id, status = ?answer.status, "unloaded an idle thread")
+                }
+                Err(err) => {
+                    tracing::warn!(%err, thread_id, "unloading an idle thread");
+                    self.mark_loaded(generation, &thread_id);
+                }
+            }
+        }
     }
 
     /// Resumes, in the current App Server, the threads the previous one had loaded.
@@ -206,7 +318,7 @@ impl Service {
             if loaded.generation == generation {
                 return;
             }
-            loaded.threads.iter().cloned().collect()
+            loaded.threads.keys().cloned().collect()
         };
         for thread_id in threads {
             let params = codex_app_server::protocol::ThreadResumeParams {
@@ -328,4 +440,14 @@ impl Dispatch for Service {
 /// A request id as the registry stores it.
 fn id_i64(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// Whether a lane in `status` may have its thread unloaded: no turn running, no request
+/// waiting for an answer.
+fn unloadable(status: dispatch_registry::LaneStatus) -> bool {
+    use dispatch_registry::LaneStatus;
+    !matches!(
+        status,
+        LaneStatus::Busy | LaneStatus::Retrying | LaneStatus::WaitingApproval
+    )
 }

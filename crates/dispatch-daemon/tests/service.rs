@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use dispatch_contract::types::{
-    DaemonLogInput, GetInput, GetOutput, GoalClearInput, GoalSetInput, RespondInput, SendInput,
-    SendOutput, StopInput,
+    DaemonLogInput, GetInput, GetOutput, GoalClearInput, GoalGetInput, GoalSetInput, RespondInput,
+    SendInput, SendOutput, StopInput,
 };
 use dispatch_contract::{DispatchError, ErrorCode, Request, decode_input, run_operation};
 use dispatch_daemon::{Service, Supervisor, Why};
@@ -72,6 +72,14 @@ fn main() -> ExitCode {
             "stop_on_a_turn_codex_already_ended_reconciles_the_lane",
             stop_on_a_turn_codex_already_ended_reconciles_the_lane,
         ),
+        trial(
+            "unloading_keeps_busy_and_waiting_lanes_and_the_recently_used",
+            unloading_keeps_busy_and_waiting_lanes_and_the_recently_used,
+        ),
+        trial(
+            "a_send_to_an_unloaded_lane_loads_it_again",
+            a_send_to_an_unloaded_lane_loads_it_again,
+        ),
     ];
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
 }
@@ -88,7 +96,12 @@ fn trial(name: &'static str, test: fn() -> Setup) -> Trial {
             .map_err(|err| Failed::from(format!("runtime: {err}")))?;
         let setup = test();
         runtime.block_on(async move {
-            let daemon = Daemon::start(setup.script, setup.allow_attached_writes).await;
+            let daemon = Daemon::start(
+                setup.script,
+                setup.allow_attached_writes,
+                setup.max_loaded_idle,
+            )
+            .await;
             let outcome =
                 tokio::time::timeout(std::time::Duration::from_secs(60), (setup.body)(&daemon))
                     .await;
@@ -102,6 +115,8 @@ fn trial(name: &'static str, test: fn() -> Setup) -> Trial {
 struct Setup {
     script: Script,
     allow_attached_writes: bool,
+    /// `[app_server] max_loaded_idle`.
+    max_loaded_idle: usize,
     body: Test,
 }
 
@@ -109,6 +124,7 @@ fn setup(script: Script, body: Test) -> Setup {
     Setup {
         script,
         allow_attached_writes: false,
+        max_loaded_idle: dispatch_home::AppServerSettings::default().max_loaded_idle,
         body,
     }
 }
@@ -122,7 +138,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(script: Script, allow_attached_writes: bool) -> Daemon {
+    async fn start(script: Script, allow_attached_writes: bool, max_loaded_idle: usize) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let requests = dir.path().join("requests.log");
         let script = Script {
@@ -142,6 +158,7 @@ impl Daemon {
             .expect("the fake App Server starts");
         let mut config = Config::default();
         config.policy.allow_attached_writes = allow_attached_writes;
+        config.app_server.max_loaded_idle = max_loaded_idle;
         let service = Service::new(registry, app_server, dir.path().join("sock"), &config);
         Daemon {
             service: Arc::new(service),
@@ -550,4 +567,115 @@ fn stop_on_a_turn_codex_already_ended_reconciles_the_lane() -> Setup {
             );
         })
     })
+}
+
+/// `[app_server] max_loaded_idle = 2`: the least recently used idle thread is unloaded when a
+/// third idle one is loaded; a busy lane's and a waiting lane's threads never are, however
+/// long unused.
+fn unloading_keeps_busy_and_waiting_lanes_and_the_recently_used() -> Setup {
+    Setup {
+        max_loaded_idle: 2,
+        ..setup(Script::default(), |d| {
+            Box::pin(async move {
+                let busy = d.lane("busy", Ownership::Owned).await;
+                let waiting = d.lane("waiting", Ownership::Owned).await;
+                let idle: Vec<LaneRow> = idle_lanes(d, &["c", "d", "e"]).await;
+                d.busy(&busy, "turn-busy").await;
+                d.busy(&waiting, "turn-waiting").await;
+                d.facts(
+                    &waiting,
+                    vec![Fact::Status(dispatch_registry::LaneStatus::WaitingApproval)],
+                )
+                .await;
+                // Loaded in this order: busy, waiting, c, d, e (each by an operation on it).
+                for lane in [&busy, &waiting, &idle[0], &idle[1], &idle[2]] {
+                    goal_get(d, lane).await;
+                }
+                let thread = |lane: &LaneRow| lane.thread_id.clone();
+                assert_eq!(
+                    d.service.loaded_threads(),
+                    vec![
+                        thread(&busy),
+                        thread(&waiting),
+                        thread(&idle[1]),
+                        thread(&idle[2])
+                    ],
+                    "c, the least recently used idle lane, was unloaded"
+                );
+                assert_eq!(count(&d.requests(), "thread/unsubscribe"), 1);
+                // Using c again loads it, and unloads d (now the oldest idle one), never the
+                // busy or the waiting lane.
+                goal_get(d, &idle[0]).await;
+                assert_eq!(
+                    d.service.loaded_threads(),
+                    vec![
+                        thread(&busy),
+                        thread(&waiting),
+                        thread(&idle[2]),
+                        thread(&idle[0])
+                    ],
+                );
+                assert_eq!(count(&d.requests(), "thread/unsubscribe"), 2);
+                assert_eq!(
+                    count(&d.requests(), "thread/resume"),
+                    6,
+                    "c was loaded twice"
+                );
+            })
+        })
+    }
+}
+
+/// An operation on a lane whose thread was unloaded loads it again first (`thread/resume`),
+/// transparently: a send to it starts its turn.
+fn a_send_to_an_unloaded_lane_loads_it_again() -> Setup {
+    Setup {
+        max_loaded_idle: 1,
+        ..setup(Script::default(), |d| {
+            Box::pin(async move {
+                let lanes = idle_lanes(d, &["old", "new"]).await;
+                goal_get(d, &lanes[0]).await;
+                goal_get(d, &lanes[1]).await;
+                assert_eq!(d.service.loaded_threads(), vec![lanes[1].thread_id.clone()]);
+                let sent: SendOutput = d
+                    .call::<SendInput>(json!({"lane": lanes[0].lane_ref, "text": "wake up"}))
+                    .await
+                    .expect("send");
+                assert!(sent.message_accepted, "{sent:?}");
+                let requests = d.requests();
+                let resumed = requests
+                    .iter()
+                    .rposition(|m| m == "thread/resume")
+                    .expect("resumed");
+                let started = requests
+                    .iter()
+                    .rposition(|m| m == "turn/start")
+                    .expect("started");
+                assert!(resumed < started, "loaded before the turn: {requests:?}");
+                assert_eq!(count(&requests, "thread/resume"), 3, "{requests:?}");
+                let got = d.get(&lanes[0]).await;
+                assert_eq!(got.lane.status.to_string(), "busy", "{got:?}");
+            })
+        })
+    }
+}
+
+/// Idle lanes named `names`, in order.
+async fn idle_lanes(d: &Daemon, names: &[&str]) -> Vec<LaneRow> {
+    let mut lanes = Vec::new();
+    for name in names {
+        lanes.push(d.lane(name, Ownership::Owned).await);
+    }
+    lanes
+}
+
+/// `goal get` on `lane`: an operation that needs the lane's thread loaded.
+async fn goal_get(d: &Daemon, lane: &LaneRow) {
+    d.call::<GoalGetInput>(json!({ "lane": lane.lane_ref }))
+        .await
+        .expect("goal get");
+}
+
+fn count(requests: &[String], method: &str) -> usize {
+    requests.iter().filter(|m| *m == method).count()
 }

@@ -1,4 +1,5 @@
-//! `config.toml`: the daemon's settings, the `[policy]`, `[codex]` and `[lanes]` tables;
+//! `config.toml`: the daemon's settings, the `[policy]`, `[codex]`, `[lanes]` and
+//! `[app_server]` tables;
 //! unknown keys are refused so a typo never silently leaves a default in force.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,32 @@ pub struct Config {
     /// `[lanes]`.
     #[serde(default)]
     pub lanes: Lanes,
+    /// `[app_server]`.
+    #[serde(default)]
+    pub app_server: AppServerSettings,
+}
+
+/// `[app_server]`: how much the daemon asks of the App Server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppServerSettings {
+    /// Idle lanes whose threads stay loaded in the App Server (each costs it about 1.5 MB);
+    /// beyond that the least recently used idle ones are unloaded, and loaded again when an
+    /// operation needs them. Busy and waiting lanes are never unloaded. Default 64.
+    #[serde(default = "default_max_loaded_idle")]
+    pub max_loaded_idle: usize,
+}
+
+impl Default for AppServerSettings {
+    fn default() -> Self {
+        AppServerSettings {
+            max_loaded_idle: default_max_loaded_idle(),
+        }
+    }
+}
+
+fn default_max_loaded_idle() -> usize {
+    64
 }
 
 /// `[codex]`: which Codex CLI the daemon runs.

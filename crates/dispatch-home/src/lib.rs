@@ -12,7 +12,9 @@ mod files;
 mod paths;
 mod pidfile;
 
-pub use config::{ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, Policy};
+pub use config::{
+    AppServerSettings, ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, Policy,
+};
 pub use error::HomeError;
 pub use files::{
     Access, open_private, refuse_unsafe_file, remove_stale_pidfile, remove_stale_socket,

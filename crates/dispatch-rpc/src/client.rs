@@ -1,6 +1,8 @@
-//! [`DaemonClient`]: a JSON-RPC client over the daemon's Unix socket.
+//! [`DaemonClient`]: a JSON-RPC client over the daemon's Unix socket: one HTTP/1.1 POST per
+//! call ([`DaemonClient::connect`], what single calls use), or a WebSocket
+//! ([`DaemonClient::connect_streaming`], for streaming operations such as `watch`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dispatch_contract::{
@@ -13,11 +15,20 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 use crate::listener::{MAX_REQUEST_BYTES, full_hint, refused_user_hint};
+use crate::oneshot::{Failure, OneShot};
 use crate::server::CallParams;
 
 /// A connection to `dispatchd`.
 pub struct DaemonClient {
-    client: jsonrpsee::core::client::Client,
+    socket: PathBuf,
+    transport: Transport,
+}
+
+enum Transport {
+    /// Plain HTTP/1.1 POSTs: no handshake, nothing running in the background.
+    Http(OneShot),
+    /// A WebSocket: the socket's streaming path.
+    Ws(jsonrpsee::core::client::Client),
 }
 
 fn unreachable(socket: &Path, why: impl std::fmt::Display) -> DispatchError {
@@ -54,7 +65,16 @@ fn connect_failed(socket: &Path, err: &std::io::Error) -> DispatchError {
 /// The WebSocket handshake failed; the daemon answers a refused caller with an HTTP status.
 fn handshake_failed(socket: &Path, err: WsHandshakeError) -> DispatchError {
     match err {
-        WsHandshakeError::Rejected { status_code: 403 } => DispatchError::new(
+        WsHandshakeError::Rejected { status_code } => refused(socket, status_code)
+            .unwrap_or_else(|| unreachable(socket, format!("it answered HTTP {status_code}"))),
+        other => unreachable(socket, other),
+    }
+}
+
+/// The daemon answered a refused caller with this HTTP status (on either call path).
+fn refused(socket: &Path, status: u16) -> Option<DispatchError> {
+    match status {
+        403 => Some(DispatchError::new(
             ErrorCode::PermissionDenied,
             format!(
                 "the daemon at {} refused this user (uid {}): it serves only the user who started it",
@@ -62,44 +82,40 @@ fn handshake_failed(socket: &Path, err: WsHandshakeError) -> DispatchError {
                 rustix::process::geteuid().as_raw()
             ),
         )
-        .with_hint(refused_user_hint()),
-        WsHandshakeError::Rejected {
-            status_code: 429 | 503,
-        } => DispatchError::new(
+        .with_hint(refused_user_hint())),
+        429 | 503 => Some(DispatchError::new(
             ErrorCode::DaemonUnreachable,
             format!(
                 "the daemon at {} is at its connection limit, each connection with a call in flight",
                 socket.display()
             ),
         )
-        .with_hint(full_hint()),
-        other => unreachable(socket, other),
+        .with_hint(full_hint())),
+        _ => None,
     }
 }
 
 impl DaemonClient {
-    /// Connects to the daemon's socket: `daemon_unreachable` when nothing answers there,
-    /// `permission_denied` when the socket is another user's (or the daemon refuses this
-    /// user). A daemon running as another user, root excepted, is never spoken to.
+    /// Connects to the daemon's socket for plain calls, one HTTP/1.1 POST each (no handshake):
+    /// `daemon_unreachable` when nothing answers there, `permission_denied` when the socket is
+    /// another user's (or, at the first call, when the daemon refuses this user). A daemon
+    /// running as another user, root excepted, is never spoken to.
     pub async fn connect(socket: &Path) -> Result<DaemonClient, DispatchError> {
-        let stream = UnixStream::connect(socket)
+        let stream = connect_vetted(socket).await?;
+        let client = OneShot::start(stream)
             .await
-            .map_err(|err| connect_failed(socket, &err))?;
-        let uid = rustix::process::geteuid().as_raw();
-        let peer = stream
-            .peer_cred()
-            .map_err(|err| unreachable(socket, err))?
-            .uid();
-        if peer != uid && peer != 0 {
-            return Err(DispatchError::new(
-                ErrorCode::PermissionDenied,
-                format!(
-                    "the socket {} is served by uid {peer}, not by you (uid {uid}); dispatch does not talk to another user's daemon",
-                    socket.display()
-                ),
-            )
-            .with_hint("point DISPATCH_HOME (or DISPATCH_SOCKET) at a directory of your own and `dispatch up`"));
-        }
+            .map_err(|err| lost_at_connect(socket, err))?;
+        Ok(DaemonClient {
+            socket: socket.to_owned(),
+            transport: Transport::Http(client),
+        })
+    }
+
+    /// Connects over a WebSocket, the socket's streaming path: what a caller that makes many
+    /// calls in a row (a streaming operation such as `watch`) uses. Errors as [`Self::connect`],
+    /// the daemon's refusal included.
+    pub async fn connect_streaming(socket: &Path) -> Result<DaemonClient, DispatchError> {
+        let stream = connect_vetted(socket).await?;
         let url = Url::parse("ws://dispatchd.local/")
             .map_err(|err| DispatchError::internal(format!("socket url: {err}")))?;
         let (sender, receiver) = WsTransportClientBuilder::default()
@@ -110,7 +126,80 @@ impl DaemonClient {
             // Each call has its own deadline (`request`); this one never fires first.
             .request_timeout(longest_call_timeout())
             .build_with_tokio(sender, receiver);
-        Ok(DaemonClient { client })
+        Ok(DaemonClient {
+            socket: socket.to_owned(),
+            transport: Transport::Ws(client),
+        })
+    }
+
+    /// [`Self::connect_streaming`] for a streaming operation, else [`Self::connect`].
+    pub async fn connect_for(socket: &Path, op: &Operation) -> Result<DaemonClient, DispatchError> {
+        if op.streaming.is_some() {
+            DaemonClient::connect_streaming(socket).await
+        } else {
+            DaemonClient::connect(socket).await
+        }
+    }
+}
+
+/// Connects to `socket` and checks who serves it: a daemon of this user, or root.
+async fn connect_vetted(socket: &Path) -> Result<UnixStream, DispatchError> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|err| connect_failed(socket, &err))?;
+    let uid = rustix::process::geteuid().as_raw();
+    let peer = stream
+        .peer_cred()
+        .map_err(|err| unreachable(socket, err))?
+        .uid();
+    if peer != uid && peer != 0 {
+        return Err(DispatchError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "the socket {} is served by uid {peer}, not by you (uid {uid}); dispatch does not talk to another user's daemon",
+                    socket.display()
+                ),
+            )
+            .with_hint("point DISPATCH_HOME (or DISPATCH_SOCKET) at a directory of your own and `dispatch up`"));
+    }
+    Ok(stream)
+}
+
+fn lost_at_connect(socket: &Path, err: Failure) -> DispatchError {
+    match err {
+        Failure::Status(status) => refused(socket, status)
+            .unwrap_or_else(|| unreachable(socket, format!("it answered HTTP {status}"))),
+        Failure::Lost(why) => unreachable(socket, why),
+    }
+}
+
+impl DaemonClient {
+    /// Refuses an input too large for the daemon to read (`invalid_input` naming the limit),
+    /// as [`Self::call_json`] would before sending it.
+    pub fn check_size(op: &Operation, input: &Value) -> Result<(), DispatchError> {
+        struct Sized<'a> {
+            contract_hash: &'a str,
+            input: &'a Value,
+            surface: Surface,
+        }
+        impl serde::Serialize for Sized<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(3))?;
+                map.serialize_entry("contract_hash", self.contract_hash)?;
+                map.serialize_entry("input", self.input)?;
+                map.serialize_entry("surface", &self.surface)?;
+                map.end()
+            }
+        }
+        check_request_size(
+            op,
+            &Sized {
+                contract_hash: op.contract_hash,
+                input,
+                surface: Surface::current(),
+            },
+        )
     }
 
     /// Calls a typed operation (its input type names the operation and its output type).
@@ -159,29 +248,77 @@ impl DaemonClient {
             surface,
         };
         check_request_size(op, &call)?;
-        let mut params = ObjectParams::new();
-        if let Some(hash) = &call.contract_hash {
-            params
-                .insert("contract_hash", hash)
-                .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
-        }
-        params
-            .insert("input", &call.input)
-            .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
-        if let Some(surface) = call.surface {
-            params
-                .insert("surface", surface)
-                .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
-        }
         // The operation's own bound (e.g. `watch`'s timeout) plus a margin, from the contract.
         let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
-        match tokio::time::timeout(deadline, self.client.request::<Value, _>(op.id, params)).await {
-            Ok(answer) => answer
-                .map_err(|err| from_client_error(op, deadline, err))
-                .map_err(|err| older_than_surface(op, call.surface.is_some(), err)),
+        let answer = match &self.transport {
+            Transport::Http(client) => {
+                tokio::time::timeout(deadline, self.post(client, op, &call)).await
+            }
+            Transport::Ws(client) => {
+                let params = ws_params(&call)?;
+                tokio::time::timeout(deadline, async {
+                    client
+                        .request::<Value, _>(op.id, params)
+                        .await
+                        .map_err(|err| from_client_error(op, deadline, err))
+                })
+                .await
+            }
+        };
+        match answer {
+            Ok(answer) => answer.map_err(|err| older_than_surface(op, call.surface.is_some(), err)),
             Err(_elapsed) => Err(timed_out(op, deadline)),
         }
     }
+
+    /// One call on the HTTP path.
+    async fn post(
+        &self,
+        client: &OneShot,
+        op: &Operation,
+        call: &CallParams,
+    ) -> Result<Value, DispatchError> {
+        match client.call(op.id, call).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(from_error_object(
+                op,
+                error["code"].as_i64().unwrap_or_default(),
+                error["message"].as_str().unwrap_or_default(),
+                error.get("data"),
+            )),
+            Err(Failure::Status(status)) => {
+                Err(refused(&self.socket, status).unwrap_or_else(|| {
+                    DispatchError::new(
+                        ErrorCode::DaemonUnreachable,
+                        format!("the daemon answered `{}` with HTTP {status}", op.title),
+                    )
+                }))
+            }
+            Err(Failure::Lost(why)) => Err(DispatchError::new(
+                ErrorCode::DaemonUnreachable,
+                format!("lost the daemon during `{}`: {why}", op.title),
+            )),
+        }
+    }
+}
+
+/// The params of a call on the WebSocket path.
+fn ws_params(call: &CallParams) -> Result<ObjectParams, DispatchError> {
+    let mut params = ObjectParams::new();
+    if let Some(hash) = &call.contract_hash {
+        params
+            .insert("contract_hash", hash)
+            .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+    }
+    params
+        .insert("input", &call.input)
+        .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+    if let Some(surface) = call.surface {
+        params
+            .insert("surface", surface)
+            .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
+    }
+    Ok(params)
 }
 
 /// Room for the JSON-RPC envelope around the params: `{"jsonrpc":"2.0","id":..,"method":..,
@@ -190,7 +327,7 @@ const ENVELOPE_BYTES: usize = 64;
 
 /// Refuses a request larger than the daemon reads ([`MAX_REQUEST_BYTES`]) before it is sent,
 /// with `invalid_input` naming the limit (the transport would only drop the connection).
-fn check_request_size(op: &Operation, call: &CallParams) -> Result<(), DispatchError> {
+fn check_request_size(op: &Operation, call: &impl serde::Serialize) -> Result<(), DispatchError> {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -265,30 +402,38 @@ fn timed_out(op: &Operation, deadline: Duration) -> DispatchError {
     )
 }
 
+/// The dispatch error of a JSON-RPC error object: its `data` is dispatch's error body; an
+/// unknown method means a daemon older than this client.
+fn from_error_object(
+    op: &Operation,
+    code: i64,
+    message: &str,
+    data: Option<&Value>,
+) -> DispatchError {
+    data.and_then(DispatchError::from_body).unwrap_or_else(|| {
+        if code == i64::from(jsonrpsee::types::ErrorCode::MethodNotFound.code()) {
+            DispatchError::new(
+                ErrorCode::DaemonStale,
+                format!(
+                    "the daemon does not know `{}`: it is older than this client",
+                    op.title
+                ),
+            )
+            .with_details(serde_json::json!({ "op": op.id, "idle": null }))
+        } else {
+            DispatchError::internal(format!("the daemon answered {code}: {message}"))
+        }
+    })
+}
+
 fn from_client_error(op: &Operation, deadline: Duration, err: ClientError) -> DispatchError {
     match err {
-        ClientError::Call(obj) => obj
-            .data()
-            .and_then(|data| serde_json::from_str::<Value>(data.get()).ok())
-            .and_then(|body| DispatchError::from_body(&body))
-            .unwrap_or_else(|| {
-                if obj.code() == jsonrpsee::types::ErrorCode::MethodNotFound.code() {
-                    DispatchError::new(
-                        ErrorCode::DaemonStale,
-                        format!(
-                            "the daemon does not know `{}`: it is older than this client",
-                            op.title
-                        ),
-                    )
-                    .with_details(serde_json::json!({ "op": op.id, "idle": null }))
-                } else {
-                    DispatchError::internal(format!(
-                        "the daemon answered {}: {}",
-                        obj.code(),
-                        obj.message()
-                    ))
-                }
-            }),
+        ClientError::Call(obj) => {
+            let data = obj
+                .data()
+                .and_then(|data| serde_json::from_str::<Value>(data.get()).ok());
+            from_error_object(op, i64::from(obj.code()), obj.message(), data.as_ref())
+        }
         ClientError::RequestTimeout => timed_out(op, deadline),
         other => DispatchError::new(
             ErrorCode::DaemonUnreachable,

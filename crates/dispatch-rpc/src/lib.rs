@@ -13,6 +13,7 @@ mod client;
 mod connections;
 mod listener;
 mod middleware;
+mod oneshot;
 mod server;
 
 /// Files written by `cargo xtask gen`; never edit them by hand.

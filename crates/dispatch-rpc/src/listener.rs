@@ -251,8 +251,9 @@ pub(crate) fn full_hint() -> &'static str {
     "retry when some calls have finished; long `watch` calls each hold a connection"
 }
 
-/// Answers a refused connection with an HTTP error whose body is the JSON-RPC error, then
-/// reads and discards what the caller still sends (boundedly: [`REFUSAL_DRAIN`] bytes,
+/// Answers a refused connection with an HTTP error whose body is the JSON-RPC error (once the
+/// head of its request has arrived, or half of [`REFUSAL_TIME`] has passed), then reads and
+/// discards what the caller still sends (boundedly: [`REFUSAL_DRAIN`] bytes,
 /// [`REFUSAL_TIME`]) until it hangs up, so that its own writes do not fail before it has read
 /// the answer; then closes the connection.
 fn refuse(mut stream: UnixStream, refusal: Refusal, refusals: &Arc<AtomicUsize>) {
@@ -268,11 +269,31 @@ fn refuse(mut stream: UnixStream, refusal: Refusal, refusals: &Arc<AtomicUsize>)
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
+        // The request's head first (boundedly): an HTTP/1.1 client such as hyper takes an
+        // answer that arrives before it has sent its request for a broken connection.
+        let mut drained = 0;
+        let mut chunk = [0_u8; 4096];
+        let _ = tokio::time::timeout(REFUSAL_TIME / 2, async {
+            let mut tail = Vec::with_capacity(8);
+            while drained < REFUSAL_DRAIN {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                drained += n;
+                tail.extend_from_slice(&chunk[..n]);
+                if tail.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+                let keep = tail.len().saturating_sub(3);
+                tail.drain(..keep);
+            }
+            Ok::<(), io::Error>(())
+        })
+        .await;
         let _ = tokio::time::timeout(REFUSAL_TIME, async {
             stream.write_all(response.as_bytes()).await?;
             stream.shutdown().await?;
-            let mut drained = 0;
-            let mut chunk = [0_u8; 4096];
             while drained < REFUSAL_DRAIN {
                 match stream.read(&mut chunk).await? {
                     0 => break,
@@ -465,6 +486,60 @@ mod tests {
             let answer = call.await.expect("joined").expect("not cut");
             assert_eq!(answer, "done");
         }
+    }
+
+    /// The one-shot path: a plain HTTP/1.1 POST, no WebSocket handshake, on the same socket
+    /// and under the same limits.
+    #[tokio::test]
+    async fn a_one_shot_post_is_answered_and_a_call_in_flight_outlives_the_idle_timeout() {
+        let served = serve_tight();
+        let client = crate::oneshot::connect_for_test(&served.socket).await;
+        let answer = client.call("ping", &json!({})).await.expect("answered");
+        assert_eq!(answer, Ok(json!("pong")));
+        // Kept alive: a second call on the same connection, longer than the idle timeout.
+        let answer = client.call("slow", &json!({})).await.expect("not cut");
+        assert_eq!(answer, Ok(json!("done")));
+        let unknown = client.call("nope", &json!({})).await.expect("answered");
+        assert_eq!(
+            unknown.expect_err("no such method")["code"],
+            json!(jsonrpsee::types::ErrorCode::MethodNotFound.code())
+        );
+    }
+
+    #[tokio::test]
+    async fn when_every_connection_has_a_call_in_flight_a_one_shot_call_gets_503() {
+        let mut served = serve_tight();
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let busy = crate::oneshot::connect_for_test(&served.socket).await;
+            calls.push(tokio::spawn(async move {
+                busy.call("slow", &json!({}))
+                    .await
+                    .map_err(|e| format!("{e:?}"))
+            }));
+        }
+        for _ in 0..2 {
+            served.started.recv().await.expect("a call started");
+        }
+        let refused = crate::oneshot::connect_for_test(&served.socket).await;
+        let answer = refused.call("ping", &json!({})).await.expect("an answer");
+        let error = answer.expect_err("refused");
+        assert_eq!(error["data"]["code"], "daemon_unreachable", "{error}");
+        assert_eq!(error["data"]["hint"], full_hint(), "{error}");
+        for call in calls {
+            let answer = call.await.expect("joined").expect("not cut");
+            assert_eq!(answer, Ok(json!("done")));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_one_shot_request_over_the_size_cap_is_invalid_input() {
+        let served = serve_tight();
+        let client = crate::oneshot::connect_for_test(&served.socket).await;
+        let big = "x".repeat(MAX_REQUEST_BYTES as usize + 1);
+        let answer = client.call("ping", &json!({ "text": big })).await;
+        let error = answer.expect("an answer").expect_err("refused");
+        assert_eq!(error["data"]["code"], "invalid_input", "{error}");
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! the socket is `listener`'s job.
 
 use dispatch_contract::{
-    Dispatch, DispatchError, ErrorCode, Handle, Request, Surface, decode_input, encode_output,
-    run_operation,
+    Dispatch, DispatchError, ErrorCode, Handle, Request, Surface, decode_input, run_operation,
 };
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -83,7 +82,11 @@ where
                     })));
                 }
                 let input = decode_input::<R>(params.input.unwrap_or_else(|| json!({})))?;
-                encode_output(run_operation(&*service, input).await?)
+                // Straight to JSON text: an output tree (1,000 lanes) built only to be written
+                // out was most of a large answer's cost.
+                let output = run_operation(&*service, input).await?;
+                serde_json::value::to_raw_value(&output)
+                    .map_err(|err| DispatchError::internal(format!("encoding an output: {err}")))
             }
             .await;
             result.map_err(|err| rpc_error(&err))

@@ -414,6 +414,8 @@ pub fn run() -> anyhow::Result<()> {
                 )?;
             }
             "thread/name/set" => reply(&mut out, id, json!({}))?,
+            "thread/unsubscribe" => reply(&mut out, id, json!({ "status": "unsubscribed" }))?,
+            "thread/goal/get" => reply(&mut out, id, json!({ "goal": null }))?,
             "thread/read" => {
                 let items = std::env::var(SYNC_ITEMS_ENV)
                     .ok()
