@@ -12,7 +12,7 @@ mod files;
 mod paths;
 mod pidfile;
 
-pub use config::{ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, Policy};
+pub use config::{ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, McpSettings, Policy};
 pub use error::HomeError;
 pub use files::{
     Access, open_private, refuse_unsafe_file, remove_stale_pidfile, remove_stale_socket,
