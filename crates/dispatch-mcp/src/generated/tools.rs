@@ -19,7 +19,7 @@ pub static TOOLSETS: &[Toolset] = &[
     },
     Toolset {
         name: "setup",
-        description: "Start the daemon and check the set-up: up, doctor, daemon status, models",
+        description: "Start the daemon and check the set-up: up, doctor, daemon status and log, models",
         default: true,
     },
     Toolset {
@@ -34,7 +34,7 @@ pub static TOOLSETS: &[Toolset] = &[
     },
     Toolset {
         name: "account",
-        description: "Account usage, permission profiles and the action log",
+        description: "The Codex account: usage and permission profiles",
         default: false,
     },
 ];
@@ -132,7 +132,7 @@ pub static TOOLS: &[ToolSpec] = &[
     ToolSpec {
         name: "dispatch_daemon_log",
         op: &operations::DAEMON_LOG,
-        toolset: "account",
+        toolset: "setup",
         description: "The action log, newest first: every write and daemon lifecycle event, with time, lane, outcome and detail.",
         input_schema: "{\"properties\":{\"limit\":{\"description\":\"Most entries to return.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":10000,\"default\":50}},\"type\":\"object\",\"additionalProperties\":false}",
         output_schema: "{\"type\":\"object\",\"required\":[\"entries\"]}",
