@@ -10,6 +10,8 @@
 //!   nested shapes and descriptions, is `dispatch schema`'s and the contract file's. Agents
 //!   pay for every byte of `tools/list` in the hosts that forward it, and read the actual
 //!   structured result anyway.
+//! - Each tool names its toolset (`x-dispatch.mcp_toolset`); `TOOLSETS` lists them
+//!   (`contract/mcp.json`), and `dispatch mcp` serves the enabled ones.
 //! - The annotations follow the rule in contract/README.md: `readOnlyHint` from the intent;
 //!   for other tools `destructiveHint` when the intent is `destroy` or the operation can end
 //!   running work (`model_work: ends`), `idempotentHint` from `idempotent`; `openWorldHint`
@@ -44,10 +46,12 @@ pub fn generate(contract: &Contract) -> TokenStream {
         let idempotent = op.meta.idempotent;
         let open_world = op.meta.model_work.contains(&ModelWork::Starts);
         let omitted = op.meta.mcp_omitted_inputs();
+        let toolset = op.meta.mcp_toolset.as_deref().unwrap_or_default();
         quote! {
             ToolSpec {
                 name: #name,
                 op: &operations::#ident,
+                toolset: #toolset,
                 description: #description,
                 input_schema: #input,
                 output_schema: #output,
@@ -60,12 +64,24 @@ pub fn generate(contract: &Contract) -> TokenStream {
         }
     });
     let idents = ops.iter().map(|op| static_ident(op));
+    let toolsets = contract.toolsets.iter().map(|set| {
+        let name = &set.name;
+        let description = &set.description;
+        let default = set.default;
+        quote! {
+            Toolset { name: #name, description: #description, default: #default },
+        }
+    });
     quote! {
         //! The MCP tools: one per contract operation the MCP surface offers, with its compact
-        //! input and output schemas and the annotations derived from the contract.
+        //! input and output schemas and the annotations derived from the contract; and the
+        //! toolsets they belong to (`contract/mcp.json`).
         use dispatch_contract::{Operation, operations};
 
-        use crate::descriptor::ToolSpec;
+        use crate::descriptor::{ToolSpec, Toolset};
+
+        /// The toolsets, in the order `contract/mcp.json` lists them.
+        pub static TOOLSETS: &[Toolset] = &[#(#toolsets)*];
 
         /// Tool names paired with their operations.
         pub static TOOL_OPERATIONS: &[(&str, &Operation)] = &[#((#names, &operations::#idents)),*];

@@ -107,6 +107,7 @@ fn text_ok(
 /// Fails with the first problem in the surfaces, texts and hints of `contract`.
 pub fn check(contract: &Contract) -> anyhow::Result<()> {
     let words = Vocabulary::of(contract);
+    check_toolsets(contract)?;
     for op in &contract.ops {
         let file = op.file.display().to_string();
         check_operation(op, &file, &words)?;
@@ -145,6 +146,70 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
             !error.hint.contains(&format!("{{{}}}", error.run.len())),
             "{what}: `{{{}}}` has no `run` entry",
             error.run.len()
+        );
+    }
+    Ok(())
+}
+
+/// The words `dispatch mcp --toolsets` takes besides the toolsets' names.
+pub const TOOLSET_KEYWORDS: [&str; 2] = ["all", "default"];
+
+/// `mcp.json` and every operation's `mcp_toolset`: each toolset has a name of lower-case
+/// letters and `_` (not a keyword, not twice) and a description; at least one is a default;
+/// every operation MCP offers names a known toolset, no CLI-only one names any, and no
+/// toolset is empty.
+fn check_toolsets(contract: &Contract) -> anyhow::Result<()> {
+    let what = "contract/mcp.json";
+    let mut names = BTreeSet::new();
+    for set in &contract.toolsets {
+        let name = set.name.as_str();
+        ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{what}: toolset name `{name}` must be lower-case letters and `_`"
+        );
+        ensure!(
+            !TOOLSET_KEYWORDS.contains(&name),
+            "{what}: `{name}` cannot name a toolset: it already means a choice of toolsets"
+        );
+        ensure!(
+            names.insert(name),
+            "{what}: toolset `{name}` is listed twice"
+        );
+        ensure!(
+            !set.description.trim().is_empty(),
+            "{what}: toolset `{name}` needs a description"
+        );
+    }
+    ensure!(
+        contract.toolsets.iter().any(|set| set.default),
+        "{what}: at least one toolset must be a default (`\"default\": true`)"
+    );
+    let mut used = BTreeSet::new();
+    for op in &contract.ops {
+        let file = op.file.display();
+        match (&op.meta.mcp_toolset, op.meta.on(Surface::Mcp)) {
+            (None, true) => bail!(
+                "{file}: an operation MCP offers needs `mcp_toolset`, one of: {}",
+                names.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+            (Some(set), false) => bail!(
+                "{file}: `mcp_toolset` is `{set}`, but MCP does not offer the operation (`surfaces`)"
+            ),
+            (Some(set), true) => {
+                ensure!(
+                    names.contains(set.as_str()),
+                    "{file}: `mcp_toolset` names `{set}`, which {what} does not declare; the toolsets are: {}",
+                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                );
+                used.insert(set.as_str());
+            }
+            (None, false) => {}
+        }
+    }
+    for name in &names {
+        ensure!(
+            used.contains(name),
+            "{what}: toolset `{name}` has no operation (no `mcp_toolset` names it)"
         );
     }
     Ok(())

@@ -22,6 +22,20 @@ pub struct Contract {
     pub errors: Vec<ErrorSpec>,
     /// One-line descriptions of CLI command groups (`daemon`, `registry`, ...).
     pub groups: BTreeMap<String, String>,
+    /// The MCP toolsets (`mcp.json`), in the order the file lists them.
+    pub toolsets: Vec<Toolset>,
+}
+
+/// One MCP toolset of `mcp.json`: a group of tools `dispatch mcp` serves or leaves out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toolset {
+    /// Its name, lower-case letters and `_` (`lanes`), as `dispatch mcp --toolsets` takes it.
+    pub name: String,
+    /// One line on what its tools are for.
+    pub description: String,
+    /// Whether `dispatch mcp` serves it when no toolsets are chosen.
+    pub default: bool,
 }
 
 /// One operation file.
@@ -111,6 +125,10 @@ pub struct OperationMeta {
     /// operation an agent should not run (`assets`, `down`, ...) out of the MCP tools.
     #[serde(default = "all_surfaces")]
     pub surfaces: Vec<Surface>,
+    /// The MCP toolset (`mcp.json`) whose tools include this operation's; required for an
+    /// operation MCP offers, refused for a CLI-only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_toolset: Option<String>,
     /// Wire input fields that only the CLI offers (`watch`'s `stream`): absent from the MCP
     /// tool, refused there. File inputs are CLI-only without being listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -476,6 +494,14 @@ struct ErrorCatalog {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpToolsets {
+    #[serde(rename = "$comment")]
+    _comment: Option<String>,
+    toolsets: Vec<Toolset>,
+}
+
+#[derive(Deserialize)]
 struct CliGroups {
     #[serde(rename = "$comment")]
     _comment: Option<String>,
@@ -488,6 +514,7 @@ impl Contract {
         let defs = load_defs(&dir.join("defs"))?;
         let errors: ErrorCatalog = read_json(&dir.join("errors.json"))?;
         let groups: CliGroups = read_json(&dir.join("cli.json"))?;
+        let toolsets: McpToolsets = read_json(&dir.join("mcp.json"))?;
         let codes: Vec<Value> = errors
             .codes
             .iter()
@@ -504,6 +531,7 @@ impl Contract {
             defs,
             errors: errors.codes,
             groups: groups.groups,
+            toolsets: toolsets.toolsets,
         })
     }
 }

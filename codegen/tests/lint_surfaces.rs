@@ -202,3 +202,57 @@ fn error_hints_are_neutral_and_their_suggestions_exist() {
         "`run` entry 0 has no `{0}`",
     );
 }
+
+#[test]
+fn every_mcp_operation_names_a_declared_toolset_and_only_those() {
+    assert_refused(
+        lint_with("ops/fork.json", |d| {
+            d["x-dispatch"]
+                .as_object_mut()
+                .expect("object")
+                .remove("mcp_toolset");
+        }),
+        "needs `mcp_toolset`, one of: account, lanes",
+    );
+    assert_refused(
+        lint_with("ops/fork.json", |d| {
+            d["x-dispatch"]["mcp_toolset"] = json!("nope")
+        }),
+        "`mcp_toolset` names `nope`, which contract/mcp.json does not declare",
+    );
+    assert_refused(
+        lint_with("ops/down.json", |d| {
+            d["x-dispatch"]["mcp_toolset"] = json!("lanes")
+        }),
+        "but MCP does not offer the operation",
+    );
+    assert_refused(
+        lint_with("mcp.json", |d| {
+            d["toolsets"]
+                .as_array_mut()
+                .expect("toolsets")
+                .push(json!({"name": "spare", "default": false, "description": "Nothing yet"}));
+        }),
+        "toolset `spare` has no operation",
+    );
+    assert_refused(
+        lint_with("mcp.json", |d| d["toolsets"][1]["name"] = json!("lanes")),
+        "toolset `lanes` is listed twice",
+    );
+    assert_refused(
+        lint_with("mcp.json", |d| d["toolsets"][0]["name"] = json!("all")),
+        "`all` cannot name a toolset",
+    );
+    assert_refused(
+        lint_with("mcp.json", |d| {
+            for set in d["toolsets"].as_array_mut().expect("toolsets") {
+                set["default"] = json!(false);
+            }
+        }),
+        "at least one toolset must be a default",
+    );
+    assert_refused(
+        lint_with("mcp.json", |d| d["toolsets"][0]["size"] = json!(1)),
+        "unknown field `size`",
+    );
+}

@@ -343,9 +343,14 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     }
 
     if options.wants("mcp-bytes") {
-        match mcp_cost::tools_list_row(&bins) {
-            Ok(row) => report.add(row),
-            Err(err) => report.failed("MCP tools/list answer", &err),
+        for toolsets in ["default", "all"] {
+            match mcp_cost::tools_list_row(&bins, toolsets) {
+                Ok(row) => report.add(row),
+                Err(err) => report.failed(
+                    &format!("MCP tools/list answer ({toolsets} toolsets)"),
+                    &err,
+                ),
+            }
         }
         match mcp_cost::codex_request_row(&bins) {
             Ok(row) => report.add(row),

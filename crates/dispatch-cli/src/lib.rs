@@ -39,7 +39,8 @@ pub fn main_with_args(raw: Vec<OsString>) -> ExitCode {
         ["completion"] => root::completion(leaf),
         ["mcp"] => run_async(async {
             let runner = Runner::from_env()?;
-            dispatch_mcp::serve_stdio(runner)
+            let enabled = root::mcp_toolsets(leaf, runner.paths())?;
+            dispatch_mcp::serve_stdio(runner, enabled)
                 .await
                 .map_err(DispatchError::internal)?;
             Ok(ExitCode::SUCCESS)

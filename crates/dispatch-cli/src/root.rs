@@ -41,8 +41,48 @@ pub fn command() -> Command {
         )
         .subcommand(
             Command::new("mcp")
-                .about("Serve every operation as an MCP tool on stdin/stdout (dispatch_<op>)"),
+                .about("Serve the operations as MCP tools on stdin/stdout (dispatch_<op>), by toolset")
+                .after_help(mcp_toolsets_help())
+                .arg(
+                    Arg::new("toolsets")
+                        .long("toolsets")
+                        .value_name("NAME[,NAME...]")
+                        .value_delimiter(',')
+                        .action(ArgAction::Append)
+                        .help("Toolsets to serve: names below, `all`, `default` (default: `[mcp] toolsets` in config.toml, else the default toolsets)"),
+                ),
         )
+}
+
+/// `dispatch mcp --help`'s table of the toolsets (`contract/mcp.json`).
+fn mcp_toolsets_help() -> String {
+    let mut text = String::from("Toolsets (* served by default):");
+    for set in dispatch_mcp::TOOLSETS {
+        let mark = if set.default { "*" } else { " " };
+        text.push_str(&format!("\n  {mark} {:<14} {}", set.name, set.description));
+    }
+    text
+}
+
+/// The toolsets `dispatch mcp` serves: `--toolsets` if given, else `[mcp] toolsets` of
+/// `config.toml`, else the defaults. A bad name or a config that does not load is
+/// `invalid_input`, before anything is served.
+pub fn mcp_toolsets(
+    matches: &ArgMatches,
+    paths: &dispatch_home::Paths,
+) -> Result<dispatch_mcp::Enabled, dispatch_contract::DispatchError> {
+    if let Some(names) = matches.get_many::<String>("toolsets") {
+        let names: Vec<&String> = names.collect();
+        return dispatch_mcp::Enabled::parse(&names);
+    }
+    let config = dispatch_home::Config::load(&paths.config).map_err(|err| {
+        dispatch_contract::DispatchError::invalid_input(err.to_string())
+            .with_hint("fix or remove the file; `[mcp] toolsets` takes a list of toolset names (dispatch mcp --help lists them)")
+    })?;
+    match config.mcp.toolsets {
+        Some(names) => dispatch_mcp::Enabled::parse(&names),
+        None => Ok(dispatch_mcp::Enabled::defaults()),
+    }
 }
 
 /// The command words down to the leaf, and the leaf's matches.

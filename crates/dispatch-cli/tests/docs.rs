@@ -518,7 +518,11 @@ fn the_guide_mcp_session_is_what_dispatch_mcp_answers() {
 
     assert_eq!(answers["1"]["result"]["serverInfo"]["name"], "dispatch");
     let tools = answers["2"]["result"]["tools"].as_array().expect("tools");
-    assert_eq!(tools.len(), dispatch_mcp::TOOLS.len());
+    // The session starts `dispatch mcp` as a client does: the default toolsets.
+    assert_eq!(
+        tools.len(),
+        dispatch_mcp::Enabled::defaults().tools().count()
+    );
     let documented: Value =
         serde_json::from_str(&guide_block("mcp-example: tool dispatch_send")).expect("JSON");
     let actual = tools

@@ -27,7 +27,7 @@ fn matches(expected: &Value, actual: &Value) -> bool {
 fn every_contract_example_holds_against_a_real_daemon() {
     let home = support::Home::new();
     home.up();
-    let mut mcp = home.mcp();
+    let mut mcp = home.mcp_all();
     mcp.initialize();
     let home_dir = home.path();
     let paths = dispatch_home::Paths::from_lookup(|name| {

@@ -3,7 +3,9 @@
 //! eras). Each lists the tools, calls every read-only tool and the error cases, and must see
 //! 0 errors: schemas that pass `--strict` with no warning, structured results that match each
 //! tool's `outputSchema`, and errors as `isError` results carrying the error JSON as text.
-//! Codex itself, with `[mcp_servers.dispatch]`, puts every tool in its model request.
+//! Codex itself, with `[mcp_servers.dispatch]`, puts every tool in its model request. The
+//! clients run `dispatch mcp --toolsets all`, so every read-only tool is there to call; the
+//! budget of a Codex model request is measured with the default toolsets.
 //!
 //! `scripts/install-mcp-clients` installs the pinned clients into `target/mcp-clients/` (npm
 //! and PyPI only; a present install returns at once).
@@ -182,7 +184,7 @@ impl Inspector<'_> {
         cmd.args(args)
             .arg("--")
             .arg(support::dispatch_bin())
-            .arg("mcp")
+            .args(["mcp", "--toolsets", "all"])
             .stdin(Stdio::null());
         let out = cmd.output().expect("run the MCP Inspector (node)");
         (
@@ -269,7 +271,7 @@ fn the_python_sdk_in_both_protocol_eras_finds_no_error() {
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     let plan = json!({
-        "command": [support::dispatch_bin(), "mcp"],
+        "command": [support::dispatch_bin(), "mcp", "--toolsets", "all"],
         "env": env,
         "calls": calls,
     });
@@ -324,16 +326,16 @@ fn the_python_sdk_in_both_protocol_eras_finds_no_error() {
     }
 }
 
-/// Codex 0.169.0 with `[mcp_servers.dispatch]` sends every dispatch tool with every model
-/// request, as one `mcp__dispatch` namespace: all of them are there, compact.
-#[test]
-fn codex_sends_every_tool_in_its_model_request() {
+/// Runs `codex exec` once with `[mcp_servers.dispatch]` started as `dispatch ARGS...`:
+/// dispatch's namespace in the first model request, and the bytes of all its tools.
+fn codex_request_namespace(args: &[&str]) -> (Value, usize) {
     let stub = support::Stub::start(responses_stub::Script::new().default_reply("ok"));
     let home = Home::new();
     let config = responses_stub::CodexConfig {
         extra_toml: format!(
-            "[mcp_servers.dispatch]\ncommand = {}\nargs = [\"mcp\"]\nenv = {{ DISPATCH_HOME = {} }}\n",
+            "[mcp_servers.dispatch]\ncommand = {}\nargs = {}\nenv = {{ DISPATCH_HOME = {} }}\n",
             json!(support::dispatch_bin()),
+            json!(args),
             json!(home.path()),
         ),
         ..responses_stub::CodexConfig::default()
@@ -359,25 +361,51 @@ fn codex_sends_every_tool_in_its_model_request() {
     let namespace = tools
         .iter()
         .find(|t| t["name"] == "mcp__dispatch")
-        .expect("dispatch's namespace in the request");
-    let names: BTreeSet<String> = namespace["tools"]
+        .expect("dispatch's namespace in the request")
+        .clone();
+    (namespace, tools.iter().map(|t| t.to_string().len()).sum())
+}
+
+fn namespace_tools(namespace: &Value) -> BTreeSet<String> {
+    namespace["tools"]
         .as_array()
         .expect("its tools")
         .iter()
         .filter_map(|t| t["name"].as_str().map(str::to_owned))
-        .collect();
+        .collect()
+}
+
+/// Codex 0.169.0 with `[mcp_servers.dispatch]` and `args = ["mcp", "--toolsets", "all"]`
+/// sends every dispatch tool with every model request, as one `mcp__dispatch` namespace.
+#[test]
+fn codex_sends_every_tool_in_its_model_request() {
+    let (namespace, _) = codex_request_namespace(&["mcp", "--toolsets", "all"]);
     let expected: BTreeSet<String> = dispatch_mcp::TOOLS
         .iter()
         .map(|t| t.name.to_owned())
         .collect();
-    assert_eq!(names, expected);
+    assert_eq!(namespace_tools(&namespace), expected);
+    println!(
+        "Codex request, all toolsets: dispatch's namespace {} B",
+        namespace.to_string().len()
+    );
+}
+
+/// With the default toolsets (`args = ["mcp"]`), Codex sends exactly their tools, and what
+/// dispatch costs per model request stays within the budget of `tools/list`
+/// (tests/surfaces.rs); the benchmark `mcp-bytes` prints the figure per release.
+#[test]
+fn codex_request_with_the_default_toolsets_stays_within_budget() {
+    let (namespace, all_tools) = codex_request_namespace(&["mcp"]);
+    let expected: BTreeSet<String> = dispatch_mcp::Enabled::defaults()
+        .tools()
+        .map(|t| t.name.to_owned())
+        .collect();
+    assert_eq!(namespace_tools(&namespace), expected);
     let bytes = namespace.to_string().len();
     println!(
-        "Codex request: dispatch's namespace {bytes} B of {} B of tools",
-        tools.iter().map(|t| t.to_string().len()).sum::<usize>()
+        "Codex request, default toolsets: dispatch's namespace {bytes} B of {all_tools} B of tools"
     );
-    // The same budget as `tools/list` (tests/surfaces.rs): orchestration and thread
-    // operations add tools; the benchmark `mcp-bytes` prints the figure per release.
     assert!(
         bytes <= 30_000,
         "dispatch costs {bytes} B per model request, above 30 KB"

@@ -3,7 +3,8 @@
 //! inputs (`--text-file`), which exist nowhere else; the caller's context (`caller`, from
 //! `CODEX_THREAD_ID`) is an argument of neither; operations only the CLI offers have no
 //! MCP tool. Each surface speaks its own words (commands and flags on the CLI, tools and
-//! arguments on MCP), the tool list stays small, and the MCP `tools/list` answer and the RPC
+//! arguments on MCP), the tool list of the default toolsets stays small, the toolsets choose
+//! the tools served, and the MCP `tools/list` answer (every toolset) and the RPC
 //! method list are snapshotted.
 
 mod support;
@@ -146,7 +147,11 @@ fn descriptions(schema: &Value, out: &mut Vec<String>) {
 fn each_surface_speaks_its_own_words() {
     let tools = dispatch_mcp::tools();
     let names: BTreeSet<String> = tools.iter().map(|t| t.name.to_string()).collect();
-    let mut mcp_texts = vec![dispatch_mcp::INSTRUCTIONS.to_owned()];
+    let mut mcp_texts = vec![
+        dispatch_mcp::INSTRUCTIONS.to_owned(),
+        dispatch_mcp::instructions(&dispatch_mcp::Enabled::defaults()),
+        dispatch_mcp::instructions(&dispatch_mcp::Enabled::all()),
+    ];
     for tool in &tools {
         mcp_texts.extend(tool.description.as_deref().map(str::to_owned));
         mcp_texts.extend(tool.title.clone());
@@ -277,17 +282,148 @@ fn mcp_annotations_follow_the_contract_rule() {
     }
 }
 
-/// Agents pay for the tool list with every model request: `tools/list` stays small (20 KB
-/// with the operations of this release; this fails above 30 KB).
+/// The `tools/list` answer of `dispatch mcp ARGS...`, and its size in bytes.
+fn tools_list(home: &support::Home, args: &[&str]) -> (Vec<Value>, usize) {
+    let mut mcp = home.mcp_with(args, &[]);
+    mcp.initialize();
+    let listed = mcp.request("tools/list", serde_json::json!({}));
+    let tools = listed["result"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no tools: {listed}"));
+    (tools, listed.to_string().len())
+}
+
+fn names(tools: &[Value]) -> BTreeSet<String> {
+    tools
+        .iter()
+        .filter_map(|tool| tool["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Agents pay for the tool list with every model request: `tools/list` with the default
+/// toolsets stays small (this fails above 30 KB); the figure for every toolset is printed.
 #[test]
 fn mcp_tools_list_stays_small() {
     let home = support::Home::new();
-    let mut mcp = home.mcp();
-    mcp.initialize();
-    let listed = mcp.request("tools/list", serde_json::json!({}));
-    let bytes = listed.to_string().len();
-    println!("tools/list: {bytes} bytes");
+    let (_, bytes) = tools_list(&home, &[]);
+    let (_, all) = tools_list(&home, &["--toolsets", "all"]);
+    println!("tools/list: {bytes} bytes with the default toolsets, {all} with all");
     assert!(bytes <= 30_000, "tools/list is {bytes} bytes, above 30 KB");
+}
+
+/// `--toolsets all` lists exactly every MCP operation; the default lists exactly the tools of
+/// the default toolsets; a list serves the union of what it names.
+#[test]
+fn mcp_toolsets_choose_the_tools_listed() {
+    let home = support::Home::new();
+    let every: BTreeSet<String> = dispatch_mcp::TOOL_OPERATIONS
+        .iter()
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    let mcp_ops: BTreeSet<String> = dispatch_contract::OPERATIONS
+        .iter()
+        .filter(|op| op.on(Surface::Mcp))
+        .map(|op| format!("dispatch_{}", op.id))
+        .collect();
+    assert_eq!(every, mcp_ops);
+    let in_sets = |sets: &[&str]| -> BTreeSet<String> {
+        dispatch_mcp::TOOLS
+            .iter()
+            .filter(|tool| sets.contains(&tool.toolset))
+            .map(|tool| tool.name.to_owned())
+            .collect()
+    };
+    let defaults: Vec<&str> = dispatch_mcp::TOOLSETS
+        .iter()
+        .filter(|set| set.default)
+        .map(|set| set.name)
+        .collect();
+    assert_eq!(names(&tools_list(&home, &["--toolsets", "all"]).0), every);
+    let default_tools = names(&tools_list(&home, &[]).0);
+    assert_eq!(default_tools, in_sets(&defaults));
+    assert!(default_tools.contains("dispatch_send") && !default_tools.contains("dispatch_fork"));
+    assert_eq!(
+        names(&tools_list(&home, &["--toolsets", "default"]).0),
+        default_tools
+    );
+    assert_eq!(
+        names(&tools_list(&home, &["--toolsets", "threads,account"]).0),
+        in_sets(&["threads", "account"])
+    );
+    assert_eq!(
+        names(&tools_list(&home, &["--toolsets", "threads", "--toolsets", "default"]).0),
+        in_sets(&[defaults.as_slice(), &["threads"]].concat())
+    );
+    // `[mcp] toolsets` in config.toml chooses when the flag does not; the flag wins.
+    home.write_config("[mcp]\ntoolsets = [\"threads\"]\n");
+    assert_eq!(names(&tools_list(&home, &[]).0), in_sets(&["threads"]));
+    assert_eq!(
+        names(&tools_list(&home, &["--toolsets", "lanes"]).0),
+        in_sets(&["lanes"])
+    );
+}
+
+/// An unknown toolset (on the command line or in config.toml) refuses to start, with exit 2
+/// and the valid names; nothing is served.
+#[test]
+fn mcp_refuses_an_unknown_toolset_at_start() {
+    let home = support::Home::new();
+    let valid: Vec<&str> = dispatch_mcp::TOOLSETS.iter().map(|set| set.name).collect();
+    for args in [
+        vec!["mcp", "--toolsets", "lanes,thread"],
+        vec!["mcp", "--toolsets", ""],
+    ] {
+        let run = home.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        for name in &valid {
+            assert!(
+                run.stderr.contains(name),
+                "{args:?} names `{name}`: {}",
+                run.stderr
+            );
+        }
+    }
+    let run = home.run(&["mcp", "--toolsets", "thread", "--json"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(run.json()["error"]["code"], "invalid_input");
+    assert_eq!(run.json()["error"]["details"]["toolset"], "thread");
+    home.write_config("[mcp]\ntoolsets = [\"everything\"]\n");
+    let run = home.run(&["mcp"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("`everything`"), "{}", run.stderr);
+    assert!(!home.file("dispatchd.sock").exists(), "nothing was started");
+}
+
+/// A call to a known tool whose toolset is not served is an `invalid_input` result whose
+/// hint names the toolset to enable, in an agent's words; nothing runs.
+#[test]
+fn mcp_call_to_a_tool_outside_the_served_toolsets_names_its_toolset() {
+    let home = support::Home::new();
+    let mut mcp = home.mcp();
+    let init = mcp.initialize();
+    let instructions = init["result"]["instructions"].as_str().unwrap_or_default();
+    assert!(instructions.contains("threads"), "{instructions}");
+    let result = mcp.call(
+        "dispatch_fork",
+        serde_json::json!({"lane": "zzzzzz", "name": "x"}),
+    );
+    let body = support::mcp_error_body(&result);
+    assert_eq!(body["code"], "invalid_input", "{result}");
+    assert_eq!(body["details"]["toolset"], "threads", "{body}");
+    let hint = body["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("`threads` toolset"), "{hint}");
+    let foreign = foreign_words(hint, Surface::Mcp);
+    assert!(foreign.is_empty(), "{foreign:?}: {hint}");
+    assert!(!hint.contains("--"), "no shell flags for agents: {hint}");
+    assert!(!home.file("dispatchd.sock").exists(), "nothing was started");
+    // Served, the same call reaches the operation (and its own answer).
+    let mut all = home.mcp_all();
+    all.initialize();
+    let result = all.call("dispatch_fork", serde_json::json!({"lane": "zzzzzz"}));
+    let body = support::mcp_error_body(&result);
+    assert_eq!(body["code"], "invalid_input", "{result}");
+    assert!(body["details"]["toolset"].is_null(), "{body}");
 }
 
 /// Fields only the CLI offers are refused on MCP, naming the field, before anything runs.
@@ -336,7 +472,7 @@ fn rpc_method_list_matches_its_snapshot() {
 #[test]
 fn mcp_tools_list_works_without_a_daemon_and_matches_its_snapshot() {
     let home = support::Home::new();
-    let mut mcp = home.mcp();
+    let mut mcp = home.mcp_all();
     let init = mcp.initialize();
     assert_eq!(init["result"]["serverInfo"]["name"], "dispatch");
     let listed = mcp.request("tools/list", serde_json::json!({}));
@@ -355,7 +491,7 @@ fn mcp_tools_list_works_without_a_daemon_and_matches_its_snapshot() {
 #[test]
 fn mcp_errors_are_tool_results_with_the_contract_error() {
     let home = support::Home::new();
-    let mut mcp = home.mcp();
+    let mut mcp = home.mcp_all();
     mcp.initialize();
     let result = mcp.call("dispatch_daemon_status", serde_json::json!({}));
     let body = support::mcp_error_body(&result);

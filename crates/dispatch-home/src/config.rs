@@ -1,6 +1,6 @@
 //! `config.toml`: the daemon's settings, the `[policy]`, `[codex]`, `[lanes]` and
-//! `[app_server]` tables;
-//! unknown keys are refused so a typo never silently leaves a default in force.
+//! `[app_server]` tables, and `[mcp]` for `dispatch mcp`; unknown keys are refused so a typo
+//! never silently leaves a default in force.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,18 @@ pub struct Config {
     /// `[app_server]`.
     #[serde(default)]
     pub app_server: AppServerSettings,
+    /// `[mcp]`.
+    #[serde(default)]
+    pub mcp: McpSettings,
+}
+
+/// `[mcp]`: what `dispatch mcp` serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSettings {
+    /// The MCP toolsets to serve (names from `contract/mcp.json`, `all`, `default`); the
+    /// default toolsets when absent. `dispatch mcp --toolsets` wins over it.
+    pub toolsets: Option<Vec<String>>,
 }
 
 /// `[app_server]`: how much the daemon asks of the App Server.
@@ -198,6 +210,21 @@ mod tests {
         std::fs::write(&path, "[lanes]\nstall_after_s = 0\n").expect("write");
         let err = Config::load(&path).expect_err("zero is refused");
         assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn the_mcp_toolsets_are_read_and_unknown_mcp_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        assert_eq!(Config::default().mcp.toolsets, None);
+        std::fs::write(&path, "[mcp]\ntoolsets = [\"default\", \"threads\"]\n").expect("write");
+        assert_eq!(
+            Config::load(&path).expect("config").mcp.toolsets,
+            Some(vec!["default".to_owned(), "threads".to_owned()])
+        );
+        std::fs::write(&path, "[mcp]\ntoolset = [\"all\"]\n").expect("write");
+        let err = Config::load(&path).expect_err("a typo is refused");
+        assert!(err.to_string().contains("toolset"), "{err}");
     }
 
     #[test]

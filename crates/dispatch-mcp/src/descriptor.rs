@@ -1,4 +1,4 @@
-//! One generated tool of the MCP surface, and the rmcp descriptor built from it.
+//! One generated tool of the MCP surface, and the rmcp descriptor built from it; one toolset.
 
 use std::sync::Arc;
 
@@ -13,6 +13,10 @@ pub struct ToolSpec {
     pub name: &'static str,
     /// The operation it runs.
     pub op: &'static Operation,
+    /// The toolset it belongs to (`x-dispatch.mcp_toolset`, one of [`TOOLSETS`]).
+    ///
+    /// [`TOOLSETS`]: crate::TOOLSETS
+    pub toolset: &'static str,
     /// The MCP description: surface-neutral text plus the MCP addition.
     pub description: &'static str,
     /// The compact input schema (JSON text): the wire input without the CLI-only fields.
@@ -29,6 +33,17 @@ pub struct ToolSpec {
     pub open_world: bool,
     /// Input fields only the CLI offers: refused here, naming what to do instead.
     pub cli_only_inputs: &'static [&'static str],
+}
+
+/// A group of tools that `dispatch mcp` serves or leaves out as one (`contract/mcp.json`).
+#[derive(Debug)]
+pub struct Toolset {
+    /// Its name (`lanes`).
+    pub name: &'static str,
+    /// One line on what its tools are for.
+    pub description: &'static str,
+    /// Served when no toolsets are chosen.
+    pub default: bool,
 }
 
 fn object(schema: &str) -> Arc<JsonObject> {

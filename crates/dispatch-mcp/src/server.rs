@@ -14,7 +14,8 @@ use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 
 use crate::descriptor::ToolSpec;
-use crate::generated::tools::TOOLS;
+use crate::generated::tools::{TOOLS, TOOLSETS};
+use crate::toolsets::Enabled;
 
 /// What the server tells a client at `initialize`, in MCP's words (tools, not commands).
 pub const INSTRUCTIONS: &str = "dispatch orchestrates Codex lanes (threads). Run \
@@ -22,19 +23,66 @@ dispatch_doctor first; dispatch_up starts the daemon. Writes report acceptance, 
 completion: follow work with dispatch_get and dispatch_watch, and never resend blindly. An \
 error result's text is {\"error\": {code, message, hint}}; the hint names the tool to call.";
 
-/// The MCP server: the generated tools, run through a [`Runner`].
+/// [`INSTRUCTIONS`] and the toolsets `enabled` serves (and the others, which the operator
+/// can enable).
+pub fn instructions(enabled: &Enabled) -> String {
+    let served: Vec<&str> = enabled.toolsets().map(|set| set.name).collect();
+    let others: Vec<&str> = TOOLSETS
+        .iter()
+        .filter(|set| !enabled.contains(set.name))
+        .map(|set| set.name)
+        .collect();
+    let mut text = format!("{INSTRUCTIONS} Toolsets served: {}.", served.join(", "));
+    if !others.is_empty() {
+        text.push_str(&format!(
+            " Not served (the operator enables them): {}.",
+            others.join(", ")
+        ));
+    }
+    text
+}
+
+/// The MCP server: the generated tools of the enabled toolsets, run through a [`Runner`].
 pub struct DispatchMcp {
     runner: Arc<Runner>,
+    enabled: Enabled,
     tools: Vec<Tool>,
 }
 
 impl DispatchMcp {
-    /// A server running operations with `runner`.
-    pub fn new(runner: Runner) -> DispatchMcp {
+    /// A server running the tools of the `enabled` toolsets with `runner`.
+    pub fn new(runner: Runner, enabled: Enabled) -> DispatchMcp {
         DispatchMcp {
             runner: Arc::new(runner),
-            tools: crate::tools(),
+            tools: enabled.tools().map(ToolSpec::descriptor).collect(),
+            enabled,
         }
+    }
+
+    /// Runs `tool` if its toolset is served; otherwise answers which toolset to enable.
+    async fn call(&self, tool: &'static ToolSpec, arguments: JsonObject) -> CallToolResult {
+        if self.enabled.contains(tool.toolset) {
+            self.run(tool, arguments).await
+        } else {
+            error_result(&self.not_served(tool))
+        }
+    }
+
+    /// A known tool whose toolset this server does not serve: `invalid_input` naming the
+    /// toolset, in an agent's words (no command line: the operator chooses the toolsets).
+    fn not_served(&self, tool: &ToolSpec) -> DispatchError {
+        let served: Vec<&str> = self.enabled.toolsets().map(|set| set.name).collect();
+        DispatchError::invalid_input(format!(
+            "`{}` is in the `{}` toolset, which this MCP server does not serve",
+            tool.name, tool.toolset
+        ))
+        .with_hint(format!(
+            "ask the operator to enable the `{}` toolset (or `all`) in this MCP server's toolsets, then call `{}` again; served now: {}",
+            tool.toolset,
+            tool.name,
+            served.join(", ")
+        ))
+        .with_details(serde_json::json!({ "toolset": tool.toolset, "served": served }))
     }
 
     /// Runs the tool's operation with `arguments`: the input the operation takes, exactly as
@@ -136,7 +184,7 @@ impl ServerHandler for DispatchMcp {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("dispatch", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(instructions(&self.enabled))
     }
 
     async fn list_tools(
@@ -153,7 +201,7 @@ impl ServerHandler for DispatchMcp {
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let tool = tool(request.name.as_ref())?;
-        let result = self.run(tool, request.arguments.unwrap_or_default()).await;
+        let result = self.call(tool, request.arguments.unwrap_or_default()).await;
         Ok(CallToolResponse::Complete(result))
     }
 
@@ -180,8 +228,8 @@ impl ServerHandler for DispatchMcp {
         };
         let tool = tool(name)?;
         let result = match params.get("arguments") {
-            None | Some(Value::Null) => self.run(tool, JsonObject::new()).await,
-            Some(Value::Object(arguments)) => self.run(tool, arguments.clone()).await,
+            None | Some(Value::Null) => self.call(tool, JsonObject::new()).await,
+            Some(Value::Object(arguments)) => self.call(tool, arguments.clone()).await,
             Some(other) => error_result(
                 &DispatchError::invalid_input(format!(
                     "`arguments` must be an object, not {}",
@@ -216,10 +264,10 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Serves MCP on stdin/stdout until the client disconnects. A client that disconnects
-/// before `initialize` (`dispatch mcp </dev/null`) is not an error.
-pub async fn serve_stdio(runner: Runner) -> Result<(), String> {
-    let service = match DispatchMcp::new(runner)
+/// Serves the tools of the `enabled` toolsets on stdin/stdout until the client disconnects.
+/// A client that disconnects before `initialize` (`dispatch mcp </dev/null`) is not an error.
+pub async fn serve_stdio(runner: Runner, enabled: Enabled) -> Result<(), String> {
+    let service = match DispatchMcp::new(runner, enabled)
         .serve(rmcp::transport::stdio())
         .await
     {

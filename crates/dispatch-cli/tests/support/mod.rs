@@ -215,20 +215,31 @@ impl Home {
             .ok()
     }
 
-    /// Starts `dispatch mcp` as an MCP client would.
+    /// Starts `dispatch mcp` as an MCP client would by default: the default toolsets.
     pub fn mcp(&self) -> Mcp {
-        self.mcp_with_env(&[])
+        self.mcp_with(&[], &[])
+    }
+
+    /// Starts `dispatch mcp --toolsets all`: every MCP operation is a tool.
+    pub fn mcp_all(&self) -> Mcp {
+        self.mcp_with(&["--toolsets", "all"], &[])
     }
 
     /// Starts `dispatch mcp` with `env` on top of the layout's environment (Codex starts it
     /// with `CODEX_THREAD_ID` set to the thread it serves).
     pub fn mcp_with_env(&self, env: &[(&str, &str)]) -> Mcp {
+        self.mcp_with(&[], env)
+    }
+
+    /// Starts `dispatch mcp ARGS...` with `env` on top of the layout's environment.
+    pub fn mcp_with(&self, args: &[&str], env: &[(&str, &str)]) -> Mcp {
         let mut cmd = self.command(&dispatch_bin());
         for (key, value) in env {
             cmd.env(key, value);
         }
         let mut child = cmd
             .arg("mcp")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
