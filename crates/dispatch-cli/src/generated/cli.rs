@@ -25,6 +25,7 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "goal_clear" => shown_as::<types::GoalClearOutput>(output),
         "goal_get" => shown_as::<types::GoalGetOutput>(output),
         "goal_set" => shown_as::<types::GoalSetOutput>(output),
+        "history" => shown_as::<types::HistoryOutput>(output),
         "inbox_ack" => shown_as::<types::InboxAckOutput>(output),
         "inbox_list" => shown_as::<types::InboxListOutput>(output),
         "inbox_read" => shown_as::<types::InboxReadOutput>(output),
@@ -84,6 +85,7 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(goal_clear_command())
             .subcommand(goal_get_command())
             .subcommand(goal_set_command()),
+        history_command(),
         Command::new("inbox")
             .about("Read and acknowledge messages for lanes and the operator")
             .subcommand_required(true)
@@ -331,6 +333,42 @@ fn goal_set_command() -> Command {
                 .allow_negative_numbers(true),
         )
 }
+///The `history` command.
+fn history_command() -> Command {
+    Command::new("history")
+        .about("Show what lanes did: turns, tools, files, tokens")
+        .long_about(
+            "A lane's work in numbers, from the registry. Without `<LANE>`: one row per lane, newest activity first (turns, items, messages, tool calls, files changed, tokens used, first and last activity, and the git branch and changes of its directory). With `<LANE>`, `--view` `turns` shows its turns with durations and outcomes, `tools` the tools it called, `files` the files it changed, with counts.",
+        )
+        .arg(
+            Arg::new("lane").help("The lane; without it, every lane.").value_name("LANE"),
+        )
+        .arg(
+            Arg::new("view")
+                .help("`overview`, or for a lane `turns`, `tools` or `files`.")
+                .long("view")
+                .value_parser(["overview", "turns", "tools", "files"]),
+        )
+        .arg(
+            Arg::new("limit")
+                .help("Most rows to return.")
+                .long("limit")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Include archived lanes in the overview.")
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("git")
+                .help("Look up the git branch and changes of each lane's directory.")
+                .long("git")
+                .action(ArgAction::SetTrue),
+        )
+}
 ///The `inbox ack` command.
 fn inbox_ack_command() -> Command {
     Command::new("ack")
@@ -403,7 +441,7 @@ fn list_command() -> Command {
     Command::new("list")
         .about("List lanes, newest activity first")
         .long_about(
-            "List lanes, newest activity first. Archived lanes are left out unless --all or --status archived.",
+            "List lanes, newest activity first, a page at a time: when there are more, `next_cursor` continues with `--cursor`. `--unmanaged` lists the Codex threads on this machine that are not lanes instead (newest first; to pick one for `dispatch attach`). `--parent`, `--children-of` and `--tree` list a lane's family from recorded fork parents and Codex's own parent threads. Archived lanes are left out unless --all or --status archived.",
         )
         .arg(
             Arg::new("status")
@@ -420,11 +458,42 @@ fn list_command() -> Command {
         )
         .arg(
             Arg::new("limit")
-                .help("Most lanes to return.")
+                .help("Most lanes (or threads) per page.")
                 .long("limit")
                 .value_name("N")
                 .allow_negative_numbers(true),
         )
+        .arg(
+            Arg::new("cursor")
+                .help(
+                    "Continue after the page that returned this `next_cursor`, with the same filters.",
+                )
+                .long("cursor"),
+        )
+        .arg(
+            Arg::new("unmanaged")
+                .help("List Codex threads that are not lanes instead of lanes.")
+                .long("unmanaged")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("archived")
+                .help("With unmanaged: archived threads.")
+                .long("archived")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("cwd")
+                .help("With unmanaged: only threads started in this directory.")
+                .long("cwd"),
+        )
+        .arg(Arg::new("parent").help("Only this lane's parent.").long("parent"))
+        .arg(
+            Arg::new("children_of")
+                .help("Only this lane's children.")
+                .long("children-of"),
+        )
+        .arg(Arg::new("tree").help("This lane and every lane below it.").long("tree"))
 }
 ///The `models` command.
 fn models_command() -> Command {
@@ -609,7 +678,7 @@ fn search_command() -> Command {
     Command::new("search")
         .about("Search lanes' items and titles, and unmanaged Codex threads")
         .long_about(
-            "Full-text search over lanes' indexed items and titles and, through Codex, unmanaged threads. The query is plain words, never query syntax.",
+            "Full-text search over lanes' indexed items and titles and, through Codex, unmanaged threads. The query is plain words, never query syntax. `--lane`, `--type`, `--tool`, `--file`, `--errored`, `--since` and `--until` narrow lane hits to matching items (and leave unmanaged threads out); dates are `YYYY-MM-DD` (that whole day, local time) or RFC 3339.",
         )
         .arg(Arg::new("query").help("Words to find.").value_name("QUERY").required(true))
         .arg(
@@ -624,6 +693,40 @@ fn search_command() -> Command {
                 .long("limit")
                 .value_name("N")
                 .allow_negative_numbers(true),
+        )
+        .arg(Arg::new("lane").help("Only this lane.").long("lane"))
+        .arg(
+            Arg::new("type")
+                .help(
+                    "Only items of this type: `agent_message`, `user_message`, `reasoning`, `command`, `file_change`, `mcp_tool_call`, ...",
+                )
+                .long("type"),
+        )
+        .arg(
+            Arg::new("tool")
+                .help(
+                    "Only calls of this tool: a tool type (`command`, `web_search`, ...) or an MCP tool as `server.tool`.",
+                )
+                .long("tool"),
+        )
+        .arg(
+            Arg::new("file")
+                .help("Only file changes to this path (whole, or its last components).")
+                .long("file"),
+        )
+        .arg(
+            Arg::new("errored")
+                .help("Only failed or declined items and errors.")
+                .long("errored")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("since").help("Only items from this date or time on.").long("since"),
+        )
+        .arg(
+            Arg::new("until")
+                .help("Only items up to this date (inclusive) or before this time.")
+                .long("until"),
         )
 }
 ///The `send` command.
@@ -1142,6 +1245,31 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 },
             ],
         )),
+        ["history"] => Some((
+            &operations::HISTORY,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "view",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "limit",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "git",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
         ["inbox", "ack"] => Some((
             &operations::INBOX_ACK,
             &[
@@ -1201,6 +1329,34 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "limit",
                     kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "cursor",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "unmanaged",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "archived",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "cwd",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "parent",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "children_of",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "tree",
+                    kind: FieldKind::Text,
                 },
             ],
         )),
@@ -1332,6 +1488,34 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "limit",
                     kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "type",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "tool",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "file",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "errored",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "since",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "until",
+                    kind: FieldKind::Text,
                 },
             ],
         )),
