@@ -338,35 +338,30 @@ fn history_command() -> Command {
     Command::new("history")
         .about("Show what lanes did: turns, tools, files, tokens")
         .long_about(
-            "A lane's work in numbers, from the registry. Without `<LANE>`: one row per lane, newest activity first (turns, items, messages, tool calls, files changed, tokens used, first and last activity, and the git branch and changes of its directory). With `<LANE>`, `--view` `turns` shows its turns with durations and outcomes, `tools` the tools it called, `files` the files it changed, with counts.",
+            "Lanes' work in numbers. Without `<LANE>`: a row per lane (turns, items, messages, tool calls, files changed, tokens, activity, git state of its directory). With it, `--view` shows its turns (durations, outcomes), tools or files, with counts.",
         )
-        .arg(
-            Arg::new("lane").help("The lane; without it, every lane.").value_name("LANE"),
-        )
+        .arg(Arg::new("lane").help("The lane; default: every lane.").value_name("LANE"))
         .arg(
             Arg::new("view")
-                .help("`overview`, or for a lane `turns`, `tools` or `files`.")
+                .help("`turns`, `tools` and `files` need a lane.")
                 .long("view")
                 .value_parser(["overview", "turns", "tools", "files"]),
         )
         .arg(
             Arg::new("limit")
-                .help("Most rows to return.")
+                .help("Most rows.")
                 .long("limit")
                 .value_name("N")
                 .allow_negative_numbers(true),
         )
         .arg(
             Arg::new("all")
-                .help("Include archived lanes in the overview.")
+                .help("Include archived lanes.")
                 .long("all")
                 .action(ArgAction::SetTrue),
         )
         .arg(
-            Arg::new("git")
-                .help("Look up the git branch and changes of each lane's directory.")
-                .long("git")
-                .action(ArgAction::SetTrue),
+            Arg::new("git").help("Add git facts.").long("git").action(ArgAction::SetTrue),
         )
 }
 ///The `inbox ack` command.
@@ -441,7 +436,7 @@ fn list_command() -> Command {
     Command::new("list")
         .about("List lanes, newest activity first")
         .long_about(
-            "List lanes, newest activity first, a page at a time: when there are more, `next_cursor` continues with `--cursor`. `--unmanaged` lists the Codex threads on this machine that are not lanes instead (newest first; to pick one for `dispatch attach`). `--parent`, `--children-of` and `--tree` list a lane's family from recorded fork parents and Codex's own parent threads. Archived lanes are left out unless --all or --status archived.",
+            "List lanes, newest activity first, by pages: pass `next_cursor` back as `--cursor`. `--unmanaged`: Codex threads that are not lanes (to `dispatch attach`). `--parent`, `--children-of`, `--tree`: a lane's family (forks, sub-agents). Archived lanes are left out unless --all or --status archived.",
         )
         .arg(
             Arg::new("status")
@@ -458,42 +453,30 @@ fn list_command() -> Command {
         )
         .arg(
             Arg::new("limit")
-                .help("Most lanes (or threads) per page.")
+                .help("Page size.")
                 .long("limit")
                 .value_name("N")
                 .allow_negative_numbers(true),
         )
         .arg(
-            Arg::new("cursor")
-                .help(
-                    "Continue after the page that returned this `next_cursor`, with the same filters.",
-                )
-                .long("cursor"),
+            Arg::new("cursor").help("`next_cursor` of the previous page.").long("cursor"),
         )
         .arg(
             Arg::new("unmanaged")
-                .help("List Codex threads that are not lanes instead of lanes.")
+                .help("List Codex threads that are not lanes.")
                 .long("unmanaged")
                 .action(ArgAction::SetTrue),
         )
         .arg(
             Arg::new("archived")
-                .help("With unmanaged: archived threads.")
+                .help("Unmanaged: archived ones.")
                 .long("archived")
                 .action(ArgAction::SetTrue),
         )
-        .arg(
-            Arg::new("cwd")
-                .help("With unmanaged: only threads started in this directory.")
-                .long("cwd"),
-        )
-        .arg(Arg::new("parent").help("Only this lane's parent.").long("parent"))
-        .arg(
-            Arg::new("children_of")
-                .help("Only this lane's children.")
-                .long("children-of"),
-        )
-        .arg(Arg::new("tree").help("This lane and every lane below it.").long("tree"))
+        .arg(Arg::new("cwd").help("Unmanaged: started in this directory.").long("cwd"))
+        .arg(Arg::new("parent").help("The lane's parent.").long("parent"))
+        .arg(Arg::new("children_of").help("The lane's children.").long("children-of"))
+        .arg(Arg::new("tree").help("The lane and all below it.").long("tree"))
 }
 ///The `models` command.
 fn models_command() -> Command {
@@ -678,7 +661,7 @@ fn search_command() -> Command {
     Command::new("search")
         .about("Search lanes' items and titles, and unmanaged Codex threads")
         .long_about(
-            "Full-text search over lanes' indexed items and titles and, through Codex, unmanaged threads. The query is plain words, never query syntax. `--lane`, `--type`, `--tool`, `--file`, `--errored`, `--since` and `--until` narrow lane hits to matching items (and leave unmanaged threads out); dates are `YYYY-MM-DD` (that whole day, local time) or RFC 3339.",
+            "Full-text search over lanes' items and titles and, through Codex, unmanaged threads; plain words, never query syntax. Filters narrow lane hits to items (no unmanaged threads then); dates: `YYYY-MM-DD` (whole local day) or RFC 3339.",
         )
         .arg(Arg::new("query").help("Words to find.").value_name("QUERY").required(true))
         .arg(
@@ -697,35 +680,25 @@ fn search_command() -> Command {
         .arg(Arg::new("lane").help("Only this lane.").long("lane"))
         .arg(
             Arg::new("type")
-                .help(
-                    "Only items of this type: `agent_message`, `user_message`, `reasoning`, `command`, `file_change`, `mcp_tool_call`, ...",
-                )
+                .help("Item type: `agent_message`, `command`, `file_change`, ...")
                 .long("type"),
         )
         .arg(
             Arg::new("tool")
-                .help(
-                    "Only calls of this tool: a tool type (`command`, `web_search`, ...) or an MCP tool as `server.tool`.",
-                )
+                .help("Tool: `command`, `web_search`, ... or MCP `server.tool`.")
                 .long("tool"),
         )
-        .arg(
-            Arg::new("file")
-                .help("Only file changes to this path (whole, or its last components).")
-                .long("file"),
-        )
+        .arg(Arg::new("file").help("Changed path (or its tail).").long("file"))
         .arg(
             Arg::new("errored")
-                .help("Only failed or declined items and errors.")
+                .help("Only failed or declined.")
                 .long("errored")
                 .action(ArgAction::SetTrue),
         )
-        .arg(
-            Arg::new("since").help("Only items from this date or time on.").long("since"),
-        )
+        .arg(Arg::new("since").help("From this date or time.").long("since"))
         .arg(
             Arg::new("until")
-                .help("Only items up to this date (inclusive) or before this time.")
+                .help("Through this date, or before this time.")
                 .long("until"),
         )
 }

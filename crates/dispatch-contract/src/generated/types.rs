@@ -1310,19 +1310,19 @@ impl<'de> ::serde::Deserialize<'de> for Handle {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryInput {
-    ///Include archived lanes in the overview.
+    ///Include archived lanes.
     #[serde(default)]
     pub all: bool,
-    ///Look up the git branch and changes of each lane's directory.
+    ///Add git facts.
     #[serde(default = "defaults::default_bool::<true>")]
     pub git: bool,
-    ///The lane; without it, every lane.
+    ///The lane; default: every lane.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub lane: ::std::option::Option<Selector>,
-    ///Most rows to return.
+    ///Most rows.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 50>")]
     pub limit: ::std::num::NonZeroU64,
-    ///`overview`, or for a lane `turns`, `tools` or `files`.
+    ///`turns`, `tools` and `files` need a lane.
     #[serde(default = "defaults::history_input_view")]
     pub view: HistoryInputView,
 }
@@ -1337,7 +1337,7 @@ impl ::std::default::Default for HistoryInput {
         }
     }
 }
-///`overview`, or for a lane `turns`, `tools` or `files`.
+///`turns`, `tools` and `files` need a lane.
 #[derive(
     ::serde::Deserialize,
     ::serde::Serialize,
@@ -2085,31 +2085,31 @@ pub struct ListInput {
     ///Include archived lanes.
     #[serde(default)]
     pub all: bool,
-    ///With unmanaged: archived threads.
+    ///Unmanaged: archived ones.
     #[serde(default)]
     pub archived: bool,
-    ///Only this lane's children.
+    ///The lane's children.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub children_of: ::std::option::Option<Selector>,
-    ///Continue after the page that returned this `next_cursor`, with the same filters.
+    ///`next_cursor` of the previous page.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cursor: ::std::option::Option<ListInputCursor>,
-    ///With unmanaged: only threads started in this directory.
+    ///Unmanaged: started in this directory.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cwd: ::std::option::Option<ListInputCwd>,
-    ///Most lanes (or threads) per page.
+    ///Page size.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 200>")]
     pub limit: ::std::num::NonZeroU64,
-    ///Only this lane's parent.
+    ///The lane's parent.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<Selector>,
     ///Only lanes with this status: idle, busy, retrying, waiting_approval, error or archived.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<LaneStatus>,
-    ///This lane and every lane below it.
+    ///The lane and all below it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tree: ::std::option::Option<Selector>,
-    ///List Codex threads that are not lanes instead of lanes.
+    ///List Codex threads that are not lanes.
     #[serde(default)]
     pub unmanaged: bool,
 }
@@ -2129,7 +2129,7 @@ impl ::std::default::Default for ListInput {
         }
     }
 }
-///Continue after the page that returned this `next_cursor`, with the same filters.
+///`next_cursor` of the previous page.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ListInputCursor(::std::string::String);
@@ -2147,9 +2147,6 @@ impl ::std::convert::From<ListInputCursor> for ::std::string::String {
 impl ::std::str::FromStr for ListInputCursor {
     type Err = self::error::ConversionError;
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 4096usize {
-            return Err("longer than 4096 characters".into());
-        }
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
@@ -2187,7 +2184,7 @@ impl<'de> ::serde::Deserialize<'de> for ListInputCursor {
             })
     }
 }
-///With unmanaged: only threads started in this directory.
+///Unmanaged: started in this directory.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ListInputCwd(::std::string::String);
@@ -3538,10 +3535,10 @@ impl ::std::convert::TryFrom<::std::string::String> for SearchHitScope {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SearchInput {
-    ///Only failed or declined items and errors.
+    ///Only failed or declined.
     #[serde(default)]
     pub errored: bool,
-    ///Only file changes to this path (whole, or its last components).
+    ///Changed path (or its tail).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub file: ::std::option::Option<SearchInputFile>,
     ///Only this lane.
@@ -3555,23 +3552,23 @@ pub struct SearchInput {
     ///`managed` (lanes), `unmanaged` (other Codex threads) or `all`.
     #[serde(default = "defaults::search_input_scope")]
     pub scope: SearchInputScope,
-    ///Only items from this date or time on.
+    ///From this date or time.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub since: ::std::option::Option<SearchInputSince>,
-    ///Only calls of this tool: a tool type (`command`, `web_search`, ...) or an MCP tool as `server.tool`.
+    ///Tool: `command`, `web_search`, ... or MCP `server.tool`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tool: ::std::option::Option<SearchInputTool>,
-    ///Only items of this type: `agent_message`, `user_message`, `reasoning`, `command`, `file_change`, `mcp_tool_call`, ...
+    ///Item type: `agent_message`, `command`, `file_change`, ...
     #[serde(
         rename = "type",
         skip_serializing_if = "::std::option::Option::is_none"
     )]
     pub type_: ::std::option::Option<SearchInputType>,
-    ///Only items up to this date (inclusive) or before this time.
+    ///Through this date, or before this time.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub until: ::std::option::Option<SearchInputUntil>,
 }
-///Only file changes to this path (whole, or its last components).
+///Changed path (or its tail).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct SearchInputFile(::std::string::String);
@@ -3741,7 +3738,7 @@ impl ::std::default::Default for SearchInputScope {
         SearchInputScope::All
     }
 }
-///Only items from this date or time on.
+///From this date or time.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct SearchInputSince(::std::string::String);
@@ -3796,7 +3793,7 @@ impl<'de> ::serde::Deserialize<'de> for SearchInputSince {
             })
     }
 }
-///Only calls of this tool: a tool type (`command`, `web_search`, ...) or an MCP tool as `server.tool`.
+///Tool: `command`, `web_search`, ... or MCP `server.tool`.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct SearchInputTool(::std::string::String);
@@ -3851,7 +3848,7 @@ impl<'de> ::serde::Deserialize<'de> for SearchInputTool {
             })
     }
 }
-///Only items of this type: `agent_message`, `user_message`, `reasoning`, `command`, `file_change`, `mcp_tool_call`, ...
+///Item type: `agent_message`, `command`, `file_change`, ...
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct SearchInputType(::std::string::String);
@@ -3873,9 +3870,9 @@ impl ::std::str::FromStr for SearchInputType {
             return Err("shorter than 1 characters".into());
         }
         static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
-            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[a-z_]+$").unwrap());
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
         if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[a-z_]+$\"".into());
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
         }
         Ok(Self(value.to_string()))
     }
@@ -3906,7 +3903,7 @@ impl<'de> ::serde::Deserialize<'de> for SearchInputType {
             })
     }
 }
-///Only items up to this date (inclusive) or before this time.
+///Through this date, or before this time.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct SearchInputUntil(::std::string::String);
