@@ -162,7 +162,7 @@ impl Handle<HistoryInput> for Service {
                         git: None,
                     })
                     .collect();
-                if input.git {
+                if !input.no_git {
                     add_git_facts(&mut rows).await;
                 }
                 output.lanes = rows;

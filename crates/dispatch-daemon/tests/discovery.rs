@@ -258,7 +258,7 @@ async fn history_shows_overview_turns_tools_and_files(d: &Daemon) {
     d.end_turn(&lane, "turn-1", TurnStatus::Completed).await;
 
     let overview: HistoryOutput = d
-        .call::<HistoryInput>(json!({ "git": false }))
+        .call::<HistoryInput>(json!({ "no_git": true }))
         .await
         .expect("history");
     assert_eq!(overview.lanes.len(), 2);

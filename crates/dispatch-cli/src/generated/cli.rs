@@ -361,7 +361,10 @@ fn history_command() -> Command {
                 .action(ArgAction::SetTrue),
         )
         .arg(
-            Arg::new("git").help("Add git facts.").long("git").action(ArgAction::SetTrue),
+            Arg::new("no_git")
+                .help("Skip the git facts.")
+                .long("no-git")
+                .action(ArgAction::SetTrue),
         )
 }
 ///The `inbox ack` command.
@@ -1238,7 +1241,7 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     kind: FieldKind::Flag,
                 },
                 Field {
-                    name: "git",
+                    name: "no_git",
                     kind: FieldKind::Flag,
                 },
             ],

@@ -1313,15 +1313,15 @@ pub struct HistoryInput {
     ///Include archived lanes.
     #[serde(default)]
     pub all: bool,
-    ///Add git facts.
-    #[serde(default = "defaults::default_bool::<true>")]
-    pub git: bool,
     ///The lane; default: every lane.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub lane: ::std::option::Option<Selector>,
     ///Most rows.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 50>")]
     pub limit: ::std::num::NonZeroU64,
+    ///Skip the git facts.
+    #[serde(default)]
+    pub no_git: bool,
     ///`turns`, `tools` and `files` need a lane.
     #[serde(default = "defaults::history_input_view")]
     pub view: HistoryInputView,
@@ -1330,9 +1330,9 @@ impl ::std::default::Default for HistoryInput {
     fn default() -> Self {
         Self {
             all: Default::default(),
-            git: defaults::default_bool::<true>(),
             lane: Default::default(),
             limit: defaults::default_nzu64::<::std::num::NonZeroU64, 50>(),
+            no_git: Default::default(),
             view: defaults::history_input_view(),
         }
     }
@@ -5602,9 +5602,6 @@ impl ::std::convert::TryFrom<::std::string::String> for WatchOutputEnded {
 }
 /// Generation of default values for serde.
 pub mod defaults {
-    pub(super) fn default_bool<const V: bool>() -> bool {
-        V
-    }
     pub(super) fn default_i64<T, const V: i64>() -> T
     where
         T: ::std::convert::TryFrom<i64>,
