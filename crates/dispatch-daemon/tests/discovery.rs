@@ -83,7 +83,11 @@ async fn list_pages_with_a_cursor_bound_to_its_query(d: &Daemon) {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 12);
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 12, "no lane twice");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        12,
+        "no lane twice"
+    );
 
     // A cursor is bound to its filters: another query refuses it, saying why.
     let first = d
@@ -179,9 +183,15 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         .call::<GetInput>(json!({ "lane": child.lane.ref_ }))
         .await
         .expect("get");
-    assert_eq!(got.parent.as_ref().map(|p| p.ref_.as_str()), Some(root.lane_ref.as_str()));
     assert_eq!(
-        got.children.iter().map(|c| c.ref_.as_str()).collect::<Vec<_>>(),
+        got.parent.as_ref().map(|p| p.ref_.as_str()),
+        Some(root.lane_ref.as_str())
+    );
+    assert_eq!(
+        got.children
+            .iter()
+            .map(|c| c.ref_.as_str())
+            .collect::<Vec<_>>(),
         vec![grandchild.lane_ref.as_str()]
     );
 
@@ -189,7 +199,11 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         .call::<ListInput>(json!({ "tree": root.lane_ref }))
         .await
         .expect("list --tree");
-    let nodes: Vec<(&str, u64)> = tree.tree.iter().map(|n| (n.ref_.as_str(), n.depth)).collect();
+    let nodes: Vec<(&str, u64)> = tree
+        .tree
+        .iter()
+        .map(|n| (n.ref_.as_str(), n.depth))
+        .collect();
     assert_eq!(
         nodes,
         vec![
@@ -205,7 +219,11 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         .await
         .expect("list --children-of");
     assert_eq!(
-        children.lanes.iter().map(|l| l.ref_.as_str()).collect::<Vec<_>>(),
+        children
+            .lanes
+            .iter()
+            .map(|l| l.ref_.as_str())
+            .collect::<Vec<_>>(),
         vec![child.lane.ref_.as_str()]
     );
     let parent: ListOutput = d
@@ -213,7 +231,11 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         .await
         .expect("list --parent");
     assert_eq!(
-        parent.lanes.iter().map(|l| l.ref_.as_str()).collect::<Vec<_>>(),
+        parent
+            .lanes
+            .iter()
+            .map(|l| l.ref_.as_str())
+            .collect::<Vec<_>>(),
         vec![child.lane.ref_.as_str()]
     );
     let orphan: ListOutput = d
@@ -268,11 +290,21 @@ async fn history_shows_overview_turns_tools_and_files(d: &Daemon) {
         .find(|r| r.ref_ == lane.lane_ref)
         .expect("the worker's row");
     assert_eq!(
-        (row.turns, row.items, row.messages, row.tool_calls, row.files_changed),
+        (
+            row.turns,
+            row.items,
+            row.messages,
+            row.tool_calls,
+            row.files_changed
+        ),
         (1, 3, 1, 2, 2)
     );
     assert!(row.git.is_none(), "git facts only when asked");
-    let quiet = overview.lanes.iter().find(|r| r.ref_ == idle.lane_ref).expect("idle row");
+    let quiet = overview
+        .lanes
+        .iter()
+        .find(|r| r.ref_ == idle.lane_ref)
+        .expect("idle row");
     assert_eq!((quiet.turns, quiet.items), (0, 0));
 
     // Git facts are bounded and say why they are missing: these lanes have no directory.
@@ -324,8 +356,10 @@ async fn history_shows_overview_turns_tools_and_files(d: &Daemon) {
 async fn search_filters_and_dates(d: &Daemon) {
     let a = d.lane("alpha", Ownership::Owned).await;
     let b = d.lane("beta", Ownership::Owned).await;
-    d.turn(&a, "turn-a", "the walrus sings", TurnStatus::Completed).await;
-    d.turn(&b, "turn-b", "the walrus dances", TurnStatus::Completed).await;
+    d.turn(&a, "turn-a", "the walrus sings", TurnStatus::Completed)
+        .await;
+    d.turn(&b, "turn-b", "the walrus dances", TurnStatus::Completed)
+        .await;
 
     let managed = |extra: serde_json::Value| {
         let mut input = json!({ "query": "walrus", "scope": "managed" });
@@ -334,7 +368,10 @@ async fn search_filters_and_dates(d: &Daemon) {
         }
         input
     };
-    let all: SearchOutput = d.call::<SearchInput>(managed(json!({}))).await.expect("search");
+    let all: SearchOutput = d
+        .call::<SearchInput>(managed(json!({})))
+        .await
+        .expect("search");
     assert_eq!(all.hits.len(), 2);
     let one: SearchOutput = d
         .call::<SearchInput>(managed(json!({ "lane": "beta" })))
@@ -378,13 +415,15 @@ async fn search_filters_and_dates(d: &Daemon) {
     );
     for bad in ["yesterday", "2026-02-30", "31/12/2026"] {
         let err = expect_error(
-            d.call::<SearchInput>(managed(json!({ "since": bad }))).await,
+            d.call::<SearchInput>(managed(json!({ "since": bad })))
+                .await,
             ErrorCode::InvalidInput,
         );
         assert!(err.message.contains("`since`"), "{}", err.message);
     }
     expect_error(
-        d.call::<SearchInput>(managed(json!({ "lane": "zzzzzz" }))).await,
+        d.call::<SearchInput>(managed(json!({ "lane": "zzzzzz" })))
+            .await,
         ErrorCode::NotFound,
     );
 }

@@ -50,7 +50,10 @@ async fn record(registry: &Registry, lane_ref: &str, facts: Vec<Fact>) {
 async fn pages_cover_every_lane_once_in_activity_order() {
     let (_dir, registry) = open_registry().await;
     for n in 0..25 {
-        let lane = registry.create_lane(&new_lane(&format!("t-{n}"))).await.unwrap();
+        let lane = registry
+            .create_lane(&new_lane(&format!("t-{n}")))
+            .await
+            .unwrap();
         // Ties on the activity time are broken by ref: several lanes share one.
         registry.touch(&lane.lane_ref, 1_000 + n / 3).await.unwrap();
     }
@@ -68,7 +71,11 @@ async fn pages_cover_every_lane_once_in_activity_order() {
             .unwrap();
         pages += 1;
         assert!(page.lanes.len() <= 7);
-        seen.extend(page.lanes.iter().map(|l| (l.updated_at_ms, l.lane_ref.clone())));
+        seen.extend(
+            page.lanes
+                .iter()
+                .map(|l| (l.updated_at_ms, l.lane_ref.clone())),
+        );
         match page.next {
             Some(next) => after = Some(next),
             None => break,
@@ -78,16 +85,16 @@ async fn pages_cover_every_lane_once_in_activity_order() {
     assert_eq!(seen.len(), 25);
     let unique: HashSet<_> = seen.iter().map(|(_, r)| r.clone()).collect();
     assert_eq!(unique.len(), 25, "no lane twice");
-    assert!(!unique.contains(&archived.lane_ref), "archived lanes are left out");
+    assert!(
+        !unique.contains(&archived.lane_ref),
+        "archived lanes are left out"
+    );
     let mut sorted = seen.clone();
     sorted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     assert_eq!(seen, sorted, "newest activity first, then by ref");
 
     // An exact page: no cursor for an empty next page.
-    let all = registry
-        .list_lanes_page(&filter, None, 25)
-        .await
-        .unwrap();
+    let all = registry.list_lanes_page(&filter, None, 25).await.unwrap();
     assert_eq!(all.lanes.len(), 25);
     assert!(all.next.is_none());
 
@@ -136,7 +143,10 @@ async fn the_family_comes_from_recorded_and_codex_parents() {
         registry.parent_lane(&spawned.lane_ref).await.unwrap(),
         Some((root.lane_ref.clone(), "t-root".to_owned()))
     );
-    assert_eq!(registry.parent_lane(&stranger.lane_ref).await.unwrap(), None);
+    assert_eq!(
+        registry.parent_lane(&stranger.lane_ref).await.unwrap(),
+        None
+    );
     assert_eq!(registry.parent_lane(&root.lane_ref).await.unwrap(), None);
 
     let children: Vec<String> = registry
@@ -159,7 +169,11 @@ async fn the_family_comes_from_recorded_and_codex_parents() {
     assert_eq!(depth(&spawned.lane_ref), 1);
     assert_eq!(depth(&grandchild.lane_ref), 2);
     let at = |r: &str| refs.iter().position(|x| *x == r).unwrap();
-    assert_eq!(at(&grandchild.lane_ref), at(&fork.lane_ref) + 1, "depth first");
+    assert_eq!(
+        at(&grandchild.lane_ref),
+        at(&fork.lane_ref) + 1,
+        "depth first"
+    );
     assert!(!refs.contains(&stranger.lane_ref.as_str()));
 
     // A cycle (a corrupt or hand-edited parent) ends instead of looping.
@@ -193,18 +207,60 @@ async fn history_counts_turns_tools_files_and_messages() {
                 turn_id: "turn-1".into(),
                 at_ms: 10_000,
             },
-            item("turn-1", "u1", "user_message", "fix the build", None, 10_000),
-            item("turn-1", "c1", "command", "cargo build", Some("failed"), 10_100),
-            item("turn-1", "c2", "command", "cargo build", Some("completed"), 10_200),
-            item("turn-1", "f1", "file_change", "/w/src/main.rs, /w/src/lib.rs", Some("completed"), 10_300),
-            item("turn-1", "m1", "mcp_tool_call", "docs.search", Some("completed"), 10_400),
+            item(
+                "turn-1",
+                "u1",
+                "user_message",
+                "fix the build",
+                None,
+                10_000,
+            ),
+            item(
+                "turn-1",
+                "c1",
+                "command",
+                "cargo build",
+                Some("failed"),
+                10_100,
+            ),
+            item(
+                "turn-1",
+                "c2",
+                "command",
+                "cargo build",
+                Some("completed"),
+                10_200,
+            ),
+            item(
+                "turn-1",
+                "f1",
+                "file_change",
+                "/w/src/main.rs, /w/src/lib.rs",
+                Some("completed"),
+                10_300,
+            ),
+            item(
+                "turn-1",
+                "m1",
+                "mcp_tool_call",
+                "docs.search",
+                Some("completed"),
+                10_400,
+            ),
             item("turn-1", "a1", "agent_message", "fixed", None, 10_500),
             turn("turn-1", TurnStatus::Completed, 10_000, 12_000),
             Fact::TurnStarted {
                 turn_id: "turn-2".into(),
                 at_ms: 20_000,
             },
-            item("turn-2", "f2", "file_change", "/w/src/main.rs", Some("inProgress"), 20_100),
+            item(
+                "turn-2",
+                "f2",
+                "file_change",
+                "/w/src/main.rs",
+                Some("inProgress"),
+                20_100,
+            ),
             turn("turn-2", TurnStatus::Failed, 20_000, 20_500),
             Fact::TokenUsage(serde_json::json!({"total": {"totalTokens": 4321}})),
         ],
@@ -214,7 +270,14 @@ async fn history_counts_turns_tools_files_and_messages() {
     record(
         &registry,
         r,
-        vec![item("turn-2", "f2", "file_change", "/w/README.md", Some("completed"), 20_200)],
+        vec![item(
+            "turn-2",
+            "f2",
+            "file_change",
+            "/w/README.md",
+            Some("completed"),
+            20_200,
+        )],
     )
     .await;
 
@@ -224,12 +287,18 @@ async fn history_counts_turns_tools_files_and_messages() {
     assert_eq!(row.turns, 2);
     assert_eq!(row.items, 7);
     assert_eq!(row.messages, 2);
-    assert_eq!(row.tool_calls, 5, "two commands, two file changes, one MCP call");
+    assert_eq!(
+        row.tool_calls, 5,
+        "two commands, two file changes, one MCP call"
+    );
     assert_eq!(row.files_changed, 3, "main.rs, lib.rs, README.md");
     assert_eq!(row.tokens_used, Some(4321));
     assert!(row.first_at_ms <= 10_000);
     assert!(row.last_at_ms >= 20_200);
-    let empty = overview.iter().find(|h| h.lane_ref == quiet.lane_ref).unwrap();
+    let empty = overview
+        .iter()
+        .find(|h| h.lane_ref == quiet.lane_ref)
+        .unwrap();
     assert_eq!((empty.turns, empty.items, empty.files_changed), (0, 0, 0));
     assert_eq!(empty.tokens_used, None);
     let one = registry.history_overview(Some(r), false, 10).await.unwrap();
@@ -255,7 +324,11 @@ async fn history_counts_turns_tools_files_and_messages() {
     let paths: Vec<(&str, i64)> = files.iter().map(|f| (f.path.as_str(), f.changes)).collect();
     assert_eq!(
         paths,
-        vec![("/w/README.md", 1), ("/w/src/lib.rs", 1), ("/w/src/main.rs", 1)]
+        vec![
+            ("/w/README.md", 1),
+            ("/w/src/lib.rs", 1),
+            ("/w/src/main.rs", 1)
+        ]
     );
     registry.close().await;
 }
@@ -265,15 +338,32 @@ async fn search_filters_narrow_item_hits() {
     let (_dir, registry) = open_registry().await;
     let a = registry.create_lane(&new_lane("t-a")).await.unwrap();
     let b = registry.create_lane(&new_lane("t-b")).await.unwrap();
-    registry.set_title(&a.lane_ref, Some("zebra lane")).await.unwrap();
+    registry
+        .set_title(&a.lane_ref, Some("zebra lane"))
+        .await
+        .unwrap();
     record(
         &registry,
         &a.lane_ref,
         vec![
             item("t1", "m1", "agent_message", "zebra says hi", None, 1_000),
             item("t1", "c1", "command", "zebra --run", Some("failed"), 2_000),
-            item("t1", "f1", "file_change", "/repo/src/zebra.rs, /repo/x.rs", Some("completed"), 3_000),
-            item("t1", "t1", "mcp_tool_call", "zebra.find", Some("completed"), 4_000),
+            item(
+                "t1",
+                "f1",
+                "file_change",
+                "/repo/src/zebra.rs, /repo/x.rs",
+                Some("completed"),
+                3_000,
+            ),
+            item(
+                "t1",
+                "t1",
+                "mcp_tool_call",
+                "zebra.find",
+                Some("completed"),
+                4_000,
+            ),
         ],
     )
     .await;
@@ -288,11 +378,20 @@ async fn search_filters_narrow_item_hits() {
     };
     let search = |filter: SearchFilter| {
         let registry = &registry;
-        async move { ids(registry.search_filtered("zebra", &filter, 20).await.unwrap()) }
+        async move {
+            ids(registry
+                .search_filtered("zebra", &filter, 20)
+                .await
+                .unwrap())
+        }
     };
 
     let everything = search(SearchFilter::default()).await;
-    assert_eq!(everything.len(), 6, "a title and five items: {everything:?}");
+    assert_eq!(
+        everything.len(),
+        6,
+        "a title and five items: {everything:?}"
+    );
     assert!(everything.contains(&None));
 
     let lane_only = search(SearchFilter {
@@ -307,7 +406,11 @@ async fn search_filters_narrow_item_hits() {
         ..Default::default()
     })
     .await;
-    assert_eq!(kind, vec![Some("c1".to_owned())], "no title hit with an item filter");
+    assert_eq!(
+        kind,
+        vec![Some("c1".to_owned())],
+        "no title hit with an item filter"
+    );
 
     let tool = search(SearchFilter {
         tool: Some("zebra.find".into()),
@@ -316,13 +419,23 @@ async fn search_filters_narrow_item_hits() {
     .await;
     assert_eq!(tool, vec![Some("t1".to_owned())]);
 
-    for (file, hit) in [("src/zebra.rs", true), ("zebra.rs", true), ("/repo/src/zebra.rs", true), ("ebra.rs", false), ("repo", false)] {
+    for (file, hit) in [
+        ("src/zebra.rs", true),
+        ("zebra.rs", true),
+        ("/repo/src/zebra.rs", true),
+        ("ebra.rs", false),
+        ("repo", false),
+    ] {
         let found = search(SearchFilter {
             file: Some(file.into()),
             ..Default::default()
         })
         .await;
-        assert_eq!(found == vec![Some("f1".to_owned())], hit, "{file}: {found:?}");
+        assert_eq!(
+            found == vec![Some("f1".to_owned())],
+            hit,
+            "{file}: {found:?}"
+        );
     }
 
     let errored = search(SearchFilter {
