@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{new_lane, open_registry};
+use common::{ALL_MIGRATIONS, new_lane, open_registry, registry_path};
 use dispatch_registry::{
     Fact, LaneStatus, PageFilter, Recorded, Registry, SearchFilter, TurnRow, TurnStatus,
 };
@@ -452,5 +452,65 @@ async fn search_filters_narrow_item_hits() {
     })
     .await;
     assert_eq!(window, vec![Some("f1".to_owned()), Some("c1".to_owned())]);
+    registry.close().await;
+}
+
+/// A registry from before version 9 gets its file paths and per-kind counts when migrated.
+#[tokio::test]
+async fn migrating_fills_the_history_tables_from_existing_items() {
+    use sqlx::migrate::Migrator;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    let (_dir, path) = registry_path();
+    let older: Vec<_> = ALL_MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= 7)
+        .cloned()
+        .collect();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .unwrap();
+    Migrator::with_migrations(older).run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO lanes (ref, thread_id, ownership, created_at_ms, updated_at_ms) \
+         VALUES ('abc123', 't-old', 'owned', 1, 2)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO items (lane_ref, item_id, turn_id, kind, text, status, at_ms) VALUES \
+         ('abc123', 'f1', 't', 'file_change', '/a \"quoted\".rs, /b\\c.rs', 'completed', 10), \
+         ('abc123', 'c1', 't', 'command', 'ls', 'completed', 20), \
+         ('abc123', 'm1', 't', 'agent_message', 'hi', NULL, 30)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    dispatch_registry::migrate(&path).await.unwrap();
+    let registry = Registry::open(&path).await.unwrap();
+    let rows = registry.history_overview(None, false, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].items, rows[0].messages, rows[0].tool_calls, rows[0].files_changed),
+        (3, 1, 2, 2)
+    );
+    let files: Vec<String> = registry
+        .history_files("abc123", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(files, vec!["/a \"quoted\".rs".to_owned(), "/b\\c.rs".to_owned()]);
     registry.close().await;
 }
