@@ -93,7 +93,8 @@ impl Registry {
                  ELSE status = ?1 END \
              END \
              AND (?3 IS NULL OR ref IN (SELECT value FROM json_each(?3))) \
-             AND (?4 IS NULL OR updated_at_ms < ?4 OR (updated_at_ms = ?4 AND ref > ?5)) \
+             AND updated_at_ms <= COALESCE(?4, 9223372036854775807) \
+             AND (?4 IS NULL OR updated_at_ms < ?4 OR ref > ?5) \
              ORDER BY updated_at_ms DESC, ref LIMIT ?6"
         ))
         .bind(filter.status.map(LaneStatus::as_str))

@@ -501,7 +501,12 @@ async fn migrating_fills_the_history_tables_from_existing_items() {
     let rows = registry.history_overview(None, false, 10).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (rows[0].items, rows[0].messages, rows[0].tool_calls, rows[0].files_changed),
+        (
+            rows[0].items,
+            rows[0].messages,
+            rows[0].tool_calls,
+            rows[0].files_changed
+        ),
         (3, 1, 2, 2)
     );
     let files: Vec<String> = registry
@@ -511,6 +516,9 @@ async fn migrating_fills_the_history_tables_from_existing_items() {
         .into_iter()
         .map(|f| f.path)
         .collect();
-    assert_eq!(files, vec!["/a \"quoted\".rs".to_owned(), "/b\\c.rs".to_owned()]);
+    assert_eq!(
+        files,
+        vec!["/a \"quoted\".rs".to_owned(), "/b\\c.rs".to_owned()]
+    );
     registry.close().await;
 }
