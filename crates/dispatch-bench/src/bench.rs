@@ -4,8 +4,8 @@
 //! a Codex model request, the idle daemon's resident memory, a cold `up`,
 //! a live `models` refresh, App Server crash recovery, ingest throughput under a flood of
 //! notifications, `list` over 1,000 lanes, 32 lanes running turns at once, the fire lag
-//! of 1,000 triggers, and the time from a subscribed lane's turn end to its subscriber's turn
-//! start.
+//! of 1,000 triggers, the time from a subscribed lane's turn end to its subscriber's turn
+//! start, the `history` overview over 1,000 lanes, and `list` pages over 10,000 lanes.
 //!
 //! Figures are printed, never asserted: timings on a shared machine are evidence, not tests.
 //! Every wait is bounded, and every daemon, App Server and temporary directory a benchmark
@@ -13,6 +13,7 @@
 
 mod env;
 mod handoff;
+mod history;
 mod lanes;
 mod mcp_cost;
 mod threads;
@@ -43,6 +44,11 @@ const NAMES: &[(&str, &str)] = &[
     ("list", "list --json with 1,000 lanes"),
     ("search", "search over 100,000 items in 1,000 lanes"),
     ("sync", "sync of a thread with 1,000 items"),
+    (
+        "history",
+        "history overview over 1,000 lanes with 100,000 items",
+    ),
+    ("pages", "list pages of 200 over 10,000 lanes"),
     ("triggers", "trigger fire lag with 1,000 triggers"),
     (
         "handoff",
@@ -385,6 +391,18 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match threads::sync(&bins, runs) {
             Ok(row) => report.add(row),
             Err(err) => report.failed("sync of 1,000 items", &err),
+        }
+    }
+    if options.wants("history") {
+        match history::history(&bins, runs) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("history over 1,000 lanes", &err),
+        }
+    }
+    if options.wants("pages") {
+        match history::pages(&bins, runs) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("list pages over 10,000 lanes", &err),
         }
     }
 

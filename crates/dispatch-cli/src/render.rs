@@ -506,7 +506,11 @@ impl Render for GetOutput {
             ]);
         }
         if let Some(parent) = &self.parent {
-            table.push(vec!["parent".into(), format!("lane {}", e(parent))]);
+            table.push(vec!["parent".into(), format!("lane {}", e(&parent.ref_))]);
+        }
+        if !self.children.is_empty() {
+            let children: Vec<String> = self.children.iter().map(|c| e(&c.ref_)).collect();
+            table.push(vec!["children".into(), children.join(", ")]);
         }
         if let Some(c) = &self.compaction {
             let state = match &c.completed_at {
@@ -546,10 +550,69 @@ impl Render for GetOutput {
     }
 }
 
+/// The lines of `list --unmanaged`.
+fn unmanaged_threads(threads: &[UnmanagedThread]) -> String {
+    if threads.is_empty() {
+        return "no unmanaged threads".into();
+    }
+    let body = threads
+        .iter()
+        .map(|t| {
+            vec![
+                e(&t.id),
+                t.title
+                    .as_deref()
+                    .map_or_else(|| e(&first_line(&t.preview, 40)), e),
+                e(&t.cwd),
+                e(&t.updated_at),
+            ]
+        })
+        .collect();
+    headed(&["THREAD", "TITLE", "CWD", "UPDATED"], body)
+}
+
+/// The first line of `text`, at most `max` characters.
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+/// The line telling how to get the next page.
+fn next_page(cursor: &Option<String>) -> String {
+    cursor
+        .as_deref()
+        .map_or_else(String::new, |c| format!("\nmore: add `--cursor {}`", e(c)))
+}
+
 impl Render for ListOutput {
     fn human(&self) -> String {
+        if !self.threads.is_empty() || (self.lanes.is_empty() && self.next_cursor.is_some()) {
+            return unmanaged_threads(&self.threads) + &next_page(&self.next_cursor);
+        }
         if self.lanes.is_empty() {
             return "no lanes".into();
+        }
+        if !self.tree.is_empty() {
+            let lanes: std::collections::HashMap<&str, &Lane> =
+                self.lanes.iter().map(|l| (l.ref_.as_str(), l)).collect();
+            let body = self
+                .tree
+                .iter()
+                .map(|node| {
+                    let indent = "  ".repeat(usize::try_from(node.depth).unwrap_or(0));
+                    let lane = lanes.get(node.ref_.as_str());
+                    vec![
+                        format!("{indent}{}", e(&node.ref_)),
+                        lane.map_or_else(|| "-".into(), |l| d(l.status)),
+                        lane.map_or_else(|| "-".into(), |l| opt(&l.title)),
+                    ]
+                })
+                .collect();
+            return headed(&["REF", "STATUS", "TITLE"], body) + &next_page(&self.next_cursor);
         }
         let body = self
             .lanes
@@ -581,7 +644,123 @@ impl Render for ListOutput {
                 "UPDATED",
             ],
             body,
-        )
+        ) + &next_page(&self.next_cursor)
+    }
+}
+
+/// A duration in milliseconds, shortly.
+fn duration(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) => format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// The git column of a `history` row.
+fn git_facts(git: &Option<GitFacts>) -> String {
+    match git {
+        None => "-".into(),
+        Some(g) => match (&g.skipped, &g.branch, g.changed_files) {
+            (Some(why), _, _) => format!("({})", e(why)),
+            (None, branch, Some(0)) => format!("{} clean", opt(branch)),
+            (None, branch, Some(n)) => format!("{} {n} changed", opt(branch)),
+            (None, branch, None) => opt(branch),
+        },
+    }
+}
+
+impl Render for HistoryOutput {
+    fn human(&self) -> String {
+        match self.view {
+            HistoryOutputView::Overview => {
+                if self.lanes.is_empty() {
+                    return "no lanes".into();
+                }
+                let body = self
+                    .lanes
+                    .iter()
+                    .map(|l| {
+                        vec![
+                            e(&l.ref_),
+                            opt(&l.title),
+                            d(l.turns),
+                            d(l.items),
+                            d(l.messages),
+                            d(l.tool_calls),
+                            d(l.files_changed),
+                            od(&l.tokens_used),
+                            e(&l.last_activity),
+                            git_facts(&l.git),
+                        ]
+                    })
+                    .collect();
+                headed(
+                    &[
+                        "REF",
+                        "TITLE",
+                        "TURNS",
+                        "ITEMS",
+                        "MSGS",
+                        "TOOLS",
+                        "FILES",
+                        "TOKENS",
+                        "LAST ACTIVITY",
+                        "GIT",
+                    ],
+                    body,
+                )
+            }
+            HistoryOutputView::Turns => {
+                if self.turns.is_empty() {
+                    return "no turns".into();
+                }
+                let body = self
+                    .turns
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            e(&t.id),
+                            d(t.status),
+                            t.started_at.as_ref().map_or_else(|| "-".into(), |at| e(at)),
+                            duration(t.duration_ms),
+                            d(t.items),
+                            d(t.tool_calls),
+                            opt(&t.error),
+                        ]
+                    })
+                    .collect();
+                headed(
+                    &[
+                        "TURN", "STATUS", "STARTED", "TOOK", "ITEMS", "TOOLS", "ERROR",
+                    ],
+                    body,
+                )
+            }
+            HistoryOutputView::Tools => {
+                if self.tools.is_empty() {
+                    return "no tool calls".into();
+                }
+                let body = self
+                    .tools
+                    .iter()
+                    .map(|t| vec![e(&t.tool), d(t.calls), d(t.errored), e(&t.last_call)])
+                    .collect();
+                headed(&["TOOL", "CALLS", "ERRORED", "LAST CALL"], body)
+            }
+            HistoryOutputView::Files => {
+                if self.files.is_empty() {
+                    return "no files changed".into();
+                }
+                let body = self
+                    .files
+                    .iter()
+                    .map(|f| vec![e(&f.path), d(f.changes), e(&f.last_change)])
+                    .collect();
+                headed(&["FILE", "CHANGES", "LAST CHANGE"], body)
+            }
+        }
     }
 }
 

@@ -95,6 +95,7 @@ fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
         ("dispatch_doctor", json!({"no_app_server": true})),
         ("dispatch_get", json!({"lane": lane})),
         ("dispatch_goal_get", json!({"lane": lane})),
+        ("dispatch_history", json!({"lane": lane, "view": "turns"})),
         ("dispatch_inbox_list", json!({"lane": lane, "state": "all"})),
         ("dispatch_inbox_read", json!({"id": message})),
         ("dispatch_list", json!({"all": true})),

@@ -69,7 +69,7 @@ fn fork_revert_compact_review_and_delete() {
     assert_eq!(forked["turns"], 2, "{forked}");
     assert_eq!(forked["lane"]["ownership"], "owned");
     let got = home.json(&["get", &child]).ok_json();
-    assert_eq!(got["parent"], lane.as_str(), "{got}");
+    assert_eq!(got["parent"]["ref"], lane.as_str(), "{got}");
     let tail = home.json(&["tail", &child]).ok_json();
     let said = user_messages(&tail);
     assert!(

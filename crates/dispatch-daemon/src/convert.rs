@@ -89,7 +89,8 @@ pub fn registry_status(status: LaneStatus) -> registry::LaneStatus {
     }
 }
 
-fn turn_status(status: registry::TurnStatus) -> TurnStatus {
+/// A registry turn status as the contract names it.
+pub fn turn_status(status: registry::TurnStatus) -> TurnStatus {
     match status {
         registry::TurnStatus::InProgress => TurnStatus::InProgress,
         registry::TurnStatus::Completed => TurnStatus::Completed,

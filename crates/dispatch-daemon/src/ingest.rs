@@ -420,6 +420,18 @@ fn item_text(item: &ThreadItem) -> (Option<String>, Option<String>) {
             let paths: Vec<String> = f.changes.iter().map(|c| c.path.clone()).collect();
             (Some(paths.join(", ")), Some(wire_name(&f.status)))
         }
+        // The tool's name, for `history` and `search --tool`.
+        ThreadItem::McpToolCall(m) => (
+            Some(format!("{}.{}", m.server, m.tool)),
+            Some(wire_name(&m.status)),
+        ),
+        ThreadItem::DynamicToolCall(d) => (
+            Some(match &d.namespace {
+                Some(namespace) => format!("{namespace}.{}", d.tool),
+                None => d.tool.clone(),
+            }),
+            Some(wire_name(&d.status)),
+        ),
         _ => (None, None),
     }
 }

@@ -8,11 +8,11 @@ use codex_app_server::protocol::{
 use dispatch_contract::types::DeliveryMode as Mode;
 use dispatch_contract::types::{
     Compaction, GetInput, GetOutput, GoalClearInput, GoalClearOutput, GoalGetInput, GoalGetOutput,
-    GoalSetInput, GoalSetInputStatus, GoalSetOutput, LaneCounts, LaneRef, ListInput, ListOutput,
-    SendInput, SendOutput, StopInput, StopOutput, TailInput, TailOutput,
+    GoalSetInput, GoalSetInputStatus, GoalSetOutput, LaneCounts, LaneRef, SendInput, SendOutput,
+    StopInput, StopOutput, TailInput, TailOutput,
 };
 use dispatch_contract::{DispatchError, Handle, Hint, Logged, operations};
-use dispatch_registry::{Fact, LaneFilter};
+use dispatch_registry::Fact;
 use serde_json::json;
 
 use crate::convert::{self, goal, goal_row};
@@ -264,9 +264,13 @@ impl Handle<GetInput> for Service {
                 })
                 .map(convert::rfc3339),
         });
+        let lane_ref = |(ref_, id): (String, String)| LaneRef { ref_, id };
+        let parent = self.registry().parent_lane(&lane.lane_ref).await?;
+        let children = self.registry().child_lanes(&lane.lane_ref, 100).await?;
         Ok(GetOutput {
-            parent: lineage.parent_ref,
             compaction,
+            parent: parent.map(lane_ref),
+            children: children.into_iter().map(lane_ref).collect(),
             errors: errors.into_iter().map(convert::error).collect(),
             token_usage,
             counts: LaneCounts {
@@ -276,22 +280,6 @@ impl Handle<GetInput> for Service {
                 errors: count(counts.errors),
             },
             lane: convert::lane(lane, &self.view()),
-        })
-    }
-}
-
-/// `list`.
-impl Handle<ListInput> for Service {
-    async fn handle(&self, input: ListInput) -> Result<ListOutput, DispatchError> {
-        let filter = LaneFilter {
-            status: input.status.map(convert::registry_status),
-            include_archived: input.all,
-            limit: limit(input.limit),
-        };
-        let lanes = self.registry().list_lanes(&filter).await?;
-        let view = self.view();
-        Ok(ListOutput {
-            lanes: lanes.into_iter().map(|l| convert::lane(l, &view)).collect(),
         })
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Every daemon operation is implemented once, as `impl Handle<<Op>Input> for Service` (the
 //! generated `Dispatch` trait requires one per operation), in the module that owns it:
-//! `lanes.rs` (`new`, `send`, `stop`, `get`, `list`, `tail`, `goal set|get|clear`),
+//! `lanes.rs` (`new`, `send`, `stop`, `get`, `tail`, `goal set|get|clear`), `discovery.rs`
+//! (`list`), `history.rs`,
 //! `watch.rs`, `approvals.rs` (`requests`, `respond`), `threads.rs` (`attach`, `sync`,
 //! `rename`, `archive`, `restore`), `search.rs`, `models.rs`, `daemon.rs` (`daemon
 //! status`, `daemon log`), `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
@@ -22,7 +23,9 @@ mod caller;
 mod convert;
 mod daemon;
 mod deliver;
+mod discovery;
 mod errors;
+mod history;
 mod inbox;
 mod ingest;
 mod intro;

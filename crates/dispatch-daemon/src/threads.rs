@@ -123,6 +123,13 @@ impl Handle<AttachInput> for Service {
                 model: thread.model.clone(),
             })
             .await?;
+        // Codex's own parent (a fork's source, a sub-agent's parent), for `list --tree`.
+        let codex_parent = thread.forked_from_id.or(thread.parent_thread_id);
+        if codex_parent.is_some() {
+            self.registry()
+                .set_parents(&lane.lane_ref, None, codex_parent.as_deref())
+                .await?;
+        }
         Ok(AttachOutput {
             lane: convert::lane(lane, &self.view()),
             already_attached: false,

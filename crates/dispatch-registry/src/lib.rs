@@ -20,6 +20,7 @@ mod creations;
 mod deliveries;
 mod error;
 mod events;
+mod history;
 mod inbox;
 mod ingest;
 mod inspect;
@@ -27,6 +28,7 @@ mod lane_events;
 mod lanes;
 mod migrate;
 mod open;
+mod pages;
 mod probe;
 mod refs;
 mod search;
@@ -42,6 +44,7 @@ pub use creations::CreationRow;
 pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, NewDelivery, Recording};
 pub use error::RegistryError;
 pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
+pub use history::{FileHistory, LaneHistory, TOOL_KINDS, ToolHistory, TurnHistory};
 pub use inbox::{InboxFilter, InboxRow};
 pub use inspect::{Inspection, inspect};
 pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
@@ -51,8 +54,9 @@ pub use lanes::{
 };
 pub use migrate::{MigrationReport, MigrationStatus, migrate};
 pub use open::Registry;
+pub use pages::{LanePage, PageAfter, PageFilter, TREE_DEPTH, TREE_LIMIT, TopologyRow};
 pub use refs::receipt_id;
-pub use search::{SearchRow, fts_query};
+pub use search::{SearchFilter, SearchRow, fts_query};
 pub use selectors::{Candidate, Resolution};
 pub use subscriptions::{NewSubscription, SubscriptionRow};
 pub use thread_ops::Lineage;
@@ -61,7 +65,7 @@ pub use triggers::{
 };
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 8;
+pub const LATEST_SCHEMA_VERSION: i64 = 9;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -73,7 +77,8 @@ mod tests {
     #[test]
     fn latest_schema_version_matches_the_embedded_migrations() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
-        assert_eq!(versions, (1..=LATEST_SCHEMA_VERSION).collect::<Vec<_>>());
+        let expected: Vec<i64> = (1..=LATEST_SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected);
         assert!(MIGRATOR.iter().all(|migration| !migration.no_tx));
     }
 }

@@ -271,6 +271,11 @@ pub struct Script {
     pub no_active_turn: bool,
     /// A file to which every request's method is appended, one per line.
     pub log: Option<String>,
+    /// The threads `thread/list` reports, newest first, paged by its `limit` (the cursor is
+    /// the index of the next thread).
+    pub threads: Vec<String>,
+    /// The thread `thread/read` names as every thread's fork parent (`forkedFromId`).
+    pub forked_from: Option<String>,
 }
 
 impl Script {
@@ -305,6 +310,9 @@ fn scripted(
         "thread/resume" => reply(out, id, thread_start_result(thread_id, "/", "fake-model"))?,
         "thread/read" => {
             let mut thread = thread(thread_id, "/", now_s);
+            if let Some(parent) = &script.forked_from {
+                thread["forkedFromId"] = json!(parent);
+            }
             if script.active {
                 thread["status"] = json!({"type": "active", "activeFlags": []});
             }
@@ -319,6 +327,30 @@ fn scripted(
             reply(out, id, json!({ "data": data }))?;
         }
         "thread/loaded/list" => reply(out, id, json!({ "data": script.loaded }))?,
+        "thread/list" => {
+            let from = params["cursor"]
+                .as_str()
+                .and_then(|c| c.parse::<usize>().ok())
+                .unwrap_or(0);
+            let limit = params["limit"]
+                .as_u64()
+                .and_then(|l| usize::try_from(l).ok())
+                .unwrap_or(25);
+            let end = script.threads.len().min(from.saturating_add(limit));
+            let data: Vec<Value> = script
+                .threads
+                .get(from..end)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    let mut thread = thread(t, "/", now_s);
+                    thread["preview"] = json!(format!("first message of {t}"));
+                    thread
+                })
+                .collect();
+            let next = (end < script.threads.len()).then(|| end.to_string());
+            reply(out, id, json!({ "data": data, "nextCursor": next }))?;
+        }
         "account/read" => reply(out, id, json!({ "requiresOpenaiAuth": false }))?,
         "permissionProfile/list" => {
             let data: Vec<Value> = [":read-only", ":workspace", ":danger-full-access"]

@@ -28,6 +28,7 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "goal_clear" => shown_as::<types::GoalClearOutput>(output),
         "goal_get" => shown_as::<types::GoalGetOutput>(output),
         "goal_set" => shown_as::<types::GoalSetOutput>(output),
+        "history" => shown_as::<types::HistoryOutput>(output),
         "inbox_ack" => shown_as::<types::InboxAckOutput>(output),
         "inbox_list" => shown_as::<types::InboxListOutput>(output),
         "inbox_read" => shown_as::<types::InboxReadOutput>(output),
@@ -94,6 +95,7 @@ pub fn operation_commands() -> Vec<Command> {
             .subcommand(goal_clear_command())
             .subcommand(goal_get_command())
             .subcommand(goal_set_command()),
+        history_command(),
         Command::new("inbox")
             .about("Read and acknowledge messages for lanes and the operator")
             .subcommand_required(true)
@@ -413,6 +415,40 @@ fn goal_set_command() -> Command {
                 .value_parser(["active", "paused", "complete"]),
         )
 }
+///The `history` command.
+fn history_command() -> Command {
+    Command::new("history")
+        .about("Show what lanes did: turns, tools, files, tokens")
+        .long_about(
+            "Lanes' work in numbers. Without `<LANE>`: a row per lane (turns, items, messages, tool calls, files changed, tokens, activity, git state of its directory). With it, `--view` shows its turns (durations, outcomes), tools or files, with counts.",
+        )
+        .arg(Arg::new("lane").help("The lane; default: every lane.").value_name("LANE"))
+        .arg(
+            Arg::new("view")
+                .help("`turns`, `tools` and `files` need a lane.")
+                .long("view")
+                .value_parser(["overview", "turns", "tools", "files"]),
+        )
+        .arg(
+            Arg::new("limit")
+                .help("Most rows.")
+                .long("limit")
+                .value_name("N")
+                .allow_negative_numbers(true),
+        )
+        .arg(
+            Arg::new("all")
+                .help("Include archived lanes.")
+                .long("all")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("no_git")
+                .help("Skip the git facts.")
+                .long("no-git")
+                .action(ArgAction::SetTrue),
+        )
+}
 ///The `inbox ack` command.
 fn inbox_ack_command() -> Command {
     Command::new("ack")
@@ -485,7 +521,7 @@ fn list_command() -> Command {
     Command::new("list")
         .about("List lanes, newest activity first")
         .long_about(
-            "List lanes, newest activity first. Archived lanes are left out unless --all or --status archived.",
+            "List lanes, newest activity first, by pages: pass `next_cursor` back as `--cursor`. `--unmanaged`: Codex threads that are not lanes (to `dispatch attach`). `--parent`, `--children-of`, `--tree`: a lane's family (forks, sub-agents). Archived lanes are left out unless --all or --status archived.",
         )
         .arg(
             Arg::new("status")
@@ -502,11 +538,30 @@ fn list_command() -> Command {
         )
         .arg(
             Arg::new("limit")
-                .help("Most lanes to return.")
+                .help("Page size.")
                 .long("limit")
                 .value_name("N")
                 .allow_negative_numbers(true),
         )
+        .arg(
+            Arg::new("cursor").help("`next_cursor` of the previous page.").long("cursor"),
+        )
+        .arg(
+            Arg::new("unmanaged")
+                .help("List Codex threads that are not lanes.")
+                .long("unmanaged")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("archived")
+                .help("Unmanaged: archived ones.")
+                .long("archived")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(Arg::new("cwd").help("Unmanaged: started in this directory.").long("cwd"))
+        .arg(Arg::new("parent").help("The lane's parent.").long("parent"))
+        .arg(Arg::new("children_of").help("The lane's children.").long("children-of"))
+        .arg(Arg::new("tree").help("The lane and all below it.").long("tree"))
 }
 ///The `models` command.
 fn models_command() -> Command {
@@ -756,7 +811,7 @@ fn search_command() -> Command {
     Command::new("search")
         .about("Search lanes' items and titles, and unmanaged Codex threads")
         .long_about(
-            "Full-text search over lanes' indexed items and titles and, through Codex, unmanaged threads. The query is plain words, never query syntax.",
+            "Full-text search over lanes' items and titles and, through Codex, unmanaged threads; plain words, never query syntax. Filters narrow lane hits to items (no unmanaged threads then); dates: `YYYY-MM-DD` (whole local day) or RFC 3339.",
         )
         .arg(Arg::new("query").help("Words to find.").value_name("QUERY").required(true))
         .arg(
@@ -771,6 +826,30 @@ fn search_command() -> Command {
                 .long("limit")
                 .value_name("N")
                 .allow_negative_numbers(true),
+        )
+        .arg(Arg::new("lane").help("Only this lane.").long("lane"))
+        .arg(
+            Arg::new("type")
+                .help("Item type: `agent_message`, `command`, `file_change`, ...")
+                .long("type"),
+        )
+        .arg(
+            Arg::new("tool")
+                .help("Tool: `command`, `web_search`, ... or MCP `server.tool`.")
+                .long("tool"),
+        )
+        .arg(Arg::new("file").help("Changed path (or its tail).").long("file"))
+        .arg(
+            Arg::new("errored")
+                .help("Only failed or declined.")
+                .long("errored")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(Arg::new("since").help("From this date or time.").long("since"))
+        .arg(
+            Arg::new("until")
+                .help("Through this date, or before this time.")
+                .long("until"),
         )
 }
 ///The `send` command.
@@ -1354,6 +1433,31 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 },
             ],
         )),
+        ["history"] => Some((
+            &operations::HISTORY,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "view",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "limit",
+                    kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "all",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "no_git",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
         ["inbox", "ack"] => Some((
             &operations::INBOX_ACK,
             &[
@@ -1413,6 +1517,34 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "limit",
                     kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "cursor",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "unmanaged",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "archived",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "cwd",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "parent",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "children_of",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "tree",
+                    kind: FieldKind::Text,
                 },
             ],
         )),
@@ -1597,6 +1729,34 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "limit",
                     kind: FieldKind::Integer,
+                },
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "type",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "tool",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "file",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "errored",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "since",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "until",
+                    kind: FieldKind::Text,
                 },
             ],
         )),

@@ -29,6 +29,7 @@ pub trait Dispatch:
     + Handle<GoalClearInput>
     + Handle<GoalGetInput>
     + Handle<GoalSetInput>
+    + Handle<HistoryInput>
     + Handle<InboxAckInput>
     + Handle<InboxListInput>
     + Handle<InboxReadInput>

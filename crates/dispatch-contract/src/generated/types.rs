@@ -1302,6 +1302,15 @@ pub struct ErrorBody {
     ///What happened, in lower case.
     pub message: ::std::string::String,
 }
+///`FileHistory`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct FileHistory {
+    ///File changes that touched it.
+    pub changes: u64,
+    pub last_change: Timestamp,
+    ///As Codex reported it.
+    pub path: ::std::string::String,
+}
 ///Input of `fork`: Fork a lane into a new owned lane with a copy of its history
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -1621,19 +1630,37 @@ pub struct GetInput {
 ///Output of `get`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct GetOutput {
+    ///Lanes forked or spawned from it (at most 100).
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub children: ::std::vec::Vec<LaneRef>,
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub compaction: ::std::option::Option<Compaction>,
     pub counts: LaneCounts,
     ///Persisted App Server errors, most recent first.
     pub errors: ::std::vec::Vec<LaneError>,
     pub lane: Lane,
-    ///The ref of the lane it was forked from (`fork`); null otherwise.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
-    pub parent: ::std::option::Option<::std::string::String>,
+    pub parent: ::std::option::Option<LaneRef>,
     ///The latest token usage Codex reported.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub token_usage:
         ::std::option::Option<::serde_json::Map<::std::string::String, ::serde_json::Value>>,
+}
+///`GitFacts`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct GitFacts {
+    ///The checked-out branch; null when detached or unknown.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub branch: ::std::option::Option<::std::string::String>,
+    ///Changed or untracked files.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub changed_files: ::std::option::Option<u64>,
+    ///Whether the working tree has changes.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub dirty: ::std::option::Option<bool>,
+    ///Why the facts are missing: not a git repository, timed out, too many lanes.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub skipped: ::std::option::Option<::std::string::String>,
 }
 ///The lane's native Codex thread goal.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -1810,6 +1837,180 @@ impl<'de> ::serde::Deserialize<'de> for Handle {
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
+    }
+}
+///Input of `history`: Show what lanes did: turns, tools, files, tokens
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryInput {
+    ///Include archived lanes.
+    #[serde(default)]
+    pub all: bool,
+    ///The lane; default: every lane.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lane: ::std::option::Option<Selector>,
+    ///Most rows.
+    #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 50>")]
+    pub limit: ::std::num::NonZeroU64,
+    ///Skip the git facts.
+    #[serde(default)]
+    pub no_git: bool,
+    ///`turns`, `tools` and `files` need a lane.
+    #[serde(default = "defaults::history_input_view")]
+    pub view: HistoryInputView,
+}
+impl ::std::default::Default for HistoryInput {
+    fn default() -> Self {
+        Self {
+            all: Default::default(),
+            lane: Default::default(),
+            limit: defaults::default_nzu64::<::std::num::NonZeroU64, 50>(),
+            no_git: Default::default(),
+            view: defaults::history_input_view(),
+        }
+    }
+}
+///`turns`, `tools` and `files` need a lane.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum HistoryInputView {
+    #[serde(rename = "overview")]
+    Overview,
+    #[serde(rename = "turns")]
+    Turns,
+    #[serde(rename = "tools")]
+    Tools,
+    #[serde(rename = "files")]
+    Files,
+}
+impl ::std::fmt::Display for HistoryInputView {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Overview => f.write_str("overview"),
+            Self::Turns => f.write_str("turns"),
+            Self::Tools => f.write_str("tools"),
+            Self::Files => f.write_str("files"),
+        }
+    }
+}
+impl ::std::str::FromStr for HistoryInputView {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "overview" => Ok(Self::Overview),
+            "turns" => Ok(Self::Turns),
+            "tools" => Ok(Self::Tools),
+            "files" => Ok(Self::Files),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for HistoryInputView {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for HistoryInputView {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::default::Default for HistoryInputView {
+    fn default() -> Self {
+        HistoryInputView::Overview
+    }
+}
+///Output of `history`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct HistoryOutput {
+    ///Files the lane changed, most changed first.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub files: ::std::vec::Vec<FileHistory>,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lane: ::std::option::Option<LaneRef>,
+    ///The overview: one row per lane.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub lanes: ::std::vec::Vec<LaneHistory>,
+    ///Tools the lane called, most called first.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub tools: ::std::vec::Vec<ToolHistory>,
+    ///The lane's turns, newest first.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub turns: ::std::vec::Vec<TurnHistory>,
+    ///What the answer holds.
+    pub view: HistoryOutputView,
+}
+///What the answer holds.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum HistoryOutputView {
+    #[serde(rename = "overview")]
+    Overview,
+    #[serde(rename = "turns")]
+    Turns,
+    #[serde(rename = "tools")]
+    Tools,
+    #[serde(rename = "files")]
+    Files,
+}
+impl ::std::fmt::Display for HistoryOutputView {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Overview => f.write_str("overview"),
+            Self::Turns => f.write_str("turns"),
+            Self::Tools => f.write_str("tools"),
+            Self::Files => f.write_str("files"),
+        }
+    }
+}
+impl ::std::str::FromStr for HistoryOutputView {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "overview" => Ok(Self::Overview),
+            "turns" => Ok(Self::Turns),
+            "tools" => Ok(Self::Tools),
+            "files" => Ok(Self::Files),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for HistoryOutputView {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for HistoryOutputView {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
     }
 }
 ///An idempotency key (1 to 200 characters): the same key with the same message returns the first call's receipt and does nothing; with another message it is `delivery_conflict`.
@@ -2234,6 +2435,36 @@ pub struct LaneError {
     ///Whether Codex was retrying when it reported it (the lane shows `retrying` while the turn runs).
     pub will_retry: bool,
 }
+///`LaneHistory`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LaneHistory {
+    ///Working directory.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub cwd: ::std::option::Option<::std::string::String>,
+    ///Distinct files changed.
+    pub files_changed: u64,
+    pub first_activity: Timestamp,
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub git: ::std::option::Option<GitFacts>,
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    pub items: u64,
+    pub last_activity: Timestamp,
+    ///User and agent messages.
+    pub messages: u64,
+    ///dispatch ref.
+    #[serde(rename = "ref")]
+    pub ref_: ::std::string::String,
+    ///Title.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+    ///The thread's total tokens, as Codex last reported.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub tokens_used: ::std::option::Option<i64>,
+    ///Commands, file changes, MCP and other tool calls.
+    pub tool_calls: u64,
+    pub turns: u64,
+}
 ///`owned` (made by `dispatch new`) or `attached` (adopted with `dispatch attach`).
 #[derive(
     ::serde::Deserialize,
@@ -2387,26 +2618,173 @@ pub struct ListInput {
     ///Include archived lanes.
     #[serde(default)]
     pub all: bool,
-    ///Most lanes to return.
+    ///Unmanaged: archived ones.
+    #[serde(default)]
+    pub archived: bool,
+    ///The lane's children.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub children_of: ::std::option::Option<Selector>,
+    ///`next_cursor` of the previous page.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cursor: ::std::option::Option<ListInputCursor>,
+    ///Unmanaged: started in this directory.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<ListInputCwd>,
+    ///Page size.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 200>")]
     pub limit: ::std::num::NonZeroU64,
+    ///The lane's parent.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub parent: ::std::option::Option<Selector>,
     ///Only lanes with this status: idle, busy, retrying, waiting_approval, error or archived.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<LaneStatus>,
+    ///The lane and all below it.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tree: ::std::option::Option<Selector>,
+    ///List Codex threads that are not lanes.
+    #[serde(default)]
+    pub unmanaged: bool,
 }
 impl ::std::default::Default for ListInput {
     fn default() -> Self {
         Self {
             all: Default::default(),
+            archived: Default::default(),
+            children_of: Default::default(),
+            cursor: Default::default(),
+            cwd: Default::default(),
             limit: defaults::default_nzu64::<::std::num::NonZeroU64, 200>(),
+            parent: Default::default(),
             status: Default::default(),
+            tree: Default::default(),
+            unmanaged: Default::default(),
         }
+    }
+}
+///`next_cursor` of the previous page.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ListInputCursor(::std::string::String);
+impl ::std::ops::Deref for ListInputCursor {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ListInputCursor> for ::std::string::String {
+    fn from(value: ListInputCursor) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ListInputCursor {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ListInputCursor {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ListInputCursor {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ListInputCursor {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Unmanaged: started in this directory.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ListInputCwd(::std::string::String);
+impl ::std::ops::Deref for ListInputCwd {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ListInputCwd> for ::std::string::String {
+    fn from(value: ListInputCwd) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ListInputCwd {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ListInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ListInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ListInputCwd {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
     }
 }
 ///Output of `list`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ListOutput {
     pub lanes: ::std::vec::Vec<Lane>,
+    ///Pass as `cursor` for the next page; null on the last.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub next_cursor: ::std::option::Option<::std::string::String>,
+    ///With `unmanaged`: the threads.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub threads: ::std::vec::Vec<UnmanagedThread>,
+    ///With `parent`, `children_of` or `tree`: the family in tree order.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub tree: ::std::vec::Vec<TreeNode>,
 }
 ///A message to the lane: at most 1048576 characters (Codex's limit for one input).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -4130,6 +4508,15 @@ impl ::std::convert::TryFrom<::std::string::String> for SearchHitScope {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SearchInput {
+    ///Only failed or declined.
+    #[serde(default)]
+    pub errored: bool,
+    ///Changed path (or its tail).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub file: ::std::option::Option<SearchInputFile>,
+    ///Only this lane.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub lane: ::std::option::Option<Selector>,
     ///Most hits to return.
     #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU64, 20>")]
     pub limit: ::std::num::NonZeroU64,
@@ -4138,6 +4525,76 @@ pub struct SearchInput {
     ///`managed` (lanes), `unmanaged` (other Codex threads) or `all`.
     #[serde(default = "defaults::search_input_scope")]
     pub scope: SearchInputScope,
+    ///From this date or time.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub since: ::std::option::Option<SearchInputSince>,
+    ///Tool: `command`, `web_search`, ... or MCP `server.tool`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub tool: ::std::option::Option<SearchInputTool>,
+    ///Item type: `agent_message`, `command`, `file_change`, ...
+    #[serde(
+        rename = "type",
+        skip_serializing_if = "::std::option::Option::is_none"
+    )]
+    pub type_: ::std::option::Option<SearchInputType>,
+    ///Through this date, or before this time.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub until: ::std::option::Option<SearchInputUntil>,
+}
+///Changed path (or its tail).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SearchInputFile(::std::string::String);
+impl ::std::ops::Deref for SearchInputFile {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SearchInputFile> for ::std::string::String {
+    fn from(value: SearchInputFile) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SearchInputFile {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchInputFile {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchInputFile {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SearchInputFile {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
 }
 ///Words to find.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -4252,6 +4709,226 @@ impl ::std::convert::TryFrom<::std::string::String> for SearchInputScope {
 impl ::std::default::Default for SearchInputScope {
     fn default() -> Self {
         SearchInputScope::All
+    }
+}
+///From this date or time.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SearchInputSince(::std::string::String);
+impl ::std::ops::Deref for SearchInputSince {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SearchInputSince> for ::std::string::String {
+    fn from(value: SearchInputSince) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SearchInputSince {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchInputSince {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchInputSince {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SearchInputSince {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Tool: `command`, `web_search`, ... or MCP `server.tool`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SearchInputTool(::std::string::String);
+impl ::std::ops::Deref for SearchInputTool {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SearchInputTool> for ::std::string::String {
+    fn from(value: SearchInputTool) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SearchInputTool {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchInputTool {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchInputTool {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SearchInputTool {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Item type: `agent_message`, `command`, `file_change`, ...
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SearchInputType(::std::string::String);
+impl ::std::ops::Deref for SearchInputType {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SearchInputType> for ::std::string::String {
+    fn from(value: SearchInputType) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SearchInputType {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchInputType {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SearchInputType {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Through this date, or before this time.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SearchInputUntil(::std::string::String);
+impl ::std::ops::Deref for SearchInputUntil {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SearchInputUntil> for ::std::string::String {
+    fn from(value: SearchInputUntil) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SearchInputUntil {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SearchInputUntil {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SearchInputUntil {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SearchInputUntil {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
     }
 }
 ///Output of `search`.
@@ -4753,6 +5430,28 @@ impl<'de> ::serde::Deserialize<'de> for Title {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
     }
+}
+///`ToolHistory`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ToolHistory {
+    pub calls: u64,
+    ///Calls that failed or were declined.
+    pub errored: u64,
+    pub last_call: Timestamp,
+    ///A tool type (`command`, `file_change`, `web_search`, ...) or an MCP tool as `server.tool`.
+    pub tool: ::std::string::String,
+}
+///`TreeNode`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TreeNode {
+    ///Levels below the first node.
+    pub depth: u64,
+    ///Its parent lane.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub parent: ::std::option::Option<::std::string::String>,
+    ///The lane.
+    #[serde(rename = "ref")]
+    pub ref_: ::std::string::String,
 }
 ///A trigger, and how its last fire went.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -5444,6 +6143,25 @@ impl<'de> ::serde::Deserialize<'de> for TriggerSelector {
             })
     }
 }
+///`TurnHistory`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct TurnHistory {
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub completed_at: ::std::option::Option<Timestamp>,
+    ///How long it ran.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub duration_ms: ::std::option::Option<i64>,
+    ///Why it failed.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub error: ::std::option::Option<::std::string::String>,
+    ///Turn id.
+    pub id: ::std::string::String,
+    pub items: u64,
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub started_at: ::std::option::Option<Timestamp>,
+    pub status: TurnStatus,
+    pub tool_calls: u64,
+}
 ///`in_progress`, `completed`, `interrupted` or `failed`.
 #[derive(
     ::serde::Deserialize,
@@ -5502,6 +6220,27 @@ impl ::std::convert::TryFrom<::std::string::String> for TurnStatus {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///`UnmanagedThread`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct UnmanagedThread {
+    ///The sub-agent's nickname or role.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub agent: ::std::option::Option<::std::string::String>,
+    pub created_at: Timestamp,
+    ///Its working directory.
+    pub cwd: ::std::string::String,
+    ///Codex thread id.
+    pub id: ::std::string::String,
+    ///The thread it was forked or spawned from.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub parent_id: ::std::option::Option<::std::string::String>,
+    ///The start of its first message.
+    pub preview: ::std::string::String,
+    ///Its name.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub title: ::std::option::Option<::std::string::String>,
+    pub updated_at: Timestamp,
 }
 ///Input of `unsubscribe`: End a subscription
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -5944,6 +6683,9 @@ pub mod defaults {
         <T as ::std::convert::TryFrom<::std::num::NonZeroU64>>::Error: ::std::fmt::Debug,
     {
         T::try_from(::std::num::NonZeroU64::try_from(V).unwrap()).unwrap()
+    }
+    pub(super) fn history_input_view() -> super::HistoryInputView {
+        super::HistoryInputView::Overview
     }
     pub(super) fn inbox_list_input_state() -> super::InboxListInputState {
         super::InboxListInputState::Pending

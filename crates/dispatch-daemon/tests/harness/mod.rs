@@ -34,6 +34,11 @@ pub type Test = fn(&Daemon) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
 
 /// A test: a fresh daemon per run, on its own runtime; the fake App Server is stopped after.
 pub fn trial(name: &'static str, body: Test) -> Trial {
+    trial_with(name, Script::default, body)
+}
+
+/// [`trial`] with the fake App Server following `script()`.
+pub fn trial_with(name: &'static str, script: fn() -> Script, body: Test) -> Trial {
     Trial::test(name, move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -41,7 +46,7 @@ pub fn trial(name: &'static str, body: Test) -> Trial {
             .build()
             .map_err(|err| Failed::from(format!("runtime: {err}")))?;
         runtime.block_on(async move {
-            let daemon = Daemon::start(Script::default(), false).await;
+            let daemon = Daemon::start(script(), false).await;
             let outcome =
                 tokio::time::timeout(std::time::Duration::from_secs(60), body(&daemon)).await;
             daemon.service.app_server().stop().await;

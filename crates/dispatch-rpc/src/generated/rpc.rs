@@ -24,6 +24,7 @@ pub const METHODS: &[&str] = &[
     "goal_clear",
     "goal_get",
     "goal_set",
+    "history",
     "inbox_ack",
     "inbox_list",
     "inbox_read",
@@ -71,6 +72,7 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, GoalClearInput>(&mut module);
     register::<D, GoalGetInput>(&mut module);
     register::<D, GoalSetInput>(&mut module);
+    register::<D, HistoryInput>(&mut module);
     register::<D, InboxAckInput>(&mut module);
     register::<D, InboxListInput>(&mut module);
     register::<D, InboxReadInput>(&mut module);

@@ -1,0 +1,230 @@
+//! `list` in pages (keyset pagination on the activity order) and the lanes' topology: the
+//! parent each lane was forked from, as dispatch recorded it (`parent_ref`) or as Codex names
+//! it (`parent_thread_id`, when that thread is a lane).
+
+use serde::{Deserialize, Serialize};
+
+use crate::lanes::{LaneRow, LaneStatus, select_lanes};
+use crate::{Registry, RegistryError};
+
+/// Which lanes [`Registry::list_lanes_page`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageFilter {
+    /// Only lanes showing this status. [`LaneStatus::Archived`] lists the archived lanes.
+    pub status: Option<LaneStatus>,
+    /// Include archived lanes (implied by `status: Some(Archived)`).
+    pub include_archived: bool,
+    /// Only these lanes (refs); `None`: every lane.
+    pub only: Option<Vec<String>>,
+}
+
+/// Where a page starts: after this lane in the activity order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageAfter {
+    /// The last lane's activity time.
+    pub updated_at_ms: i64,
+    /// The last lane's ref.
+    pub lane_ref: String,
+}
+
+/// One page of lanes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanePage {
+    /// The lanes, newest activity first (then by ref).
+    pub lanes: Vec<LaneRow>,
+    /// Where the next page starts, when there are more lanes.
+    pub next: Option<PageAfter>,
+}
+
+/// A lane in a topology answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyRow {
+    /// The lane.
+    pub lane_ref: String,
+    /// Its Codex thread.
+    pub thread_id: String,
+    /// Its parent lane, if it has one that is a lane.
+    pub parent_ref: Option<String>,
+    /// Depth below the root of the answer (0 for the root).
+    pub depth: i64,
+}
+
+/// The parent of lane `l` as SQL: the recorded parent, else the lane of Codex's parent thread.
+macro_rules! parent_of {
+    ($l:literal) => {
+        concat!(
+            "COALESCE(",
+            $l,
+            ".parent_ref, (SELECT p.ref FROM lanes p WHERE p.thread_id = ",
+            $l,
+            ".parent_thread_id))"
+        )
+    };
+}
+
+/// Most lanes a tree answer holds.
+pub const TREE_LIMIT: i64 = 10_000;
+/// Deepest level a tree answer descends to.
+pub const TREE_DEPTH: i64 = 64;
+
+impl Registry {
+    /// A page of at most `limit` lanes matching `filter`, newest activity first (then by ref),
+    /// starting after `after`. Archived lanes are left out unless `include_archived` is set or
+    /// the filter asks for [`LaneStatus::Archived`].
+    pub async fn list_lanes_page(
+        &self,
+        filter: &PageFilter,
+        after: Option<&PageAfter>,
+        limit: u32,
+    ) -> Result<LanePage, RegistryError> {
+        let only = match &filter.only {
+            Some(refs) => Some(serde_json::to_string(refs).map_err(|err| {
+                RegistryError::corrupt(self.path(), format!("lane refs did not encode: {err}"))
+            })?),
+            None => None,
+        };
+        let text: String = sqlx::query_scalar(select_lanes!(
+            "WHERE CASE \
+               WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
+               WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
+               ELSE NOT (archived OR status = 'archived') AND CASE ?1 \
+                 WHEN 'retrying' THEN status = 'busy' AND retry_attempts > 0 \
+                 WHEN 'busy' THEN status = 'busy' AND retry_attempts = 0 \
+                 ELSE status = ?1 END \
+             END \
+             AND (?3 IS NULL OR ref IN (SELECT value FROM json_each(?3))) \
+             AND updated_at_ms <= COALESCE(?4, 9223372036854775807) \
+             AND (?4 IS NULL OR updated_at_ms < ?4 OR ref > ?5) \
+             ORDER BY updated_at_ms DESC, ref LIMIT ?6"
+        ))
+        .bind(filter.status.map(LaneStatus::as_str))
+        .bind(filter.include_archived)
+        .bind(only)
+        .bind(after.map(|a| a.updated_at_ms))
+        .bind(after.map(|a| a.lane_ref.as_str()))
+        .bind(i64::from(limit) + 1)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "listing a page of lanes",
+        ))?;
+        let mut lanes = self.lanes_from(&text)?;
+        lanes.sort_unstable_by(|a, b| {
+            b.updated_at_ms
+                .cmp(&a.updated_at_ms)
+                .then_with(|| a.lane_ref.cmp(&b.lane_ref))
+        });
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next = if lanes.len() > limit {
+            lanes.truncate(limit);
+            lanes.last().map(|last| PageAfter {
+                updated_at_ms: last.updated_at_ms,
+                lane_ref: last.lane_ref.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(LanePage { lanes, next })
+    }
+
+    /// Records a lane's parents: the lane it was forked from (`parent_ref`) and the thread
+    /// Codex names as its parent; `None` leaves a parent as it is.
+    pub async fn set_parents(
+        &self,
+        lane_ref: &str,
+        parent_ref: Option<&str>,
+        parent_thread_id: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "UPDATE lanes SET parent_ref = COALESCE(?2, parent_ref), \
+               parent_thread_id = COALESCE(?3, parent_thread_id) WHERE ref = ?1",
+        )
+        .bind(lane_ref)
+        .bind(parent_ref)
+        .bind(parent_thread_id)
+        .execute(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "recording a lane's parent",
+        ))?;
+        Ok(())
+    }
+
+    /// The lane's parent lane: `(ref, thread id)`, if it has one.
+    pub async fn parent_lane(
+        &self,
+        lane_ref: &str,
+    ) -> Result<Option<(String, String)>, RegistryError> {
+        sqlx::query_as(concat!(
+            "SELECT p.ref, p.thread_id FROM lanes l JOIN lanes p ON p.ref = ",
+            parent_of!("l"),
+            " WHERE l.ref = ?1"
+        ))
+        .bind(lane_ref)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "reading a lane's parent",
+        ))
+    }
+
+    /// The lane's direct children, `(ref, thread id)`, oldest first; at most `limit`.
+    pub async fn child_lanes(
+        &self,
+        lane_ref: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        sqlx::query_as(
+            "SELECT c.ref, c.thread_id FROM lanes c WHERE c.parent_ref = ?1 \
+             UNION \
+             SELECT c.ref, c.thread_id FROM lanes c JOIN lanes p ON p.ref = ?1 \
+               WHERE c.parent_ref IS NULL AND c.parent_thread_id = p.thread_id \
+             ORDER BY 1 LIMIT ?2",
+        )
+        .bind(lane_ref)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "reading a lane's children",
+        ))
+    }
+
+    /// The lane and every lane below it, depth first (children by ref), with their depth;
+    /// at most [`TREE_LIMIT`] lanes and [`TREE_DEPTH`] levels (a cycle stops there too).
+    pub async fn lane_tree(&self, lane_ref: &str) -> Result<Vec<TopologyRow>, RegistryError> {
+        let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(concat!(
+            "WITH RECURSIVE parents (ref, thread_id, parent) AS ( \
+               SELECT l.ref, l.thread_id, ",
+            parent_of!("l"),
+            " FROM lanes l), \
+             tree (ref, thread_id, parent, depth, path) AS ( \
+               SELECT ref, thread_id, NULL, 0, ref FROM parents WHERE ref = ?1 \
+               UNION ALL \
+               SELECT c.ref, c.thread_id, c.parent, t.depth + 1, t.path || '/' || c.ref \
+               FROM parents c JOIN tree t ON c.parent = t.ref \
+               WHERE t.depth < ?2 AND instr(t.path, c.ref) = 0 \
+             ) \
+             SELECT ref, thread_id, parent, depth FROM tree ORDER BY path LIMIT ?3"
+        ))
+        .bind(lane_ref)
+        .bind(TREE_DEPTH)
+        .bind(TREE_LIMIT)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(self.path(), "reading a lane tree"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(lane_ref, thread_id, parent_ref, depth)| TopologyRow {
+                lane_ref,
+                thread_id,
+                parent_ref,
+                depth,
+            })
+            .collect())
+    }
+}
