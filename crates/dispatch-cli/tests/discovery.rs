@@ -7,56 +7,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use codex_app_server::protocol::{
-    ServerNotification, ThreadStartParams, TurnStartParams, UserInput,
-};
-use codex_app_server::{AppServer, Event, SpawnOptions};
 use responses_stub::{Behaviour, Script};
 use serde_json::Value;
-use support::{Home, Stub, codex_bin};
-
-/// Makes a thread with one completed turn directly with codex (no dispatch); returns its id.
-fn codex_thread(home: &Home, cwd: &str, text: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let server = AppServer::spawn(SpawnOptions::new(codex_bin()).codex_home(home.codex_home()))
-            .await
-            .expect("codex app-server");
-        let started = server
-            .call(&ThreadStartParams {
-                cwd: Some(cwd.to_owned()),
-                ..Default::default()
-            })
-            .await
-            .expect("thread/start");
-        let id = started.thread.id.clone();
-        let mut events = server.subscribe_thread(&id);
-        server
-            .call(&TurnStartParams {
-                thread_id: id.clone(),
-                input: vec![UserInput::text(text)],
-                ..Default::default()
-            })
-            .await
-            .expect("turn/start");
-        tokio::time::timeout(Duration::from_secs(90), async {
-            while let Some(event) = events.recv().await {
-                if let Event::Notification(n) = event
-                    && matches!(n.as_ref(), ServerNotification::TurnCompleted(_))
-                {
-                    return;
-                }
-            }
-        })
-        .await
-        .expect("the turn completes");
-        server.shutdown().await;
-        id
-    })
-}
+use support::{Home, Stub, codex_thread};
 
 fn ids(list: &Value, key: &str, field: &str) -> Vec<String> {
     list[key]
@@ -76,8 +29,8 @@ fn unmanaged_lists_codex_threads_that_are_not_lanes() {
     home.use_model_provider(&stub.base_url());
     let work = tempfile::tempdir().expect("cwd");
     let cwd = work.path().display().to_string();
-    let loose = codex_thread(&home, &cwd, "a thread nobody attached");
-    let adopted = codex_thread(&home, &cwd, "a thread to attach");
+    let loose = codex_thread(&home, &cwd, "a thread nobody attached", None);
+    let adopted = codex_thread(&home, &cwd, "a thread to attach", None);
     home.up();
 
     let before = home.json(&["list", "--unmanaged"]).ok_json();

@@ -6,14 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use codex_app_server::protocol::{
-    ServerNotification, ThreadListParams, ThreadListResponse, ThreadSetNameParams,
-    ThreadStartParams, TurnStartParams, UserInput,
-};
-use codex_app_server::{AppServer, Event, SpawnOptions};
+use codex_app_server::protocol::{ThreadListParams, ThreadListResponse};
+use codex_app_server::{AppServer, SpawnOptions};
 use responses_stub::Script;
 use serde_json::Value;
-use support::{Home, Stub, codex_bin};
+use support::{Home, Stub, codex_bin, codex_thread};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -26,50 +23,6 @@ async fn codex(home: &Home) -> AppServer {
     AppServer::spawn(SpawnOptions::new(codex_bin()).codex_home(home.codex_home()))
         .await
         .expect("codex app-server")
-}
-
-/// Makes a thread with one completed turn, outside dispatch, and returns its id.
-fn unmanaged_thread(home: &Home, cwd: &str, text: &str, name: &str) -> String {
-    runtime().block_on(async {
-        let server = codex(home).await;
-        let started = server
-            .call(&ThreadStartParams {
-                cwd: Some(cwd.to_owned()),
-                ..Default::default()
-            })
-            .await
-            .expect("thread/start");
-        let id = started.thread.id.clone();
-        let mut events = server.subscribe_thread(&id);
-        server
-            .call(&TurnStartParams {
-                thread_id: id.clone(),
-                input: vec![UserInput::text(text)],
-                ..Default::default()
-            })
-            .await
-            .expect("turn/start");
-        tokio::time::timeout(Duration::from_secs(90), async {
-            while let Some(event) = events.recv().await {
-                if let Event::Notification(n) = event
-                    && matches!(n.as_ref(), ServerNotification::TurnCompleted(_))
-                {
-                    return;
-                }
-            }
-        })
-        .await
-        .expect("the turn completes");
-        server
-            .call(&ThreadSetNameParams {
-                thread_id: id.clone(),
-                name: name.to_owned(),
-            })
-            .await
-            .expect("thread/name/set");
-        server.shutdown().await;
-        id
-    })
 }
 
 /// Codex's own view of a thread: (name, archived), from `thread/list`.
@@ -112,11 +65,11 @@ fn unmanaged_threads_are_found_renamed_archived_attached_synced_and_searched() {
     let home = Home::new();
     home.use_model_provider(&stub.base_url());
     let work = tempfile::tempdir().expect("cwd");
-    let id = unmanaged_thread(
+    let id = codex_thread(
         &home,
         &work.path().display().to_string(),
         "where is the zebra",
-        "outside thread",
+        Some("outside thread"),
     );
     home.up();
 
@@ -246,11 +199,11 @@ fn the_policy_can_allow_writes_on_attached_lanes() {
     let home = Home::new();
     home.use_model_provider(&stub.base_url());
     let work = tempfile::tempdir().expect("cwd");
-    let id = unmanaged_thread(
+    let id = codex_thread(
         &home,
         &work.path().display().to_string(),
         "first words",
-        "adopted",
+        Some("adopted"),
     );
     std::fs::create_dir_all(home.path()).expect("home");
     std::fs::write(

@@ -449,3 +449,60 @@ impl Home {
         }
     }
 }
+
+/// Makes a thread with one completed turn directly with codex (no dispatch), named `name` when
+/// given, and returns its id: a thread the way another Codex client leaves it.
+pub fn codex_thread(home: &Home, cwd: &str, text: &str, name: Option<&str>) -> String {
+    use codex_app_server::protocol::{
+        ServerNotification, ThreadSetNameParams, ThreadStartParams, TurnStartParams, UserInput,
+    };
+    use codex_app_server::{AppServer, Event, SpawnOptions};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let server = AppServer::spawn(SpawnOptions::new(codex_bin()).codex_home(home.codex_home()))
+            .await
+            .expect("codex app-server");
+        let started = server
+            .call(&ThreadStartParams {
+                cwd: Some(cwd.to_owned()),
+                ..Default::default()
+            })
+            .await
+            .expect("thread/start");
+        let id = started.thread.id.clone();
+        let mut events = server.subscribe_thread(&id);
+        server
+            .call(&TurnStartParams {
+                thread_id: id.clone(),
+                input: vec![UserInput::text(text)],
+                ..Default::default()
+            })
+            .await
+            .expect("turn/start");
+        tokio::time::timeout(std::time::Duration::from_secs(90), async {
+            while let Some(event) = events.recv().await {
+                if let Event::Notification(n) = event
+                    && matches!(n.as_ref(), ServerNotification::TurnCompleted(_))
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the turn completes");
+        if let Some(name) = name {
+            server
+                .call(&ThreadSetNameParams {
+                    thread_id: id.clone(),
+                    name: name.to_owned(),
+                })
+                .await
+                .expect("thread/name/set");
+        }
+        server.shutdown().await;
+        id
+    })
+}
