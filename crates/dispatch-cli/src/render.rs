@@ -671,95 +671,104 @@ fn git_facts(git: &Option<GitFacts>) -> String {
     }
 }
 
+/// The views of `history`, below the refresh line.
+fn history_body(this: &HistoryOutput) -> String {
+    match this.view {
+        HistoryOutputView::Overview => {
+            if this.lanes.is_empty() {
+                return "no lanes".into();
+            }
+            let body = this
+                .lanes
+                .iter()
+                .map(|l| {
+                    vec![
+                        e(&l.ref_),
+                        opt(&l.title),
+                        d(l.turns),
+                        d(l.items),
+                        d(l.messages),
+                        d(l.tool_calls),
+                        d(l.files_changed),
+                        od(&l.tokens_used),
+                        e(&l.last_activity),
+                        git_facts(&l.git),
+                    ]
+                })
+                .collect();
+            headed(
+                &[
+                    "REF",
+                    "TITLE",
+                    "TURNS",
+                    "ITEMS",
+                    "MSGS",
+                    "TOOLS",
+                    "FILES",
+                    "TOKENS",
+                    "LAST ACTIVITY",
+                    "GIT",
+                ],
+                body,
+            )
+        }
+        HistoryOutputView::Turns => {
+            if this.turns.is_empty() {
+                return "no turns".into();
+            }
+            let body = this
+                .turns
+                .iter()
+                .map(|t| {
+                    vec![
+                        e(&t.id),
+                        d(t.status),
+                        t.started_at.as_ref().map_or_else(|| "-".into(), |at| e(at)),
+                        duration(t.duration_ms),
+                        d(t.items),
+                        d(t.tool_calls),
+                        opt(&t.error),
+                    ]
+                })
+                .collect();
+            headed(
+                &[
+                    "TURN", "STATUS", "STARTED", "TOOK", "ITEMS", "TOOLS", "ERROR",
+                ],
+                body,
+            )
+        }
+        HistoryOutputView::Tools => {
+            if this.tools.is_empty() {
+                return "no tool calls".into();
+            }
+            let body = this
+                .tools
+                .iter()
+                .map(|t| vec![e(&t.tool), d(t.calls), d(t.errored), e(&t.last_call)])
+                .collect();
+            headed(&["TOOL", "CALLS", "ERRORED", "LAST CALL"], body)
+        }
+        HistoryOutputView::Files => {
+            if this.files.is_empty() {
+                return "no files changed".into();
+            }
+            let body = this
+                .files
+                .iter()
+                .map(|f| vec![e(&f.path), d(f.changes), e(&f.last_change)])
+                .collect();
+            headed(&["FILE", "CHANGES", "LAST CHANGE"], body)
+        }
+    }
+}
+
 impl Render for HistoryOutput {
     fn human(&self) -> String {
-        match self.view {
-            HistoryOutputView::Overview => {
-                if self.lanes.is_empty() {
-                    return "no lanes".into();
-                }
-                let body = self
-                    .lanes
-                    .iter()
-                    .map(|l| {
-                        vec![
-                            e(&l.ref_),
-                            opt(&l.title),
-                            d(l.turns),
-                            d(l.items),
-                            d(l.messages),
-                            d(l.tool_calls),
-                            d(l.files_changed),
-                            od(&l.tokens_used),
-                            e(&l.last_activity),
-                            git_facts(&l.git),
-                        ]
-                    })
-                    .collect();
-                headed(
-                    &[
-                        "REF",
-                        "TITLE",
-                        "TURNS",
-                        "ITEMS",
-                        "MSGS",
-                        "TOOLS",
-                        "FILES",
-                        "TOKENS",
-                        "LAST ACTIVITY",
-                        "GIT",
-                    ],
-                    body,
-                )
-            }
-            HistoryOutputView::Turns => {
-                if self.turns.is_empty() {
-                    return "no turns".into();
-                }
-                let body = self
-                    .turns
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            e(&t.id),
-                            d(t.status),
-                            t.started_at.as_ref().map_or_else(|| "-".into(), |at| e(at)),
-                            duration(t.duration_ms),
-                            d(t.items),
-                            d(t.tool_calls),
-                            opt(&t.error),
-                        ]
-                    })
-                    .collect();
-                headed(
-                    &[
-                        "TURN", "STATUS", "STARTED", "TOOK", "ITEMS", "TOOLS", "ERROR",
-                    ],
-                    body,
-                )
-            }
-            HistoryOutputView::Tools => {
-                if self.tools.is_empty() {
-                    return "no tool calls".into();
-                }
-                let body = self
-                    .tools
-                    .iter()
-                    .map(|t| vec![e(&t.tool), d(t.calls), d(t.errored), e(&t.last_call)])
-                    .collect();
-                headed(&["TOOL", "CALLS", "ERRORED", "LAST CALL"], body)
-            }
-            HistoryOutputView::Files => {
-                if self.files.is_empty() {
-                    return "no files changed".into();
-                }
-                let body = self
-                    .files
-                    .iter()
-                    .map(|f| vec![e(&f.path), d(f.changes), e(&f.last_change)])
-                    .collect();
-                headed(&["FILE", "CHANGES", "LAST CHANGE"], body)
-            }
+        let body = history_body(self);
+        match &self.refresh {
+            Some(refresh) => format!("{}\n{body}", e(&refresh.detail)),
+            None => body,
         }
     }
 }

@@ -215,8 +215,17 @@ fn history_shows_a_lanes_turns_and_tools() {
     assert!(row["messages"].as_u64().is_some_and(|m| m >= 4), "{row}");
     assert!(row["tool_calls"].as_u64().is_some_and(|t| t >= 1), "{row}");
 
-    // With a lane the row carries the git facts of its directory, here not a repository.
+    // With a lane the row carries the git facts of its directory, here not a repository,
+    // and the lane was refreshed from Codex first; without one nothing is refreshed.
+    assert!(overview["refresh"].is_null(), "{overview}");
     let one = home.json(&["history", &lane]).ok_json();
+    assert_eq!(one["refresh"]["refreshed"], true, "{one}");
+    assert!(
+        one["refresh"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("refreshed from Codex: 2 turns")),
+        "{one}"
+    );
     assert_eq!(
         one["lanes"][0]["git"]["skipped"], "not a git repository",
         "{one}"

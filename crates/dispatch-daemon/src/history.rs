@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use dispatch_contract::types::{
     FileHistory, GitFacts, HistoryInput, HistoryInputView, HistoryOutput, HistoryOutputView,
-    LaneHistory, ToolHistory, TurnHistory,
+    HistoryRefresh, LaneHistory, ToolHistory, TurnHistory,
 };
 use dispatch_contract::{DispatchError, Handle, Hint, operations};
-use dispatch_registry::TurnStatus;
+use dispatch_registry::{LaneRow, TurnStatus};
 use serde_json::json;
 use tokio::process::Command;
 use tokio::sync::Semaphore;
@@ -130,8 +130,13 @@ impl Handle<HistoryInput> for Service {
             Some(selector) => Some(self.resolve(selector).await?),
             None => None,
         };
+        let refresh = match &lane {
+            Some(lane) => Some(self.refresh_for_history(lane).await),
+            None => None,
+        };
         let mut output = HistoryOutput {
             view: HistoryOutputView::Overview,
+            refresh,
             lane: lane.as_ref().map(convert::lane_ref),
             lanes: Vec::new(),
             turns: Vec::new(),
@@ -228,5 +233,40 @@ impl Handle<HistoryInput> for Service {
             }
         }
         Ok(output)
+    }
+}
+
+/// How long `history` waits for Codex to refresh a named lane before it counts what the
+/// registry holds.
+const REFRESH_BOUND: Duration = Duration::from_secs(2);
+
+impl Service {
+    /// Refreshes `lane` from Codex, bounded by [`REFRESH_BOUND`]; a refresh that fails or
+    /// takes too long leaves the registry's counts, and says so.
+    async fn refresh_for_history(&self, lane: &LaneRow) -> HistoryRefresh {
+        match tokio::time::timeout(REFRESH_BOUND, self.sync_lane(lane)).await {
+            Ok(Ok(synced)) => HistoryRefresh {
+                refreshed: true,
+                detail: format!(
+                    "refreshed from Codex: {} turns, {} new items, {} updated",
+                    synced.turns, synced.added, synced.updated
+                ),
+            },
+            Ok(Err(err)) => HistoryRefresh {
+                refreshed: false,
+                detail: format!(
+                    "not refreshed ({}): the counts are what the registry holds",
+                    err.message
+                ),
+            },
+            Err(_) => HistoryRefresh {
+                refreshed: false,
+                detail: format!(
+                    "not refreshed: Codex did not answer within {} s; the counts are what the \
+                     registry holds",
+                    REFRESH_BOUND.as_secs()
+                ),
+            },
+        }
     }
 }

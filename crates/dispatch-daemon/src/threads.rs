@@ -149,10 +149,18 @@ impl Handle<AttachInput> for Service {
     }
 }
 
-/// `sync`.
-impl Handle<SyncInput> for Service {
-    async fn handle(&self, input: SyncInput) -> Result<SyncOutput, DispatchError> {
-        let lane = self.resolve(&input.lane).await?;
+/// What [`Service::sync_lane`] found: the thread's turns, the items it added and updated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Synced {
+    pub turns: u64,
+    pub added: u64,
+    pub updated: u64,
+}
+
+impl Service {
+    /// Brings the registry's copy of `lane` up to date with the thread Codex holds (turns,
+    /// items, title): what `sync` does, and `history` before it counts.
+    pub(crate) async fn sync_lane(&self, lane: &LaneRow) -> Result<Synced, DispatchError> {
         let server = self.app_server().server()?;
         let read = server
             .call(&ThreadReadParams {
@@ -216,14 +224,27 @@ impl Handle<SyncInput> for Service {
             }])
             .await?;
         self.events_stored().await;
+        Ok(Synced {
+            turns: read.thread.turns.len() as u64,
+            added,
+            updated,
+        })
+    }
+}
+
+/// `sync`.
+impl Handle<SyncInput> for Service {
+    async fn handle(&self, input: SyncInput) -> Result<SyncOutput, DispatchError> {
+        let lane = self.resolve(&input.lane).await?;
+        let synced = self.sync_lane(&lane).await?;
         Ok(SyncOutput {
             lane: SyncedLane {
                 ref_: lane.lane_ref,
                 id: lane.thread_id,
             },
-            turns: read.thread.turns.len() as u64,
-            items_added: added,
-            items_updated: updated,
+            turns: synced.turns,
+            items_added: synced.added,
+            items_updated: synced.updated,
         })
     }
 

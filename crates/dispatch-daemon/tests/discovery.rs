@@ -313,6 +313,19 @@ async fn history_shows_overview_turns_tools_and_files(d: &Daemon) {
         .await
         .expect("history of a lane");
     assert_eq!(with_git.lanes.len(), 1);
+    // A named lane is refreshed from Codex first (this fake thread holds no turns, which
+    // removes none the registry knows); the overview of every lane refreshes nothing.
+    let refresh = with_git
+        .refresh
+        .as_ref()
+        .expect("a refresh for a named lane");
+    assert!(refresh.refreshed, "{refresh:?}");
+    assert!(
+        refresh.detail.starts_with("refreshed from Codex"),
+        "{refresh:?}"
+    );
+    assert_eq!(with_git.lanes[0].turns, 1, "the registry's turn stays");
+    assert!(overview.refresh.is_none());
     let git = with_git.lanes[0].git.as_ref().expect("git facts");
     assert!(git.skipped.is_some(), "{git:?}");
 

@@ -420,7 +420,7 @@ fn history_command() -> Command {
     Command::new("history")
         .about("Show what lanes did: turns, tools, files, tokens")
         .long_about(
-            "Lanes' work in numbers. Without `<LANE>`: a row per lane (turns, items, messages, tool calls, files changed, tokens, activity, git state of its directory). With it, `--view` shows its turns (durations, outcomes), tools or files, with counts.",
+            "Lanes' work in numbers. Without `<LANE>`: a row per lane (turns, items, messages, tool calls, files changed, tokens, activity, git state of its directory). With it, `--view` shows its turns (durations, outcomes), tools or files, with counts. A named lane is first refreshed from Codex (`thread/read`, bounded to 2 s); `refresh` says whether it was.",
         )
         .arg(Arg::new("lane").help("The lane; default: every lane.").value_name("LANE"))
         .arg(

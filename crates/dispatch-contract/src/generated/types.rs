@@ -1945,6 +1945,9 @@ pub struct HistoryOutput {
     ///The overview: one row per lane.
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub lanes: ::std::vec::Vec<LaneHistory>,
+    ///For a named lane: whether its turns and items were refreshed from Codex before counting; null without a lane.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub refresh: ::std::option::Option<HistoryRefresh>,
     ///Tools the lane called, most called first.
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub tools: ::std::vec::Vec<ToolHistory>,
@@ -2012,6 +2015,14 @@ impl ::std::convert::TryFrom<::std::string::String> for HistoryOutputView {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///`HistoryRefresh`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct HistoryRefresh {
+    ///What the refresh found, or why the counts come from the registry alone.
+    pub detail: ::std::string::String,
+    ///Whether Codex answered in time and the registry was brought up to date.
+    pub refreshed: bool,
 }
 ///An idempotency key (1 to 200 characters): the same key with the same message returns the first call's receipt and does nothing; with another message it is `delivery_conflict`.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]

@@ -277,7 +277,7 @@ pub static TOOLS: &[ToolSpec] = &[
         name: "dispatch_history",
         op: &operations::HISTORY,
         toolset: "lanes",
-        description: "Lanes' work in numbers. Without `lane`: a row per lane (turns, items, messages, tool calls, files changed, tokens, activity, git state of its directory). With it, `view` shows its turns (durations, outcomes), tools or files, with counts.",
+        description: "Lanes' work in numbers. Without `lane`: a row per lane (turns, items, messages, tool calls, files changed, tokens, activity, git state of its directory). With it, `view` shows its turns (durations, outcomes), tools or files, with counts. A named lane is first refreshed from Codex (`thread/read`, bounded to 2 s); `refresh` says whether it was.",
         input_schema: "{\"properties\":{\"lane\":{\"description\":\"The lane; default: every lane.\",\"type\":\"string\",\"minLength\":1},\"view\":{\"description\":\"`turns`, `tools` and `files` need a lane.\",\"type\":\"string\",\"enum\":[\"overview\",\"turns\",\"tools\",\"files\"],\"default\":\"overview\"},\"limit\":{\"description\":\"Most rows.\",\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":50},\"all\":{\"description\":\"Include archived lanes.\",\"type\":\"boolean\",\"default\":false},\"no_git\":{\"description\":\"Skip the git facts.\",\"type\":\"boolean\",\"default\":false}},\"type\":\"object\",\"additionalProperties\":false}",
         output_schema: "{\"type\":\"object\",\"required\":[\"view\"]}",
         read_only: true,
