@@ -61,7 +61,7 @@ macro_rules! errored_sql {
 pub(crate) use errored_sql;
 
 /// One lane's history in numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct LaneHistory {
     /// The lane.
     pub lane_ref: String,
@@ -90,7 +90,7 @@ pub struct LaneHistory {
 }
 
 /// One turn in a lane's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct TurnHistory {
     /// The turn id.
     pub turn_id: String,
@@ -111,7 +111,7 @@ pub struct TurnHistory {
 }
 
 /// A tool and how often a lane called it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ToolHistory {
     /// The tool: an item kind (`command`, `file_change`, `web_search`, ...) or an MCP tool
     /// as `server.tool`.
@@ -125,7 +125,7 @@ pub struct ToolHistory {
 }
 
 /// A file and how often a lane changed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct FileHistory {
     /// The path, as Codex reported it.
     pub path: String,
@@ -134,22 +134,6 @@ pub struct FileHistory {
     /// The last change (Unix epoch milliseconds).
     pub last_at_ms: i64,
 }
-
-/// A row of the overview query.
-type OverviewRow = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    i64,
-);
 
 impl Registry {
     /// One row per lane, newest activity first (archived lanes only with
@@ -160,14 +144,16 @@ impl Registry {
         include_archived: bool,
         limit: u32,
     ) -> Result<Vec<LaneHistory>, RegistryError> {
-        let rows: Vec<OverviewRow> = sqlx::query_as(concat!(
-            "SELECT l.ref, l.thread_id, l.title, l.cwd, \
-               (SELECT COUNT(*) FROM turns t WHERE t.lane_ref = l.ref), \
-               COALESCE(k.items, 0), COALESCE(k.messages, 0), COALESCE(k.tools, 0), \
-               (SELECT COUNT(DISTINCT f.path) FROM item_files f WHERE f.lane_ref = l.ref), \
-               json_extract(l.token_usage, '$.total.totalTokens'), \
-               MIN(l.created_at_ms, COALESCE(k.first_at_ms, l.created_at_ms)), \
-               MAX(l.updated_at_ms, COALESCE(k.last_at_ms, l.updated_at_ms)) \
+        sqlx::query_as(concat!(
+            "SELECT l.ref AS lane_ref, l.thread_id, l.title, l.cwd, \
+               (SELECT COUNT(*) FROM turns t WHERE t.lane_ref = l.ref) AS turns, \
+               COALESCE(k.items, 0) AS items, COALESCE(k.messages, 0) AS messages, \
+               COALESCE(k.tools, 0) AS tool_calls, \
+               (SELECT COUNT(DISTINCT f.path) FROM item_files f WHERE f.lane_ref = l.ref) \
+                 AS files_changed, \
+               json_extract(l.token_usage, '$.total.totalTokens') AS tokens_used, \
+               MIN(l.created_at_ms, COALESCE(k.first_at_ms, l.created_at_ms)) AS first_at_ms, \
+               MAX(l.updated_at_ms, COALESCE(k.last_at_ms, l.updated_at_ms)) AS last_at_ms \
              FROM lanes l LEFT JOIN ( \
                SELECT lane_ref, SUM(items) AS items, \
                  SUM(CASE WHEN kind IN ('agent_message', 'user_message') THEN items END) \
@@ -190,39 +176,7 @@ impl Registry {
         .map_err(RegistryError::db_with(
             self.path(),
             "reading the history overview",
-        ))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    lane_ref,
-                    thread_id,
-                    title,
-                    cwd,
-                    turns,
-                    items,
-                    messages,
-                    tool_calls,
-                    files_changed,
-                    tokens_used,
-                    first_at_ms,
-                    last_at_ms,
-                )| LaneHistory {
-                    lane_ref,
-                    thread_id,
-                    title,
-                    cwd,
-                    turns,
-                    items,
-                    messages,
-                    tool_calls,
-                    files_changed,
-                    tokens_used,
-                    first_at_ms,
-                    last_at_ms,
-                },
-            )
-            .collect())
+        ))
     }
 
     /// The lane's turns, newest first, with their item and tool-call counts; at most `limit`.
@@ -231,22 +185,12 @@ impl Registry {
         lane_ref: &str,
         limit: u32,
     ) -> Result<Vec<TurnHistory>, RegistryError> {
-        type Row = (
-            String,
-            String,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-            i64,
-        );
-        let rows: Vec<Row> = sqlx::query_as(concat!(
+        sqlx::query_as(concat!(
             "SELECT t.turn_id, t.status, t.error, t.started_at_ms, t.completed_at_ms, \
-               COALESCE(t.duration_ms, t.completed_at_ms - t.started_at_ms), \
-               COUNT(i.id), COUNT(CASE WHEN i.kind IN ",
+               COALESCE(t.duration_ms, t.completed_at_ms - t.started_at_ms) AS duration_ms, \
+               COUNT(i.id) AS items, COUNT(CASE WHEN i.kind IN ",
             tool_kinds_sql!(),
-            " THEN 1 END) \
+            " THEN 1 END) AS tool_calls \
              FROM turns t LEFT JOIN items i ON i.lane_ref = t.lane_ref AND i.turn_id = t.turn_id \
              WHERE t.lane_ref = ?1 \
              GROUP BY t.turn_id \
@@ -260,24 +204,7 @@ impl Registry {
         .map_err(RegistryError::db_with(
             self.path(),
             "reading a lane's turns",
-        ))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(turn_id, status, error, started, completed, duration, items, tools)| {
-                    TurnHistory {
-                        turn_id,
-                        status,
-                        error,
-                        started_at_ms: started,
-                        completed_at_ms: completed,
-                        duration_ms: duration,
-                        items,
-                        tool_calls: tools,
-                    }
-                },
-            )
-            .collect())
+        ))
     }
 
     /// The tools the lane called, most called first; at most `limit`.
@@ -286,12 +213,12 @@ impl Registry {
         lane_ref: &str,
         limit: u32,
     ) -> Result<Vec<ToolHistory>, RegistryError> {
-        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(concat!(
+        sqlx::query_as(concat!(
             "SELECT ",
             tool_name_sql!("i"),
-            " AS tool, COUNT(*), COUNT(CASE WHEN ",
+            " AS tool, COUNT(*) AS calls, COUNT(CASE WHEN ",
             errored_sql!("i"),
-            " THEN 1 END), MAX(i.at_ms) \
+            " THEN 1 END) AS errored, MAX(i.at_ms) AS last_at_ms \
              FROM items i WHERE i.lane_ref = ?1 AND i.kind IN ",
             tool_kinds_sql!(),
             " GROUP BY tool ORDER BY 2 DESC, tool LIMIT ?2"
@@ -303,16 +230,7 @@ impl Registry {
         .map_err(RegistryError::db_with(
             self.path(),
             "reading a lane's tools",
-        ))?;
-        Ok(rows
-            .into_iter()
-            .map(|(tool, calls, errored, last_at_ms)| ToolHistory {
-                tool,
-                calls,
-                errored,
-                last_at_ms,
-            })
-            .collect())
+        ))
     }
 
     /// The files the lane changed, most changed first; at most `limit`.
@@ -321,8 +239,8 @@ impl Registry {
         lane_ref: &str,
         limit: u32,
     ) -> Result<Vec<FileHistory>, RegistryError> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT f.path, COUNT(*), MAX(i.at_ms) \
+        sqlx::query_as(
+            "SELECT f.path, COUNT(*) AS changes, MAX(i.at_ms) AS last_at_ms \
              FROM item_files f JOIN items i ON i.id = f.item \
              WHERE f.lane_ref = ?1 GROUP BY f.path ORDER BY 2 DESC, f.path LIMIT ?2",
         )
@@ -333,14 +251,6 @@ impl Registry {
         .map_err(RegistryError::db_with(
             self.path(),
             "reading a lane's files",
-        ))?;
-        Ok(rows
-            .into_iter()
-            .map(|(path, changes, last_at_ms)| FileHistory {
-                path,
-                changes,
-                last_at_ms,
-            })
-            .collect())
+        ))
     }
 }
