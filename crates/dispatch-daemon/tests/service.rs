@@ -8,32 +8,29 @@
 //! This test binary is its own fake App Server: the `Supervisor` runs it as
 //! `<this binary> app-server` (through a small script that sets the fake's [`Script`]), which
 //! is why it has its own `main` (`harness = false`, with `libtest-mimic` for the test list).
+//! The daemon and the fake come from the shared `harness` module; `Setup` adds the settings
+//! these tests vary.
 
-use std::path::{Path, PathBuf};
+mod harness;
+
 use std::process::ExitCode;
-use std::sync::Arc;
 
+use dispatch_contract::ErrorCode;
 use dispatch_contract::types::{
     DaemonLogInput, GetInput, GetOutput, GoalClearInput, GoalGetInput, GoalSetInput, RespondInput,
     SendInput, SendOutput, StopInput,
 };
-use dispatch_contract::{DispatchError, ErrorCode, Request, decode_input, run_operation};
-use dispatch_daemon::{Service, Supervisor, Why};
+use dispatch_daemon::Why;
 use dispatch_home::Config;
-use dispatch_registry::{Fact, LaneRow, NewLane, NewRequest, Ownership, Recorded, Registry};
+use dispatch_registry::{Fact, LaneRow, NewRequest, Ownership, Recorded};
 use fake_app_server::Script;
+use harness::{Daemon, Test, expect_error, now_ms};
 use libtest_mimic::{Arguments, Failed, Trial};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("app-server") {
-        return match fake_app_server::run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("fake App Server: {err:#}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) = harness::serve_fake_if_asked() {
+        return code;
     }
     let tests = vec![
         trial(
@@ -84,8 +81,6 @@ fn main() -> ExitCode {
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
 }
 
-type Test = fn(&Daemon) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>>;
-
 /// A test: a fresh daemon per run, on its own runtime; the fake App Server is stopped after.
 fn trial(name: &'static str, test: fn() -> Setup) -> Trial {
     Trial::test(name, move || {
@@ -96,12 +91,10 @@ fn trial(name: &'static str, test: fn() -> Setup) -> Trial {
             .map_err(|err| Failed::from(format!("runtime: {err}")))?;
         let setup = test();
         runtime.block_on(async move {
-            let daemon = Daemon::start(
-                setup.script,
-                setup.allow_attached_writes,
-                setup.max_loaded_idle,
-            )
-            .await;
+            let mut config = Config::default();
+            config.policy.allow_attached_writes = setup.allow_attached_writes;
+            config.app_server.max_loaded_idle = setup.max_loaded_idle;
+            let daemon = Daemon::start_with(setup.script, &config).await;
             let outcome =
                 tokio::time::timeout(std::time::Duration::from_secs(60), (setup.body)(&daemon))
                     .await;
@@ -129,70 +122,8 @@ fn setup(script: Script, body: Test) -> Setup {
     }
 }
 
-/// A `Service` over a fresh registry and the fake App Server.
-struct Daemon {
-    service: Arc<Service>,
-    /// The file the fake appends each request's method to.
-    requests: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
+/// What these tests need of the daemon beyond the shared harness.
 impl Daemon {
-    async fn start(script: Script, allow_attached_writes: bool, max_loaded_idle: usize) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let requests = dir.path().join("requests.log");
-        let script = Script {
-            log: Some(requests.display().to_string()),
-            ..script
-        };
-        let bin = fake_codex(dir.path(), &script);
-        let registry = Registry::open(&dir.path().join("registry.db"))
-            .await
-            .expect("registry");
-        let bin = codex_app_server::CodexBin {
-            path: bin,
-            source: codex_app_server::CodexBinSource::Env,
-        };
-        let app_server = Supervisor::start_with_bin(bin)
-            .await
-            .expect("the fake App Server starts");
-        let mut config = Config::default();
-        config.policy.allow_attached_writes = allow_attached_writes;
-        config.app_server.max_loaded_idle = max_loaded_idle;
-        let service = Service::new(registry, app_server, dir.path().join("sock"), &config);
-        Daemon {
-            service: Arc::new(service),
-            requests,
-            _dir: dir,
-        }
-    }
-
-    /// Runs an operation as the RPC registration does: decode (validate) the JSON input, then
-    /// `run_operation` (lock, operation, action log).
-    async fn call<R: Request>(&self, input: Value) -> Result<R::Output, DispatchError>
-    where
-        Service: dispatch_contract::Handle<R>,
-    {
-        let input: R = decode_input(input)?;
-        run_operation(&*self.service, input).await
-    }
-
-    /// A lane in the registry, on a thread of its own.
-    async fn lane(&self, name: &str, ownership: Ownership) -> LaneRow {
-        self.service
-            .registry()
-            .create_lane(&NewLane {
-                thread_id: format!("thread-{name}"),
-                title: Some(name.to_owned()),
-                handle: None,
-                ownership,
-                cwd: None,
-                model: None,
-            })
-            .await
-            .expect("lane")
-    }
-
     async fn facts(&self, lane: &LaneRow, facts: Vec<Fact>) {
         self.service
             .registry()
@@ -224,15 +155,6 @@ impl Daemon {
             .expect("get")
     }
 
-    /// The methods the fake App Server was asked, in order.
-    fn requests(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.requests)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
     /// The action log, oldest first: `(op, lane, error code, detail)`.
     async fn actions(&self) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
         let log = self
@@ -244,42 +166,6 @@ impl Daemon {
             .rev()
             .map(|e| (e.op, e.lane, e.error_code, e.detail))
             .collect()
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// A `codex` script that runs this test binary as the fake App Server with `script`.
-fn fake_codex(dir: &Path, script: &Script) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let exe = std::env::current_exe().expect("the test binary");
-    let path = dir.join("codex");
-    let body = format!(
-        "#!/bin/sh\n{}='{}' exec '{}' \"$@\"\n",
-        fake_app_server::SCRIPT_ENV,
-        script.to_env(),
-        exe.display()
-    );
-    std::fs::write(&path, body).expect("write the fake codex");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
-
-fn expect_error<T: std::fmt::Debug>(
-    result: Result<T, DispatchError>,
-    code: ErrorCode,
-) -> DispatchError {
-    match result {
-        Ok(output) => panic!("expected {}, got {output:?}", code.as_str()),
-        Err(err) => {
-            assert_eq!(err.code, code, "{err:?}");
-            err
-        }
     }
 }
 

@@ -69,6 +69,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the fake App Server with `script` and a service over a fresh registry.
     pub async fn start(script: Script, allow_attached_writes: bool) -> Daemon {
+        let mut config = Config::default();
+        config.policy.allow_attached_writes = allow_attached_writes;
+        Daemon::start_with(script, &config).await
+    }
+
+    /// [`Daemon::start`] with the daemon's settings given in full.
+    pub async fn start_with(script: Script, config: &Config) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let requests = dir.path().join("requests.log");
         let script = Script {
@@ -85,9 +92,7 @@ impl Daemon {
         let app_server = Supervisor::start_with_bin(bin)
             .await
             .expect("the fake App Server starts");
-        let mut config = Config::default();
-        config.policy.allow_attached_writes = allow_attached_writes;
-        let service = Service::new(registry, app_server, dir.path().join("sock"), &config);
+        let service = Service::new(registry, app_server, dir.path().join("sock"), config);
         Daemon {
             service: Arc::new(service),
             db,
