@@ -2,6 +2,10 @@
 //! into `text`, and `-` (as the file or as the text itself) reads standard input. Only the CLI
 //! does this: the file fields are not part of the input other surfaces accept, and `-` is a
 //! literal message on MCP and JSON-RPC.
+//!
+//! Local paths the daemon is given (`image`, `worktree_path`: inputs only the CLI offers) are
+//! made absolute against the caller's current directory here, and images are checked
+//! (format, size, count) before the daemon is asked, which checks them again.
 
 use std::io::Read;
 
@@ -44,6 +48,60 @@ fn read_source(field: &str, source: &str, stdin: &mut dyn Stdin) -> Result<Strin
         DispatchError::invalid_input(format!("`{}`: cannot read {from}: {err}", flag(field)))
             .with_hint("give a readable UTF-8 text file, or `-` to read standard input")
     })
+}
+
+/// Input fields that name local paths for the daemon (CLI-only on every operation that has
+/// them): a relative path is made absolute against the current directory.
+const LOCAL_PATH_FIELDS: [&str; 2] = ["image", "worktree_path"];
+
+/// Makes the local paths of `input` absolute and checks its images.
+pub fn resolve_local_paths(input: Value) -> Result<Value, DispatchError> {
+    let Value::Object(mut fields) = input else {
+        return Ok(input);
+    };
+    for field in LOCAL_PATH_FIELDS {
+        let Some(value) = fields.get_mut(field) else {
+            continue;
+        };
+        match value {
+            Value::String(path) => *path = absolute(field, path)?,
+            Value::Array(paths) => {
+                for path in paths.iter_mut() {
+                    if let Value::String(p) = path {
+                        *p = absolute(field, p)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(Value::Array(paths)) = fields.get("image") {
+        let paths: Vec<String> = paths
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        dispatch_daemon::images::inspect(&paths).map_err(|mut err| {
+            err.message = err.message.replacen("`image`", "`--image`", 1);
+            err
+        })?;
+    }
+    Ok(Value::Object(fields))
+}
+
+fn absolute(field: &str, path: &str) -> Result<String, DispatchError> {
+    let path = std::path::Path::new(path);
+    if path.is_absolute() {
+        return Ok(path.display().to_string());
+    }
+    let dir = std::env::current_dir().map_err(|err| {
+        DispatchError::invalid_input(format!(
+            "`{}`: no current directory to resolve {} against: {err}",
+            flag(field),
+            path.display()
+        ))
+    })?;
+    Ok(dir.join(path).display().to_string())
 }
 
 /// Reads `op`'s file inputs of `input` (the CLI's form, already validated) into their text

@@ -20,7 +20,7 @@ use dispatch_client::Runner;
 use dispatch_contract::{DispatchError, Operation, RunsIn, Streaming, validate_cli_input};
 use serde_json::Value;
 
-use crate::input::{ProcessStdin, read_file_inputs};
+use crate::input::{ProcessStdin, read_file_inputs, resolve_local_paths};
 use crate::output::{Stream, write_line};
 
 /// Runs `dispatch` with the process arguments; the binary's `main`.
@@ -156,6 +156,7 @@ async fn run_operation(
         validate_cli_input(op, &input)?;
     }
     let input = read_file_inputs(op, input, &mut ProcessStdin)?;
+    let input = resolve_local_paths(input)?;
     let runner = Runner::from_env()?;
     if let Some(stream) = op.streaming {
         return run_stream(&runner, op, stream, input, json).await;

@@ -439,6 +439,14 @@ impl Render for NewOutput {
             format!("created lane {}", lane_line(lane)),
             format!("thread {}", e(&lane.id)),
         ];
+        if let Some(tree) = &lane.worktree {
+            lines.push(format!(
+                "worktree {} on branch {} (of {})",
+                e(&tree.path),
+                e(&tree.branch),
+                e(&tree.repo)
+            ));
+        }
         if self.goal_set {
             lines.push("goal set: Codex works on it until it is complete".into());
         }
@@ -503,6 +511,17 @@ impl Render for GetOutput {
             table.push(vec![
                 "goal".into(),
                 format!("{} ({})", e(&goal.objective), e(&goal.status)),
+            ]);
+        }
+        if let Some(tree) = &l.worktree {
+            table.push(vec![
+                "worktree".into(),
+                format!(
+                    "{} on branch {} (of {})",
+                    e(&tree.path),
+                    e(&tree.branch),
+                    e(&tree.repo)
+                ),
             ]);
         }
         if let Some(parent) = &self.parent {

@@ -2,7 +2,7 @@
 
 use dispatch_contract::types::{
     Goal, Lane, LaneError, LaneOwnership, LaneRef, LaneStatus, LatestTurn, Retry, TailItem,
-    TurnStatus,
+    TurnStatus, Worktree,
 };
 use dispatch_contract::{Hint, operations};
 use dispatch_registry as registry;
@@ -228,6 +228,11 @@ pub fn lane(row: registry::LaneRow, view: &View) -> Lane {
             duration_ms: t.duration_ms,
         }),
         goal: row.goal.map(goal),
+        worktree: row.worktree.map(|w| Worktree {
+            path: w.path,
+            branch: w.branch,
+            repo: w.repo,
+        }),
         created_at: rfc3339(row.created_at_ms),
         updated_at: rfc3339(row.updated_at_ms),
     }
@@ -286,6 +291,7 @@ mod tests {
             error_cause: cause.map(str::to_owned),
             goal: None,
             token_usage: None,
+            worktree: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }

@@ -13,14 +13,16 @@ use codex_app_server::protocol::{
 };
 use dispatch_contract::{DispatchError, ErrorCode, Hint, operations};
 use dispatch_registry::{
-    DeliveryMode, DeliveryRow, DeliveryState, Fact, LaneRow, NewDelivery, Recording, TurnStatus,
+    DeliveryMode, DeliveryRow, DeliveryState, Fact, ImageRef, LaneRow, NewDelivery, Recording,
+    TurnStatus,
 };
 use serde_json::json;
 
 use crate::convert::now_ms;
 use crate::errors::app_server_error;
+use crate::images;
 use crate::service::Service;
-use crate::turn_start::{MessageRecorded, running_turn, text_input};
+use crate::turn_start::{MessageRecorded, running_turn};
 
 /// How long an interjection waits for the interrupted turn to end.
 const INTERRUPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -46,6 +48,8 @@ pub struct DeliveryRequest {
     pub idempotency: Option<(String, String)>,
     /// The reasoning effort of a new turn.
     pub effort: Option<String>,
+    /// The images it carries, checked ([`crate::images`]).
+    pub images: Vec<ImageRef>,
 }
 
 /// What a delivery did.
@@ -110,6 +114,11 @@ pub fn lane_busy(lane: &LaneRow, turn_id: &str) -> DispatchError {
 impl Service {
     /// Delivers `request` as its mode says, recording the receipt first.
     pub async fn deliver(&self, request: DeliveryRequest) -> Result<Delivered, DispatchError> {
+        if request.mode == DeliveryMode::Context && !request.images.is_empty() {
+            return Err(DispatchError::invalid_input(
+                "`image`: images go with a turn; mode `context` starts none",
+            ));
+        }
         if request.lane.archived {
             return Err(DispatchError::new(
                 ErrorCode::LaneArchived,
@@ -204,6 +213,7 @@ impl Service {
             sender_ref: request.sender_ref.clone(),
             idempotency: request.idempotency.clone(),
             state,
+            images: request.images.clone(),
         };
         match self.registry().record_delivery(&new).await? {
             Recording::New(receipt) => Ok(Ok(receipt)),
@@ -262,7 +272,13 @@ impl Service {
     ) -> Result<Delivered, DispatchError> {
         let mut warnings = Vec::new();
         let started = match self
-            .start_turn(server, lane, &receipt.text, effort, &receipt.id)
+            .start_turn(
+                server,
+                lane,
+                images::turn_input(&receipt.text, &receipt.images),
+                effort,
+                &receipt.id,
+            )
             .await
         {
             Ok(started) => started,
@@ -355,7 +371,7 @@ impl Service {
             .call(&TurnSteerParams {
                 thread_id: lane.thread_id.clone(),
                 expected_turn_id: turn_id.to_owned(),
-                input: text_input(&receipt.text),
+                input: images::turn_input(&receipt.text, &receipt.images),
                 client_user_message_id: Some(receipt.id.clone()),
             })
             .await;

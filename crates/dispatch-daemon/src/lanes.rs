@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::convert::{self, goal, goal_row};
 use crate::deliver::{Delivered, DeliveryRequest};
 use crate::errors::app_server_error;
+use crate::images;
 use crate::intro;
 use crate::receipts;
 use crate::service::Service;
@@ -52,19 +53,47 @@ fn limit(n: std::num::NonZeroU64) -> u32 {
     u32::try_from(n.get()).unwrap_or(u32::MAX)
 }
 
+impl Service {
+    /// The images of a `send`, checked (files, then the lane's model) before anything is
+    /// recorded.
+    async fn send_images(
+        &self,
+        input: &SendInput,
+        lane: &dispatch_registry::LaneRow,
+        mode: Mode,
+    ) -> Result<Vec<dispatch_registry::ImageRef>, DispatchError> {
+        if input.image.is_empty() {
+            return Ok(Vec::new());
+        }
+        if mode == Mode::Context {
+            return Err(DispatchError::invalid_input(
+                "`image`: images go with a turn; mode `context` starts none",
+            ));
+        }
+        let paths = input.image.iter().map(|p| p.to_string()).collect();
+        let images = images::inspect_blocking(paths).await?;
+        let server = self.app_server().server()?;
+        images::check_model_takes_images(&server, self.registry(), lane.model.as_deref()).await?;
+        Ok(images)
+    }
+}
+
 /// `send`: under the lane's write lock, so the busy check and the turn start are one step.
 impl Handle<SendInput> for Service {
     async fn handle(&self, input: SendInput) -> Result<SendOutput, DispatchError> {
         // The key binds the message as given (the selector as typed): a repeat is answered
         // before anything is resolved, also after a restart.
         let idempotency = input.idempotency_key.as_ref().map(|key| {
-            let payload = json!({
+            let mut payload = json!({
                 "lane": &*input.lane,
                 "text": input.text.as_deref().map(|t| t.as_str()),
                 "mode": input.mode.map(|m| m.to_string()),
                 "steer": input.steer,
                 "intro": input.intro,
             });
+            if !input.image.is_empty() {
+                payload["image"] = json!(&input.image);
+            }
             (key.to_string(), receipts::payload_hash(&payload))
         });
         if let Some((key, hash)) = &idempotency
@@ -126,6 +155,7 @@ impl Handle<SendInput> for Service {
         if let Some(sender) = &sender {
             text.push_str(&intro::footer(sender));
         }
+        let images = self.send_images(&input, &lane, mode).await?;
         let mut delivered = self
             .deliver(DeliveryRequest {
                 lane: lane.clone(),
@@ -135,6 +165,7 @@ impl Handle<SendInput> for Service {
                 sender_ref: sender.as_ref().map(|s| s.lane_ref.clone()),
                 idempotency,
                 effort: None,
+                images,
             })
             .await?;
         if let Some(sender) = &sender {

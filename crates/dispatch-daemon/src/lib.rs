@@ -14,7 +14,8 @@
 //! status`, `daemon log`), `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
 //! scheduler that fires them is `triggers.rs`), `inbox.rs` (`inbox list|read|ack`),
 //! `subscriptions.rs` (`subscribe`, `subscriptions`, `unsubscribe`), `thread_ops.rs` (`fork`,
-//! `revert`, `compact`, `review`, `delete`), `account.rs` (`usage`, `permissions`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
+//! `revert`, `compact`, `review`, `delete`), `worktree_ops.rs` (`worktree remove`; the git
+//! machinery is `worktree.rs`, the image checks `images.rs`), `account.rs` (`usage`, `permissions`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
 //! call passes through: the attached-lane lock and the action log.
 
 mod account;
@@ -26,6 +27,7 @@ mod deliver;
 mod discovery;
 mod errors;
 mod history;
+pub mod images;
 mod inbox;
 mod ingest;
 mod intro;
@@ -50,6 +52,8 @@ mod triggers;
 mod turn_start;
 mod wait;
 mod watch;
+pub mod worktree;
+mod worktree_ops;
 
 use std::process::ExitCode;
 

@@ -8,16 +8,45 @@ use codex_app_server::protocol::{
 };
 use dispatch_contract::types::{NewInput, NewInputApprovalPolicy, NewInputSandbox, NewOutput};
 use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
-use dispatch_registry::{CreationRow, DeliveryMode, Fact, NewLane, Ownership};
+use dispatch_registry::{CreationRow, DeliveryMode, Fact, ImageRef, NewLane, Ownership};
 use serde_json::json;
 
 use crate::account;
 use crate::convert::{self, goal_row};
 use crate::deliver::DeliveryRequest;
 use crate::errors::app_server_error;
+use crate::images;
 use crate::models;
 use crate::receipts;
 use crate::service::Service;
+use crate::worktree;
+
+/// `err` from making the thread after the worktree was made: the worktree and its branch go
+/// again, and the error says whether they did.
+async fn undo_worktree(plan: &worktree::WorktreePlan, err: DispatchError) -> DispatchError {
+    let undone = worktree::undo(plan).await;
+    let what = match &undone {
+        Ok(()) => format!(
+            "; the worktree {} and branch {} made for it were removed again",
+            plan.path.display(),
+            plan.branch
+        ),
+        Err(left) => format!(
+            "; the worktree made for it could not be removed: {left} (remove it with git \
+             worktree remove and git branch -D)"
+        ),
+    };
+    let details = json!({
+        "worktree": plan.path.display().to_string(),
+        "branch": plan.branch,
+        "worktree_removed": undone.is_ok(),
+    });
+    DispatchError {
+        message: format!("{}{what}", err.message),
+        details,
+        ..err
+    }
+}
 
 /// `new`: every check first (cwd, handle, model settings), then the thread, the lane, its
 /// name, its first message and its goal. A failure after the thread exists says what was
@@ -105,12 +134,23 @@ impl Service {
             }
             account::check_permission_profile(&server, cwd.as_deref(), profile).await?;
         }
+        let images = self.check_images(&server, &input).await?;
+        let tree = self.plan_worktree(&input, cwd.as_deref()).await?;
         let mut warnings: Vec<String> =
             self.credential_warning(&server).await.into_iter().collect();
 
+        // Act: the worktree, then the thread in it (the worktree goes again if that fails).
+        if let Some(plan) = &tree {
+            worktree::create(plan).await?;
+        }
+        let thread_cwd = match &tree {
+            Some(plan) if plan.cwd.is_dir() => Some(plan.cwd.display().to_string()),
+            Some(plan) => Some(plan.path.display().to_string()),
+            None => cwd.clone(),
+        };
         let started = server
             .call(&ThreadStartParams {
-                cwd: cwd.clone(),
+                cwd: thread_cwd.clone(),
                 model: input.model.as_ref().map(|m| m.to_string()),
                 service_tier: settings.service_tier.clone(),
                 approval_policy: input.approval_policy.map(|p| match p {
@@ -134,7 +174,12 @@ impl Service {
                 ..Default::default()
             })
             .await
-            .map_err(app_server_error)?;
+            .map_err(app_server_error);
+        let started = match (started, &tree) {
+            (Ok(started), _) => started,
+            (Err(err), None) => return Err(err),
+            (Err(err), Some(plan)) => return Err(undo_worktree(plan, err).await),
+        };
         let thread_id = started.thread.id.clone();
         self.mark_loaded(generation, &thread_id);
         self.unload_idle_excess(&server, generation, &thread_id)
@@ -148,7 +193,7 @@ impl Service {
                 title: Some(name.clone()),
                 handle,
                 ownership: Ownership::Owned,
-                cwd: Some(cwd.unwrap_or_else(|| started.cwd.display().to_string())),
+                cwd: Some(thread_cwd.unwrap_or_else(|| started.cwd.display().to_string())),
                 model: input.model.as_ref().map(|m| m.to_string()),
             })
             .await
@@ -173,6 +218,19 @@ impl Service {
             })?;
         self.note_creation(key, None, Some(&lane.lane_ref), None)
             .await;
+        if let Some(plan) = &tree
+            && let Err(err) = self
+                .registry()
+                .set_worktree(&lane.lane_ref, Some(&plan.row()))
+                .await
+        {
+            warnings.push(format!(
+                "the lane works in worktree {} (branch {}), but the registry could not record \
+                 it ({err}); remove it with git when the lane is done",
+                plan.path.display(),
+                plan.branch
+            ));
+        }
         // From here on the lane exists: a failure names it.
         let partial = |done: &[&str], err: DispatchError, what: &str| {
             DispatchError::new(
@@ -216,6 +274,9 @@ impl Service {
         }
 
         let mut done = vec!["thread_created", "lane_recorded"];
+        if tree.is_some() {
+            done.insert(0, "worktree_created");
+        }
         let mut turn_id = None;
         let mut message_accepted = None;
         let mut receipt = None;
@@ -229,6 +290,7 @@ impl Service {
                     sender_ref: None,
                     idempotency: None,
                     effort: settings.effort.clone(),
+                    images,
                 })
                 .await
                 .map_err(|err| partial(&done, err, "its first message was not accepted"))?;
@@ -274,6 +336,67 @@ impl Service {
             repeated: false,
             warnings,
         })
+    }
+
+    /// The images of the first message, checked (files, then the model), before anything is
+    /// made; they need a message to go with.
+    async fn check_images(
+        &self,
+        server: &codex_app_server::AppServer,
+        input: &NewInput,
+    ) -> Result<Vec<ImageRef>, DispatchError> {
+        if input.image.is_empty() {
+            return Ok(Vec::new());
+        }
+        if input.text.is_none() || input.no_send {
+            return Err(DispatchError::invalid_input(
+                "`image`: images go with the first message, and none is sent: give `text` \
+                 (without `no_send`)",
+            ));
+        }
+        let paths = input.image.iter().map(|p| p.to_string()).collect();
+        let images = images::inspect_blocking(paths).await?;
+        images::check_model_takes_images(
+            server,
+            self.registry(),
+            input.model.as_deref().map(String::as_str),
+        )
+        .await?;
+        Ok(images)
+    }
+
+    /// The worktree `new` would make, every check done, when one is asked for.
+    async fn plan_worktree(
+        &self,
+        input: &NewInput,
+        cwd: Option<&str>,
+    ) -> Result<Option<worktree::WorktreePlan>, DispatchError> {
+        let wanted = input.worktree
+            || input.worktree_branch.is_some()
+            || input.worktree_base.is_some()
+            || input.worktree_path.is_some();
+        if !wanted {
+            return Ok(None);
+        }
+        let Some(cwd) = cwd else {
+            return Err(DispatchError::invalid_input(
+                "`worktree` needs `cwd`: the directory in the repository to branch from",
+            ));
+        };
+        let path = input
+            .worktree_path
+            .as_ref()
+            .map(|p| std::path::PathBuf::from(p.as_str()));
+        let plan = worktree::plan(&worktree::WorktreeRequest {
+            cwd: std::path::Path::new(cwd),
+            title: input.name.as_str(),
+            branch: input.worktree_branch.as_deref().map(String::as_str),
+            base: input.worktree_base.as_deref().map(String::as_str),
+            path: path.as_deref(),
+            root: self.worktrees_root(),
+        })
+        .await?;
+        Ok(Some(plan))
     }
 
     /// Records under the idempotency key what was made so far; a registry that cannot is

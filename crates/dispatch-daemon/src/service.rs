@@ -67,6 +67,8 @@ pub struct Service {
     lanes_removed: AtomicU64,
     /// The account's latest rate limits from `account/rateLimits/updated`, and when.
     rate_limits: Mutex<Option<(i64, codex_app_server::protocol::RateLimitSnapshot)>>,
+    /// Where lanes' git worktrees go by default (`$DISPATCH_HOME/worktrees`).
+    worktrees: PathBuf,
 }
 
 impl Service {
@@ -79,7 +81,12 @@ impl Service {
         config: &Config,
     ) -> Service {
         let (queue_wakeups, queue_wakeups_rx) = tokio::sync::mpsc::unbounded_channel();
+        let worktrees = socket
+            .parent()
+            .map(|dir| dir.join("worktrees"))
+            .unwrap_or_else(|| PathBuf::from("worktrees"));
         Service {
+            worktrees,
             queue_wakeups,
             queue_wakeups_rx: Mutex::new(Some(queue_wakeups_rx)),
             registry,
@@ -101,6 +108,18 @@ impl Service {
             lanes_removed: AtomicU64::new(0),
             rate_limits: Mutex::new(None),
         }
+    }
+
+    /// The service with lanes' worktrees going under `root` by default (the daemon passes
+    /// `$DISPATCH_HOME/worktrees`; without it they go next to the socket).
+    pub fn with_worktrees_root(mut self, root: PathBuf) -> Service {
+        self.worktrees = root;
+        self
+    }
+
+    /// Where lanes' git worktrees go by default.
+    pub fn worktrees_root(&self) -> &std::path::Path {
+        &self.worktrees
     }
 
     /// Notes that a lane was removed from the registry.

@@ -389,6 +389,7 @@ impl Service {
                     sender_ref: Some(target.lane_ref.clone()),
                     idempotency: None,
                     state: DeliveryState::Queued,
+                    images: Vec::new(),
                 });
             }
         }
@@ -435,6 +436,7 @@ mod tests {
             latest_turn: None,
             goal: None,
             token_usage: None,
+            worktree: None,
             retry: None,
             error_cause: None,
             created_at_ms: 0,

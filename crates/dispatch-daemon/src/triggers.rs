@@ -523,6 +523,7 @@ impl Service {
                 sender_ref: None,
                 idempotency: Some((key, format!("trigger:{}", row.id))),
                 effort: None,
+                images: Vec::new(),
             })
             .await?;
         for warning in &delivered.warnings {
@@ -664,6 +665,7 @@ mod tests {
             error_cause: None,
             goal: None,
             token_usage: None,
+            worktree: None,
             created_at_ms: 0,
             updated_at_ms,
         }

@@ -14,10 +14,6 @@ use crate::convert::now_ms;
 use crate::errors::app_server_error;
 use crate::service::Service;
 
-pub(crate) fn text_input(text: &str) -> Vec<UserInput> {
-    vec![UserInput::text(text)]
-}
-
 /// The turn Codex is running on `thread_id`, if its thread is active.
 pub(crate) async fn codex_running_turn(
     server: &codex_app_server::AppServer,
@@ -141,7 +137,7 @@ impl Service {
         &self,
         server: &codex_app_server::AppServer,
         lane: &LaneRow,
-        text: &str,
+        input: Vec<UserInput>,
         effort: Option<String>,
         client_id: &str,
     ) -> Result<StartedTurn, DispatchError> {
@@ -150,7 +146,7 @@ impl Service {
         let turn = server
             .call(&TurnStartParams {
                 thread_id: lane.thread_id.clone(),
-                input: text_input(text),
+                input,
                 effort,
                 client_user_message_id: Some(client_id.to_owned()),
                 ..Default::default()

@@ -120,6 +120,20 @@ pub struct NewDelivery {
     pub idempotency: Option<(String, String)>,
     /// `Queued` or `Submitting`.
     pub state: DeliveryState,
+    /// The images it carries (recorded by path, size and digest, never their bytes).
+    pub images: Vec<ImageRef>,
+}
+
+/// An image a message carries, as the registry keeps it: where it was, how big, and its
+/// SHA-256, so what was sent can be told apart from what the file holds later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// The absolute path Codex reads it from.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, lower-case hex.
+    pub sha256: String,
 }
 
 /// A recorded delivery: the receipt.
@@ -151,6 +165,8 @@ pub struct DeliveryRow {
     pub created_at_ms: i64,
     /// When it last changed.
     pub updated_at_ms: i64,
+    /// The images it carries.
+    pub images: Vec<ImageRef>,
 }
 
 /// What recording a delivery with an idempotency key found.
@@ -165,7 +181,7 @@ pub enum Recording {
 }
 
 const COLUMNS: &str = "id, lane_ref, mode, text, source, sender_ref, idempotency_key, state, \
-                       turn_id, error, checks, created_at_ms, updated_at_ms";
+                       turn_id, error, checks, created_at_ms, updated_at_ms, images";
 
 type DeliveryRecord = (
     String,
@@ -181,6 +197,7 @@ type DeliveryRecord = (
     i64,
     i64,
     i64,
+    Option<String>,
 );
 
 impl Registry {
@@ -199,9 +216,16 @@ impl Registry {
             checks,
             created,
             updated,
+            images,
         ) = record;
         let corrupt = |what: String| RegistryError::corrupt(self.path(), what);
+        let images = match images {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|err| corrupt(format!("delivery {id} has unreadable images: {err}")))?,
+        };
         Ok(DeliveryRow {
+            images,
             mode: DeliveryMode::parse(&mode)
                 .ok_or_else(|| corrupt(format!("delivery {id} has unknown mode {mode:?}")))?,
             state: DeliveryState::parse(&state)
@@ -243,10 +267,14 @@ impl Registry {
                 }
             }
             let now = now_ms();
+            let images = (!new.images.is_empty())
+                .then(|| serde_json::to_string(&new.images))
+                .transpose()
+                .map_err(|err| RegistryError::corrupt(self.path(), err.to_string()))?;
             sqlx::query(
                 "INSERT INTO deliveries (id, lane_ref, mode, text, source, sender_ref, \
-                 idempotency_key, payload_hash, state, created_at_ms, updated_at_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 idempotency_key, payload_hash, state, created_at_ms, updated_at_ms, images) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&new.id)
             .bind(&new.lane_ref)
@@ -259,6 +287,7 @@ impl Registry {
             .bind(new.state.as_str())
             .bind(now)
             .bind(now)
+            .bind(images)
             .execute(&mut *conn)
             .await
             .map_err(RegistryError::db_with(self.path(), context))?;

@@ -173,6 +173,17 @@ pub struct NewLane {
     pub model: Option<String>,
 }
 
+/// A lane's git worktree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeRow {
+    /// The worktree's directory.
+    pub path: String,
+    /// The branch checked out there.
+    pub branch: String,
+    /// The root of the repository it was made from.
+    pub repo: String,
+}
+
 /// A thread's native goal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoalRow {
@@ -246,6 +257,8 @@ pub struct LaneRow {
     pub goal: Option<GoalRow>,
     /// The last token usage the App Server reported, as it reported it.
     pub token_usage: Option<Value>,
+    /// The git worktree `new` made for the lane, until `worktree remove` removes it.
+    pub worktree: Option<WorktreeRow>,
     /// When the lane was created (Unix epoch milliseconds).
     pub created_at_ms: i64,
     /// The last activity (Unix epoch milliseconds); `list` sorts on it.
@@ -303,7 +316,8 @@ macro_rules! lane_json_array {
          latest_turn_id, latest_turn_status, latest_turn_error, latest_turn_started_at_ms, \
          latest_turn_completed_at_ms, latest_turn_duration_ms, goal_objective, goal_status, \
          goal_token_budget, goal_tokens_used, json(token_usage), created_at_ms, updated_at_ms, \
-         retry_attempts, retry_error, retry_at_ms, error_cause)"
+         retry_attempts, retry_error, retry_at_ms, error_cause, worktree_path, worktree_branch, \
+         worktree_repo)"
     };
 }
 pub(crate) use lane_json_array;
@@ -366,6 +380,9 @@ pub(crate) struct LaneRecord {
     retry_error: Option<String>,
     retry_at_ms: Option<i64>,
     error_cause: Option<String>,
+    worktree_path: Option<String>,
+    worktree_branch: Option<String>,
+    worktree_repo: Option<String>,
 }
 
 impl LaneRecord {
@@ -431,6 +448,10 @@ impl LaneRecord {
             token_budget: self.goal_token_budget,
             tokens_used: self.goal_tokens_used,
         });
+        let worktree = match (self.worktree_path, self.worktree_branch, self.worktree_repo) {
+            (Some(path), Some(branch), Some(repo)) => Some(WorktreeRow { path, branch, repo }),
+            _ => None,
+        };
         let row = LaneRow {
             lane_ref,
             thread_id: self.thread_id,
@@ -446,6 +467,7 @@ impl LaneRecord {
             error_cause: self.error_cause,
             goal,
             token_usage: self.token_usage,
+            worktree,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
         };
@@ -665,6 +687,29 @@ impl Registry {
             .execute(&self.pool)
             .await
             .map_err(RegistryError::db_with(self.path(), "setting a lane title"))?;
+        self.expect_lane(done.rows_affected(), lane_ref)
+    }
+
+    /// Records (or with `None` forgets) the lane's git worktree.
+    pub async fn set_worktree(
+        &self,
+        lane_ref: &str,
+        worktree: Option<&WorktreeRow>,
+    ) -> Result<(), RegistryError> {
+        let done = sqlx::query(
+            "UPDATE lanes SET worktree_path = ?, worktree_branch = ?, worktree_repo = ? \
+             WHERE ref = ?",
+        )
+        .bind(worktree.map(|w| &w.path))
+        .bind(worktree.map(|w| &w.branch))
+        .bind(worktree.map(|w| &w.repo))
+        .bind(lane_ref)
+        .execute(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "recording a lane's worktree",
+        ))?;
         self.expect_lane(done.rows_affected(), lane_ref)
     }
 

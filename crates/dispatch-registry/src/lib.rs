@@ -41,7 +41,7 @@ pub use actions::{Action, NewAction, Outcome};
 pub use approvals::{NewRequest, RequestRow, RequestStatus, approval_origin};
 pub use catalog::CachedCatalog;
 pub use creations::CreationRow;
-pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, NewDelivery, Recording};
+pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, ImageRef, NewDelivery, Recording};
 pub use error::RegistryError;
 pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use history::{FileHistory, LaneHistory, TOOL_KINDS, ToolHistory, TurnHistory};
@@ -50,7 +50,7 @@ pub use inspect::{Inspection, inspect};
 pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
 pub use lanes::{
     GoalRow, LaneActivity, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership,
-    RetryRow, TurnRow, TurnStatus,
+    RetryRow, TurnRow, TurnStatus, WorktreeRow,
 };
 pub use migrate::{MigrationReport, MigrationStatus, migrate};
 pub use open::Registry;
@@ -65,7 +65,7 @@ pub use triggers::{
 };
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 9;
+pub const LATEST_SCHEMA_VERSION: i64 = 10;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

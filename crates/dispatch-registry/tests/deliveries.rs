@@ -20,6 +20,7 @@ fn delivery(id: &str, lane: &str, state: DeliveryState) -> NewDelivery {
         sender_ref: None,
         idempotency: None,
         state,
+        images: Vec::new(),
     }
 }
 

@@ -276,6 +276,45 @@ pub struct Script {
     pub threads: Vec<String>,
     /// The thread `thread/read` names as every thread's fork parent (`forkedFromId`).
     pub forked_from: Option<String>,
+    /// A file to which the `input` of every `turn/start` and `turn/steer` is appended, one
+    /// JSON array per line.
+    pub inputs_log: Option<String>,
+    /// Whether `thread/start` fails (as Codex does for a cwd it cannot use).
+    pub fail_thread_start: bool,
+}
+
+/// The catalog `model/list` answers in test mode: [`VISION_MODEL`] (the default) takes text
+/// and images, [`TEXT_MODEL`] text only.
+pub fn model_list_result() -> Value {
+    let model = |id: &str, is_default: bool, modalities: &[&str]| {
+        json!({
+            "id": id, "model": id, "displayName": id, "description": "", "hidden": false,
+            "isDefault": is_default, "inputModalities": modalities,
+            "defaultReasoningEffort": "medium",
+            "supportedReasoningEfforts": [{"reasoningEffort": "medium", "description": ""}],
+        })
+    };
+    json!({ "data": [
+        model(VISION_MODEL, true, &["text", "image"]),
+        model(TEXT_MODEL, false, &["text"]),
+    ]})
+}
+
+/// The test catalog's model that takes images (its default).
+pub const VISION_MODEL: &str = "fake-vision";
+/// The test catalog's model that takes text only.
+pub const TEXT_MODEL: &str = "fake-text";
+
+/// Appends `input` as one line to the script's inputs log, if it has one.
+fn log_input(script: &Script, input: &Value) -> std::io::Result<()> {
+    if let Some(path) = &script.inputs_log {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(file, "{input}")?;
+    }
+    Ok(())
 }
 
 impl Script {
@@ -359,12 +398,22 @@ fn scripted(
                 .collect();
             reply(out, id, json!({ "data": data, "nextCursor": null }))?;
         }
-        "turn/steer" => reply(out, id, json!({ "turnId": params["expectedTurnId"] }))?,
+        "thread/start" if script.fail_thread_start => {
+            error(out, id, -32600, "thread/start failed (scripted)")?;
+        }
+        "thread/archive" | "thread/unarchive" => reply(out, id, json!({}))?,
+        "model/list" => reply(out, id, model_list_result())?,
+        "config/read" => reply(out, id, json!({ "config": {}, "origins": {} }))?,
+        "turn/steer" => {
+            log_input(script, &params["input"])?;
+            reply(out, id, json!({ "turnId": params["expectedTurnId"] }))?;
+        }
         "turn/interrupt" if script.no_active_turn => {
             error(out, id, -32600, "no active turn to interrupt")?;
         }
         "turn/interrupt" => reply(out, id, json!({}))?,
         "turn/start" => {
+            log_input(script, &params["input"])?;
             *next_id += 1;
             let turn_id = uuid_like(*next_id);
             reply(out, id, turn_start_result(&turn_id, now_s))?;
@@ -506,6 +555,16 @@ mod tests {
         }
         let plan = FloodPlan::new(100_000);
         assert_eq!(plan.stored() + plan.deltas(), 100_000);
+    }
+
+    #[test]
+    fn the_test_catalog_decodes() {
+        let models: codex_app_server::protocol::ModelListResponse =
+            serde_json::from_value(model_list_result()).expect("model/list");
+        assert_eq!(models.data.len(), 2);
+        assert_eq!(models.data[1].input_modalities.len(), 1);
+        let _: codex_app_server::protocol::ConfigReadResponse =
+            serde_json::from_value(json!({ "config": {}, "origins": {} })).expect("config/read");
     }
 
     #[test]

@@ -335,6 +335,27 @@ impl RecordedRequest {
             .collect()
     }
 
+    /// The images of the user-role messages of the input, in order: each `input_image`
+    /// part's `image_url` (Codex sends a local image as a `data:` URL).
+    pub fn user_images(&self) -> Vec<String> {
+        self.input()
+            .iter()
+            .filter(|item| item.get("role").and_then(Value::as_str) == Some("user"))
+            .flat_map(|item| {
+                item.get("content")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|c| c.get("type").and_then(Value::as_str) == Some("input_image"))
+            .filter_map(|c| {
+                c.get("image_url")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// A header value by (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -61,6 +61,7 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "usage" => shown_as::<types::UsageOutput>(output),
         "wait" => shown_as::<types::WaitOutput>(output),
         "watch" => shown_as::<types::WatchOutput>(output),
+        "worktree_remove" => shown_as::<types::WorktreeRemoveOutput>(output),
         _ => shown_as::<serde_json::Value>(output),
     }
 }
@@ -140,6 +141,11 @@ pub fn operation_commands() -> Vec<Command> {
         usage_command(),
         wait_command(),
         watch_command(),
+        Command::new("worktree")
+            .about("Manage the git worktrees dispatch made for lanes")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(worktree_remove_command()),
     ]
 }
 ///The `archive` command.
@@ -588,7 +594,7 @@ fn new_command() -> Command {
             "Create an owned lane (new Codex thread), optionally with a goal and a first message",
         )
         .long_about(
-            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory.",
+            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory. --worktree gives the lane a git worktree of its own; --image attaches local images to the first message.",
         )
         .arg(
             Arg::new("name")
@@ -654,6 +660,43 @@ fn new_command() -> Command {
                     "Makes a retry safe: the same key and settings return the lane the first call made, and make nothing.",
                 )
                 .long("idempotency-key"),
+        )
+        .arg(
+            Arg::new("worktree")
+                .help(
+                    "Run the lane in a git worktree of its own: `git worktree add -b dispatch/<slug> <path> <base>` in the repository of the lane's directory (the slug comes from the name). Refused before anything is made when that directory is in no repository, or the branch or the path exists.",
+                )
+                .long("worktree")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("worktree_branch")
+                .help(
+                    "The worktree's new branch (default `dispatch/<slug>`); asks for a worktree.",
+                )
+                .long("worktree-branch"),
+        )
+        .arg(
+            Arg::new("worktree_base")
+                .help(
+                    "The commit the worktree's branch starts at (default `HEAD`); asks for a worktree.",
+                )
+                .long("worktree-base"),
+        )
+        .arg(
+            Arg::new("worktree_path")
+                .help(
+                    "Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`); asks for a worktree.",
+                )
+                .long("worktree-path"),
+        )
+        .arg(
+            Arg::new("image")
+                .help(
+                    "A local PNG, JPEG, GIF or WebP file to attach to the first message (at most 20 MiB each, 16 in all); the model must accept images.",
+                )
+                .long("image")
+                .action(ArgAction::Append),
         )
 }
 ///The `permissions` command.
@@ -876,6 +919,14 @@ fn send_command() -> Command {
             Arg::new("text_file")
                 .help("Read the message from this file (`-`: standard input).")
                 .long("text-file"),
+        )
+        .arg(
+            Arg::new("image")
+                .help(
+                    "A local PNG, JPEG, GIF or WebP file to attach (at most 20 MiB each, 16 in all); the lane's model must accept images. Not with mode `context`.",
+                )
+                .long("image")
+                .action(ArgAction::Append),
         )
         .arg(
             Arg::new("steer")
@@ -1262,6 +1313,30 @@ fn watch_command() -> Command {
                 .action(ArgAction::SetTrue),
         )
 }
+///The `worktree remove` command.
+fn worktree_remove_command() -> Command {
+    Command::new("remove")
+        .about(
+            "Remove a lane's git worktree (the branch stays); a dirty one only with force",
+        )
+        .long_about(
+            "Remove the git worktree dispatch made for a lane (`git worktree remove`). A worktree with uncommitted or untracked changes is refused unless `--force` is given, which discards them. The branch stays, with whatever was committed on it; the lane stays too (its directory is gone, so do not send it more work).",
+        )
+        .arg(
+            Arg::new("lane")
+                .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
+                .value_name("LANE")
+                .required(true),
+        )
+        .arg(
+            Arg::new("force")
+                .help(
+                    "Remove the worktree even with uncommitted or untracked changes, which are lost.",
+                )
+                .long("force")
+                .action(ArgAction::SetTrue),
+        )
+}
 /// The operation named by the command words `path`, and its input fields.
 pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> {
     match path {
@@ -1610,6 +1685,26 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                     name: "idempotency_key",
                     kind: FieldKind::Text,
                 },
+                Field {
+                    name: "worktree",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "worktree_branch",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "worktree_base",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "worktree_path",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "image",
+                    kind: FieldKind::TextList,
+                },
             ],
         )),
         ["permissions"] => Some((
@@ -1774,6 +1869,10 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "text_file",
                     kind: FieldKind::Text,
+                },
+                Field {
+                    name: "image",
+                    kind: FieldKind::TextList,
                 },
                 Field {
                     name: "steer",
@@ -1994,6 +2093,19 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 },
                 Field {
                     name: "stream",
+                    kind: FieldKind::Flag,
+                },
+            ],
+        )),
+        ["worktree", "remove"] => Some((
+            &operations::WORKTREE_REMOVE,
+            &[
+                Field {
+                    name: "lane",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "force",
                     kind: FieldKind::Flag,
                 },
             ],

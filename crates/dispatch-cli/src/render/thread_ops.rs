@@ -1,5 +1,5 @@
 //! Human output of the thread operations (`fork`, `revert`, `compact`, `review`, `delete`) and
-//! of the account operations (`usage`, `permissions`).
+//! of the account operations (`usage`, `permissions`), and `worktree remove`.
 
 use dispatch_contract::types::*;
 
@@ -137,5 +137,21 @@ impl Render for UsageOutput {
             }
         }
         rows(table)
+    }
+}
+
+impl Render for WorktreeRemoveOutput {
+    fn human(&self) -> String {
+        let forced = if self.forced {
+            ", its changes discarded"
+        } else {
+            ""
+        };
+        format!(
+            "lane {}: removed worktree {}{forced}; branch {} stays",
+            e(&self.lane),
+            e(&self.path),
+            e(&self.branch)
+        )
     }
 }

@@ -59,6 +59,7 @@ pub trait Dispatch:
     + Handle<UsageInput>
     + Handle<WaitInput>
     + Handle<WatchInput>
+    + Handle<WorktreeRemoveInput>
 {
     /// Whether the daemon has no work in flight (no running turn, no pending
     /// approval). A client may restart an idle daemon that answered `daemon_stale`.

@@ -2416,6 +2416,8 @@ pub struct Lane {
     pub title: ::std::option::Option<::std::string::String>,
     ///Its latest activity (RFC 3339).
     pub updated_at: ::std::string::String,
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub worktree: ::std::option::Option<Worktree>,
     ///Whether operations that write turns or history are allowed.
     pub writable: bool,
     ///Why it is not writable, when it is not.
@@ -3005,6 +3007,9 @@ pub struct NewInput {
     ///Makes a retry safe: the same key and settings return the lane the first call made, and make nothing.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub idempotency_key: ::std::option::Option<IdempotencyKey>,
+    ///A local PNG, JPEG, GIF or WebP file to attach to the first message (at most 20 MiB each, 16 in all); the model must accept images.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub image: ::std::vec::Vec<NewInputImageItem>,
     ///Model id, as `models` lists it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub model: ::std::option::Option<NewInputModel>,
@@ -3025,6 +3030,18 @@ pub struct NewInput {
     ///First message to send.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub text: ::std::option::Option<Message>,
+    ///Run the lane in a git worktree of its own: `git worktree add -b dispatch/<slug> <path> <base>` in the repository of the lane's directory (the slug comes from the name). Refused before anything is made when that directory is in no repository, or the branch or the path exists.
+    #[serde(default)]
+    pub worktree: bool,
+    ///The commit the worktree's branch starts at (default `HEAD`); asks for a worktree.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub worktree_base: ::std::option::Option<NewInputWorktreeBase>,
+    ///The worktree's new branch (default `dispatch/<slug>`); asks for a worktree.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub worktree_branch: ::std::option::Option<NewInputWorktreeBranch>,
+    ///Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`); asks for a worktree.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub worktree_path: ::std::option::Option<NewInputWorktreePath>,
 }
 ///When Codex asks before acting.
 #[derive(
@@ -3180,6 +3197,61 @@ impl ::std::convert::TryFrom<::std::string::String> for NewInputEffort {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for NewInputEffort {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`NewInputImageItem`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputImageItem(::std::string::String);
+impl ::std::ops::Deref for NewInputImageItem {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputImageItem> for ::std::string::String {
+    fn from(value: NewInputImageItem) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputImageItem {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputImageItem {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputImageItem {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputImageItem {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -3400,6 +3472,177 @@ impl ::std::convert::TryFrom<::std::string::String> for NewInputServiceTier {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for NewInputServiceTier {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///The commit the worktree's branch starts at (default `HEAD`); asks for a worktree.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputWorktreeBase(::std::string::String);
+impl ::std::ops::Deref for NewInputWorktreeBase {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputWorktreeBase> for ::std::string::String {
+    fn from(value: NewInputWorktreeBase) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputWorktreeBase {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 200usize {
+            return Err("longer than 200 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputWorktreeBase {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputWorktreeBase {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputWorktreeBase {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///The worktree's new branch (default `dispatch/<slug>`); asks for a worktree.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputWorktreeBranch(::std::string::String);
+impl ::std::ops::Deref for NewInputWorktreeBranch {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputWorktreeBranch> for ::std::string::String {
+    fn from(value: NewInputWorktreeBranch) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputWorktreeBranch {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 200usize {
+            return Err("longer than 200 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputWorktreeBranch {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputWorktreeBranch {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputWorktreeBranch {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`); asks for a worktree.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputWorktreePath(::std::string::String);
+impl ::std::ops::Deref for NewInputWorktreePath {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputWorktreePath> for ::std::string::String {
+    fn from(value: NewInputWorktreePath) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputWorktreePath {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputWorktreePath {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputWorktreePath {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputWorktreePath {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -5012,6 +5255,9 @@ pub struct SendInput {
     ///Makes a retry safe: the same key and message return the first receipt and do nothing.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub idempotency_key: ::std::option::Option<IdempotencyKey>,
+    ///A local PNG, JPEG, GIF or WebP file to attach (at most 20 MiB each, 16 in all); the lane's model must accept images. Not with mode `context`.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub image: ::std::vec::Vec<SendInputImageItem>,
     ///Sign the message: append a footer naming the sender (the caller's own lane) and how to reply, and leave the lane a `direct_message` in its inbox.
     #[serde(default)]
     pub intro: bool,
@@ -5026,6 +5272,61 @@ pub struct SendInput {
     ///The message.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub text: ::std::option::Option<Message>,
+}
+///`SendInputImageItem`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct SendInputImageItem(::std::string::String);
+impl ::std::ops::Deref for SendInputImageItem {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<SendInputImageItem> for ::std::string::String {
+    fn from(value: SendInputImageItem) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for SendInputImageItem {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for SendInputImageItem {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for SendInputImageItem {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SendInputImageItem {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
 }
 ///Output of `send`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -6671,6 +6972,38 @@ impl ::std::convert::TryFrom<::std::string::String> for WatchOutputEnded {
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
         value.parse()
     }
+}
+///The git worktree dispatch made for the lane (`new` with `worktree`); it stays when the lane is archived.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Worktree {
+    ///The branch checked out there.
+    pub branch: ::std::string::String,
+    ///The worktree's directory.
+    pub path: ::std::string::String,
+    ///The root of the repository it was made from.
+    pub repo: ::std::string::String,
+}
+///Input of `worktree remove`: Remove a lane's git worktree (the branch stays); a dirty one only with force
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorktreeRemoveInput {
+    ///Remove the worktree even with uncommitted or untracked changes, which are lost.
+    #[serde(default)]
+    pub force: bool,
+    ///The lane: ref or ref prefix, thread id, @handle or exact title.
+    pub lane: Selector,
+}
+///Output of `worktree remove`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct WorktreeRemoveOutput {
+    ///The branch, which stays.
+    pub branch: ::std::string::String,
+    ///Whether changes were discarded to remove it.
+    pub forced: bool,
+    ///The lane's ref.
+    pub lane: ::std::string::String,
+    ///The directory that was removed.
+    pub path: ::std::string::String,
 }
 /// Generation of default values for serde.
 pub mod defaults {

@@ -80,6 +80,7 @@ impl Daemon {
         let requests = dir.path().join("requests.log");
         let script = Script {
             log: Some(requests.display().to_string()),
+            inputs_log: Some(dir.path().join("inputs.log").display().to_string()),
             ..script
         };
         let bin = fake_codex(dir.path(), &script);
@@ -219,6 +220,16 @@ impl Daemon {
             }],
         )
         .await;
+    }
+
+    /// The `input` of every `turn/start` and `turn/steer` the fake App Server was asked, in
+    /// order.
+    pub fn turn_inputs(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.requests.with_file_name("inputs.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("an input"))
+            .collect()
     }
 
     /// The methods the fake App Server was asked, in order.

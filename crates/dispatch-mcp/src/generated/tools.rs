@@ -88,6 +88,7 @@ pub static TOOL_OPERATIONS: &[(&str, &Operation)] = &[
     ("dispatch_usage", &operations::USAGE),
     ("dispatch_wait", &operations::WAIT),
     ("dispatch_watch", &operations::WATCH),
+    ("dispatch_worktree_remove", &operations::WORKTREE_REMOVE),
 ];
 /// Every tool, in operation id order.
 pub static TOOLS: &[ToolSpec] = &[
@@ -356,13 +357,13 @@ pub static TOOLS: &[ToolSpec] = &[
         op: &operations::NEW,
         toolset: "lanes",
         description: "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports acceptance, never completion: follow with `dispatch_get` or `dispatch_watch`. Model, effort and service tier are checked against the cached catalog (`dispatch_models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text.",
-        input_schema: "{\"properties\":{\"name\":{\"description\":\"Title of the lane (also the Codex thread name).\",\"type\":\"string\",\"minLength\":1,\"maxLength\":256,\"pattern\":\"^[^\\\\u0000-\\\\u001f\\\\u007f]*[^\\\\s\\\\u0000-\\\\u001f\\\\u007f][^\\\\u0000-\\\\u001f\\\\u007f]*$\"},\"cwd\":{\"description\":\"Directory Codex works in; the caller's current directory when omitted.\",\"type\":\"string\",\"minLength\":1},\"goal\":{\"description\":\"A native thread goal: Codex keeps working until it is complete.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":4000,\"pattern\":\"^[^\\\\x00]*[^\\\\s\\\\x00][^\\\\x00]*$\"},\"text\":{\"description\":\"First message to send.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":1048576},\"model\":{\"description\":\"Model id, as `models` lists it.\",\"type\":\"string\",\"minLength\":1},\"effort\":{\"description\":\"Reasoning effort, e.g. `low`, `medium`, `high`.\",\"type\":\"string\",\"minLength\":1},\"service_tier\":{\"description\":\"Service tier id or alias, e.g. `priority` or `fast`.\",\"type\":\"string\",\"minLength\":1},\"sandbox\":{\"description\":\"Sandbox mode.\",\"type\":\"string\",\"enum\":[\"read-only\",\"workspace-write\",\"danger-full-access\"]},\"approval_policy\":{\"description\":\"When Codex asks before acting.\",\"type\":\"string\",\"enum\":[\"untrusted\",\"on-request\",\"never\"]},\"permission_profile\":{\"description\":\"Permission profile id, e.g. `:workspace`.\",\"type\":\"string\",\"minLength\":1},\"handle\":{\"description\":\"A label to address the lane by, e.g. `@docs`.\",\"type\":\"string\",\"maxLength\":65,\"pattern\":\"^@?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$\"},\"no_send\":{\"description\":\"Create the lane without sending the first message.\",\"type\":\"boolean\",\"default\":false},\"idempotency_key\":{\"description\":\"Makes a retry safe: the same key and settings return the lane the first call made, and make nothing.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":200}},\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"name\"]}",
+        input_schema: "{\"properties\":{\"name\":{\"description\":\"Title of the lane (also the Codex thread name).\",\"type\":\"string\",\"minLength\":1,\"maxLength\":256,\"pattern\":\"^[^\\\\u0000-\\\\u001f\\\\u007f]*[^\\\\s\\\\u0000-\\\\u001f\\\\u007f][^\\\\u0000-\\\\u001f\\\\u007f]*$\"},\"cwd\":{\"description\":\"Directory Codex works in; the caller's current directory when omitted.\",\"type\":\"string\",\"minLength\":1},\"goal\":{\"description\":\"A native thread goal: Codex keeps working until it is complete.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":4000,\"pattern\":\"^[^\\\\x00]*[^\\\\s\\\\x00][^\\\\x00]*$\"},\"text\":{\"description\":\"First message to send.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":1048576},\"model\":{\"description\":\"Model id, as `models` lists it.\",\"type\":\"string\",\"minLength\":1},\"effort\":{\"description\":\"Reasoning effort, e.g. `low`, `medium`, `high`.\",\"type\":\"string\",\"minLength\":1},\"service_tier\":{\"description\":\"Service tier id or alias, e.g. `priority` or `fast`.\",\"type\":\"string\",\"minLength\":1},\"sandbox\":{\"description\":\"Sandbox mode.\",\"type\":\"string\",\"enum\":[\"read-only\",\"workspace-write\",\"danger-full-access\"]},\"approval_policy\":{\"description\":\"When Codex asks before acting.\",\"type\":\"string\",\"enum\":[\"untrusted\",\"on-request\",\"never\"]},\"permission_profile\":{\"description\":\"Permission profile id, e.g. `:workspace`.\",\"type\":\"string\",\"minLength\":1},\"handle\":{\"description\":\"A label to address the lane by, e.g. `@docs`.\",\"type\":\"string\",\"maxLength\":65,\"pattern\":\"^@?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$\"},\"no_send\":{\"description\":\"Create the lane without sending the first message.\",\"type\":\"boolean\",\"default\":false},\"idempotency_key\":{\"description\":\"Makes a retry safe: the same key and settings return the lane the first call made, and make nothing.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":200},\"worktree\":{\"description\":\"Run the lane in a git worktree of its own: `git worktree add -b dispatch/<slug> <path> <base>` in the repository of the lane's directory (the slug comes from the name). Refused before anything is made when that directory is in no repository, or the branch or the path exists.\",\"type\":\"boolean\",\"default\":false},\"worktree_branch\":{\"description\":\"The worktree's new branch (default `dispatch/<slug>`); asks for a worktree.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":200},\"worktree_base\":{\"description\":\"The commit the worktree's branch starts at (default `HEAD`); asks for a worktree.\",\"type\":\"string\",\"minLength\":1,\"maxLength\":200}},\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"name\"]}",
         output_schema: "{\"type\":\"object\",\"required\":[\"lane\",\"message_accepted\",\"goal_set\",\"turn_id\",\"warnings\",\"receipt\",\"repeated\"]}",
         read_only: false,
         destructive: false,
         idempotent: false,
         open_world: true,
-        cli_only_inputs: &[],
+        cli_only_inputs: &["worktree_path", "image"],
     },
     ToolSpec {
         name: "dispatch_permissions",
@@ -479,7 +480,7 @@ pub static TOOLS: &[ToolSpec] = &[
         destructive: false,
         idempotent: false,
         open_world: true,
-        cli_only_inputs: &["text_file", "caller"],
+        cli_only_inputs: &["text_file", "image", "caller"],
     },
     ToolSpec {
         name: "dispatch_stop",
@@ -675,5 +676,18 @@ pub static TOOLS: &[ToolSpec] = &[
         idempotent: true,
         open_world: false,
         cli_only_inputs: &["stream"],
+    },
+    ToolSpec {
+        name: "dispatch_worktree_remove",
+        op: &operations::WORKTREE_REMOVE,
+        toolset: "threads",
+        description: "Remove the git worktree dispatch made for a lane (`git worktree remove`). A worktree with uncommitted or untracked changes is refused unless `force` is given, which discards them. The branch stays, with whatever was committed on it; the lane stays too (its directory is gone, so do not send it more work).",
+        input_schema: "{\"properties\":{\"lane\":{\"description\":\"The lane: ref or ref prefix, thread id, @handle or exact title.\",\"type\":\"string\",\"minLength\":1},\"force\":{\"description\":\"Remove the worktree even with uncommitted or untracked changes, which are lost.\",\"type\":\"boolean\",\"default\":false}},\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"lane\"]}",
+        output_schema: "{\"type\":\"object\",\"required\":[\"lane\",\"path\",\"branch\",\"forced\"]}",
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        open_world: false,
+        cli_only_inputs: &[],
     },
 ];

@@ -54,6 +54,7 @@ pub const METHODS: &[&str] = &[
     "usage",
     "wait",
     "watch",
+    "worktree_remove",
 ];
 /// The daemon's RPC module. Every method checks the caller's contract hash and
 /// validates its input against the contract before `service` sees it.
@@ -102,5 +103,6 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, UsageInput>(&mut module);
     register::<D, WaitInput>(&mut module);
     register::<D, WatchInput>(&mut module);
+    register::<D, WorktreeRemoveInput>(&mut module);
     module
 }
