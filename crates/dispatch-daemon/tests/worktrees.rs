@@ -406,4 +406,29 @@ async fn images_go_only_to_models_that_take_them(d: &Daemon) {
         err.message
     );
     assert_eq!(d.turn_inputs().len(), before, "no turn started");
+
+    // A lane on Codex's default model (here one that takes images) gets them, also through
+    // its queue, and mode `context` (no turn) refuses them.
+    let seeing: NewOutput = d
+        .call::<NewInput>(json!({ "name": "default model", "cwd": cwd, "no_send": true }))
+        .await
+        .expect("a lane on the default model");
+    let sent = d
+        .call::<SendInput>(json!({
+            "lane": seeing.lane.ref_, "text": "and this?", "image": [png, png], "mode": "queue",
+        }))
+        .await
+        .expect("images on a queued send");
+    assert!(sent.message_accepted, "an idle lane's queue moves at once");
+    let last = d.turn_inputs().last().cloned().expect("a turn/start");
+    assert_eq!(last.as_array().map(Vec::len), Some(3), "{last}");
+    assert_eq!(last[0]["text"], "and this?");
+    assert_eq!(last[2]["path"], png.as_str());
+    expect_error(
+        d.call::<SendInput>(json!({
+            "lane": seeing.lane.ref_, "text": "note", "image": [png], "mode": "context",
+        }))
+        .await,
+        ErrorCode::InvalidInput,
+    );
 }

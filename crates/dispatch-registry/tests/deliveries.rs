@@ -6,8 +6,8 @@ mod common;
 
 use common::{new_lane, open_registry};
 use dispatch_registry::{
-    DeliveryMode, DeliveryState, Effects, Fact, LaneEventKind, NewDelivery, NewInboxMessage,
-    Recorded, Recording, Registry, TurnRow, TurnStatus,
+    DeliveryMode, DeliveryState, Effects, Fact, ImageRef, LaneEventKind, NewDelivery,
+    NewInboxMessage, Recorded, Recording, Registry, TurnRow, TurnStatus, WorktreeRow,
 };
 
 fn delivery(id: &str, lane: &str, state: DeliveryState) -> NewDelivery {
@@ -223,4 +223,55 @@ async fn a_receipt_ends_with_its_turn_and_lane_events_are_handled_once() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].kind, LaneEventKind::TurnStarted);
     registry.close().await;
+}
+
+#[tokio::test]
+async fn images_are_kept_by_path_size_and_digest() {
+    let (_dir, registry) = open_registry().await;
+    let lane = lane(&registry, "t-img").await;
+    let image = ImageRef {
+        path: "/work/shot.png".into(),
+        size: 70,
+        sha256: "ab".repeat(32),
+    };
+    let mut with = delivery("d-img", &lane, DeliveryState::Queued);
+    with.images = vec![image.clone()];
+    registry.record_delivery(&with).await.unwrap();
+    let row = registry.delivery("d-img").await.unwrap().expect("stored");
+    assert_eq!(row.images, [image]);
+    registry
+        .record_delivery(&delivery("d-none", &lane, DeliveryState::Queued))
+        .await
+        .unwrap();
+    let row = registry.delivery("d-none").await.unwrap().expect("stored");
+    assert!(row.images.is_empty());
+}
+
+#[tokio::test]
+async fn a_lanes_worktree_is_recorded_and_forgotten() {
+    let (_dir, registry) = open_registry().await;
+    let lane = lane(&registry, "t-tree").await;
+    assert_eq!(
+        registry.lane(&lane).await.unwrap().expect("lane").worktree,
+        None
+    );
+    let tree = WorktreeRow {
+        path: "/home/u/.dispatch/worktrees/app/fix".into(),
+        branch: "dispatch/fix".into(),
+        repo: "/src/app".into(),
+    };
+    registry.set_worktree(&lane, Some(&tree)).await.unwrap();
+    let row = registry.lane(&lane).await.unwrap().expect("lane");
+    assert_eq!(row.worktree, Some(tree));
+    let listed = registry
+        .list_lanes(&dispatch_registry::LaneFilter::default())
+        .await
+        .unwrap();
+    assert!(listed[0].worktree.is_some(), "lists read it too");
+    registry.set_worktree(&lane, None).await.unwrap();
+    assert_eq!(
+        registry.lane(&lane).await.unwrap().expect("lane").worktree,
+        None
+    );
+    assert!(registry.set_worktree("zzzzzz", None).await.is_err());
 }

@@ -97,6 +97,26 @@ async fn text_reply_is_a_complete_stream_and_is_recorded() {
     assert_eq!(requests[0].header("content-type"), Some("application/json"));
 }
 
+#[tokio::test]
+async fn an_image_in_the_input_is_answered_and_recorded() {
+    let stub = ResponsesStub::start(Script::new().then(Behaviour::text("a pixel")))
+        .await
+        .expect("start");
+    let url = "data:image/png;base64,iVBORw0KGgo=";
+    let body = json!({ "model": "m", "stream": true, "input": [
+        { "type": "message", "role": "user", "content": [
+            { "type": "input_text", "text": "what is this?" },
+            { "type": "input_image", "image_url": url }
+        ] }
+    ]});
+    let (status, answer) = read_all(post(&stub, "/v1/responses", &body).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(events_text(&answer), "a pixel");
+    let requests = stub.wait_for_requests(1, BOUND).await.expect("a request");
+    assert_eq!(requests[0].user_texts(), ["what is this?"]);
+    assert_eq!(requests[0].user_images(), [url]);
+}
+
 fn events_text(body: &str) -> String {
     events(body)
         .iter()
