@@ -46,13 +46,25 @@ fn repo(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_worktree_lane_runs_its_commands_in_the_worktree() {
-    let (home, stub) = Home::with_stub(
+    let stub = support::Stub::start(
         Script::new()
             .then(Behaviour::exec_command("pwd"))
             .follow_up_reply("ran pwd"),
     );
+    let home = Home::new();
+    home.use_model_provider(&stub.base_url());
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = repo(dir.path());
+    // Git variables in the daemon's environment must not redirect the git it runs.
+    let elsewhere = dir.path().join("elsewhere.git");
+    home.json_with_env(
+        &["up"],
+        &[
+            ("GIT_DIR", elsewhere.as_os_str()),
+            ("GIT_WORK_TREE", dir.path().as_os_str()),
+        ],
+    )
+    .ok_json();
     let created = home
         .json(&[
             "new",
