@@ -664,29 +664,25 @@ fn new_command() -> Command {
         .arg(
             Arg::new("worktree")
                 .help(
-                    "Run the lane in a git worktree of its own: `git worktree add -b dispatch/<slug> <path> <base>` in the repository of the lane's directory (the slug comes from the name). Refused before anything is made when that directory is in no repository, or the branch or the path exists.",
+                    "Run the lane in a new git worktree of its directory's repository (branch `dispatch/<slug>`, from the name); refused, with nothing made, outside a repository or when the branch or path exists.",
                 )
                 .long("worktree")
                 .action(ArgAction::SetTrue),
         )
         .arg(
             Arg::new("worktree_branch")
-                .help(
-                    "The worktree's new branch (default `dispatch/<slug>`); asks for a worktree.",
-                )
+                .help("The worktree's branch (default `dispatch/<slug>`).")
                 .long("worktree-branch"),
         )
         .arg(
             Arg::new("worktree_base")
-                .help(
-                    "The commit the worktree's branch starts at (default `HEAD`); asks for a worktree.",
-                )
+                .help("The commit the worktree starts at (default `HEAD`).")
                 .long("worktree-base"),
         )
         .arg(
             Arg::new("worktree_path")
                 .help(
-                    "Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`); asks for a worktree.",
+                    "Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`).",
                 )
                 .long("worktree-path"),
         )

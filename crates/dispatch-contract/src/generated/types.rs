@@ -3030,16 +3030,16 @@ pub struct NewInput {
     ///First message to send.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub text: ::std::option::Option<Message>,
-    ///Run the lane in a git worktree of its own: `git worktree add -b dispatch/<slug> <path> <base>` in the repository of the lane's directory (the slug comes from the name). Refused before anything is made when that directory is in no repository, or the branch or the path exists.
+    ///Run the lane in a new git worktree of its directory's repository (branch `dispatch/<slug>`, from the name); refused, with nothing made, outside a repository or when the branch or path exists.
     #[serde(default)]
     pub worktree: bool,
-    ///The commit the worktree's branch starts at (default `HEAD`); asks for a worktree.
+    ///The commit the worktree starts at (default `HEAD`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub worktree_base: ::std::option::Option<NewInputWorktreeBase>,
-    ///The worktree's new branch (default `dispatch/<slug>`); asks for a worktree.
+    ///The worktree's branch (default `dispatch/<slug>`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub worktree_branch: ::std::option::Option<NewInputWorktreeBranch>,
-    ///Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`); asks for a worktree.
+    ///Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub worktree_path: ::std::option::Option<NewInputWorktreePath>,
 }
@@ -3483,7 +3483,7 @@ impl<'de> ::serde::Deserialize<'de> for NewInputServiceTier {
             })
     }
 }
-///The commit the worktree's branch starts at (default `HEAD`); asks for a worktree.
+///The commit the worktree starts at (default `HEAD`).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputWorktreeBase(::std::string::String);
@@ -3541,7 +3541,7 @@ impl<'de> ::serde::Deserialize<'de> for NewInputWorktreeBase {
             })
     }
 }
-///The worktree's new branch (default `dispatch/<slug>`); asks for a worktree.
+///The worktree's branch (default `dispatch/<slug>`).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputWorktreeBranch(::std::string::String);
@@ -3599,7 +3599,7 @@ impl<'de> ::serde::Deserialize<'de> for NewInputWorktreeBranch {
             })
     }
 }
-///Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`); asks for a worktree.
+///Where the worktree goes (default `<DISPATCH_HOME>/worktrees/<repo>/<slug>`).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputWorktreePath(::std::string::String);
