@@ -1,6 +1,7 @@
-//! `new`: make an owned lane. Every check comes first (cwd, handle, model settings), then the
-//! thread, the lane, its name, its first message and its goal; a failure after the thread
-//! exists says what was done. With an idempotency key, a retry returns the lane the first call
+//! `new`: make an owned lane. Every check comes first (cwd, handle, model settings, images,
+//! the worktree's plan), then the worktree (if asked for), the thread, the lane, its name, its
+//! first message and its goal; a worktree whose thread could not be made is removed again, and
+//! a failure after the thread exists says what was done. With an idempotency key, a retry returns the lane the first call
 //! made and makes nothing new, also after a restart.
 
 use codex_app_server::protocol::{
