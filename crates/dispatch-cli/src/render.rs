@@ -867,6 +867,14 @@ fn receipt_lines(r: &Receipt) -> Vec<String> {
             e(&r.updated_at)
         ),
     ];
+    for image in &r.images {
+        lines.push(format!(
+            "image {} ({} bytes, sha256 {})",
+            e(&image.path),
+            image.size,
+            e(&image.sha256)
+        ));
+    }
     if let Some(error) = &r.error {
         lines.push(format!("note: {}", e(error)));
     }

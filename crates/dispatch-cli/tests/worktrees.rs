@@ -194,6 +194,17 @@ fn an_image_reaches_the_model() {
         .json(&["wait", &lane, "--until", "idle", "--timeout", "90"])
         .ok_json();
     assert_eq!(waited["timed_out"], false, "{waited}");
+    // The receipt keeps where the image was, its size and its digest, not its bytes.
+    let receipt = created["receipt"].as_str().expect("a receipt");
+    let shown = home.json(&["delivery", "get", receipt]).ok_json();
+    let image = &shown["images"][0];
+    assert_eq!(
+        image["path"],
+        dir.path().join("pixel.png").display().to_string(),
+        "{shown}"
+    );
+    assert_eq!(image["size"], PNG.len(), "{shown}");
+    assert_eq!(image["sha256"].as_str().map(str::len), Some(64), "{shown}");
     home.json(&["down"]).ok_json();
 }
 

@@ -4,7 +4,7 @@
 
 use dispatch_contract::types::{
     DeliveryGetInput, DeliveryGetOutput, DeliveryMode, DeliveryReconcileInput,
-    DeliveryReconcileOutput, DeliveryState, Receipt, ReceiptLane,
+    DeliveryReconcileOutput, DeliveryState, Receipt, ReceiptImage, ReceiptLane,
 };
 use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
 use dispatch_registry as registry;
@@ -70,6 +70,15 @@ pub fn receipt(row: registry::DeliveryRow, thread_id: String) -> Receipt {
         source: row.source,
         sender: row.sender_ref,
         text: row.text,
+        images: row
+            .images
+            .into_iter()
+            .map(|image| ReceiptImage {
+                path: image.path,
+                size: image.size,
+                sha256: image.sha256,
+            })
+            .collect(),
         created_at: rfc3339(row.created_at_ms),
         updated_at: rfc3339(row.updated_at_ms),
         checks: u64::try_from(row.checks).unwrap_or(0),

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use dispatch_contract::ErrorCode;
 use dispatch_contract::types::{
-    ArchiveInput, GetInput, NewInput, NewOutput, SendInput, WorktreeRemoveInput,
+    ArchiveInput, DeliveryGetInput, GetInput, NewInput, NewOutput, SendInput, WorktreeRemoveInput,
 };
 use dispatch_registry::LaneFilter;
 use fake_app_server::Script;
@@ -386,6 +386,16 @@ async fn images_go_only_to_models_that_take_them(d: &Daemon) {
     assert_eq!(row.images[0].path, png);
     assert_eq!(row.images[0].size, PNG.len() as u64);
     assert_eq!(row.images[0].sha256.len(), 64);
+    let shown = d
+        .call::<DeliveryGetInput>(json!({ "receipt": receipt }))
+        .await
+        .expect("delivery get");
+    let shown = serde_json::to_value(shown).expect("json");
+    assert_eq!(
+        shown["images"],
+        json!([{ "path": png, "size": PNG.len(), "sha256": row.images[0].sha256 }]),
+        "{shown}"
+    );
 
     // `send` checks the lane's own model.
     let blind: NewOutput = d

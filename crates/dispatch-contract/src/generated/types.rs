@@ -3852,6 +3852,8 @@ pub struct Receipt {
     ///Why it failed, or what is unknown about it.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub error: ::std::option::Option<::std::string::String>,
+    ///The images it carried (`image`), as they were checked when it was recorded; Codex reads each file when the turn starts.
+    pub images: ::std::vec::Vec<ReceiptImage>,
     pub lane: ReceiptLane,
     pub mode: DeliveryMode,
     ///The receipt id (also the message's client id in the thread).
@@ -3869,6 +3871,16 @@ pub struct Receipt {
     pub turn_id: ::std::option::Option<::std::string::String>,
     ///When it last changed (RFC 3339).
     pub updated_at: ::std::string::String,
+}
+///`ReceiptImage`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ReceiptImage {
+    ///The file.
+    pub path: ::std::string::String,
+    ///Its SHA-256, lower-case hex.
+    pub sha256: ::std::string::String,
+    ///Its size in bytes.
+    pub size: u64,
 }
 ///The lane it was delivered to.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
