@@ -215,7 +215,11 @@ impl Service {
                     )
                     .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
                 )
-                .with_details(json!({ "thread_id": thread_id, "done": ["thread_created"] }))
+                .with_details(json!({
+                    "thread_id": thread_id,
+                    "done": ["thread_created"],
+                    "worktree": tree.as_ref().map(|plan| plan.path.display().to_string()),
+                }))
             })?;
         self.note_creation(key, None, Some(&lane.lane_ref), None)
             .await;
