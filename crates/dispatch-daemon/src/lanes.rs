@@ -135,6 +135,7 @@ impl Handle<SendInput> for Service {
                 sender_ref: sender.as_ref().map(|s| s.lane_ref.clone()),
                 idempotency,
                 effort: None,
+                output_schema: None,
             })
             .await?;
         if let Some(sender) = &sender {

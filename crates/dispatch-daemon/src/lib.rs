@@ -14,7 +14,8 @@
 //! status`, `daemon log`), `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
 //! scheduler that fires them is `triggers.rs`), `inbox.rs` (`inbox list|read|ack`),
 //! `subscriptions.rs` (`subscribe`, `subscriptions`, `unsubscribe`), `thread_ops.rs` (`fork`,
-//! `revert`, `compact`, `review`, `delete`), `account.rs` (`usage`, `permissions`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
+//! `revert`, `compact`, `review`, `delete`), `account.rs` (`usage`, `permissions`), `launch.rs` (`config show`; the launch layers `new`
+//! resolves, parsed by `launch_config.rs`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
 //! call passes through: the attached-lane lock and the action log.
 
 mod account;
@@ -31,6 +32,8 @@ mod ingest;
 mod intro;
 mod lane_access;
 mod lanes;
+mod launch;
+mod launch_config;
 mod lifecycle;
 mod models;
 mod new_lane;

@@ -89,12 +89,10 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     };
     tracing::info!(pid, socket = %paths.socket.display(), "dispatchd started");
 
-    let service = Arc::new(Service::new(
-        registry,
-        app_server.clone(),
-        paths.socket.clone(),
-        &config,
-    ));
+    let service = Arc::new(
+        Service::new(registry, app_server.clone(), paths.socket.clone(), &config)
+            .with_global_config(paths.config.clone()),
+    );
     let pump = tokio::spawn(crate::ingest::run(Arc::clone(&service)));
     // What the registry says about running turns is checked before anyone can ask.
     let reconciled = service.reconcile_running(Why::DaemonStart).await;

@@ -523,6 +523,7 @@ impl Service {
                 sender_ref: None,
                 idempotency: Some((key, format!("trigger:{}", row.id))),
                 effort: None,
+                output_schema: None,
             })
             .await?;
         for warning in &delivered.warnings {

@@ -25,6 +25,25 @@ pub struct Config {
     /// `[mcp]`.
     #[serde(default)]
     pub mcp: McpSettings,
+    /// `[defaults]`: launch settings for new lanes, checked (with file and line) by the
+    /// daemon each time `new` or `config show` reads them.
+    #[serde(default)]
+    pub defaults: LaunchTable,
+    /// `[presets.NAME]`: named launch settings, checked like `[defaults]`.
+    #[serde(default)]
+    pub presets: LaunchTable,
+}
+
+/// A launch table of `config.toml` (`[defaults]`, `[presets]`): accepted here as it is; the
+/// daemon's launch layering reads and checks it, naming the file and line of a bad key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaunchTable;
+
+impl<'de> Deserialize<'de> for LaunchTable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Ok(LaunchTable)
+    }
 }
 
 /// `[mcp]`: what `dispatch mcp` serves.

@@ -16,6 +16,7 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "assets" => shown_as::<types::AssetsOutput>(output),
         "attach" => shown_as::<types::AttachOutput>(output),
         "compact" => shown_as::<types::CompactOutput>(output),
+        "config_show" => shown_as::<types::ConfigShowOutput>(output),
         "daemon_log" => shown_as::<types::DaemonLogOutput>(output),
         "daemon_status" => shown_as::<types::DaemonStatusOutput>(output),
         "delete" => shown_as::<types::DeleteOutput>(output),
@@ -71,6 +72,11 @@ pub fn operation_commands() -> Vec<Command> {
         assets_command(),
         attach_command(),
         compact_command(),
+        Command::new("config")
+            .about("Show the launch settings that config files and presets give new lanes")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(config_show_command()),
         Command::new("daemon")
             .about("Inspect the running daemon: its status and its action log")
             .subcommand_required(true)
@@ -213,6 +219,29 @@ fn compact_command() -> Command {
                 .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
+        )
+}
+///The `config show` command.
+fn config_show_command() -> Command {
+    Command::new("show")
+        .about(
+            "Show the effective launch settings for a directory and where each came from",
+        )
+        .long_about(
+            "Show the launch settings `dispatch new` would use in a directory, and the layer each came from: `default`, `global:<file>`, `repo:<file>` (the nearest `.dispatch/config.toml`) or `preset:<name>@<file>`. Checks the config files as `dispatch new` does. Without --cwd it shows the current directory's.",
+        )
+        .arg(
+            Arg::new("cwd")
+                .help(
+                    "The directory a lane would work in; the caller's current directory when omitted.",
+                )
+                .long("cwd"),
+        )
+        .arg(
+            Arg::new("preset")
+                .help("Presets to apply, in order.")
+                .long("preset")
+                .action(ArgAction::Append),
         )
 }
 ///The `daemon log` command.
@@ -588,7 +617,7 @@ fn new_command() -> Command {
             "Create an owned lane (new Codex thread), optionally with a goal and a first message",
         )
         .long_about(
-            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory.",
+            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Settings are layered: built-in defaults, the global config's `[defaults]`, the nearest repository `.dispatch/config.toml`, the `--preset` tables in order, then the arguments; `--dry-run` runs every check and returns the plan without creating anything (see `dispatch config show`). Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory. --packet DIR reads a launch packet (dispatch.toml, goal.md, prompt.md, developer.md, base.md, output.schema.json) as its own layer, above the presets.",
         )
         .arg(
             Arg::new("name")
@@ -636,6 +665,69 @@ fn new_command() -> Command {
             Arg::new("permission_profile")
                 .help("Permission profile id, e.g. `:workspace`.")
                 .long("permission-profile"),
+        )
+        .arg(
+            Arg::new("preset")
+                .help(
+                    "Presets to apply, in order (`[presets.NAME]` of the global or repository config).",
+                )
+                .long("preset")
+                .action(ArgAction::Append),
+        )
+        .arg(
+            Arg::new("packet")
+                .help(
+                    "A launch packet directory, read as its own layer above the presets.",
+                )
+                .long("packet"),
+        )
+        .arg(
+            Arg::new("developer_instructions")
+                .help(
+                    "Developer instructions for the thread. `-` reads it from standard input.",
+                )
+                .long("developer-instructions"),
+        )
+        .arg(
+            Arg::new("developer_file")
+                .help("A file holding the developer instructions.")
+                .long("developer-file"),
+        )
+        .arg(
+            Arg::new("base_instructions")
+                .help(
+                    "Base instructions, replacing Codex's own. `-` reads it from standard input.",
+                )
+                .long("base-instructions"),
+        )
+        .arg(
+            Arg::new("base_file")
+                .help("A file holding the base instructions.")
+                .long("base-file"),
+        )
+        .arg(
+            Arg::new("output_schema_json")
+                .help(
+                    "JSON Schema (an object, as JSON text) for the first turn's final answer. `-` reads it from standard input.",
+                )
+                .long("output-schema-json"),
+        )
+        .arg(
+            Arg::new("output_schema")
+                .help("A JSON Schema file for the first turn's final answer.")
+                .long("output-schema"),
+        )
+        .arg(
+            Arg::new("ephemeral")
+                .help("A thread Codex does not persist.")
+                .long("ephemeral")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("dry_run")
+                .help("Run every check and return the plan; create nothing.")
+                .long("dry-run")
+                .action(ArgAction::SetTrue),
         )
         .arg(
             Arg::new("handle")
@@ -1309,6 +1401,19 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 kind: FieldKind::Text,
             }],
         )),
+        ["config", "show"] => Some((
+            &operations::CONFIG_SHOW,
+            &[
+                Field {
+                    name: "cwd",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "preset",
+                    kind: FieldKind::TextList,
+                },
+            ],
+        )),
         ["daemon", "log"] => Some((
             &operations::DAEMON_LOG,
             &[Field {
@@ -1597,6 +1702,46 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "permission_profile",
                     kind: FieldKind::Text,
+                },
+                Field {
+                    name: "preset",
+                    kind: FieldKind::TextList,
+                },
+                Field {
+                    name: "packet",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "developer_instructions",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "developer_file",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "base_instructions",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "base_file",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "output_schema_json",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "output_schema",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "ephemeral",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "dry_run",
+                    kind: FieldKind::Flag,
                 },
                 Field {
                     name: "handle",
