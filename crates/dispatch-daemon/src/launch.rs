@@ -287,6 +287,10 @@ pub(crate) fn resolve(
     for layer in layers {
         merge(&mut launch, layer)?;
     }
+    // The CLI read every file of the packet, whichever of its settings won.
+    if let Some(packet) = request.packet {
+        launch.files.extend(packet.files.iter().cloned());
+    }
     Ok(launch)
 }
 
@@ -379,7 +383,6 @@ fn packet_layer(packet: &LaunchPacket, launch: &mut Launch) -> Result<Layer, Dis
             },
         );
     }
-    launch.files.extend(packet.files.iter().cloned());
     launch.warnings.extend(packet.ignored.iter().map(|name| {
         format!(
             "packet {dir}: `{}` is not a packet file and was not read",
@@ -408,7 +411,8 @@ pub(crate) fn output_schema(text: &str, at: &str) -> Result<Value, DispatchError
 
 /// Puts `layer` over what `launch` holds: its keys win; a permission profile replaces a
 /// lower sandbox and approval policy, and either of those a lower profile. `*_file` keys are
-/// read here, so only files whose setting wins are read... by the layers above them.
+/// read here: a file whose setting a higher layer overrides is still read (a missing one is
+/// an error wherever it is named) but not listed among the files the launch uses.
 fn merge(launch: &mut Launch, layer: Layer) -> Result<(), DispatchError> {
     for (key, setting) in layer.values {
         match key {
