@@ -228,13 +228,11 @@ fn config_show_command() -> Command {
             "Show the effective launch settings for a directory and where each came from",
         )
         .long_about(
-            "Show the launch settings `dispatch new` would use in a directory, and the layer each came from: `default`, `global:<file>`, `repo:<file>` (the nearest `.dispatch/config.toml`) or `preset:<name>@<file>`. Checks the config files as `dispatch new` does. Without --cwd it shows the current directory's.",
+            "Show the launch settings `dispatch new` would use in a directory, each with the layer it came from (`default`, `global:<file>`, `repo:<file>`, `preset:<name>@<file>`). Without --cwd it shows the current directory's.",
         )
         .arg(
             Arg::new("cwd")
-                .help(
-                    "The directory a lane would work in; the caller's current directory when omitted.",
-                )
+                .help("The directory; the caller's current directory when omitted.")
                 .long("cwd"),
         )
         .arg(
@@ -617,7 +615,7 @@ fn new_command() -> Command {
             "Create an owned lane (new Codex thread), optionally with a goal and a first message",
         )
         .long_about(
-            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Settings are layered: built-in defaults, the global config's `[defaults]`, the nearest repository `.dispatch/config.toml`, the `--preset` tables in order, then the arguments; `--dry-run` runs every check and returns the plan without creating anything (see `dispatch config show`). Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory. --packet DIR reads a launch packet (dispatch.toml, goal.md, prompt.md, developer.md, base.md, output.schema.json) as its own layer, above the presets.",
+            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Settings come from the global and repository config (`[defaults]`, then each `--preset`), then the arguments; `--dry-run` returns the plan and creates nothing. Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory. --packet DIR reads a launch packet (dispatch.toml, goal.md, prompt.md, developer.md, base.md, output.schema.json) as its own layer, above the presets.",
         )
         .arg(
             Arg::new("name")
@@ -668,9 +666,7 @@ fn new_command() -> Command {
         )
         .arg(
             Arg::new("preset")
-                .help(
-                    "Presets to apply, in order (`[presets.NAME]` of the global or repository config).",
-                )
+                .help("Presets (`[presets.NAME]` of a config file), applied in order.")
                 .long("preset")
                 .action(ArgAction::Append),
         )
@@ -683,9 +679,7 @@ fn new_command() -> Command {
         )
         .arg(
             Arg::new("developer_instructions")
-                .help(
-                    "Developer instructions for the thread. `-` reads it from standard input.",
-                )
+                .help("Developer instructions. `-` reads it from standard input.")
                 .long("developer-instructions"),
         )
         .arg(
@@ -696,7 +690,7 @@ fn new_command() -> Command {
         .arg(
             Arg::new("base_instructions")
                 .help(
-                    "Base instructions, replacing Codex's own. `-` reads it from standard input.",
+                    "Base instructions (replace Codex's). `-` reads it from standard input.",
                 )
                 .long("base-instructions"),
         )
@@ -708,7 +702,7 @@ fn new_command() -> Command {
         .arg(
             Arg::new("output_schema_json")
                 .help(
-                    "JSON Schema (an object, as JSON text) for the first turn's final answer. `-` reads it from standard input.",
+                    "A JSON Schema object, as text, for the first turn's final answer. `-` reads it from standard input.",
                 )
                 .long("output-schema-json"),
         )
@@ -725,7 +719,7 @@ fn new_command() -> Command {
         )
         .arg(
             Arg::new("dry_run")
-                .help("Run every check and return the plan; create nothing.")
+                .help("Return the plan; create nothing.")
                 .long("dry-run")
                 .action(ArgAction::SetTrue),
         )

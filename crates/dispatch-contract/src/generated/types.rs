@@ -632,14 +632,14 @@ pub struct Compaction {
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigShowInput {
-    ///The directory a lane would work in; the caller's current directory when omitted.
+    ///The directory; the caller's current directory when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cwd: ::std::option::Option<ConfigShowInputCwd>,
     ///Presets to apply, in order.
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub preset: ::std::vec::Vec<PresetName>,
 }
-///The directory a lane would work in; the caller's current directory when omitted.
+///The directory; the caller's current directory when omitted.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct ConfigShowInputCwd(::std::string::String);
@@ -3721,16 +3721,16 @@ pub struct NewInput {
     ///When Codex asks before acting.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub approval_policy: ::std::option::Option<NewInputApprovalPolicy>,
-    ///Base instructions, replacing Codex's own.
+    ///Base instructions (replace Codex's).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub base_instructions: ::std::option::Option<NewInputBaseInstructions>,
     ///Directory Codex works in; the caller's current directory when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cwd: ::std::option::Option<NewInputCwd>,
-    ///Developer instructions for the thread.
+    ///Developer instructions.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub developer_instructions: ::std::option::Option<NewInputDeveloperInstructions>,
-    ///Run every check and return the plan; create nothing.
+    ///Return the plan; create nothing.
     #[serde(default)]
     pub dry_run: bool,
     ///Reasoning effort, e.g. `low`, `medium`, `high`.
@@ -3759,13 +3759,13 @@ pub struct NewInput {
     ///Create the lane without sending the first message.
     #[serde(default)]
     pub no_send: bool,
-    ///JSON Schema (an object, as JSON text) for the first turn's final answer.
+    ///A JSON Schema object, as text, for the first turn's final answer.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub output_schema_json: ::std::option::Option<NewInputOutputSchemaJson>,
     ///Permission profile id, e.g. `:workspace`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub permission_profile: ::std::option::Option<NewInputPermissionProfile>,
-    ///Presets to apply, in order (`[presets.NAME]` of the global or repository config).
+    ///Presets (`[presets.NAME]` of a config file), applied in order.
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub preset: ::std::vec::Vec<PresetName>,
     ///Sandbox mode.
@@ -3833,7 +3833,7 @@ impl ::std::convert::TryFrom<::std::string::String> for NewInputApprovalPolicy {
         value.parse()
     }
 }
-///Base instructions, replacing Codex's own.
+///Base instructions (replace Codex's).
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputBaseInstructions(::std::string::String);
@@ -3946,7 +3946,7 @@ impl<'de> ::serde::Deserialize<'de> for NewInputCwd {
             })
     }
 }
-///Developer instructions for the thread.
+///Developer instructions.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputDeveloperInstructions(::std::string::String);
@@ -4114,7 +4114,7 @@ impl<'de> ::serde::Deserialize<'de> for NewInputModel {
             })
     }
 }
-///JSON Schema (an object, as JSON text) for the first turn's final answer.
+///A JSON Schema object, as text, for the first turn's final answer.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct NewInputOutputSchemaJson(::std::string::String);
@@ -4513,7 +4513,7 @@ pub struct PermissionsOutput {
     ///The profiles, as Codex lists them.
     pub profiles: ::std::vec::Vec<PermissionProfile>,
 }
-///A preset: a `[presets.NAME]` table of a config file.
+///A preset name.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
 pub struct PresetName(::std::string::String);
@@ -4533,9 +4533,6 @@ impl ::std::str::FromStr for PresetName {
     fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
         if value.chars().count() > 64usize {
             return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
         }
         static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
             ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[A-Za-z0-9_.-]+$").unwrap());
