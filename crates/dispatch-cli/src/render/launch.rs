@@ -1,7 +1,6 @@
 //! Human output of the launch settings: `new --dry-run`'s plan and `config show`.
 
 use dispatch_contract::types::*;
-use serde_json::Value;
 
 use super::{Render, e, warnings};
 
@@ -14,10 +13,8 @@ fn settings(settings: &[LaunchSetting]) -> Vec<String> {
     settings
         .iter()
         .map(|s| {
-            let value = match &s.value {
-                Value::String(text) => e(text),
-                other => e(&other.to_string()),
-            };
+            // JSON, so a string's spaces and line ends show.
+            let value = e(&s.value.to_string());
             format!("  {:width$} = {value}  ({})", s.key, e(&s.source))
         })
         .collect()
