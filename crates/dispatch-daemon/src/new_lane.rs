@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use codex_app_server::protocol::{
     AskForApproval, SandboxMode, ThreadGoalSetParams, ThreadSetNameParams, ThreadStartParams,
 };
-use dispatch_contract::types::{LaunchPlan, NewInput, NewOutput};
+use dispatch_contract::types::{LaunchPlan, NewInput, NewOutput, SubscribeInput};
 use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
 use dispatch_registry::{CreationRow, DeliveryMode, Fact, NewLane, Ownership};
 use serde_json::{Value, json};
@@ -115,6 +115,10 @@ pub(crate) struct NewPlan {
     pub worktree: bool,
     /// Images the first message carries (none yet).
     pub images: usize,
+    /// The events the caller's lane subscribes to on the new lane (`subscribe`).
+    pub subscribe: Vec<String>,
+    /// The caller's lane, which subscribes.
+    pub subscriber: Option<String>,
     /// What the call would skip or should know.
     pub warnings: Vec<String>,
 }
@@ -258,16 +262,34 @@ impl Service {
         let approval_policy =
             parse(Key::ApprovalPolicy).and_then(|v| serde_json::from_value(v).ok());
         let mut warnings = launch.warnings.clone();
-        if let Some(subscribe) = launch.values.get(&Key::Subscribe) {
-            warnings.push(
-                Hint::new(format!(
-                    "`subscribe` (from {}) is not applied by new yet: subscribe to the lane \
-                     with {{0}} once it exists",
-                    subscribe.source
-                ))
-                .run(&operations::SUBSCRIBE, json!({ "target": "<lane>" }))
-                .to_string(),
-            );
+        let mut subscribe = Vec::new();
+        let mut subscriber = None;
+        if let Some(setting) = launch.values.get(&Key::Subscribe) {
+            // The caller's own lane hears about the new one; without one there is no
+            // subscriber, which is worth a warning, not a refusal of the whole launch.
+            match self
+                .caller_lane(input.caller.as_ref(), || Hint::new("call it from a lane"))
+                .await
+            {
+                Ok(lane) => {
+                    subscriber = Some(lane.lane_ref);
+                    subscribe = setting
+                        .value
+                        .as_array()
+                        .map(|events| {
+                            events
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                }
+                Err(err) => warnings.push(format!(
+                    "`subscribe` (from {}) is skipped: {}",
+                    setting.source, err.message
+                )),
+            }
         }
         warnings.extend(self.credential_warning(&server).await);
         let text = launch.text(Key::Text).filter(|_| !input.no_send);
@@ -288,6 +310,8 @@ impl Service {
             ephemeral: input.ephemeral,
             worktree: launch.flag(Key::Worktree),
             images: 0,
+            subscribe,
+            subscriber,
             warnings,
             launch,
         })
@@ -467,6 +491,22 @@ impl Service {
                 ));
             }
             goal_set = true;
+        }
+        if let Some(subscriber) = &plan.subscriber {
+            for when in &plan.subscribe {
+                let subscribed = match serde_json::from_value::<SubscribeInput>(json!({
+                    "target": lane.lane_ref, "to": subscriber, "when": when,
+                })) {
+                    Ok(request) => self.handle(request).await.map(|_| ()),
+                    Err(err) => Err(DispatchError::internal(err.to_string())),
+                };
+                if let Err(err) = subscribed {
+                    warnings.push(format!(
+                        "lane {subscriber} was not subscribed to `{when}` of the new lane: {}",
+                        err.message
+                    ));
+                }
+            }
         }
         let lane = match self.registry().lane(&lane.lane_ref).await {
             Ok(Some(fresh)) => fresh,

@@ -9,8 +9,8 @@ mod harness;
 use std::process::ExitCode;
 
 use dispatch_contract::ErrorCode;
-use dispatch_contract::types::NewInput;
-use dispatch_registry::LaneFilter;
+use dispatch_contract::types::{NewInput, SubscriptionsInput};
+use dispatch_registry::{LaneFilter, Ownership};
 use harness::{Daemon, expect_error, trial};
 use libtest_mimic::Arguments;
 use serde_json::json;
@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         }),
         trial("bad_launch_inputs_are_refused_before_codex_is_asked", |d| {
             Box::pin(bad_launch_inputs_are_refused_before_codex_is_asked(d))
+        }),
+        trial("a_subscribe_setting_subscribes_the_callers_lane", |d| {
+            Box::pin(a_subscribe_setting_subscribes_the_callers_lane(d))
         }),
     ];
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
@@ -115,4 +118,42 @@ async fn bad_launch_inputs_are_refused_before_codex_is_asked(d: &Daemon) {
     }
     assert!(!asked(d, "thread/start"), "{:?}", d.requests());
     assert_eq!(recorded(d).await.0, 0);
+}
+
+async fn a_subscribe_setting_subscribes_the_callers_lane(d: &Daemon) {
+    let repo = tempfile::tempdir().expect("repo");
+    std::fs::create_dir_all(repo.path().join(".git")).expect("git");
+    std::fs::create_dir_all(repo.path().join(".dispatch")).expect("dispatch");
+    std::fs::write(
+        repo.path().join(".dispatch/config.toml"),
+        "[presets.watched]\nsubscribe = [\"done\", \"approval\"]\n",
+    )
+    .expect("config");
+    let cwd = repo.path().display().to_string();
+    let boss = d.lane("boss", Ownership::Owned).await;
+    // Without a calling lane there is no subscriber: a warning, and the lane is made.
+    let input = json!({ "name": "worker", "cwd": cwd, "preset": ["watched"], "no_send": true });
+    let alone = d.call::<NewInput>(input.clone()).await.expect("a lane");
+    assert!(
+        alone.warnings.iter().any(|w| w.contains("`subscribe`")),
+        "{:?}",
+        alone.warnings
+    );
+    let mut from_boss = input;
+    from_boss["name"] = json!("worker 2");
+    from_boss["caller"] = json!(boss.thread_id);
+    let made = d.call::<NewInput>(from_boss).await.expect("a lane");
+    let worker = made.lane.expect("the lane").ref_;
+    let subscriptions = d
+        .call::<SubscriptionsInput>(json!({ "subscriber": boss.lane_ref }))
+        .await
+        .expect("subscriptions")
+        .subscriptions;
+    let mut heard: Vec<String> = subscriptions
+        .iter()
+        .filter(|s| s.target == worker)
+        .map(|s| serde_json::to_value(&s.when).expect("when").to_string())
+        .collect();
+    heard.sort();
+    assert_eq!(heard, ["\"approval\"", "\"done\""], "{subscriptions:?}");
 }

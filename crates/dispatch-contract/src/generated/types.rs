@@ -3724,6 +3724,9 @@ pub struct NewInput {
     ///Base instructions (replace Codex's).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub base_instructions: ::std::option::Option<NewInputBaseInstructions>,
+    ///The calling thread (from `CODEX_THREAD_ID`): the subscriber of a `subscribe` setting.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub caller: ::std::option::Option<CallerThread>,
     ///Directory Codex works in; the caller's current directory when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cwd: ::std::option::Option<NewInputCwd>,

@@ -382,6 +382,7 @@ pub static TOOLS: &[ToolSpec] = &[
             "output_schema",
             "packet",
             "launch_packet",
+            "caller",
         ],
     },
     ToolSpec {
