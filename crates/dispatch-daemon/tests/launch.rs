@@ -152,7 +152,7 @@ async fn a_subscribe_setting_subscribes_the_callers_lane(d: &Daemon) {
     let mut heard: Vec<String> = subscriptions
         .iter()
         .filter(|s| s.target == worker)
-        .map(|s| serde_json::to_value(&s.when).expect("when").to_string())
+        .map(|s| serde_json::to_value(s.when).expect("when").to_string())
         .collect();
     heard.sort();
     assert_eq!(heard, ["\"approval\"", "\"done\""], "{subscriptions:?}");
