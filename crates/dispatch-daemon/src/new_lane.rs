@@ -293,6 +293,15 @@ impl Service {
         }
         warnings.extend(self.credential_warning(&server).await);
         let text = launch.text(Key::Text).filter(|_| !input.no_send);
+        if let Some(schema) = launch.values.get(&Key::OutputSchema)
+            && text.is_none()
+        {
+            warnings.push(format!(
+                "the output schema (from {}) applies to the first message's turn, and there is \
+                 no first message: it is not sent",
+                schema.source
+            ));
+        }
         Ok(NewPlan {
             title,
             cwd,

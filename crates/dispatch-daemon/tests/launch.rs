@@ -118,6 +118,21 @@ async fn bad_launch_inputs_are_refused_before_codex_is_asked(d: &Daemon) {
     }
     assert!(!asked(d, "thread/start"), "{:?}", d.requests());
     assert_eq!(recorded(d).await.0, 0);
+    let unused = d
+        .call::<NewInput>(json!({
+            "name": "x", "cwd": "/", "output_schema_json": "{}", "no_send": true, "dry_run": true
+        }))
+        .await
+        .expect("a plan");
+    assert!(
+        unused
+            .plan
+            .expect("plan")
+            .warnings
+            .iter()
+            .any(|w| w.contains("output schema")),
+        "an output schema without a first message is not silently dropped"
+    );
 }
 
 async fn a_subscribe_setting_subscribes_the_callers_lane(d: &Daemon) {
