@@ -243,6 +243,19 @@ impl Service {
             flags: flag_layer(input)?,
         })?;
         let title = launch.title(&input.name, cwd.as_deref())?;
+        // Settings from files were not checked against the contract's limits: Codex's.
+        for (key, limit) in [(Key::Goal, 4000), (Key::Text, 1_048_576)] {
+            if let Some(resolved) = launch.values.get(&key)
+                && resolved.value.as_str().map_or(0, |t| t.chars().count()) > limit
+            {
+                return Err(DispatchError::invalid_input(format!(
+                    "`{}` from {} is longer than {limit} characters (Codex's limit)",
+                    key.name(),
+                    resolved.source
+                ))
+                .with_hint("shorten it"));
+            }
+        }
         let (server, _) = self.server()?;
         let model = launch.text(Key::Model);
         let checked = models::check_settings(

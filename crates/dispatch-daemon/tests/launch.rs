@@ -118,6 +118,21 @@ async fn bad_launch_inputs_are_refused_before_codex_is_asked(d: &Daemon) {
     }
     assert!(!asked(d, "thread/start"), "{:?}", d.requests());
     assert_eq!(recorded(d).await.0, 0);
+    let packet = json!({
+        "dir": "/p", "goal": "g".repeat(4001), "files": [],
+    });
+    let err = expect_error(
+        d.call::<NewInput>(json!({
+            "name": "x", "cwd": "/", "launch_packet": packet, "dry_run": true
+        }))
+        .await,
+        ErrorCode::InvalidInput,
+    );
+    assert!(
+        err.message.contains("`goal` from packet:/p"),
+        "a goal from a file keeps Codex's limit: {}",
+        err.message
+    );
     let unused = d
         .call::<NewInput>(json!({
             "name": "x", "cwd": "/", "output_schema_json": "{}", "no_send": true, "dry_run": true
