@@ -217,6 +217,23 @@ mod tests {
     }
 
     #[test]
+    fn launch_tables_are_accepted_for_the_daemon_to_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[policy]\nallow_attached_writes = true\n[defaults]\nmodel = \"m\"\n\
+             [presets.review]\neffort = \"high\"\n",
+        )
+        .expect("write");
+        let config = Config::load(&path).expect("the launch tables do not stop the daemon");
+        assert!(config.policy.allow_attached_writes);
+        std::fs::write(&path, "[default]\nmodel = \"m\"\n").expect("write");
+        let err = Config::load(&path).expect_err("a typo of the table is refused");
+        assert!(err.to_string().contains("default"), "{err}");
+    }
+
+    #[test]
     fn the_stall_limit_defaults_to_two_minutes_and_refuses_zero() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.toml");
