@@ -74,6 +74,7 @@ pub fn cli_fields(op: &Operation) -> Vec<Field<'_>> {
             !op.meta
                 .context_fields()
                 .any(|(context, _)| context == f.name)
+                && !op.meta.packet_inputs.values().any(|into| into == f.name)
         })
         .collect()
 }

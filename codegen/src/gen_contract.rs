@@ -60,6 +60,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
             quote!(&[#(#items),*])
         };
         let file_inputs = pairs(&op.meta.file_inputs);
+        let packet_inputs = pairs(&op.meta.packet_inputs);
         let input = op.input_bundled.to_string();
         let cli_input = op.cli_input_bundled.to_string();
         let output = op.output_bundled.to_string();
@@ -107,6 +108,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
                 positionals: &[#(#positionals),*],
                 client_defaults: #client_defaults,
                 file_inputs: #file_inputs,
+                packet_inputs: #packet_inputs,
                 bound: #bound,
                 contract_hash: #hash,
                 input_schema: #input,

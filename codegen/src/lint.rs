@@ -163,6 +163,17 @@ pub fn check(contract: &Contract) -> anyhow::Result<()> {
                 "{file}: file input `{from}` reads into `{into}`, itself a file input"
             );
         }
+        for (from, into) in &op.meta.packet_inputs {
+            let object = op
+                .wire_input
+                .pointer(&format!("/properties/{into}"))
+                .map(|s| resolve_ref(contract, s))
+                .is_some_and(|s| s["type"] == "object");
+            ensure!(
+                is_string(from) && !required(from) && object && !required(into),
+                "{file}: packet input `{from}` -> `{into}` must name an optional string field and an optional object field of the wire input"
+            );
+        }
         if let Some(bound) = &op.meta.bounded_by {
             let schema = op.wire_input.pointer(&format!("/properties/{bound}"));
             ensure!(
@@ -262,10 +273,17 @@ fn check_lane_and_streaming(contract: &Contract, op: &Operation) -> anyhow::Resu
             ) && required(&op.wire_input, name),
             "{file}: `lane_field` request `{name}` must be a required integer field of the wire input with a `minimum` of 0 or more"
         ),
+        // A nullable object (`oneOf` the object and null) is null when nothing was made
+        // (`new`'s dry run).
         Some(LaneField::Created(name)) => ensure!(
-            output(name).is_some_and(|s| s["type"] == "object" && required(s, "ref"))
-                && required(&op.output, name),
-            "{file}: `lane_field` created `{name}` must be a required output object with a `ref`"
+            output(name).is_some_and(|s| {
+                let lane = |s: &Value| s["type"] == "object" && required(s, "ref");
+                lane(s)
+                    || s["oneOf"].as_array().is_some_and(|branches| {
+                        branches.iter().any(|b| lane(resolve_ref(contract, b)))
+                    })
+            }) && required(&op.output, name),
+            "{file}: `lane_field` created `{name}` must be a required output object with a `ref` (or null)"
         ),
     }
     if let Some(stream) = &op.meta.streaming {

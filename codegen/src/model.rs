@@ -103,6 +103,11 @@ pub struct OperationMeta {
     /// reads standard input. The file fields are not part of the wire input.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub file_inputs: BTreeMap<String, String>,
+    /// CLI-only input fields naming a launch packet directory that the CLI reads into an
+    /// object field of the wire input, e.g. `{"packet": "launch_packet"}`. The directory
+    /// fields are not part of the wire input; the object fields are CLI-only on MCP.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packet_inputs: BTreeMap<String, String>,
     /// The numeric input field (seconds) that bounds how long the call may run, e.g.
     /// `"timeout"`: a client waits that long plus a margin instead of its default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,9 +222,12 @@ pub enum ModelWork {
 
 impl OperationMeta {
     /// Input fields that exist on the CLI only: they are not part of the wire input, so MCP,
-    /// JSON-RPC and the daemon refuse them. Today these are the file inputs.
+    /// JSON-RPC and the daemon refuse them: the file inputs and the packet directories.
     pub fn cli_only_fields(&self) -> impl Iterator<Item = &str> {
-        self.file_inputs.keys().map(String::as_str)
+        self.file_inputs
+            .keys()
+            .chain(self.packet_inputs.keys())
+            .map(String::as_str)
     }
 
     /// Whether `surface` offers the operation.
@@ -233,6 +241,7 @@ impl OperationMeta {
     pub fn mcp_omitted_inputs(&self) -> Vec<&str> {
         let mut fields: Vec<&str> = self.cli_only_fields().collect();
         fields.extend(self.cli_only_inputs.iter().map(String::as_str));
+        fields.extend(self.packet_inputs.values().map(String::as_str));
         fields.extend(self.context_fields().map(|(field, _)| field));
         fields
     }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod input;
 pub mod output;
+pub mod packet;
 pub mod render;
 pub mod root;
 
@@ -152,10 +153,15 @@ async fn run_operation(
     // stream is started from its bounds. Otherwise the CLI's form is the input itself, which
     // the runner has checked (by the daemon, or here when the daemon cannot take it) before
     // anything is done.
-    if !op.file_inputs.is_empty() || op.streaming.is_some() || op.runs_in == RunsIn::Client {
+    if !op.file_inputs.is_empty()
+        || !op.packet_inputs.is_empty()
+        || op.streaming.is_some()
+        || op.runs_in == RunsIn::Client
+    {
         validate_cli_input(op, &input)?;
     }
     let input = read_file_inputs(op, input, &mut ProcessStdin)?;
+    let input = packet::read_packet_inputs(op, input)?;
     let input = resolve_local_paths(input)?;
     let runner = Runner::from_env()?;
     if let Some(stream) = op.streaming {

@@ -434,7 +434,12 @@ fn warnings(warnings: &[String]) -> Vec<String> {
 
 impl Render for NewOutput {
     fn human(&self) -> String {
-        let lane = &self.lane;
+        let Some(lane) = &self.lane else {
+            return match &self.plan {
+                Some(plan) => launch::plan(plan),
+                None => "nothing was created".to_owned(),
+            };
+        };
         let mut lines = vec![
             format!("created lane {}", lane_line(lane)),
             format!("thread {}", e(&lane.id)),
@@ -1394,4 +1399,5 @@ impl Render for SchemaOutput {}
 /// An output of an operation this CLI does not know: shown as JSON.
 impl Render for Value {}
 
+mod launch;
 mod thread_ops;

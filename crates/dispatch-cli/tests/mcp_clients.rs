@@ -89,6 +89,7 @@ fn read_only_calls(fixture: &str) -> Vec<(&'static str, Value)> {
     let receipt = parts.next().unwrap_or_default();
     let message: i64 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
     vec![
+        ("dispatch_config_show", json!({"cwd": "/"})),
         ("dispatch_delivery_get", json!({"receipt": receipt})),
         ("dispatch_daemon_log", json!({"limit": 5})),
         ("dispatch_daemon_status", json!({})),

@@ -52,6 +52,15 @@ impl Logged {
         }
     }
 
+    /// Nothing to record: the call changed nothing (`new`'s dry run). The action log is
+    /// left as it was.
+    pub fn nothing() -> Logged {
+        Logged {
+            lane: None,
+            detail: String::new(),
+        }
+    }
+
     /// `detail` about lane `lane_ref`.
     pub fn lane(lane_ref: impl Into<String>, detail: impl Into<String>) -> Logged {
         Logged {
@@ -114,20 +123,23 @@ where
         let record = match &outcome {
             Ok(output) => {
                 let logged = <D as Handle<R>>::logged(output);
-                WriteRecord {
+                // `Logged::nothing` (an empty detail): the call changed nothing.
+                (!logged.detail.is_empty()).then(|| WriteRecord {
                     op,
                     lane: logged.lane.or(named),
                     outcome: Ok(logged.detail),
-                }
+                })
             }
-            Err(err) => WriteRecord {
+            Err(err) => Some(WriteRecord {
                 op,
                 // A partly done write names the lane it made or touched.
                 lane: err.lane_ref().map(str::to_owned).or(named),
                 outcome: Err(err),
-            },
+            }),
         };
-        service.record_write(record).await;
+        if let Some(record) = record {
+            service.record_write(record).await;
+        }
     }
     outcome
 }

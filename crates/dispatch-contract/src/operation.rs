@@ -61,6 +61,10 @@ pub struct Operation {
     /// field: `(file_field, text_field)`. They are absent from `input_schema`, so every other
     /// surface refuses them.
     pub file_inputs: &'static [(&'static str, &'static str)],
+    /// CLI-only input fields naming a launch packet directory that the CLI reads into an
+    /// object field: `(dir_field, packet_field)`. The directory field is absent from
+    /// `input_schema`; MCP leaves the packet field out.
+    pub packet_inputs: &'static [(&'static str, &'static str)],
     /// The input field that bounds how long a call runs (`x-dispatch.bounded_by`), if any.
     pub bound: Option<CallBound>,
     /// Hash of the operation's contract; requests carry it so a stale daemon is detected.

@@ -22,7 +22,7 @@ use crate::convert::now_ms;
 use crate::errors::app_server_error;
 use crate::images;
 use crate::service::Service;
-use crate::turn_start::{MessageRecorded, running_turn};
+use crate::turn_start::{MessageRecorded, TurnOptions, running_turn};
 
 /// How long an interjection waits for the interrupted turn to end.
 const INTERRUPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -50,6 +50,18 @@ pub struct DeliveryRequest {
     pub effort: Option<String>,
     /// The images it carries, checked ([`crate::images`]).
     pub images: Vec<ImageRef>,
+    /// The JSON Schema a new turn's final answer must match (`new`'s first message).
+    pub output_schema: Option<serde_json::Value>,
+}
+
+impl DeliveryRequest {
+    /// How a turn this delivery starts is asked for.
+    fn turn_options(&self) -> TurnOptions {
+        TurnOptions {
+            effort: self.effort.clone(),
+            output_schema: self.output_schema.clone(),
+        }
+    }
 }
 
 /// What a delivery did.
@@ -179,7 +191,7 @@ impl Service {
         };
         match request.mode {
             DeliveryMode::Send | DeliveryMode::Queue => {
-                self.submit_turn(&server, &lane, &receipt, request.effort)
+                self.submit_turn(&server, &lane, &receipt, request.turn_options())
                     .await
             }
             DeliveryMode::Steer => {
@@ -188,7 +200,7 @@ impl Service {
             }
             DeliveryMode::Interject => {
                 let turn_id = running.unwrap_or_default();
-                self.interject(&server, &lane, &receipt, &turn_id, request.effort)
+                self.interject(&server, &lane, &receipt, &turn_id, request.turn_options())
                     .await
             }
             DeliveryMode::Context => self.add_context(&server, &lane, &receipt).await,
@@ -268,7 +280,7 @@ impl Service {
         server: &AppServer,
         lane: &LaneRow,
         receipt: &DeliveryRow,
-        effort: Option<String>,
+        turn: TurnOptions,
     ) -> Result<Delivered, DispatchError> {
         let mut warnings = Vec::new();
         let started = match self
@@ -276,7 +288,7 @@ impl Service {
                 server,
                 lane,
                 images::turn_input(&receipt.text, &receipt.images),
-                effort,
+                turn,
                 &receipt.id,
             )
             .await
@@ -411,7 +423,7 @@ impl Service {
         lane: &LaneRow,
         receipt: &DeliveryRow,
         turn_id: &str,
-        effort: Option<String>,
+        turn: TurnOptions,
     ) -> Result<Delivered, DispatchError> {
         use codex_app_server::Event;
         use codex_app_server::protocol::ServerNotification;
@@ -478,7 +490,7 @@ impl Service {
                 receipt,
             ));
         }
-        self.submit_turn(server, lane, receipt, effort).await
+        self.submit_turn(server, lane, receipt, turn).await
     }
 
     /// Adds the receipt's message to the thread's history without starting a turn
@@ -553,7 +565,10 @@ impl Service {
         let Some(receipt) = self.registry().claim_queued(lane_ref).await? else {
             return Ok(());
         };
-        match self.submit_turn(&server, &lane, &receipt, None).await {
+        match self
+            .submit_turn(&server, &lane, &receipt, TurnOptions::default())
+            .await
+        {
             Ok(delivered) => {
                 for warning in delivered.warnings {
                     tracing::warn!(lane = lane_ref, receipt = receipt.id, "{warning}");

@@ -166,6 +166,7 @@ impl Handle<SendInput> for Service {
                 idempotency,
                 effort: None,
                 images,
+                output_schema: None,
             })
             .await?;
         if let Some(sender) = &sender {

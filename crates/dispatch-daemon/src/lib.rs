@@ -15,7 +15,9 @@
 //! scheduler that fires them is `triggers.rs`), `inbox.rs` (`inbox list|read|ack`),
 //! `subscriptions.rs` (`subscribe`, `subscriptions`, `unsubscribe`), `thread_ops.rs` (`fork`,
 //! `revert`, `compact`, `review`, `delete`), `worktree_ops.rs` (`worktree remove`; the git
-//! machinery is `worktree.rs`, the image checks `images.rs`), `account.rs` (`usage`, `permissions`) and `wait.rs`. `service.rs` holds the state they share and the two hooks every
+//! machinery is `worktree.rs`, the image checks `images.rs`), `account.rs` (`usage`, `permissions`),
+//! `launch.rs` (`config show`; the launch layers `new` resolves, parsed by `launch_config.rs`) and
+//! `wait.rs`. `service.rs` holds the state they share and the two hooks every
 //! call passes through: the attached-lane lock and the action log.
 
 mod account;
@@ -33,6 +35,8 @@ mod ingest;
 mod intro;
 mod lane_access;
 mod lanes;
+mod launch;
+mod launch_config;
 mod lifecycle;
 mod models;
 mod new_lane;

@@ -91,7 +91,8 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
 
     let service = Arc::new(
         Service::new(registry, app_server.clone(), paths.socket.clone(), &config)
-            .with_worktrees_root(paths.home.join("worktrees")),
+            .with_worktrees_root(paths.home.join("worktrees"))
+            .with_global_config(paths.config.clone()),
     );
     let pump = tokio::spawn(crate::ingest::run(Arc::clone(&service)));
     // What the registry says about running turns is checked before anyone can ask.

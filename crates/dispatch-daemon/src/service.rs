@@ -69,6 +69,8 @@ pub struct Service {
     rate_limits: Mutex<Option<(i64, codex_app_server::protocol::RateLimitSnapshot)>>,
     /// Where lanes' git worktrees go by default (`$DISPATCH_HOME/worktrees`).
     worktrees: PathBuf,
+    /// The global `config.toml`, whose `[defaults]` and `[presets]` `new` reads on every call.
+    global_config: Option<PathBuf>,
 }
 
 impl Service {
@@ -107,6 +109,7 @@ impl Service {
             triggers: watch::channel(0).0,
             lanes_removed: AtomicU64::new(0),
             rate_limits: Mutex::new(None),
+            global_config: None,
         }
     }
 
@@ -120,6 +123,18 @@ impl Service {
     /// Where lanes' git worktrees go by default.
     pub fn worktrees_root(&self) -> &std::path::Path {
         &self.worktrees
+    }
+
+    /// The same service reading launch defaults and presets from the global `config.toml`
+    /// at `path` (read on every `new` and `config show`, so edits apply without a restart).
+    pub fn with_global_config(mut self, path: PathBuf) -> Service {
+        self.global_config = Some(path);
+        self
+    }
+
+    /// The global `config.toml`, if this service reads one.
+    pub(crate) fn global_config(&self) -> Option<&std::path::Path> {
+        self.global_config.as_deref()
     }
 
     /// Notes that a lane was removed from the registry.

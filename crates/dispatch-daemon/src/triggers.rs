@@ -524,6 +524,7 @@ impl Service {
                 idempotency: Some((key, format!("trigger:{}", row.id))),
                 effort: None,
                 images: Vec::new(),
+                output_schema: None,
             })
             .await?;
         for warning in &delivered.warnings {

@@ -14,6 +14,15 @@ use crate::convert::now_ms;
 use crate::errors::app_server_error;
 use crate::service::Service;
 
+/// How a new turn is asked for, beyond its message.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TurnOptions {
+    /// The reasoning effort.
+    pub effort: Option<String>,
+    /// The JSON Schema the turn's final answer must match.
+    pub output_schema: Option<serde_json::Value>,
+}
+
 /// The turn Codex is running on `thread_id`, if its thread is active.
 pub(crate) async fn codex_running_turn(
     server: &codex_app_server::AppServer,
@@ -138,7 +147,7 @@ impl Service {
         server: &codex_app_server::AppServer,
         lane: &LaneRow,
         input: Vec<UserInput>,
-        effort: Option<String>,
+        turn: TurnOptions,
         client_id: &str,
     ) -> Result<StartedTurn, DispatchError> {
         let asked_at_s = now_ms() / 1000;
@@ -147,7 +156,8 @@ impl Service {
             .call(&TurnStartParams {
                 thread_id: lane.thread_id.clone(),
                 input,
-                effort,
+                effort: turn.effort,
+                output_schema: turn.output_schema,
                 client_user_message_id: Some(client_id.to_owned()),
                 ..Default::default()
             })

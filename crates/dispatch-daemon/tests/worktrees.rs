@@ -55,6 +55,11 @@ fn main() -> ExitCode {
             |d| Box::pin(a_failed_thread_takes_its_worktree_away(d)),
         ),
         trial(
+            "a_dry_run_plans_the_worktree_and_images_and_makes_nothing",
+            Script::default(),
+            |d| Box::pin(a_dry_run_plans_the_worktree_and_images_and_makes_nothing(d)),
+        ),
+        trial(
             "images_go_only_to_models_that_take_them",
             Script::default(),
             |d| Box::pin(images_go_only_to_models_that_take_them(d)),
@@ -161,7 +166,13 @@ async fn a_worktree_lane_runs_in_its_worktree_until_removed(d: &Daemon) {
         .await
         .expect("new with a worktree");
     let expected = d.service.worktrees_root().join("app/fix-the-login-bug");
-    let tree = made.lane.worktree.clone().expect("the lane has a worktree");
+    let tree = made
+        .lane
+        .as_ref()
+        .expect("a lane")
+        .worktree
+        .clone()
+        .expect("the lane has a worktree");
     assert_eq!(tree.path, expected.display().to_string());
     assert_eq!(tree.branch, "dispatch/fix-the-login-bug");
     assert_eq!(tree.repo, repo.display().to_string());
@@ -173,24 +184,24 @@ async fn a_worktree_lane_runs_in_its_worktree_until_removed(d: &Daemon) {
     assert_eq!(worktree_count(&repo), 2);
     // The lane works at the cwd's place in the worktree, and Codex was told so.
     assert_eq!(
-        made.lane.cwd.as_deref(),
+        made.lane.as_ref().expect("a lane").cwd.as_deref(),
         Some(expected.join("src").display().to_string().as_str())
     );
 
-    let shown = get(d, &made.lane.ref_).await;
+    let shown = get(d, &made.lane.as_ref().expect("a lane").ref_).await;
     assert_eq!(
         shown["lane"]["worktree"]["branch"],
         "dispatch/fix-the-login-bug"
     );
-    d.call::<ArchiveInput>(json!({ "target": made.lane.ref_ }))
+    d.call::<ArchiveInput>(json!({ "target": made.lane.as_ref().expect("a lane").ref_ }))
         .await
         .expect("archive");
     assert!(expected.is_dir(), "archive leaves the worktree");
-    let shown = get(d, &made.lane.ref_).await;
+    let shown = get(d, &made.lane.as_ref().expect("a lane").ref_).await;
     assert_eq!(shown["lane"]["worktree"]["path"], tree.path);
 
     let removed = d
-        .call::<WorktreeRemoveInput>(json!({ "lane": made.lane.ref_ }))
+        .call::<WorktreeRemoveInput>(json!({ "lane": made.lane.as_ref().expect("a lane").ref_ }))
         .await
         .expect("a clean worktree is removed");
     assert!(!removed.forced);
@@ -200,10 +211,10 @@ async fn a_worktree_lane_runs_in_its_worktree_until_removed(d: &Daemon) {
         "the branch stays"
     );
     assert_eq!(worktree_count(&repo), 1);
-    let shown = get(d, &made.lane.ref_).await;
+    let shown = get(d, &made.lane.as_ref().expect("a lane").ref_).await;
     assert_eq!(shown["lane"]["worktree"], Value::Null);
     expect_error(
-        d.call::<WorktreeRemoveInput>(json!({ "lane": made.lane.ref_ }))
+        d.call::<WorktreeRemoveInput>(json!({ "lane": made.lane.as_ref().expect("a lane").ref_ }))
             .await,
         ErrorCode::InvalidInput,
     );
@@ -224,12 +235,12 @@ async fn a_dirty_worktree_is_removed_only_with_force(d: &Daemon) {
         .await
         .expect("new with a custom worktree");
     assert_eq!(
-        made.lane.cwd.as_deref(),
+        made.lane.as_ref().expect("a lane").cwd.as_deref(),
         Some(custom.display().to_string().as_str())
     );
     std::fs::write(custom.join("scratch.txt"), "untracked").expect("write");
     let err = expect_error(
-        d.call::<WorktreeRemoveInput>(json!({ "lane": made.lane.ref_ }))
+        d.call::<WorktreeRemoveInput>(json!({ "lane": made.lane.as_ref().expect("a lane").ref_ }))
             .await,
         ErrorCode::InvalidInput,
     );
@@ -250,7 +261,9 @@ async fn a_dirty_worktree_is_removed_only_with_force(d: &Daemon) {
     );
     assert!(custom.join("scratch.txt").is_file(), "nothing was lost");
     let removed = d
-        .call::<WorktreeRemoveInput>(json!({ "lane": made.lane.ref_, "force": true }))
+        .call::<WorktreeRemoveInput>(
+            json!({ "lane": made.lane.as_ref().expect("a lane").ref_, "force": true }),
+        )
         .await
         .expect("forced");
     assert!(removed.forced);
@@ -322,6 +335,48 @@ async fn a_failed_thread_takes_its_worktree_away(d: &Daemon) {
     assert!(!branch_exists(&repo, "dispatch/doomed"));
     assert!(!d.service.worktrees_root().join("app/doomed").exists());
     assert_eq!(lane_count(d).await, 0);
+}
+
+/// `new --dry-run` with a worktree and an image: the plan names the worktree's path, branch
+/// and repository and lists the image with its size and SHA-256, and nothing is made (no
+/// worktree, no branch, no thread, no lane).
+async fn a_dry_run_plans_the_worktree_and_images_and_makes_nothing(d: &Daemon) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = repo(dir.path());
+    let png = dir.path().join("shot.png");
+    std::fs::write(&png, PNG).expect("write");
+    let planned: NewOutput = d
+        .call::<NewInput>(json!({
+            "name": "Plan only",
+            "cwd": repo.display().to_string(),
+            "model": fake_app_server::VISION_MODEL,
+            "text": "look",
+            "image": [png.display().to_string()],
+            "worktree": true,
+            "dry_run": true,
+        }))
+        .await
+        .expect("a dry run");
+    assert!(planned.lane.is_none(), "a dry run makes no lane");
+    let plan = planned.plan.expect("a dry run returns its plan");
+    let tree = plan.worktree.expect("the plan names the worktree");
+    let expected = d.service.worktrees_root().join("app/plan-only");
+    assert_eq!(tree.path, expected.display().to_string());
+    assert_eq!(tree.branch, "dispatch/plan-only");
+    assert_eq!(tree.repo, repo.display().to_string());
+    assert_eq!(plan.images, 1);
+    let image = plan
+        .files
+        .iter()
+        .find(|f| f.key.as_str() == "image")
+        .expect("the image is listed among the files read");
+    assert_eq!(image.size, PNG.len() as u64);
+    assert_eq!(image.sha256.as_str().len(), 64);
+    assert!(!expected.exists(), "no worktree directory");
+    assert_eq!(worktree_count(&repo), 1, "git worktree list is unchanged");
+    assert!(!branch_exists(&repo, "dispatch/plan-only"));
+    never_asked(d, "thread/start");
+    assert_eq!(lane_count(d).await, 0, "no lane row");
 }
 
 async fn images_go_only_to_models_that_take_them(d: &Daemon) {
@@ -406,7 +461,7 @@ async fn images_go_only_to_models_that_take_them(d: &Daemon) {
         .expect("a text-only lane");
     let before = d.turn_inputs().len();
     let err = expect_error(
-        d.call::<SendInput>(json!({ "lane": blind.lane.ref_, "text": "look", "image": [png] }))
+        d.call::<SendInput>(json!({ "lane": blind.lane.as_ref().expect("a lane").ref_, "text": "look", "image": [png] }))
             .await,
         ErrorCode::InvalidInput,
     );
@@ -425,7 +480,7 @@ async fn images_go_only_to_models_that_take_them(d: &Daemon) {
         .expect("a lane on the default model");
     let sent = d
         .call::<SendInput>(json!({
-            "lane": seeing.lane.ref_, "text": "and this?", "image": [png, png], "mode": "queue",
+            "lane": seeing.lane.as_ref().expect("a lane").ref_, "text": "and this?", "image": [png, png], "mode": "queue",
         }))
         .await
         .expect("images on a queued send");
@@ -436,7 +491,7 @@ async fn images_go_only_to_models_that_take_them(d: &Daemon) {
     assert_eq!(last[2]["path"], png.as_str());
     expect_error(
         d.call::<SendInput>(json!({
-            "lane": seeing.lane.ref_, "text": "note", "image": [png], "mode": "context",
+            "lane": seeing.lane.as_ref().expect("a lane").ref_, "text": "note", "image": [png], "mode": "context",
         }))
         .await,
         ErrorCode::InvalidInput,

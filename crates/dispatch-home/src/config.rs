@@ -25,6 +25,25 @@ pub struct Config {
     /// `[mcp]`.
     #[serde(default)]
     pub mcp: McpSettings,
+    /// `[defaults]`: launch settings for new lanes, checked (with file and line) by the
+    /// daemon each time `new` or `config show` reads them.
+    #[serde(default)]
+    pub defaults: LaunchTable,
+    /// `[presets.NAME]`: named launch settings, checked like `[defaults]`.
+    #[serde(default)]
+    pub presets: LaunchTable,
+}
+
+/// A launch table of `config.toml` (`[defaults]`, `[presets]`): accepted here as it is; the
+/// daemon's launch layering reads and checks it, naming the file and line of a bad key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaunchTable;
+
+impl<'de> Deserialize<'de> for LaunchTable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Ok(LaunchTable)
+    }
 }
 
 /// `[mcp]`: what `dispatch mcp` serves.
@@ -195,6 +214,23 @@ mod tests {
         std::fs::write(&path, "[policy]\nallow_atached_writes = true\n").expect("write");
         let err = Config::load(&path).expect_err("a typo is refused");
         assert!(err.to_string().contains("allow_atached_writes"), "{err}");
+    }
+
+    #[test]
+    fn launch_tables_are_accepted_for_the_daemon_to_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[policy]\nallow_attached_writes = true\n[defaults]\nmodel = \"m\"\n\
+             [presets.review]\neffort = \"high\"\n",
+        )
+        .expect("write");
+        let config = Config::load(&path).expect("the launch tables do not stop the daemon");
+        assert!(config.policy.allow_attached_writes);
+        std::fs::write(&path, "[default]\nmodel = \"m\"\n").expect("write");
+        let err = Config::load(&path).expect_err("a typo of the table is refused");
+        assert!(err.to_string().contains("default"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "assets" => shown_as::<types::AssetsOutput>(output),
         "attach" => shown_as::<types::AttachOutput>(output),
         "compact" => shown_as::<types::CompactOutput>(output),
+        "config_show" => shown_as::<types::ConfigShowOutput>(output),
         "daemon_log" => shown_as::<types::DaemonLogOutput>(output),
         "daemon_status" => shown_as::<types::DaemonStatusOutput>(output),
         "delete" => shown_as::<types::DeleteOutput>(output),
@@ -72,6 +73,11 @@ pub fn operation_commands() -> Vec<Command> {
         assets_command(),
         attach_command(),
         compact_command(),
+        Command::new("config")
+            .about("Show the launch settings that config files and presets give new lanes")
+            .subcommand_required(true)
+            .arg_required_else_help(true)
+            .subcommand(config_show_command()),
         Command::new("daemon")
             .about("Inspect the running daemon: its status and its action log")
             .subcommand_required(true)
@@ -219,6 +225,27 @@ fn compact_command() -> Command {
                 .help("The lane: ref or ref prefix, thread id, @handle or exact title.")
                 .value_name("LANE")
                 .required(true),
+        )
+}
+///The `config show` command.
+fn config_show_command() -> Command {
+    Command::new("show")
+        .about(
+            "Show the effective launch settings for a directory and where each came from",
+        )
+        .long_about(
+            "Show the launch settings `dispatch new` would use in a directory, each with the layer it came from (`default`, `global:<file>`, `repo:<file>`, `preset:<name>@<file>`). Without --cwd it shows the current directory's.",
+        )
+        .arg(
+            Arg::new("cwd")
+                .help("The directory; the caller's current directory when omitted.")
+                .long("cwd"),
+        )
+        .arg(
+            Arg::new("preset")
+                .help("Presets to apply, in order.")
+                .long("preset")
+                .action(ArgAction::Append),
         )
 }
 ///The `daemon log` command.
@@ -594,7 +621,7 @@ fn new_command() -> Command {
             "Create an owned lane (new Codex thread), optionally with a goal and a first message",
         )
         .long_about(
-            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory. --worktree gives the lane a git worktree of its own; --image attaches local images to the first message.",
+            "Create an owned lane: a new Codex thread, optionally with a native goal and a first message. Settings come from the global and repository config (`[defaults]`, then each `--preset`), then the arguments; `--dry-run` returns the plan and creates nothing. Reports acceptance, never completion: follow with `dispatch get` or `dispatch watch`. Model, effort and service tier are checked against the cached catalog (`dispatch models`) first; omitted settings take Codex's defaults. Slash commands are sent as plain text. Without --cwd the lane works in the current directory. --worktree gives the lane a git worktree of its own; --image attaches local images to the first message. --packet DIR reads a launch packet (dispatch.toml, goal.md, prompt.md, developer.md, base.md, output.schema.json) as its own layer, above the presets.",
         )
         .arg(
             Arg::new("name")
@@ -642,6 +669,65 @@ fn new_command() -> Command {
             Arg::new("permission_profile")
                 .help("Permission profile id, e.g. `:workspace`.")
                 .long("permission-profile"),
+        )
+        .arg(
+            Arg::new("preset")
+                .help("Presets (`[presets.NAME]` of a config file), applied in order.")
+                .long("preset")
+                .action(ArgAction::Append),
+        )
+        .arg(
+            Arg::new("packet")
+                .help(
+                    "A launch packet directory, read as its own layer above the presets.",
+                )
+                .long("packet"),
+        )
+        .arg(
+            Arg::new("developer_instructions")
+                .help("Developer instructions. `-` reads it from standard input.")
+                .long("developer-instructions"),
+        )
+        .arg(
+            Arg::new("developer_file")
+                .help("A file holding the developer instructions.")
+                .long("developer-file"),
+        )
+        .arg(
+            Arg::new("base_instructions")
+                .help(
+                    "Base instructions (replace Codex's). `-` reads it from standard input.",
+                )
+                .long("base-instructions"),
+        )
+        .arg(
+            Arg::new("base_file")
+                .help("A file holding the base instructions.")
+                .long("base-file"),
+        )
+        .arg(
+            Arg::new("output_schema_json")
+                .help(
+                    "A JSON Schema object, as text, for the first turn's final answer. `-` reads it from standard input.",
+                )
+                .long("output-schema-json"),
+        )
+        .arg(
+            Arg::new("output_schema")
+                .help("A JSON Schema file for the first turn's final answer.")
+                .long("output-schema"),
+        )
+        .arg(
+            Arg::new("ephemeral")
+                .help("A thread Codex does not persist.")
+                .long("ephemeral")
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
+            Arg::new("dry_run")
+                .help("Return the plan; create nothing.")
+                .long("dry-run")
+                .action(ArgAction::SetTrue),
         )
         .arg(
             Arg::new("handle")
@@ -1380,6 +1466,19 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 kind: FieldKind::Text,
             }],
         )),
+        ["config", "show"] => Some((
+            &operations::CONFIG_SHOW,
+            &[
+                Field {
+                    name: "cwd",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "preset",
+                    kind: FieldKind::TextList,
+                },
+            ],
+        )),
         ["daemon", "log"] => Some((
             &operations::DAEMON_LOG,
             &[Field {
@@ -1668,6 +1767,46 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
                 Field {
                     name: "permission_profile",
                     kind: FieldKind::Text,
+                },
+                Field {
+                    name: "preset",
+                    kind: FieldKind::TextList,
+                },
+                Field {
+                    name: "packet",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "developer_instructions",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "developer_file",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "base_instructions",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "base_file",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "output_schema_json",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "output_schema",
+                    kind: FieldKind::Text,
+                },
+                Field {
+                    name: "ephemeral",
+                    kind: FieldKind::Flag,
+                },
+                Field {
+                    name: "dry_run",
+                    kind: FieldKind::Flag,
                 },
                 Field {
                     name: "handle",

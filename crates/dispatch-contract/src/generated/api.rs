@@ -19,6 +19,7 @@ pub trait Dispatch:
     + Handle<ArchiveInput>
     + Handle<AttachInput>
     + Handle<CompactInput>
+    + Handle<ConfigShowInput>
     + Handle<DaemonLogInput>
     + Handle<DaemonStatusInput>
     + Handle<DeleteInput>

@@ -628,6 +628,84 @@ pub struct Compaction {
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub requested_at: ::std::option::Option<::std::string::String>,
 }
+///Input of `config show`: Show the effective launch settings for a directory and where each came from
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigShowInput {
+    ///The directory; the caller's current directory when omitted.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub cwd: ::std::option::Option<ConfigShowInputCwd>,
+    ///Presets to apply, in order.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub preset: ::std::vec::Vec<PresetName>,
+}
+///The directory; the caller's current directory when omitted.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct ConfigShowInputCwd(::std::string::String);
+impl ::std::ops::Deref for ConfigShowInputCwd {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<ConfigShowInputCwd> for ::std::string::String {
+    fn from(value: ConfigShowInputCwd) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for ConfigShowInputCwd {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for ConfigShowInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for ConfigShowInputCwd {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ConfigShowInputCwd {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Output of `config show`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct ConfigShowOutput {
+    ///The directory.
+    pub cwd: ::std::string::String,
+    ///The files the settings name (`*_file` keys), read and hashed.
+    pub files: ::std::vec::Vec<LaunchFile>,
+    ///The presets defined for this directory, with the files that define them.
+    pub presets: ::std::vec::Vec<::std::string::String>,
+    ///The settings some layer sets, with their sources; a setting no layer sets takes Codex's default.
+    pub settings: ::std::vec::Vec<LaunchSetting>,
+}
 ///Input of `daemon log`: Show the action log: every write with time, lane, outcome and detail
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -2624,6 +2702,660 @@ pub struct LatestTurn {
     pub started_at: ::std::option::Option<::std::string::String>,
     pub status: TurnStatus,
 }
+///A file read for a launch.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchFile {
+    ///The setting it fills, e.g. `developer_instructions`.
+    pub key: LaunchFileKey,
+    ///Its absolute path.
+    pub path: LaunchFilePath,
+    ///The SHA-256 of its content, hex.
+    pub sha256: LaunchFileSha256,
+    ///Its size in bytes.
+    pub size: u64,
+}
+///The setting it fills, e.g. `developer_instructions`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchFileKey(::std::string::String);
+impl ::std::ops::Deref for LaunchFileKey {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchFileKey> for ::std::string::String {
+    fn from(value: LaunchFileKey) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchFileKey {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchFileKey {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchFileKey {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchFileKey {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Its absolute path.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchFilePath(::std::string::String);
+impl ::std::ops::Deref for LaunchFilePath {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchFilePath> for ::std::string::String {
+    fn from(value: LaunchFilePath) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchFilePath {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchFilePath {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchFilePath {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchFilePath {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///The SHA-256 of its content, hex.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchFileSha256(::std::string::String);
+impl ::std::ops::Deref for LaunchFileSha256 {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchFileSha256> for ::std::string::String {
+    fn from(value: LaunchFileSha256) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchFileSha256 {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[0-9a-f]{64}$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[0-9a-f]{64}$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchFileSha256 {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchFileSha256 {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchFileSha256 {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///A launch packet as the CLI read it: a directory with `dispatch.toml`, `goal.md`, `prompt.md`, `developer.md`, `base.md`, `output.schema.json`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchPacket {
+    ///`base.md`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub base_instructions: ::std::option::Option<LaunchPacketBaseInstructions>,
+    ///`developer.md`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub developer_instructions: ::std::option::Option<LaunchPacketDeveloperInstructions>,
+    ///The packet directory.
+    pub dir: LaunchPacketDir,
+    ///The files read.
+    pub files: ::std::vec::Vec<LaunchFile>,
+    ///`goal.md`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub goal: ::std::option::Option<LaunchPacketGoal>,
+    ///Files in the directory that are not part of a packet (not read).
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub ignored: ::std::vec::Vec<LaunchPacketIgnoredItem>,
+    ///`output.schema.json`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub output_schema_json: ::std::option::Option<LaunchPacketOutputSchemaJson>,
+    ///The text of `dispatch.toml`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub settings: ::std::option::Option<LaunchPacketSettings>,
+    ///`prompt.md`.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub text: ::std::option::Option<LaunchPacketText>,
+}
+///`base.md`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketBaseInstructions(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketBaseInstructions {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketBaseInstructions> for ::std::string::String {
+    fn from(value: LaunchPacketBaseInstructions) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketBaseInstructions {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketBaseInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketBaseInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketBaseInstructions {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`developer.md`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketDeveloperInstructions(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketDeveloperInstructions {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketDeveloperInstructions> for ::std::string::String {
+    fn from(value: LaunchPacketDeveloperInstructions) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketDeveloperInstructions {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketDeveloperInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketDeveloperInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketDeveloperInstructions {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///The packet directory.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketDir(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketDir {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketDir> for ::std::string::String {
+    fn from(value: LaunchPacketDir) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketDir {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketDir {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketDir {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketDir {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`goal.md`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketGoal(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketGoal {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketGoal> for ::std::string::String {
+    fn from(value: LaunchPacketGoal) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketGoal {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketGoal {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketGoal {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketGoal {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`LaunchPacketIgnoredItem`
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketIgnoredItem(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketIgnoredItem {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketIgnoredItem> for ::std::string::String {
+    fn from(value: LaunchPacketIgnoredItem) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketIgnoredItem {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketIgnoredItem {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketIgnoredItem {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketIgnoredItem {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`output.schema.json`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketOutputSchemaJson(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketOutputSchemaJson {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketOutputSchemaJson> for ::std::string::String {
+    fn from(value: LaunchPacketOutputSchemaJson) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketOutputSchemaJson {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketOutputSchemaJson {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketOutputSchemaJson {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketOutputSchemaJson {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///The text of `dispatch.toml`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketSettings(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketSettings {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketSettings> for ::std::string::String {
+    fn from(value: LaunchPacketSettings) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketSettings {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketSettings {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketSettings {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketSettings {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///`prompt.md`.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct LaunchPacketText(::std::string::String);
+impl ::std::ops::Deref for LaunchPacketText {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<LaunchPacketText> for ::std::string::String {
+    fn from(value: LaunchPacketText) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for LaunchPacketText {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for LaunchPacketText {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for LaunchPacketText {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for LaunchPacketText {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///What `new` would do.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LaunchPlan {
+    ///The directory Codex would work in.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub cwd: ::std::option::Option<::std::string::String>,
+    ///Whether the thread would not be persisted.
+    pub ephemeral: bool,
+    ///The files read for the launch.
+    pub files: ::std::vec::Vec<LaunchFile>,
+    ///Images the first message would carry.
+    pub images: i64,
+    ///Whether a first message would start a turn.
+    pub sends_turn: bool,
+    ///Whether a native goal would be set.
+    pub sets_goal: bool,
+    ///The effective settings with their sources.
+    pub settings: ::std::vec::Vec<LaunchSetting>,
+    ///The lane's title.
+    pub title: ::std::string::String,
+    ///What the launch would skip or ignore.
+    pub warnings: ::std::vec::Vec<::std::string::String>,
+    ///The git worktree the lane would get, or null.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub worktree: ::std::option::Option<Worktree>,
+}
+///One effective launch setting and the layer it came from.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LaunchSetting {
+    ///The setting, e.g. `model`.
+    pub key: ::std::string::String,
+    ///The layer: `default`, `global:<file>`, `repo:<file>`, `preset:<name>@<file>`, `packet:<dir>` or `flag`.
+    pub source: ::std::string::String,
+    ///Its value (text settings longer than 200 characters are shortened in a plan).
+    pub value: ::serde_json::Value,
+}
 ///Input of `list`: List lanes, newest activity first
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -2992,12 +3724,27 @@ pub struct NewInput {
     ///When Codex asks before acting.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub approval_policy: ::std::option::Option<NewInputApprovalPolicy>,
+    ///Base instructions (replace Codex's).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub base_instructions: ::std::option::Option<NewInputBaseInstructions>,
+    ///The calling thread (from `CODEX_THREAD_ID`): the subscriber of a `subscribe` setting.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub caller: ::std::option::Option<CallerThread>,
     ///Directory Codex works in; the caller's current directory when omitted.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cwd: ::std::option::Option<NewInputCwd>,
+    ///Developer instructions.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub developer_instructions: ::std::option::Option<NewInputDeveloperInstructions>,
+    ///Return the plan; create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
     ///Reasoning effort, e.g. `low`, `medium`, `high`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub effort: ::std::option::Option<NewInputEffort>,
+    ///A thread Codex does not persist.
+    #[serde(default)]
+    pub ephemeral: bool,
     ///A native thread goal: Codex keeps working until it is complete.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub goal: ::std::option::Option<Objective>,
@@ -3010,6 +3757,9 @@ pub struct NewInput {
     ///A local PNG, JPEG, GIF or WebP file to attach to the first message (at most 20 MiB each, 16 in all); the model must accept images.
     #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
     pub image: ::std::vec::Vec<NewInputImageItem>,
+    ///The launch packet the CLI read.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub launch_packet: ::std::option::Option<LaunchPacket>,
     ///Model id, as `models` lists it.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub model: ::std::option::Option<NewInputModel>,
@@ -3018,9 +3768,15 @@ pub struct NewInput {
     ///Create the lane without sending the first message.
     #[serde(default)]
     pub no_send: bool,
+    ///A JSON Schema object, as text, for the first turn's final answer.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub output_schema_json: ::std::option::Option<NewInputOutputSchemaJson>,
     ///Permission profile id, e.g. `:workspace`.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub permission_profile: ::std::option::Option<NewInputPermissionProfile>,
+    ///Presets (`[presets.NAME]` of a config file), applied in order.
+    #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+    pub preset: ::std::vec::Vec<PresetName>,
     ///Sandbox mode.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sandbox: ::std::option::Option<NewInputSandbox>,
@@ -3098,6 +3854,64 @@ impl ::std::convert::TryFrom<::std::string::String> for NewInputApprovalPolicy {
         value.parse()
     }
 }
+///Base instructions (replace Codex's).
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputBaseInstructions(::std::string::String);
+impl ::std::ops::Deref for NewInputBaseInstructions {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputBaseInstructions> for ::std::string::String {
+    fn from(value: NewInputBaseInstructions) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputBaseInstructions {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 1048576usize {
+            return Err("longer than 1048576 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputBaseInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputBaseInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputBaseInstructions {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
 ///Directory Codex works in; the caller's current directory when omitted.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 #[serde(transparent)]
@@ -3142,6 +3956,64 @@ impl ::std::convert::TryFrom<::std::string::String> for NewInputCwd {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for NewInputCwd {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///Developer instructions.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputDeveloperInstructions(::std::string::String);
+impl ::std::ops::Deref for NewInputDeveloperInstructions {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputDeveloperInstructions> for ::std::string::String {
+    fn from(value: NewInputDeveloperInstructions) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputDeveloperInstructions {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 1048576usize {
+            return Err("longer than 1048576 characters".into());
+        }
+        if value.chars().count() < 1usize {
+            return Err("shorter than 1 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputDeveloperInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputDeveloperInstructions {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputDeveloperInstructions {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -3307,6 +4179,64 @@ impl ::std::convert::TryFrom<::std::string::String> for NewInputModel {
     }
 }
 impl<'de> ::serde::Deserialize<'de> for NewInputModel {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
+}
+///A JSON Schema object, as text, for the first turn's final answer.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct NewInputOutputSchemaJson(::std::string::String);
+impl ::std::ops::Deref for NewInputOutputSchemaJson {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<NewInputOutputSchemaJson> for ::std::string::String {
+    fn from(value: NewInputOutputSchemaJson) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for NewInputOutputSchemaJson {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 1048576usize {
+            return Err("longer than 1048576 characters".into());
+        }
+        if value.chars().count() < 2usize {
+            return Err("shorter than 2 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[^\\x00]*$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[^\\x00]*$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for NewInputOutputSchemaJson {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for NewInputOutputSchemaJson {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NewInputOutputSchemaJson {
     fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
     where
         D: ::serde::Deserializer<'de>,
@@ -3659,10 +4589,15 @@ impl<'de> ::serde::Deserialize<'de> for NewInputWorktreePath {
 pub struct NewOutput {
     ///Whether a native goal was set.
     pub goal_set: bool,
-    pub lane: Lane,
+    ///The lane made; null on a dry run.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub lane: ::std::option::Option<Lane>,
     ///Whether the App Server accepted the first message (a turn started); null when none was sent.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub message_accepted: ::std::option::Option<bool>,
+    ///What `new` would do; only on a dry run.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub plan: ::std::option::Option<LaunchPlan>,
     ///The receipt of the first message, if one was sent.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub receipt: ::std::option::Option<::std::string::String>,
@@ -3824,6 +4759,61 @@ pub struct PermissionsOutput {
     pub cwd: ::std::option::Option<::std::string::String>,
     ///The profiles, as Codex lists them.
     pub profiles: ::std::vec::Vec<PermissionProfile>,
+}
+///A preset name.
+#[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[serde(transparent)]
+pub struct PresetName(::std::string::String);
+impl ::std::ops::Deref for PresetName {
+    type Target = ::std::string::String;
+    fn deref(&self) -> &::std::string::String {
+        &self.0
+    }
+}
+impl ::std::convert::From<PresetName> for ::std::string::String {
+    fn from(value: PresetName) -> Self {
+        value.0
+    }
+}
+impl ::std::str::FromStr for PresetName {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        if value.chars().count() > 64usize {
+            return Err("longer than 64 characters".into());
+        }
+        static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
+            ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[A-Za-z0-9_.-]+$").unwrap());
+        if PATTERN.find(value).is_none() {
+            return Err("doesn't match pattern \"^[A-Za-z0-9_.-]+$\"".into());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+impl ::std::convert::TryFrom<&str> for PresetName {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for PresetName {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PresetName {
+    fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        ::std::string::String::deserialize(deserializer)?
+            .parse()
+            .map_err(|e: self::error::ConversionError| {
+                <D::Error as ::serde::de::Error>::custom(e.to_string())
+            })
+    }
 }
 ///`RateLimitWindow`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]

@@ -14,6 +14,7 @@ pub const METHODS: &[&str] = &[
     "archive",
     "attach",
     "compact",
+    "config_show",
     "daemon_log",
     "daemon_status",
     "delete",
@@ -63,6 +64,7 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, ArchiveInput>(&mut module);
     register::<D, AttachInput>(&mut module);
     register::<D, CompactInput>(&mut module);
+    register::<D, ConfigShowInput>(&mut module);
     register::<D, DaemonLogInput>(&mut module);
     register::<D, DaemonStatusInput>(&mut module);
     register::<D, DeleteInput>(&mut module);
