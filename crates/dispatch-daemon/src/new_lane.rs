@@ -365,7 +365,7 @@ impl Service {
         warnings.extend(self.credential_warning(&server).await);
         let text = launch.text(Key::Text).filter(|_| !input.no_send);
         let images = self
-            .check_images(&server, &input, text.is_some(), model.as_deref())
+            .check_images(&server, input, text.is_some(), model.as_deref())
             .await?;
         let worktree = match launch.flag(Key::Worktree) {
             true => Some(self.plan_worktree(input, cwd.as_deref()).await?),
