@@ -35,6 +35,7 @@ mod lifecycle;
 mod models;
 mod new_lane;
 mod orchestrate;
+mod placement;
 mod provider_error;
 mod receipts;
 mod reconcile;

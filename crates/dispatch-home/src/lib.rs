@@ -13,8 +13,8 @@ mod paths;
 mod pidfile;
 
 pub use config::{
-    AppServerSettings, ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, McpSettings,
-    Policy,
+    AppServerSettings, ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, MAX_PROCESSES,
+    McpSettings, Policy,
 };
 pub use error::HomeError;
 pub use files::{

@@ -271,6 +271,9 @@ pub struct Script {
     pub no_active_turn: bool,
     /// A file to which every request's method is appended, one per line.
     pub log: Option<String>,
+    /// A file to which every request is appended as `<pid> <method> <threadId>` (an empty
+    /// thread id when it has none), one per line: which process of a pool was asked what.
+    pub process_log: Option<String>,
     /// The threads `thread/list` reports, newest first, paged by its `limit` (the cursor is
     /// the index of the next thread).
     pub threads: Vec<String>,
@@ -420,6 +423,14 @@ pub fn run() -> anyhow::Result<()> {
                     .append(true)
                     .open(log)?;
                 writeln!(file, "{method}")?;
+            }
+            if let Some(log) = &script.process_log {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)?;
+                let thread_id = params["threadId"].as_str().unwrap_or_default();
+                writeln!(file, "{} {method} {thread_id}", std::process::id())?;
             }
             if scripted(script, method, params, &mut next_id, &mut out, id)? {
                 out.flush()?;

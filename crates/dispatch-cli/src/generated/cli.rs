@@ -235,7 +235,7 @@ fn daemon_status_command() -> Command {
     Command::new("status")
         .about("Show the daemon's pid, uptime, socket, App Server and lane counts")
         .long_about(
-            "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server, and lane counts by status.",
+            "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server processes, and lane counts by status.",
         )
 }
 ///The `delete` command.
