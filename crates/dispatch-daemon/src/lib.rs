@@ -54,6 +54,8 @@ mod watch;
 
 use std::process::ExitCode;
 
+/// The event pump (one per App Server process), for tests that drive a `Service` directly.
+pub use ingest::run as pump;
 pub use lifecycle::run;
 pub use reconcile::Why;
 pub use service::Service;
