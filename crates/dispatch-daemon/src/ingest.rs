@@ -28,6 +28,8 @@ const BATCH: usize = 1024;
 const EVENTS_PER_LANE: u32 = 50_000;
 /// Batches between two prunings.
 const PRUNE_EVERY: u32 = 512;
+/// How long the pump waits for a process whose events ended to be reaped.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs one pump per App Server process of the pool for as long as the daemon lives.
 pub async fn run(service: Arc<Service>) {
@@ -53,6 +55,7 @@ async fn run_process(service: Arc<Service>, process: usize) {
         // Subscribe before anything else, so no event of the new process is missed while the
         // recovery below talks to the registry and the App Server.
         let mut subscription = server.subscribe_lossless();
+        let exited = server.exited();
         drop(server);
         if generation.incarnation != seen_generation {
             if seen_generation != 0 {
@@ -67,6 +70,9 @@ async fn run_process(service: Arc<Service>, process: usize) {
             tokio::select! {
                 event = subscription.recv() => {
                     let Some(first) = event else {
+                        // Reaped, so that no one asks it anything any more (bounded: a child
+                        // may hold its stdout open).
+                        let _ = tokio::time::timeout(EXIT_WAIT, exited).await;
                         service.process_exited(process).await;
                         // Its successor bumps the generation.
                         if generations.changed().await.is_err() {

@@ -184,8 +184,15 @@ impl Service {
             let Some((server, _)) = self.app_server().current_of(process) else {
                 continue;
             };
-            for thread_id in loaded_threads(&server).await? {
-                loaded.insert(thread_id, server.clone());
+            match loaded_threads(&server).await {
+                Ok(threads) => {
+                    for thread_id in threads {
+                        loaded.insert(thread_id, server.clone());
+                    }
+                }
+                // It died meanwhile: it has nothing loaded.
+                Err(codex_app_server::Error::Closed { .. }) => {}
+                Err(err) => return Err(err),
             }
         }
         Ok(loaded)

@@ -278,6 +278,14 @@ impl Service {
         }
     }
 
+    /// Forgets `thread_id` (its thread was deleted): no process has it, no lane lives on it.
+    pub(crate) fn forget_thread(&self, thread_id: &str) {
+        for loaded in lock(&self.loaded).iter_mut() {
+            loaded.threads.remove(thread_id);
+        }
+        lock(&self.homes).remove(thread_id);
+    }
+
     /// How many threads each serving process (`(index, incarnation)`) has loaded now, and
     /// how many lanes live on it, given the homes `homes`.
     pub(crate) fn loads(

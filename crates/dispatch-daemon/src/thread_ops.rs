@@ -553,6 +553,7 @@ impl Handle<DeleteInput> for Service {
             })
             .await
             .map_err(|err| thread_error(&thread_id, err))?;
+        self.forget_thread(&thread_id);
         let mut warnings = Vec::new();
         if let Some(lane) = &lane {
             match self.registry().delete_lane(&lane.lane_ref).await {
