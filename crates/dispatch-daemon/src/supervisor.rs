@@ -294,19 +294,23 @@ impl Supervisor {
         *self.shared.stop.borrow()
     }
 
-    /// Stops supervising and shuts every App Server down.
+    /// Stops supervising and shuts every App Server down, all at once.
     pub async fn stop(&self) {
         self.shared.stop.send_replace(true);
+        let mut stopping = tokio::task::JoinSet::new();
         for (index, slot) in self.shared.processes.iter().enumerate() {
             let current = lock(&slot.current).take();
             if let Some(server) = current {
-                let reason = server.shutdown().await;
-                tracing::info!(process = index, %reason, "App Server stopped");
+                stopping.spawn(async move {
+                    let reason = server.shutdown().await;
+                    tracing::info!(process = index, %reason, "App Server stopped");
+                });
             }
             let mut status = lock(&slot.status);
             status.state = State::Stopped;
             status.pid = None;
         }
+        while stopping.join_next().await.is_some() {}
     }
 
     /// Waits for process `index` to die, then restarts it, for as long as the daemon runs.
