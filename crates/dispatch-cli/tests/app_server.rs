@@ -314,6 +314,11 @@ fn a_killed_pool_process_interrupts_only_its_lanes() {
     });
     let processes = status["app_servers"].as_array().expect("app_servers");
     assert_eq!(processes[0]["restarts"], 1, "{status}");
+    let shown = home.run(&["daemon", "status"]);
+    assert!(
+        (0..3).all(|n| shown.stdout.contains(&format!("process {n}"))),
+        "each process is shown: {shown:?}"
+    );
     assert_ne!(processes[0]["pid"].as_i64(), Some(pids[0]), "{status}");
     assert_eq!(
         (
