@@ -87,7 +87,7 @@ impl Service {
         if let Some(handle) = &handle {
             self.registry().check_handle_free(handle, None).await?;
         }
-        let (server, generation) = self.server_for_new()?;
+        let (server, generation, _placing) = self.server_for_new()?;
         let settings = models::check_settings(
             &server,
             self.registry(),

@@ -1,8 +1,8 @@
 //! Where a lane lives in the pool of App Server processes (`[app_server] processes`, ADR
 //! 0019): each lane's thread is loaded in one process at a time, its *home*, and every
 //! operation on the lane goes there. A thread that has no home yet (a new lane, or any lane
-//! after a daemon restart) goes to the least loaded serving process: fewest threads loaded,
-//! then fewest lanes. A lane whose process died moves to the least loaded serving one on its
+//! after a daemon restart) goes to the least loaded serving process: fewest threads loaded
+//! or being made, then fewest lanes. A lane whose process died moves to the least loaded serving one on its
 //! next operation (the dead process holds no thread any more); a lane is never moved away
 //! from a live process that may have its thread loaded, because two live processes writing
 //! one thread's rollout file interleave their turns (ADR 0019). Operations that concern no
@@ -14,7 +14,7 @@
 use codex_app_server::AppServer;
 use dispatch_contract::DispatchError;
 
-use crate::service::Service;
+use crate::service::{Placing, Service};
 use crate::supervisor::Generation;
 
 impl Service {
@@ -25,11 +25,18 @@ impl Service {
             .ok_or_else(|| self.app_server().unavailable())
     }
 
-    /// The least loaded serving process, for a thread that is about to be made (`new`).
-    pub(crate) fn server_for_new(&self) -> Result<(AppServer, Generation), DispatchError> {
+    /// The least loaded serving process, for a thread that is about to be made (`new`); the
+    /// guard counts the thread towards that process's load until it is loaded (keep it until
+    /// then), so that lanes made at the same time spread out.
+    pub(crate) fn server_for_new(
+        &self,
+    ) -> Result<(AppServer, Generation, Placing<'_>), DispatchError> {
         let homes = self.homes();
-        self.least_loaded(&homes)
-            .ok_or_else(|| self.app_server().unavailable())
+        let (server, generation) = self
+            .least_loaded(&homes)
+            .ok_or_else(|| self.app_server().unavailable())?;
+        let placing = self.placing(generation.process);
+        Ok((server, generation, placing))
     }
 
     /// The process `thread_id`'s lane lives on, for an operation that loads the thread:

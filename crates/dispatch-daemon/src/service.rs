@@ -46,6 +46,21 @@ impl Loaded {
     }
 }
 
+/// A thread being made in a process of the pool ([`Service::placing`]); it counts towards
+/// that process's load until dropped.
+pub(crate) struct Placing<'a> {
+    counts: &'a Mutex<Vec<usize>>,
+    process: usize,
+}
+
+impl Drop for Placing<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = lock(self.counts).get_mut(self.process) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
 /// The state behind every daemon operation.
 pub struct Service {
     registry: Registry,
@@ -56,6 +71,9 @@ pub struct Service {
     loaded: Mutex<Vec<Loaded>>,
     /// thread id → the process of the pool its lane lives on (see `placement.rs`).
     homes: Mutex<HashMap<String, usize>>,
+    /// Per process: threads being made in it now (`new` chose it, the thread is not loaded
+    /// yet), so that lanes made at the same time spread out.
+    placing: Mutex<Vec<usize>>,
     /// `[app_server] max_loaded_idle`, shared out between the processes (rounded up).
     max_loaded_idle: usize,
     stored: watch::Sender<u64>,
@@ -98,6 +116,7 @@ impl Service {
                     .collect(),
             ),
             homes: Mutex::new(HashMap::new()),
+            placing: Mutex::new(vec![0; app_server.processes()]),
             max_loaded_idle: config
                 .app_server
                 .max_loaded_idle
@@ -286,13 +305,26 @@ impl Service {
         lock(&self.homes).remove(thread_id);
     }
 
-    /// How many threads each serving process (`(index, incarnation)`) has loaded now, and
+    /// Counts a thread being made in process `process` until the guard is dropped.
+    pub(crate) fn placing(&self, process: usize) -> Placing<'_> {
+        if let Some(count) = lock(&self.placing).get_mut(process) {
+            *count += 1;
+        }
+        Placing {
+            counts: &self.placing,
+            process,
+        }
+    }
+
+    /// How many threads each serving process (`(index, incarnation)`) has loaded (or is
+    /// making) now, and
     /// how many lanes live on it, given the homes `homes`.
     pub(crate) fn loads(
         &self,
         serving: &[Generation],
         homes: &HashMap<String, usize>,
     ) -> Vec<(usize, usize)> {
+        let placing = lock(&self.placing).clone();
         let processes = lock(&self.loaded);
         serving
             .iter()
@@ -300,7 +332,8 @@ impl Service {
                 let loaded = processes
                     .get(generation.process)
                     .filter(|loaded| loaded.generation == generation.incarnation)
-                    .map_or(0, |loaded| loaded.threads.len());
+                    .map_or(0, |loaded| loaded.threads.len())
+                    + placing.get(generation.process).copied().unwrap_or(0);
                 let lanes = homes.values().filter(|p| **p == generation.process).count();
                 (loaded, lanes)
             })

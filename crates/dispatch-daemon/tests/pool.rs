@@ -1,6 +1,6 @@
 //! A pool of App Server processes (`[app_server] processes`, ADR 0019) against the scripted
-//! fake, in seconds: new lanes go to the least loaded process and every operation on a lane
-//! goes to its process; a process killed with `kill -9` interrupts only its lanes' turns
+//! fake, in seconds: new lanes go to the least loaded process (also when made at the same
+//! time) and every operation on a lane goes to its process; a process killed with `kill -9` interrupts only its lanes' turns
 //! (with a reason), its lanes work again on another process, and the other processes' turns
 //! go on; unloading never touches a busy or waiting lane on any process.
 //!
@@ -35,6 +35,9 @@ fn main() -> ExitCode {
             64,
             |d| Box::pin(new_lanes_go_to_the_least_loaded_process_and_their_operations_follow(d)),
         ),
+        trial("lanes_made_at_once_spread_over_the_processes", 3, 64, |d| {
+            Box::pin(lanes_made_at_once_spread_over_the_processes(d))
+        }),
         trial(
             "a_killed_process_interrupts_only_its_lanes_which_then_move",
             3,
@@ -200,6 +203,23 @@ async fn new_lanes_go_to_the_least_loaded_process_and_their_operations_follow(d:
             "loaded where it was made: {lane}"
         );
     }
+}
+
+/// Three `new` at the same time go to three processes: a process counts the threads being
+/// made in it, not only those already loaded.
+async fn lanes_made_at_once_spread_over_the_processes(d: &Daemon) {
+    let pids = d.pids().await;
+    let (a, b, c) = tokio::join!(d.new_lane("a"), d.new_lane("b"), d.new_lane("c"));
+    let started: HashSet<u32> = d
+        .process_requests()
+        .into_iter()
+        .filter(|(_, m, _)| m == "thread/start")
+        .map(|(pid, _, _)| pid)
+        .collect();
+    assert_eq!(started, pids.iter().copied().collect(), "{a:?} {b:?} {c:?}");
+    let status = d.status().await;
+    let lanes: Vec<u64> = status.app_servers.iter().map(|p| p.lanes).collect();
+    assert_eq!(lanes, vec![1, 1, 1], "{status:?}");
 }
 
 /// Three processes, a lane on each, each running a turn (the fake never ends it). `kill -9`
