@@ -688,3 +688,117 @@ async fn thread_management_round_trip() {
     let events = collect_until(&mut events, TURN_BOUND, "turn/completed", is_turn_completed).await;
     assert_eq!(completed_turn(&events).status, TurnStatus::Completed);
 }
+
+/// A second App Server process over the same CODEX_HOME.
+async fn second_process(home: &std::path::Path) -> AppServer {
+    AppServer::spawn(
+        SpawnOptions::new(codex_bin())
+            .codex_home(home)
+            .initialize_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .expect("another App Server process")
+}
+
+/// Runs a turn on `thread_id` in `server` to its end; returns its status.
+async fn run_turn(server: &AppServer, thread_id: &str, text: &str) -> TurnStatus {
+    let mut events = server.subscribe_thread(thread_id);
+    server
+        .call(&TurnStartParams {
+            thread_id: thread_id.into(),
+            input: vec![UserInput::text(text)],
+            ..Default::default()
+        })
+        .await
+        .expect("turn/start");
+    let events = collect_until(&mut events, TURN_BOUND, "turn/completed", is_turn_completed).await;
+    completed_turn(&events).status
+}
+
+/// What Codex 0.169.0 does when a second App Server process (same CODEX_HOME) resumes a
+/// thread another process has loaded: the facts behind the re-homing rule of the daemon's
+/// App Server pool (ADR 0019). A live process that has loaded the thread is its only writer:
+/// another process's `thread/resume` is refused ("already has an active writer"), though it
+/// can read the thread; `thread/unsubscribe` does not give the writer up (the thread stays
+/// in `thread/loaded/list`). Once the writer is killed (`kill -9`), another process resumes
+/// the thread at once and its turns go on in the same rollout.
+#[tokio::test]
+async fn a_second_process_resuming_a_thread_another_has_loaded() {
+    let a = rig().await;
+    let thread_id = a.start_thread(AskForApproval::Never).await;
+    assert_eq!(
+        run_turn(&a.server, &thread_id, "one").await,
+        TurnStatus::Completed
+    );
+    let resume = |server: AppServer, thread_id: String| async move {
+        server
+            .call(&ThreadResumeParams {
+                thread_id,
+                ..Default::default()
+            })
+            .await
+    };
+    let writer_refused = |result: Result<_, codex_app_server::Error>| {
+        let message = result.expect_err("a second writer is refused").to_string();
+        assert!(
+            message.contains("already has an active writer"),
+            "{message}"
+        );
+    };
+
+    // A holds the thread: B may read it, not resume it.
+    let b = second_process(a.home.path()).await;
+    writer_refused(resume(b.clone(), thread_id.clone()).await);
+    let read = b
+        .call(&ThreadReadParams {
+            thread_id: thread_id.clone(),
+            include_turns: Some(true),
+        })
+        .await
+        .expect("B reads a thread A has loaded");
+    assert_eq!(read.thread.turns.len(), 1);
+
+    // Unsubscribing is not giving the thread up.
+    let unsubscribed = a
+        .server
+        .call(&codex_app_server::protocol::ThreadUnsubscribeParams {
+            thread_id: thread_id.clone(),
+        })
+        .await
+        .expect("thread/unsubscribe");
+    eprintln!("A thread/unsubscribe: {unsubscribed:?}");
+    let loaded = a
+        .server
+        .call(&codex_app_server::protocol::ThreadLoadedListParams::default())
+        .await
+        .expect("thread/loaded/list");
+    assert_eq!(loaded.data, vec![thread_id.clone()], "still loaded in A");
+    writer_refused(resume(b.clone(), thread_id.clone()).await);
+
+    // A is killed (-9) holding it: B takes it over at once.
+    let pid = a.server.pid().expect("A's pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let _ = a.server.exited().await;
+    let started = Instant::now();
+    resume(b.clone(), thread_id.clone())
+        .await
+        .expect("B resumes what a killed process held");
+    eprintln!(
+        "B thread/resume after A was killed: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run_turn(&b, &thread_id, "two").await, TurnStatus::Completed);
+    let read = b
+        .call(&ThreadReadParams {
+            thread_id: thread_id.clone(),
+            include_turns: Some(true),
+        })
+        .await
+        .expect("thread/read");
+    assert_eq!(read.thread.turns.len(), 2, "one rollout, every turn in it");
+    let _ = b.shutdown().await;
+}

@@ -16,6 +16,7 @@ mod handoff;
 mod history;
 mod lanes;
 mod mcp_cost;
+mod pool;
 mod threads;
 mod triggers;
 mod truth;
@@ -59,6 +60,10 @@ const NAMES: &[(&str, &str)] = &[
         "daemon restart with 200 lanes mid-turn → truthful",
     ),
     ("queue", "queued deliveries: throughput and hand-off"),
+    (
+        "pool",
+        "pool of 3 App Servers: kill -9 of one → its lanes usable again",
+    ),
 ];
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
@@ -306,6 +311,7 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         "handoff",
         "restart",
         "queue",
+        "pool",
     ]
     .iter()
     .any(|n| options.wants(n));
@@ -428,6 +434,12 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match truth::queue_throughput(&bins, 4, 25) {
             Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
             Err(err) => report.failed("queued deliveries", &err),
+        }
+    }
+    if options.wants("pool") {
+        match pool::crash(&bins, runs.min(3)) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("App Server pool crash", &err),
         }
     }
 

@@ -233,7 +233,7 @@ impl Render for DaemonStatusOutput {
     fn human(&self) -> String {
         let app = &self.app_server;
         let lanes = &self.lanes;
-        rows(vec![
+        let mut table = vec![
             vec![
                 "daemon".into(),
                 format!(
@@ -255,19 +255,36 @@ impl Render for DaemonStatusOutput {
                     app.restarts
                 ),
             ],
-            vec![
-                "lanes".into(),
-                format!(
-                    "{} total: {} idle, {} busy, {} retrying, {} waiting approval, {} error",
-                    lanes.total,
-                    lanes.idle,
-                    lanes.busy,
-                    lanes.retrying,
-                    lanes.waiting_approval,
-                    lanes.error
-                ),
-            ],
-        ])
+        ];
+        // A pool shows each process; one process is the line above.
+        if self.app_servers.len() > 1 {
+            for process in &self.app_servers {
+                table.push(vec![
+                    format!("  process {}", process.process),
+                    format!(
+                        "{} (pid {}, {} loaded, {} lanes, restarts {})",
+                        d(process.state),
+                        od(&process.pid),
+                        process.loaded_threads,
+                        process.lanes,
+                        process.restarts
+                    ),
+                ]);
+            }
+        }
+        table.push(vec![
+            "lanes".into(),
+            format!(
+                "{} total: {} idle, {} busy, {} retrying, {} waiting approval, {} error",
+                lanes.total,
+                lanes.idle,
+                lanes.busy,
+                lanes.retrying,
+                lanes.waiting_approval,
+                lanes.error
+            ),
+        ]);
+        rows(table)
     }
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::Home;
 
 fn check<'a>(doctor: &'a Value, name: &str) -> &'a Value {
@@ -190,5 +190,142 @@ fn models_lists_the_built_in_catalog_and_caches_it() {
         human.stdout.contains("gpt-6.1-sol *") && human.stdout.contains("priority (fast)"),
         "{}",
         human.stdout
+    );
+}
+
+/// `[app_server] processes = 3`, a lane on each process (new lanes go to the least loaded,
+/// the lowest index first), each with a turn in flight (held by the stub). `kill -9` of the
+/// first process interrupts only its lane's turn, with the reason; that lane takes a new
+/// message within 2 s (on a process that lives); the other two turns go on and finish.
+#[test]
+fn a_killed_pool_process_interrupts_only_its_lanes() {
+    let stub = support::Stub::start(responses_stub::Script::new().default_reply("done"));
+    let gate = responses_stub::StreamGate::new();
+    for _ in 0..3 {
+        stub.push(responses_stub::Behaviour::slow_text(
+            ["still", " working"],
+            &gate,
+        ));
+    }
+    let home = Home::new();
+    home.use_model_provider(&stub.base_url());
+    home.write_config("[app_server]\nprocesses = 3\n");
+    home.up();
+    let status = home.json(&["daemon", "status"]).ok_json();
+    let pids: Vec<i64> = status["app_servers"]
+        .as_array()
+        .expect("app_servers")
+        .iter()
+        .map(|p| p["pid"].as_i64().expect("a pid"))
+        .collect();
+    assert_eq!(pids.len(), 3, "{status}");
+    let mut lanes = Vec::new();
+    let mut dirs = Vec::new();
+    for n in 0..3 {
+        let (lane, dir) = home.new_lane(&format!("pool-{n}"), &["--text", "a long job"]);
+        lanes.push(lane);
+        dirs.push(dir);
+    }
+    stub.wait_for_requests(3);
+    let status = home.json(&["daemon", "status"]).ok_json();
+    let spread: Vec<&Value> = status["app_servers"]
+        .as_array()
+        .expect("app_servers")
+        .iter()
+        .map(|p| &p["lanes"])
+        .collect();
+    assert_eq!(spread, [1, 1, 1], "one lane on each process: {status}");
+    let running = |lane: &str| home.json(&["get", lane]).ok_json()["lane"]["latest_turn"].clone();
+    let turns: Vec<Value> = lanes.iter().map(|l| running(l)).collect();
+    for turn in &turns {
+        assert_eq!(turn["status"], "in_progress", "{turn}");
+    }
+
+    let killed_at = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    // Polled with `get` alone: the time to recovery is measured.
+    let victim = loop {
+        let got = home.json(&["get", &lanes[0]]).ok_json();
+        if got["lane"]["latest_turn"]["status"] == "interrupted"
+            || killed_at.elapsed() > Duration::from_secs(30)
+        {
+            break got;
+        }
+    };
+    let turn = &victim["lane"]["latest_turn"];
+    assert_eq!(turn["status"], "interrupted", "{victim}");
+    assert_eq!(turn["id"], turns[0]["id"], "{victim}");
+    assert!(
+        turn["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("App Server exited")),
+        "the reason is recorded: {victim}"
+    );
+    // The victim's lane takes a message again, within 2 s of the kill.
+    let sent = loop {
+        let sent = home.json(&["send", &lanes[0], "once more"]);
+        if sent.code == 0 || killed_at.elapsed() > Duration::from_secs(30) {
+            break sent;
+        }
+    };
+    let recovered = killed_at.elapsed();
+    eprintln!("lane usable again {recovered:?} after the kill");
+    let sent = sent.ok_json();
+    assert_eq!(sent["message_accepted"], true, "{sent}");
+    assert!(
+        recovered <= Duration::from_secs(2),
+        "the lane worked again only after {recovered:?}"
+    );
+    // The other processes' turns were never touched: still running, then they finish.
+    for (lane, turn) in lanes.iter().zip(&turns).skip(1) {
+        let now = running(lane);
+        assert_eq!(
+            (&now["id"], &now["status"]),
+            (&turn["id"], &turn["status"]),
+            "{lane}"
+        );
+    }
+    gate.release_all();
+    for (lane, turn) in lanes.iter().zip(&turns).skip(1) {
+        let done = home.get_until(lane, Duration::from_secs(60), |g| {
+            g["lane"]["latest_turn"]["status"] == "completed"
+        });
+        let latest = &done["lane"]["latest_turn"];
+        assert_eq!(
+            (&latest["id"], &latest["status"]),
+            (&turn["id"], &json!("completed")),
+            "{done}"
+        );
+        assert!(latest["error"].is_null(), "{done}");
+    }
+    let again = home.get_until(&lanes[0], Duration::from_secs(60), |g| {
+        g["lane"]["latest_turn"]["status"] == "completed"
+    });
+    assert_eq!(
+        again["lane"]["latest_turn"]["id"], sent["turn_id"],
+        "{again}"
+    );
+    let status = home.status_until(Duration::from_secs(30), |s| {
+        s["app_servers"][0]["restarts"] == 1 && s["app_servers"][0]["state"] == "ready"
+    });
+    let processes = status["app_servers"].as_array().expect("app_servers");
+    assert_eq!(processes[0]["restarts"], 1, "{status}");
+    let shown = home.run(&["daemon", "status"]);
+    assert!(
+        (0..3).all(|n| shown.stdout.contains(&format!("process {n}"))),
+        "each process is shown: {shown:?}"
+    );
+    assert_ne!(processes[0]["pid"].as_i64(), Some(pids[0]), "{status}");
+    assert_eq!(
+        (
+            processes[1]["restarts"].clone(),
+            processes[2]["restarts"].clone()
+        ),
+        (json!(0), json!(0)),
+        "{status}"
     );
 }

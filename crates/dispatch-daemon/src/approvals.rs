@@ -69,7 +69,7 @@ impl Service {
     /// `[policy] approvals = "decline"`: answers `request` with a refusal at once and records
     /// it in the action log.
     pub async fn decline_by_policy(&self, row: RequestRow, request: &ServerRequest) {
-        let Some((server, _)) = self.app_server().current() else {
+        let Ok((server, _)) = self.server_of(&row.thread_id) else {
             return;
         };
         if let Err(err) = server.respond(
@@ -166,12 +166,7 @@ impl Handle<RespondInput> for Service {
         let id: RequestId = serde_json::from_value(row.rpc_id.clone()).map_err(|err| {
             DispatchError::internal(format!("stored request id is unreadable: {err}"))
         })?;
-        let (server, _) = self.app_server().current().ok_or_else(|| {
-            DispatchError::new(
-                ErrorCode::AppServerUnavailable,
-                "the App Server is restarting",
-            )
-        })?;
+        let (server, _) = self.server_of(&row.thread_id)?;
         server
             .respond(
                 &id,

@@ -41,7 +41,8 @@ impl Handle<DaemonLogInput> for Service {
     }
 }
 
-/// `daemon status`: pid, uptime, socket, App Server state, lane and orchestration counts.
+/// `daemon status`: pid, uptime, socket, App Server state (the pool as one, and each
+/// process), lane and orchestration counts.
 impl Handle<DaemonStatusInput> for Service {
     async fn handle(&self, _input: DaemonStatusInput) -> Result<DaemonStatusOutput, DispatchError> {
         let lanes = self.registry().lane_counts().await?;
@@ -55,6 +56,7 @@ impl Handle<DaemonStatusInput> for Service {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             schema_version,
             app_server: self.app_server_status(),
+            app_servers: self.app_server_processes(),
             lanes: DaemonStatusOutputLanes {
                 total: count(lanes.total),
                 idle: count(lanes.idle),

@@ -167,7 +167,7 @@ impl Service {
             .lane(&request.lane.lane_ref)
             .await?
             .unwrap_or_else(|| request.lane.clone());
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
         let running = running_turn(&lane);
@@ -556,7 +556,7 @@ impl Service {
         if lane.archived || running_turn(&lane).is_some() {
             return Ok(());
         }
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
         if self.codex_running(&server, &lane).await.is_some() {
@@ -589,7 +589,7 @@ impl Service {
         let Some(lane) = self.registry().lane(&receipt.lane_ref).await? else {
             return Ok(false);
         };
-        let (server, _) = self.server()?;
+        let (server, _) = self.server_of(&lane.thread_id)?;
         self.registry().count_delivery_check(&receipt.id).await?;
         let mut cursor = None;
         loop {

@@ -28,13 +28,25 @@ const BATCH: usize = 1024;
 const EVENTS_PER_LANE: u32 = 50_000;
 /// Batches between two prunings.
 const PRUNE_EVERY: u32 = 512;
+/// How long the pump waits for a process whose events ended to be reaped.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Runs the pump for as long as the daemon lives.
+/// Runs one pump per App Server process of the pool for as long as the daemon lives.
 pub async fn run(service: Arc<Service>) {
-    let mut generations = service.app_server().generations();
+    let mut pumps = tokio::task::JoinSet::new();
+    for process in 0..service.app_server().processes() {
+        pumps.spawn(run_process(Arc::clone(&service), process));
+    }
+    while pumps.join_next().await.is_some() {}
+}
+
+/// The pump of App Server process `process`: after the process died its lanes are
+/// reconciled (`Service::process_exited`), and after its restart too.
+async fn run_process(service: Arc<Service>, process: usize) {
+    let mut generations = service.app_server().generations(process);
     let mut seen_generation = 0;
     loop {
-        let Some((server, generation)) = service.app_server().current() else {
+        let Some((server, generation)) = service.app_server().current_of(process) else {
             if generations.changed().await.is_err() {
                 return;
             }
@@ -43,20 +55,31 @@ pub async fn run(service: Arc<Service>) {
         // Subscribe before anything else, so no event of the new process is missed while the
         // recovery below talks to the registry and the App Server.
         let mut subscription = server.subscribe_lossless();
+        let exited = server.exited();
         drop(server);
-        if generation != seen_generation {
+        if generation.incarnation != seen_generation {
             if seen_generation != 0 {
                 service.reconcile_running(Why::AppServerRestart).await;
-                service.resume_loaded().await;
+                service.resume_loaded(process).await;
             }
-            seen_generation = generation;
+            seen_generation = generation.incarnation;
         }
         let mut lanes = LaneCache::default();
         let mut batches: u32 = 0;
         loop {
             tokio::select! {
                 event = subscription.recv() => {
-                    let Some(first) = event else { break };
+                    let Some(first) = event else {
+                        // Reaped, so that no one asks it anything any more (bounded: a child
+                        // may hold its stdout open).
+                        let _ = tokio::time::timeout(EXIT_WAIT, exited).await;
+                        service.process_exited(process).await;
+                        // Its successor bumps the generation.
+                        if generations.changed().await.is_err() {
+                            return;
+                        }
+                        break;
+                    };
                     let mut events = vec![first];
                     while events.len() < BATCH {
                         match subscription.try_recv() {
@@ -260,7 +283,7 @@ fn end_refused_turn(service: &Service, lanes: &mut LaneCache, error: &ErrorNotif
         error.turn_id.clone(),
         provider_error::message(&error.error, cause),
     );
-    let Some((server, _)) = service.app_server().current() else {
+    let Ok((server, _)) = service.server_of(&error.thread_id) else {
         return;
     };
     let params = TurnInterruptParams {

@@ -1,5 +1,5 @@
-//! Reaching a lane: resolving a selector, the current App Server with the lane's thread
-//! loaded in it, and recording facts about the lane.
+//! Reaching a lane: resolving a selector, the lane's App Server process (`placement.rs`)
+//! with its thread loaded in it, and recording facts about the lane.
 
 use codex_app_server::protocol::ThreadResumeParams;
 use dispatch_contract::{DispatchError, ErrorCode};
@@ -55,7 +55,7 @@ impl Service {
     pub(crate) async fn ensure_loaded(
         &self,
         server: &codex_app_server::AppServer,
-        generation: u64,
+        generation: crate::supervisor::Generation,
         thread_id: &str,
     ) -> Result<(), DispatchError> {
         if self.is_loaded(generation, thread_id) {
@@ -71,17 +71,6 @@ impl Service {
         self.mark_loaded(generation, thread_id);
         self.unload_idle_excess(server, generation, thread_id).await;
         Ok(())
-    }
-
-    pub(crate) fn server(&self) -> Result<(codex_app_server::AppServer, u64), DispatchError> {
-        self.app_server().current().ok_or_else(|| {
-            self.app_server().server().err().unwrap_or_else(|| {
-                DispatchError::new(
-                    ErrorCode::AppServerUnavailable,
-                    "the App Server is restarting",
-                )
-            })
-        })
     }
 
     pub(crate) async fn record_facts(

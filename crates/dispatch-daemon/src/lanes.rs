@@ -207,7 +207,7 @@ impl Handle<SendInput> for Service {
 impl Handle<StopInput> for Service {
     async fn handle(&self, input: StopInput) -> Result<StopOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         let recorded = lane
             .latest_turn
             .as_ref()
@@ -342,7 +342,7 @@ impl Handle<GoalSetInput> for Service {
         let lane = self.resolve(&input.lane).await?;
         // An active goal starts turns: it takes the lane's write lock like `send`.
         let _writer = self.lane_lock(&lane.lane_ref).await;
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
         let set = server
@@ -383,7 +383,7 @@ impl Handle<GoalSetInput> for Service {
 impl Handle<GoalGetInput> for Service {
     async fn handle(&self, input: GoalGetInput) -> Result<GoalGetOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
         let got = server
@@ -406,7 +406,7 @@ impl Handle<GoalGetInput> for Service {
 impl Handle<GoalClearInput> for Service {
     async fn handle(&self, input: GoalClearInput) -> Result<GoalClearOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
         let cleared = server

@@ -41,6 +41,7 @@ mod lifecycle;
 mod models;
 mod new_lane;
 mod orchestrate;
+mod placement;
 mod provider_error;
 mod receipts;
 mod reconcile;
@@ -61,6 +62,8 @@ mod worktree_ops;
 
 use std::process::ExitCode;
 
+/// The event pump (one per App Server process), for tests that drive a `Service` directly.
+pub use ingest::run as pump;
 pub use lifecycle::run;
 pub use reconcile::Why;
 pub use service::Service;

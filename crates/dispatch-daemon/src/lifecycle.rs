@@ -79,7 +79,8 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
         })
         .await
         .map_err(DispatchError::from)?;
-    let app_server = Supervisor::start(config.codex.bin.clone()).await?;
+    let app_server =
+        Supervisor::start(config.codex.bin.clone(), config.app_server.processes).await?;
     let listener = match bind(&paths.socket) {
         Ok(listener) => listener,
         Err(err) => {

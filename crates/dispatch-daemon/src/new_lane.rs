@@ -424,7 +424,7 @@ impl Service {
                 warnings: Vec::new(),
             });
         }
-        let (server, generation) = self.server()?;
+        let (server, generation, _placing) = self.server_for_new()?;
         let mut warnings = plan.warnings.clone();
         // Act: the worktree, then the thread in it (the worktree goes again if that fails).
         let tree = plan.worktree.as_ref();

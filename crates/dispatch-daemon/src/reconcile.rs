@@ -5,12 +5,15 @@
 //! For each lane the registry believes running, the lane's latest turns are read with
 //! `thread/turns/list` (which reads the thread's stored history without loading it) and
 //! recorded as Codex reports them, items included. A turn Codex still calls in progress runs
-//! only if its thread is loaded in the current App Server (`thread/loaded/list`); otherwise
-//! the process that ran it is gone and the turn is recorded as interrupted, with an error that
-//! says why. Every turn that ends this way also gets a `dispatch/turnEnded` event, so `watch`
+//! only if its thread is loaded in a serving App Server process of the pool
+//! (`thread/loaded/list` of each); otherwise the process that ran it is gone and the turn is
+//! recorded as interrupted, with an error that says why. After one process of a pool died,
+//! only the running lanes whose threads no serving process has loaded (its lanes) are
+//! reconciled, at once when another process serves, else after its restart; the other
+//! processes' turns go on. Every turn that ends this way also gets a `dispatch/turnEnded` event, so `watch`
 //! sees the end of a turn whatever ended it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,35 +96,61 @@ impl Service {
         self.reconcile(lanes, why).await
     }
 
-    /// Reconciles `lanes`, a few at a time; returns how many were checked.
-    async fn reconcile(self: &Arc<Self>, lanes: Vec<LaneRow>, why: Why) -> usize {
+    /// App Server process `process` died (its events are all stored): when another process
+    /// serves, its running lanes are reconciled now, so they are usable again (on another
+    /// process) before it is back; with one process that waits for its restart.
+    pub async fn process_exited(self: &Arc<Self>, process: usize) {
+        if self.app_server().stopping() {
+            return;
+        }
+        tracing::warn!(process, "an App Server process exited");
+        if self.app_server().ready().is_empty() {
+            return;
+        }
+        let reconciled = self.reconcile_running(Why::AppServerRestart).await;
+        if reconciled > 0 {
+            tracing::info!(
+                process,
+                lanes = reconciled,
+                "reconciled the lanes of a dead App Server process"
+            );
+        }
+    }
+
+    /// Reconciles `lanes`, a few at a time; returns how many were checked. After an App
+    /// Server process died, a lane whose thread a serving process has loaded is not its.
+    async fn reconcile(self: &Arc<Self>, mut lanes: Vec<LaneRow>, why: Why) -> usize {
         if lanes.is_empty() {
             return 0;
         }
-        let Some((server, _)) = self.app_server().current() else {
+        let Some((reader, _)) = self.app_server().current() else {
             tracing::warn!("no App Server to reconcile lanes with");
             return 0;
         };
-        let loaded = match loaded_threads(&server).await {
-            Ok(loaded) => Arc::new(loaded),
+        let loaded = match self.loaded_in_pool().await {
+            Ok(loaded) => loaded,
             Err(err) => {
                 tracing::warn!(%err, "listing loaded threads; lanes are reconciled later");
                 return 0;
             }
         };
+        if why == Why::AppServerRestart {
+            lanes.retain(|lane| !loaded.contains_key(&lane.thread_id));
+        }
         let count = lanes.len();
         let gate = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
         let mut tasks = tokio::task::JoinSet::new();
         for lane in lanes {
-            let (service, server, loaded, gate) = (
+            let loaded_in = loaded.get(&lane.thread_id).cloned();
+            let is_loaded = loaded_in.is_some();
+            let (service, server, gate) = (
                 Arc::clone(self),
-                server.clone(),
-                Arc::clone(&loaded),
+                loaded_in.unwrap_or_else(|| reader.clone()),
                 Arc::clone(&gate),
             );
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                service.reconcile_lane(&server, &loaded, &lane, why).await;
+                service.reconcile_lane(&server, is_loaded, &lane, why).await;
             });
         }
         while tasks.join_next().await.is_some() {}
@@ -132,12 +161,15 @@ impl Service {
     /// Reconciles one lane now, e.g. when Codex says it runs nothing but the registry
     /// believes otherwise.
     pub async fn reconcile_one(&self, lane: &LaneRow) {
-        let Some((server, _)) = self.app_server().current() else {
+        let Some((reader, _)) = self.app_server().current() else {
             return;
         };
-        match loaded_threads(&server).await {
+        match self.loaded_in_pool().await {
             Ok(loaded) => {
-                self.reconcile_lane(&server, &loaded, lane, Why::Silence)
+                let loaded_in = loaded.get(&lane.thread_id).cloned();
+                let is_loaded = loaded_in.is_some();
+                let server = loaded_in.unwrap_or(reader);
+                self.reconcile_lane(&server, is_loaded, lane, Why::Silence)
                     .await;
                 self.events_stored().await;
             }
@@ -145,16 +177,30 @@ impl Service {
         }
     }
 
+    /// Every thread a serving App Server process has loaded, with that process.
+    async fn loaded_in_pool(&self) -> Result<HashMap<String, AppServer>, codex_app_server::Error> {
+        let mut loaded = HashMap::new();
+        for process in self.app_server().ready() {
+            let Some((server, _)) = self.app_server().current_of(process) else {
+                continue;
+            };
+            match loaded_threads(&server).await {
+                Ok(threads) => {
+                    for thread_id in threads {
+                        loaded.insert(thread_id, server.clone());
+                    }
+                }
+                // It died meanwhile: it has nothing loaded.
+                Err(codex_app_server::Error::Closed { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(loaded)
+    }
+
     /// Records what Codex knows of `lane`'s latest turns.
-    async fn reconcile_lane(
-        &self,
-        server: &AppServer,
-        loaded: &HashSet<String>,
-        lane: &LaneRow,
-        why: Why,
-    ) {
+    async fn reconcile_lane(&self, server: &AppServer, is_loaded: bool, lane: &LaneRow, why: Why) {
         let at_ms = now_ms();
-        let is_loaded = loaded.contains(&lane.thread_id);
         let read = server
             .call(&ThreadTurnsListParams {
                 thread_id: lane.thread_id.clone(),
@@ -338,8 +384,8 @@ fn interruption(turn: &TurnRow, why: Why, at_ms: i64) -> Fact {
 }
 
 /// The threads loaded in `server`.
-async fn loaded_threads(server: &AppServer) -> Result<HashSet<String>, codex_app_server::Error> {
-    let mut loaded = HashSet::new();
+async fn loaded_threads(server: &AppServer) -> Result<Vec<String>, codex_app_server::Error> {
+    let mut loaded = Vec::new();
     let mut cursor = None;
     loop {
         let page = server

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
-use dispatch_contract::types::{DaemonStatusOutputAppServer, DaemonStatusOutputAppServerState};
+use dispatch_contract::types::{
+    AppServerProcess, AppServerProcessState, DaemonStatusOutputAppServer,
+    DaemonStatusOutputAppServerState,
+};
 use dispatch_contract::{
     Dispatch, DispatchError, ErrorCode, Intent, LaneArg, Operation, WriteRecord,
 };
@@ -19,9 +22,10 @@ use dispatch_registry::{NewAction, Outcome, Registry};
 use tokio::sync::watch;
 
 use crate::convert::{View, lock, now_ms, write_lock};
-use crate::supervisor::{State, Supervisor};
+use crate::supervisor::{Generation, State, Supervisor};
 
-/// Threads loaded in the current App Server process, with when each was last used.
+/// Threads loaded in one App Server process of the pool, with when each was last used.
+#[derive(Default)]
 struct Loaded {
     generation: u64,
     /// thread id → the `clock` of its last use.
@@ -42,14 +46,35 @@ impl Loaded {
     }
 }
 
+/// A thread being made in a process of the pool ([`Service::placing`]); it counts towards
+/// that process's load until dropped.
+pub(crate) struct Placing<'a> {
+    counts: &'a Mutex<Vec<usize>>,
+    process: usize,
+}
+
+impl Drop for Placing<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = lock(self.counts).get_mut(self.process) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
 /// The state behind every daemon operation.
 pub struct Service {
     registry: Registry,
     app_server: Supervisor,
     socket: PathBuf,
     started: Instant,
-    loaded: Mutex<Loaded>,
-    /// `[app_server] max_loaded_idle`.
+    /// Per App Server process of the pool, by index.
+    loaded: Mutex<Vec<Loaded>>,
+    /// thread id → the process of the pool its lane lives on (see `placement.rs`).
+    homes: Mutex<HashMap<String, usize>>,
+    /// Per process: threads being made in it now (`new` chose it, the thread is not loaded
+    /// yet), so that lanes made at the same time spread out.
+    placing: Mutex<Vec<usize>>,
+    /// `[app_server] max_loaded_idle`, shared out between the processes (rounded up).
     max_loaded_idle: usize,
     stored: watch::Sender<u64>,
     idle: AtomicBool,
@@ -92,15 +117,19 @@ impl Service {
             queue_wakeups,
             queue_wakeups_rx: Mutex::new(Some(queue_wakeups_rx)),
             registry,
-            app_server,
             socket,
             started: Instant::now(),
-            loaded: Mutex::new(Loaded {
-                generation: 0,
-                threads: HashMap::new(),
-                clock: 0,
-            }),
-            max_loaded_idle: config.app_server.max_loaded_idle,
+            loaded: Mutex::new(
+                (0..app_server.processes())
+                    .map(|_| Loaded::default())
+                    .collect(),
+            ),
+            homes: Mutex::new(HashMap::new()),
+            placing: Mutex::new(vec![0; app_server.processes()]),
+            max_loaded_idle: config
+                .app_server
+                .max_loaded_idle
+                .div_ceil(app_server.processes().max(1)),
             stored: watch::channel(0).0,
             idle: AtomicBool::new(true),
             policy: config.policy.clone(),
@@ -110,6 +139,7 @@ impl Service {
             lanes_removed: AtomicU64::new(0),
             rate_limits: Mutex::new(None),
             global_config: None,
+            app_server,
         }
     }
 
@@ -245,39 +275,109 @@ impl Service {
 
     /// Whether `thread_id` is loaded in App Server `generation`; if it is, it counts as used
     /// now (least recently used idle threads are unloaded first).
-    pub fn is_loaded(&self, generation: u64, thread_id: &str) -> bool {
-        let mut loaded = lock(&self.loaded);
-        let known = loaded.generation == generation && loaded.threads.contains_key(thread_id);
+    pub fn is_loaded(&self, generation: Generation, thread_id: &str) -> bool {
+        let mut processes = lock(&self.loaded);
+        let Some(loaded) = processes.get_mut(generation.process) else {
+            return false;
+        };
+        let known =
+            loaded.generation == generation.incarnation && loaded.threads.contains_key(thread_id);
         if known {
             loaded.touch(thread_id);
         }
         known
     }
 
-    /// Notes that `thread_id` is loaded in App Server `generation`, used now.
-    pub fn mark_loaded(&self, generation: u64, thread_id: &str) {
-        let mut loaded = lock(&self.loaded);
-        if loaded.generation != generation {
-            loaded.generation = generation;
-            loaded.threads.clear();
+    /// Notes that `thread_id` is loaded in App Server `generation`, used now: its lane lives
+    /// on that process from now on, and no longer on another.
+    pub fn mark_loaded(&self, generation: Generation, thread_id: &str) {
+        {
+            let mut processes = lock(&self.loaded);
+            for (process, loaded) in processes.iter_mut().enumerate() {
+                if process == generation.process {
+                    if loaded.generation != generation.incarnation {
+                        loaded.generation = generation.incarnation;
+                        loaded.threads.clear();
+                    }
+                    loaded.touch(thread_id);
+                } else {
+                    loaded.threads.remove(thread_id);
+                }
+            }
         }
-        loaded.touch(thread_id);
+        lock(&self.homes).insert(thread_id.to_owned(), generation.process);
     }
 
-    /// The threads loaded in the current App Server, least recently used first.
+    /// The threads loaded in the App Server processes, process by process, each least
+    /// recently used first.
     pub fn loaded_threads(&self) -> Vec<String> {
-        let loaded = lock(&self.loaded);
-        let mut threads: Vec<(&String, &u64)> = loaded.threads.iter().collect();
-        threads.sort_by_key(|(_, used)| **used);
-        threads.into_iter().map(|(t, _)| t.clone()).collect()
+        let processes = lock(&self.loaded);
+        let mut all = Vec::new();
+        for loaded in processes.iter() {
+            let mut threads: Vec<(&String, &u64)> = loaded.threads.iter().collect();
+            threads.sort_by_key(|(_, used)| **used);
+            all.extend(threads.into_iter().map(|(t, _)| t.clone()));
+        }
+        all
     }
 
     /// Notes that `thread_id` is no longer loaded in App Server `generation`.
-    fn forget_loaded(&self, generation: u64, thread_id: &str) {
-        let mut loaded = lock(&self.loaded);
-        if loaded.generation == generation {
+    fn forget_loaded(&self, generation: Generation, thread_id: &str) {
+        let mut processes = lock(&self.loaded);
+        if let Some(loaded) = processes.get_mut(generation.process)
+            && loaded.generation == generation.incarnation
+        {
             loaded.threads.remove(thread_id);
         }
+    }
+
+    /// Forgets `thread_id` (its thread was deleted): no process has it, no lane lives on it.
+    pub(crate) fn forget_thread(&self, thread_id: &str) {
+        for loaded in lock(&self.loaded).iter_mut() {
+            loaded.threads.remove(thread_id);
+        }
+        lock(&self.homes).remove(thread_id);
+    }
+
+    /// Counts a thread being made in process `process` until the guard is dropped.
+    pub(crate) fn placing(&self, process: usize) -> Placing<'_> {
+        if let Some(count) = lock(&self.placing).get_mut(process) {
+            *count += 1;
+        }
+        Placing {
+            counts: &self.placing,
+            process,
+        }
+    }
+
+    /// How many threads each serving process (`(index, incarnation)`) has loaded (or is
+    /// making) now, and
+    /// how many lanes live on it, given the homes `homes`.
+    pub(crate) fn loads(
+        &self,
+        serving: &[Generation],
+        homes: &HashMap<String, usize>,
+    ) -> Vec<(usize, usize)> {
+        let placing = lock(&self.placing).clone();
+        let processes = lock(&self.loaded);
+        serving
+            .iter()
+            .map(|generation| {
+                let loaded = processes
+                    .get(generation.process)
+                    .filter(|loaded| loaded.generation == generation.incarnation)
+                    .map_or(0, |loaded| loaded.threads.len())
+                    + placing.get(generation.process).copied().unwrap_or(0);
+                let lanes = homes.values().filter(|p| **p == generation.process).count();
+                (loaded, lanes)
+            })
+            .collect()
+    }
+
+    /// The homes of lanes in the pool: thread id → process index. Taken before the loaded
+    /// threads when both are needed.
+    pub(crate) fn homes(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        lock(&self.homes)
     }
 
     /// Unloads (`thread/unsubscribe`) the least recently used idle threads beyond
@@ -288,12 +388,17 @@ impl Service {
     pub(crate) async fn unload_idle_excess(
         &self,
         server: &codex_app_server::AppServer,
-        generation: u64,
+        generation: Generation,
         keep: &str,
     ) {
         let oldest_first: Vec<String> = {
-            let loaded = lock(&self.loaded);
-            if loaded.generation != generation || loaded.threads.len() <= self.max_loaded_idle {
+            let processes = lock(&self.loaded);
+            let Some(loaded) = processes.get(generation.process) else {
+                return;
+            };
+            if loaded.generation != generation.incarnation
+                || loaded.threads.len() <= self.max_loaded_idle
+            {
                 return;
             }
             let mut threads: Vec<(&String, &u64)> = loaded.threads.iter().collect();
@@ -342,17 +447,28 @@ impl Service {
         }
     }
 
-    /// Resumes, in the current App Server, the threads the previous one had loaded.
-    pub async fn resume_loaded(&self) {
-        let Some((server, generation)) = self.app_server.current() else {
+    /// Resumes, in App Server process `process`, the threads its previous incarnation had
+    /// loaded whose lanes still live on it (none moved to another process meanwhile).
+    pub async fn resume_loaded(&self, process: usize) {
+        let Some((server, generation)) = self.app_server.current_of(process) else {
             return;
         };
         let threads: Vec<String> = {
-            let loaded = lock(&self.loaded);
-            if loaded.generation == generation {
+            let processes = lock(&self.loaded);
+            let Some(loaded) = processes.get(process) else {
+                return;
+            };
+            if loaded.generation == generation.incarnation {
                 return;
             }
             loaded.threads.keys().cloned().collect()
+        };
+        let threads: Vec<String> = {
+            let homes = lock(&self.homes);
+            threads
+                .into_iter()
+                .filter(|thread| homes.get(thread) == Some(&process))
+                .collect()
         };
         for thread_id in threads {
             let params = codex_app_server::protocol::ThreadResumeParams {
@@ -406,6 +522,44 @@ impl Service {
             restarts: status.restarts,
             last_error: status.last_error,
         }
+    }
+
+    /// What `daemon status` shows of each App Server process of the pool.
+    pub fn app_server_processes(&self) -> Vec<AppServerProcess> {
+        let lanes = self.lanes_per_process();
+        let loaded: Vec<usize> = {
+            let processes = lock(&self.loaded);
+            (0..self.app_server.processes())
+                .map(|process| {
+                    let incarnation = self
+                        .app_server
+                        .current_of(process)
+                        .map(|(_, g)| g.incarnation);
+                    processes
+                        .get(process)
+                        .filter(|loaded| Some(loaded.generation) == incarnation)
+                        .map_or(0, |loaded| loaded.threads.len())
+                })
+                .collect()
+        };
+        self.app_server
+            .statuses()
+            .into_iter()
+            .enumerate()
+            .map(|(process, status)| AppServerProcess {
+                process: process as u64,
+                state: match status.state {
+                    State::Ready => AppServerProcessState::Ready,
+                    State::Restarting => AppServerProcessState::Restarting,
+                    State::Stopped => AppServerProcessState::Stopped,
+                },
+                pid: status.pid.map(i64::from),
+                loaded_threads: loaded.get(process).copied().unwrap_or(0) as u64,
+                lanes: lanes.get(process).copied().unwrap_or(0) as u64,
+                restarts: status.restarts,
+                last_error: status.last_error,
+            })
+            .collect()
     }
 }
 

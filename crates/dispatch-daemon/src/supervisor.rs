@@ -1,7 +1,10 @@
-//! Supervision of the Codex App Server child: start it (a failure is `app_server_unavailable`),
-//! notice its death at once, record why, and restart it with capped exponential backoff.
+//! Supervision of the pool of Codex App Server children (`[app_server] processes`, default
+//! 1): start them (a failure is `app_server_unavailable`), notice a death at once, record
+//! why, and restart that process with capped exponential backoff. Which lane lives on which
+//! process is the service's business (`placement.rs`); the supervisor only knows processes.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +33,7 @@ pub enum State {
     Stopped,
 }
 
-/// What `daemon status` reports of the App Server.
+/// What `daemon status` reports of an App Server process.
 #[derive(Debug, Clone)]
 pub struct Status {
     /// Where it is.
@@ -45,16 +48,35 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
-struct Shared {
-    bin: CodexBin,
+/// One App Server process of the pool, in one of its lives: which process (`process`, an
+/// index into the pool) and which start of it (`incarnation`, 1 for the first). Threads
+/// loaded in one incarnation are not loaded in the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Generation {
+    /// The process's index in the pool.
+    pub process: usize,
+    /// Bumped each time that process is ready again after a restart (1 for the first).
+    pub incarnation: u64,
+}
+
+/// One process of the pool.
+struct Process {
     status: Mutex<Status>,
     current: Mutex<Option<AppServer>>,
-    stop: watch::Sender<bool>,
-    /// Bumped each time a new App Server process is ready (1 for the first).
+    /// Bumped each time a new App Server process is ready in this slot (1 for the first).
     generation: watch::Sender<u64>,
 }
 
-/// The supervisor; cheap to clone.
+struct Shared {
+    bin: CodexBin,
+    processes: Vec<Process>,
+    stop: watch::Sender<bool>,
+    /// Spreads the operations that need no particular process over the ready ones.
+    next: AtomicUsize,
+}
+
+/// The supervisor of the pool of App Server processes (`[app_server] processes`); cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Supervisor {
     shared: Arc<Shared>,
@@ -71,25 +93,62 @@ async fn spawn(bin: &Path) -> Result<AppServer, String> {
         .map_err(|err| dispatch_contract::error_chain(&err))
 }
 
+/// Whether `server` can still be asked anything (its connection is open).
+fn serving(server: &AppServer) -> bool {
+    server.close_reason().is_none() && server.exit_reason().is_none()
+}
+
 impl Supervisor {
     /// Finds the Codex binary ([`CodexLookup`]: `DISPATCH_CODEX_BIN`, else `configured`, the
     /// `[codex] bin` of config.toml, else `codex` on PATH, else the installed pinned copy),
-    /// starts and initializes the App Server, and starts watching it.
-    pub async fn start(configured: Option<PathBuf>) -> Result<Supervisor, DispatchError> {
+    /// starts and initializes `processes` App Servers, and starts watching them.
+    pub async fn start(
+        configured: Option<PathBuf>,
+        processes: usize,
+    ) -> Result<Supervisor, DispatchError> {
         let bin = CodexLookup::from_env(configured).resolve().map_err(|err| {
             unavailable(err.to_string()).with_hint(format!(
                 "{CODEX_INSTALL_HINT}; or name a binary with DISPATCH_CODEX_BIN or `[codex] bin` in config.toml"
             ))
         })?;
-        tracing::info!(bin = %bin.path.display(), source = %bin.source, "starting the App Server");
-        Supervisor::start_with_bin(bin).await
+        tracing::info!(bin = %bin.path.display(), source = %bin.source, processes, "starting the App Server");
+        Supervisor::start_with_bin(bin, processes).await
     }
 
-    /// Starts and initializes `bin app-server` (the daemon's tests give a fake), and starts
-    /// watching it.
-    pub async fn start_with_bin(bin: CodexBin) -> Result<Supervisor, DispatchError> {
-        let server = spawn(&bin.path).await.map_err(|err| {
-            unavailable(format!(
+    /// Starts and initializes `processes` (at least 1) `bin app-server` children at once (the
+    /// daemon's tests give a fake), and starts watching them. One that fails to start fails
+    /// the whole start, and the others are stopped.
+    pub async fn start_with_bin(
+        bin: CodexBin,
+        processes: usize,
+    ) -> Result<Supervisor, DispatchError> {
+        let processes = processes.max(1);
+        let mut starting = tokio::task::JoinSet::new();
+        for index in 0..processes {
+            let path = bin.path.clone();
+            starting.spawn(async move { (index, spawn(&path).await) });
+        }
+        let mut servers: Vec<Option<AppServer>> = vec![None; processes];
+        let mut failure = None;
+        while let Some(joined) = starting.join_next().await {
+            match joined {
+                Ok((index, Ok(server))) => {
+                    if let Some(slot) = servers.get_mut(index) {
+                        *slot = Some(server);
+                    }
+                }
+                Ok((_, Err(err))) => failure = failure.or(Some(err)),
+                Err(err) => failure = failure.or(Some(err.to_string())),
+            }
+        }
+        let servers: Vec<AppServer> = servers.into_iter().flatten().collect();
+        let failure = failure
+            .or_else(|| (servers.len() < processes).then(|| "a start did not finish".to_owned()));
+        if let Some(err) = failure {
+            for server in &servers {
+                let _reason = server.shutdown().await;
+            }
+            return Err(unavailable(format!(
                 "the Codex App Server did not start: {err} (binary from {})",
                 bin.source
             ))
@@ -99,28 +158,34 @@ impl Supervisor {
                     bin.command_name()
                 ))
                 .run(&operations::DOCTOR, json!({})),
-            )
-        })?;
-        tracing::info!(pid = ?server.pid(), version = ?server.version().map(ToString::to_string), "App Server ready");
-        let status = Status {
-            state: State::Ready,
-            pid: server.pid(),
-            version: server.version().map(ToString::to_string),
-            restarts: 0,
-            last_error: None,
-        };
+            ));
+        }
         let (stop, _) = watch::channel(false);
-        let (generation, _) = watch::channel(1);
         let supervisor = Supervisor {
             shared: Arc::new(Shared {
                 bin,
-                status: Mutex::new(status),
-                current: Mutex::new(Some(server.clone())),
+                processes: servers
+                    .iter()
+                    .map(|server| Process {
+                        status: Mutex::new(Status {
+                            state: State::Ready,
+                            pid: server.pid(),
+                            version: server.version().map(ToString::to_string),
+                            restarts: 0,
+                            last_error: None,
+                        }),
+                        current: Mutex::new(Some(server.clone())),
+                        generation: watch::channel(1).0,
+                    })
+                    .collect(),
                 stop,
-                generation,
+                next: AtomicUsize::new(0),
             }),
         };
-        tokio::spawn(supervisor.clone().watch(server));
+        for (index, server) in servers.into_iter().enumerate() {
+            tracing::info!(process = index, pid = ?server.pid(), version = ?server.version().map(ToString::to_string), "App Server ready");
+            tokio::spawn(supervisor.clone().watch(index, server));
+        }
         Ok(supervisor)
     }
 
@@ -129,57 +194,130 @@ impl Supervisor {
         &self.shared.bin
     }
 
-    /// Follows the App Server processes: the value is bumped when a new one is ready.
-    pub fn generations(&self) -> watch::Receiver<u64> {
-        self.shared.generation.subscribe()
+    /// How many App Server processes the pool has.
+    pub fn processes(&self) -> usize {
+        self.shared.processes.len()
     }
 
-    /// The running App Server and its generation, together.
-    pub fn current(&self) -> Option<(AppServer, u64)> {
-        let current = lock(&self.shared.current);
-        current
-            .clone()
-            .map(|server| (server, *self.shared.generation.borrow()))
+    /// Follows process `process`: the value is bumped when a new one is ready in its place.
+    pub fn generations(&self, process: usize) -> watch::Receiver<u64> {
+        match self.shared.processes.get(process) {
+            Some(slot) => slot.generation.subscribe(),
+            None => watch::channel(0).1,
+        }
     }
 
-    /// What `daemon status` shows.
-    pub fn status(&self) -> Status {
-        lock(&self.shared.status).clone()
-    }
-
-    /// The running App Server, or `app_server_unavailable` while it restarts.
-    pub fn server(&self) -> Result<AppServer, DispatchError> {
-        lock(&self.shared.current).clone().ok_or_else(|| {
-            let status = self.status();
-            unavailable(format!(
-                "the Codex App Server is restarting{}",
-                status
-                    .last_error
-                    .map(|e| format!(" (it {e})"))
-                    .unwrap_or_default()
-            ))
-            .with_hint(
-                Hint::new("retry in a moment; {0} shows its state")
-                    .run(&operations::DAEMON_STATUS, json!({})),
+    /// Process `process`, while it serves, and its generation, together.
+    pub fn current_of(&self, process: usize) -> Option<(AppServer, Generation)> {
+        let slot = self.shared.processes.get(process)?;
+        let current = lock(&slot.current);
+        current.clone().filter(serving).map(|server| {
+            (
+                server,
+                Generation {
+                    process,
+                    incarnation: *slot.generation.borrow(),
+                },
             )
         })
     }
 
-    /// Stops supervising and shuts the App Server down.
-    pub async fn stop(&self) {
-        self.shared.stop.send_replace(true);
-        let current = lock(&self.shared.current).take();
-        if let Some(server) = current {
-            let reason = server.shutdown().await;
-            tracing::info!(%reason, "App Server stopped");
-        }
-        let mut status = lock(&self.shared.status);
-        status.state = State::Stopped;
-        status.pid = None;
+    /// The processes that serve now, by index.
+    pub fn ready(&self) -> Vec<usize> {
+        (0..self.processes())
+            .filter(|p| self.current_of(*p).is_some())
+            .collect()
     }
 
-    /// Waits for `server` to die, then restarts it, for as long as the daemon runs.
-    async fn watch(self, mut server: AppServer) {
+    /// A serving App Server for an operation that needs no particular process (the ready
+    /// ones in turn), and its generation.
+    pub fn current(&self) -> Option<(AppServer, Generation)> {
+        let count = self.processes();
+        let start = self.shared.next.fetch_add(1, Ordering::Relaxed);
+        (0..count).find_map(|offset| self.current_of((start + offset) % count))
+    }
+
+    /// What `daemon status` shows of the pool as one App Server: ready when every process
+    /// is, the first process's pid and version, every restart, the latest error.
+    pub fn status(&self) -> Status {
+        let statuses = self.statuses();
+        let mut all = statuses.first().cloned().unwrap_or(Status {
+            state: State::Stopped,
+            pid: None,
+            version: None,
+            restarts: 0,
+            last_error: None,
+        });
+        for other in statuses.iter().skip(1) {
+            if other.state != State::Ready && all.state == State::Ready {
+                all.state = other.state;
+            }
+            all.restarts += other.restarts;
+            if other.last_error.is_some() {
+                all.last_error.clone_from(&other.last_error);
+            }
+        }
+        all
+    }
+
+    /// What `daemon status` shows of each process, by index.
+    pub fn statuses(&self) -> Vec<Status> {
+        self.shared
+            .processes
+            .iter()
+            .map(|slot| lock(&slot.status).clone())
+            .collect()
+    }
+
+    /// The error of an operation that finds no App Server serving.
+    pub fn unavailable(&self) -> DispatchError {
+        let last_error = self.statuses().into_iter().find_map(|s| s.last_error);
+        unavailable(format!(
+            "the Codex App Server is restarting{}",
+            last_error.map(|e| format!(" (it {e})")).unwrap_or_default()
+        ))
+        .with_hint(
+            Hint::new("retry in a moment; {0} shows its state")
+                .run(&operations::DAEMON_STATUS, json!({})),
+        )
+    }
+
+    /// A serving App Server, or `app_server_unavailable` while none serves.
+    pub fn server(&self) -> Result<AppServer, DispatchError> {
+        self.current()
+            .map(|(server, _)| server)
+            .ok_or_else(|| self.unavailable())
+    }
+
+    /// Whether the daemon is stopping the pool.
+    pub fn stopping(&self) -> bool {
+        *self.shared.stop.borrow()
+    }
+
+    /// Stops supervising and shuts every App Server down, all at once.
+    pub async fn stop(&self) {
+        self.shared.stop.send_replace(true);
+        let mut stopping = tokio::task::JoinSet::new();
+        for (index, slot) in self.shared.processes.iter().enumerate() {
+            let current = lock(&slot.current).take();
+            if let Some(server) = current {
+                stopping.spawn(async move {
+                    let reason = server.shutdown().await;
+                    tracing::info!(process = index, %reason, "App Server stopped");
+                });
+            }
+            let mut status = lock(&slot.status);
+            status.state = State::Stopped;
+            status.pid = None;
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+
+    /// Waits for process `index` to die, then restarts it, for as long as the daemon runs.
+    async fn watch(self, index: usize, mut server: AppServer) {
+        let Some(slot) = self.shared.processes.get(index) else {
+            return;
+        };
         let mut stop = self.shared.stop.subscribe();
         loop {
             let started = Instant::now();
@@ -190,10 +328,10 @@ impl Supervisor {
             if *stop.borrow() {
                 return;
             }
-            tracing::warn!(%reason, "the App Server exited; restarting it");
+            tracing::warn!(process = index, %reason, "the App Server exited; restarting it");
             {
-                *lock(&self.shared.current) = None;
-                let mut status = lock(&self.shared.status);
+                *lock(&slot.current) = None;
+                let mut status = lock(&slot.status);
                 status.state = State::Restarting;
                 status.pid = None;
                 status.last_error = Some(format!("exited ({reason})"));
@@ -211,20 +349,19 @@ impl Supervisor {
                 match spawn(&self.shared.bin.path).await {
                     Ok(server) => break server,
                     Err(err) => {
-                        tracing::warn!(%err, "restarting the App Server failed");
-                        lock(&self.shared.status).last_error =
-                            Some(format!("failed to restart: {err}"));
+                        tracing::warn!(process = index, %err, "restarting the App Server failed");
+                        lock(&slot.status).last_error = Some(format!("failed to restart: {err}"));
                         delay = (delay * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
                     }
                 }
             };
-            tracing::info!(pid = ?server.pid(), "App Server restarted");
+            tracing::info!(process = index, pid = ?server.pid(), "App Server restarted");
             {
-                let mut current = lock(&self.shared.current);
+                let mut current = lock(&slot.current);
                 *current = Some(server.clone());
-                self.shared.generation.send_modify(|g| *g += 1);
+                slot.generation.send_modify(|g| *g += 1);
             }
-            let mut status = lock(&self.shared.status);
+            let mut status = lock(&slot.status);
             status.state = State::Ready;
             status.pid = server.pid();
             status.version = server.version().map(ToString::to_string);

@@ -128,7 +128,7 @@ impl Handle<ForkInput> for Service {
         if let Some(dir) = &cwd {
             checked_dir("cwd", dir)?;
         }
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&parent.thread_id)?;
         models::check_settings(
             &server,
             self.registry(),
@@ -287,7 +287,7 @@ impl Handle<RevertInput> for Service {
         }
         let lane = self.resolve(&input.lane).await?;
         let _writer = self.lane_lock(&lane.lane_ref).await;
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.refuse_if_running(&server, &lane).await?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
@@ -374,7 +374,7 @@ impl Handle<CompactInput> for Service {
     async fn handle(&self, input: CompactInput) -> Result<CompactOutput, DispatchError> {
         let lane = self.resolve(&input.lane).await?;
         let _writer = self.lane_lock(&lane.lane_ref).await;
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.refuse_if_running(&server, &lane).await?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
@@ -478,7 +478,7 @@ impl Handle<ReviewInput> for Service {
             ));
         }
         let _writer = self.lane_lock(&lane.lane_ref).await;
-        let (server, generation) = self.server()?;
+        let (server, generation) = self.server_for(&lane.thread_id)?;
         self.refuse_if_running(&server, &lane).await?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;
@@ -542,7 +542,7 @@ impl Handle<DeleteInput> for Service {
             Target::Lane(lane) => (lane.thread_id.clone(), Some(lane)),
             Target::Unmanaged(thread_id) => (thread_id, None),
         };
-        let server = self.app_server().server()?;
+        let (server, _) = self.server_of(&thread_id)?;
         if let Some(lane) = &lane {
             let _writer = self.lane_lock(&lane.lane_ref).await;
             self.refuse_if_running(&server, lane).await?;
@@ -553,6 +553,7 @@ impl Handle<DeleteInput> for Service {
             })
             .await
             .map_err(|err| thread_error(&thread_id, err))?;
+        self.forget_thread(&thread_id);
         let mut warnings = Vec::new();
         if let Some(lane) = &lane {
             match self.registry().delete_lane(&lane.lane_ref).await {

@@ -161,7 +161,7 @@ impl Service {
     /// Brings the registry's copy of `lane` up to date with the thread Codex holds (turns,
     /// items, title): what `sync` does, and `history` before it counts.
     pub(crate) async fn sync_lane(&self, lane: &LaneRow) -> Result<Synced, DispatchError> {
-        let server = self.app_server().server()?;
+        let (server, _) = self.server_of(&lane.thread_id)?;
         let read = server
             .call(&ThreadReadParams {
                 thread_id: lane.thread_id.clone(),
@@ -266,6 +266,7 @@ impl Handle<RenameInput> for Service {
         let server = self.app_server().server()?;
         match self.target(&input.target).await? {
             Target::Lane(lane) => {
+                let (server, _) = self.server_of(&lane.thread_id)?;
                 server
                     .call(&ThreadSetNameParams {
                         thread_id: lane.thread_id.clone(),
@@ -317,11 +318,12 @@ impl Service {
         target: &str,
         archived: bool,
     ) -> Result<(String, Option<String>, Option<String>), DispatchError> {
-        let server = self.app_server().server()?;
+        self.app_server().server()?;
         let (thread_id, lane) = match self.target(target).await? {
             Target::Lane(lane) => (lane.thread_id.clone(), Some(lane)),
             Target::Unmanaged(thread_id) => (thread_id, None),
         };
+        let (server, _) = self.server_of(&thread_id)?;
         let mut title = lane.as_ref().and_then(|l| l.title.clone());
         if archived {
             server

@@ -62,16 +62,40 @@ pub struct AppServerSettings {
     /// Idle lanes whose threads stay loaded in the App Server (each costs it about 1.5 MB);
     /// beyond that the least recently used idle ones are unloaded, and loaded again when an
     /// operation needs them. Busy and waiting lanes are never unloaded. Default 64.
+    /// With a pool, this is a total: each of the `processes` keeps at most its share
+    /// (rounded up).
     #[serde(default = "default_max_loaded_idle")]
     pub max_loaded_idle: usize,
+    /// How many `codex app-server` processes the daemon runs (1 to [`MAX_PROCESSES`], default
+    /// 1). Each lane lives on one of them; new lanes go to the least loaded.
+    #[serde(default = "default_processes", deserialize_with = "process_count")]
+    pub processes: usize,
 }
+
+/// The most App Server processes a daemon runs.
+pub const MAX_PROCESSES: usize = 16;
 
 impl Default for AppServerSettings {
     fn default() -> Self {
         AppServerSettings {
             max_loaded_idle: default_max_loaded_idle(),
+            processes: default_processes(),
         }
     }
+}
+
+fn default_processes() -> usize {
+    1
+}
+
+fn process_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let processes = usize::deserialize(deserializer)?;
+    if !(1..=MAX_PROCESSES).contains(&processes) {
+        return Err(serde::de::Error::custom(format!(
+            "processes must be between 1 and {MAX_PROCESSES}, not {processes}"
+        )));
+    }
+    Ok(processes)
 }
 
 fn default_max_loaded_idle() -> usize {
@@ -246,6 +270,23 @@ mod tests {
         std::fs::write(&path, "[lanes]\nstall_after_s = 0\n").expect("write");
         let err = Config::load(&path).expect_err("zero is refused");
         assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn the_app_server_pool_defaults_to_one_process_and_refuses_zero_or_too_many() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        assert_eq!(
+            Config::load(&path).expect("defaults").app_server.processes,
+            1
+        );
+        std::fs::write(&path, "[app_server]\nprocesses = 3\n").expect("write");
+        assert_eq!(Config::load(&path).expect("config").app_server.processes, 3);
+        for bad in ["0", "17", "-1"] {
+            std::fs::write(&path, format!("[app_server]\nprocesses = {bad}\n")).expect("write");
+            let err = Config::load(&path).expect_err("refused");
+            assert!(err.to_string().contains("processes"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod pidfile;
 
 pub use config::{
     AppServerSettings, ApprovalPolicy, CodexSettings, Config, ConfigError, Lanes, LaunchTable,
-    McpSettings, Policy,
+    MAX_PROCESSES, McpSettings, Policy,
 };
 pub use error::HomeError;
 pub use files::{

@@ -267,10 +267,16 @@ pub struct Script {
     pub turns: Vec<(String, String)>,
     /// The threads `thread/loaded/list` reports loaded.
     pub loaded: Vec<String>,
+    /// Whether `thread/loaded/list` also reports the threads this process started or
+    /// resumed, as Codex does (each process of a pool its own).
+    pub track_loaded: bool,
     /// Whether `turn/interrupt` fails with Codex's "no active turn" error.
     pub no_active_turn: bool,
     /// A file to which every request's method is appended, one per line.
     pub log: Option<String>,
+    /// A file to which every request is appended as `<pid> <method> <threadId>` (an empty
+    /// thread id when it has none), one per line: which process of a pool was asked what.
+    pub process_log: Option<String>,
     /// The threads `thread/list` reports, newest first, paged by its `limit` (the cursor is
     /// the index of the next thread).
     pub threads: Vec<String>,
@@ -337,6 +343,7 @@ fn scripted_turn(id: &str, status: &str, now_s: i64) -> Value {
 /// Answers a request in test mode; `false` when test mode does not handle `method`.
 fn scripted(
     script: &Script,
+    loaded: &mut Vec<String>,
     method: &str,
     params: &Value,
     next_id: &mut u64,
@@ -346,7 +353,12 @@ fn scripted(
     let now_s = now_ms() / 1000;
     let thread_id = params["threadId"].as_str().unwrap_or_default();
     match method {
-        "thread/resume" => reply(out, id, thread_start_result(thread_id, "/", "fake-model"))?,
+        "thread/resume" => {
+            if script.track_loaded && !loaded.iter().any(|t| t == thread_id) {
+                loaded.push(thread_id.to_owned());
+            }
+            reply(out, id, thread_start_result(thread_id, "/", "fake-model"))?;
+        }
         "thread/read" => {
             let mut thread = thread(thread_id, "/", now_s);
             if let Some(parent) = &script.forked_from {
@@ -365,7 +377,10 @@ fn scripted(
                 .collect();
             reply(out, id, json!({ "data": data }))?;
         }
-        "thread/loaded/list" => reply(out, id, json!({ "data": script.loaded }))?,
+        "thread/loaded/list" => {
+            let data: Vec<&String> = script.loaded.iter().chain(loaded.iter()).collect();
+            reply(out, id, json!({ "data": data }))?;
+        }
         "thread/list" => {
             let from = params["cursor"]
                 .as_str()
@@ -452,6 +467,8 @@ pub fn run() -> anyhow::Result<()> {
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let mut next_id = 0_u64;
+    // The threads this process started or resumed (`Script::track_loaded`).
+    let mut loaded: Vec<String> = Vec::new();
     for line in stdin.lines() {
         let line = line?;
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
@@ -470,7 +487,23 @@ pub fn run() -> anyhow::Result<()> {
                     .open(log)?;
                 writeln!(file, "{method}")?;
             }
-            if scripted(script, method, params, &mut next_id, &mut out, id)? {
+            if let Some(log) = &script.process_log {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)?;
+                let thread_id = params["threadId"].as_str().unwrap_or_default();
+                writeln!(file, "{} {method} {thread_id}", std::process::id())?;
+            }
+            if scripted(
+                script,
+                &mut loaded,
+                method,
+                params,
+                &mut next_id,
+                &mut out,
+                id,
+            )? {
                 out.flush()?;
                 continue;
             }
@@ -488,11 +521,11 @@ pub fn run() -> anyhow::Result<()> {
                     str::to_owned,
                 );
                 let model = params["model"].as_str().unwrap_or("fake-model");
-                reply(
-                    &mut out,
-                    id,
-                    thread_start_result(&uuid_like(next_id), &cwd, model),
-                )?;
+                let thread_id = uuid_like(next_id);
+                if script.as_ref().is_some_and(|s| s.track_loaded) {
+                    loaded.push(thread_id.clone());
+                }
+                reply(&mut out, id, thread_start_result(&thread_id, &cwd, model))?;
             }
             "thread/name/set" => reply(&mut out, id, json!({}))?,
             "thread/unsubscribe" => reply(&mut out, id, json!({ "status": "unsubscribed" }))?,

@@ -249,12 +249,18 @@ impl Env {
         Ok(up)
     }
 
-    /// `dispatch daemon status --json`; remembers the App Server's pid for the cleanup.
+    /// `dispatch daemon status --json`; remembers the App Servers' pids for the cleanup.
     pub fn status(&self) -> anyhow::Result<Value> {
         let status = self.json(&["daemon", "status"])?;
-        if let Some(pid) = status["app_server"]["pid"]
-            .as_u64()
-            .and_then(|p| u32::try_from(p).ok())
+        let processes = status["app_servers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for pid in processes
+            .iter()
+            .map(|p| &p["pid"])
+            .chain([&status["app_server"]["pid"]])
+            .filter_map(|p| p.as_u64().and_then(|p| u32::try_from(p).ok()))
         {
             let mut pids = self
                 .app_server_pids

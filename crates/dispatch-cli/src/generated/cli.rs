@@ -268,7 +268,7 @@ fn daemon_status_command() -> Command {
     Command::new("status")
         .about("Show the daemon's pid, uptime, socket, App Server and lane counts")
         .long_about(
-            "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server, and lane counts by status.",
+            "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server processes, and lane counts by status.",
         )
 }
 ///The `delete` command.
@@ -750,7 +750,7 @@ fn new_command() -> Command {
         .arg(
             Arg::new("worktree")
                 .help(
-                    "Run the lane in a new git worktree of its directory's repository (branch `dispatch/<slug>`, from the name); refused, with nothing made, outside a repository or when the branch or path exists.",
+                    "Run the lane in a new git worktree of its repository (branch `dispatch/<slug>`); refused, making nothing, outside a repository or when the branch or path exists.",
                 )
                 .long("worktree")
                 .action(ArgAction::SetTrue),

@@ -74,6 +74,81 @@ impl ::std::convert::TryFrom<::std::string::String> for ActionEntryOutcome {
         value.parse()
     }
 }
+///`AppServerProcess`
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct AppServerProcess {
+    ///Lanes that live on it (since the daemon started).
+    pub lanes: u64,
+    ///Why it last stopped or failed to start.
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub last_error: ::std::option::Option<::std::string::String>,
+    ///Lane threads loaded in it now.
+    pub loaded_threads: u64,
+    ///Process id, when running.
+    #[serde(deserialize_with = "::std::option::Option::deserialize")]
+    pub pid: ::std::option::Option<i64>,
+    ///Index in the pool, from 0.
+    pub process: u64,
+    ///How many times the daemon restarted it.
+    pub restarts: u64,
+    ///`ready`, `restarting` (it died; its lanes move to the other processes, and a restart is scheduled), `stopped`.
+    pub state: AppServerProcessState,
+}
+///`ready`, `restarting` (it died; its lanes move to the other processes, and a restart is scheduled), `stopped`.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum AppServerProcessState {
+    #[serde(rename = "ready")]
+    Ready,
+    #[serde(rename = "restarting")]
+    Restarting,
+    #[serde(rename = "stopped")]
+    Stopped,
+}
+impl ::std::fmt::Display for AppServerProcessState {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Ready => f.write_str("ready"),
+            Self::Restarting => f.write_str("restarting"),
+            Self::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+impl ::std::str::FromStr for AppServerProcessState {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "ready" => Ok(Self::Ready),
+            "restarting" => Ok(Self::Restarting),
+            "stopped" => Ok(Self::Stopped),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for AppServerProcessState {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for AppServerProcessState {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///`ApprovalRequest`
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ApprovalRequest {
@@ -735,6 +810,8 @@ pub struct DaemonStatusInput {}
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct DaemonStatusOutput {
     pub app_server: DaemonStatusOutputAppServer,
+    ///Each Codex App Server process of the pool (`[app_server] processes` in config.toml), in order.
+    pub app_servers: ::std::vec::Vec<AppServerProcess>,
     pub lanes: DaemonStatusOutputLanes,
     pub orchestration: OrchestrationCounts,
     ///Process id of dispatchd.
@@ -748,7 +825,7 @@ pub struct DaemonStatusOutput {
     ///dispatchd's version.
     pub version: ::std::string::String,
 }
-///The Codex App Server child the daemon supervises.
+///The Codex App Server processes as one: `ready` when every process is, the first process's pid and version, the restarts of all, the latest error. `app_servers` shows each.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct DaemonStatusOutputAppServer {
     ///Why it last stopped or failed to start.
@@ -3786,7 +3863,7 @@ pub struct NewInput {
     ///First message to send.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub text: ::std::option::Option<Message>,
-    ///Run the lane in a new git worktree of its directory's repository (branch `dispatch/<slug>`, from the name); refused, with nothing made, outside a repository or when the branch or path exists.
+    ///Run the lane in a new git worktree of its repository (branch `dispatch/<slug>`); refused, making nothing, outside a repository or when the branch or path exists.
     #[serde(default)]
     pub worktree: bool,
     ///The commit the worktree starts at (default `HEAD`).

@@ -63,6 +63,8 @@ pub struct Daemon {
     pub db: PathBuf,
     /// The file the fake appends each request's method to.
     pub requests: PathBuf,
+    /// The file the fake appends `<pid> <method> <threadId>` of each request to.
+    pub process_requests: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -78,9 +80,11 @@ impl Daemon {
     pub async fn start_with(script: Script, config: &Config) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let requests = dir.path().join("requests.log");
+        let process_requests = dir.path().join("process-requests.log");
         let script = Script {
             log: Some(requests.display().to_string()),
             inputs_log: Some(dir.path().join("inputs.log").display().to_string()),
+            process_log: Some(process_requests.display().to_string()),
             ..script
         };
         let bin = fake_codex(dir.path(), &script);
@@ -90,7 +94,7 @@ impl Daemon {
             path: bin,
             source: codex_app_server::CodexBinSource::Env,
         };
-        let app_server = Supervisor::start_with_bin(bin)
+        let app_server = Supervisor::start_with_bin(bin, config.app_server.processes)
             .await
             .expect("the fake App Server starts");
         let service = Service::new(registry, app_server, dir.path().join("sock"), config);
@@ -98,6 +102,7 @@ impl Daemon {
             service: Arc::new(service),
             db,
             requests,
+            process_requests,
             _dir: dir,
         }
     }
@@ -229,6 +234,21 @@ impl Daemon {
             .unwrap_or_default()
             .lines()
             .map(|line| serde_json::from_str(line).expect("an input"))
+            .collect()
+    }
+
+    /// The requests the fake App Server processes were asked, in order: (pid, method,
+    /// thread id or "").
+    pub fn process_requests(&self) -> Vec<(u32, String, String)> {
+        std::fs::read_to_string(&self.process_requests)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let pid = parts.next()?.parse().ok()?;
+                let method = parts.next()?.to_owned();
+                Some((pid, method, parts.next().unwrap_or_default().to_owned()))
+            })
             .collect()
     }
 
