@@ -37,6 +37,9 @@ fn a_restart_or_a_kill_leaves_no_lane_busy_without_a_running_turn() {
     stub.push(Behaviour::Hang);
 
     let (stopped, _a) = home.new_lane("stopped", &["--text", "take your time"]);
+    // The hanging reply is taken before the daemon goes: a loaded machine may otherwise stop
+    // it before Codex asked the model, and the next turn would hang instead.
+    stub.wait_for_requests(1);
     assert_eq!(
         home.json(&["get", &stopped]).ok_json()["lane"]["status"],
         "busy"
@@ -65,7 +68,9 @@ fn a_restart_or_a_kill_leaves_no_lane_busy_without_a_running_turn() {
     assert_eq!(done["lane"]["status"], "idle", "{done}");
 
     stub.push(Behaviour::Hang);
+    let asked = stub.requests().len();
     let (killed, _b) = home.new_lane("killed", &["--text", "take your time"]);
+    stub.wait_for_requests(asked + 1);
     assert_eq!(
         home.json(&["get", &killed]).ok_json()["lane"]["status"],
         "busy"
