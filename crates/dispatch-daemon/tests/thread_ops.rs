@@ -18,7 +18,7 @@ use dispatch_contract::types::{
 use dispatch_registry::{NewLane, Ownership};
 use fake_app_server::Script;
 use harness::{Daemon, expect_error};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -26,62 +26,39 @@ fn main() -> ExitCode {
         return code;
     }
     let tests = vec![
-        trial(
+        harness::trial_with(
             "revert_refuses_what_the_thread_does_not_have",
-            two_turns(),
+            two_turns,
             |d| Box::pin(revert_refuses_what_the_thread_does_not_have(d)),
         ),
-        trial(
+        harness::trial_with(
             "revert_and_compact_are_refused_while_a_turn_runs",
-            two_turns(),
+            two_turns,
             |d| Box::pin(revert_and_compact_are_refused_while_a_turn_runs(d)),
         ),
-        trial(
+        harness::trial_with(
             "fork_refuses_an_attached_lane_and_an_unknown_turn",
-            two_turns(),
+            two_turns,
             |d| Box::pin(fork_refuses_an_attached_lane_and_an_unknown_turn(d)),
         ),
-        trial(
-            "review_needs_a_git_repository_and_one_target",
-            Script::default(),
-            |d| Box::pin(review_needs_a_git_repository_and_one_target(d)),
-        ),
-        trial("delete_needs_confirmation", Script::default(), |d| {
+        harness::trial("review_needs_a_git_repository_and_one_target", |d| {
+            Box::pin(review_needs_a_git_repository_and_one_target(d))
+        }),
+        harness::trial("delete_needs_confirmation", |d| {
             Box::pin(delete_needs_confirmation(d))
         }),
-        trial("goal_set_needs_something_to_set", Script::default(), |d| {
+        harness::trial("goal_set_needs_something_to_set", |d| {
             Box::pin(goal_set_needs_something_to_set(d))
         }),
-        trial(
+        harness::trial(
             "new_refuses_a_permission_profile_codex_does_not_allow",
-            Script::default(),
             |d| Box::pin(new_refuses_a_permission_profile_codex_does_not_allow(d)),
         ),
-        trial(
-            "usage_without_an_account_is_signed_out",
-            Script::default(),
-            |d| Box::pin(usage_without_an_account_is_signed_out(d)),
-        ),
+        harness::trial("usage_without_an_account_is_signed_out", |d| {
+            Box::pin(usage_without_an_account_is_signed_out(d))
+        }),
     ];
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
-}
-
-/// A test on a daemon whose fake App Server follows `script`.
-fn trial(name: &'static str, script: Script, body: harness::Test) -> Trial {
-    Trial::test(name, move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|err| Failed::from(format!("runtime: {err}")))?;
-        runtime.block_on(async move {
-            let daemon = Daemon::start(script, false).await;
-            let outcome =
-                tokio::time::timeout(std::time::Duration::from_secs(60), body(&daemon)).await;
-            daemon.service.app_server().stop().await;
-            outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
-        })
-    })
 }
 
 /// Codex reports two completed turns on every thread, newest first.

@@ -20,7 +20,7 @@ use dispatch_contract::types::{
 use dispatch_registry::LaneFilter;
 use fake_app_server::Script;
 use harness::{Daemon, expect_error};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 use serde_json::{Value, json};
 
 /// A valid 1×1 PNG.
@@ -31,59 +31,32 @@ fn main() -> ExitCode {
         return code;
     }
     let tests = vec![
-        trial(
-            "a_worktree_lane_runs_in_its_worktree_until_removed",
-            Script::default(),
-            |d| Box::pin(a_worktree_lane_runs_in_its_worktree_until_removed(d)),
-        ),
-        trial(
-            "a_dirty_worktree_is_removed_only_with_force",
-            Script::default(),
-            |d| Box::pin(a_dirty_worktree_is_removed_only_with_force(d)),
-        ),
-        trial(
-            "worktree_refusals_leave_nothing_behind",
-            Script::default(),
-            |d| Box::pin(worktree_refusals_leave_nothing_behind(d)),
-        ),
-        trial(
+        harness::trial("a_worktree_lane_runs_in_its_worktree_until_removed", |d| {
+            Box::pin(a_worktree_lane_runs_in_its_worktree_until_removed(d))
+        }),
+        harness::trial("a_dirty_worktree_is_removed_only_with_force", |d| {
+            Box::pin(a_dirty_worktree_is_removed_only_with_force(d))
+        }),
+        harness::trial("worktree_refusals_leave_nothing_behind", |d| {
+            Box::pin(worktree_refusals_leave_nothing_behind(d))
+        }),
+        harness::trial_with(
             "a_failed_thread_takes_its_worktree_away",
-            Script {
+            || Script {
                 fail_thread_start: true,
                 ..Script::default()
             },
             |d| Box::pin(a_failed_thread_takes_its_worktree_away(d)),
         ),
-        trial(
+        harness::trial(
             "a_dry_run_plans_the_worktree_and_images_and_makes_nothing",
-            Script::default(),
             |d| Box::pin(a_dry_run_plans_the_worktree_and_images_and_makes_nothing(d)),
         ),
-        trial(
-            "images_go_only_to_models_that_take_them",
-            Script::default(),
-            |d| Box::pin(images_go_only_to_models_that_take_them(d)),
-        ),
+        harness::trial("images_go_only_to_models_that_take_them", |d| {
+            Box::pin(images_go_only_to_models_that_take_them(d))
+        }),
     ];
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
-}
-
-/// A test on a daemon whose fake App Server follows `script`.
-fn trial(name: &'static str, script: Script, body: harness::Test) -> Trial {
-    Trial::test(name, move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|err| Failed::from(format!("runtime: {err}")))?;
-        runtime.block_on(async move {
-            let daemon = Daemon::start(script, false).await;
-            let outcome =
-                tokio::time::timeout(std::time::Duration::from_secs(60), body(&daemon)).await;
-            daemon.service.app_server().stop().await;
-            outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
-        })
-    })
 }
 
 /// Runs git in `dir`, asserting success; returns its standard output.
