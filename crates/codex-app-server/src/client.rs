@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::error::{CloseReason, Error, ExitReason, RpcError};
-use crate::events::{Event, Fanout, Subscription};
-use crate::framing::{Incoming, Line, classify, next_line, strip_ansi, truncate};
+use crate::events::{Event, Fanout, Gauge, Subscription};
+use crate::framing::{Incoming, Line, classify, envelope, next_line, strip_ansi, truncate};
 use crate::protocol::{
     ClientInfo, ClientMethod, InitializeCapabilities, InitializeParams, InitializeResponse,
     RequestId, ServerNotification,
@@ -734,11 +734,13 @@ impl Shared {
         }
     }
 
-    fn handle_line(self: &Arc<Self>, line: String) {
-        let message = match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(message)) => message,
-            _ => {
-                let shown = truncate(&line, 200);
+    /// Handles one stdout line; returns the lossless subscriptions to wait for before the
+    /// next one (see [`crate::events`]).
+    fn handle_line(self: &Arc<Self>, line: &str) -> Vec<Arc<Gauge>> {
+        let message = match envelope(line) {
+            Some(message) => message,
+            None => {
+                let shown = truncate(line, 200);
                 tracing::warn!(target: "codex_app_server", line = %shown, "stdout line is not a JSON-RPC message; ignored");
                 self.first_bad_line.send_if_modified(|bad| {
                     let first = bad.is_none();
@@ -747,16 +749,19 @@ impl Shared {
                     }
                     first
                 });
-                return;
+                return Vec::new();
             }
         };
         match classify(message) {
-            Incoming::Reply { id, outcome } => self.on_reply(id, outcome),
+            Incoming::Reply { id, outcome } => {
+                self.on_reply(id, outcome);
+                Vec::new()
+            }
             Incoming::Request { id, method, params } => {
                 self.on_server_request(ServerRequest { id, method, params })
             }
             Incoming::Notification { method, params } => {
-                let notification = ServerNotification::from_parts(method, params);
+                let notification = ServerNotification::from_raw(method, params);
                 if let ServerNotification::ServerRequestResolved(resolved) = &notification {
                     // Settled on the server side (answered, or moot after an interrupt):
                     // it can no longer be answered here.
@@ -767,10 +772,17 @@ impl Shared {
                         }
                     }
                 }
-                lock(&self.fanout).publish(Event::Notification(Arc::new(notification)));
+                let mut fanout = lock(&self.fanout);
+                let raw = if fanout.wants_raw() {
+                    Some(params.map_or("null", |p| p.get()))
+                } else {
+                    None
+                };
+                fanout.publish(Event::Notification(Arc::new(notification)), raw)
             }
             Incoming::Invalid(why) => {
-                tracing::warn!(target: "codex_app_server", why, line = %truncate(&line, 200), "ignored message");
+                tracing::warn!(target: "codex_app_server", why, line = %truncate(line, 200), "ignored message");
+                Vec::new()
             }
         }
     }
@@ -791,7 +803,7 @@ impl Shared {
         let _ = request.tx.send(outcome);
     }
 
-    fn on_server_request(self: &Arc<Self>, request: ServerRequest) {
+    fn on_server_request(self: &Arc<Self>, request: ServerRequest) -> Vec<Arc<Gauge>> {
         tracing::info!(
             target: "codex_app_server",
             id = %request.id,
@@ -813,7 +825,8 @@ impl Shared {
                 task.abort();
             }
         }
-        lock(&self.fanout).publish(Event::ServerRequest(Arc::new(request.clone())));
+        let full =
+            lock(&self.fanout).publish(Event::ServerRequest(Arc::new(request.clone())), None);
 
         let decision = self.policy.decide(request);
         let weak = Arc::downgrade(self);
@@ -829,6 +842,7 @@ impl Shared {
         if let Some(held) = lock(&self.held).get_mut(&id) {
             held.policy_task = Some(task.abort_handle());
         }
+        full
     }
 }
 
@@ -885,7 +899,12 @@ async fn read_loop(stdout: ChildStdout, shared: Arc<Shared>) {
         };
         match line {
             Ok(Some(Line::Text(line))) if line.trim().is_empty() => {}
-            Ok(Some(Line::Text(line))) => shared.handle_line(line),
+            Ok(Some(Line::Text(line))) => {
+                // Back-pressure from lossless subscribers, bounded (see `crate::events`).
+                for gauge in shared.handle_line(&line) {
+                    gauge.wait_drained().await;
+                }
+            }
             Ok(Some(Line::TooLong(len))) => {
                 tracing::error!(target: "codex_app_server", len, "stdout line longer than {MAX_STDOUT_LINE} bytes skipped");
             }

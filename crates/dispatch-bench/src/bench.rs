@@ -620,7 +620,8 @@ pub fn time_runs(
     Ok(samples)
 }
 
-fn rss_kib(pid: u64) -> anyhow::Result<u64> {
+/// VmRSS of `pid`, in KiB.
+pub fn rss_kib(pid: u64) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

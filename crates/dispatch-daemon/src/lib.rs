@@ -53,6 +53,7 @@ mod watch;
 
 use std::process::ExitCode;
 
+pub use ingest::run as run_ingest;
 pub use lifecycle::run;
 pub use reconcile::Why;
 pub use service::Service;

@@ -276,6 +276,9 @@ pub struct Script {
     pub threads: Vec<String>,
     /// The thread `thread/read` names as every thread's fork parent (`forkedFromId`).
     pub forked_from: Option<String>,
+    /// When set, `turn/start` floods the turn with this many notifications ([`FloodPlan`])
+    /// instead of the scripted two.
+    pub flood: Option<usize>,
 }
 
 impl Script {
@@ -364,7 +367,7 @@ fn scripted(
             error(out, id, -32600, "no active turn to interrupt")?;
         }
         "turn/interrupt" => reply(out, id, json!({}))?,
-        "turn/start" => {
+        "turn/start" if script.flood.is_none() => {
             *next_id += 1;
             let turn_id = uuid_like(*next_id);
             reply(out, id, turn_start_result(&turn_id, now_s))?;
@@ -397,6 +400,7 @@ pub fn run() -> anyhow::Result<()> {
     let flood = std::env::var(FLOOD_ENV)
         .ok()
         .and_then(|n| n.trim().replace('_', "").parse().ok())
+        .or(script.as_ref().and_then(|s| s.flood))
         .unwrap_or(DEFAULT_FLOOD);
     let plan = FloodPlan::new(flood);
     let codex_home = std::env::var("CODEX_HOME").unwrap_or_else(|_| "/tmp/fake-codex".into());

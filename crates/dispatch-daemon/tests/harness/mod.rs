@@ -164,7 +164,7 @@ impl Daemon {
                 method: "turn/started".into(),
                 turn_id: Some(turn_id.into()),
                 at_ms,
-                params: json!({}),
+                params: json!({}).to_string(),
             }),
             vec![Fact::TurnStarted {
                 turn_id: turn_id.to_owned(),
@@ -205,7 +205,7 @@ impl Daemon {
                 method: "turn/completed".into(),
                 turn_id: Some(turn_id.into()),
                 at_ms,
-                params: json!({}),
+                params: json!({}).to_string(),
             }),
             vec![Fact::TurnCompleted {
                 turn: dispatch_registry::TurnRow {
