@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: builds the release binaries and
+//! `cargo xtask bench [--runs N] [--only NAME[,NAME...]] [--lanes N]`: builds the release binaries and
 //! prints what a user and an agent feel most: CLI start-up, a CLI round trip to the daemon,
 //! MCP spawn until the `tools/list` answer, the bytes of that answer and of dispatch's tools in
 //! a Codex model request, the idle daemon's resident memory, a cold `up`,
@@ -16,6 +16,7 @@ mod handoff;
 mod history;
 mod lanes;
 mod mcp_cost;
+mod scale;
 mod threads;
 mod triggers;
 mod truth;
@@ -59,13 +60,19 @@ const NAMES: &[(&str, &str)] = &[
         "daemon restart with 200 lanes mid-turn → truthful",
     ),
     ("queue", "queued deliveries: throughput and hand-off"),
+    (
+        "scale",
+        "2,000 lanes (--lanes N) with one turn each, then idle: memory, get/tail, send",
+    ),
 ];
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]] [--lanes N]";
 
 struct Options {
     runs: usize,
     only: Option<Vec<String>>,
+    /// Lanes of the `scale` benchmark.
+    lanes: usize,
 }
 
 impl Options {
@@ -73,6 +80,7 @@ impl Options {
         let mut options = Options {
             runs: 50,
             only: None,
+            lanes: 2000,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -81,6 +89,11 @@ impl Options {
                     let n = args.next().context(USAGE)?;
                     options.runs = n.parse().context("--runs takes a number")?;
                     ensure!(options.runs > 0, "--runs takes a number above 0");
+                }
+                "--lanes" => {
+                    let n = args.next().context(USAGE)?;
+                    options.lanes = n.parse().context("--lanes takes a number")?;
+                    ensure!(options.lanes > 0, "--lanes takes a number above 0");
                 }
                 "--only" => {
                     let names = args.next().context(USAGE)?;
@@ -99,6 +112,13 @@ impl Options {
             }
         }
         Ok(options)
+    }
+
+    /// Whether `--only` names `name` (for benchmarks too long to run by default).
+    fn asked(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_some_and(|only| only.iter().any(|n| n == name))
     }
 
     fn wants(&self, name: &str) -> bool {
@@ -308,7 +328,8 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         "queue",
     ]
     .iter()
-    .any(|n| options.wants(n));
+    .any(|n| options.wants(n))
+        || options.asked("scale");
     let bins = Bins {
         dispatch: bin_dir.join("dispatch"),
         codex: if needs_real {
@@ -428,6 +449,13 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match truth::queue_throughput(&bins, 4, 25) {
             Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
             Err(err) => report.failed("queued deliveries", &err),
+        }
+    }
+
+    if options.asked("scale") {
+        match scale::scale(&bins, options.lanes) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("scale", &err),
         }
     }
 
