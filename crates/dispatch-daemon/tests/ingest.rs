@@ -15,7 +15,7 @@ use libtest_mimic::Arguments;
 use serde_json::json;
 
 /// More than twice `codex_app_server::LOSSLESS_HIGH` and several ingest batches.
-const FLOOD: usize = 30_000;
+const FLOOD: usize = 20_000;
 
 fn main() -> ExitCode {
     if let Some(code) = harness::serve_fake_if_asked() {

@@ -189,16 +189,20 @@ impl Registry {
 
     /// Folds the WAL into the database as far as no reader needs it
     /// (`PRAGMA wal_checkpoint(PASSIVE)` on the ingest connection, which does not checkpoint
-    /// on commit). The ingest calls it between floods.
+    /// on commit), and gives back the ingest connection's page cache (`PRAGMA shrink_memory`:
+    /// up to [`WRITER_CACHE_KIB`] that a flood filled and an idle daemon would otherwise keep).
+    /// The ingest calls it between floods.
     pub async fn checkpoint(&self) -> Result<(), RegistryError> {
         let mut writer = self.writer().await?;
         let Some(conn) = writer.conn() else {
             return Ok(());
         };
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut *conn)
-            .await
-            .map_err(RegistryError::db_with(&self.path, "checkpointing the WAL"))?;
+        for pragma in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA shrink_memory"] {
+            sqlx::query(pragma)
+                .execute(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(&self.path, "checkpointing the WAL"))?;
+        }
         Ok(())
     }
 
