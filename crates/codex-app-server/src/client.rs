@@ -4,7 +4,8 @@
 //! - the *writer* owns the child's stdin and writes queued lines; it closes stdin on
 //!   shutdown, after flushing what was queued (e.g. error replies to held requests);
 //! - the *reader* owns stdout, correlates replies, hands server requests to the policy
-//!   and fans notifications out; it never waits for a subscriber;
+//!   and fans notifications out; it waits only for a lossless subscriber that is far
+//!   behind and still receiving (back-pressure, see [`crate::events`]);
 //! - the *stderr logger* forwards stderr lines to `tracing` (target
 //!   `codex_app_server::stderr`) and keeps the last few for handshake errors;
 //! - the *supervisor* owns the `Child`, reaps it, publishes the exit reason and fails
@@ -552,9 +553,10 @@ impl AppServer {
         lock(&self.shared.fanout).subscribe_all()
     }
 
-    /// Every event, never dropped: unlike [`AppServer::subscribe`], the queue grows while
-    /// the subscriber is behind. For the one consumer that must see everything (a store of
-    /// events); it must keep reading.
+    /// Every event, never dropped, with each notification's params as sent
+    /// ([`Subscription::recv_raw`]): unlike [`AppServer::subscribe`], a subscriber far behind
+    /// slows the reader down (back-pressure, see [`crate::events`]). For the one consumer that
+    /// must see everything (a store of events); it must keep reading.
     pub fn subscribe_lossless(&self) -> Subscription {
         lock(&self.shared.fanout).subscribe_lossless()
     }

@@ -5,9 +5,9 @@
 //! subscribers ([`crate::AppServer::subscribe_thread`]). A subscription sees the events
 //! published after it was created, in the order the App Server sent them.
 //!
-//! **Lag policy.** Each subscription is a bounded ring (capacity
+//! **Lag policy.** Each ordinary subscription is a bounded ring (capacity
 //! [`crate::SpawnOptions::event_capacity`], 8192 by default). The reader never waits for
-//! a subscriber: one that falls more than the capacity behind loses the oldest events
+//! such a subscriber: one that falls more than the capacity behind loses the oldest events
 //! and then receives [`Event::Lagged`] with how many it missed, after which it should
 //! reconcile (e.g. `thread/read`) instead of trusting its picture of the thread.
 //! Server requests are not lost by lagging: they stay pending in the client
