@@ -957,6 +957,9 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
     let parse = variants
         .iter()
         .map(|(method, variant, _, _)| quote!(#method => typed(&params).map(Self::#variant),));
+    let parse_raw = variants
+        .iter()
+        .map(|(method, variant, _, _)| quote!(#method => typed(params).map(Self::#variant),));
     let method_arms = variants
         .iter()
         .map(|(method, variant, _, _)| quote!(Self::#variant(_) => #method,));
@@ -1006,6 +1009,50 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
                             "notification params did not match the pinned schema; kept raw"
                         );
                         Self::Other { method, params }
+                    }
+                }
+            }
+
+            /// [`ServerNotification::from_parts`] from the params' JSON text, parsed once
+            /// straight into the modelled type (no `Value` tree); `Other` holds them parsed
+            /// as a `Value`. Never fails.
+            pub fn from_raw(
+                method: ::std::string::String,
+                params: ::std::option::Option<&::serde_json::value::RawValue>,
+            ) -> Self {
+                fn typed<'de, T: ::serde::Deserialize<'de>>(
+                    params: ::std::option::Option<&'de ::serde_json::value::RawValue>,
+                ) -> ::std::option::Option<T> {
+                    ::serde_json::from_str(params.map_or("null", |p| p.get())).ok()
+                }
+                fn value(
+                    params: ::std::option::Option<&::serde_json::value::RawValue>,
+                ) -> ::serde_json::Value {
+                    params
+                        .and_then(|p| ::serde_json::from_str(p.get()).ok())
+                        .unwrap_or(::serde_json::Value::Null)
+                }
+                let parsed = match method.as_str() {
+                    #(#parse_raw)*
+                    _ => {
+                        return Self::Other {
+                            params: value(params),
+                            method,
+                        };
+                    }
+                };
+                match parsed {
+                    Some(notification) => notification,
+                    None => {
+                        ::tracing::warn!(
+                            target: "codex_app_server",
+                            %method,
+                            "notification params did not match the pinned schema; kept raw"
+                        );
+                        Self::Other {
+                            params: value(params),
+                            method,
+                        }
                     }
                 }
             }

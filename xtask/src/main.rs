@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         ["bench", rest @ ..] => run_bench(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask gen [--check] | cargo xtask bench [--runs N] [--only NAME[,NAME...]]"
+                "usage: cargo xtask gen [--check] | cargo xtask bench [--runs N] [--only NAME[,NAME...]] [--lanes N]"
             );
             return ExitCode::from(2);
         }

@@ -4,7 +4,8 @@
 //! - the *writer* owns the child's stdin and writes queued lines; it closes stdin on
 //!   shutdown, after flushing what was queued (e.g. error replies to held requests);
 //! - the *reader* owns stdout, correlates replies, hands server requests to the policy
-//!   and fans notifications out; it never waits for a subscriber;
+//!   and fans notifications out; it waits only for a lossless subscriber that is far
+//!   behind and still receiving (back-pressure, see [`crate::events`]);
 //! - the *stderr logger* forwards stderr lines to `tracing` (target
 //!   `codex_app_server::stderr`) and keeps the last few for handshake errors;
 //! - the *supervisor* owns the `Child`, reaps it, publishes the exit reason and fails
@@ -27,8 +28,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::error::{CloseReason, Error, ExitReason, RpcError};
-use crate::events::{Event, Fanout, Subscription};
-use crate::framing::{Incoming, Line, classify, next_line, strip_ansi, truncate};
+use crate::events::{Event, Fanout, Gauge, Subscription};
+use crate::framing::{Incoming, Line, classify, envelope, next_line, strip_ansi, truncate};
 use crate::protocol::{
     ClientInfo, ClientMethod, InitializeCapabilities, InitializeParams, InitializeResponse,
     RequestId, ServerNotification,
@@ -552,9 +553,10 @@ impl AppServer {
         lock(&self.shared.fanout).subscribe_all()
     }
 
-    /// Every event, never dropped: unlike [`AppServer::subscribe`], the queue grows while
-    /// the subscriber is behind. For the one consumer that must see everything (a store of
-    /// events); it must keep reading.
+    /// Every event, never dropped, with each notification's params as sent
+    /// ([`Subscription::recv_raw`]): unlike [`AppServer::subscribe`], a subscriber far behind
+    /// slows the reader down (back-pressure, see [`crate::events`]). For the one consumer that
+    /// must see everything (a store of events); it must keep reading.
     pub fn subscribe_lossless(&self) -> Subscription {
         lock(&self.shared.fanout).subscribe_lossless()
     }
@@ -734,11 +736,13 @@ impl Shared {
         }
     }
 
-    fn handle_line(self: &Arc<Self>, line: String) {
-        let message = match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(message)) => message,
-            _ => {
-                let shown = truncate(&line, 200);
+    /// Handles one stdout line; returns the lossless subscriptions to wait for before the
+    /// next one (see [`crate::events`]).
+    fn handle_line(self: &Arc<Self>, line: &str) -> Vec<Arc<Gauge>> {
+        let message = match envelope(line) {
+            Some(message) => message,
+            None => {
+                let shown = truncate(line, 200);
                 tracing::warn!(target: "codex_app_server", line = %shown, "stdout line is not a JSON-RPC message; ignored");
                 self.first_bad_line.send_if_modified(|bad| {
                     let first = bad.is_none();
@@ -747,16 +751,19 @@ impl Shared {
                     }
                     first
                 });
-                return;
+                return Vec::new();
             }
         };
         match classify(message) {
-            Incoming::Reply { id, outcome } => self.on_reply(id, outcome),
+            Incoming::Reply { id, outcome } => {
+                self.on_reply(id, outcome);
+                Vec::new()
+            }
             Incoming::Request { id, method, params } => {
                 self.on_server_request(ServerRequest { id, method, params })
             }
             Incoming::Notification { method, params } => {
-                let notification = ServerNotification::from_parts(method, params);
+                let notification = ServerNotification::from_raw(method, params);
                 if let ServerNotification::ServerRequestResolved(resolved) = &notification {
                     // Settled on the server side (answered, or moot after an interrupt):
                     // it can no longer be answered here.
@@ -767,10 +774,17 @@ impl Shared {
                         }
                     }
                 }
-                lock(&self.fanout).publish(Event::Notification(Arc::new(notification)));
+                let mut fanout = lock(&self.fanout);
+                let raw = if fanout.wants_raw() {
+                    Some(params.map_or("null", |p| p.get()))
+                } else {
+                    None
+                };
+                fanout.publish(Event::Notification(Arc::new(notification)), raw)
             }
             Incoming::Invalid(why) => {
-                tracing::warn!(target: "codex_app_server", why, line = %truncate(&line, 200), "ignored message");
+                tracing::warn!(target: "codex_app_server", why, line = %truncate(line, 200), "ignored message");
+                Vec::new()
             }
         }
     }
@@ -791,7 +805,7 @@ impl Shared {
         let _ = request.tx.send(outcome);
     }
 
-    fn on_server_request(self: &Arc<Self>, request: ServerRequest) {
+    fn on_server_request(self: &Arc<Self>, request: ServerRequest) -> Vec<Arc<Gauge>> {
         tracing::info!(
             target: "codex_app_server",
             id = %request.id,
@@ -813,7 +827,8 @@ impl Shared {
                 task.abort();
             }
         }
-        lock(&self.fanout).publish(Event::ServerRequest(Arc::new(request.clone())));
+        let full =
+            lock(&self.fanout).publish(Event::ServerRequest(Arc::new(request.clone())), None);
 
         let decision = self.policy.decide(request);
         let weak = Arc::downgrade(self);
@@ -829,6 +844,7 @@ impl Shared {
         if let Some(held) = lock(&self.held).get_mut(&id) {
             held.policy_task = Some(task.abort_handle());
         }
+        full
     }
 }
 
@@ -885,7 +901,12 @@ async fn read_loop(stdout: ChildStdout, shared: Arc<Shared>) {
         };
         match line {
             Ok(Some(Line::Text(line))) if line.trim().is_empty() => {}
-            Ok(Some(Line::Text(line))) => shared.handle_line(line),
+            Ok(Some(Line::Text(line))) => {
+                // Back-pressure from lossless subscribers, bounded (see `crate::events`).
+                for gauge in shared.handle_line(&line) {
+                    gauge.wait_drained().await;
+                }
+            }
             Ok(Some(Line::TooLong(len))) => {
                 tracing::error!(target: "codex_app_server", len, "stdout line longer than {MAX_STDOUT_LINE} bytes skipped");
             }

@@ -1,6 +1,8 @@
 //! Newline-delimited JSON framing: bounded line reading and message classification.
 
-use serde_json::{Map, Value};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::error::RpcError;
@@ -53,12 +55,48 @@ pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
     if buf.last() == Some(&b'\r') {
         buf.pop();
     }
-    Ok(Some(Line::Text(String::from_utf8_lossy(&buf).into_owned())))
+    let text = String::from_utf8(buf)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
+    Ok(Some(Line::Text(text)))
+}
+
+/// One JSON-RPC message as read from a line: the params are left as JSON text, parsed later
+/// straight into their type (or stored as they are). `"jsonrpc"` and unknown members are
+/// ignored. A member that is present is `Some`, even when it is `null`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Envelope<'a> {
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    method: Option<Value>,
+    #[serde(default, borrow, deserialize_with = "present_raw")]
+    params: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Parses one line; `None` when it is not a JSON object.
+pub(crate) fn envelope(line: &str) -> Option<Envelope<'_>> {
+    // A derived struct would also take an array (its members in field order).
+    if !line.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(line).ok()
 }
 
 /// What a line from the App Server is.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Incoming {
+#[derive(Debug)]
+pub(crate) enum Incoming<'a> {
     /// A reply to one of our requests.
     Reply {
         /// The id we sent.
@@ -79,21 +117,31 @@ pub(crate) enum Incoming {
     Notification {
         /// The method.
         method: String,
-        /// The params (`Null` when absent).
-        params: Value,
+        /// The params as JSON text, if present.
+        params: Option<&'a RawValue>,
     },
     /// Valid JSON that is not a JSON-RPC message we understand.
     Invalid(&'static str),
 }
 
-/// Classify one decoded JSON object. `"jsonrpc"` is not required.
-pub(crate) fn classify(mut message: Map<String, Value>) -> Incoming {
-    let id = message.remove("id");
-    let method = message.remove("method");
-    let params = message.remove("params").unwrap_or(Value::Null);
+/// Classify one message.
+pub(crate) fn classify(message: Envelope<'_>) -> Incoming<'_> {
+    let Envelope {
+        id,
+        method,
+        params,
+        result,
+        error,
+    } = message;
     match (method, id) {
         (Some(Value::String(method)), Some(id)) => match parse_id(id) {
-            Some(id) => Incoming::Request { id, method, params },
+            Some(id) => Incoming::Request {
+                id,
+                method,
+                params: params
+                    .and_then(|p| serde_json::from_str(p.get()).ok())
+                    .unwrap_or(Value::Null),
+            },
             None => Incoming::Invalid("server request with an invalid id"),
         },
         (Some(Value::String(method)), None) => Incoming::Notification { method, params },
@@ -102,7 +150,7 @@ pub(crate) fn classify(mut message: Map<String, Value>) -> Incoming {
             let Some(id) = parse_id(id) else {
                 return Incoming::Invalid("reply with an invalid id");
             };
-            if let Some(error) = message.remove("error") {
+            if let Some(error) = error {
                 let error =
                     serde_json::from_value::<RpcError>(error.clone()).unwrap_or_else(|_| {
                         RpcError {
@@ -115,7 +163,7 @@ pub(crate) fn classify(mut message: Map<String, Value>) -> Incoming {
                     id,
                     outcome: Err(error),
                 }
-            } else if let Some(result) = message.remove("result") {
+            } else if let Some(result) = result {
                 Incoming::Reply {
                     id,
                     outcome: Ok(result),
@@ -174,56 +222,61 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => panic!("not an object"),
-        }
+    fn classified(v: Value) -> String {
+        let text = v.to_string();
+        format!("{:?}", classify(envelope(&text).expect("an object")))
     }
 
     #[test]
     fn classifies_messages() {
-        assert_eq!(
-            classify(obj(
-                json!({"id": 0, "method": "item/commandExecution/requestApproval", "params": {"a": 1}})
-            )),
-            Incoming::Request {
-                id: RequestId::Integer(0),
-                method: "item/commandExecution/requestApproval".into(),
-                params: json!({"a": 1})
-            }
-        );
-        assert_eq!(
-            classify(obj(json!({"id": 0, "result": {}}))),
-            Incoming::Reply {
-                id: RequestId::Integer(0),
-                outcome: Ok(json!({}))
-            }
-        );
+        let request =
+            json!({"id": 0, "method": "item/commandExecution/requestApproval", "params": {"a": 1}})
+                .to_string();
         assert!(matches!(
-            classify(obj(
-                json!({"id": 3, "error": {"code": -32600, "message": "no"}})
-            )),
+            classify(envelope(&request).expect("object")),
+            Incoming::Request { id: RequestId::Integer(0), method, params }
+                if method == "item/commandExecution/requestApproval" && params == json!({"a": 1})
+        ));
+        let reply = json!({"id": 0, "result": {}}).to_string();
+        assert!(matches!(
+            classify(envelope(&reply).expect("object")),
+            Incoming::Reply { id: RequestId::Integer(0), outcome: Ok(result) } if result == json!({})
+        ));
+        // A null result is a result.
+        let reply = r#"{"id": 1, "result": null}"#;
+        assert!(matches!(
+            classify(envelope(reply).expect("object")),
+            Incoming::Reply {
+                id: RequestId::Integer(1),
+                outcome: Ok(Value::Null)
+            }
+        ));
+        let error = json!({"id": 3, "error": {"code": -32600, "message": "no"}}).to_string();
+        assert!(matches!(
+            classify(envelope(&error).expect("object")),
             Incoming::Reply {
                 outcome: Err(RpcError { code: -32600, .. }),
                 ..
             }
         ));
-        assert_eq!(
-            classify(obj(json!({"method": "turn/started"}))),
-            Incoming::Notification {
-                method: "turn/started".into(),
-                params: Value::Null
+        let bare = r#"{"method": "turn/started"}"#;
+        assert!(matches!(
+            classify(envelope(bare).expect("object")),
+            Incoming::Notification { method, params: None } if method == "turn/started"
+        ));
+        // The params of a notification stay the text that was sent.
+        let sent = r#"{"jsonrpc":"2.0","method":"m","params":{"b": [1, 2],"a":"x"}}"#;
+        match classify(envelope(sent).expect("object")) {
+            Incoming::Notification { params, .. } => {
+                assert_eq!(params.map(RawValue::get), Some(r#"{"b": [1, 2],"a":"x"}"#));
             }
-        );
-        assert!(matches!(
-            classify(obj(json!({"foo": 1}))),
-            Incoming::Invalid(_)
-        ));
-        assert!(matches!(
-            classify(obj(json!({"id": 1}))),
-            Incoming::Invalid(_)
-        ));
+            other => panic!("not a notification: {other:?}"),
+        }
+        assert!(classified(json!({"foo": 1})).starts_with("Invalid"));
+        assert!(classified(json!({"id": 1})).starts_with("Invalid"));
+        assert!(classified(json!({"method": 1})).starts_with("Invalid"));
+        assert!(envelope("[1, 2]").is_none());
+        assert!(envelope("not json").is_none());
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: builds the release binaries and
+//! `cargo xtask bench [--runs N] [--only NAME[,NAME...]] [--lanes N]`: builds the release binaries and
 //! prints what a user and an agent feel most: CLI start-up, a CLI round trip to the daemon,
 //! MCP spawn until the `tools/list` answer, the bytes of that answer and of dispatch's tools in
 //! a Codex model request, the idle daemon's resident memory, a cold `up`,
@@ -17,6 +17,7 @@ mod history;
 mod lanes;
 mod mcp_cost;
 mod pool;
+mod scale;
 mod threads;
 mod triggers;
 mod truth;
@@ -64,13 +65,19 @@ const NAMES: &[(&str, &str)] = &[
         "pool",
         "pool of 3 App Servers: kill -9 of one → its lanes usable again",
     ),
+    (
+        "scale",
+        "2,000 lanes (--lanes N) with one turn each, then idle: memory, get/tail, send",
+    ),
 ];
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]]";
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--only NAME[,NAME...]] [--lanes N]";
 
 struct Options {
     runs: usize,
     only: Option<Vec<String>>,
+    /// Lanes of the `scale` benchmark.
+    lanes: usize,
 }
 
 impl Options {
@@ -78,6 +85,7 @@ impl Options {
         let mut options = Options {
             runs: 50,
             only: None,
+            lanes: 2000,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -86,6 +94,11 @@ impl Options {
                     let n = args.next().context(USAGE)?;
                     options.runs = n.parse().context("--runs takes a number")?;
                     ensure!(options.runs > 0, "--runs takes a number above 0");
+                }
+                "--lanes" => {
+                    let n = args.next().context(USAGE)?;
+                    options.lanes = n.parse().context("--lanes takes a number")?;
+                    ensure!(options.lanes > 0, "--lanes takes a number above 0");
                 }
                 "--only" => {
                     let names = args.next().context(USAGE)?;
@@ -104,6 +117,13 @@ impl Options {
             }
         }
         Ok(options)
+    }
+
+    /// Whether `--only` names `name` (for benchmarks too long to run by default).
+    fn asked(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_some_and(|only| only.iter().any(|n| n == name))
     }
 
     fn wants(&self, name: &str) -> bool {
@@ -314,7 +334,8 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         "pool",
     ]
     .iter()
-    .any(|n| options.wants(n));
+    .any(|n| options.wants(n))
+        || options.asked("scale");
     let bins = Bins {
         dispatch: bin_dir.join("dispatch"),
         codex: if needs_real {
@@ -440,6 +461,13 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         match pool::crash(&bins, runs.min(3)) {
             Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
             Err(err) => report.failed("App Server pool crash", &err),
+        }
+    }
+
+    if options.asked("scale") {
+        match scale::scale(&bins, options.lanes) {
+            Ok(rows) => rows.into_iter().for_each(|r| report.add(r)),
+            Err(err) => report.failed("scale", &err),
         }
     }
 
@@ -632,7 +660,8 @@ pub fn time_runs(
     Ok(samples)
 }
 
-fn rss_kib(pid: u64) -> anyhow::Result<u64> {
+/// VmRSS of `pid`, in KiB.
+pub fn rss_kib(pid: u64) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

@@ -22,8 +22,9 @@ use crate::provider_error;
 use crate::reconcile::Why;
 use crate::service::Service;
 
-/// Events taken from the subscription into one registry transaction at the most.
-const BATCH: usize = 1024;
+/// Events taken from the subscription into one registry transaction at the most. A batch
+/// costs a fixed handful of statements, so a flood is stored in few, large transactions.
+const BATCH: usize = 4096;
 /// Stored events kept per lane; older ones are pruned (items, turns and errors stay).
 const EVENTS_PER_LANE: u32 = 50_000;
 /// Batches between two prunings.
@@ -65,10 +66,11 @@ async fn run_process(service: Arc<Service>, process: usize) {
             seen_generation = generation.incarnation;
         }
         let mut lanes = LaneCache::default();
+        let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
         loop {
             tokio::select! {
-                event = subscription.recv() => {
+                event = subscription.recv_raw() => {
                     let Some(first) = event else {
                         // Reaped, so that no one asks it anything any more (bounded: a child
                         // may hold its stdout open).
@@ -82,12 +84,18 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     };
                     let mut events = vec![first];
                     while events.len() < BATCH {
-                        match subscription.try_recv() {
+                        match subscription.try_recv_raw() {
                             Some(event) => events.push(event),
                             None => break,
                         }
                     }
+                    let stored = events.len();
                     persist(&service, &mut lanes, events).await;
+                    // Checkpoint the WAL between floods, not inside their commits.
+                    checkpoints.stored(stored);
+                    if checkpoints.due(subscription.is_empty()) {
+                        checkpoints.run(&service).await;
+                    }
                     batches = batches.wrapping_add(1);
                     if batches.is_multiple_of(PRUNE_EVERY) {
                         match service.registry().prune_events(EVENTS_PER_LANE).await {
@@ -108,6 +116,38 @@ async fn run_process(service: Arc<Service>, process: usize) {
     }
 }
 
+/// Events stored since the last WAL checkpoint above which one runs as soon as the
+/// subscription is drained.
+const CHECKPOINT_IDLE_AFTER: usize = 4096;
+/// Events stored since the last WAL checkpoint above which one runs even in the middle of a
+/// flood, so that the WAL stays bounded (about 100 MiB with the flood's small events).
+const CHECKPOINT_ANYWAY_AFTER: usize = 500_000;
+
+/// When the ingest checkpoints the registry's WAL: the ingest connection does not checkpoint
+/// on commit (see `dispatch_registry::Registry::checkpoint`), so that a flood's commits stay
+/// short; the WAL is folded into the database once the flood has been stored.
+#[derive(Default)]
+struct Checkpoints {
+    since: usize,
+}
+
+impl Checkpoints {
+    fn stored(&mut self, events: usize) {
+        self.since = self.since.saturating_add(events);
+    }
+
+    fn due(&self, drained: bool) -> bool {
+        (drained && self.since >= CHECKPOINT_IDLE_AFTER) || self.since >= CHECKPOINT_ANYWAY_AFTER
+    }
+
+    async fn run(&mut self, service: &Service) {
+        self.since = 0;
+        if let Err(err) = service.registry().checkpoint().await {
+            tracing::warn!(%err, "checkpointing the registry's WAL");
+        }
+    }
+}
+
 /// Notifications kept per thread that is not a lane (yet), and threads kept at the most.
 const EARLY_PER_THREAD: usize = 64;
 const EARLY_THREADS: usize = 256;
@@ -118,7 +158,7 @@ const EARLY_THREADS: usize = 256;
 #[derive(Default)]
 struct LaneCache {
     refs: HashMap<String, Option<String>>,
-    early: HashMap<String, Vec<Arc<ServerNotification>>>,
+    early: HashMap<String, Vec<Received>>,
     /// Turns dispatch interrupted because the provider refused the credentials, with the
     /// message to record: they end as failed, not interrupted.
     auth_failed: HashMap<String, String>,
@@ -146,7 +186,7 @@ impl LaneCache {
     }
 
     /// Keeps `notification` of a thread that is not a lane, within bounds.
-    fn keep_early(&mut self, thread_id: &str, notification: Arc<ServerNotification>) {
+    fn keep_early(&mut self, thread_id: &str, notification: Received) {
         if !self.early.contains_key(thread_id) && self.early.len() >= EARLY_THREADS {
             self.early.clear();
         }
@@ -185,7 +225,7 @@ impl LaneCache {
     }
 
     /// The notifications kept for `thread_id` before it became a lane.
-    fn take_early(&mut self, thread_id: &str) -> Vec<Arc<ServerNotification>> {
+    fn take_early(&mut self, thread_id: &str) -> Vec<Received> {
         self.early.remove(thread_id).unwrap_or_default()
     }
 }
@@ -200,7 +240,10 @@ fn compacted(notification: &ServerNotification) -> bool {
     }
 }
 
-async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
+/// A notification and its params as the App Server sent them.
+type Received = (Arc<ServerNotification>, Option<Box<str>>);
+
+async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, Option<Box<str>>)>) {
     // A lane was deleted: the threads it cached may be gone with it.
     let removed = service.lanes_removed();
     if lanes.removed != removed {
@@ -208,7 +251,7 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
         lanes.removed = removed;
     }
     let mut batch = Vec::with_capacity(events.len());
-    for event in events {
+    for (event, raw) in events {
         match event {
             Event::Notification(notification) => {
                 if let ServerNotification::AccountRateLimitsUpdated(n) = notification.as_ref() {
@@ -219,16 +262,22 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<Event>) {
                     continue;
                 };
                 let Some(lane_ref) = lanes.lane_of(service, &thread_id).await else {
-                    lanes.keep_early(&thread_id, notification);
+                    lanes.keep_early(&thread_id, (notification, raw));
                     continue;
                 };
-                for early in lanes.take_early(&thread_id) {
-                    batch.push(record(lane_ref.clone(), &early, &mut lanes.auth_failed));
+                for (early, early_raw) in lanes.take_early(&thread_id) {
+                    batch.push(record(
+                        lane_ref.clone(),
+                        &early,
+                        early_raw,
+                        &mut lanes.auth_failed,
+                    ));
                 }
                 if let ServerNotification::Error(error) = notification.as_ref() {
                     end_refused_turn(service, lanes, error);
                 }
-                let mut recorded = record(lane_ref.clone(), &notification, &mut lanes.auth_failed);
+                let mut recorded =
+                    record(lane_ref.clone(), &notification, raw, &mut lanes.auth_failed);
                 if lanes.inside_review(&notification) {
                     // The review's inner turn: the lane's turn stays the review's own.
                     recorded
@@ -355,7 +404,7 @@ async fn hold_request(
         method: request.method.clone(),
         turn_id: new.turn_id.clone(),
         at_ms: new.at_ms,
-        params: params.clone(),
+        params: params.to_string(),
     };
     let recorded = Recorded {
         lane_ref,
@@ -502,19 +551,25 @@ pub fn turn_row(turn: &codex_app_server::protocol::Turn) -> TurnRow {
     }
 }
 
-/// The registry's record of one notification; `auth_failed` holds the turns dispatch ended
-/// for authentication (taken out when they complete).
+/// The registry's record of one notification, whose params are stored as `raw` (the text the
+/// App Server sent) when known; `auth_failed` holds the turns dispatch ended for
+/// authentication (taken out when they complete).
 fn record(
     lane_ref: String,
     notification: &ServerNotification,
+    raw: Option<Box<str>>,
     auth_failed: &mut HashMap<String, String>,
 ) -> Recorded {
     let at_ms = now_ms();
+    let params = match raw {
+        Some(raw) => raw.into_string(),
+        None => notification.params().to_string(),
+    };
     let mut event = Some(NewEvent {
         method: notification.method().to_owned(),
         turn_id: None,
         at_ms,
-        params: notification.params(),
+        params,
     });
     let mut turn = None;
     let facts = match notification {

@@ -296,7 +296,8 @@ impl Service {
                             "status": turn.status.as_str(),
                             "error": turn.error.as_ref().map(|message| json!({ "message": message })),
                         },
-                    }),
+                    })
+                    .to_string(),
                 }),
                 facts: Vec::new(),
             });

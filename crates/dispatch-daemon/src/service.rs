@@ -412,9 +412,19 @@ impl Service {
         if oldest_first.len() < self.max_loaded_idle {
             return;
         }
+        // The loaded threads' lanes in one query, not one per thread (a large
+        // `max_loaded_idle` stays cheap).
+        let mut lanes: HashMap<String, dispatch_registry::LaneRow> =
+            match self.registry.lanes_by_threads(&oldest_first).await {
+                Ok(rows) => rows.into_iter().map(|l| (l.thread_id.clone(), l)).collect(),
+                Err(err) => {
+                    tracing::warn!(%err, "reading the loaded threads' lanes");
+                    return;
+                }
+            };
         let mut idle = Vec::new();
         for thread_id in oldest_first {
-            if let Ok(Some(lane)) = self.registry.lane_by_thread(&thread_id).await
+            if let Some(lane) = lanes.remove(&thread_id)
                 && unloadable(lane.status)
             {
                 idle.push((thread_id, lane.lane_ref));

@@ -71,7 +71,8 @@ fn stored(lane: &str, method: &str, turn: &str, at_ms: i64, facts: Vec<Fact>) ->
                 "turnId": turn,
                 "method": method,
                 "payload": { "seq": at_ms, "note": "a typical small notification body" },
-            }),
+            })
+            .to_string(),
         }),
         facts,
     }

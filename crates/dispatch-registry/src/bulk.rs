@@ -1,9 +1,9 @@
 //! Multi-row statements with a small, fixed set of texts, so they stay prepared.
 //!
-//! Each statement sends a chunk of rows as `VALUES (?, ..), (?, ..)`. Chunks hold 1, 8 or 64
-//! rows; a short chunk is padded with all-NULL rows, which every statement filters out
+//! Each statement sends a chunk of rows as `VALUES (?, ..), (?, ..)`. Chunks hold 1, 8, 64 or
+//! 512 rows (at most 512 × 19 = 9,728 parameters, below SQLite's 32,766); a short chunk is padded with all-NULL rows, which every statement filters out
 //! (`WHERE column1 IS NOT NULL`, or a join on the first column). Every kind of statement thus
-//! has three texts, each prepared once per connection by sqlx's statement cache.
+//! has four texts, each prepared once per connection by sqlx's statement cache.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,14 +15,14 @@ use sqlx::{Arguments, AssertSqlSafe};
 use crate::RegistryError;
 
 /// Rows per chunk, smallest first.
-const CHUNK_SIZES: [usize; 3] = [1, 8, 64];
+const CHUNK_SIZES: [usize; 4] = [1, 8, 64, 512];
 
 /// A statement of the form `{head} (?, ..), (?, ..) {tail}`, where `head` ends with `VALUES`.
 pub(crate) struct Bulk {
     head: &'static str,
     columns: usize,
     tail: &'static str,
-    texts: OnceLock<[String; 3]>,
+    texts: OnceLock<[String; 4]>,
 }
 
 impl Bulk {
@@ -105,5 +105,6 @@ mod tests {
         );
         assert_eq!(bulk.text(1).matches("(?, ?)").count(), 8);
         assert_eq!(bulk.text(2).matches("(?, ?)").count(), 64);
+        assert_eq!(bulk.text(3).matches("(?, ?)").count(), 512);
     }
 }

@@ -31,8 +31,8 @@ pub struct NewEvent {
     pub turn_id: Option<String>,
     /// When it arrived (Unix epoch milliseconds).
     pub at_ms: i64,
-    /// Its params, as received.
-    pub params: Value,
+    /// Its params as JSON text, as received (stored as they are, not encoded again).
+    pub params: String,
 }
 
 /// A change to a lane's derived state.

@@ -804,7 +804,7 @@ fn bind_event(args: &mut SqliteArguments, row: &(&str, &NewEvent)) -> Result<(),
     args.add(event.method.as_str())?;
     args.add(event.turn_id.as_deref())?;
     args.add(event.at_ms)?;
-    args.add(event.params.to_string())
+    args.add(event.params.as_str())
 }
 
 fn bind_item(args: &mut SqliteArguments, item: &&ItemChange<'_>) -> Result<(), BoxDynError> {

@@ -627,6 +627,31 @@ impl Registry {
         self.one_lane(&text)
     }
 
+    /// The lanes of these Codex threads, in one query (threads that are no lane are left out;
+    /// the order is unspecified).
+    pub async fn lanes_by_threads(
+        &self,
+        thread_ids: &[String],
+    ) -> Result<Vec<LaneRow>, RegistryError> {
+        if thread_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(thread_ids).map_err(|err| {
+            RegistryError::corrupt(self.path(), format!("thread ids did not encode: {err}"))
+        })?;
+        let text: String = sqlx::query_scalar(select_lanes!(
+            "WHERE thread_id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(ids)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(RegistryError::db_with(
+            self.path(),
+            "reading lanes by thread",
+        ))?;
+        self.lanes_from(&text)
+    }
+
     /// Converts lanes read with [`select_lanes`].
     pub(crate) fn lanes_from(&self, text: &str) -> Result<Vec<LaneRow>, RegistryError> {
         parse_lanes(self, text)?

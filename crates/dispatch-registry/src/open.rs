@@ -18,10 +18,12 @@ const MAX_CONNECTIONS: u32 = 4;
 /// Page cache of the ingest connection, in KiB (SQLite's negative `cache_size`).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
-/// WAL pages after which a commit on the ingest connection checkpoints (SQLite's default is
-/// 1000). Checkpointing less often writes pages that every batch touches (the lanes, index
-/// leaves) back to the database once instead of many times; the WAL grows to about 16 MiB.
-const WRITER_AUTOCHECKPOINT_PAGES: u32 = 4000;
+/// WAL pages after which a commit on the ingest connection checkpoints: never (`0`). A
+/// checkpoint inside a commit made a flood's batches wait for it; the ingest checkpoints
+/// instead once it has drained what arrived ([`Registry::checkpoint`]), which also writes the
+/// pages every batch touches (the lanes, index leaves) back to the database once instead of
+/// many times. The pool's connections keep SQLite's default (1000 pages).
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 0;
 
 /// An open registry: a small pool of read-write SQLite connections in WAL mode, plus one
 /// connection dedicated to [`Registry::record`].
@@ -183,6 +185,25 @@ impl Registry {
             writer.discard();
         }
         result
+    }
+
+    /// Folds the WAL into the database as far as no reader needs it
+    /// (`PRAGMA wal_checkpoint(PASSIVE)` on the ingest connection, which does not checkpoint
+    /// on commit), and gives back the ingest connection's page cache (`PRAGMA shrink_memory`:
+    /// up to [`WRITER_CACHE_KIB`] that a flood filled and an idle daemon would otherwise keep).
+    /// The ingest calls it between floods.
+    pub async fn checkpoint(&self) -> Result<(), RegistryError> {
+        let mut writer = self.writer().await?;
+        let Some(conn) = writer.conn() else {
+            return Ok(());
+        };
+        for pragma in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA shrink_memory"] {
+            sqlx::query(pragma)
+                .execute(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(&self.path, "checkpointing the WAL"))?;
+        }
+        Ok(())
     }
 
     /// The registry file this registry was opened from.

@@ -405,3 +405,31 @@ async fn legacy_archived_status_rows_still_read_as_archived() {
     );
     registry.close().await;
 }
+
+#[tokio::test]
+async fn lanes_by_threads_reads_the_lanes_of_many_threads_at_once() {
+    let (_dir, registry) = open_registry().await;
+    let a = registry.create_lane(&new_lane("thread-a")).await.unwrap();
+    let b = registry.create_lane(&new_lane("thread-b")).await.unwrap();
+    registry.create_lane(&new_lane("thread-c")).await.unwrap();
+    registry
+        .record(&[facts(
+            &b.lane_ref,
+            vec![Fact::TurnStarted {
+                turn_id: "t1".into(),
+                at_ms: 1,
+            }],
+        )])
+        .await
+        .unwrap();
+    let ids: Vec<String> = ["thread-a", "thread-b", "no-lane"]
+        .map(str::to_owned)
+        .to_vec();
+    let mut found = registry.lanes_by_threads(&ids).await.unwrap();
+    found.sort_by(|x, y| x.thread_id.cmp(&y.thread_id));
+    assert_eq!(refs(&found), [a.lane_ref.as_str(), b.lane_ref.as_str()]);
+    assert_eq!(found[0].status, LaneStatus::Idle);
+    assert_eq!(found[1].status, LaneStatus::Busy);
+    assert!(registry.lanes_by_threads(&[]).await.unwrap().is_empty());
+    registry.close().await;
+}

@@ -25,7 +25,7 @@ fn note(
             method: method.to_owned(),
             turn_id: turn.map(str::to_owned),
             at_ms,
-            params: json!({ "method": method, "at": at_ms }),
+            params: json!({ "method": method, "at": at_ms }).to_string(),
         }),
         facts,
     }

@@ -287,6 +287,9 @@ pub struct Script {
     pub inputs_log: Option<String>,
     /// Whether `thread/start` fails (as Codex does for a cwd it cannot use).
     pub fail_thread_start: bool,
+    /// When set, `turn/start` floods the turn with this many notifications ([`FloodPlan`])
+    /// instead of the scripted two.
+    pub flood: Option<usize>,
 }
 
 /// The catalog `model/list` answers in test mode: [`VISION_MODEL`] (the default) takes text
@@ -427,7 +430,7 @@ fn scripted(
             error(out, id, -32600, "no active turn to interrupt")?;
         }
         "turn/interrupt" => reply(out, id, json!({}))?,
-        "turn/start" => {
+        "turn/start" if script.flood.is_none() => {
             log_input(script, &params["input"])?;
             *next_id += 1;
             let turn_id = uuid_like(*next_id);
@@ -461,6 +464,7 @@ pub fn run() -> anyhow::Result<()> {
     let flood = std::env::var(FLOOD_ENV)
         .ok()
         .and_then(|n| n.trim().replace('_', "").parse().ok())
+        .or(script.as_ref().and_then(|s| s.flood))
         .unwrap_or(DEFAULT_FLOOD);
     let plan = FloodPlan::new(flood);
     let codex_home = std::env::var("CODEX_HOME").unwrap_or_else(|_| "/tmp/fake-codex".into());

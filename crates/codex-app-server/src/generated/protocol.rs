@@ -288,6 +288,65 @@ impl ServerNotification {
             }
         }
     }
+    /// [`ServerNotification::from_parts`] from the params' JSON text, parsed once
+    /// straight into the modelled type (no `Value` tree); `Other` holds them parsed
+    /// as a `Value`. Never fails.
+    pub fn from_raw(
+        method: ::std::string::String,
+        params: ::std::option::Option<&::serde_json::value::RawValue>,
+    ) -> Self {
+        fn typed<'de, T: ::serde::Deserialize<'de>>(
+            params: ::std::option::Option<&'de ::serde_json::value::RawValue>,
+        ) -> ::std::option::Option<T> {
+            ::serde_json::from_str(params.map_or("null", |p| p.get())).ok()
+        }
+        fn value(
+            params: ::std::option::Option<&::serde_json::value::RawValue>,
+        ) -> ::serde_json::Value {
+            params
+                .and_then(|p| ::serde_json::from_str(p.get()).ok())
+                .unwrap_or(::serde_json::Value::Null)
+        }
+        let parsed = match method.as_str() {
+            "account/rateLimits/updated" => typed(params).map(Self::AccountRateLimitsUpdated),
+            "error" => typed(params).map(Self::Error),
+            "item/agentMessage/delta" => typed(params).map(Self::AgentMessageDelta),
+            "item/completed" => typed(params).map(Self::ItemCompleted),
+            "item/started" => typed(params).map(Self::ItemStarted),
+            "serverRequest/resolved" => typed(params).map(Self::ServerRequestResolved),
+            "thread/archived" => typed(params).map(Self::ThreadArchived),
+            "thread/compacted" => typed(params).map(Self::ContextCompacted),
+            "thread/goal/cleared" => typed(params).map(Self::ThreadGoalCleared),
+            "thread/goal/updated" => typed(params).map(Self::ThreadGoalUpdated),
+            "thread/name/updated" => typed(params).map(Self::ThreadNameUpdated),
+            "thread/started" => typed(params).map(Self::ThreadStarted),
+            "thread/status/changed" => typed(params).map(Self::ThreadStatusChanged),
+            "thread/tokenUsage/updated" => typed(params).map(Self::ThreadTokenUsageUpdated),
+            "thread/unarchived" => typed(params).map(Self::ThreadUnarchived),
+            "turn/completed" => typed(params).map(Self::TurnCompleted),
+            "turn/started" => typed(params).map(Self::TurnStarted),
+            "warning" => typed(params).map(Self::Warning),
+            _ => {
+                return Self::Other {
+                    params: value(params),
+                    method,
+                };
+            }
+        };
+        match parsed {
+            Some(notification) => notification,
+            None => {
+                ::tracing::warn!(
+                    target : "codex_app_server", % method,
+                    "notification params did not match the pinned schema; kept raw"
+                );
+                Self::Other {
+                    params: value(params),
+                    method,
+                }
+            }
+        }
+    }
     /// The wire method.
     pub fn method(&self) -> &str {
         match self {

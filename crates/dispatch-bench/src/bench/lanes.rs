@@ -484,6 +484,13 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
     let (lag_warnings, missed) = log_sum(&log, "fell behind", "missed=");
     let (_, pruned) = log_sum(&log, "pruned old events", "pruned=");
 
+    // What the daemon keeps after the flood (its queues drained).
+    let rss = env
+        .status()
+        .ok()
+        .and_then(|status| status["pid"].as_u64())
+        .and_then(|pid| super::rss_kib(pid).ok());
+
     let counts = &latest["counts"];
     let events = counts["events"].as_u64().unwrap_or(0);
     let items = counts["items"].as_u64().unwrap_or(0);
@@ -510,6 +517,12 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
         thousands(plan.stored_items() as u64),
         fmt_duration(stored_at),
     );
+    if let Some(rss) = rss {
+        note.push_str(&format!(
+            "; daemon RSS after the flood {:.1} MiB",
+            rss as f64 / 1024.0
+        ));
+    }
     if pruned > 0 {
         note.push_str(&format!(
             "; {} of them since pruned by the daemon's retention",
@@ -527,7 +540,7 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
         thousands(plan.total as u64)
     );
     Ok(Row::value(&name, value)
-        .target(format!("{:.2}× target (≥ 50,000 ev/s)", per_s / 50_000.0))
+        .target(format!("{:.2}× target (≥ 200,000 ev/s)", per_s / 200_000.0))
         .note(note))
 }
 

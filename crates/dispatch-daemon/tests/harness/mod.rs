@@ -170,7 +170,7 @@ impl Daemon {
                 method: "turn/started".into(),
                 turn_id: Some(turn_id.into()),
                 at_ms,
-                params: json!({}),
+                params: json!({}).to_string(),
             }),
             vec![Fact::TurnStarted {
                 turn_id: turn_id.to_owned(),
@@ -211,7 +211,7 @@ impl Daemon {
                 method: "turn/completed".into(),
                 turn_id: Some(turn_id.into()),
                 at_ms,
-                params: json!({}),
+                params: json!({}).to_string(),
             }),
             vec![Fact::TurnCompleted {
                 turn: dispatch_registry::TurnRow {
