@@ -154,6 +154,22 @@ pub(crate) struct LaunchTables {
     pub presets: BTreeMap<String, Layer>,
 }
 
+/// Parses `text` (the file `shown`) as TOML; a syntax error names the file and line.
+fn parse_toml<'a>(
+    shown: &str,
+    text: &'a str,
+    lines: &Lines<'_>,
+) -> Result<Spanned<DeTable<'a>>, DispatchError> {
+    DeTable::parse(text).map_err(|err| {
+        let line = err.span().map_or(1, |span| lines.line(span.start));
+        bad(
+            &format!("{shown}:{line}"),
+            format!("not valid TOML: {}", err.message()),
+            "fix the file",
+        )
+    })
+}
+
 /// Line numbers of a text, 1-based, from byte offsets.
 struct Lines<'a>(&'a str);
 
@@ -188,14 +204,7 @@ pub(crate) fn parse_config(
 ) -> Result<LaunchTables, DispatchError> {
     let lines = Lines(text);
     let shown = path.display().to_string();
-    let doc = DeTable::parse(text).map_err(|err| {
-        let line = err.span().map_or(1, |span| lines.line(span.start));
-        bad(
-            &format!("{shown}:{line}"),
-            format!("not valid TOML: {}", err.message()),
-            "fix the file",
-        )
-    })?;
+    let doc = parse_toml(&shown, text, &lines)?;
     let label = match scope {
         Scope::Global => format!("global:{shown}"),
         _ => format!("repo:{shown}"),
@@ -255,14 +264,7 @@ pub(crate) fn parse_config(
 pub(crate) fn parse_packet(path: &Path, text: &str, source: &str) -> Result<Layer, DispatchError> {
     let lines = Lines(text);
     let shown = path.display().to_string();
-    let doc = DeTable::parse(text).map_err(|err| {
-        let line = err.span().map_or(1, |span| lines.line(span.start));
-        bad(
-            &format!("{shown}:{line}"),
-            format!("not valid TOML: {}", err.message()),
-            "fix the file",
-        )
-    })?;
+    let doc = parse_toml(&shown, text, &lines)?;
     layer(doc.get_ref(), source, path, &lines, &Scope::Packet)
 }
 

@@ -4,12 +4,11 @@
 //! of a `send` to the oldest idle lane (unloaded by then, so the send reloads it).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
-use super::env::{AppServer, Bins, Env, poll};
+use super::env::{AppServer, Bins, Env, parallel, poll};
 use super::lanes::{STUB_REPLY, Stub};
 use super::{Row, fmt_duration, rss_kib};
 
@@ -26,7 +25,7 @@ pub fn scale(bins: &Bins, lanes: usize) -> anyhow::Result<Vec<Row>> {
     // Every lane with one turn, `WORKERS` `new --text` at a time.
     let refs: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::with_capacity(lanes));
     let start = Instant::now();
-    parallel(lanes, |i| {
+    parallel(WORKERS, lanes, |i| {
         let created = env.json_within(
             &[
                 "new",
@@ -98,7 +97,7 @@ pub fn scale(bins: &Bins, lanes: usize) -> anyhow::Result<Vec<Row>> {
     // Every lane answers `get` and `tail` with its turn.
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let checked = Instant::now();
-    parallel(lanes, |i| {
+    parallel(WORKERS, lanes, |i| {
         let lane = &refs[i];
         let outcome = (|| -> anyhow::Result<()> {
             let got = env.json(&["get", lane])?;
@@ -205,36 +204,6 @@ pub fn scale(bins: &Bins, lanes: usize) -> anyhow::Result<Vec<Row>> {
             fmt_duration(done)
         )),
     ])
-}
-
-/// Runs `job(0..count)` on `WORKERS` threads; the first error wins.
-fn parallel(count: usize, job: impl Fn(usize) -> anyhow::Result<()> + Sync) -> anyhow::Result<()> {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= count {
-                            return Ok(());
-                        }
-                        if let Err(err) = job(i) {
-                            // Stop the other workers too.
-                            next.store(count, Ordering::Relaxed);
-                            return Err(err);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker
-                .join()
-                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
-        }
-        Ok(())
-    })
 }
 
 /// VmRSS of `pid` and of every process below it, in KiB (0 for one that is gone), and how

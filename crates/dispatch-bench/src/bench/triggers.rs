@@ -10,14 +10,13 @@
 //! delivery's idempotency key (`trigger:<id>:at:<due>`), its submission is the receipt's
 //! creation time.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use sqlx::{Connection, SqliteConnection};
 
 use super::Row;
-use super::env::{AppServer, Bins, Env};
+use super::env::{AppServer, Bins, Env, parallel};
 use fake_app_server::{FLOOD_ENV, SYNC_ITEMS_ENV};
 
 const TRIGGERS: usize = 1000;
@@ -31,32 +30,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// Runs `make(i)` for `i` in `0..n`, `WORKERS` at a time.
-fn in_parallel(n: usize, make: impl Fn(usize) -> anyhow::Result<()> + Sync) -> anyhow::Result<()> {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            return Ok(());
-                        }
-                        make(i)?;
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker
-                .join()
-                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
-        }
-        Ok(())
-    })
 }
 
 /// The registry of `env`, opened beside the running daemon (WAL allows it).
@@ -187,7 +160,7 @@ pub fn fire_lag(bins: &Bins) -> anyhow::Result<Vec<Row>> {
     let lanes: Vec<std::sync::Mutex<String>> = (0..TRIGGERS)
         .map(|_| std::sync::Mutex::new(String::new()))
         .collect();
-    in_parallel(TRIGGERS, |i| {
+    parallel(WORKERS, TRIGGERS, |i| {
         let name = format!("lane-{i:04}");
         let made = env.json(&["new", "--name", &name, "--cwd", &work, "--no-send"])?;
         let lane = made["lane"]["ref"].as_str().context("a lane ref")?;
@@ -200,7 +173,7 @@ pub fn fire_lag(bins: &Bins) -> anyhow::Result<Vec<Row>> {
         .collect();
     let made_lanes = started.elapsed();
     let started = Instant::now();
-    in_parallel(TRIGGERS, |i| {
+    parallel(WORKERS, TRIGGERS, |i| {
         let name = format!("t-{i:04}");
         let text = format!("scheduled message {i}");
         env.run(&[
