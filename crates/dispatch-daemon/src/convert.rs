@@ -228,13 +228,18 @@ pub fn lane(row: registry::LaneRow, view: &View) -> Lane {
             duration_ms: t.duration_ms,
         }),
         goal: row.goal.map(goal),
-        worktree: row.worktree.map(|w| Worktree {
-            path: w.path,
-            branch: w.branch,
-            repo: w.repo,
-        }),
+        worktree: row.worktree.map(worktree),
         created_at: rfc3339(row.created_at_ms),
         updated_at: rfc3339(row.updated_at_ms),
+    }
+}
+
+/// A lane's worktree as the contract shows it.
+pub(crate) fn worktree(row: registry::WorktreeRow) -> Worktree {
+    Worktree {
+        path: row.path,
+        branch: row.branch,
+        repo: row.repo,
     }
 }
 

@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use codex_app_server::protocol::{
     AskForApproval, SandboxMode, ThreadGoalSetParams, ThreadSetNameParams, ThreadStartParams,
 };
-use dispatch_contract::types::{
-    LaunchFile, LaunchPlan, NewInput, NewOutput, SubscribeInput, Worktree,
-};
+use dispatch_contract::types::{LaunchFile, LaunchPlan, NewInput, NewOutput, SubscribeInput};
 use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
 use dispatch_registry::{CreationRow, DeliveryMode, Fact, ImageRef, NewLane, Ownership};
 use serde_json::{Value, json};
@@ -179,14 +177,10 @@ impl NewPlan {
             sends_turn: self.text.is_some(),
             sets_goal: self.goal.is_some(),
             images: i64::try_from(self.images.len()).unwrap_or(i64::MAX),
-            worktree: self.worktree.as_ref().map(|plan| {
-                let row = plan.row();
-                Worktree {
-                    path: row.path,
-                    branch: row.branch,
-                    repo: row.repo,
-                }
-            }),
+            worktree: self
+                .worktree
+                .as_ref()
+                .map(|plan| convert::worktree(plan.row())),
             ephemeral: self.ephemeral,
             warnings: self.warnings.clone(),
         }
