@@ -314,6 +314,10 @@ impl Report {
     }
 }
 
+/// Benchmarks the `dispatch` and `dispatchd` in this directory instead of building them:
+/// e.g. to compare two builds (profiles, linker flags) with the same benchmark code.
+const BIN_DIR_ENV: &str = "DISPATCH_BENCH_BIN_DIR";
+
 /// Runs the benchmarks `args` selects (`--runs N`, default 50; `--only NAME,...`).
 pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let options = Options::parse(args)?;
@@ -550,6 +554,17 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// Builds the release binaries into the target directory and returns `<target>/release`.
 fn build(root: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV).filter(|d| !d.is_empty()) {
+        let bin_dir = absolute(Path::new(&dir));
+        for bin in ["dispatch", "dispatchd"] {
+            ensure!(
+                bin_dir.join(bin).is_file(),
+                "{BIN_DIR_ENV}: {} is not a file",
+                bin_dir.join(bin).display()
+            );
+        }
+        return Ok(bin_dir);
+    }
     let target = target_dir(root);
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "-p", "dispatch-cli"])
