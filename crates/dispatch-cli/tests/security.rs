@@ -717,3 +717,30 @@ fn concurrent_ups_with_a_failing_app_server_all_fail_alike() {
     }
     assert!(!home.file("dispatchd.sock").exists(), "no daemon is left");
 }
+
+/// The ELF object type of `binary`: 2 is a fixed-address executable, 3 a position-independent
+/// one (or a shared object).
+fn elf_type(binary: &Path) -> u16 {
+    let mut header = [0u8; 18];
+    let mut file = std::fs::File::open(binary).expect("open the binary");
+    file.read_exact(&mut header).expect("read its ELF header");
+    assert_eq!(&header[..4], b"\x7fELF", "{} is not ELF", binary.display());
+    u16::from_le_bytes([header[16], header[17]])
+}
+
+/// The daemon is position independent, so its addresses are randomized at every start; only
+/// the short-lived CLI is linked at a fixed address, to start faster (ADR 0021).
+#[cfg(all(target_os = "linux", target_env = "gnu", target_endian = "little"))]
+#[test]
+fn the_daemon_keeps_address_randomization_and_only_the_cli_is_fixed() {
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    assert_eq!(elf_type(&dispatchd_bin()), ET_DYN, "dispatchd must be PIE");
+    // `DISPATCH_CLI_PIE=1` at build time keeps the CLI position independent as well.
+    let cli = if option_env!("DISPATCH_CLI_PIE") == Some("1") {
+        ET_DYN
+    } else {
+        ET_EXEC
+    };
+    assert_eq!(elf_type(&dispatch_bin()), cli, "dispatch's link mode");
+}
