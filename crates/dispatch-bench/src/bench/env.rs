@@ -133,8 +133,8 @@ pub fn install_signal_cleanup() {
     });
 }
 
-/// A private layout: `<dir>/home` is DISPATCH_HOME, `<dir>/codex` CODEX_HOME, `<dir>/work`
-/// a working directory for lanes. Dropping it stops its daemon (`down`, then SIGKILL of
+/// A private layout: `<dir>` is HOME, `<dir>/home` DISPATCH_HOME, `<dir>/codex` CODEX_HOME,
+/// `<dir>/work` a working directory for lanes. Dropping it stops its daemon (`down`, then SIGKILL of
 /// whatever is left) and removes `<dir>`.
 pub struct Env {
     id: u64,
@@ -205,6 +205,10 @@ impl Env {
             .env("DISPATCH_HOME", self.home())
             .env("CODEX_HOME", self.codex_home())
             .env("DISPATCH_CODEX_BIN", &self.codex_bin)
+            // Codex starts a login shell per thread (its shell snapshot); with the operator's
+            // HOME that runs their shell profile (on the benchmark machine, a `pyenv rehash`
+            // that serializes on a lock), which would be measured instead of dispatch.
+            .env("HOME", &self.dir)
             .env_remove("DISPATCH_SOCKET")
             .env_remove("DISPATCH_DB")
             .env_remove("DISPATCH_PIDFILE")
