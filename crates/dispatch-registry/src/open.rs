@@ -281,3 +281,32 @@ pub(crate) fn check_version(path: &Path, found: i64) -> Result<(), RegistryError
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each pooled connection keeps a small page cache; the ingest connection a large one.
+    #[tokio::test]
+    async fn the_pool_and_the_ingest_connection_have_their_page_caches() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let registry = Registry::open(&dir.path().join("registry.sqlite"))
+            .await
+            .expect("open");
+        for _ in 0..MAX_CONNECTIONS {
+            let pooled: i64 = sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(&registry.pool)
+                .await
+                .expect("pool cache_size");
+            assert_eq!(pooled, -probe::POOL_CACHE_KIB);
+        }
+        let mut writer = registry.writer().await.expect("the ingest connection");
+        let ingest: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(writer.conn().expect("opened"))
+            .await
+            .expect("ingest cache_size");
+        assert_eq!(ingest, -WRITER_CACHE_KIB);
+        drop(writer);
+        registry.close().await;
+    }
+}
