@@ -182,6 +182,18 @@ fn json_output_is_the_daemons_answer_as_it_wrote_it() {
     let mut sorted = keys.clone();
     sorted.sort_unstable();
     assert_eq!(keys, sorted);
+    // MCP: the tool result's text is that same text, and its structured content the same
+    // object, as `CallToolResult::structured` made them from the tree.
+    let mut mcp = home.mcp();
+    mcp.initialize();
+    let result = mcp.call("dispatch_list", json!({"limit": 1000}));
+    assert_eq!(result["isError"], json!(false), "{result}");
+    assert_eq!(result["content"][0]["text"], json!(answered.get()));
+    assert_eq!(
+        result["content"][0]["text"],
+        json!(result["structuredContent"].to_string())
+    );
+    assert_eq!(result["structuredContent"], printed.json());
     for args in [
         &["list", "--limit", "1000", "--json"][..],
         &["daemon", "status", "--json"],
