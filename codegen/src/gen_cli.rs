@@ -249,6 +249,11 @@ pub fn generate(contract: &Contract) -> TokenStream {
         let (_, output) = io_idents(op);
         quote!(#id => shown_as::<types::#output>(output),)
     });
+    let exits = contract.ops.iter().map(|op| {
+        let id = &op.meta.id;
+        let (_, output) = io_idents(op);
+        quote!(#id => exit_as::<types::#output>(text),)
+    });
     quote! {
         //! The command tree of every contract operation, the map from a command path back
         //! to its operation and the kinds of its fields, and the human rendering of each
@@ -257,7 +262,7 @@ pub fn generate(contract: &Contract) -> TokenStream {
         use dispatch_contract::{Operation, operations, types};
 
         use crate::args::{Field, FieldKind};
-        use crate::render::{Shown, shown_as};
+        use crate::render::{Shown, exit_as, shown_as};
 
         /// The human text and exit status of a successful call of `op`: its output decoded as
         /// the operation's `<Op>Output` and shown by that type's `Render` implementation
@@ -266,6 +271,17 @@ pub fn generate(contract: &Contract) -> TokenStream {
             match op.id {
                 #(#renders)*
                 _ => shown_as::<serde_json::Value>(output),
+            }
+        }
+
+        /// The exit status of a successful call of `op` whose output is the JSON `text`:
+        /// the text is decoded (as the operation's `<Op>Output`) only when that type's
+        /// `Render::EXIT` reads the output, so `--json` passes every other answer through
+        /// untouched.
+        pub fn exit_status(op: &Operation, text: &str) -> std::process::ExitCode {
+            match op.id {
+                #(#exits)*
+                _ => exit_as::<serde_json::Value>(text),
             }
         }
 

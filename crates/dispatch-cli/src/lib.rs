@@ -167,16 +167,19 @@ async fn run_operation(
     if let Some(stream) = op.streaming {
         return run_stream(&runner, op, stream, input, json).await;
     }
+    if json {
+        // The daemon's answer goes to stdout as the text it wrote, never parsed into a tree:
+        // only an operation whose exit status reads its output decodes it.
+        let output = runner.run_text(op, input).await?;
+        let exit = generated::cli::exit_status(op, output.get());
+        // A closed stdout (e.g. `| head`) is not an error worth reporting.
+        let _closed = crate::output::write_json(output.get());
+        return Ok(exit);
+    }
     let output = runner.run(op, input).await?;
     let shown = generated::cli::shown(op, &output);
     let exit = shown.exit;
-    let text = if json {
-        serde_json::to_string_pretty(&output).unwrap_or_default()
-    } else {
-        shown.text()
-    };
-    // A closed stdout (e.g. `| head`) is not an error worth reporting.
-    let _closed = write_line(Stream::Stdout, &text);
+    let _closed = write_line(Stream::Stdout, &shown.text());
     Ok(exit)
 }
 

@@ -97,17 +97,45 @@ fn json_text(output: &Value) -> String {
     out
 }
 
+/// How the exit status of a successful call is known.
+pub enum ExitStatus<T: ?Sized> {
+    /// It is success whatever the output says: with `--json` the output is then passed
+    /// through as the daemon wrote it, never decoded.
+    Success,
+    /// It is read from the typed output (`doctor` exits 1 when a check fails); with `--json`
+    /// the output is decoded for it.
+    FromOutput(fn(&T) -> ExitCode),
+}
+
 /// How an operation's output looks to a person, and the exit status of a successful call.
 pub trait Render: Serialize {
+    /// The exit status of a successful call; see [`ExitStatus`].
+    const EXIT: ExitStatus<Self> = ExitStatus::Success;
+
     /// The human text. The default is the output object as pretty JSON, escaped for a
     /// terminal.
     fn human(&self) -> String {
         json_text(&serde_json::to_value(self).unwrap_or(Value::Null))
     }
+}
 
-    /// The exit status of a successful call (`doctor` exits 1 when a check fails).
-    fn exit_code(&self) -> ExitCode {
-        ExitCode::SUCCESS
+/// The exit status of a successful call with this output.
+fn exit_of<T: Render>(output: &T) -> ExitCode {
+    match T::EXIT {
+        ExitStatus::Success => ExitCode::SUCCESS,
+        ExitStatus::FromOutput(exit) => exit(output),
+    }
+}
+
+/// The exit status of a successful call whose output is the JSON `text`: `T`'s
+/// [`Render::EXIT`], decoding the text only when that reads the output. An output that does
+/// not decode (a daemon built from another contract) exits with success, as it shows.
+pub fn exit_as<T: Render + DeserializeOwned>(text: &str) -> ExitCode {
+    match T::EXIT {
+        ExitStatus::Success => ExitCode::SUCCESS,
+        ExitStatus::FromOutput(exit) => {
+            serde_json::from_str::<T>(text).map_or(ExitCode::SUCCESS, |typed| exit(&typed))
+        }
     }
 }
 
@@ -131,7 +159,7 @@ impl Shown {
 pub fn shown_as<T: Render + DeserializeOwned + 'static>(output: &Value) -> Shown {
     match T::deserialize(output) {
         Ok(typed) => Shown {
-            exit: typed.exit_code(),
+            exit: exit_of(&typed),
             render: Box::new(move || typed.human()),
         },
         Err(_) => {
@@ -315,6 +343,15 @@ impl Render for DaemonLogOutput {
 }
 
 impl Render for DoctorOutput {
+    /// `doctor` exits 1 when a check fails.
+    const EXIT: ExitStatus<Self> = ExitStatus::FromOutput(|doctor| {
+        if doctor.status == CheckStatus::Fail {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    });
+
     fn human(&self) -> String {
         let mut lines = Vec::new();
         for check in &self.checks {
@@ -332,14 +369,6 @@ impl Render for DoctorOutput {
         }
         lines.push(format!("doctor: {}", d(self.status)));
         lines.join("\n")
-    }
-
-    fn exit_code(&self) -> ExitCode {
-        if self.status == CheckStatus::Fail {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        }
     }
 }
 

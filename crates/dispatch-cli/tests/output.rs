@@ -101,6 +101,109 @@ fn every_renderer_escapes_control_characters() {
     );
 }
 
+/// With `--json` the exit status is read from the answer's text, decoding it only where the
+/// output can change it: it must be the status the decoded output gives, for every operation.
+#[test]
+fn the_exit_status_from_json_text_is_the_one_the_typed_output_gives() {
+    use dispatch_cli::generated::cli::exit_status;
+    use dispatch_cli::render::exit_code;
+    use std::process::ExitCode;
+    for op in OPERATIONS {
+        let schema: Value = serde_json::from_str(op.output_schema).expect("schema");
+        let output = instance(&schema, &schema);
+        let text = output.to_string();
+        assert_eq!(
+            exit_status(op, &text),
+            exit_code(op, &output),
+            "{}: {text}",
+            op.id
+        );
+    }
+    // `doctor` exits 1 when a check fails: the one output that changes the exit status.
+    let doctor = OPERATIONS
+        .iter()
+        .find(|op| op.id == "doctor")
+        .expect("doctor");
+    let schema: Value = serde_json::from_str(doctor.output_schema).expect("schema");
+    for (status, exit) in [
+        ("fail", ExitCode::FAILURE),
+        ("warn", ExitCode::SUCCESS),
+        ("ok", ExitCode::SUCCESS),
+    ] {
+        let mut output = instance(&schema, &schema);
+        output["status"] = json!(status);
+        assert_eq!(exit_status(doctor, &output.to_string()), exit, "{status}");
+        assert_eq!(exit_code(doctor, &output), exit, "{status}");
+    }
+    // Text that is not the operation's output exits as it shows: with success.
+    assert_eq!(exit_status(doctor, "{\"status\": 3}"), ExitCode::SUCCESS);
+}
+
+/// `--json` prints the daemon's answer as the daemon wrote it: the same text (members in the
+/// daemon's order, nothing re-encoded) on one line when stdout is not a terminal; and a closed
+/// stdout ends it quietly with success.
+#[test]
+fn json_output_is_the_daemons_answer_as_it_wrote_it() {
+    let home = Home::new();
+    home.up();
+    let work = tempfile::tempdir().expect("cwd");
+    let cwd = work.path().display().to_string();
+    for name in ["one", "two \u{e9}\"quoted\"", "three"] {
+        home.json(&["new", "--name", name, "--cwd", &cwd, "--no-send"])
+            .ok_json();
+    }
+    let printed = home.json(&["list", "--limit", "1000"]);
+    assert_eq!(printed.code, 0, "{printed:?}");
+    let socket = home.path().join("dispatchd.sock");
+    let answered = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let client = dispatch_rpc::DaemonClient::connect(&socket)
+                .await
+                .expect("connect");
+            let list = OPERATIONS.iter().find(|op| op.id == "list").expect("list");
+            client
+                .call_text(list, json!({"limit": 1000}))
+                .await
+                .expect("list")
+        });
+    assert_eq!(printed.stdout, format!("{}\n", answered.get()));
+    assert_eq!(printed.json()["lanes"].as_array().map(Vec::len), Some(3));
+    // The members in the daemon's order, which is the generated types' (by name), as before.
+    let first = &printed.json()["lanes"][0];
+    let keys: Vec<&str> = first
+        .as_object()
+        .expect("a lane")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted);
+    // MCP: the tool result's text is that same text, and its structured content the same
+    // object, as `CallToolResult::structured` made them from the tree.
+    let mut mcp = home.mcp();
+    mcp.initialize();
+    let result = mcp.call("dispatch_list", json!({"limit": 1000}));
+    assert_eq!(result["isError"], json!(false), "{result}");
+    assert_eq!(result["content"][0]["text"], json!(answered.get()));
+    assert_eq!(
+        result["content"][0]["text"],
+        json!(result["structuredContent"].to_string())
+    );
+    assert_eq!(result["structuredContent"], printed.json());
+    for args in [
+        &["list", "--limit", "1000", "--json"][..],
+        &["daemon", "status", "--json"],
+    ] {
+        let run = with_closed_stdout(&home, args);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        assert_eq!(run.stderr, "", "{args:?}: no panic, no message");
+    }
+}
+
 #[test]
 fn tail_keeps_the_lines_of_a_message_indented() {
     let text = dispatch_cli::render::block("first\nsecond\u{1b}[2J", "    ");

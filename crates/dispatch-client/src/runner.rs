@@ -8,10 +8,17 @@ use dispatch_contract::{
 use dispatch_home::Paths;
 use dispatch_rpc::DaemonClient;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::daemon_process::DaemonLaunch;
 use crate::local::LocalOps;
 use crate::prepare::apply_client_defaults;
+
+/// What an operation answered: a client-side operation's output, or the daemon's JSON text.
+enum Output {
+    Local(Value),
+    Daemon(Box<RawValue>),
+}
 
 /// Runs operations against the layout of one `DISPATCH_HOME`.
 pub struct Runner {
@@ -49,8 +56,42 @@ impl Runner {
     /// the daemon. It never reads files or standard input: the CLI reads its file inputs
     /// before calling this.
     pub async fn run(&self, op: &'static Operation, input: Value) -> Result<Value, DispatchError> {
+        match self.run_output(op, input).await? {
+            Output::Local(value) => Ok(value),
+            Output::Daemon(text) => serde_json::from_str(text.get()).map_err(|err| {
+                DispatchError::internal(format!(
+                    "the daemon's answer to `{}` is not JSON: {err}",
+                    op.title
+                ))
+            }),
+        }
+    }
+
+    /// [`Self::run`], answering the output as JSON text: the daemon's answer exactly as it
+    /// wrote it (never parsed into a tree here), or a client-side operation's output encoded.
+    /// What `--json` prints.
+    pub async fn run_text(
+        &self,
+        op: &'static Operation,
+        input: Value,
+    ) -> Result<Box<RawValue>, DispatchError> {
+        match self.run_output(op, input).await? {
+            Output::Local(value) => serde_json::value::to_raw_value(&value).map_err(|err| {
+                DispatchError::internal(format!("encoding the output of `{}`: {err}", op.title))
+            }),
+            Output::Daemon(text) => Ok(text),
+        }
+    }
+
+    async fn run_output(
+        &self,
+        op: &'static Operation,
+        input: Value,
+    ) -> Result<Output, DispatchError> {
         match op.runs_in {
-            RunsIn::Client => call_client_op(&self.local, op, input).await,
+            RunsIn::Client => call_client_op(&self.local, op, input)
+                .await
+                .map(Output::Local),
             RunsIn::Daemon => {
                 // The daemon validates every input before it acts, with validators it compiled
                 // once. Compiling the schema here as well would be most of the cost of a call
@@ -62,7 +103,7 @@ impl Runner {
                     validate_input(op, &input)?;
                     return Err(too_large);
                 }
-                match self.call_daemon(op, input.clone()).await {
+                let answer = match self.call_daemon(op, input.clone()).await {
                     Err(err) if err.code == ErrorCode::DaemonStale => {
                         validate_input(op, &input)?;
                         self.restart_if_idle(err).await?;
@@ -73,15 +114,20 @@ impl Runner {
                         Err(err)
                     }
                     other => other,
-                }
+                };
+                answer.map(Output::Daemon)
             }
         }
     }
 
     /// One call: a plain HTTP/1.1 POST, or the WebSocket for a streaming operation.
-    async fn call_daemon(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
+    async fn call_daemon(
+        &self,
+        op: &Operation,
+        input: Value,
+    ) -> Result<Box<RawValue>, DispatchError> {
         let client = DaemonClient::connect_for(&self.paths().socket, op).await?;
-        client.call_json(op, input).await
+        client.call_text(op, input).await
     }
 
     /// Restarts a stale daemon that has no work in flight; a busy one is left alone and the

@@ -93,15 +93,35 @@ impl DispatchMcp {
             .scope(async {
                 let result = match refuse_cli_only(tool, &arguments) {
                     Err(err) => Err(err),
-                    Ok(()) => self.runner.run(tool.op, Value::Object(arguments)).await,
+                    Ok(()) => {
+                        self.runner
+                            .run_text(tool.op, Value::Object(arguments))
+                            .await
+                    }
                 };
-                match result {
-                    Ok(output) => CallToolResult::structured(output),
+                match result.and_then(|text| structured(tool, text)) {
+                    Ok(output) => output,
                     Err(err) => error_result(&for_agents(tool, err)),
                 }
             })
             .await
     }
+}
+
+/// A successful tool result: the output as `structuredContent`, and as its text the JSON the
+/// daemon wrote (what `CallToolResult::structured` would encode again from the tree: the
+/// same compact text, members in the same order).
+fn structured(
+    tool: &ToolSpec,
+    text: Box<serde_json::value::RawValue>,
+) -> Result<CallToolResult, DispatchError> {
+    let value = serde_json::from_str::<Value>(text.get()).map_err(|err| {
+        DispatchError::internal(format!("the answer to `{}` is not JSON: {err}", tool.name))
+    })?;
+    let mut result = CallToolResult::structured(Value::Null);
+    result.content = vec![ContentBlock::text(Box::<str>::from(text).into_string())];
+    result.structured_content = Some(value);
+    Ok(result)
 }
 
 /// An input the contract refused (the validator's `details.problems`) gets a hint an agent

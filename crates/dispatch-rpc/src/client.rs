@@ -12,10 +12,11 @@ use jsonrpsee::client_transport::ws::{Url, WsHandshakeError, WsTransportClientBu
 use jsonrpsee::core::client::{ClientBuilder, ClientT, Error as ClientError};
 use jsonrpsee::core::params::ObjectParams;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::net::UnixStream;
 
 use crate::listener::{MAX_REQUEST_BYTES, full_hint, refused_user_hint};
-use crate::oneshot::{Failure, OneShot};
+use crate::oneshot::{Failure, MAX_RESPONSE_BYTES, OneShot};
 use crate::server::CallParams;
 
 /// A connection to `dispatchd`.
@@ -170,6 +171,7 @@ fn lost_at_connect(socket: &Path, err: Failure) -> DispatchError {
         Failure::Status(status) => refused(socket, status)
             .unwrap_or_else(|| unreachable(socket, format!("it answered HTTP {status}"))),
         Failure::Lost(why) => unreachable(socket, why),
+        Failure::TooLarge => unreachable(socket, "its answer was too large"),
     }
 }
 
@@ -205,20 +207,30 @@ impl DaemonClient {
     /// Calls a typed operation (its input type names the operation and its output type).
     pub async fn call<R: Request>(&self, input: &R) -> Result<R::Output, DispatchError> {
         let input = encode_input(input)?;
-        decode_output::<R>(self.call_json(R::OPERATION, input).await?)
+        decode_output::<R>(&self.call_text(R::OPERATION, input).await?)
     }
 
     /// Calls a typed operation without the contract check, e.g. to ask a stale daemon whether
     /// it is idle; an answer that does not decode as this client's output type is an error.
     pub async fn call_unchecked<R: Request>(&self, input: &R) -> Result<R::Output, DispatchError> {
         let input = encode_input(input)?;
-        decode_output::<R>(self.call_json_unchecked(R::OPERATION, input).await?)
+        decode_output::<R>(&self.request(R::OPERATION, None, input, None).await?)
     }
 
     /// Calls `op` with JSON input, sending this client's contract hash of it: what the
     /// `Runner` does for every surface, whatever the operation. Hints in the answer are in the
     /// words of [`Surface::current`].
     pub async fn call_json(&self, op: &Operation, input: Value) -> Result<Value, DispatchError> {
+        parse_output(op, &self.call_text(op, input).await?)
+    }
+
+    /// [`Self::call_json`], answering the daemon's result as the JSON text it wrote, never
+    /// parsed here: what a caller that passes the answer on as text (`--json`) uses.
+    pub async fn call_text(
+        &self,
+        op: &Operation,
+        input: Value,
+    ) -> Result<Box<RawValue>, DispatchError> {
         let surface = Surface::current();
         let surface = (surface != Surface::Cli).then_some(surface);
         self.request(op, Some(op.contract_hash), input, surface)
@@ -232,7 +244,7 @@ impl DaemonClient {
         op: &Operation,
         input: Value,
     ) -> Result<Value, DispatchError> {
-        self.request(op, None, input, None).await
+        parse_output(op, &self.request(op, None, input, None).await?)
     }
 
     async fn request(
@@ -241,7 +253,7 @@ impl DaemonClient {
         hash: Option<&str>,
         input: Value,
         surface: Option<Surface>,
-    ) -> Result<Value, DispatchError> {
+    ) -> Result<Box<RawValue>, DispatchError> {
         let call = CallParams {
             contract_hash: hash.map(str::to_owned),
             input: Some(input),
@@ -258,7 +270,7 @@ impl DaemonClient {
                 let params = ws_params(&call)?;
                 tokio::time::timeout(deadline, async {
                     client
-                        .request::<Value, _>(op.id, params)
+                        .request::<Box<RawValue>, _>(op.id, params)
                         .await
                         .map_err(|err| from_client_error(op, deadline, err))
                 })
@@ -277,7 +289,7 @@ impl DaemonClient {
         client: &OneShot,
         op: &Operation,
         call: &CallParams,
-    ) -> Result<Value, DispatchError> {
+    ) -> Result<Box<RawValue>, DispatchError> {
         match client.call(op.id, call).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(error)) => Err(from_error_object(
@@ -298,8 +310,32 @@ impl DaemonClient {
                 ErrorCode::DaemonUnreachable,
                 format!("lost the daemon during `{}`: {why}", op.title),
             )),
+            Err(Failure::TooLarge) => Err(too_large_answer(op)),
         }
     }
+}
+
+/// The daemon's answer is larger than this client reads: nothing of it is shown.
+fn too_large_answer(op: &Operation) -> DispatchError {
+    let limit = MAX_RESPONSE_BYTES;
+    DispatchError::internal(format!(
+        "the daemon's answer to `{}` is larger than {} MiB, the most this client reads",
+        op.title,
+        limit / (1024 * 1024)
+    ))
+    .with_hint("ask for less at a time: a smaller limit, then the next page with the cursor")
+    .with_details(serde_json::json!({ "op": op.id, "limit_bytes": limit }))
+}
+
+/// The daemon's result text as a `Value`: it is JSON the daemon wrote, so a failure here means
+/// the answer was cut or corrupted on the way.
+fn parse_output(op: &Operation, text: &RawValue) -> Result<Value, DispatchError> {
+    serde_json::from_str(text.get()).map_err(|err| {
+        DispatchError::internal(format!(
+            "the daemon's answer to `{}` is not JSON: {err}",
+            op.title
+        ))
+    })
 }
 
 /// The params of a call on the WebSocket path.
@@ -361,8 +397,8 @@ fn encode_input<R: Request>(input: &R) -> Result<Value, DispatchError> {
         .map_err(|err| DispatchError::internal(format!("encoding an input: {err}")))
 }
 
-fn decode_output<R: Request>(output: Value) -> Result<R::Output, DispatchError> {
-    serde_json::from_value(output).map_err(|err| {
+fn decode_output<R: Request>(output: &RawValue) -> Result<R::Output, DispatchError> {
+    serde_json::from_str(output.get()).map_err(|err| {
         DispatchError::internal(format!(
             "the daemon's answer to `{}` does not match the contract: {err}",
             R::OPERATION.title

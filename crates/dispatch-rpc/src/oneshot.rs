@@ -10,7 +10,9 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
@@ -29,12 +31,26 @@ pub(crate) enum Failure {
     Status(u16),
     /// The connection broke, or the answer was not JSON-RPC.
     Lost(String),
+    /// The answer is larger than [`MAX_RESPONSE_BYTES`]; it was not read whole.
+    TooLarge,
 }
 
-/// What the daemon answered: the result, or the JSON-RPC error object
-/// (`{code, message, data}`). Refusals with an HTTP status (403, 413, 503) carry the JSON-RPC
-/// error in their body and are answered as errors too.
-pub(crate) type Answer = Result<Value, Value>;
+/// What the daemon answered: the result as the JSON text the daemon wrote (never parsed into
+/// a tree here), or the JSON-RPC error object (`{code, message, data}`). Refusals with an HTTP
+/// status (403, 413, 503) carry the JSON-RPC error in their body and are answered as errors
+/// too.
+pub(crate) type Answer = Result<Box<RawValue>, Value>;
+
+/// A JSON-RPC answer with its result left as text; other members (`jsonrpc`, `id`) are
+/// skipped.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    /// `Some` for any result, `null` included.
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
+}
 
 impl OneShot {
     /// Starts HTTP/1.1 on a connected (and already vetted) stream. No byte is exchanged yet.
@@ -81,26 +97,41 @@ impl OneShot {
             .map_err(|err| Failure::Lost(err.to_string()))?;
         drop(sender);
         let status = response.status().as_u16();
-        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        let bytes = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
-            .map_err(|err| Failure::Lost(format!("reading the answer: {err}")))?
-            .to_bytes();
-        let parsed = serde_json::from_slice::<Value>(&bytes).ok();
-        match parsed {
-            Some(mut answer) => {
-                if let Some(error) = answer.get_mut("error") {
-                    return Ok(Err(error.take()));
-                }
-                match answer.get_mut("result") {
-                    Some(result) if status == 200 => Ok(Ok(result.take())),
-                    _ if status != 200 => Err(Failure::Status(status)),
-                    _ => Err(Failure::Lost("the answer holds no result".to_owned())),
-                }
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(Failure::TooLarge);
             }
-            None if status != 200 => Err(Failure::Status(status)),
-            None => Err(Failure::Lost("the answer is not JSON".to_owned())),
-        }
+            Err(err) => return Err(Failure::Lost(format!("reading the answer: {err}"))),
+        };
+        read_answer(status, &bytes)
+    }
+}
+
+/// A member that is present, whatever its value (`Option`'s own impl reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// The answer in an HTTP body: the error object if there is one, else the result's text
+/// (copied once, not parsed into a tree).
+fn read_answer(status: u16, bytes: &[u8]) -> Result<Answer, Failure> {
+    match serde_json::from_slice::<Envelope<'_>>(bytes) {
+        Ok(Envelope {
+            error: Some(error), ..
+        }) => Ok(Err(error)),
+        Ok(Envelope {
+            result: Some(result),
+            ..
+        }) if status == 200 => Ok(Ok(result.to_owned())),
+        _ if status != 200 => Err(Failure::Status(status)),
+        Ok(_) => Err(Failure::Lost("the answer holds no result".to_owned())),
+        Err(_) => Err(Failure::Lost("the answer is not JSON".to_owned())),
     }
 }
 
@@ -111,5 +142,84 @@ pub(crate) async fn connect_for_test(socket: &std::path::Path) -> OneShot {
     match OneShot::start(stream).await {
         Ok(client) => client,
         Err(err) => panic!("http/1.1 over the socket: {err:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn text(answer: Result<Answer, Failure>) -> Result<String, String> {
+        match answer {
+            Ok(Ok(result)) => Ok(result.get().to_owned()),
+            Ok(Err(error)) => Err(format!("error {error}")),
+            Err(failure) => Err(format!("{failure:?}")),
+        }
+    }
+
+    /// The result is passed on as the daemon wrote it (key order, spacing and all), a `null`
+    /// result is a result, and an error object wins over a status.
+    #[test]
+    fn the_result_is_kept_as_the_daemon_wrote_it() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"result":{"z":1,"a":[true, "\u00e9\n"],"m":null}}"#;
+        assert_eq!(
+            text(read_answer(200, body)),
+            Ok(r#"{"z":1,"a":[true, "\u00e9\n"],"m":null}"#.to_owned())
+        );
+        let null = br#"{"jsonrpc":"2.0","id":1,"result":null}"#;
+        assert_eq!(text(read_answer(200, null)), Ok("null".to_owned()));
+        let refused = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"no"}}"#;
+        match read_answer(403, refused) {
+            Ok(Err(error)) => assert_eq!(error["code"], json!(-32003)),
+            other => panic!("{:?}", text(other)),
+        }
+        assert!(matches!(
+            read_answer(502, b"bad gateway"),
+            Err(Failure::Status(502))
+        ));
+        assert!(matches!(
+            read_answer(200, b"{\"result\":"),
+            Err(Failure::Lost(_))
+        ));
+        assert!(matches!(
+            read_answer(200, b"{\"id\":1}"),
+            Err(Failure::Lost(_))
+        ));
+    }
+
+    /// An answer larger than [`MAX_RESPONSE_BYTES`] is a failure of its own, not a panic and
+    /// not a lost connection.
+    #[tokio::test]
+    async fn an_answer_over_the_size_cap_is_too_large() {
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let server = tokio::spawn(async move {
+            let mut theirs = theirs;
+            let mut head = vec![0u8; 4096];
+            let _read = theirs.read(&mut head).await;
+            let body = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"{}\"}}",
+                "x".repeat(MAX_RESPONSE_BYTES)
+            );
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _sent = theirs.write_all(head.as_bytes()).await;
+            let _sent = theirs.write_all(body.as_bytes()).await;
+        });
+        let client = match OneShot::start(ours).await {
+            Ok(client) => client,
+            Err(err) => panic!("{err:?}"),
+        };
+        let answer = client.call("list", &json!({})).await;
+        assert!(
+            matches!(answer, Err(Failure::TooLarge)),
+            "{:?}",
+            text(answer)
+        );
+        server.abort();
     }
 }

@@ -4,7 +4,7 @@
 //! to its operation and the kinds of its fields, and the human rendering of each
 //! operation's typed output.
 use crate::args::{Field, FieldKind};
-use crate::render::{Shown, shown_as};
+use crate::render::{Shown, exit_as, shown_as};
 use clap::{Arg, ArgAction, Command};
 use dispatch_contract::{Operation, operations, types};
 /// The human text and exit status of a successful call of `op`: its output decoded as
@@ -64,6 +64,66 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "watch" => shown_as::<types::WatchOutput>(output),
         "worktree_remove" => shown_as::<types::WorktreeRemoveOutput>(output),
         _ => shown_as::<serde_json::Value>(output),
+    }
+}
+/// The exit status of a successful call of `op` whose output is the JSON `text`:
+/// the text is decoded (as the operation's `<Op>Output`) only when that type's
+/// `Render::EXIT` reads the output, so `--json` passes every other answer through
+/// untouched.
+pub fn exit_status(op: &Operation, text: &str) -> std::process::ExitCode {
+    match op.id {
+        "archive" => exit_as::<types::ArchiveOutput>(text),
+        "assets" => exit_as::<types::AssetsOutput>(text),
+        "attach" => exit_as::<types::AttachOutput>(text),
+        "compact" => exit_as::<types::CompactOutput>(text),
+        "config_show" => exit_as::<types::ConfigShowOutput>(text),
+        "daemon_log" => exit_as::<types::DaemonLogOutput>(text),
+        "daemon_status" => exit_as::<types::DaemonStatusOutput>(text),
+        "delete" => exit_as::<types::DeleteOutput>(text),
+        "delivery_get" => exit_as::<types::DeliveryGetOutput>(text),
+        "delivery_reconcile" => exit_as::<types::DeliveryReconcileOutput>(text),
+        "doctor" => exit_as::<types::DoctorOutput>(text),
+        "down" => exit_as::<types::DownOutput>(text),
+        "fork" => exit_as::<types::ForkOutput>(text),
+        "get" => exit_as::<types::GetOutput>(text),
+        "goal_clear" => exit_as::<types::GoalClearOutput>(text),
+        "goal_get" => exit_as::<types::GoalGetOutput>(text),
+        "goal_set" => exit_as::<types::GoalSetOutput>(text),
+        "history" => exit_as::<types::HistoryOutput>(text),
+        "inbox_ack" => exit_as::<types::InboxAckOutput>(text),
+        "inbox_list" => exit_as::<types::InboxListOutput>(text),
+        "inbox_read" => exit_as::<types::InboxReadOutput>(text),
+        "list" => exit_as::<types::ListOutput>(text),
+        "models" => exit_as::<types::ModelsOutput>(text),
+        "new" => exit_as::<types::NewOutput>(text),
+        "permissions" => exit_as::<types::PermissionsOutput>(text),
+        "registry_migrate" => exit_as::<types::RegistryMigrateOutput>(text),
+        "rename" => exit_as::<types::RenameOutput>(text),
+        "requests" => exit_as::<types::RequestsOutput>(text),
+        "respond" => exit_as::<types::RespondOutput>(text),
+        "restore" => exit_as::<types::RestoreOutput>(text),
+        "revert" => exit_as::<types::RevertOutput>(text),
+        "review" => exit_as::<types::ReviewOutput>(text),
+        "schema" => exit_as::<types::SchemaOutput>(text),
+        "search" => exit_as::<types::SearchOutput>(text),
+        "send" => exit_as::<types::SendOutput>(text),
+        "stop" => exit_as::<types::StopOutput>(text),
+        "subscribe" => exit_as::<types::SubscribeOutput>(text),
+        "subscriptions" => exit_as::<types::SubscriptionsOutput>(text),
+        "sync" => exit_as::<types::SyncOutput>(text),
+        "tail" => exit_as::<types::TailOutput>(text),
+        "trigger_add" => exit_as::<types::TriggerAddOutput>(text),
+        "trigger_list" => exit_as::<types::TriggerListOutput>(text),
+        "trigger_pause" => exit_as::<types::TriggerPauseOutput>(text),
+        "trigger_resume" => exit_as::<types::TriggerResumeOutput>(text),
+        "trigger_rm" => exit_as::<types::TriggerRmOutput>(text),
+        "unsubscribe" => exit_as::<types::UnsubscribeOutput>(text),
+        "up" => exit_as::<types::UpOutput>(text),
+        "usage" => exit_as::<types::UsageOutput>(text),
+        "wait" => exit_as::<types::WaitOutput>(text),
+        "watch" => exit_as::<types::WatchOutput>(text),
+        "worktree_remove" => exit_as::<types::WorktreeRemoveOutput>(text),
+        _ => exit_as::<serde_json::Value>(text),
     }
 }
 /// The top-level commands of every operation; groups nest their operations.
