@@ -183,6 +183,12 @@ impl Service {
         tokio::spawn(async move {
             let outcome = service.recycle_if_quiescent(process).await;
             tracing::debug!(process, ?outcome, "recycle check");
+            // Too big but busy just now (the turn's last writes): look once more a little
+            // later, unless another check comes first.
+            if matches!(outcome, Recycled::NotQuiescent(_)) {
+                tokio::time::sleep(CHECK_EVERY).await;
+                service.recycle_soon(process);
+            }
         });
     }
 
