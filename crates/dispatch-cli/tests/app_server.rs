@@ -354,6 +354,9 @@ fn an_app_server_above_its_size_is_recycled_after_a_turn_and_the_lane_goes_on() 
     let app = &after["app_server"];
     assert_ne!(app["pid"].as_i64(), Some(pid), "a fresh process: {after}");
     assert_eq!(app["restarts"], 0, "a recycle is not a restart: {after}");
+    let after = home.status_until(Duration::from_secs(30), |s| {
+        s["app_servers"][0]["recycles"].as_u64() >= Some(1)
+    });
     assert!(app["last_error"].is_null(), "{after}");
     assert_eq!(
         after["app_servers"][0]["loaded_threads"], 0,

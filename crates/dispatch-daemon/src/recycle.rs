@@ -139,7 +139,6 @@ impl Service {
         if let Some((_, generation)) = &current {
             self.fresh_incarnation(*generation);
         }
-        drop(writers);
         let new_pid = current.and_then(|(fresh, _)| fresh.pid());
         tracing::info!(
             process,
@@ -154,7 +153,11 @@ impl Service {
         while server.requests_in_flight() > 0 && Instant::now() < drained {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Codex lets only the live process that loaded a thread write it (ADR 0019): the
+        // lanes' write locks are released only once the old process is gone, so that their
+        // next turn resumes the thread in the fresh one.
         let reason = server.shutdown().await;
+        drop(writers);
         tracing::debug!(process, %reason, "the recycled App Server process stopped");
         Recycled::Replaced {
             old_pid: server.pid(),

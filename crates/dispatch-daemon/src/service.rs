@@ -608,6 +608,7 @@ impl Service {
                 loaded_threads: loaded.get(process).copied().unwrap_or(0) as u64,
                 lanes: lanes.get(process).copied().unwrap_or(0) as u64,
                 restarts: status.restarts,
+                recycles: status.recycles,
                 last_error: status.last_error,
             })
             .collect()
