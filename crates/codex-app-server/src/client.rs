@@ -573,6 +573,17 @@ impl AppServer {
         self.shared.respond(id, reply)
     }
 
+    /// How many of this client's requests wait for their answer now (cheap: a count under
+    /// a lock). A caller that must not lose an answer (a recycle of the process) waits for 0.
+    pub fn requests_in_flight(&self) -> usize {
+        lock(&self.shared.pending).requests.len()
+    }
+
+    /// How many server requests wait for an answer now (cheap: a count under a lock).
+    pub fn server_requests_waiting(&self) -> usize {
+        lock(&self.shared.held).len()
+    }
+
     /// The server requests waiting for an answer, oldest id first.
     pub fn pending_server_requests(&self) -> Vec<ServerRequest> {
         let mut requests: Vec<ServerRequest> = lock(&self.shared.held)

@@ -290,12 +290,13 @@ impl Render for DaemonStatusOutput {
                 table.push(vec![
                     format!("  process {}", process.process),
                     format!(
-                        "{} (pid {}, {} loaded, {} lanes, restarts {})",
+                        "{} (pid {}, {} loaded, {} lanes, restarts {}, recycles {})",
                         d(process.state),
                         od(&process.pid),
                         process.loaded_threads,
                         process.lanes,
-                        process.restarts
+                        process.restarts,
+                        process.recycles
                     ),
                 ]);
             }

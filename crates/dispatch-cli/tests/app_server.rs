@@ -329,3 +329,53 @@ fn a_killed_pool_process_interrupts_only_its_lanes() {
         "{status}"
     );
 }
+
+/// `[app_server] recycle_above_mib = 1` (every App Server is above it): once a lane's turn
+/// completed, its App Server is replaced by a fresh one (a new pid; not a restart, no error);
+/// a second `send` on the lane resumes its thread there, and that turn completes too.
+#[test]
+fn an_app_server_above_its_size_is_recycled_after_a_turn_and_the_lane_goes_on() {
+    let stub = support::Stub::start(responses_stub::Script::new().default_reply("done"));
+    let home = Home::new();
+    home.use_model_provider(&stub.base_url());
+    home.write_config("[app_server]\nrecycle_above_mib = 1\n");
+    home.up();
+    let before = home.json(&["daemon", "status"]).ok_json();
+    let pid = before["app_server"]["pid"].as_i64().expect("a pid");
+    let (lane, _dir) = home.new_lane("recycled", &["--text", "first"]);
+    let first = home.get_until(&lane, Duration::from_secs(60), |g| {
+        g["lane"]["latest_turn"]["status"] == "completed"
+    });
+    let first_turn = first["lane"]["latest_turn"]["id"].clone();
+    let after = home.status_until(Duration::from_secs(60), |s| {
+        s["app_server"]["state"] == "ready"
+            && s["app_server"]["pid"].as_i64().is_some_and(|p| p != pid)
+    });
+    let app = &after["app_server"];
+    assert_ne!(app["pid"].as_i64(), Some(pid), "a fresh process: {after}");
+    assert_eq!(app["restarts"], 0, "a recycle is not a restart: {after}");
+    let after = home.status_until(Duration::from_secs(30), |s| {
+        s["app_servers"][0]["recycles"].as_u64() >= Some(1)
+    });
+    assert!(app["last_error"].is_null(), "{after}");
+    assert_eq!(
+        after["app_servers"][0]["loaded_threads"], 0,
+        "nothing loaded in the fresh process: {after}"
+    );
+
+    let sent = home.json(&["send", &lane, "second"]).ok_json();
+    assert_eq!(sent["message_accepted"], true, "{sent}");
+    let turn_id = sent["turn_id"].clone();
+    assert_ne!(turn_id, first_turn);
+    let done = home.get_until(&lane, Duration::from_secs(60), |g| {
+        g["lane"]["latest_turn"]["id"] == turn_id
+            && g["lane"]["latest_turn"]["status"] == "completed"
+    });
+    let latest = &done["lane"]["latest_turn"];
+    assert_eq!(
+        (&latest["id"], &latest["status"]),
+        (&turn_id, &json!("completed")),
+        "{done}"
+    );
+    assert!(latest["error"].is_null(), "{done}");
+}

@@ -59,7 +59,13 @@ async fn run_process(service: Arc<Service>, process: usize) {
         let exited = server.exited();
         drop(server);
         if generation.incarnation != seen_generation {
-            if seen_generation != 0 {
+            // A recycle replaced a quiescent process: nothing to reconcile, nothing to resume
+            // (that is the point).
+            if seen_generation != 0
+                && !service
+                    .app_server()
+                    .is_recycled(process, generation.incarnation)
+            {
                 service.reconcile_running(Why::AppServerRestart).await;
                 service.resume_loaded(process).await;
             }
@@ -75,7 +81,13 @@ async fn run_process(service: Arc<Service>, process: usize) {
                         // Reaped, so that no one asks it anything any more (bounded: a child
                         // may hold its stdout open).
                         let _ = tokio::time::timeout(EXIT_WAIT, exited).await;
-                        service.process_exited(process).await;
+                        // A recycled process is not a death.
+                        if !service
+                            .app_server()
+                            .is_recycled(process, generation.incarnation + 1)
+                        {
+                            service.process_exited(process).await;
+                        }
                         // Its successor bumps the generation.
                         if generations.changed().await.is_err() {
                             return;
@@ -90,7 +102,13 @@ async fn run_process(service: Arc<Service>, process: usize) {
                         }
                     }
                     let stored = events.len();
+                    let turn_completed = events.iter().any(|(event, _)| {
+                        matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
+                    });
                     persist(&service, &mut lanes, events).await;
+                    if turn_completed {
+                        service.recycle_soon(process);
+                    }
                     // Checkpoint the WAL between floods, not inside their commits.
                     checkpoints.stored(stored);
                     if checkpoints.due(subscription.is_empty()) {

@@ -106,6 +106,7 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     }
     service.settle_deliveries_at_start().await;
     let stalls = tokio::spawn(Arc::clone(&service).watch_stalls());
+    let recycler = tokio::spawn(Arc::clone(&service).recycle_timer());
     let orchestration = tokio::spawn(crate::orchestrate::run(Arc::clone(&service)));
     let triggers = tokio::spawn(crate::triggers::run(Arc::clone(&service)));
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));
@@ -117,10 +118,12 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     app_server.stop().await;
     pump.abort();
     stalls.abort();
+    recycler.abort();
     orchestration.abort();
     triggers.abort();
     let _aborted = pump.await;
     let _aborted = stalls.await;
+    let _aborted = recycler.await;
     let _aborted = orchestration.await;
     let _aborted = triggers.await;
     if let Err(err) = remove_stale_socket(&paths.socket) {

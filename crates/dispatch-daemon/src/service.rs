@@ -31,6 +31,9 @@ struct Loaded {
     /// thread id → the `clock` of its last use.
     threads: HashMap<String, u64>,
     clock: u64,
+    /// Threads loaded in this incarnation so far (unloading does not free Codex's memory;
+    /// a process that loaded none is not worth recycling).
+    loads: u64,
 }
 
 impl Loaded {
@@ -76,6 +79,10 @@ pub struct Service {
     placing: Mutex<Vec<usize>>,
     /// `[app_server] max_loaded_idle`, shared out between the processes (rounded up).
     max_loaded_idle: usize,
+    /// `[app_server] recycle_above_mib` in bytes (0: never recycle; see `recycle.rs`).
+    pub(crate) recycle_above: u64,
+    /// Per process: when its size was last checked for a recycle.
+    pub(crate) recycle_checked: Mutex<Vec<Option<Instant>>>,
     stored: watch::Sender<u64>,
     idle: AtomicBool,
     policy: Policy,
@@ -130,6 +137,11 @@ impl Service {
                 .app_server
                 .max_loaded_idle
                 .div_ceil(app_server.processes().max(1)),
+            recycle_above: config
+                .app_server
+                .recycle_above_mib
+                .saturating_mul(1024 * 1024),
+            recycle_checked: Mutex::new(vec![None; app_server.processes()]),
             stored: watch::channel(0).0,
             idle: AtomicBool::new(true),
             policy: config.policy.clone(),
@@ -239,7 +251,7 @@ impl Service {
     }
 
     /// The lane's write lock if nobody holds it.
-    fn try_lane_lock(&self, lane_ref: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    pub(crate) fn try_lane_lock(&self, lane_ref: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         let lock = Arc::clone(
             lock(&self.lane_locks)
                 .entry(lane_ref.to_owned())
@@ -298,7 +310,9 @@ impl Service {
                     if loaded.generation != generation.incarnation {
                         loaded.generation = generation.incarnation;
                         loaded.threads.clear();
+                        loaded.loads = 0;
                     }
+                    loaded.loads += 1;
                     loaded.touch(thread_id);
                 } else {
                     loaded.threads.remove(thread_id);
@@ -337,6 +351,33 @@ impl Service {
             loaded.threads.remove(thread_id);
         }
         lock(&self.homes).remove(thread_id);
+    }
+
+    /// How many threads process `process` has loaded in incarnation `incarnation` since it
+    /// started (0 for another incarnation).
+    pub(crate) fn loads_since_start(&self, generation: Generation) -> u64 {
+        lock(&self.loaded)
+            .get(generation.process)
+            .filter(|loaded| loaded.generation == generation.incarnation)
+            .map_or(0, |loaded| loaded.loads)
+    }
+
+    /// Notes that `generation` replaced its process's previous incarnation (a recycle): the
+    /// threads that one had loaded are not loaded any more.
+    pub(crate) fn fresh_incarnation(&self, generation: Generation) {
+        if let Some(loaded) = lock(&self.loaded).get_mut(generation.process)
+            && loaded.generation != generation.incarnation
+        {
+            loaded.generation = generation.incarnation;
+            loaded.threads.clear();
+            loaded.loads = 0;
+        }
+    }
+
+    /// The threads being made in each process now (`new`), by index; locked while a
+    /// recycle decides, so that no new lane is placed meanwhile.
+    pub(crate) fn placing_counts(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        lock(&self.placing)
     }
 
     /// Counts a thread being made in process `process` until the guard is dropped.
@@ -567,6 +608,7 @@ impl Service {
                 loaded_threads: loaded.get(process).copied().unwrap_or(0) as u64,
                 lanes: lanes.get(process).copied().unwrap_or(0) as u64,
                 restarts: status.restarts,
+                recycles: status.recycles,
                 last_error: status.last_error,
             })
             .collect()
@@ -642,7 +684,7 @@ fn id_i64(id: u64) -> i64 {
 
 /// Whether a lane in `status` may have its thread unloaded: no turn running, no request
 /// waiting for an answer.
-fn unloadable(status: dispatch_registry::LaneStatus) -> bool {
+pub(crate) fn unloadable(status: dispatch_registry::LaneStatus) -> bool {
     use dispatch_registry::LaneStatus;
     !matches!(
         status,

@@ -4,7 +4,7 @@
 //! process is the service's business (`placement.rs`); the supervisor only knows processes.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,9 @@ pub struct Status {
     pub version: Option<String>,
     /// Successful restarts since the daemon started.
     pub restarts: u64,
+    /// Times it was replaced by a fresh process because it had grown too big
+    /// (`[app_server] recycle_above_mib`); not restarts.
+    pub recycles: u64,
     /// Why it last died or failed to start.
     pub last_error: Option<String>,
 }
@@ -65,6 +68,10 @@ struct Process {
     current: Mutex<Option<AppServer>>,
     /// Bumped each time a new App Server process is ready in this slot (1 for the first).
     generation: watch::Sender<u64>,
+    /// The latest incarnation that replaced a live process (a recycle), 0 if none did.
+    recycled: AtomicU64,
+    /// Tells the watch task that `current` was replaced while it lived (a recycle).
+    replaced: tokio::sync::Notify,
 }
 
 struct Shared {
@@ -172,10 +179,13 @@ impl Supervisor {
                             pid: server.pid(),
                             version: server.version().map(ToString::to_string),
                             restarts: 0,
+                            recycles: 0,
                             last_error: None,
                         }),
                         current: Mutex::new(Some(server.clone())),
                         generation: watch::channel(1).0,
+                        recycled: AtomicU64::new(0),
+                        replaced: tokio::sync::Notify::new(),
                     })
                     .collect(),
                 stop,
@@ -246,6 +256,7 @@ impl Supervisor {
             pid: None,
             version: None,
             restarts: 0,
+            recycles: 0,
             last_error: None,
         });
         for other in statuses.iter().skip(1) {
@@ -253,6 +264,7 @@ impl Supervisor {
                 all.state = other.state;
             }
             all.restarts += other.restarts;
+            all.recycles += other.recycles;
             if other.last_error.is_some() {
                 all.last_error.clone_from(&other.last_error);
             }
@@ -313,21 +325,91 @@ impl Supervisor {
         while stopping.join_next().await.is_some() {}
     }
 
+    /// Starts a fresh App Server, to take the place of a live one ([`Supervisor::replace`]).
+    pub async fn spawn_fresh(&self) -> Result<AppServer, String> {
+        spawn(&self.shared.bin.path).await
+    }
+
+    /// Puts `fresh` in the place of process `index` if `old` is still the one serving there
+    /// (a recycle, ADR 0022): a new incarnation, as after a restart (the generation is bumped,
+    /// so its lanes resume their threads on their next operation), counted as a recycle, not
+    /// a restart. Returns `fresh` back when `old` is no longer there (it died meanwhile, or
+    /// the daemon stops); the caller shuts it down. The caller shuts `old` down after.
+    pub fn replace(
+        &self,
+        index: usize,
+        old: &AppServer,
+        fresh: AppServer,
+    ) -> Result<(), AppServer> {
+        let Some(slot) = self.shared.processes.get(index) else {
+            return Err(fresh);
+        };
+        if self.stopping() {
+            return Err(fresh);
+        }
+        {
+            let mut current = lock(&slot.current);
+            let same = current
+                .as_ref()
+                .is_some_and(|now| serving(now) && now.pid() == old.pid());
+            if !same {
+                return Err(fresh);
+            }
+            *current = Some(fresh.clone());
+            slot.generation.send_modify(|g| {
+                *g += 1;
+                slot.recycled.store(*g, Ordering::SeqCst);
+            });
+        }
+        {
+            let mut status = lock(&slot.status);
+            status.state = State::Ready;
+            status.pid = fresh.pid();
+            status.version = fresh.version().map(ToString::to_string);
+            status.recycles += 1;
+        }
+        slot.replaced.notify_one();
+        Ok(())
+    }
+
+    /// Whether incarnation `incarnation` of process `index` came from a recycle (it replaced
+    /// a live, quiescent process: nothing of the previous one needs reconciling or resuming).
+    pub fn is_recycled(&self, index: usize, incarnation: u64) -> bool {
+        self.shared.processes.get(index).is_some_and(|slot| {
+            incarnation != 0 && slot.recycled.load(Ordering::SeqCst) == incarnation
+        })
+    }
+
     /// Waits for process `index` to die, then restarts it, for as long as the daemon runs.
+    /// A process replaced by a recycle is not a death: the task follows its successor.
     async fn watch(self, index: usize, mut server: AppServer) {
         let Some(slot) = self.shared.processes.get(index) else {
             return;
         };
         let mut stop = self.shared.stop.subscribe();
+        let mut started = Instant::now();
         loop {
-            let started = Instant::now();
             let reason = tokio::select! {
-                reason = server.exited() => reason,
+                biased;
                 _ = stop.wait_for(|stopping| *stopping) => return,
+                () = slot.replaced.notified() => None,
+                reason = server.exited() => Some(reason),
             };
             if *stop.borrow() {
                 return;
             }
+            // Replaced while it lived (the old one's exit is expected): follow the new one.
+            let successor = lock(&slot.current)
+                .clone()
+                .filter(|now| now.pid() != server.pid());
+            if let Some(successor) = successor {
+                server = successor;
+                started = Instant::now();
+                continue;
+            }
+            let Some(reason) = reason else {
+                continue;
+            };
             tracing::warn!(process = index, %reason, "the App Server exited; restarting it");
             {
                 *lock(&slot.current) = None;
@@ -361,6 +443,7 @@ impl Supervisor {
                 *current = Some(server.clone());
                 slot.generation.send_modify(|g| *g += 1);
             }
+            started = Instant::now();
             let mut status = lock(&slot.status);
             status.state = State::Ready;
             status.pid = server.pid();

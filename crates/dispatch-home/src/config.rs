@@ -70,7 +70,21 @@ pub struct AppServerSettings {
     /// 1). Each lane lives on one of them; new lanes go to the least loaded.
     #[serde(default = "default_processes", deserialize_with = "process_count")]
     pub processes: usize,
+    /// Resident size, in MiB, above which an App Server process (its RSS plus its
+    /// children's) is replaced by a fresh one once it is quiescent: Codex keeps every thread
+    /// it ever loaded in memory, even after `thread/unsubscribe`, so this is what bounds its
+    /// memory. Its lanes resume their threads on their next operation. 0 turns it off;
+    /// default 512; at most [`MAX_RECYCLE_ABOVE_MIB`]. Linux only (read from `/proc`);
+    /// elsewhere it is accepted and does nothing.
+    #[serde(
+        default = "default_recycle_above_mib",
+        deserialize_with = "recycle_threshold"
+    )]
+    pub recycle_above_mib: u64,
 }
+
+/// The largest `[app_server] recycle_above_mib` (1 TiB).
+pub const MAX_RECYCLE_ABOVE_MIB: u64 = 1 << 20;
 
 /// The most App Server processes a daemon runs.
 pub const MAX_PROCESSES: usize = 16;
@@ -80,7 +94,25 @@ impl Default for AppServerSettings {
         AppServerSettings {
             max_loaded_idle: default_max_loaded_idle(),
             processes: default_processes(),
+            recycle_above_mib: default_recycle_above_mib(),
         }
+    }
+}
+
+/// A fresh App Server is about 80 MB and each thread it loaded costs about 1.5 MB, so 512
+/// MiB is some 280 threads loaded since its start: a recycle is rare, and the memory stays
+/// within the scale goal (600 MB for the App Server).
+fn default_recycle_above_mib() -> u64 {
+    512
+}
+
+fn recycle_threshold<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let mib = i64::deserialize(deserializer)?;
+    match u64::try_from(mib) {
+        Ok(mib) if mib <= MAX_RECYCLE_ABOVE_MIB => Ok(mib),
+        _ => Err(serde::de::Error::custom(format!(
+            "recycle_above_mib must be between 0 (off) and {MAX_RECYCLE_ABOVE_MIB}, not {mib}"
+        ))),
     }
 }
 
@@ -286,6 +318,26 @@ mod tests {
             std::fs::write(&path, format!("[app_server]\nprocesses = {bad}\n")).expect("write");
             let err = Config::load(&path).expect_err("refused");
             assert!(err.to_string().contains("processes"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn recycle_above_mib_defaults_to_512_and_refuses_negative_or_huge_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        let settings = Config::load(&path).expect("defaults").app_server;
+        assert_eq!(settings.recycle_above_mib, 512);
+        std::fs::write(&path, "[app_server]\nrecycle_above_mib = 0\n").expect("write");
+        let settings = Config::load(&path).expect("config").app_server;
+        assert_eq!(settings.recycle_above_mib, 0);
+        for bad in ["-1", "1048577", "\"big\""] {
+            std::fs::write(&path, format!("[app_server]\nrecycle_above_mib = {bad}\n"))
+                .expect("write");
+            let err = Config::load(&path).expect_err("refused");
+            assert!(
+                err.to_string().contains("recycle_above_mib"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -290,6 +290,8 @@ pub struct Script {
     /// When set, `turn/start` floods the turn with this many notifications ([`FloodPlan`])
     /// instead of the scripted two.
     pub flood: Option<usize>,
+    /// A method the fake never answers: its requests stay in flight.
+    pub unanswered: Option<String>,
 }
 
 /// The catalog `model/list` answers in test mode: [`VISION_MODEL`] (the default) takes text
@@ -355,6 +357,9 @@ fn scripted(
 ) -> std::io::Result<bool> {
     let now_s = now_ms() / 1000;
     let thread_id = params["threadId"].as_str().unwrap_or_default();
+    if script.unanswered.as_deref() == Some(method) {
+        return Ok(true);
+    }
     match method {
         "thread/resume" => {
             if script.track_loaded && !loaded.iter().any(|t| t == thread_id) {

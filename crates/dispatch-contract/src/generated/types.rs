@@ -89,6 +89,8 @@ pub struct AppServerProcess {
     pub pid: ::std::option::Option<i64>,
     ///Index in the pool, from 0.
     pub process: u64,
+    ///How many times it was replaced by a fresh process, quiescent, for being above `[app_server] recycle_above_mib` in config.toml (not restarts).
+    pub recycles: u64,
     ///How many times the daemon restarted it.
     pub restarts: u64,
     ///`ready`, `restarting` (it died; its lanes move to the other processes, and a restart is scheduled), `stopped`.

@@ -1,0 +1,279 @@
+//! Recycling an App Server process that grew too big (`[app_server] recycle_above_mib`, ADR
+//! 0022) against the scripted fake, with a threshold of 1 MiB (every fake is above it): an
+//! idle process is replaced by a fresh one (a new pid, not a restart) and its lanes reload
+//! their threads on their next operation; a process with a busy lane, a lane waiting for an
+//! approval, a lane's write lock held, or a request in flight is never recycled while so.
+//!
+//! This test binary is its own fake App Server (see `harness`).
+
+mod harness;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_contract::types::{GetInput, NewInput, NewOutput, SendInput, SendOutput};
+use dispatch_daemon::Recycled;
+use dispatch_home::Config;
+use dispatch_registry::{Fact, LaneStatus, Recorded};
+use fake_app_server::Script;
+use harness::{Daemon, Test};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::json;
+
+fn main() -> ExitCode {
+    if let Some(code) = harness::serve_fake_if_asked() {
+        return code;
+    }
+    let tests = vec![
+        trial(
+            "an_idle_process_above_the_threshold_is_recycled_and_its_lanes_reload",
+            1,
+            |d| Box::pin(an_idle_process_above_the_threshold_is_recycled_and_its_lanes_reload(d)),
+        ),
+        trial("a_process_with_a_busy_lane_is_not_recycled", 1, |d| {
+            Box::pin(a_process_with_a_busy_lane_is_not_recycled(d))
+        }),
+        trial(
+            "a_process_with_a_lane_waiting_for_an_approval_is_not_recycled",
+            1,
+            |d| Box::pin(a_process_with_a_lane_waiting_for_an_approval_is_not_recycled(d)),
+        ),
+        trial(
+            "a_process_whose_lane_write_lock_is_held_is_not_recycled",
+            1,
+            |d| Box::pin(a_process_whose_lane_write_lock_is_held_is_not_recycled(d)),
+        ),
+        trial(
+            "a_process_with_a_request_in_flight_is_not_recycled",
+            1,
+            |d| Box::pin(a_process_with_a_request_in_flight_is_not_recycled(d)),
+        ),
+        trial(
+            "only_the_idle_process_of_a_pool_is_recycled_and_a_fresh_one_never",
+            2,
+            |d| Box::pin(only_the_idle_process_of_a_pool_is_recycled_and_a_fresh_one_never(d)),
+        ),
+        Trial::test("recycling_is_off_with_zero", || {
+            run(1, 0, |d| Box::pin(recycling_is_off_with_zero(d)))
+        }),
+    ];
+    libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
+}
+
+/// A test on a daemon with `processes` fake App Servers recycled above 1 MiB, with the event
+/// pump running; `model/list` is never answered.
+fn trial(name: &'static str, processes: usize, body: Test) -> Trial {
+    Trial::test(name, move || run(processes, 1, body))
+}
+
+fn run(processes: usize, recycle_above_mib: u64, body: Test) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| Failed::from(format!("runtime: {err}")))?;
+    runtime.block_on(async move {
+        let mut config = Config::default();
+        config.app_server.processes = processes;
+        config.app_server.recycle_above_mib = recycle_above_mib;
+        let script = Script {
+            track_loaded: true,
+            unanswered: Some("model/list".to_owned()),
+            ..Script::default()
+        };
+        let daemon = Daemon::start_with(script, &config).await;
+        let pump = tokio::spawn(dispatch_daemon::pump(Arc::clone(&daemon.service)));
+        let outcome = tokio::time::timeout(Duration::from_secs(60), body(&daemon)).await;
+        daemon.service.app_server().stop().await;
+        pump.abort();
+        outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
+    })
+}
+
+impl Daemon {
+    fn pid(&self, process: usize) -> u32 {
+        self.service.app_server().statuses()[process]
+            .pid
+            .expect("a running process")
+    }
+
+    async fn new_lane(&self, name: &str) -> NewOutput {
+        self.call::<NewInput>(json!({ "name": name, "cwd": "/", "no_send": true }))
+            .await
+            .expect("new")
+    }
+
+    async fn send(&self, lane: &str, text: &str) -> SendOutput {
+        let sent: SendOutput = self
+            .call::<SendInput>(json!({ "lane": lane, "text": text }))
+            .await
+            .expect("send");
+        assert!(sent.message_accepted, "{sent:?}");
+        sent
+    }
+
+    /// The pids that were asked `method` about `thread_id`.
+    fn asked(&self, method: &str, thread_id: &str) -> Vec<u32> {
+        self.process_requests()
+            .into_iter()
+            .filter(|(_, m, t)| m == method && t == thread_id)
+            .map(|(pid, _, _)| pid)
+            .collect()
+    }
+
+    async fn set_status(&self, lane: &str, status: LaneStatus) {
+        self.service
+            .registry()
+            .record(&[Recorded {
+                lane_ref: lane.to_owned(),
+                event: None,
+                facts: vec![Fact::Status(status)],
+            }])
+            .await
+            .expect("facts");
+    }
+
+    /// Recycles process `process`, expecting it to be left alone.
+    async fn not_recycled(&self, process: usize) -> &'static str {
+        let pid = self.pid(process);
+        let outcome = self.service.recycle_if_quiescent(process).await;
+        assert_eq!(self.pid(process), pid, "{outcome:?}");
+        assert_eq!(self.service.app_server().statuses()[process].recycles, 0);
+        match outcome {
+            Recycled::NotQuiescent(why) => why,
+            other => panic!("not recycled, for being busy: {other:?}"),
+        }
+    }
+}
+
+/// One idle lane: the process is replaced by a fresh one (new pid, one recycle, no restart,
+/// no error); the lane answers `get`, and a `send` resumes its thread in the new process and
+/// starts its turn there.
+async fn an_idle_process_above_the_threshold_is_recycled_and_its_lanes_reload(d: &Daemon) {
+    let made = d.new_lane("a").await.lane.expect("a lane");
+    let old = d.pid(0);
+    let outcome = d.service.recycle_if_quiescent(0).await;
+    let Recycled::Replaced {
+        old_pid,
+        rss,
+        new_pid,
+    } = outcome
+    else {
+        panic!("recycled: {outcome:?}");
+    };
+    assert_eq!(old_pid, Some(old));
+    assert!(rss > 1024 * 1024, "{rss}");
+    let new = d.pid(0);
+    assert_ne!(new, old);
+    assert_eq!(new_pid, Some(new));
+    let status = &d.service.app_server().statuses()[0];
+    assert_eq!(
+        (
+            status.recycles,
+            status.restarts,
+            status.last_error.as_deref()
+        ),
+        (1, 0, None),
+        "{status:?}"
+    );
+    assert!(
+        d.service.loaded_threads().is_empty(),
+        "nothing is loaded in the fresh process"
+    );
+
+    d.call::<GetInput>(json!({ "lane": made.ref_ }))
+        .await
+        .expect("get after a recycle");
+    let sent = d.send(&made.ref_, "after the recycle").await;
+    assert!(sent.turn_id.is_some(), "{sent:?}");
+    assert_eq!(d.asked("thread/resume", &made.id), vec![new]);
+    assert_eq!(d.asked("turn/start", &made.id), vec![new]);
+    // The old process is gone.
+    assert!(!std::path::Path::new(&format!("/proc/{old}")).exists());
+}
+
+/// A lane running a turn (the fake never ends it) keeps its process.
+async fn a_process_with_a_busy_lane_is_not_recycled(d: &Daemon) {
+    let made = d.new_lane("busy").await.lane.expect("a lane");
+    d.send(&made.ref_, "work").await;
+    let why = d.not_recycled(0).await;
+    assert!(why.contains("busy"), "{why}");
+}
+
+/// A lane waiting for an approval keeps its process (the approval lives in it).
+async fn a_process_with_a_lane_waiting_for_an_approval_is_not_recycled(d: &Daemon) {
+    let made = d.new_lane("waiting").await.lane.expect("a lane");
+    d.set_status(&made.ref_, LaneStatus::WaitingApproval).await;
+    let why = d.not_recycled(0).await;
+    assert!(why.contains("waiting"), "{why}");
+    // Once answered (idle again), it is recycled.
+    d.set_status(&made.ref_, LaneStatus::Idle).await;
+    let outcome = d.service.recycle_if_quiescent(0).await;
+    assert!(matches!(outcome, Recycled::Replaced { .. }), "{outcome:?}");
+}
+
+/// A lane whose write lock is held (a turn is about to start on it) keeps its process.
+async fn a_process_whose_lane_write_lock_is_held_is_not_recycled(d: &Daemon) {
+    let made = d.new_lane("locked").await.lane.expect("a lane");
+    let writer = d.service.lane_lock(&made.ref_).await;
+    let why = d.not_recycled(0).await;
+    assert!(why.contains("write"), "{why}");
+    drop(writer);
+}
+
+/// A request of the daemon that waits for its answer keeps the process.
+async fn a_process_with_a_request_in_flight_is_not_recycled(d: &Daemon) {
+    d.new_lane("idle").await.lane.expect("a lane");
+    let (server, _) = d.service.app_server().current_of(0).expect("serving");
+    let asking = server.clone();
+    let asked = tokio::spawn(async move { asking.request("model/list", json!({})).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.requests_in_flight() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never in flight");
+        tokio::task::yield_now().await;
+    }
+    let why = d.not_recycled(0).await;
+    assert!(why.contains("request"), "{why}");
+    asked.abort();
+}
+
+/// Two processes, an idle lane on the first and a busy one on the second: only the first is
+/// recycled; a process that loaded nothing since it started is never recycled.
+async fn only_the_idle_process_of_a_pool_is_recycled_and_a_fresh_one_never(d: &Daemon) {
+    let idle = d.new_lane("idle").await.lane.expect("a lane");
+    let busy = d.new_lane("busy").await.lane.expect("a lane");
+    d.send(&busy.ref_, "work").await;
+    let busy_pid = d.asked("turn/start", &busy.id)[0];
+    let busy_process = usize::from(busy_pid != d.pid(0));
+    let idle_process = 1 - busy_process;
+    assert_eq!(d.asked("thread/start", "").len(), 2);
+    d.not_recycled(busy_process).await;
+    let outcome = d.service.recycle_if_quiescent(idle_process).await;
+    assert!(matches!(outcome, Recycled::Replaced { .. }), "{outcome:?}");
+    assert_eq!(
+        d.service.recycle_if_quiescent(idle_process).await,
+        Recycled::Fresh,
+        "nothing loaded since"
+    );
+    // The busy lane's turn goes on.
+    let row = d
+        .service
+        .registry()
+        .lane(&busy.ref_)
+        .await
+        .expect("registry")
+        .expect("lane");
+    assert_eq!(row.status, LaneStatus::Busy, "{row:?}");
+    d.send(&idle.ref_, "again").await;
+    assert_eq!(
+        d.asked("thread/resume", &idle.id),
+        vec![d.pid(idle_process)]
+    );
+}
+
+/// `recycle_above_mib = 0` turns it off.
+async fn recycling_is_off_with_zero(d: &Daemon) {
+    d.new_lane("a").await.lane.expect("a lane");
+    assert_eq!(d.service.recycle_if_quiescent(0).await, Recycled::Off);
+}
