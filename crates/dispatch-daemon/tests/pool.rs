@@ -14,9 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dispatch_contract::types::{
-    DaemonStatusInput, DaemonStatusOutput, GoalGetInput, NewInput, NewOutput, SendInput, SendOutput,
-};
+use dispatch_contract::types::{DaemonStatusInput, DaemonStatusOutput, GoalGetInput};
 use dispatch_home::Config;
 use dispatch_registry::{Fact, LaneRow, LaneStatus, Ownership, Recorded, TurnStatus};
 use fake_app_server::Script;
@@ -106,21 +104,6 @@ impl Daemon {
             .iter()
             .map(|p| u32::try_from(p.pid.expect("a running process")).expect("pid"))
             .collect()
-    }
-
-    async fn new_lane(&self, name: &str) -> NewOutput {
-        self.call::<NewInput>(json!({ "name": name, "cwd": "/", "no_send": true }))
-            .await
-            .expect("new")
-    }
-
-    async fn send(&self, lane: &str, text: &str) -> SendOutput {
-        let sent: SendOutput = self
-            .call::<SendInput>(json!({ "lane": lane, "text": text }))
-            .await
-            .expect("send");
-        assert!(sent.message_accepted, "{sent:?}");
-        sent
     }
 
     async fn row(&self, lane: &str) -> LaneRow {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dispatch_contract::types::{GetInput, NewInput, NewOutput, SendInput, SendOutput};
+use dispatch_contract::types::GetInput;
 use dispatch_daemon::Recycled;
 use dispatch_home::Config;
 use dispatch_registry::{Fact, LaneStatus, Recorded};
@@ -96,21 +96,6 @@ impl Daemon {
         self.service.app_server().statuses()[process]
             .pid
             .expect("a running process")
-    }
-
-    async fn new_lane(&self, name: &str) -> NewOutput {
-        self.call::<NewInput>(json!({ "name": name, "cwd": "/", "no_send": true }))
-            .await
-            .expect("new")
-    }
-
-    async fn send(&self, lane: &str, text: &str) -> SendOutput {
-        let sent: SendOutput = self
-            .call::<SendInput>(json!({ "lane": lane, "text": text }))
-            .await
-            .expect("send");
-        assert!(sent.message_accepted, "{sent:?}");
-        sent
     }
 
     /// The pids that were asked `method` about `thread_id`.

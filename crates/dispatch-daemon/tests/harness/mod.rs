@@ -117,6 +117,25 @@ impl Daemon {
         run_operation(&*self.service, input).await
     }
 
+    /// `new` without a first message: a lane with a thread, in `/`.
+    pub async fn new_lane(&self, name: &str) -> dispatch_contract::types::NewOutput {
+        self.call::<dispatch_contract::types::NewInput>(
+            json!({ "name": name, "cwd": "/", "no_send": true }),
+        )
+        .await
+        .expect("new")
+    }
+
+    /// `send` of `text` to `lane`, which must be accepted.
+    pub async fn send(&self, lane: &str, text: &str) -> dispatch_contract::types::SendOutput {
+        let sent: dispatch_contract::types::SendOutput = self
+            .call::<dispatch_contract::types::SendInput>(json!({ "lane": lane, "text": text }))
+            .await
+            .expect("send");
+        assert!(sent.message_accepted, "{sent:?}");
+        sent
+    }
+
     /// A lane in the registry, on a thread of its own (`thread-<name>`).
     pub async fn lane(&self, name: &str, ownership: Ownership) -> LaneRow {
         self.service
