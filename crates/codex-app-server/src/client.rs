@@ -61,6 +61,8 @@ pub struct SpawnOptions {
     pub args: Vec<OsString>,
     /// Extra environment variables (e.g. `CODEX_HOME`); the rest is inherited.
     pub envs: Vec<(OsString, OsString)>,
+    /// Variables removed from the child's environment (inherited from this process).
+    pub env_removed: Vec<OsString>,
     /// Working directory of the child (inherited when `None`).
     pub cwd: Option<PathBuf>,
     /// `clientInfo` sent at `initialize` (Codex puts its name in its user agent).
@@ -104,6 +106,7 @@ impl SpawnOptions {
             bin: bin.into(),
             args: Vec::new(),
             envs: Vec::new(),
+            env_removed: Vec::new(),
             cwd: None,
             client_info: ClientInfo {
                 name: "dispatch".into(),
@@ -129,6 +132,13 @@ impl SpawnOptions {
     #[must_use]
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Remove an inherited environment variable from the child's environment.
+    #[must_use]
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.env_removed.push(key.into());
         self
     }
 
@@ -319,6 +329,9 @@ impl AppServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        for key in &options.env_removed {
+            command.env_remove(key);
+        }
         if let Some(cwd) = &options.cwd {
             command.current_dir(cwd);
         }

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 
 use dispatch_registry::LATEST_SCHEMA_VERSION;
-use support::Home;
+use support::{Home, Run, dispatch_bin};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path)
@@ -231,4 +231,61 @@ fn unknown_flags_and_missing_fields_are_invalid_input_on_the_cli() {
         human.stderr.contains("limit") && human.stderr.contains("hint: "),
         "{human:?}"
     );
+}
+
+/// The environment of process `pid`, as `KEY=VALUE` strings.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn environ(pid: &serde_json::Value) -> Vec<String> {
+    let pid = pid.as_u64().expect("a pid");
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .expect("read environ")
+        .split(|b| *b == 0)
+        .map(|kv| String::from_utf8_lossy(kv).into_owned())
+        .collect()
+}
+
+/// `dispatch up` gives the daemon its allocator settings (large blocks go back to the system
+/// when freed, ADR 0021), unless the user set `GLIBC_TUNABLES`; the App Server, and what it
+/// runs for the user, never inherits ours.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_daemon_gets_its_allocator_settings_and_the_app_server_does_not() {
+    let ours = format!("GLIBC_TUNABLES={}", dispatch_home::DAEMON_GLIBC_TUNABLES);
+    let marker = format!("{}=", dispatch_home::DAEMON_TUNABLES_MARKER);
+    for users in [None, Some("glibc.malloc.arena_max=2")] {
+        let home = Home::new();
+        let mut up = home.command(&dispatch_bin());
+        up.args(["up", "--json"]);
+        match users {
+            Some(value) => up.env("GLIBC_TUNABLES", value),
+            None => up.env_remove("GLIBC_TUNABLES"),
+        };
+        let up: Run = up.output().expect("run dispatch up").into();
+        up.ok_json();
+        let status = home.json(&["daemon", "status"]).ok_json();
+        let daemon = environ(&status["pid"]);
+        let app_server = environ(&status["app_server"]["pid"]);
+        match users {
+            None => {
+                assert!(daemon.contains(&ours), "{daemon:?}");
+                assert!(
+                    !app_server
+                        .iter()
+                        .any(|kv| kv.starts_with("GLIBC_TUNABLES="))
+                );
+            }
+            Some(value) => {
+                let theirs = format!("GLIBC_TUNABLES={value}");
+                assert!(daemon.contains(&theirs), "{daemon:?}");
+                assert!(app_server.contains(&theirs), "{app_server:?}");
+            }
+        }
+        assert_eq!(
+            daemon.iter().any(|kv| kv.starts_with(&marker)),
+            users.is_none(),
+            "the marker goes with our settings only"
+        );
+        assert!(!app_server.iter().any(|kv| kv.starts_with(&marker)));
+        home.run(&["down"]);
+    }
 }

@@ -68,7 +68,21 @@ pub async fn start(paths: &Paths, launch: &DaemonLaunch) -> Result<Started, Disp
         .with_hint("install dispatchd next to dispatch or on PATH, or set DISPATCH_DAEMON_BIN")
     })?;
     let log = open_private(&paths.log, Access::Append)?;
-    let mut child = tokio::process::Command::new(&bin)
+    let mut command = tokio::process::Command::new(&bin);
+    // glibc raises its threshold for serving an allocation with its own mapping to the size of
+    // the largest block freed, up to 32 MiB; after a few large answers (`list` of 1,000 lanes
+    // builds buffers of ~500 KiB) every later one comes from the heap and stays resident. A
+    // fixed threshold gives each large buffer back when it is freed (ADR 0021). A
+    // `GLIBC_TUNABLES` of the user's own is left as it is; the daemon does not pass ours on
+    // to the App Server.
+    if cfg!(all(target_os = "linux", target_env = "gnu"))
+        && std::env::var_os("GLIBC_TUNABLES").is_none()
+    {
+        command
+            .env("GLIBC_TUNABLES", dispatch_home::DAEMON_GLIBC_TUNABLES)
+            .env(dispatch_home::DAEMON_TUNABLES_MARKER, "1");
+    }
+    let mut child = command
         .arg("run")
         .env("DISPATCH_HOME", &paths.home)
         .env("DISPATCH_SOCKET", &paths.socket)

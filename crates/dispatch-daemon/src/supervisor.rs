@@ -94,7 +94,14 @@ fn unavailable(message: String) -> DispatchError {
 }
 
 async fn spawn(bin: &Path) -> Result<AppServer, String> {
-    let options = SpawnOptions::new(bin).client_info("dispatch", env!("CARGO_PKG_VERSION"));
+    let mut options = SpawnOptions::new(bin).client_info("dispatch", env!("CARGO_PKG_VERSION"));
+    // The daemon's own allocator settings (set by `dispatch up`, ADR 0021) are not passed on to
+    // Codex and the commands it runs for the user.
+    if std::env::var_os(dispatch_home::DAEMON_TUNABLES_MARKER).is_some() {
+        options = options
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove(dispatch_home::DAEMON_TUNABLES_MARKER);
+    }
     AppServer::spawn(options)
         .await
         .map_err(|err| dispatch_contract::error_chain(&err))

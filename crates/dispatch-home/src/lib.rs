@@ -21,4 +21,13 @@ pub use files::{
     Access, open_private, refuse_unsafe_file, remove_stale_pidfile, remove_stale_socket,
 };
 pub use paths::Paths;
+
+/// The glibc allocator settings `dispatch up` gives the daemon (unless `GLIBC_TUNABLES` is
+/// set already): large blocks get mappings of their own and go back to the system when freed,
+/// instead of staying in the heap after the threshold has grown (ADR 0021).
+pub const DAEMON_GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=131072";
+
+/// Set with [`DAEMON_GLIBC_TUNABLES`], so that the daemon removes both from what the App
+/// Server, and the commands it runs for the user, inherit.
+pub const DAEMON_TUNABLES_MARKER: &str = "DISPATCH_DAEMON_GLIBC_TUNABLES";
 pub use pidfile::{DaemonProbe, Pidfile, probe, signal_kill, signal_terminate, wait_released};
