@@ -11,7 +11,6 @@ mod harness;
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dispatch_contract::types::{DaemonStatusInput, DaemonStatusOutput, GoalGetInput};
@@ -19,7 +18,7 @@ use dispatch_home::Config;
 use dispatch_registry::{Fact, LaneRow, LaneStatus, Ownership, Recorded, TurnStatus};
 use fake_app_server::Script;
 use harness::{Daemon, Test};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -66,26 +65,14 @@ fn main() -> ExitCode {
 /// `max_loaded_idle`, with the event pump running.
 fn trial(name: &'static str, processes: usize, max_loaded_idle: usize, body: Test) -> Trial {
     Trial::test(name, move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|err| Failed::from(format!("runtime: {err}")))?;
-        runtime.block_on(async move {
-            let mut config = Config::default();
-            config.app_server.processes = processes;
-            config.app_server.max_loaded_idle = max_loaded_idle;
-            let script = Script {
-                track_loaded: true,
-                ..Script::default()
-            };
-            let daemon = Daemon::start_with(script, &config).await;
-            let pump = tokio::spawn(dispatch_daemon::pump(Arc::clone(&daemon.service)));
-            let outcome = tokio::time::timeout(Duration::from_secs(60), body(&daemon)).await;
-            daemon.service.app_server().stop().await;
-            pump.abort();
-            outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
-        })
+        let mut config = Config::default();
+        config.app_server.processes = processes;
+        config.app_server.max_loaded_idle = max_loaded_idle;
+        let script = Script {
+            track_loaded: true,
+            ..Script::default()
+        };
+        harness::run_pumped(script, config, body)
     })
 }
 

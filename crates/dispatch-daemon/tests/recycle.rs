@@ -9,7 +9,6 @@
 mod harness;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dispatch_contract::types::GetInput;
@@ -68,27 +67,15 @@ fn trial(name: &'static str, processes: usize, body: Test) -> Trial {
 }
 
 fn run(processes: usize, recycle_above_mib: u64, body: Test) -> Result<(), Failed> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|err| Failed::from(format!("runtime: {err}")))?;
-    runtime.block_on(async move {
-        let mut config = Config::default();
-        config.app_server.processes = processes;
-        config.app_server.recycle_above_mib = recycle_above_mib;
-        let script = Script {
-            track_loaded: true,
-            unanswered: Some("model/list".to_owned()),
-            ..Script::default()
-        };
-        let daemon = Daemon::start_with(script, &config).await;
-        let pump = tokio::spawn(dispatch_daemon::pump(Arc::clone(&daemon.service)));
-        let outcome = tokio::time::timeout(Duration::from_secs(60), body(&daemon)).await;
-        daemon.service.app_server().stop().await;
-        pump.abort();
-        outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
-    })
+    let mut config = Config::default();
+    config.app_server.processes = processes;
+    config.app_server.recycle_above_mib = recycle_above_mib;
+    let script = Script {
+        track_loaded: true,
+        unanswered: Some("model/list".to_owned()),
+        ..Script::default()
+    };
+    harness::run_pumped(script, config, body)
 }
 
 impl Daemon {
