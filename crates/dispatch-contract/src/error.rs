@@ -43,6 +43,14 @@ impl DispatchError {
         }
     }
 
+    /// This error, reported after a side effect that already happened (`done`): the same
+    /// code, the message `"<done>: <message>"`, the code's own hint and no details (the caller
+    /// usually says how to finish, and what was done, with [`Self::with_hint`] and
+    /// [`Self::with_details`]).
+    pub fn after(self, done: impl std::fmt::Display) -> Self {
+        Self::new(self.code, format!("{done}: {}", self.message))
+    }
+
     /// `invalid_input` with `message`.
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidInput, message)

@@ -475,27 +475,23 @@ impl Service {
             })
             .await
             .map_err(|err| {
-                let err = DispatchError::from(err);
-                DispatchError::new(
-                    err.code,
-                    format!(
+                DispatchError::from(err)
+                    .after(format_args!(
                         "Codex thread {thread_id} was created, but dispatch could not record \
-                         its lane: {}",
-                        err.message
-                    ),
-                )
-                .with_hint(
-                    Hint::new(
-                        "once the registry can be written, {0} adopts the thread \
+                         its lane"
+                    ))
+                    .with_hint(
+                        Hint::new(
+                            "once the registry can be written, {0} adopts the thread \
                          (observe-only); do not create a lane again for the same work",
+                        )
+                        .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
                     )
-                    .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
-                )
-                .with_details(json!({
-                    "thread_id": thread_id,
-                    "done": ["thread_created"],
-                    "worktree": tree.map(|tree| tree.path.display().to_string()),
-                }))
+                    .with_details(json!({
+                        "thread_id": thread_id,
+                        "done": ["thread_created"],
+                        "worktree": tree.map(|tree| tree.path.display().to_string()),
+                    }))
             })?;
         self.note_creation(key, None, Some(&lane.lane_ref), None)
             .await;

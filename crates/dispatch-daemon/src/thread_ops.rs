@@ -192,20 +192,15 @@ impl Handle<ForkInput> for Service {
             })
             .await
             .map_err(|err| {
-                let err = DispatchError::from(err);
-                DispatchError::new(
-                    err.code,
-                    format!(
-                        "Codex forked thread {thread_id}, but dispatch could not record its \
-                         lane: {}",
-                        err.message
-                    ),
-                )
-                .with_hint(
-                    Hint::new("once the registry can be written, {0} adopts the thread")
-                        .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
-                )
-                .with_details(json!({ "thread_id": thread_id, "done": ["thread_forked"] }))
+                DispatchError::from(err)
+                    .after(format_args!(
+                        "Codex forked thread {thread_id}, but dispatch could not record its lane"
+                    ))
+                    .with_hint(
+                        Hint::new("once the registry can be written, {0} adopts the thread")
+                            .run(&operations::ATTACH, json!({ "thread_id": thread_id })),
+                    )
+                    .with_details(json!({ "thread_id": thread_id, "done": ["thread_forked"] }))
             })?;
         let mut warnings = Vec::new();
         if let Err(err) = self

@@ -33,14 +33,10 @@ impl Handle<WorktreeRemoveInput> for Service {
             .set_worktree(&lane.lane_ref, None)
             .await
             .map_err(|err| {
-                let err = DispatchError::from(err);
-                DispatchError::new(
-                    err.code,
-                    format!(
-                        "the worktree {} was removed, but the registry could not forget it: {}",
-                        tree.path, err.message
-                    ),
-                )
+                DispatchError::from(err).after(format_args!(
+                    "the worktree {} was removed, but the registry could not forget it",
+                    tree.path
+                ))
             })?;
         Ok(WorktreeRemoveOutput {
             lane: lane.lane_ref,
