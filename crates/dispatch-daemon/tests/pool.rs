@@ -102,15 +102,6 @@ impl Daemon {
             .expect("the lane")
     }
 
-    /// The pids that were asked `method` about `thread_id`.
-    fn asked(&self, method: &str, thread_id: &str) -> Vec<u32> {
-        self.process_requests()
-            .into_iter()
-            .filter(|(_, m, t)| m == method && t == thread_id)
-            .map(|(pid, _, _)| pid)
-            .collect()
-    }
-
     /// Waits (bounded) until `done` holds of lane `lane`.
     async fn wait_for(&self, lane: &str, what: &str, done: impl Fn(&LaneRow) -> bool) -> LaneRow {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

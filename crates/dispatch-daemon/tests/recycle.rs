@@ -85,15 +85,6 @@ impl Daemon {
             .expect("a running process")
     }
 
-    /// The pids that were asked `method` about `thread_id`.
-    fn asked(&self, method: &str, thread_id: &str) -> Vec<u32> {
-        self.process_requests()
-            .into_iter()
-            .filter(|(_, m, t)| m == method && t == thread_id)
-            .map(|(pid, _, _)| pid)
-            .collect()
-    }
-
     async fn set_status(&self, lane: &str, status: LaneStatus) {
         self.service
             .registry()

@@ -320,8 +320,8 @@ impl RecordedRequest {
         is_goal_continuation(&self.body)
     }
 
-    /// The texts of the user-role messages of the input, in order.
-    pub fn user_texts(&self) -> Vec<String> {
+    /// The content parts of the user-role messages of the input, in order.
+    fn user_parts(&self) -> Vec<Value> {
         self.input()
             .iter()
             .filter(|item| item.get("role").and_then(Value::as_str) == Some("user"))
@@ -331,6 +331,13 @@ impl RecordedRequest {
                     .cloned()
                     .unwrap_or_default()
             })
+            .collect()
+    }
+
+    /// The texts of the user-role messages of the input, in order.
+    pub fn user_texts(&self) -> Vec<String> {
+        self.user_parts()
+            .into_iter()
             .filter_map(|c| c.get("text").and_then(Value::as_str).map(str::to_owned))
             .collect()
     }
@@ -338,15 +345,8 @@ impl RecordedRequest {
     /// The images of the user-role messages of the input, in order: each `input_image`
     /// part's `image_url` (Codex sends a local image as a `data:` URL).
     pub fn user_images(&self) -> Vec<String> {
-        self.input()
-            .iter()
-            .filter(|item| item.get("role").and_then(Value::as_str) == Some("user"))
-            .flat_map(|item| {
-                item.get("content")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+        self.user_parts()
+            .into_iter()
             .filter(|c| c.get("type").and_then(Value::as_str) == Some("input_image"))
             .filter_map(|c| {
                 c.get("image_url")

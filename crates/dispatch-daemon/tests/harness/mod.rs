@@ -136,6 +136,15 @@ impl Daemon {
         run_operation(&*self.service, input).await
     }
 
+    /// The pids that were asked `method` about `thread_id`.
+    pub fn asked(&self, method: &str, thread_id: &str) -> Vec<u32> {
+        self.process_requests()
+            .into_iter()
+            .filter(|(_, m, t)| m == method && t == thread_id)
+            .map(|(pid, _, _)| pid)
+            .collect()
+    }
+
     /// `new` without a first message: a lane with a thread, in `/`.
     pub async fn new_lane(&self, name: &str) -> dispatch_contract::types::NewOutput {
         self.call::<dispatch_contract::types::NewInput>(
