@@ -556,6 +556,11 @@ impl Service {
         if lane.archived || running_turn(&lane).is_some() {
             return Ok(());
         }
+        // Most idle transitions have nothing queued: the thread is then left as it is (not
+        // resumed after an unload or a recycle, which would undo them).
+        if !self.registry().has_claimable_queued(lane_ref).await? {
+            return Ok(());
+        }
         let (server, generation) = self.server_for(&lane.thread_id)?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;

@@ -37,6 +37,28 @@ struct Loaded {
 }
 
 impl Loaded {
+    /// Notes that incarnation `incarnation` of this process loaded `thread_id`. A newer
+    /// incarnation starts afresh; an older one (a process already replaced, whose answer came
+    /// late) is ignored, so that it never hides what the current one has loaded.
+    fn loaded_by(&mut self, incarnation: u64, thread_id: &str) {
+        if incarnation < self.generation {
+            return;
+        }
+        self.enter(incarnation);
+        self.loads += 1;
+        self.touch(thread_id);
+    }
+
+    /// Starts following incarnation `incarnation`, if it is not the one followed: nothing is
+    /// loaded in it yet.
+    fn enter(&mut self, incarnation: u64) {
+        if self.generation != incarnation {
+            self.generation = incarnation;
+            self.threads.clear();
+            self.loads = 0;
+        }
+    }
+
     /// Marks `thread_id` used now.
     fn touch(&mut self, thread_id: &str) {
         self.clock += 1;
@@ -307,13 +329,7 @@ impl Service {
             let mut processes = lock(&self.loaded);
             for (process, loaded) in processes.iter_mut().enumerate() {
                 if process == generation.process {
-                    if loaded.generation != generation.incarnation {
-                        loaded.generation = generation.incarnation;
-                        loaded.threads.clear();
-                        loaded.loads = 0;
-                    }
-                    loaded.loads += 1;
-                    loaded.touch(thread_id);
+                    loaded.loaded_by(generation.incarnation, thread_id);
                 } else {
                     loaded.threads.remove(thread_id);
                 }
@@ -365,12 +381,8 @@ impl Service {
     /// Notes that `generation` replaced its process's previous incarnation (a recycle): the
     /// threads that one had loaded are not loaded any more.
     pub(crate) fn fresh_incarnation(&self, generation: Generation) {
-        if let Some(loaded) = lock(&self.loaded).get_mut(generation.process)
-            && loaded.generation != generation.incarnation
-        {
-            loaded.generation = generation.incarnation;
-            loaded.threads.clear();
-            loaded.loads = 0;
+        if let Some(loaded) = lock(&self.loaded).get_mut(generation.process) {
+            loaded.enter(generation.incarnation);
         }
     }
 
@@ -690,4 +702,29 @@ pub(crate) fn unloadable(status: dispatch_registry::LaneStatus) -> bool {
         status,
         LaneStatus::Busy | LaneStatus::Retrying | LaneStatus::WaitingApproval
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Loaded;
+
+    #[test]
+    fn a_late_load_by_a_replaced_incarnation_does_not_hide_the_current_ones() {
+        let mut loaded = Loaded::default();
+        loaded.loaded_by(1, "a");
+        loaded.loaded_by(2, "b");
+        assert_eq!(loaded.generation, 2);
+        assert_eq!(loaded.threads.keys().collect::<Vec<_>>(), ["b"]);
+        // Incarnation 1's answer arrives after incarnation 2 took over: ignored.
+        loaded.loaded_by(1, "c");
+        assert_eq!(
+            (loaded.generation, loaded.loads),
+            (2, 1),
+            "{:?}",
+            loaded.threads
+        );
+        assert_eq!(loaded.threads.keys().collect::<Vec<_>>(), ["b"]);
+        loaded.loaded_by(2, "c");
+        assert_eq!(loaded.threads.len(), 2);
+    }
 }

@@ -30,6 +30,11 @@ fn main() -> ExitCode {
             1,
             |d| Box::pin(an_idle_process_above_the_threshold_is_recycled_and_its_lanes_reload(d)),
         ),
+        trial(
+            "a_lane_with_nothing_queued_is_not_loaded_again_after_a_recycle",
+            1,
+            |d| Box::pin(a_lane_with_nothing_queued_is_not_loaded_again_after_a_recycle(d)),
+        ),
         trial("a_process_with_a_busy_lane_is_not_recycled", 1, |d| {
             Box::pin(a_process_with_a_busy_lane_is_not_recycled(d))
         }),
@@ -154,6 +159,29 @@ async fn an_idle_process_above_the_threshold_is_recycled_and_its_lanes_reload(d:
     assert_eq!(d.asked("turn/start", &made.id), vec![new]);
     // The old process is gone.
     assert!(!std::path::Path::new(&format!("/proc/{old}")).exists());
+}
+
+/// The lane's queue is pumped at each of its idle transitions (a turn that completed). When a
+/// recycle came first, an empty queue must not resume the thread in the fresh process: that
+/// would undo the recycle (and, with many lanes, load every lane whose turn just ended).
+async fn a_lane_with_nothing_queued_is_not_loaded_again_after_a_recycle(d: &Daemon) {
+    let made = d.new_lane("a").await.lane.expect("a lane");
+    let outcome = d.service.recycle_if_quiescent(0).await;
+    assert!(matches!(outcome, Recycled::Replaced { .. }), "{outcome:?}");
+    let new = d.pid(0);
+
+    d.service.pump_queue(&made.ref_).await.expect("pumped");
+    assert!(
+        d.service.loaded_threads().is_empty(),
+        "nothing is loaded in the fresh process: {:?}",
+        d.service.loaded_threads()
+    );
+    assert_eq!(d.asked("thread/resume", &made.id), Vec::<u32>::new());
+
+    // The next message resumes it.
+    let sent = d.send(&made.ref_, "after the recycle").await;
+    assert!(sent.turn_id.is_some(), "{sent:?}");
+    assert_eq!(d.asked("thread/resume", &made.id), vec![new]);
 }
 
 /// A lane running a turn (the fake never ends it) keeps its process.

@@ -406,19 +406,12 @@ impl Registry {
     pub async fn claim_queued(&self, lane_ref: &str) -> Result<Option<DeliveryRow>, RegistryError> {
         let context = "claiming a queued delivery";
         self.write_tx(context, async |conn| {
-            let open: Vec<(String, String)> = sqlx::query_as(
-                "SELECT id, state FROM deliveries WHERE lane_ref = ? \
-                 AND state IN ('queued', 'submitting', 'ambiguous') \
-                 ORDER BY created_at_ms, id",
-            )
-            .bind(lane_ref)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(RegistryError::db_with(self.path(), context))?;
-            if open.iter().any(|(_, state)| state != "queued") {
-                return Ok(None);
-            }
-            let Some((id, _)) = open.into_iter().next() else {
+            let open: Vec<(String, String)> = sqlx::query_as(OPEN_STATES_OF_LANE)
+                .bind(lane_ref)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(self.path(), context))?;
+            let Some(id) = next_claimable(open) else {
                 return Ok(None);
             };
             sqlx::query(
@@ -432,6 +425,20 @@ impl Registry {
             Ok(Some(self.delivery_in(conn, &id).await?))
         })
         .await
+    }
+
+    /// Whether [`Registry::claim_queued`] would take a delivery of the lane now, without
+    /// taking it: its queue is not empty and not held by an open delivery.
+    pub async fn has_claimable_queued(&self, lane_ref: &str) -> Result<bool, RegistryError> {
+        let open: Vec<(String, String)> = sqlx::query_as(OPEN_STATES_OF_LANE)
+            .bind(lane_ref)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(RegistryError::db_with(
+                self.path(),
+                "reading a lane's queue",
+            ))?;
+        Ok(next_claimable(open).is_some())
     }
 
     /// The lane's deliveries that are still open (`queued`, `submitting`, `ambiguous`), oldest
@@ -484,4 +491,19 @@ impl Registry {
                 "counting queued deliveries",
             ))
     }
+}
+
+/// The ids and states of a lane's open deliveries, oldest first.
+const OPEN_STATES_OF_LANE: &str = "SELECT id, state FROM deliveries WHERE lane_ref = ? \
+     AND state IN ('queued', 'submitting', 'ambiguous') \
+     ORDER BY created_at_ms, id";
+
+/// The id of the delivery a lane's queue gives next, from its open deliveries (`id`, `state`)
+/// oldest first: the oldest, if every open one is `queued` (a `submitting` or `ambiguous`
+/// one holds the queue).
+fn next_claimable(open: Vec<(String, String)>) -> Option<String> {
+    if open.iter().any(|(_, state)| state != "queued") {
+        return None;
+    }
+    open.into_iter().next().map(|(id, _)| id)
 }
