@@ -61,6 +61,16 @@ impl Service {
         if self.is_loaded(generation, thread_id) {
             return Ok(());
         }
+        // In a process a recycle just put in place, wait for the old one to be gone first:
+        // until then the old one holds the thread (operations that take the lane's write lock
+        // wait for that anyway; this is for those that do not).
+        if self
+            .app_server()
+            .is_recycled(generation.process, generation.incarnation)
+            && let Some(replacing) = self.replacing.get(generation.process)
+        {
+            drop(replacing.lock().await);
+        }
         server
             .call(&ThreadResumeParams {
                 thread_id: thread_id.to_owned(),

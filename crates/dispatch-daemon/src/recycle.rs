@@ -105,6 +105,12 @@ impl Service {
                 return Recycled::SpawnFailed(err);
             }
         };
+        // Held until the old process is gone: a thread is resumed in the fresh one only then.
+        let Some(replacing) = self.replacing.get(process) else {
+            let _reason = fresh.shutdown().await;
+            return Recycled::Unavailable;
+        };
+        let replacing = replacing.lock().await;
         let replaced = {
             // No lane is placed on it, nor moved to it, while deciding.
             let homes = self.homes();
@@ -157,6 +163,7 @@ impl Service {
         // lanes' write locks are released only once the old process is gone, so that their
         // next turn resumes the thread in the fresh one.
         let reason = server.shutdown().await;
+        drop(replacing);
         drop(writers);
         tracing::debug!(process, %reason, "the recycled App Server process stopped");
         Recycled::Replaced {

@@ -11,7 +11,7 @@ mod harness;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dispatch_contract::types::GetInput;
+use dispatch_contract::types::{GetInput, GoalGetInput};
 use dispatch_daemon::Recycled;
 use dispatch_home::Config;
 use dispatch_registry::{Fact, LaneStatus, Recorded};
@@ -61,6 +61,20 @@ fn main() -> ExitCode {
         Trial::test("recycling_is_off_with_zero", || {
             run(1, 0, |d| Box::pin(recycling_is_off_with_zero(d)))
         }),
+        Trial::test(
+            "a_read_during_a_recycle_resumes_the_thread_once_the_old_process_is_gone",
+            || {
+                let script = Script {
+                    linger_ms: 500,
+                    ..recycled_script()
+                };
+                harness::run_pumped(script, recycled_config(1, 1), |d| {
+                    Box::pin(
+                        a_read_during_a_recycle_resumes_the_thread_once_the_old_process_is_gone(d),
+                    )
+                })
+            },
+        ),
     ];
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
 }
@@ -72,15 +86,26 @@ fn trial(name: &'static str, processes: usize, body: Test) -> Trial {
 }
 
 fn run(processes: usize, recycle_above_mib: u64, body: Test) -> Result<(), Failed> {
+    harness::run_pumped(
+        recycled_script(),
+        recycled_config(processes, recycle_above_mib),
+        body,
+    )
+}
+
+fn recycled_config(processes: usize, recycle_above_mib: u64) -> Config {
     let mut config = Config::default();
     config.app_server.processes = processes;
     config.app_server.recycle_above_mib = recycle_above_mib;
-    let script = Script {
+    config
+}
+
+fn recycled_script() -> Script {
+    Script {
         track_loaded: true,
         unanswered: Some("model/list".to_owned()),
         ..Script::default()
-    };
-    harness::run_pumped(script, config, body)
+    }
 }
 
 impl Daemon {
@@ -267,4 +292,43 @@ async fn only_the_idle_process_of_a_pool_is_recycled_and_a_fresh_one_never(d: &D
 async fn recycling_is_off_with_zero(d: &Daemon) {
     d.new_lane("a").await.lane.expect("a lane");
     assert_eq!(d.service.recycle_if_quiescent(0).await, Recycled::Off);
+}
+
+/// `goal get` takes no lane write lock, so it may come while a recycle replaces the lane's
+/// process. The old process (which lingers 500 ms after being told to stop, as Codex finishing
+/// its writes) still holds the thread, and Codex refuses a second writer: the thread is resumed
+/// in the fresh process only once the old one is gone, and the read succeeds.
+async fn a_read_during_a_recycle_resumes_the_thread_once_the_old_process_is_gone(d: &Daemon) {
+    let made = d.new_lane("a").await.lane.expect("a lane");
+    let old = d.pid(0);
+    let mut generations = d.service.app_server().generations(0);
+    generations.borrow_and_update();
+    let service = std::sync::Arc::clone(&d.service);
+    let recycle = tokio::spawn(async move { service.recycle_if_quiescent(0).await });
+    tokio::time::timeout(Duration::from_secs(10), generations.changed())
+        .await
+        .expect("the fresh process in place within 10 s")
+        .expect("the supervisor runs");
+
+    d.call::<GoalGetInput>(json!({ "lane": made.ref_ }))
+        .await
+        .expect("goal get during a recycle");
+    let outcome = recycle.await.expect("the recycle task");
+    let Recycled::Replaced { new_pid, .. } = outcome else {
+        panic!("recycled: {outcome:?}");
+    };
+    let new = new_pid.expect("a fresh pid");
+    let log: Vec<String> = d
+        .process_requests()
+        .into_iter()
+        .map(|(pid, method, thread)| format!("{pid} {method} {thread}").trim().to_owned())
+        .collect();
+    let exited = log.iter().position(|l| *l == format!("{old} exit"));
+    let resumed = log
+        .iter()
+        .position(|l| *l == format!("{new} thread/resume {}", made.id));
+    assert!(
+        matches!((exited, resumed), (Some(e), Some(r)) if e < r),
+        "resumed in {new} only after {old} exited: {log:#?}"
+    );
 }

@@ -292,6 +292,9 @@ pub struct Script {
     pub flood: Option<usize>,
     /// A method the fake never answers: its requests stay in flight.
     pub unanswered: Option<String>,
+    /// How long the fake takes to exit once its stdin is closed, in milliseconds (Codex
+    /// finishing its writes); with a `process_log`, `<pid> exit` is logged as it exits.
+    pub linger_ms: u64,
 }
 
 /// The catalog `model/list` answers in test mode: [`VISION_MODEL`] (the default) takes text
@@ -576,6 +579,16 @@ pub fn run() -> anyhow::Result<()> {
             )?,
         }
         out.flush()?;
+    }
+    if let Some(script) = &script {
+        std::thread::sleep(std::time::Duration::from_millis(script.linger_ms));
+        if let Some(log) = &script.process_log {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)?;
+            writeln!(file, "{} exit", std::process::id())?;
+        }
     }
     Ok(())
 }
