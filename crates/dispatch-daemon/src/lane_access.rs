@@ -61,15 +61,17 @@ impl Service {
         if self.is_loaded(generation, thread_id) {
             return Ok(());
         }
-        // In a process a recycle just put in place, wait for the old one to be gone first:
+        // In a process a recycle is putting in place, wait for the old one to be gone first:
         // until then the old one holds the thread (operations that take the lane's write lock
-        // wait for that anyway; this is for those that do not).
-        if self
-            .app_server()
-            .is_recycled(generation.process, generation.incarnation)
-            && let Some(replacing) = self.replacing.get(generation.process)
-        {
-            drop(replacing.lock().await);
+        // wait for that anyway; this is for those that do not). Bounded by the old one's
+        // shutdown grace.
+        if let Some(replacing) = self.replacing.get(generation.process) {
+            let mut gate = replacing.subscribe();
+            // The value seen is dropped at once: a `Ref` held would block the recycle.
+            let _gone = gate
+                .wait_for(|fresh| *fresh != generation.incarnation)
+                .await
+                .map(drop);
         }
         server
             .call(&ThreadResumeParams {

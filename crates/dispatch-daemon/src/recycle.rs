@@ -105,12 +105,9 @@ impl Service {
                 return Recycled::SpawnFailed(err);
             }
         };
-        // Held until the old process is gone: a thread is resumed in the fresh one only then.
-        let Some(replacing) = self.replacing.get(process) else {
-            let _reason = fresh.shutdown().await;
-            return Recycled::Unavailable;
-        };
-        let replacing = replacing.lock().await;
+        // Until the old process is gone, a thread is resumed in the fresh one only by the
+        // operations that wait for its lane lock (held here); the others wait for this.
+        let replacing = Replacing::start(self, process, generation.incarnation + 1);
         let replaced = {
             // No lane is placed on it, nor moved to it, while deciding.
             let homes = self.homes();
@@ -256,6 +253,30 @@ impl Service {
             return Err("one of its lanes is busy, retrying or waiting for an approval");
         }
         Ok(())
+    }
+}
+
+/// Marks incarnation `fresh` of a process as being put in place while its predecessor lives
+/// ([`Service::replacing`]), until dropped.
+struct Replacing<'a> {
+    gate: Option<&'a tokio::sync::watch::Sender<u64>>,
+}
+
+impl<'a> Replacing<'a> {
+    fn start(service: &'a Service, process: usize, fresh: u64) -> Replacing<'a> {
+        let gate = service.replacing.get(process);
+        if let Some(gate) = gate {
+            gate.send_replace(fresh);
+        }
+        Replacing { gate }
+    }
+}
+
+impl Drop for Replacing<'_> {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate {
+            gate.send_replace(0);
+        }
     }
 }
 

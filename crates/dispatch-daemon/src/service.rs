@@ -105,10 +105,10 @@ pub struct Service {
     pub(crate) recycle_above: u64,
     /// Per process: when its size was last checked for a recycle.
     pub(crate) recycle_checked: Mutex<Vec<Option<Instant>>>,
-    /// Per process: held by a recycle from the moment the fresh process takes the old one's
-    /// place until the old one is gone, so that no thread is resumed in the fresh process
-    /// while the old one still holds it (Codex refuses a second writer; see `recycle.rs`).
-    pub(crate) replacing: Vec<tokio::sync::Mutex<()>>,
+    /// Per process: the incarnation a recycle is putting in place while the one it replaces
+    /// is still alive (0: none), so that no thread is resumed in the fresh process while the
+    /// old one still holds it (Codex refuses a second writer; see `recycle.rs`).
+    pub(crate) replacing: Vec<watch::Sender<u64>>,
     stored: watch::Sender<u64>,
     idle: AtomicBool,
     policy: Policy,
@@ -169,7 +169,7 @@ impl Service {
                 .saturating_mul(1024 * 1024),
             recycle_checked: Mutex::new(vec![None; app_server.processes()]),
             replacing: (0..app_server.processes())
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| watch::Sender::new(0))
                 .collect(),
             stored: watch::channel(0).0,
             idle: AtomicBool::new(true),
