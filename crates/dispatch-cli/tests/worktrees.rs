@@ -17,32 +17,9 @@ use support::{Home, mcp_error_body};
 /// A valid 1×1 PNG.
 const PNG: &[u8] = b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x0d\x49\x44\x41\x54\x78\xda\x63\x64\x60\xf8\x5f\x0f\x00\x02\x87\x01\x80\xeb\x47\xba\x92\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A repository `app` with one commit.
-fn repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("app");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    std::fs::write(repo.join("README"), "app\n").expect("write");
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "first"]);
-    std::fs::canonicalize(repo).expect("canonical")
-}
+#[path = "../../test-support/git.rs"]
+mod git_repo;
+use git_repo::{git, repo};
 
 #[test]
 fn a_worktree_lane_runs_its_commands_in_the_worktree() {

@@ -10,7 +10,7 @@
 
 mod harness;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use dispatch_contract::ErrorCode;
@@ -59,33 +59,9 @@ fn main() -> ExitCode {
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
 }
 
-/// Runs git in `dir`, asserting success; returns its standard output.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A repository `app` with one commit and a subdirectory `src`.
-fn repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("app");
-    std::fs::create_dir_all(repo.join("src")).expect("mkdir");
-    std::fs::write(repo.join("src/main.rs"), "fn main() {}\n").expect("write");
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "first"]);
-    std::fs::canonicalize(repo).expect("canonical")
-}
+#[path = "../../test-support/git.rs"]
+mod git_repo;
+use git_repo::{git, repo};
 
 fn worktree_count(repo: &Path) -> usize {
     git(repo, &["worktree", "list", "--porcelain"])
