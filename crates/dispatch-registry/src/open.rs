@@ -15,18 +15,6 @@ use crate::{LATEST_SCHEMA_VERSION, MIGRATOR, RegistryError};
 /// Maximum number of pooled SQLite connections.
 const MAX_CONNECTIONS: u32 = 4;
 
-/// Pooled connections kept open however long they are idle: one, so that a call to an idle
-/// daemon does not open a connection first (ADR 0023).
-const MIN_CONNECTIONS: u32 = 1;
-
-/// How long a pooled connection beyond [`MIN_CONNECTIONS`] may stay idle before the pool
-/// closes it (sqlx's default is 10 minutes). Each SQLite connection has a thread of its own in
-/// sqlx, its page cache (up to [`probe::POOL_CACHE_KIB`]) and its lookaside memory; a burst of
-/// concurrent reads opens up to [`MAX_CONNECTIONS`], and an idle daemon gives them back within
-/// one to two of these periods (the pool checks once per period) instead of keeping them
-/// (ADR 0023).
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Page cache of the ingest connection, in KiB (SQLite's negative `cache_size`).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
@@ -98,8 +86,6 @@ impl Registry {
     pub(crate) async fn connect_and_migrate(path: &Path) -> Result<Registry, RegistryError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .min_connections(MIN_CONNECTIONS)
-            .idle_timeout(IDLE_TIMEOUT)
             .connect_with(probe::pool_options(path))
             .await
             .map_err(RegistryError::db_with(path, "opening the connection pool"))?;
@@ -321,24 +307,6 @@ mod tests {
             .expect("ingest cache_size");
         assert_eq!(ingest, -WRITER_CACHE_KIB);
         drop(writer);
-        registry.close().await;
-    }
-
-    /// The pool keeps one connection however long it is idle and closes the others after
-    /// [`IDLE_TIMEOUT`]; at most [`MAX_CONNECTIONS`] are open.
-    #[tokio::test]
-    async fn the_pool_keeps_one_idle_connection_and_closes_the_rest_after_a_minute() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let registry = Registry::open(&dir.path().join("registry.sqlite"))
-            .await
-            .expect("open");
-        let options = registry.pool.options();
-        assert_eq!(options.get_max_connections(), 4);
-        assert_eq!(options.get_min_connections(), 1);
-        assert_eq!(
-            options.get_idle_timeout(),
-            Some(std::time::Duration::from_secs(60))
-        );
         registry.close().await;
     }
 }
