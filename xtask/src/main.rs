@@ -5,12 +5,17 @@
 //! - `cargo xtask bench [--runs N] [--only NAME[,NAME...]]`: runs the benchmarks, which live
 //!   in their own crate (`crates/dispatch-bench`, run in release mode), so that this binary
 //!   depends on `dispatch-codegen` alone and `cargo xtask gen` builds even when a generated
-//!   file does not.
+//!   file does not. After the benchmarks it prints how many of the link order's symbols the
+//!   release binaries still define (see below).
+//! - `cargo xtask link-order [--check] [--bin-dir DIR]`: regenerate (or check) the symbol
+//!   ordering files of the release link (`crates/dispatch-cli/link-order/`, ADR 0023).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use dispatch_codegen::{Mode, generate};
+
+mod link_order;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,9 +24,10 @@ fn main() -> ExitCode {
         ["gen"] => run_gen(Mode::Write),
         ["gen", "--check"] => run_gen(Mode::Check),
         ["bench", rest @ ..] => run_bench(rest),
+        ["link-order", rest @ ..] => link_order::run(&root(), rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask gen [--check] | cargo xtask bench [--runs N] [--only NAME[,NAME...]] [--lanes N]"
+                "usage: cargo xtask gen [--check] | cargo xtask bench [--runs N] [--only NAME[,NAME...]] [--lanes N] | cargo xtask link-order [--check] [--bin-dir DIR]"
             );
             return ExitCode::from(2);
         }
@@ -52,7 +58,31 @@ fn run_bench(args: &[&str]) -> anyhow::Result<()> {
         .status()
         .map_err(|err| anyhow::anyhow!("running cargo: {err}"))?;
     anyhow::ensure!(status.success(), "the benchmarks failed ({status})");
+    print_link_order_coverage();
     Ok(())
+}
+
+/// One line per binary: how many of its link order's symbols the benchmarked release build
+/// defines, so that a stale ordering file shows up where its effect is measured.
+fn print_link_order_coverage() {
+    let root = root();
+    let bin_dir = std::env::var_os("DISPATCH_BENCH_BIN_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| link_order::release_dir(&root));
+    for binary in link_order::BINARIES {
+        match link_order::coverage(&root, &bin_dir.join(binary), binary) {
+            Ok((found, listed)) => {
+                let stale = if found * 100 < listed * link_order::MIN_FOUND_PERCENT {
+                    " (stale: run `cargo xtask link-order`)"
+                } else {
+                    ""
+                };
+                println!("link order of {binary}: {found} of {listed} symbols found{stale}");
+            }
+            Err(err) => println!("link order of {binary}: not checked ({err:#})"),
+        }
+    }
 }
 
 fn run_gen(mode: Mode) -> anyhow::Result<()> {

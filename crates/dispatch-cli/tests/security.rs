@@ -744,3 +744,28 @@ fn the_daemon_keeps_address_randomization_and_only_the_cli_is_fixed() {
     };
     assert_eq!(elf_type(&dispatch_bin()), cli, "dispatch's link mode");
 }
+
+/// With a glibc that reads packed relative relocations (2.36 and newer), `dispatchd` is linked
+/// with them (`-z pack-relative-relocs`): its ~40,000 relocation entries no longer make ~1 MiB
+/// of the binary resident in the daemon (ADR 0023). The binary then requires
+/// `GLIBC_ABI_DT_RELR`, which is how its dynamic string table shows it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_daemon_packs_its_relative_relocations_where_glibc_reads_them() {
+    let out = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .expect("getconf runs");
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let numbers: Vec<u32> = version
+        .trim_start_matches("glibc ")
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let binary = std::fs::read(dispatchd_bin()).expect("read dispatchd");
+    let packed = binary
+        .windows(b"GLIBC_ABI_DT_RELR".len())
+        .any(|w| w == b"GLIBC_ABI_DT_RELR");
+    let expected = numbers.len() >= 2 && (numbers[0], numbers[1]) >= (2, 36);
+    assert_eq!(packed, expected, "packed relocations with {version}");
+}
