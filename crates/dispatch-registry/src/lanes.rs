@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::Row;
 
 use crate::actions::now_ms;
 use crate::refs::random_ref;
@@ -674,7 +675,7 @@ impl Registry {
             0 => -1,
             limit => i64::from(limit),
         };
-        let text: String = sqlx::query_scalar(select_lanes!(
+        let row = sqlx::query(select_lanes!(
             "WHERE CASE \
                WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
                WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
@@ -691,7 +692,11 @@ impl Registry {
         .fetch_one(&self.pool)
         .await
         .map_err(RegistryError::db_with(self.path(), "listing lanes"))?;
-        let mut lanes = self.lanes_from(&text)?;
+        // Parsed where sqlx holds it, not copied into a `String` first.
+        let text: &str = row
+            .try_get(0)
+            .map_err(RegistryError::db_with(self.path(), "listing lanes"))?;
+        let mut lanes = self.lanes_from(text)?;
         lanes.sort_unstable_by(|a, b| {
             b.updated_at_ms
                 .cmp(&a.updated_at_ms)
