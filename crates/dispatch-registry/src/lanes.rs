@@ -9,7 +9,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use crate::actions::now_ms;
 use crate::refs::random_ref;
@@ -343,31 +342,6 @@ macro_rules! select_lanes {
 }
 pub(crate) use select_lanes;
 
-/// How many lanes one text of [`select_lane_chunks`] holds at most.
-pub(crate) const LANE_CHUNK: usize = 32;
-
-/// [`select_lanes`] for listings: the matching lanes as JSON arrays of at most [`LANE_CHUNK`]
-/// lanes each, one row per array, in no particular order; read by
-/// [`Registry::lanes_from_chunks`].
-///
-/// A listing of 1,000 lanes is over 500 KiB of JSON: as one text, SQLite grew it by
-/// doubling and sqlx copied it, each time into fresh memory (blocks that large are mapped for
-/// each call, and every page of them faults). Chunks of a few KiB are served from the heap,
-/// reused from call to call, and 32 rows cost sqlx little.
-macro_rules! select_lane_chunks {
-    ($rest:literal) => {
-        concat!(
-            "SELECT '[' || group_concat(j, ',') || ']' FROM (SELECT j, row_number() OVER () AS n \
-             FROM (SELECT ",
-            $crate::lanes::lane_json_array!(),
-            " AS j FROM lanes ",
-            $rest,
-            ")) GROUP BY (n - 1) / 32"
-        )
-    };
-}
-pub(crate) use select_lane_chunks;
-
 /// Parses the text selected by [`select_lanes`].
 pub(crate) fn parse_lanes(
     registry: &Registry,
@@ -378,40 +352,40 @@ pub(crate) fn parse_lanes(
     })
 }
 
-/// Reads a JSON array of lanes into `lanes`, converting each record as it is parsed; a record
-/// that does not convert is kept in `failed` and ends the parse.
+/// Reads the JSON array of [`select_lanes`] into rows, converting each record as it is parsed;
+/// a record that does not convert is kept in `failed` and ends the parse.
 struct Rows<'r> {
     registry: &'r Registry,
-    lanes: &'r mut Vec<LaneRow>,
     failed: Option<RegistryError>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for &mut Rows<'_> {
-    type Value = ();
+    type Value = Vec<LaneRow>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, parser: D) -> Result<(), D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, parser: D) -> Result<Vec<LaneRow>, D::Error> {
         parser.deserialize_seq(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for &mut Rows<'_> {
-    type Value = ();
+    type Value = Vec<LaneRow>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of lanes")
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<LaneRow>, A::Error> {
+        let mut rows = Vec::new();
         while let Some(record) = seq.next_element::<LaneRecord>()? {
             match record.into_row(self.registry) {
-                Ok(row) => self.lanes.push(row),
+                Ok(row) => rows.push(row),
                 Err(err) => {
                     self.failed = Some(err);
                     return Err(serde::de::Error::custom("a lane did not convert"));
                 }
             }
         }
-        Ok(())
+        Ok(rows)
     }
 }
 
@@ -719,43 +693,16 @@ impl Registry {
     /// Converts lanes read with [`select_lanes`], each as it is parsed: a page of 1,000 lanes
     /// holds no vector of raw records besides the rows (over 500 KiB of fresh memory).
     pub(crate) fn lanes_from(&self, text: &str) -> Result<Vec<LaneRow>, RegistryError> {
-        let mut lanes = Vec::new();
-        self.append_lanes(text, &mut lanes)?;
-        Ok(lanes)
-    }
-
-    /// Converts the chunks read with [`select_lane_chunks`] (a JSON array of at most
-    /// [`LANE_CHUNK`] lanes each), in any order.
-    pub(crate) fn lanes_from_chunks(
-        &self,
-        chunks: &[SqliteRow],
-        context: &'static str,
-    ) -> Result<Vec<LaneRow>, RegistryError> {
-        let mut lanes = Vec::with_capacity(chunks.len() * LANE_CHUNK);
-        for chunk in chunks {
-            // Parsed where sqlx holds it, not copied into a `String` first.
-            let text: &str = chunk
-                .try_get(0)
-                .map_err(RegistryError::db_with(self.path(), context))?;
-            self.append_lanes(text, &mut lanes)?;
-        }
-        Ok(lanes)
-    }
-
-    /// Parses a JSON array of lanes read with [`lane_json_array`], appending each to `lanes`
-    /// as it is converted.
-    fn append_lanes(&self, text: &str, lanes: &mut Vec<LaneRow>) -> Result<(), RegistryError> {
         let mut rows = Rows {
             registry: self,
-            lanes,
             failed: None,
         };
         let mut parser = serde_json::Deserializer::from_str(text);
         let parsed = serde::de::DeserializeSeed::deserialize(&mut rows, &mut parser)
-            .and_then(|()| parser.end());
+            .and_then(|lanes| parser.end().map(|()| lanes));
         match (parsed, rows.failed) {
             (_, Some(err)) => Err(err),
-            (Ok(()), None) => Ok(()),
+            (Ok(lanes), None) => Ok(lanes),
             (Err(err), None) => Err(RegistryError::corrupt(
                 self.path(),
                 format!("lanes did not read back: {err}"),
@@ -777,7 +724,7 @@ impl Registry {
             0 => -1,
             limit => i64::from(limit),
         };
-        let chunks = sqlx::query(select_lane_chunks!(
+        let row = sqlx::query(select_lanes!(
             "WHERE CASE \
                WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
                WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
@@ -791,10 +738,14 @@ impl Registry {
         .bind(filter.status.map(LaneStatus::as_str))
         .bind(filter.include_archived)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(RegistryError::db_with(self.path(), "listing lanes"))?;
-        let mut lanes = self.lanes_from_chunks(&chunks, "listing lanes")?;
+        // Parsed where sqlx holds it, not copied into a `String` first.
+        let text: &str = row
+            .try_get(0)
+            .map_err(RegistryError::db_with(self.path(), "listing lanes"))?;
+        let mut lanes = self.lanes_from(text)?;
         lanes.sort_unstable_by(|a, b| {
             b.updated_at_ms
                 .cmp(&a.updated_at_ms)
@@ -950,15 +901,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    #[test]
-    fn a_chunk_of_the_listing_query_holds_lane_chunk_lanes() {
-        let query = select_lane_chunks!("ORDER BY ref");
-        assert!(
-            query.ends_with(&format!("GROUP BY (n - 1) / {LANE_CHUNK}")),
-            "{query}"
-        );
-    }
 
     fn new_lane(thread_id: &str) -> NewLane {
         NewLane {
