@@ -479,3 +479,38 @@ async fn a_lane_that_does_not_convert_fails_the_listing_as_corrupt() {
         Some("thread-fine".to_owned())
     );
 }
+
+/// A listing of many lanes answers every lane once, newest activity first, and pages continue
+/// where the last one stopped.
+#[tokio::test]
+async fn listings_of_many_lanes_answer_each_lane_once_in_order() {
+    let (_dir, registry) = open_registry().await;
+    for n in 0..70 {
+        registry
+            .create_lane(&new_lane(&format!("thread-{n:02}")))
+            .await
+            .unwrap();
+    }
+    let all = registry.list_lanes(&LaneFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 70);
+    assert!(
+        all.windows(2)
+            .all(|w| (w[0].updated_at_ms, &w[1].lane_ref) >= (w[1].updated_at_ms, &w[0].lane_ref))
+    );
+    let filter = dispatch_registry::PageFilter::default();
+    let first = registry.list_lanes_page(&filter, None, 50).await.unwrap();
+    assert_eq!(first.lanes.len(), 50);
+    let second = registry
+        .list_lanes_page(&filter, first.next.as_ref(), 50)
+        .await
+        .unwrap();
+    assert_eq!(second.lanes.len(), 20);
+    assert!(second.next.is_none());
+    let paged: Vec<&str> = first
+        .lanes
+        .iter()
+        .chain(&second.lanes)
+        .map(|l| l.lane_ref.as_str())
+        .collect();
+    assert_eq!(paged, refs(&all));
+}
