@@ -186,19 +186,13 @@ pub(crate) fn answer(
         slot.fill(body);
         return Ok(RawValue::NULL.to_owned());
     }
-    let text = encode(
-        b"",
-        output,
-        b"",
-        hint.capacity(),
-        MAX_ANSWER_BYTES - ENVELOPE_ROOM,
-    )?
-    .ok_or_else(|| too_large_answer(op))?;
-    hint.record(text.len());
-    let text = String::from_utf8(text)
+    // A WebSocket call or a call in a batch: jsonrpsee wraps the text.
+    let text = serde_json::value::to_raw_value(output)
         .map_err(|err| DispatchError::internal(format!("encoding an output: {err}")))?;
-    RawValue::from_string(text)
-        .map_err(|err| DispatchError::internal(format!("encoding an output: {err}")))
+    if text.get().len() > MAX_ANSWER_BYTES - ENVELOPE_ROOM {
+        return Err(too_large_answer(op));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -628,7 +628,9 @@ mod tests {
         let data: serde_json::Value =
             serde_json::from_str(error.data().map_or("null", |d| d.get())).expect("data");
         assert_eq!(data["code"], "internal", "{data}");
-        // The connection still serves calls.
+        // The daemon still serves calls (on a new connection: the first one may have passed
+        // the tight idle timeout meanwhile).
+        let one_shot = crate::oneshot::connect_for_test(&served.socket).await;
         let answer = one_shot.call("echo", &json!([8])).await.expect("answered");
         assert_eq!(parsed(answer).expect("a result")["size"], json!(8));
     }
