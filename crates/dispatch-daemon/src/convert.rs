@@ -136,11 +136,12 @@ fn hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> Option<St
 
 /// What to do about a lane that needs attention, as data: text plus suggested operations.
 pub fn lane_hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> Option<Hint> {
-    let lane = json!({ "lane": row.lane_ref });
+    // Built only for a lane that gets a hint: most lanes of a long `list` get none.
+    let lane = || json!({ "lane": row.lane_ref });
     let cause = row.error_cause.as_deref();
     // `{0}` is always the operation that ends the turn.
-    let stop = |text: &str| Hint::new(text.to_owned()).run(&operations::STOP, lane.clone());
-    let send_again = json!({ "lane": row.lane_ref, "text": "<text>" });
+    let stop = |text: &str| Hint::new(text.to_owned()).run(&operations::STOP, lane());
+    let send_again = || json!({ "lane": row.lane_ref, "text": "<text>" });
     match row.status {
         registry::LaneStatus::Retrying => Some(match cause {
             Some("authentication") => stop(
@@ -162,11 +163,11 @@ pub fn lane_hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> 
                  shows whether it moves, {{0}} ends the turn",
                 (view.now_ms - since) / 1000
             ))
-            .run(&operations::WATCH, lane.clone())
+            .run(&operations::WATCH, lane())
         }),
         registry::LaneStatus::WaitingApproval => Some(
             Hint::new("a request waits for an answer: {0} lists it, {1} answers it")
-                .run(&operations::REQUESTS, lane.clone())
+                .run(&operations::REQUESTS, lane())
                 .run(
                     &operations::RESPOND,
                     json!({ "request_id": "<request-id>", "decision": "accept|decline" }),
@@ -177,14 +178,14 @@ pub fn lane_hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> 
                 "authentication failed at the model provider: run `codex login` (or fix the \
                  provider's API key), then {0} again",
             )
-            .run(&operations::SEND, send_again),
+            .run(&operations::SEND, send_again()),
             Some("network") => {
                 Hint::new("the model provider was unreachable: check the network, then {0} again")
-                    .run(&operations::SEND, send_again)
+                    .run(&operations::SEND, send_again())
             }
             _ => Hint::new("the last turn failed: {0} shows what happened; {1} tries again")
-                .run(&operations::TAIL, lane.clone())
-                .run(&operations::SEND, send_again),
+                .run(&operations::TAIL, lane())
+                .run(&operations::SEND, send_again()),
         }),
         registry::LaneStatus::Idle | registry::LaneStatus::Archived => None,
     }

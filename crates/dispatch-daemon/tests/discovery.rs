@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         trial("list_pages_with_a_cursor_bound_to_its_query", |d| {
             Box::pin(list_pages_with_a_cursor_bound_to_its_query(d))
         }),
+        trial("list_answers_exactly_the_text_it_always_did", |d| {
+            Box::pin(list_answers_exactly_the_text_it_always_did(d))
+        }),
         trial_with(
             "list_unmanaged_pages_codex_threads_that_are_not_lanes",
             codex_threads,
@@ -59,6 +62,108 @@ fn forked_threads() -> Script {
         forked_from: Some("thread-root".into()),
         ..Script::default()
     }
+}
+
+/// `list` of lanes in every state, with their stored columns pinned, answers exactly this text
+/// (members, their order, nulls and absent members): what a client reads is unchanged by
+/// how the daemon reads and encodes it (ADR 0020).
+async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
+    let names = [
+        "idle", "attached", "busy", "retrying", "waiting", "failed", "archived", "goal",
+    ];
+    for name in names {
+        let ownership = if name == "attached" {
+            Ownership::Attached
+        } else {
+            Ownership::Owned
+        };
+        d.lane(name, ownership).await;
+    }
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        d.db.display()
+    ))
+    .await
+    .expect("a second connection");
+    // Far in the future, so that no busy lane counts as stalled; one ms apart, newest first.
+    let base: i64 = 4_102_444_800_000;
+    let pinned = [
+        ("idle", "cwd = '/work/a', model = 'gpt-5', handle = 'first'"),
+        (
+            "attached",
+            "cwd = '/w\"q\\x', title = 'tab' || char(9) || 'and é'",
+        ),
+        (
+            "busy",
+            "status = 'busy', latest_turn_id = 'turn-b', latest_turn_status = 'in_progress', \
+             latest_turn_started_at_ms = 4102444700000",
+        ),
+        (
+            "retrying",
+            "status = 'busy', retry_attempts = 3, retry_error = 'upstream 502', \
+             retry_at_ms = 4102444700500, error_cause = 'network', latest_turn_id = 'turn-r', \
+             latest_turn_status = 'in_progress'",
+        ),
+        (
+            "waiting",
+            "status = 'waiting_approval', latest_turn_id = 'turn-w', \
+             latest_turn_status = 'in_progress'",
+        ),
+        (
+            "failed",
+            "status = 'error', error_cause = 'authentication', latest_turn_id = 'turn-f', \
+             latest_turn_status = 'failed', latest_turn_error = 'unauthorized', \
+             latest_turn_started_at_ms = 4102444600000, \
+             latest_turn_completed_at_ms = 4102444600250, latest_turn_duration_ms = 250, \
+             token_usage = '{\"total\":{\"totalTokens\":7}}'",
+        ),
+        ("archived", "archived = 1"),
+        (
+            "goal",
+            "goal_objective = 'ship it', goal_status = 'active', goal_token_budget = 1000, \
+             goal_tokens_used = 12, worktree_path = '/wt/goal', worktree_branch = 'dispatch/goal', \
+             worktree_repo = '/repo'",
+        ),
+    ];
+    for (i, (name, set)) in pinned.iter().enumerate() {
+        let at = base - i64::try_from(i).expect("small");
+        let sql = format!(
+            "UPDATE lanes SET {set}, ref = '{:0<6}', thread_id = 'thread-{name}', \
+             created_at_ms = {}, updated_at_ms = {at} WHERE title = '{name}' OR thread_id = 'thread-{name}'",
+            &name[..3],
+            at - 1000,
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut conn)
+            .await
+            .expect(&sql);
+        assert_eq!(done.rows_affected(), 1, "{sql}");
+    }
+    let listed = d
+        .call::<ListInput>(json!({ "all": true, "limit": 5 }))
+        .await
+        .expect("list");
+    let text = serde_json::to_string(&listed).expect("encoded");
+    let cursor = listed.next_cursor.clone().expect("a second page");
+    let expected = concat!(
+        r##"{"lanes":[{"created_at":"2099-12-31T23:59:59Z","cwd":"/work/a","goal":null,"handle":"first","hint":null,"id":"thread-idle","latest_turn":null,"model":"gpt-5","ownership":"owned","ref":"idl000","retry":null,"stalled_since":null,"status":"idle","title":"idle","updated_at":"2100-01-01T00:00:00Z","worktree":null,"writable":true,"write_locked_reason":null}"##,
+        r##",{"created_at":"2099-12-31T23:59:58.999Z","cwd":"/w\"q\\x","goal":null,"handle":null,"hint":null,"id":"thread-attached","latest_turn":null,"model":null,"ownership":"attached","ref":"att000","retry":null,"stalled_since":null,"status":"idle","title":"tab\tand é","updated_at":"2099-12-31T23:59:59.999Z","worktree":null,"writable":false,"write_locked_reason":"attached lane: dispatch observes it but does not write turns or history into a conversation it does not own"}"##,
+        r##",{"created_at":"2099-12-31T23:59:58.998Z","cwd":null,"goal":null,"handle":null,"hint":null,"id":"thread-busy","latest_turn":{"completed_at":null,"duration_ms":null,"error":null,"id":"turn-b","started_at":"2099-12-31T23:58:20Z","status":"in_progress"},"model":null,"ownership":"owned","ref":"bus000","retry":null,"stalled_since":null,"status":"busy","title":"busy","updated_at":"2099-12-31T23:59:59.998Z","worktree":null,"writable":true,"write_locked_reason":null}"##,
+        r##",{"created_at":"2099-12-31T23:59:58.997Z","cwd":null,"goal":null,"handle":null,"hint":"Codex cannot reach the model provider and keeps retrying: check the network and the provider's base_url in Codex's config.toml; `dispatch stop ret000` ends the turn","id":"thread-retrying","latest_turn":{"completed_at":null,"duration_ms":null,"error":null,"id":"turn-r","started_at":null,"status":"in_progress"},"model":null,"ownership":"owned","ref":"ret000","retry":{"at":"2099-12-31T23:58:20.5Z","attempts":3,"last_error":"upstream 502"},"stalled_since":null,"status":"retrying","title":"retrying","updated_at":"2099-12-31T23:59:59.997Z","worktree":null,"writable":true,"write_locked_reason":null}"##,
+        r##",{"created_at":"2099-12-31T23:59:58.996Z","cwd":null,"goal":null,"handle":null,"hint":"a request waits for an answer: `dispatch requests --lane wai000` lists it, `dispatch respond <request-id> 'accept|decline'` answers it","id":"thread-waiting","latest_turn":{"completed_at":null,"duration_ms":null,"error":null,"id":"turn-w","started_at":null,"status":"in_progress"},"model":null,"ownership":"owned","ref":"wai000","retry":null,"stalled_since":null,"status":"waiting_approval","title":"waiting","updated_at":"2099-12-31T23:59:59.996Z","worktree":null,"writable":true,"write_locked_reason":null}],"next_cursor":"76317c653539363664626661616639363635617c4c7c343130323434343739393939367c776169303030"}"##,
+    );
+    assert_eq!(text, expected, "{text}");
+    let second = d
+        .call::<ListInput>(json!({ "all": true, "limit": 5, "cursor": cursor }))
+        .await
+        .expect("list");
+    let text = serde_json::to_string(&second).expect("encoded");
+    let expected = concat!(
+        r##"{"lanes":[{"created_at":"2099-12-31T23:59:58.995Z","cwd":null,"goal":null,"handle":null,"hint":"authentication failed at the model provider: run `codex login` (or fix the provider's API key), then `dispatch send fai000 <text>` again","id":"thread-failed","latest_turn":{"completed_at":"2099-12-31T23:56:40.25Z","duration_ms":250,"error":"unauthorized","id":"turn-f","started_at":"2099-12-31T23:56:40Z","status":"failed"},"model":null,"ownership":"owned","ref":"fai000","retry":null,"stalled_since":null,"status":"error","title":"failed","updated_at":"2099-12-31T23:59:59.995Z","worktree":null,"writable":true,"write_locked_reason":null}"##,
+        r##",{"created_at":"2099-12-31T23:59:58.994Z","cwd":null,"goal":null,"handle":null,"hint":null,"id":"thread-archived","latest_turn":null,"model":null,"ownership":"owned","ref":"arc000","retry":null,"stalled_since":null,"status":"archived","title":"archived","updated_at":"2099-12-31T23:59:59.994Z","worktree":null,"writable":true,"write_locked_reason":null}"##,
+        r##",{"created_at":"2099-12-31T23:59:58.993Z","cwd":null,"goal":{"objective":"ship it","status":"active","token_budget":1000,"tokens_used":12},"handle":null,"hint":null,"id":"thread-goal","latest_turn":null,"model":null,"ownership":"owned","ref":"goa000","retry":null,"stalled_since":null,"status":"idle","title":"goal","updated_at":"2099-12-31T23:59:59.993Z","worktree":{"branch":"dispatch/goal","path":"/wt/goal","repo":"/repo"},"writable":true,"write_locked_reason":null}]}"##,
+    );
+    assert_eq!(text, expected, "{text}");
 }
 
 async fn list_pages_with_a_cursor_bound_to_its_query(d: &Daemon) {

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::Row;
 
 use crate::actions::now_ms;
 use crate::refs::random_ref;
@@ -351,6 +352,43 @@ pub(crate) fn parse_lanes(
     })
 }
 
+/// Reads the JSON array of [`select_lanes`] into rows, converting each record as it is parsed;
+/// a record that does not convert is kept in `failed` and ends the parse.
+struct Rows<'r> {
+    registry: &'r Registry,
+    failed: Option<RegistryError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut Rows<'_> {
+    type Value = Vec<LaneRow>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, parser: D) -> Result<Vec<LaneRow>, D::Error> {
+        parser.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut Rows<'_> {
+    type Value = Vec<LaneRow>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of lanes")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<LaneRow>, A::Error> {
+        let mut rows = Vec::new();
+        while let Some(record) = seq.next_element::<LaneRecord>()? {
+            match record.into_row(self.registry) {
+                Ok(row) => rows.push(row),
+                Err(err) => {
+                    self.failed = Some(err);
+                    return Err(serde::de::Error::custom("a lane did not convert"));
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
 /// A raw `lanes` row, as [`select_lanes`] reads it.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LaneRecord {
@@ -652,12 +690,24 @@ impl Registry {
         self.lanes_from(&text)
     }
 
-    /// Converts lanes read with [`select_lanes`].
+    /// Converts lanes read with [`select_lanes`], each as it is parsed: a page of 1,000 lanes
+    /// holds no vector of raw records besides the rows (over 500 KiB of fresh memory).
     pub(crate) fn lanes_from(&self, text: &str) -> Result<Vec<LaneRow>, RegistryError> {
-        parse_lanes(self, text)?
-            .into_iter()
-            .map(|record| record.into_row(self))
-            .collect()
+        let mut rows = Rows {
+            registry: self,
+            failed: None,
+        };
+        let mut parser = serde_json::Deserializer::from_str(text);
+        let parsed = serde::de::DeserializeSeed::deserialize(&mut rows, &mut parser)
+            .and_then(|lanes| parser.end().map(|()| lanes));
+        match (parsed, rows.failed) {
+            (_, Some(err)) => Err(err),
+            (Ok(lanes), None) => Ok(lanes),
+            (Err(err), None) => Err(RegistryError::corrupt(
+                self.path(),
+                format!("lanes did not read back: {err}"),
+            )),
+        }
     }
 
     /// The first lane read with [`select_lanes`], if any.
@@ -674,7 +724,7 @@ impl Registry {
             0 => -1,
             limit => i64::from(limit),
         };
-        let text: String = sqlx::query_scalar(select_lanes!(
+        let row = sqlx::query(select_lanes!(
             "WHERE CASE \
                WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
                WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
@@ -691,7 +741,11 @@ impl Registry {
         .fetch_one(&self.pool)
         .await
         .map_err(RegistryError::db_with(self.path(), "listing lanes"))?;
-        let mut lanes = self.lanes_from(&text)?;
+        // Parsed where sqlx holds it, not copied into a `String` first.
+        let text: &str = row
+            .try_get(0)
+            .map_err(RegistryError::db_with(self.path(), "listing lanes"))?;
+        let mut lanes = self.lanes_from(text)?;
         lanes.sort_unstable_by(|a, b| {
             b.updated_at_ms
                 .cmp(&a.updated_at_ms)

@@ -3,6 +3,7 @@
 //! it (`parent_thread_id`, when that thread is a lane).
 
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 
 use crate::lanes::{LaneRow, LaneStatus, select_lanes};
 use crate::{Registry, RegistryError};
@@ -83,7 +84,7 @@ impl Registry {
             })?),
             None => None,
         };
-        let text: String = sqlx::query_scalar(select_lanes!(
+        let row = sqlx::query(select_lanes!(
             "WHERE CASE \
                WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
                WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
@@ -109,7 +110,12 @@ impl Registry {
             self.path(),
             "listing a page of lanes",
         ))?;
-        let mut lanes = self.lanes_from(&text)?;
+        // Parsed where sqlx holds it: a page of 1,000 lanes is over 500 KiB of text.
+        let text: &str = row.try_get(0).map_err(RegistryError::db_with(
+            self.path(),
+            "listing a page of lanes",
+        ))?;
+        let mut lanes = self.lanes_from(text)?;
         lanes.sort_unstable_by(|a, b| {
             b.updated_at_ms
                 .cmp(&a.updated_at_ms)

@@ -433,3 +433,84 @@ async fn lanes_by_threads_reads_the_lanes_of_many_threads_at_once() {
     assert!(registry.lanes_by_threads(&[]).await.unwrap().is_empty());
     registry.close().await;
 }
+
+/// A lane whose stored columns do not convert makes a listing fail as a damaged registry,
+/// naming the lane; the lanes parsed before it are not answered.
+#[tokio::test]
+async fn a_lane_that_does_not_convert_fails_the_listing_as_corrupt() {
+    let (_dir, registry) = open_registry().await;
+    registry
+        .create_lane(&new_lane("thread-fine"))
+        .await
+        .unwrap();
+    let mut conn = raw(registry.path()).await;
+    // Damage as a bad disk or another tool would: past the schema's checks.
+    sqlx::query("PRAGMA ignore_check_constraints = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO lanes (ref, thread_id, ownership, status, latest_turn_id, \
+         latest_turn_status, created_at_ms, updated_at_ms) \
+         VALUES ('bad001', 'thread-bad', 'owned', 'idle', 'turn-1', 'sideways', 0, 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let listed = registry.list_lanes(&LaneFilter::default()).await;
+    let paged = registry
+        .list_lanes_page(&dispatch_registry::PageFilter::default(), None, 10)
+        .await
+        .map(|page| page.lanes);
+    for err in [listed.unwrap_err(), paged.unwrap_err()] {
+        let RegistryError::Corrupt { detail, .. } = &err else {
+            panic!("expected Corrupt, got {err:?}");
+        };
+        assert!(detail.contains("bad001"), "{detail}");
+        assert!(detail.contains("sideways"), "{detail}");
+    }
+    assert_eq!(
+        registry
+            .lane_by_thread("thread-fine")
+            .await
+            .unwrap()
+            .map(|l| l.thread_id),
+        Some("thread-fine".to_owned())
+    );
+}
+
+/// A listing of many lanes answers every lane once, newest activity first, and pages continue
+/// where the last one stopped.
+#[tokio::test]
+async fn listings_of_many_lanes_answer_each_lane_once_in_order() {
+    let (_dir, registry) = open_registry().await;
+    for n in 0..70 {
+        registry
+            .create_lane(&new_lane(&format!("thread-{n:02}")))
+            .await
+            .unwrap();
+    }
+    let all = registry.list_lanes(&LaneFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 70);
+    assert!(
+        all.windows(2)
+            .all(|w| (w[0].updated_at_ms, &w[1].lane_ref) >= (w[1].updated_at_ms, &w[0].lane_ref))
+    );
+    let filter = dispatch_registry::PageFilter::default();
+    let first = registry.list_lanes_page(&filter, None, 50).await.unwrap();
+    assert_eq!(first.lanes.len(), 50);
+    let second = registry
+        .list_lanes_page(&filter, first.next.as_ref(), 50)
+        .await
+        .unwrap();
+    assert_eq!(second.lanes.len(), 20);
+    assert!(second.next.is_none());
+    let paged: Vec<&str> = first
+        .lanes
+        .iter()
+        .chain(&second.lanes)
+        .map(|l| l.lane_ref.as_str())
+        .collect();
+    assert_eq!(paged, refs(&all));
+}

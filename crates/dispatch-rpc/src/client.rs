@@ -15,8 +15,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::net::UnixStream;
 
+use crate::answer::too_large_answer;
 use crate::listener::{MAX_REQUEST_BYTES, full_hint, refused_user_hint};
-use crate::oneshot::{Failure, MAX_RESPONSE_BYTES, OneShot};
+use crate::oneshot::{Failure, OneShot};
 use crate::server::CallParams;
 
 /// A connection to `dispatchd`.
@@ -313,18 +314,6 @@ impl DaemonClient {
             Err(Failure::TooLarge) => Err(too_large_answer(op)),
         }
     }
-}
-
-/// The daemon's answer is larger than this client reads: nothing of it is shown.
-fn too_large_answer(op: &Operation) -> DispatchError {
-    let limit = MAX_RESPONSE_BYTES;
-    DispatchError::internal(format!(
-        "the daemon's answer to `{}` is larger than {} MiB, the most this client reads",
-        op.title,
-        limit / (1024 * 1024)
-    ))
-    .with_hint("ask for less at a time: a smaller limit, then the next page with the cursor")
-    .with_details(serde_json::json!({ "op": op.id, "limit_bytes": limit }))
 }
 
 /// The daemon's result text as a `Value`: it is JSON the daemon wrote, so a failure here means

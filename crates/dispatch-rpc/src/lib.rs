@@ -9,6 +9,7 @@
 //! The socket serves only processes of the daemon's own uid, a bounded number of connections,
 //! and requests up to [`MAX_REQUEST_BYTES`]; see `listener`.
 
+mod answer;
 mod client;
 mod connections;
 mod listener;
@@ -21,6 +22,7 @@ pub mod generated {
     pub mod rpc;
 }
 
+pub use answer::MAX_ANSWER_BYTES;
 pub use client::DaemonClient;
 pub use generated::rpc::{METHODS, rpc_module};
 pub use listener::{Limits, MAX_BATCH, MAX_REQUEST_BYTES, serve, serve_with};

@@ -31,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::connections::{Guarded, Table, sweep};
-use crate::middleware::{Activity, TooLargeAnswer};
+use crate::middleware::{Activity, HttpAnswer};
 use crate::server::rpc_error;
 
 /// The largest request the daemon reads, in bytes (the whole JSON-RPC message, or the HTTP
@@ -110,7 +110,7 @@ pub async fn serve_with<D: Send + Sync + 'static>(
         .build();
     let builder = Server::builder()
         .set_config(config)
-        .set_http_middleware(tower::ServiceBuilder::new().layer_fn(TooLargeAnswer))
+        .set_http_middleware(tower::ServiceBuilder::new().layer_fn(HttpAnswer))
         .to_service_builder();
     let methods: jsonrpsee::Methods = module.into();
     let table = Arc::new(Table::new(limits));
@@ -353,6 +353,24 @@ mod tests {
                 "done"
             })
             .expect("slow");
+        let hint = crate::answer::SizeHint::default();
+        module
+            .register_async_method("echo", move |params, _, extensions| {
+                let hint = hint.clone();
+                async move {
+                    let size: usize = params.one()?;
+                    let output = json!({ "text": "é".repeat(size / 2), "size": size });
+                    let slot = extensions.get::<crate::answer::AnswerSlot>();
+                    crate::answer::answer(
+                        &dispatch_contract::operations::LIST,
+                        &output,
+                        slot,
+                        &hint,
+                    )
+                    .map_err(|err| rpc_error(&err))
+                }
+            })
+            .expect("echo");
         module
     }
 
@@ -540,6 +558,100 @@ mod tests {
         let answer = client.call("ping", &json!({ "text": big })).await;
         let error = answer.expect("an answer").expect_err("refused");
         assert_eq!(error["data"]["code"], "invalid_input", "{error}");
+    }
+
+    /// A single call's answer is the buffer its method wrote (not jsonrpsee's placeholder),
+    /// with the call's id; the same method answers the same on a WebSocket and in a batch.
+    #[tokio::test]
+    async fn a_single_call_is_answered_with_the_buffer_its_method_wrote() {
+        let served = serve_tight();
+        let one_shot = crate::oneshot::connect_for_test(&served.socket).await;
+        for size in [0, 10, 300_000, 40] {
+            let answer = one_shot
+                .call("echo", &json!([size]))
+                .await
+                .expect("answered");
+            let result = parsed(answer).expect("a result");
+            assert_eq!(result["size"], json!(size));
+            assert_eq!(result["text"].as_str().map(str::len), Some(size / 2 * 2));
+        }
+        let ws = client(&served.socket).await.expect("ws");
+        let result: serde_json::Value = ws
+            .request("echo", rpc_params![300_000])
+            .await
+            .expect("ws answer");
+        assert_eq!(result["size"], json!(300_000));
+        let batch = r#"[{"jsonrpc":"2.0","id":"a","method":"echo","params":[4]},{"jsonrpc":"2.0","id":2,"method":"echo","params":[6]}]"#;
+        let answers: serde_json::Value =
+            serde_json::from_str(&raw_post(&served.socket, batch).await).expect("json");
+        let sizes: Vec<_> = answers
+            .as_array()
+            .expect("a batch answer")
+            .iter()
+            .map(|a| (a["id"].clone(), a["result"]["size"].clone()))
+            .collect();
+        assert!(sizes.contains(&(json!("a"), json!(4))), "{answers}");
+        assert!(sizes.contains(&(json!(2), json!(6))), "{answers}");
+        let single = r#"{"jsonrpc":"2.0","id":"x\"y","method":"echo","params":[2]}"#;
+        let answer: serde_json::Value =
+            serde_json::from_str(&raw_post(&served.socket, single).await).expect("json");
+        assert_eq!(answer["id"], json!("x\"y"), "{answer}");
+        assert_eq!(answer["result"]["size"], json!(2), "{answer}");
+    }
+
+    /// An answer over the limit is dispatch's own typed error naming the limit (jsonrpsee's
+    /// oversize error has -32008, which a client reads as `lane_archived`), on both paths.
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_a_typed_error_on_every_path() {
+        let served = serve_tight();
+        let one_shot = crate::oneshot::connect_for_test(&served.socket).await;
+        let size = crate::answer::MAX_ANSWER_BYTES;
+        let error = one_shot
+            .call("echo", &json!([size]))
+            .await
+            .expect("answered")
+            .expect_err("too large");
+        assert_eq!(error["data"]["code"], "internal", "{error}");
+        assert_eq!(
+            error["data"]["details"]["limit_bytes"],
+            json!(crate::answer::MAX_ANSWER_BYTES),
+            "{error}"
+        );
+        let ws = client(&served.socket).await.expect("ws");
+        let error = ws
+            .request::<serde_json::Value, _>("echo", rpc_params![size])
+            .await
+            .expect_err("too large");
+        let jsonrpsee::core::client::Error::Call(error) = error else {
+            panic!("{error:?}");
+        };
+        let data: serde_json::Value =
+            serde_json::from_str(error.data().map_or("null", |d| d.get())).expect("data");
+        assert_eq!(data["code"], "internal", "{data}");
+        // The daemon still serves calls (on a new connection: the first one may have passed
+        // the tight idle timeout meanwhile).
+        let one_shot = crate::oneshot::connect_for_test(&served.socket).await;
+        let answer = one_shot.call("echo", &json!([8])).await.expect("answered");
+        assert_eq!(parsed(answer).expect("a result")["size"], json!(8));
+    }
+
+    /// POSTs `body` on a connection of its own and returns the answer's body.
+    async fn raw_post(socket: &std::path::Path, body: &str) -> String {
+        let mut stream = UnixStream::connect(socket).await.expect("connect");
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: dispatchd.local\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("sent");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("answered within 10 s")
+            .expect("read");
+        let answer = String::from_utf8(answer).expect("utf-8");
+        let (_head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        body.to_owned()
     }
 
     /// A one-shot answer with its result text parsed.

@@ -1,6 +1,7 @@
 //! The daemon's middleware: per connection, calls in flight are marked (the idle sweeper
 //! never closes a connection mid-call) and batches are capped; per HTTP request, the answer
-//! to a body over the size cap is dispatch's own `invalid_input`.
+//! to a body over the size cap is dispatch's own `invalid_input`, and a single call's answer
+//! is the buffer its method wrote (see `answer`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,11 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use dispatch_contract::DispatchError;
+use hyper::header::UPGRADE;
 use jsonrpsee::server::middleware::rpc::{Batch, Notification, RpcServiceT};
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, MethodResponse};
 use jsonrpsee::types::{Id, Request};
 use serde_json::json;
 
+use crate::answer::AnswerSlot;
 use crate::connections::{Conn, InFlight};
 use crate::listener::{MAX_BATCH, MAX_REQUEST_BYTES};
 use crate::server::rpc_error;
@@ -52,6 +55,11 @@ where
 
     fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         let in_flight = InFlight::start(&self.conn);
+        // Only a single call comes here (a batch's calls go through `batch`): its method may
+        // write the whole HTTP answer.
+        if let Some(slot) = request.extensions().get::<AnswerSlot>() {
+            slot.arm(&request.id);
+        }
         let call = self.inner.call(request);
         async move {
             let response = call.await;
@@ -106,13 +114,15 @@ pub(crate) fn too_large_error() -> DispatchError {
     .with_details(json!({ "limit_bytes": MAX_REQUEST_BYTES }))
 }
 
-/// HTTP middleware: jsonrpsee answers a body over the cap with HTTP 413 and its own JSON-RPC
+/// HTTP middleware. jsonrpsee answers a body over the cap with HTTP 413 and its own JSON-RPC
 /// error, whose code (-32007) is another dispatch code's; this replaces that body with
-/// dispatch's `invalid_input` naming the limit.
+/// dispatch's `invalid_input` naming the limit. And a plain HTTP request (not a WebSocket
+/// upgrade) gets an [`AnswerSlot`]: when its method wrote the answer there, that buffer is
+/// the body, instead of jsonrpsee's placeholder.
 #[derive(Debug, Clone)]
-pub(crate) struct TooLargeAnswer<S>(pub(crate) S);
+pub(crate) struct HttpAnswer<S>(pub(crate) S);
 
-impl<S, B> tower::Service<HttpRequest<B>> for TooLargeAnswer<S>
+impl<S, B> tower::Service<HttpRequest<B>> for HttpAnswer<S>
 where
     S: tower::Service<HttpRequest<B>, Response = HttpResponse>,
     S::Future: Send + 'static,
@@ -125,10 +135,18 @@ where
         self.0.poll_ready(cx)
     }
 
-    fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
+    fn call(&mut self, mut request: HttpRequest<B>) -> Self::Future {
+        let slot = (!request.headers().contains_key(UPGRADE)).then(|| {
+            let slot = AnswerSlot::default();
+            request.extensions_mut().insert(slot.clone());
+            slot
+        });
         let answer = self.0.call(request);
         Box::pin(async move {
             let response = answer.await?;
+            if let Some(body) = slot.and_then(|slot| slot.take()) {
+                return Ok(response.map(|_| HttpBody::from(body)));
+            }
             if response.status().as_u16() != 413 {
                 return Ok(response);
             }

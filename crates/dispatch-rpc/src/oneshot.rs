@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
-/// The largest answer read, in bytes: the same bound as the WebSocket client's default.
-pub(crate) const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+/// The largest answer read, in bytes: what the daemon sends at most.
+pub(crate) const MAX_RESPONSE_BYTES: usize = crate::answer::MAX_ANSWER_BYTES;
 
 /// An HTTP/1.1 connection to the daemon, kept alive between calls; calls on it take turns.
 pub(crate) struct OneShot {

@@ -9,6 +9,8 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::answer::{AnswerSlot, SizeHint, answer};
+
 /// The params of every dispatch method.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +56,11 @@ where
     R: Request,
 {
     let op = R::OPERATION;
-    let registered = module.register_async_method(op.id, move |params, service, _| {
+    let hint = SizeHint::default();
+    let registered = module.register_async_method(op.id, move |params, service, extensions| {
         let params = parse_params(&params);
+        let slot = extensions.get::<AnswerSlot>().cloned();
+        let hint = hint.clone();
         let surface = params
             .as_ref()
             .ok()
@@ -82,11 +87,11 @@ where
                     })));
                 }
                 let input = decode_input::<R>(params.input.unwrap_or_else(|| json!({})))?;
-                // Straight to JSON text: an output tree (1,000 lanes) built only to be written
-                // out was most of a large answer's cost.
+                // Straight to JSON text, once, into the buffer that becomes the HTTP body
+                // (see `answer`): an output tree (1,000 lanes) built only to be written out,
+                // and copies of the text, were most of a large answer's cost.
                 let output = run_operation(&*service, input).await?;
-                serde_json::value::to_raw_value(&output)
-                    .map_err(|err| DispatchError::internal(format!("encoding an output: {err}")))
+                answer(op, &output, slot.as_ref(), &hint)
             }
             .await;
             result.map_err(|err| rpc_error(&err))
