@@ -744,7 +744,7 @@ impl OpenUnion {
         });
         let decode = self.variants.iter().map(|(variant, _, value, _)| {
             let variant = ident(variant);
-            quote!(#value => typed(&value).map(Self::#variant),)
+            quote!(#value => typed(text).map(Self::#variant),)
         });
         let accessors = self.common_strings.iter().map(|prop| {
             let method = ident(&snake(prop));
@@ -825,24 +825,40 @@ impl OpenUnion {
                     deserializer: D,
                 ) -> ::std::result::Result<Self, D::Error> {
                     use ::serde::de::Error as _;
-                    fn typed<T: ::serde::de::DeserializeOwned>(
-                        value: &::serde_json::Value,
-                    ) -> ::std::option::Option<T> {
-                        T::deserialize(value).ok()
+                    /// The tag alone: the other fields are skipped, not kept.
+                    #[derive(::serde::Deserialize)]
+                    struct Tag<'a> {
+                        #[serde(rename = #tag, borrow, default)]
+                        kind: ::std::option::Option<::std::borrow::Cow<'a, str>>,
                     }
-                    let value = ::serde_json::Value::deserialize(deserializer)?;
-                    if !value.is_object() {
+                    fn typed<T: ::serde::de::DeserializeOwned>(
+                        text: &str,
+                    ) -> ::std::option::Option<T> {
+                        ::serde_json::from_str(text).ok()
+                    }
+                    // Kept as text and read straight into the kind's type: a `Value` tree is
+                    // built only for a kind that is unknown or does not match.
+                    let raw = <::std::boxed::Box<::serde_json::value::RawValue>
+                        as ::serde::Deserialize>::deserialize(deserializer)?;
+                    let text = raw.get();
+                    if !text.trim_start().starts_with('{') {
                         return Err(D::Error::custom(#not_object));
                     }
-                    let parsed = match value
-                        .get(#tag)
-                        .and_then(::serde_json::Value::as_str)
+                    let tag = ::serde_json::from_str::<Tag<'_>>(text).ok();
+                    let parsed = match tag
+                        .as_ref()
+                        .and_then(|tag| tag.kind.as_deref())
                         .unwrap_or_default()
                     {
                         #(#decode)*
                         _ => None,
                     };
-                    Ok(parsed.unwrap_or(Self::Other(value)))
+                    match parsed {
+                        ::std::option::Option::Some(parsed) => Ok(parsed),
+                        ::std::option::Option::None => ::serde_json::from_str(text)
+                            .map(Self::Other)
+                            .map_err(D::Error::custom),
+                    }
                 }
             }
         }

@@ -235,6 +235,31 @@ mod tests {
         assert!(serde_json::from_value::<ThreadItem>(json!("text")).is_err());
     }
 
+    /// The reader parses items from text (no `Value` tree on the way): they must come out as
+    /// they do from a `Value`, the same kinds and the same fallbacks.
+    #[test]
+    fn thread_items_read_from_text_as_from_values() {
+        for raw in [
+            json!({"type": "agentMessage", "id": "m", "text": "hi \"there\"", "extra": {"deep": [1, {"type": "x"}]}}),
+            json!({"id": "m", "text": "the tag last", "type": "agentMessage"}),
+            json!({"type": "brandNewKind", "id": "w", "query": "q"}),
+            json!({"type": "commandExecution", "id": "c"}),
+            json!({"type": 7, "id": "n"}),
+            json!({"id": "untagged"}),
+        ] {
+            let from_text: ThreadItem =
+                serde_json::from_str(&format!(" {raw} ")).expect("from text");
+            let from_value: ThreadItem = serde_json::from_value(raw.clone()).expect("from value");
+            assert_eq!(from_text, from_value, "{raw}");
+        }
+        let item: ThreadItem =
+            serde_json::from_str(r#"{"type":"agent\u004dessage","id":"m","text":"t"}"#)
+                .expect("an escaped tag");
+        assert!(matches!(item, ThreadItem::AgentMessage(_)), "{item:?}");
+        assert!(serde_json::from_str::<ThreadItem>(r#"["type"]"#).is_err());
+        assert!(serde_json::from_str::<ThreadItem>(r#""text""#).is_err());
+    }
+
     #[test]
     fn notifications_route_and_fall_back() {
         let n = ServerNotification::from_parts(

@@ -681,42 +681,55 @@ impl<'de> ::serde::Deserialize<'de> for ThreadItem {
         deserializer: D,
     ) -> ::std::result::Result<Self, D::Error> {
         use ::serde::de::Error as _;
-        fn typed<T: ::serde::de::DeserializeOwned>(
-            value: &::serde_json::Value,
-        ) -> ::std::option::Option<T> {
-            T::deserialize(value).ok()
+        /// The tag alone: the other fields are skipped, not kept.
+        #[derive(::serde::Deserialize)]
+        struct Tag<'a> {
+            #[serde(rename = "type", borrow, default)]
+            kind: ::std::option::Option<::std::borrow::Cow<'a, str>>,
         }
-        let value = ::serde_json::Value::deserialize(deserializer)?;
-        if !value.is_object() {
+        fn typed<T: ::serde::de::DeserializeOwned>(text: &str) -> ::std::option::Option<T> {
+            ::serde_json::from_str(text).ok()
+        }
+        let raw = <::std::boxed::Box<
+            ::serde_json::value::RawValue,
+        > as ::serde::Deserialize>::deserialize(deserializer)?;
+        let text = raw.get();
+        if !text.trim_start().starts_with('{') {
             return Err(D::Error::custom("a ThreadItem must be a JSON object"));
         }
-        let parsed = match value
-            .get("type")
-            .and_then(::serde_json::Value::as_str)
+        let tag = ::serde_json::from_str::<Tag<'_>>(text).ok();
+        let parsed = match tag
+            .as_ref()
+            .and_then(|tag| tag.kind.as_deref())
             .unwrap_or_default()
         {
-            "userMessage" => typed(&value).map(Self::UserMessage),
-            "hookPrompt" => typed(&value).map(Self::HookPrompt),
-            "agentMessage" => typed(&value).map(Self::AgentMessage),
-            "functionCallOutput" => typed(&value).map(Self::FunctionCallOutput),
-            "plan" => typed(&value).map(Self::Plan),
-            "reasoning" => typed(&value).map(Self::Reasoning),
-            "commandExecution" => typed(&value).map(Self::CommandExecution),
-            "fileChange" => typed(&value).map(Self::FileChange),
-            "mcpToolCall" => typed(&value).map(Self::McpToolCall),
-            "dynamicToolCall" => typed(&value).map(Self::DynamicToolCall),
-            "collabAgentToolCall" => typed(&value).map(Self::CollabAgentToolCall),
-            "subAgentActivity" => typed(&value).map(Self::SubAgentActivity),
-            "webSearch" => typed(&value).map(Self::WebSearch),
-            "imageView" => typed(&value).map(Self::ImageView),
-            "sleep" => typed(&value).map(Self::Sleep),
-            "imageGeneration" => typed(&value).map(Self::ImageGeneration),
-            "enteredReviewMode" => typed(&value).map(Self::EnteredReviewMode),
-            "exitedReviewMode" => typed(&value).map(Self::ExitedReviewMode),
-            "contextCompaction" => typed(&value).map(Self::ContextCompaction),
+            "userMessage" => typed(text).map(Self::UserMessage),
+            "hookPrompt" => typed(text).map(Self::HookPrompt),
+            "agentMessage" => typed(text).map(Self::AgentMessage),
+            "functionCallOutput" => typed(text).map(Self::FunctionCallOutput),
+            "plan" => typed(text).map(Self::Plan),
+            "reasoning" => typed(text).map(Self::Reasoning),
+            "commandExecution" => typed(text).map(Self::CommandExecution),
+            "fileChange" => typed(text).map(Self::FileChange),
+            "mcpToolCall" => typed(text).map(Self::McpToolCall),
+            "dynamicToolCall" => typed(text).map(Self::DynamicToolCall),
+            "collabAgentToolCall" => typed(text).map(Self::CollabAgentToolCall),
+            "subAgentActivity" => typed(text).map(Self::SubAgentActivity),
+            "webSearch" => typed(text).map(Self::WebSearch),
+            "imageView" => typed(text).map(Self::ImageView),
+            "sleep" => typed(text).map(Self::Sleep),
+            "imageGeneration" => typed(text).map(Self::ImageGeneration),
+            "enteredReviewMode" => typed(text).map(Self::EnteredReviewMode),
+            "exitedReviewMode" => typed(text).map(Self::ExitedReviewMode),
+            "contextCompaction" => typed(text).map(Self::ContextCompaction),
             _ => None,
         };
-        Ok(parsed.unwrap_or(Self::Other(value)))
+        match parsed {
+            ::std::option::Option::Some(parsed) => Ok(parsed),
+            ::std::option::Option::None => ::serde_json::from_str(text)
+                .map(Self::Other)
+                .map_err(D::Error::custom),
+        }
     }
 }
 ///`Account`
