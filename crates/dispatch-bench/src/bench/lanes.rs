@@ -440,6 +440,22 @@ pub fn ingest(bins: &Bins) -> anyhow::Result<Vec<Row>> {
 /// cost (a `dispatch get` is a process start) off the 2-core machine during the flood.
 const FLOOD_POLL: Duration = Duration::from_millis(100);
 
+/// User and system CPU time of process `pid` so far, in clock ticks (10 ms on Linux).
+fn cpu_ticks(pid: u64) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (tick(11), tick(12)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => anyhow::bail!("no CPU times in /proc/{pid}/stat"),
+    }
+}
+
 /// What the registry holds of a flooded lane, read beside the running daemon (read-only).
 struct FloodStored {
     events: u64,
@@ -491,6 +507,10 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
     let env = Env::new(bins, AppServer::Fake, None, &[(FLOOD_ENV, &flood_text)])?;
     env.up()?;
     let work = env.work().display().to_string();
+    let pid = env.status()?["pid"]
+        .as_u64()
+        .context("the daemon's pid in daemon status")?;
+    let cpu_before = cpu_ticks(pid)?;
     let created = env.json_within(
         &["new", "--name", "flood", "--cwd", &work, "--text", "go"],
         Duration::from_secs(120),
@@ -526,6 +546,9 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
         Ok(None)
     })
     .with_context(|| format!("{last_events}/{expected} events stored"))?;
+    // The daemon's CPU time for `new` and the flood (less sensitive than the rate to what
+    // else the machine runs), read before anything else asks it something.
+    let cpu = cpu_ticks(pid)?.saturating_sub(cpu_before);
     let db = flood_stored(&env, &lane)?;
     let stored_in = Duration::from_millis(u64::try_from(db.last_ms - db.first_ms).unwrap_or(0));
 
@@ -537,11 +560,7 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
     let (_, pruned) = log_sum(&log, "pruned old events", "pruned=");
 
     // What the daemon keeps after the flood (its queues drained).
-    let rss = env
-        .status()
-        .ok()
-        .and_then(|status| status["pid"].as_u64())
-        .and_then(|pid| super::rss_kib(pid).ok());
+    let rss = super::rss_kib(pid).ok();
 
     let (events, items) = (db.events, db.items);
     let stored = events + pruned;
@@ -558,7 +577,8 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
     }
     let mut note = format!(
         "{} sent ({} deltas folded); events stored {}/{} ({} lost), items {}/{}, turn {turn_status}; \
-         {outcome}; timed by the daemon: first to last stored event's at_ms {}",
+         {outcome}; timed by the daemon: first to last stored event's at_ms {}; daemon CPU \
+         time for new and the flood {} ms",
         thousands(plan.total as u64),
         thousands(plan.deltas() as u64),
         thousands(stored),
@@ -567,6 +587,7 @@ fn flood_once(bins: &Bins, flood: usize) -> anyhow::Result<Row> {
         thousands(items),
         thousands(plan.stored_items() as u64),
         fmt_duration(stored_in),
+        cpu * 10,
     );
     if let Some(rss) = rss {
         note.push_str(&format!(
