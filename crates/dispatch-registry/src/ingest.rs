@@ -103,7 +103,10 @@ struct ErrorChange<'a> {
 impl<'a> Plan<'a> {
     /// Folds a batch.
     fn build(batch: &'a [Recorded]) -> Plan<'a> {
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            events: Vec::with_capacity(batch.len()),
+            ..Plan::default()
+        };
         for recorded in batch {
             let lane = plan.lane(&recorded.lane_ref);
             if let Some(event) = &recorded.event {
