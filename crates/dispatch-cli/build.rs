@@ -35,7 +35,13 @@ fn main() {
     if !keep_pie {
         println!("cargo:rustc-link-arg-bin=dispatch=-no-pie");
     }
-    if default_linker() && glibc_reads_packed_relocations() {
+    let packed = default_linker() && glibc_reads_packed_relocations();
+    // For the test that checks the link did what was decided here.
+    println!(
+        "cargo:rustc-env=DISPATCH_PACKED_RELOCS={}",
+        u8::from(packed)
+    );
+    if packed {
         println!("cargo:rustc-link-arg-bin=dispatchd=-Wl,-z,pack-relative-relocs");
         if keep_pie {
             println!("cargo:rustc-link-arg-bin=dispatch=-Wl,-z,pack-relative-relocs");
@@ -84,9 +90,11 @@ fn link_order_applies() -> bool {
     release && !disabled && default_linker()
 }
 
-/// Whether the target's default linker (rust-lld) links: no linker configured for cargo
-/// (`RUSTC_LINKER`) and no linker setting in the Rust flags.
+/// Whether rust-lld links: it is Rust's default linker for x86_64 Linux with glibc only (other
+/// targets link with `cc` and GNU ld, which knows no `--symbol-ordering-file`), and only with
+/// no linker configured for cargo (`RUSTC_LINKER`) and no linker setting in the Rust flags.
 fn default_linker() -> bool {
-    std::env::var_os("RUSTC_LINKER").is_none()
+    std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|arch| arch == "x86_64")
+        && std::env::var_os("RUSTC_LINKER").is_none()
         && !std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|flags| flags.contains("link"))
 }

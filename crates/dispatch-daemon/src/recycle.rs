@@ -135,6 +135,8 @@ impl Service {
             }
         };
         if let Err((fresh, why)) = replaced {
+            // Not put in place: no incarnation waits for this one's predecessor.
+            drop(replacing);
             let _reason = fresh.shutdown().await;
             return Recycled::NotQuiescent(why);
         }

@@ -163,6 +163,17 @@ pub(crate) fn too_large_answer(op: &Operation) -> DispatchError {
     .with_details(serde_json::json!({ "op": op.id, "limit_bytes": limit }))
 }
 
+/// The error for a batch whose answers add up to more than [`MAX_ANSWER_BYTES`].
+pub(crate) fn too_large_batch() -> DispatchError {
+    let limit = MAX_ANSWER_BYTES;
+    DispatchError::internal(format!(
+        "the answers to this batch are larger than {} MiB, the most a client reads",
+        limit / (1024 * 1024)
+    ))
+    .with_hint("send fewer calls per batch, or one call per request")
+    .with_details(serde_json::json!({ "limit_bytes": limit }))
+}
+
 /// How a method answers `output`: into `slot` when it is armed (the result jsonrpsee gets is
 /// then a `null` placeholder), else as JSON text for jsonrpsee to wrap. Either way an answer
 /// over [`MAX_ANSWER_BYTES`] is [`too_large_answer`].

@@ -628,6 +628,19 @@ mod tests {
         let data: serde_json::Value =
             serde_json::from_str(error.data().map_or("null", |d| d.get())).expect("data");
         assert_eq!(data["code"], "internal", "{data}");
+        // A batch whose answers add up to more than the limit, each under it.
+        let half = crate::answer::MAX_ANSWER_BYTES * 6 / 10;
+        let batch = format!(
+            r#"[{{"jsonrpc":"2.0","id":1,"method":"echo","params":[{half}]}},{{"jsonrpc":"2.0","id":2,"method":"echo","params":[{half}]}}]"#
+        );
+        let answer: serde_json::Value =
+            serde_json::from_str(&raw_post(&served.socket, &batch).await).expect("json");
+        assert_eq!(answer["error"]["data"]["code"], "internal", "{answer}");
+        assert_eq!(
+            answer["error"]["data"]["details"]["limit_bytes"],
+            json!(crate::answer::MAX_ANSWER_BYTES),
+            "{answer}"
+        );
         // The daemon still serves calls (on a new connection: the first one may have passed
         // the tight idle timeout meanwhile).
         let one_shot = crate::oneshot::connect_for_test(&served.socket).await;

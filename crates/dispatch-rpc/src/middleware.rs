@@ -83,7 +83,16 @@ where
                 .with_details(json!({ "limit": MAX_BATCH, "size": size }));
                 MethodResponse::error(Id::Null, rpc_error(&err))
             } else {
-                inner.batch(requests).await
+                let response = inner.batch(requests).await;
+                // jsonrpsee's own code for a batch answer over the limit is another dispatch
+                // code's (`daemon_stale`): answer dispatch's typed error instead.
+                if response.as_error_code()
+                    == Some(jsonrpsee::types::error::TOO_BIG_BATCH_RESPONSE_CODE)
+                {
+                    MethodResponse::error(Id::Null, rpc_error(&crate::answer::too_large_batch()))
+                } else {
+                    response
+                }
             };
             drop(in_flight);
             response
