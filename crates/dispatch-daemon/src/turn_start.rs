@@ -3,8 +3,8 @@
 //! and what fails after that is a warning, never an error that would invite a resend.
 
 use codex_app_server::protocol::{
-    GetAccountParams, ThreadReadParams, ThreadStatus, ThreadTurnsListParams, TurnStartParams,
-    UserInput,
+    GetAccountParams, ThreadItem, ThreadReadParams, ThreadStatus, ThreadTurnsListParams,
+    TurnItemsView, TurnStartParams, UserInput,
 };
 use dispatch_contract::{DispatchError, ErrorCode, Hint, operations};
 use dispatch_registry::{Fact, LaneRow, LaneStatus};
@@ -69,14 +69,18 @@ pub(crate) enum MessageRecorded {
     Unconfirmed,
 }
 
-/// Waits for the user message of `turn_id` (carrying `client_id`) to be recorded.
+/// Waits for the user message of `turn_id` (carrying `client_id`) to be recorded. When the
+/// turn ends without the event stream having shown the message (a subscriber that fell
+/// behind misses events), Codex is asked whether the turn holds it.
 async fn message_recorded(
+    server: &codex_app_server::AppServer,
+    thread_id: &str,
     events: &mut codex_app_server::Subscription,
     turn_id: &str,
     client_id: &str,
 ) -> MessageRecorded {
     use codex_app_server::Event;
-    use codex_app_server::protocol::{ServerNotification, ThreadItem};
+    use codex_app_server::protocol::ServerNotification;
     let wait = async {
         while let Some(event) = events.recv().await {
             let Event::Notification(notification) = event else {
@@ -94,7 +98,7 @@ async fn message_recorded(
                     }
                 }
                 ServerNotification::TurnCompleted(done) if done.turn.id == turn_id => {
-                    return MessageRecorded::Lost("the turn ended before the message was recorded");
+                    return turn_holds_message(server, thread_id, turn_id, client_id).await;
                 }
                 _ => {}
             }
@@ -104,6 +108,39 @@ async fn message_recorded(
     tokio::time::timeout(RECORD_TIMEOUT, wait)
         .await
         .unwrap_or(MessageRecorded::Unconfirmed)
+}
+
+/// Whether ended turn `turn_id` holds the user message carrying `client_id`, as Codex says
+/// (`thread/turns/list` with the turns' items; the turn is among the newest).
+async fn turn_holds_message(
+    server: &codex_app_server::AppServer,
+    thread_id: &str,
+    turn_id: &str,
+    client_id: &str,
+) -> MessageRecorded {
+    let Ok(turns) = server
+        .call(&ThreadTurnsListParams {
+            thread_id: thread_id.to_owned(),
+            limit: Some(5),
+            items_view: Some(TurnItemsView::Full),
+            ..Default::default()
+        })
+        .await
+    else {
+        return MessageRecorded::Unconfirmed;
+    };
+    let Some(turn) = turns.data.iter().find(|turn| turn.id == turn_id) else {
+        return MessageRecorded::Unconfirmed;
+    };
+    let holds = turn.items.iter().any(|item| {
+        matches!(item, ThreadItem::UserMessage(message)
+            if message.client_id.as_deref().is_none_or(|id| id == client_id))
+    });
+    if holds {
+        MessageRecorded::Yes
+    } else {
+        MessageRecorded::Lost("the turn ended before the message was recorded")
+    }
 }
 
 /// A turn `start_turn` started (or steered into).
@@ -176,7 +213,8 @@ impl Service {
                 turn.id
             ));
         }
-        let recorded = message_recorded(&mut events, &turn.id, client_id).await;
+        let recorded =
+            message_recorded(server, &lane.thread_id, &mut events, &turn.id, client_id).await;
         if let MessageRecorded::Unconfirmed = recorded {
             // A warning is read like a hint: in the words of the surface that asked.
             warnings.push(

@@ -77,6 +77,10 @@ fn main() -> ExitCode {
             "a_send_to_an_unloaded_lane_loads_it_again",
             a_send_to_an_unloaded_lane_loads_it_again,
         ),
+        trial(
+            "a_message_whose_event_was_missed_is_accepted_when_codex_holds_it",
+            a_message_whose_event_was_missed_is_accepted_when_codex_holds_it,
+        ),
     ];
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
 }
@@ -564,4 +568,30 @@ async fn goal_get(d: &Daemon, lane: &LaneRow) {
 
 fn count(requests: &[String], method: &str) -> usize {
     requests.iter().filter(|m| *m == method).count()
+}
+
+/// A subscriber that falls behind (a flood of events on the App Server's connection) misses
+/// events: here the user message's `item/completed`, and then the turn ends. Codex holds the
+/// message all the same, so the send is accepted; it used to be reported as failed ("the turn
+/// ended before the message was recorded"), a side effect that happened reported as a failure.
+fn a_message_whose_event_was_missed_is_accepted_when_codex_holds_it() -> Setup {
+    let script = Script {
+        missed_user_message: true,
+        ..Script::default()
+    };
+    setup(script, |d| {
+        Box::pin(async move {
+            let lanes = idle_lanes(d, &["flooded"]).await;
+            let sent: SendOutput = d
+                .call::<SendInput>(json!({"lane": lanes[0].lane_ref, "text": "hello"}))
+                .await
+                .expect("send accepted");
+            assert!(sent.message_accepted, "{sent:?}");
+            assert!(
+                d.requests().iter().any(|m| m == "thread/turns/list"),
+                "Codex was asked: {:?}",
+                d.requests()
+            );
+        })
+    })
 }

@@ -295,6 +295,10 @@ pub struct Script {
     /// How long the fake takes to exit once its stdin is closed, in milliseconds (Codex
     /// finishing its writes); with a `process_log`, `<pid> exit` is logged as it exits.
     pub linger_ms: u64,
+    /// Whether `turn/start` completes its turn at once without sending its user message's
+    /// `item/completed` (as a subscriber that fell behind misses it); `thread/turns/list`
+    /// then shows the turn, completed, holding the message.
+    pub missed_user_message: bool,
 }
 
 /// The catalog `model/list` answers in test mode: [`VISION_MODEL`] (the default) takes text
@@ -349,9 +353,11 @@ fn scripted_turn(id: &str, status: &str, now_s: i64) -> Value {
 }
 
 /// Answers a request in test mode; `false` when test mode does not handle `method`.
+#[allow(clippy::too_many_arguments)]
 fn scripted(
     script: &Script,
     loaded: &mut Vec<String>,
+    completed: &mut Vec<Value>,
     method: &str,
     params: &Value,
     next_id: &mut u64,
@@ -381,10 +387,16 @@ fn scripted(
             reply(out, id, json!({ "thread": thread }))?;
         }
         "thread/turns/list" => {
-            let data: Vec<Value> = script
-                .turns
+            let data: Vec<Value> = completed
                 .iter()
-                .map(|(turn, status)| scripted_turn(turn, status, now_s))
+                .rev()
+                .cloned()
+                .chain(
+                    script
+                        .turns
+                        .iter()
+                        .map(|(turn, status)| scripted_turn(turn, status, now_s)),
+                )
                 .collect();
             reply(out, id, json!({ "data": data }))?;
         }
@@ -452,10 +464,19 @@ fn scripted(
             });
             let started = json!({"method": "turn/started", "params": {
                 "threadId": thread_id, "turn": turn_in_progress(&turn_id, now_s)}});
-            let completed = json!({"method": "item/completed", "params": {
-                "threadId": thread_id, "turnId": turn_id, "completedAtMs": now_ms(), "item": item}});
             writeln!(out, "{started}")?;
-            writeln!(out, "{completed}")?;
+            if script.missed_user_message {
+                let mut turn = scripted_turn(&turn_id, "completed", now_s);
+                turn["items"] = json!([item]);
+                let done = json!({"method": "turn/completed", "params": {
+                    "threadId": thread_id, "turn": turn}});
+                writeln!(out, "{done}")?;
+                completed.push(turn);
+            } else {
+                let recorded = json!({"method": "item/completed", "params": {
+                    "threadId": thread_id, "turnId": turn_id, "completedAtMs": now_ms(), "item": item}});
+                writeln!(out, "{recorded}")?;
+            }
         }
         _ => return Ok(false),
     }
@@ -481,6 +502,8 @@ pub fn run() -> anyhow::Result<()> {
     let mut next_id = 0_u64;
     // The threads this process started or resumed (`Script::track_loaded`).
     let mut loaded: Vec<String> = Vec::new();
+    // The turns this process completed with their items (`Script::missed_user_message`).
+    let mut completed: Vec<Value> = Vec::new();
     for line in stdin.lines() {
         let line = line?;
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
@@ -510,6 +533,7 @@ pub fn run() -> anyhow::Result<()> {
             if scripted(
                 script,
                 &mut loaded,
+                &mut completed,
                 method,
                 params,
                 &mut next_id,
