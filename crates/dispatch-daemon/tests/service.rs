@@ -25,7 +25,7 @@ use dispatch_home::Config;
 use dispatch_registry::{Fact, LaneRow, NewRequest, Ownership, Recorded};
 use fake_app_server::Script;
 use harness::{Daemon, Test, expect_error, now_ms};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -88,23 +88,11 @@ fn main() -> ExitCode {
 /// A test: a fresh daemon per run, on its own runtime; the fake App Server is stopped after.
 fn trial(name: &'static str, test: fn() -> Setup) -> Trial {
     Trial::test(name, move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|err| Failed::from(format!("runtime: {err}")))?;
         let setup = test();
-        runtime.block_on(async move {
-            let mut config = Config::default();
-            config.policy.allow_attached_writes = setup.allow_attached_writes;
-            config.app_server.max_loaded_idle = setup.max_loaded_idle;
-            let daemon = Daemon::start_with(setup.script, &config).await;
-            let outcome =
-                tokio::time::timeout(std::time::Duration::from_secs(60), (setup.body)(&daemon))
-                    .await;
-            daemon.service.app_server().stop().await;
-            outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
-        })
+        let mut config = Config::default();
+        config.policy.allow_attached_writes = setup.allow_attached_writes;
+        config.app_server.max_loaded_idle = setup.max_loaded_idle;
+        harness::run(setup.script, config, false, setup.body)
     })
 }
 

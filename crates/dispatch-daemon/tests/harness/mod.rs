@@ -41,6 +41,18 @@ pub fn trial(name: &'static str, body: Test) -> Trial {
 /// event pump running, on a runtime of its own; fails after 60 s. The App Servers are stopped
 /// after.
 pub fn run_pumped(script: Script, config: Config, body: Test) -> Result<(), Failed> {
+    run(script, config, true, body)
+}
+
+/// [`trial`] with the fake App Server following `script()`.
+pub fn trial_with(name: &'static str, script: fn() -> Script, body: Test) -> Trial {
+    Trial::test(name, move || run(script(), Config::default(), false, body))
+}
+
+/// Runs `body` on a daemon with `config` and the fake App Server following `script`, on a
+/// runtime of its own, with the event pump running when `pumped`; fails after 60 s. The App
+/// Servers are stopped after.
+pub fn run(script: Script, config: Config, pumped: bool, body: Test) -> Result<(), Failed> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,29 +60,13 @@ pub fn run_pumped(script: Script, config: Config, body: Test) -> Result<(), Fail
         .map_err(|err| Failed::from(format!("runtime: {err}")))?;
     runtime.block_on(async move {
         let daemon = Daemon::start_with(script, &config).await;
-        let pump = tokio::spawn(dispatch_daemon::pump(Arc::clone(&daemon.service)));
+        let pump = pumped.then(|| tokio::spawn(dispatch_daemon::pump(Arc::clone(&daemon.service))));
         let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), body(&daemon)).await;
         daemon.service.app_server().stop().await;
-        pump.abort();
+        if let Some(pump) = pump {
+            pump.abort();
+        }
         outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
-    })
-}
-
-/// [`trial`] with the fake App Server following `script()`.
-pub fn trial_with(name: &'static str, script: fn() -> Script, body: Test) -> Trial {
-    Trial::test(name, move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|err| Failed::from(format!("runtime: {err}")))?;
-        runtime.block_on(async move {
-            let daemon = Daemon::start(script(), false).await;
-            let outcome =
-                tokio::time::timeout(std::time::Duration::from_secs(60), body(&daemon)).await;
-            daemon.service.app_server().stop().await;
-            outcome.map_err(|_| Failed::from("the test did not finish within 60 s"))
-        })
     })
 }
 
