@@ -26,7 +26,7 @@ use anyhow::{Context, bail, ensure};
 pub const BINARIES: [&str; 2] = ["dispatch", "dispatchd"];
 
 /// Below this share of listed symbols found in a binary, the file is stale.
-pub const MIN_FOUND_PERCENT: usize = 90;
+const MIN_FOUND_PERCENT: usize = 90;
 
 /// The CLI calls of the scenario, after `up` and before `down`.
 const CALLS: &[&[&str]] = &[
@@ -78,7 +78,7 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         for binary in BINARIES {
             let (found, listed) = coverage(root, &bin_dir.join(binary), binary)?;
             println!("{binary}: {found} of {listed} ordered symbols found");
-            if found * 100 < listed * MIN_FOUND_PERCENT {
+            if stale_at(found, listed) {
                 stale.push(binary);
             }
         }
@@ -90,6 +90,12 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     generate(root, &bin_dir)
+}
+
+/// Whether an ordering file of which `found` of `listed` names are in its binary is stale
+/// (below [`MIN_FOUND_PERCENT`]).
+pub fn stale_at(found: usize, listed: usize) -> bool {
+    found * 100 < listed * MIN_FOUND_PERCENT
 }
 
 /// The release directory of the caller's target dir.

@@ -73,7 +73,7 @@ fn print_link_order_coverage() {
     for binary in link_order::BINARIES {
         match link_order::coverage(&root, &bin_dir.join(binary), binary) {
             Ok((found, listed)) => {
-                let stale = if found * 100 < listed * link_order::MIN_FOUND_PERCENT {
+                let stale = if link_order::stale_at(found, listed) {
                     " (stale: run `cargo xtask link-order`)"
                 } else {
                     ""
