@@ -87,15 +87,10 @@ async fn message_recorded(
                 continue;
             };
             match notification.as_ref() {
-                ServerNotification::ItemCompleted(done) if done.turn_id == turn_id => {
-                    if let ThreadItem::UserMessage(message) = &done.item
-                        && message
-                            .client_id
-                            .as_deref()
-                            .is_none_or(|id| id == client_id)
-                    {
-                        return MessageRecorded::Yes;
-                    }
+                ServerNotification::ItemCompleted(done)
+                    if done.turn_id == turn_id && is_the_message(&done.item, client_id) =>
+                {
+                    return MessageRecorded::Yes;
                 }
                 ServerNotification::TurnCompleted(done) if done.turn.id == turn_id => {
                     return turn_holds_message(server, thread_id, turn_id, client_id).await;
@@ -132,15 +127,21 @@ async fn turn_holds_message(
     let Some(turn) = turns.data.iter().find(|turn| turn.id == turn_id) else {
         return MessageRecorded::Unconfirmed;
     };
-    let holds = turn.items.iter().any(|item| {
-        matches!(item, ThreadItem::UserMessage(message)
-            if message.client_id.as_deref().is_none_or(|id| id == client_id))
-    });
-    if holds {
+    if turn
+        .items
+        .iter()
+        .any(|item| is_the_message(item, client_id))
+    {
         MessageRecorded::Yes
     } else {
         MessageRecorded::Lost("the turn ended before the message was recorded")
     }
+}
+
+/// Whether `item` is the user message carrying `client_id` (or one without a client id).
+fn is_the_message(item: &ThreadItem, client_id: &str) -> bool {
+    matches!(item, ThreadItem::UserMessage(message)
+        if message.client_id.as_deref().is_none_or(|id| id == client_id))
 }
 
 /// A turn `start_turn` started (or steered into).
