@@ -352,12 +352,19 @@ fn scripted_turn(id: &str, status: &str, now_s: i64) -> Value {
     turn
 }
 
+/// What a fake process remembers between requests in test mode.
+#[derive(Default)]
+struct State {
+    /// The threads this process started or resumed (`Script::track_loaded`).
+    loaded: Vec<String>,
+    /// The turns this process completed with their items (`Script::missed_user_message`).
+    completed: Vec<Value>,
+}
+
 /// Answers a request in test mode; `false` when test mode does not handle `method`.
-#[allow(clippy::too_many_arguments)]
 fn scripted(
     script: &Script,
-    loaded: &mut Vec<String>,
-    completed: &mut Vec<Value>,
+    state: &mut State,
     method: &str,
     params: &Value,
     next_id: &mut u64,
@@ -371,8 +378,8 @@ fn scripted(
     }
     match method {
         "thread/resume" => {
-            if script.track_loaded && !loaded.iter().any(|t| t == thread_id) {
-                loaded.push(thread_id.to_owned());
+            if script.track_loaded && !state.loaded.iter().any(|t| t == thread_id) {
+                state.loaded.push(thread_id.to_owned());
             }
             reply(out, id, thread_start_result(thread_id, "/", "fake-model"))?;
         }
@@ -387,7 +394,8 @@ fn scripted(
             reply(out, id, json!({ "thread": thread }))?;
         }
         "thread/turns/list" => {
-            let data: Vec<Value> = completed
+            let data: Vec<Value> = state
+                .completed
                 .iter()
                 .rev()
                 .cloned()
@@ -401,7 +409,7 @@ fn scripted(
             reply(out, id, json!({ "data": data }))?;
         }
         "thread/loaded/list" => {
-            let data: Vec<&String> = script.loaded.iter().chain(loaded.iter()).collect();
+            let data: Vec<&String> = script.loaded.iter().chain(state.loaded.iter()).collect();
             reply(out, id, json!({ "data": data }))?;
         }
         "thread/list" => {
@@ -471,7 +479,7 @@ fn scripted(
                 let done = json!({"method": "turn/completed", "params": {
                     "threadId": thread_id, "turn": turn}});
                 writeln!(out, "{done}")?;
-                completed.push(turn);
+                state.completed.push(turn);
             } else {
                 let recorded = json!({"method": "item/completed", "params": {
                     "threadId": thread_id, "turnId": turn_id, "completedAtMs": now_ms(), "item": item}});
@@ -500,10 +508,7 @@ pub fn run() -> anyhow::Result<()> {
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let mut next_id = 0_u64;
-    // The threads this process started or resumed (`Script::track_loaded`).
-    let mut loaded: Vec<String> = Vec::new();
-    // The turns this process completed with their items (`Script::missed_user_message`).
-    let mut completed: Vec<Value> = Vec::new();
+    let mut state = State::default();
     for line in stdin.lines() {
         let line = line?;
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
@@ -532,8 +537,7 @@ pub fn run() -> anyhow::Result<()> {
             }
             if scripted(
                 script,
-                &mut loaded,
-                &mut completed,
+                &mut state,
                 method,
                 params,
                 &mut next_id,
@@ -559,7 +563,7 @@ pub fn run() -> anyhow::Result<()> {
                 let model = params["model"].as_str().unwrap_or("fake-model");
                 let thread_id = uuid_like(next_id);
                 if script.as_ref().is_some_and(|s| s.track_loaded) {
-                    loaded.push(thread_id.clone());
+                    state.loaded.push(thread_id.clone());
                 }
                 reply(&mut out, id, thread_start_result(&thread_id, &cwd, model))?;
             }
