@@ -58,12 +58,7 @@ impl Runner {
     pub async fn run(&self, op: &'static Operation, input: Value) -> Result<Value, DispatchError> {
         match self.run_output(op, input).await? {
             Output::Local(value) => Ok(value),
-            Output::Daemon(text) => serde_json::from_str(text.get()).map_err(|err| {
-                DispatchError::internal(format!(
-                    "the daemon's answer to `{}` is not JSON: {err}",
-                    op.title
-                ))
-            }),
+            Output::Daemon(text) => dispatch_rpc::parse_output(op, &text),
         }
     }
 

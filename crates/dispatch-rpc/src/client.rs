@@ -318,7 +318,7 @@ impl DaemonClient {
 
 /// The daemon's result text as a `Value`: it is JSON the daemon wrote, so a failure here means
 /// the answer was cut or corrupted on the way.
-fn parse_output(op: &Operation, text: &RawValue) -> Result<Value, DispatchError> {
+pub fn parse_output(op: &Operation, text: &RawValue) -> Result<Value, DispatchError> {
     serde_json::from_str(text.get()).map_err(|err| {
         DispatchError::internal(format!(
             "the daemon's answer to `{}` is not JSON: {err}",

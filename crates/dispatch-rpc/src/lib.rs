@@ -23,7 +23,7 @@ pub mod generated {
 }
 
 pub use answer::MAX_ANSWER_BYTES;
-pub use client::DaemonClient;
+pub use client::{DaemonClient, parse_output};
 pub use generated::rpc::{METHODS, rpc_module};
 pub use listener::{Limits, MAX_BATCH, MAX_REQUEST_BYTES, serve, serve_with};
 pub use server::CallParams;
