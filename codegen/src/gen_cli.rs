@@ -212,7 +212,11 @@ pub fn generate(contract: &Contract) -> TokenStream {
     for op in &contract.ops {
         insert(&mut tree, &op.meta.cli.path, op);
     }
-    let top = tree.iter().map(|(w, n)| node_tokens(contract, w, n));
+    let words: Vec<&str> = tree.keys().copied().collect();
+    let top = tree.iter().map(|(w, n)| {
+        let node = node_tokens(contract, w, n);
+        quote!(#w => Some(#node),)
+    });
     let builders = contract.ops.iter().map(|op| {
         let builder = builder_ident(op);
         let word = op.meta.cli.path.last().cloned().unwrap_or_default();
@@ -285,9 +289,22 @@ pub fn generate(contract: &Contract) -> TokenStream {
             }
         }
 
+        /// The words of the top-level commands of the operations, in the order of the tree.
+        pub const OPERATION_WORDS: &[&str] = &[#(#words),*];
+
         /// The top-level commands of every operation; groups nest their operations.
         pub fn operation_commands() -> Vec<Command> {
-            vec![#(#top),*]
+            OPERATION_WORDS.iter().filter_map(|word| operation_command(word)).collect()
+        }
+
+        /// The top-level command `word` alone (a group with all its operations), or `None`
+        /// when no operation's command starts with it: what a command line that names it
+        /// needs, without building the rest of the tree.
+        pub fn operation_command(word: &str) -> Option<Command> {
+            match word {
+                #(#top)*
+                _ => None,
+            }
         }
 
         #(#builders)*

@@ -31,7 +31,7 @@ pub fn main_with_args(raw: Vec<OsString>) -> ExitCode {
         Ok(raw) => raw,
         Err(err) => return report_error(&err, json),
     };
-    let matches = match root::command().try_get_matches_from(&raw) {
+    let matches = match root::command_for(&raw).try_get_matches_from(&raw) {
         Ok(matches) => matches,
         Err(err) => return clap_failure(err, json),
     };

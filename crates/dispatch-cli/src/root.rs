@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use clap_complete::Shell;
 
-use crate::generated::cli::operation_commands;
+use crate::generated::cli::{operation_command, operation_commands};
 
 const ABOUT: &str = "Orchestrate Codex lanes (threads) through the Codex App Server";
 
@@ -15,6 +15,35 @@ a command's input and output JSON Schema. Start with `dispatch doctor` and `disp
 
 /// The whole `dispatch` command tree.
 pub fn command() -> Command {
+    root()
+        .subcommands(operation_commands())
+        .subcommand(completion_command())
+        .subcommand(mcp_command())
+}
+
+/// The tree that parsing `args` (the whole command line, program name first) needs: when
+/// the first word after any `--json` names a command, the root with that command alone (with
+/// all of a group's operations), so a call does not build the clap commands of every other
+/// operation; for anything else (help, version, an unknown word, another flag first) the whole
+/// tree. Both parse the command line to the same matches, help text and errors, because clap
+/// looks only at the command the words lead to and its ancestors
+/// (`tests::the_pruned_tree_parses_and_explains_as_the_whole_one`).
+pub fn command_for(args: &[String]) -> Command {
+    let first = args.iter().skip(1).find(|arg| *arg != "--json");
+    let named = match first.map(String::as_str) {
+        Some("completion") => Some(completion_command()),
+        Some("mcp") => Some(mcp_command()),
+        Some(word) => operation_command(word),
+        None => None,
+    };
+    match named {
+        Some(sub) => root().subcommand(sub),
+        None => command(),
+    }
+}
+
+/// The root command without its subcommands.
+fn root() -> Command {
     Command::new("dispatch")
         .version(env!("CARGO_PKG_VERSION"))
         .about(ABOUT)
@@ -28,29 +57,30 @@ pub fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Print the output object (or the error) as JSON"),
         )
-        .subcommands(operation_commands())
-        .subcommand(
-            Command::new("completion")
-                .about("Print shell completions")
-                .arg(
-                    Arg::new("shell")
-                        .required(true)
-                        .value_parser(clap::value_parser!(Shell))
-                        .help("The shell to complete for"),
-                ),
+}
+
+fn completion_command() -> Command {
+    Command::new("completion")
+        .about("Print shell completions")
+        .arg(
+            Arg::new("shell")
+                .required(true)
+                .value_parser(clap::value_parser!(Shell))
+                .help("The shell to complete for"),
         )
-        .subcommand(
-            Command::new("mcp")
-                .about("Serve the operations as MCP tools on stdin/stdout (dispatch_<op>), by toolset")
-                .after_help(mcp_toolsets_help())
-                .arg(
-                    Arg::new("toolsets")
-                        .long("toolsets")
-                        .value_name("NAME[,NAME...]")
-                        .value_delimiter(',')
-                        .action(ArgAction::Append)
-                        .help("Toolsets to serve: names below, `all`, `default` (default: `[mcp] toolsets` in config.toml, else the default toolsets)"),
-                ),
+}
+
+fn mcp_command() -> Command {
+    Command::new("mcp")
+        .about("Serve the operations as MCP tools on stdin/stdout (dispatch_<op>), by toolset")
+        .after_help(mcp_toolsets_help())
+        .arg(
+            Arg::new("toolsets")
+                .long("toolsets")
+                .value_name("NAME[,NAME...]")
+                .value_delimiter(',')
+                .action(ArgAction::Append)
+                .help("Toolsets to serve: names below, `all`, `default` (default: `[mcp] toolsets` in config.toml, else the default toolsets)"),
         )
 }
 
@@ -107,4 +137,179 @@ pub fn completion(matches: &ArgMatches) -> ExitCode {
     // A closed stdout ends quietly.
     let _closed = crate::output::write_bytes(&script);
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What parsing `args` with `cmd` gives: the matches (their values included), or the
+    /// error's kind and its text, plain and styled (help and version are errors too).
+    fn outcome(cmd: Command, args: &[String]) -> String {
+        match cmd.try_get_matches_from(args) {
+            // The root's matches differ only in the list of its valid subcommands, which
+            // debug builds keep to check lookups: compare the subcommand's matches whole.
+            Ok(matches) => format!(
+                "ok json={} {:?}",
+                matches.get_flag("json"),
+                matches.subcommand()
+            ),
+            Err(err) => format!(
+                "error {:?}\n{}\n{}",
+                err.kind(),
+                err.render(),
+                err.render().ansi()
+            ),
+        }
+    }
+
+    /// Command lines for `path` (the words of a command of the tree): help, version, missing
+    /// and extra values, every flag with and without a value, unknown and misspelt flags, and
+    /// for a group unknown and misspelt subcommands and `help`.
+    fn lines_for(path: &[String], cmd: &Command) -> Vec<Vec<String>> {
+        let mut tails: Vec<Vec<&str>> = vec![
+            vec![],
+            vec!["--help"],
+            vec!["-h"],
+            vec!["--version"],
+            vec!["-V"],
+            vec!["--json"],
+            vec!["--jsn"],
+            vec!["--bogus"],
+            vec!["x"],
+            vec!["x", "y", "z"],
+            vec!["x", "--json", "--help"],
+            vec!["help"],
+            vec!["help", "x"],
+            vec!["--", "--json"],
+        ];
+        let longs: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(str::to_owned))
+            .collect();
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        let owned: Vec<Vec<String>> = longs
+            .iter()
+            .flat_map(|long| {
+                let flag = format!("--{long}");
+                let typo = format!("--{}", &long[..long.len() - 1]);
+                vec![
+                    vec![flag.clone()],
+                    vec!["x".to_owned(), flag.clone(), "1".to_owned()],
+                    vec![flag.clone(), "-1".to_owned(), "x".to_owned()],
+                    vec![format!("{flag}=v"), "x".to_owned()],
+                    vec![typo, "x".to_owned()],
+                ]
+            })
+            .chain(subs.iter().flat_map(|sub| {
+                vec![
+                    vec![format!("{}x", &sub[..sub.len() - 1])],
+                    vec!["help".to_owned(), sub.clone()],
+                ]
+            }))
+            .collect();
+        tails.extend(owned.iter().map(|t| t.iter().map(String::as_str).collect()));
+        let mut lines = Vec::new();
+        for tail in tails {
+            let words = path.iter().map(String::as_str);
+            let line: Vec<String> = std::iter::once("dispatch")
+                .chain(words.clone())
+                .chain(tail.iter().copied())
+                .map(str::to_owned)
+                .collect();
+            lines.push(line);
+            let json_first: Vec<String> = ["dispatch", "--json"]
+                .into_iter()
+                .chain(words)
+                .chain(tail.iter().copied())
+                .map(str::to_owned)
+                .collect();
+            lines.push(json_first);
+        }
+        lines
+    }
+
+    fn walk(path: &mut Vec<String>, cmd: &Command, lines: &mut Vec<Vec<String>>) {
+        lines.extend(lines_for(path, cmd));
+        for sub in cmd.get_subcommands() {
+            path.push(sub.get_name().to_owned());
+            walk(path, sub, lines);
+            path.pop();
+        }
+    }
+
+    /// The tree built for a command line parses it as the whole tree does: the same matches,
+    /// and byte for byte the same help, version, errors and suggestions, for every command of
+    /// the tree and the root (help, version, unknown and misspelt commands, flags first).
+    #[test]
+    fn the_pruned_tree_parses_and_explains_as_the_whole_one() {
+        let whole = command();
+        let mut lines = Vec::new();
+        walk(&mut Vec::new(), &whole, &mut lines);
+        for extra in [
+            vec!["--json", "--json", "daemon", "status"],
+            vec!["--json=true", "daemon", "status"],
+            vec!["-x", "daemon", "status"],
+            vec!["dameon", "status"],
+            vec!["Daemon", "status"],
+            vec!["", "status"],
+            vec!["completion", "bash"],
+            vec!["completion", "zsh", "--json"],
+            vec!["completion", "nosh"],
+            vec!["mcp", "--toolsets", "all"],
+            vec!["mcp", "--toolsets", "lanes,threads", "--help"],
+        ] {
+            lines.push(
+                std::iter::once("dispatch")
+                    .chain(extra)
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        }
+        assert!(lines.len() > 1000, "{} lines", lines.len());
+        for line in &lines {
+            assert_eq!(
+                outcome(command_for(line), line),
+                outcome(command(), line),
+                "{line:?}"
+            );
+        }
+    }
+
+    /// A command line that names a command builds the root with that command alone; one that
+    /// names none builds the whole tree (for help, version and suggestions).
+    #[test]
+    fn only_the_named_command_is_built() {
+        let line = |words: &[&str]| -> Vec<String> {
+            std::iter::once("dispatch")
+                .chain(words.iter().copied())
+                .map(str::to_owned)
+                .collect()
+        };
+        let names = |cmd: Command| -> Vec<String> {
+            cmd.get_subcommands()
+                .map(|sub| sub.get_name().to_owned())
+                .collect()
+        };
+        assert_eq!(names(command_for(&line(&["daemon", "status"]))), ["daemon"]);
+        assert_eq!(
+            names(command_for(&line(&["--json", "list", "--json"]))),
+            ["list"]
+        );
+        assert_eq!(names(command_for(&line(&["mcp"]))), ["mcp"]);
+        let all = names(command()).len();
+        assert!(all > 40, "{all}");
+        for words in [
+            &[][..],
+            &["--help"],
+            &["dameon"],
+            &["help", "list"],
+            &["-V"],
+        ] {
+            assert_eq!(names(command_for(&line(words))).len(), all, "{words:?}");
+        }
+    }
 }

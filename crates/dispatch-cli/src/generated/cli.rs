@@ -126,93 +126,165 @@ pub fn exit_status(op: &Operation, text: &str) -> std::process::ExitCode {
         _ => exit_as::<serde_json::Value>(text),
     }
 }
+/// The words of the top-level commands of the operations, in the order of the tree.
+pub const OPERATION_WORDS: &[&str] = &[
+    "archive",
+    "assets",
+    "attach",
+    "compact",
+    "config",
+    "daemon",
+    "delete",
+    "delivery",
+    "doctor",
+    "down",
+    "fork",
+    "get",
+    "goal",
+    "history",
+    "inbox",
+    "list",
+    "models",
+    "new",
+    "permissions",
+    "registry",
+    "rename",
+    "requests",
+    "respond",
+    "restore",
+    "revert",
+    "review",
+    "schema",
+    "search",
+    "send",
+    "stop",
+    "subscribe",
+    "subscriptions",
+    "sync",
+    "tail",
+    "trigger",
+    "unsubscribe",
+    "up",
+    "usage",
+    "wait",
+    "watch",
+    "worktree",
+];
 /// The top-level commands of every operation; groups nest their operations.
 pub fn operation_commands() -> Vec<Command> {
-    vec![
-        archive_command(),
-        assets_command(),
-        attach_command(),
-        compact_command(),
-        Command::new("config")
-            .about("Show the launch settings that config files and presets give new lanes")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(config_show_command()),
-        Command::new("daemon")
-            .about("Inspect the running daemon: its status and its action log")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(daemon_log_command())
-            .subcommand(daemon_status_command()),
-        delete_command(),
-        Command::new("delivery")
-            .about("Follow a message's receipt: where it is, and whether an ambiguous one arrived")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(delivery_get_command())
-            .subcommand(delivery_reconcile_command()),
-        doctor_command(),
-        down_command(),
-        fork_command(),
-        get_command(),
-        Command::new("goal")
-            .about("Set, show or clear a lane's native Codex goal")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(goal_clear_command())
-            .subcommand(goal_get_command())
-            .subcommand(goal_set_command()),
-        history_command(),
-        Command::new("inbox")
-            .about("Read and acknowledge messages for lanes and the operator")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(inbox_ack_command())
-            .subcommand(inbox_list_command())
-            .subcommand(inbox_read_command()),
-        list_command(),
-        models_command(),
-        new_command(),
-        permissions_command(),
-        Command::new("registry")
-            .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(registry_migrate_command()),
-        rename_command(),
-        requests_command(),
-        respond_command(),
-        restore_command(),
-        revert_command(),
-        review_command(),
-        schema_command(),
-        search_command(),
-        send_command(),
-        stop_command(),
-        subscribe_command(),
-        subscriptions_command(),
-        sync_command(),
-        tail_command(),
-        Command::new("trigger")
-            .about("Deliver messages to lanes on a schedule, when idle, or on an event")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(trigger_add_command())
-            .subcommand(trigger_list_command())
-            .subcommand(trigger_pause_command())
-            .subcommand(trigger_resume_command())
-            .subcommand(trigger_rm_command()),
-        unsubscribe_command(),
-        up_command(),
-        usage_command(),
-        wait_command(),
-        watch_command(),
-        Command::new("worktree")
-            .about("Manage the git worktrees dispatch made for lanes")
-            .subcommand_required(true)
-            .arg_required_else_help(true)
-            .subcommand(worktree_remove_command()),
-    ]
+    OPERATION_WORDS
+        .iter()
+        .filter_map(|word| operation_command(word))
+        .collect()
+}
+/// The top-level command `word` alone (a group with all its operations), or `None`
+/// when no operation's command starts with it: what a command line that names it
+/// needs, without building the rest of the tree.
+pub fn operation_command(word: &str) -> Option<Command> {
+    match word {
+        "archive" => Some(archive_command()),
+        "assets" => Some(assets_command()),
+        "attach" => Some(attach_command()),
+        "compact" => Some(compact_command()),
+        "config" => Some(
+            Command::new("config")
+                .about("Show the launch settings that config files and presets give new lanes")
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(config_show_command()),
+        ),
+        "daemon" => Some(
+            Command::new("daemon")
+                .about("Inspect the running daemon: its status and its action log")
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(daemon_log_command())
+                .subcommand(daemon_status_command()),
+        ),
+        "delete" => Some(delete_command()),
+        "delivery" => Some(
+            Command::new("delivery")
+                .about(
+                    "Follow a message's receipt: where it is, and whether an ambiguous one arrived",
+                )
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(delivery_get_command())
+                .subcommand(delivery_reconcile_command()),
+        ),
+        "doctor" => Some(doctor_command()),
+        "down" => Some(down_command()),
+        "fork" => Some(fork_command()),
+        "get" => Some(get_command()),
+        "goal" => Some(
+            Command::new("goal")
+                .about("Set, show or clear a lane's native Codex goal")
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(goal_clear_command())
+                .subcommand(goal_get_command())
+                .subcommand(goal_set_command()),
+        ),
+        "history" => Some(history_command()),
+        "inbox" => Some(
+            Command::new("inbox")
+                .about("Read and acknowledge messages for lanes and the operator")
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(inbox_ack_command())
+                .subcommand(inbox_list_command())
+                .subcommand(inbox_read_command()),
+        ),
+        "list" => Some(list_command()),
+        "models" => Some(models_command()),
+        "new" => Some(new_command()),
+        "permissions" => Some(permissions_command()),
+        "registry" => Some(
+            Command::new("registry")
+                .about("Maintain the registry (SQLite) that holds lanes, events and the action log")
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(registry_migrate_command()),
+        ),
+        "rename" => Some(rename_command()),
+        "requests" => Some(requests_command()),
+        "respond" => Some(respond_command()),
+        "restore" => Some(restore_command()),
+        "revert" => Some(revert_command()),
+        "review" => Some(review_command()),
+        "schema" => Some(schema_command()),
+        "search" => Some(search_command()),
+        "send" => Some(send_command()),
+        "stop" => Some(stop_command()),
+        "subscribe" => Some(subscribe_command()),
+        "subscriptions" => Some(subscriptions_command()),
+        "sync" => Some(sync_command()),
+        "tail" => Some(tail_command()),
+        "trigger" => Some(
+            Command::new("trigger")
+                .about("Deliver messages to lanes on a schedule, when idle, or on an event")
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(trigger_add_command())
+                .subcommand(trigger_list_command())
+                .subcommand(trigger_pause_command())
+                .subcommand(trigger_resume_command())
+                .subcommand(trigger_rm_command()),
+        ),
+        "unsubscribe" => Some(unsubscribe_command()),
+        "up" => Some(up_command()),
+        "usage" => Some(usage_command()),
+        "wait" => Some(wait_command()),
+        "watch" => Some(watch_command()),
+        "worktree" => Some(
+            Command::new("worktree")
+                .about("Manage the git worktrees dispatch made for lanes")
+                .subcommand_required(true)
+                .arg_required_else_help(true)
+                .subcommand(worktree_remove_command()),
+        ),
+        _ => None,
+    }
 }
 ///The `archive` command.
 fn archive_command() -> Command {
