@@ -54,7 +54,7 @@ pub fn main_with_args(raw: Vec<OsString>) -> ExitCode {
                 return report_error(&err, json);
             };
             let input = args::input_from_matches(fields, leaf);
-            run_async(run_operation(op, input, json)).unwrap_or_else(|err| report_error(&err, json))
+            run_operation(op, input, json).unwrap_or_else(|err| report_error(&err, json))
         }
     }
 }
@@ -143,8 +143,9 @@ async fn run_stream(
 }
 
 /// Runs `op` from the command line: checks the CLI's form of the input (before reading any
-/// file), reads the file inputs (`--text-file`, `-`), then runs the operation.
-async fn run_operation(
+/// file), reads the file inputs (`--text-file`, `-`), then runs the operation. A single call
+/// to the daemon starts no async runtime (`Runner::run_blocking`); a stream runs on one.
+fn run_operation(
     op: &'static Operation,
     input: Value,
     json: bool,
@@ -165,18 +166,18 @@ async fn run_operation(
     let input = resolve_local_paths(input)?;
     let runner = Runner::from_env()?;
     if let Some(stream) = op.streaming {
-        return run_stream(&runner, op, stream, input, json).await;
+        return run_async(run_stream(&runner, op, stream, input, json));
     }
     if json {
         // The daemon's answer goes to stdout as the text it wrote, never parsed into a tree:
         // only an operation whose exit status reads its output decodes it.
-        let output = runner.run_text(op, input).await?;
+        let output = runner.run_text_blocking(op, input)?;
         let exit = generated::cli::exit_status(op, output.get());
         // A closed stdout (e.g. `| head`) is not an error worth reporting.
         let _closed = crate::output::write_json(output.get());
         return Ok(exit);
     }
-    let output = runner.run(op, input).await?;
+    let output = runner.run_blocking(op, input)?;
     let shown = generated::cli::shown(op, &output);
     let exit = shown.exit;
     let _closed = write_line(Stream::Stdout, &shown.text());

@@ -70,12 +70,64 @@ impl Runner {
         op: &'static Operation,
         input: Value,
     ) -> Result<Box<RawValue>, DispatchError> {
-        match self.run_output(op, input).await? {
-            Output::Local(value) => serde_json::value::to_raw_value(&value).map_err(|err| {
-                DispatchError::internal(format!("encoding the output of `{}`: {err}", op.title))
-            }),
-            Output::Daemon(text) => Ok(text),
+        text_of(op, self.run_output(op, input).await?)
+    }
+
+    /// [`Self::run`] for a caller without an async runtime (the CLI, which makes one call and
+    /// exits): a daemon operation that does not stream is one blocking HTTP POST, with no
+    /// runtime started; anything else (a client-side or streaming operation, restarting a
+    /// stale daemon) runs on a current-thread runtime started for it. Same checks, same
+    /// answers, same errors.
+    pub fn run_blocking(
+        &self,
+        op: &'static Operation,
+        input: Value,
+    ) -> Result<Value, DispatchError> {
+        match self.run_output_blocking(op, input)? {
+            Output::Local(value) => Ok(value),
+            Output::Daemon(text) => dispatch_rpc::parse_output(op, &text),
         }
+    }
+
+    /// [`Self::run_text`] without an async runtime, as [`Self::run_blocking`].
+    pub fn run_text_blocking(
+        &self,
+        op: &'static Operation,
+        input: Value,
+    ) -> Result<Box<RawValue>, DispatchError> {
+        self.run_output_blocking(op, input)
+            .and_then(|output| text_of(op, output))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn run_output_blocking(
+        &self,
+        op: &'static Operation,
+        input: Value,
+    ) -> Result<Output, DispatchError> {
+        if op.runs_in == RunsIn::Client || op.streaming.is_some() {
+            return block_on(self.run_output(op, input));
+        }
+        let input = daemon_input(op, input)?;
+        let first = dispatch_rpc::call_text_blocking(&self.paths().socket, op, input.clone());
+        let answer = match after_first_call(op, &input, first)? {
+            First::Answer(answer) => answer,
+            First::Stale(stale) => block_on(async {
+                self.restart_if_idle(stale).await?;
+                self.call_daemon(op, input).await
+            }),
+        };
+        answer.map(Output::Daemon)
+    }
+
+    /// Elsewhere the async path, on a runtime started for it.
+    #[cfg(not(target_os = "linux"))]
+    fn run_output_blocking(
+        &self,
+        op: &'static Operation,
+        input: Value,
+    ) -> Result<Output, DispatchError> {
+        block_on(self.run_output(op, input))
     }
 
     async fn run_output(
@@ -88,27 +140,14 @@ impl Runner {
                 .await
                 .map(Output::Local),
             RunsIn::Daemon => {
-                // The daemon validates every input before it acts, with validators it compiled
-                // once. Compiling the schema here as well would be most of the cost of a call
-                // from a short-lived CLI process, so the input is checked here only when the
-                // daemon does not take it: too large to send, unreachable, or stale (about to be
-                // restarted).
-                let input = apply_client_defaults(op, input)?;
-                if let Err(too_large) = DaemonClient::check_size(op, &input) {
-                    validate_input(op, &input)?;
-                    return Err(too_large);
-                }
-                let answer = match self.call_daemon(op, input.clone()).await {
-                    Err(err) if err.code == ErrorCode::DaemonStale => {
-                        validate_input(op, &input)?;
-                        self.restart_if_idle(err).await?;
+                let input = daemon_input(op, input)?;
+                let first = self.call_daemon(op, input.clone()).await;
+                let answer = match after_first_call(op, &input, first)? {
+                    First::Answer(answer) => answer,
+                    First::Stale(stale) => {
+                        self.restart_if_idle(stale).await?;
                         self.call_daemon(op, input).await
                     }
-                    Err(err) if err.code == ErrorCode::DaemonUnreachable => {
-                        validate_input(op, &input)?;
-                        Err(err)
-                    }
-                    other => other,
                 };
                 answer.map(Output::Daemon)
             }
@@ -159,4 +198,70 @@ impl Runner {
             Err(_) => false,
         }
     }
+}
+
+/// An output as JSON text: the daemon's as it wrote it, a client-side operation's encoded.
+fn text_of(op: &Operation, output: Output) -> Result<Box<RawValue>, DispatchError> {
+    match output {
+        Output::Local(value) => serde_json::value::to_raw_value(&value).map_err(|err| {
+            DispatchError::internal(format!("encoding the output of `{}`: {err}", op.title))
+        }),
+        Output::Daemon(text) => Ok(text),
+    }
+}
+
+/// A daemon operation's input as it is sent: with the client defaults, and refused (after the
+/// contract check, so that a bad field is named first) when it is too large to send.
+///
+/// The daemon validates every input before it acts, with validators it compiled once.
+/// Compiling the schema here as well would be most of the cost of a call from a short-lived
+/// CLI process, so the input is checked here only when the daemon does not take it: too large
+/// to send, unreachable, or stale (about to be restarted).
+fn daemon_input(op: &'static Operation, input: Value) -> Result<Value, DispatchError> {
+    let input = apply_client_defaults(op, input)?;
+    if let Err(too_large) = DaemonClient::check_size(op, &input) {
+        validate_input(op, &input)?;
+        return Err(too_large);
+    }
+    Ok(input)
+}
+
+/// What the first call to the daemon leaves to do.
+enum First {
+    /// Its answer, or the error to report.
+    Answer(Result<Box<RawValue>, DispatchError>),
+    /// The daemon is stale (and the input valid): restart it if idle, then call again.
+    Stale(DispatchError),
+}
+
+/// The first call's outcome: a stale or unreachable daemon did not check the input, so it is
+/// checked here before the daemon's error stands (or the daemon is restarted).
+fn after_first_call(
+    op: &'static Operation,
+    input: &Value,
+    first: Result<Box<RawValue>, DispatchError>,
+) -> Result<First, DispatchError> {
+    match first {
+        Err(err) if err.code == ErrorCode::DaemonStale => {
+            validate_input(op, input)?;
+            Ok(First::Stale(err))
+        }
+        Err(err) if err.code == ErrorCode::DaemonUnreachable => {
+            validate_input(op, input)?;
+            Ok(First::Answer(Err(err)))
+        }
+        other => Ok(First::Answer(other)),
+    }
+}
+
+/// Runs `future` to completion on a current-thread runtime started for it (timers and I/O
+/// enabled), for the calls of [`Runner::run_blocking`] that need one.
+fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, DispatchError>>,
+) -> Result<T, DispatchError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| DispatchError::internal(format!("cannot start the async runtime: {err}")))?
+        .block_on(future)
 }

@@ -17,7 +17,7 @@ use tokio::net::UnixStream;
 
 use crate::answer::too_large_answer;
 use crate::listener::{MAX_REQUEST_BYTES, full_hint, refused_user_hint};
-use crate::oneshot::{Failure, OneShot};
+use crate::oneshot::{Answer, Failure, OneShot};
 use crate::server::CallParams;
 
 /// A connection to `dispatchd`.
@@ -33,7 +33,7 @@ enum Transport {
     Ws(jsonrpsee::core::client::Client),
 }
 
-fn unreachable(socket: &Path, why: impl std::fmt::Display) -> DispatchError {
+pub(crate) fn unreachable(socket: &Path, why: impl std::fmt::Display) -> DispatchError {
     DispatchError::new(
         ErrorCode::DaemonUnreachable,
         format!("cannot reach the daemon at {}: {why}", socket.display()),
@@ -42,7 +42,7 @@ fn unreachable(socket: &Path, why: impl std::fmt::Display) -> DispatchError {
 
 /// `connect` failed: `permission_denied` when the socket is not ours to use, `invalid_input`
 /// when the path holds something else, `daemon_unreachable` otherwise.
-fn connect_failed(socket: &Path, err: &std::io::Error) -> DispatchError {
+pub(crate) fn connect_failed(socket: &Path, err: &std::io::Error) -> DispatchError {
     if err.kind() == std::io::ErrorKind::PermissionDenied {
         return DispatchError::new(
             ErrorCode::PermissionDenied,
@@ -149,11 +149,17 @@ async fn connect_vetted(socket: &Path) -> Result<UnixStream, DispatchError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|err| connect_failed(socket, &err))?;
-    let uid = rustix::process::geteuid().as_raw();
     let peer = stream
         .peer_cred()
         .map_err(|err| unreachable(socket, err))?
         .uid();
+    vet_peer(socket, peer)?;
+    Ok(stream)
+}
+
+/// A socket served by `peer` (a uid) is spoken to only when that is this user or root.
+pub(crate) fn vet_peer(socket: &Path, peer: u32) -> Result<(), DispatchError> {
+    let uid = rustix::process::geteuid().as_raw();
     if peer != uid && peer != 0 {
         return Err(DispatchError::new(
                 ErrorCode::PermissionDenied,
@@ -164,7 +170,7 @@ async fn connect_vetted(socket: &Path) -> Result<UnixStream, DispatchError> {
             )
             .with_hint("point DISPATCH_HOME (or DISPATCH_SOCKET) at a directory of your own and `dispatch up`"));
     }
-    Ok(stream)
+    Ok(())
 }
 
 fn lost_at_connect(socket: &Path, err: Failure) -> DispatchError {
@@ -291,28 +297,35 @@ impl DaemonClient {
         op: &Operation,
         call: &CallParams,
     ) -> Result<Box<RawValue>, DispatchError> {
-        match client.call(op.id, call).await {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(error)) => Err(from_error_object(
-                op,
-                error["code"].as_i64().unwrap_or_default(),
-                error["message"].as_str().unwrap_or_default(),
-                error.get("data"),
-            )),
-            Err(Failure::Status(status)) => {
-                Err(refused(&self.socket, status).unwrap_or_else(|| {
-                    DispatchError::new(
-                        ErrorCode::DaemonUnreachable,
-                        format!("the daemon answered `{}` with HTTP {status}", op.title),
-                    )
-                }))
-            }
-            Err(Failure::Lost(why)) => Err(DispatchError::new(
+        post_outcome(&self.socket, op, client.call(op.id, call).await)
+    }
+}
+
+/// The result or error of one call on the HTTP path (async or blocking), from what was read.
+pub(crate) fn post_outcome(
+    socket: &Path,
+    op: &Operation,
+    answer: Result<Answer, Failure>,
+) -> Result<Box<RawValue>, DispatchError> {
+    match answer {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(error)) => Err(from_error_object(
+            op,
+            error["code"].as_i64().unwrap_or_default(),
+            error["message"].as_str().unwrap_or_default(),
+            error.get("data"),
+        )),
+        Err(Failure::Status(status)) => Err(refused(socket, status).unwrap_or_else(|| {
+            DispatchError::new(
                 ErrorCode::DaemonUnreachable,
-                format!("lost the daemon during `{}`: {why}", op.title),
-            )),
-            Err(Failure::TooLarge) => Err(too_large_answer(op)),
-        }
+                format!("the daemon answered `{}` with HTTP {status}", op.title),
+            )
+        })),
+        Err(Failure::Lost(why)) => Err(DispatchError::new(
+            ErrorCode::DaemonUnreachable,
+            format!("lost the daemon during `{}`: {why}", op.title),
+        )),
+        Err(Failure::TooLarge) => Err(too_large_answer(op)),
     }
 }
 
@@ -352,7 +365,10 @@ const ENVELOPE_BYTES: usize = 64;
 
 /// Refuses a request larger than the daemon reads ([`MAX_REQUEST_BYTES`]) before it is sent,
 /// with `invalid_input` naming the limit (the transport would only drop the connection).
-fn check_request_size(op: &Operation, call: &impl serde::Serialize) -> Result<(), DispatchError> {
+pub(crate) fn check_request_size(
+    op: &Operation,
+    call: &impl serde::Serialize,
+) -> Result<(), DispatchError> {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -397,7 +413,11 @@ fn decode_output<R: Request>(output: &RawValue) -> Result<R::Output, DispatchErr
 
 /// A daemon older than the `surface` param refuses the params it does not know: that is a
 /// stale daemon, which the client restarts when it is idle, not an input error.
-fn older_than_surface(op: &Operation, sent_surface: bool, err: DispatchError) -> DispatchError {
+pub(crate) fn older_than_surface(
+    op: &Operation,
+    sent_surface: bool,
+    err: DispatchError,
+) -> DispatchError {
     if sent_surface
         && err.code == ErrorCode::InvalidInput
         && err.message.starts_with("params must be")
@@ -416,7 +436,7 @@ fn older_than_surface(op: &Operation, sent_surface: bool, err: DispatchError) ->
     }
 }
 
-fn timed_out(op: &Operation, deadline: Duration) -> DispatchError {
+pub(crate) fn timed_out(op: &Operation, deadline: Duration) -> DispatchError {
     DispatchError::new(
         ErrorCode::DaemonUnreachable,
         format!(

@@ -10,6 +10,8 @@
 //! and requests up to [`MAX_REQUEST_BYTES`]; see `listener`.
 
 mod answer;
+#[cfg(target_os = "linux")]
+mod blocking;
 mod client;
 mod connections;
 mod listener;
@@ -23,6 +25,8 @@ pub mod generated {
 }
 
 pub use answer::MAX_ANSWER_BYTES;
+#[cfg(target_os = "linux")]
+pub use blocking::call_text_blocking;
 pub use client::{DaemonClient, parse_output};
 pub use generated::rpc::{METHODS, rpc_module};
 pub use listener::{Limits, MAX_BATCH, MAX_REQUEST_BYTES, serve, serve_with};

@@ -74,13 +74,7 @@ impl OneShot {
         method: &str,
         params: &impl serde::Serialize,
     ) -> Result<Answer, Failure> {
-        let body = serde_json::to_vec(&serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": method,
-            "params": params,
-        }))
-        .map_err(|err| Failure::Lost(format!("encoding the request: {err}")))?;
+        let body = request_body(method, params)?;
         let request = hyper::Request::post("/")
             .header(HOST, "dispatchd.local")
             .header(CONTENT_TYPE, "application/json")
@@ -111,6 +105,20 @@ impl OneShot {
     }
 }
 
+/// The body of a call: `{"jsonrpc":"2.0","id":1,"method":method,"params":params}`.
+pub(crate) fn request_body(
+    method: &str,
+    params: &impl serde::Serialize,
+) -> Result<Vec<u8>, Failure> {
+    serde_json::to_vec(&serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": method,
+        "params": params,
+    }))
+    .map_err(|err| Failure::Lost(format!("encoding the request: {err}")))
+}
+
 /// A member that is present, whatever its value (`Option`'s own impl reads `null` as absent).
 fn present<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
@@ -120,7 +128,7 @@ fn present<'de, D: serde::Deserializer<'de>>(
 
 /// The answer in an HTTP body: the error object if there is one, else the result's text
 /// (copied once, not parsed into a tree).
-fn read_answer(status: u16, bytes: &[u8]) -> Result<Answer, Failure> {
+pub(crate) fn read_answer(status: u16, bytes: &[u8]) -> Result<Answer, Failure> {
     match serde_json::from_slice::<Envelope<'_>>(bytes) {
         Ok(Envelope {
             error: Some(error), ..

@@ -1,0 +1,497 @@
+//! The one-shot call without an async runtime: the same HTTP/1.1 POST as [`crate::oneshot`],
+//! written and read with blocking `std` socket calls, for a process that makes one call and
+//! exits (a CLI command). Starting a tokio runtime and hyper's connection task for that one
+//! exchange cost a CLI call more than the exchange itself (ADR 0025).
+//!
+//! Everything but the transport is shared with the async path: the request's params and size
+//! check, the operation's deadline (`Operation::call_timeout`), the vetting of who serves the
+//! socket, the reading of the JSON-RPC answer and every error it maps to.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dispatch_contract::{DispatchError, Operation, Surface};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::client::{
+    check_request_size, connect_failed, older_than_surface, post_outcome, timed_out, unreachable,
+    vet_peer,
+};
+use crate::oneshot::{Answer, Failure, MAX_RESPONSE_BYTES, read_answer, request_body};
+use crate::server::CallParams;
+
+/// The most bytes of a response head read, and the most headers parsed in it.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 32;
+
+/// Calls `op` with `input` on the daemon at `socket`, once, blocking this thread until the
+/// answer or the operation's deadline: the daemon's result as the JSON text it wrote. Errors,
+/// params and limits are those of `DaemonClient::connect` then `DaemonClient::call_text`.
+pub fn call_text_blocking(
+    socket: &Path,
+    op: &Operation,
+    input: Value,
+) -> Result<Box<RawValue>, DispatchError> {
+    let stream = UnixStream::connect(socket).map_err(|err| connect_failed(socket, &err))?;
+    let peer = rustix::net::sockopt::socket_peercred(&stream)
+        .map_err(|err| unreachable(socket, std::io::Error::from(err)))?;
+    vet_peer(socket, peer.uid.as_raw())?;
+    let surface = Surface::current();
+    let call = CallParams {
+        contract_hash: Some(op.contract_hash.to_owned()),
+        input: Some(input),
+        surface: (surface != Surface::Cli).then_some(surface),
+    };
+    check_request_size(op, &call)?;
+    let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
+    let body = request_body(op.id, &call).map_err(|failure| {
+        DispatchError::internal(format!("encoding the call of `{}`: {failure:?}", op.title))
+    })?;
+    let answer = match exchange(stream, &body, Instant::now() + deadline) {
+        Err(Exchange::TimedOut) => return Err(timed_out(op, deadline)),
+        Err(Exchange::Failed(failure)) => Err(failure),
+        Ok(answer) => Ok(answer),
+    };
+    post_outcome(socket, op, answer)
+        .map_err(|err| older_than_surface(op, call.surface.is_some(), err))
+}
+
+/// How an exchange ended without an answer.
+enum Exchange {
+    /// The deadline passed first.
+    TimedOut,
+    /// As on the async path.
+    Failed(Failure),
+}
+
+impl From<Failure> for Exchange {
+    fn from(failure: Failure) -> Exchange {
+        Exchange::Failed(failure)
+    }
+}
+
+/// Writes the request and reads the whole answer by `deadline`.
+fn exchange(mut stream: UnixStream, body: &[u8], deadline: Instant) -> Result<Answer, Exchange> {
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: dispatchd.local\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut request = Vec::with_capacity(head.len() + body.len());
+    request.extend_from_slice(head.as_bytes());
+    request.extend_from_slice(body);
+    let sent = set_timeout(&stream, deadline, UnixStream::set_write_timeout)
+        .and_then(|()| stream.write_all(&request).map_err(|err| io_failure(&err)));
+    let mut reader = Reader {
+        stream,
+        buffer: Vec::with_capacity(4096),
+        deadline,
+    };
+    match (sent, reader.answer()) {
+        (_, Ok(answer)) => Ok(answer),
+        // The daemon may answer (a refusal) and close before the whole request was sent: its
+        // answer counts, and only without one is the failed write the failure.
+        (Err(failed), Err(_)) => Err(failed),
+        (Ok(()), Err(failed)) => Err(failed),
+    }
+}
+
+fn io_failure(err: &std::io::Error) -> Exchange {
+    match err.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Exchange::TimedOut,
+        _ => Exchange::Failed(Failure::Lost(err.to_string())),
+    }
+}
+
+/// Sets the socket's read or write timeout to what is left until `deadline`.
+fn set_timeout(
+    stream: &UnixStream,
+    deadline: Instant,
+    set: fn(&UnixStream, Option<Duration>) -> std::io::Result<()>,
+) -> Result<(), Exchange> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Exchange::TimedOut);
+    }
+    set(stream, Some(left)).map_err(|err| io_failure(&err))
+}
+
+/// The read side of an exchange: bytes read but not yet used, and the deadline.
+struct Reader {
+    stream: UnixStream,
+    buffer: Vec<u8>,
+    deadline: Instant,
+}
+
+impl Reader {
+    /// Reads more bytes into the buffer; `false` at the end of the stream.
+    fn fill(&mut self) -> Result<bool, Exchange> {
+        set_timeout(&self.stream, self.deadline, UnixStream::set_read_timeout)?;
+        let mut chunk = [0_u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.buffer.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(io_failure(&err)),
+            }
+        }
+    }
+
+    /// Reads the response: its head, then a body of `content-length` bytes or in chunks.
+    fn answer(&mut self) -> Result<Answer, Exchange> {
+        let (status, head_len, framing) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&self.buffer) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = response.code.unwrap_or_default();
+                    break (status, len, framing(response.headers)?);
+                }
+                Ok(httparse::Status::Partial) if self.buffer.len() <= MAX_HEAD_BYTES => {
+                    if !self.fill()? {
+                        return Err(lost("the daemon closed the connection before answering"));
+                    }
+                }
+                Ok(httparse::Status::Partial) => {
+                    return Err(lost("the answer's head is too large"));
+                }
+                Err(err) => return Err(lost(&format!("the answer is not HTTP/1.1: {err}"))),
+            }
+        };
+        self.buffer.drain(..head_len);
+        let body = match framing {
+            Framing::Length(len) => self.exact(len)?,
+            Framing::Chunked => self.chunked()?,
+            Framing::Close => self.until_closed()?,
+        };
+        read_answer(status, &body).map_err(Exchange::Failed)
+    }
+
+    /// The next `len` bytes of the body.
+    fn exact(&mut self, len: usize) -> Result<Vec<u8>, Exchange> {
+        if len > MAX_RESPONSE_BYTES {
+            return Err(Failure::TooLarge.into());
+        }
+        while self.buffer.len() < len {
+            if !self.fill()? {
+                return Err(lost(
+                    "the daemon closed the connection in the middle of its answer",
+                ));
+            }
+        }
+        let rest = self.buffer.split_off(len);
+        Ok(std::mem::replace(&mut self.buffer, rest))
+    }
+
+    /// A body sent in chunks (`transfer-encoding: chunked`), its trailers skipped.
+    fn chunked(&mut self) -> Result<Vec<u8>, Exchange> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line()?;
+            let size = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| lost("the answer's chunk size is not a number"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !self.line()?.is_empty() {}
+                return Ok(body);
+            }
+            if body.len().saturating_add(size) > MAX_RESPONSE_BYTES {
+                return Err(Failure::TooLarge.into());
+            }
+            body.extend_from_slice(&self.exact(size)?);
+            if !self.line()?.is_empty() {
+                return Err(lost("the answer's chunk is longer than its size"));
+            }
+        }
+    }
+
+    /// One line of the chunked framing, without its line end.
+    fn line(&mut self) -> Result<String, Exchange> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
+                self.buffer.drain(..end + 2);
+                return Ok(line);
+            }
+            if self.buffer.len() > MAX_HEAD_BYTES {
+                return Err(lost("the answer's chunk framing is too long"));
+            }
+            if !self.fill()? {
+                return Err(lost(
+                    "the daemon closed the connection in the middle of its answer",
+                ));
+            }
+        }
+    }
+
+    /// A body that ends when the daemon closes the connection.
+    fn until_closed(&mut self) -> Result<Vec<u8>, Exchange> {
+        while self.fill()? {
+            if self.buffer.len() > MAX_RESPONSE_BYTES {
+                return Err(Failure::TooLarge.into());
+            }
+        }
+        Ok(std::mem::take(&mut self.buffer))
+    }
+}
+
+/// How the body of a response is delimited.
+enum Framing {
+    Length(usize),
+    Chunked,
+    Close,
+}
+
+fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, Exchange> {
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    if value("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+        return Ok(Framing::Chunked);
+    }
+    match value("content-length") {
+        Some(len) => len
+            .parse()
+            .map(Framing::Length)
+            .map_err(|_| lost("the answer's content-length is not a number")),
+        None => Ok(Framing::Close),
+    }
+}
+
+fn lost(why: &str) -> Exchange {
+    Exchange::Failed(Failure::Lost(why.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::time::{Duration, Instant};
+
+    use dispatch_contract::{ErrorCode, operations};
+    use jsonrpsee::RpcModule;
+    use serde_json::json;
+
+    use super::*;
+    use crate::DaemonClient;
+
+    /// A daemon that answers every connection's request with `answer` (written in the pieces
+    /// given, so that a head or a body arrives in several reads), then closes it.
+    fn scripted(pieces: Vec<Vec<u8>>) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut byte = [0_u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            // The body too: a connection closed with unread bytes is reset, not closed.
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let length = head
+                .split("content-length: ")
+                .nth(1)
+                .and_then(|rest| rest.split("\r\n").next())
+                .and_then(|len| len.parse::<usize>().ok())
+                .unwrap_or_default();
+            let mut body = vec![0_u8; length];
+            let _read = stream.read_exact(&mut body);
+            for piece in pieces {
+                let _sent = stream.write_all(&piece);
+                let _sent = stream.flush();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        (dir, socket)
+    }
+
+    fn status() -> &'static Operation {
+        &operations::DAEMON_STATUS
+    }
+
+    fn text(answer: Result<Box<RawValue>, DispatchError>) -> Result<String, DispatchError> {
+        answer.map(|raw| raw.get().to_owned())
+    }
+
+    /// Against the real server: the blocking call answers what the async client answers,
+    /// results as the daemon wrote them and errors as the same `DispatchError`.
+    #[test]
+    fn the_blocking_call_answers_as_the_async_client() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut module = RpcModule::new(());
+        module
+            .register_method("daemon_status", |_, _, _| json!({"z": 1, "a": [true, "é"]}))
+            .expect("daemon_status");
+        module
+            .register_method("get", |_, _, _| {
+                Err::<Value, _>(crate::server::rpc_error(
+                    &DispatchError::new(ErrorCode::NotFound, "no lane `x`").with_hint("list them"),
+                ))
+            })
+            .expect("get");
+        let listener = runtime
+            .block_on(async { tokio::net::UnixListener::bind(&socket) })
+            .expect("bind");
+        runtime.spawn(crate::serve(listener, module, async move {
+            let _ = stopped.await;
+        }));
+        for op in [status(), &operations::GET] {
+            let input = json!({"lane": "x"});
+            let blocking = text(call_text_blocking(&socket, op, input.clone()));
+            let async_answer = runtime.block_on(async {
+                let client = DaemonClient::connect(&socket).await?;
+                client.call_text(op, input).await
+            });
+            assert_eq!(blocking, text(async_answer), "{}", op.id);
+        }
+        assert_eq!(
+            text(call_text_blocking(&socket, status(), json!({}))),
+            Ok(r#"{"z":1,"a":[true,"é"]}"#.to_owned())
+        );
+        let err = call_text_blocking(&socket, &operations::GET, json!({})).expect_err("an error");
+        assert_eq!(err.code, ErrorCode::NotFound);
+        let _ = stop.send(());
+    }
+
+    /// Answers in pieces, in chunks, and delimited by the end of the connection are read
+    /// whole.
+    #[test]
+    fn every_framing_of_the_answer_is_read_whole() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"result":{"pid":7}}"#;
+        let length = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let (half, rest) = body.split_at(20);
+        let cases: Vec<Vec<Vec<u8>>> = vec![
+            vec![[length.as_bytes(), body].concat()],
+            vec![
+                length.as_bytes()[..10].to_vec(),
+                length.as_bytes()[10..].to_vec(),
+                half.to_vec(),
+                rest.to_vec(),
+            ],
+            vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                format!("{:x}\r\n", half.len()).into_bytes(),
+                [half, b"\r\n"].concat(),
+                format!("{:X};ext=1\r\n", rest.len()).into_bytes(),
+                [rest, b"\r\n0\r\nx-trailer: 1\r\n\r\n"].concat(),
+            ],
+            vec![
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_vec(),
+                body.to_vec(),
+            ],
+        ];
+        for (n, pieces) in cases.into_iter().enumerate() {
+            let (_dir, socket) = scripted(pieces);
+            assert_eq!(
+                text(call_text_blocking(&socket, status(), json!({}))),
+                Ok(r#"{"pid":7}"#.to_owned()),
+                "case {n}"
+            );
+        }
+    }
+
+    /// A refusal, a cut answer, a connection closed without one, an answer over the size cap
+    /// and nothing listening each give the error the async client gives.
+    #[test]
+    fn failures_are_the_errors_of_the_async_path() {
+        let limit = DispatchError::new(ErrorCode::DaemonUnreachable, "serving its limit");
+        let refusal =
+            json!({"jsonrpc": "2.0", "id": null, "error": crate::server::rpc_error(&limit)})
+                .to_string()
+                .into_bytes();
+        let full = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            refusal.len()
+        );
+        let (_dir, socket) = scripted(vec![full.into_bytes(), refusal]);
+        let err = call_text_blocking(&socket, status(), json!({})).expect_err("refused");
+        assert_eq!((err.code, err.message), (limit.code, limit.message));
+
+        let (_dir, socket) = scripted(vec![
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        ]);
+        let err = call_text_blocking(&socket, status(), json!({})).expect_err("refused");
+        assert_eq!(err.code, ErrorCode::DaemonUnreachable);
+        assert!(err.message.contains("connection limit"), "{}", err.message);
+
+        let (_dir, socket) = scripted(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"jsonrpc\"".to_vec(),
+        ]);
+        let err = call_text_blocking(&socket, status(), json!({})).expect_err("cut");
+        assert_eq!(err.code, ErrorCode::DaemonUnreachable);
+        assert!(
+            err.message.starts_with("lost the daemon during"),
+            "{}",
+            err.message
+        );
+
+        let (_dir, socket) = scripted(vec![]);
+        let err = call_text_blocking(&socket, status(), json!({})).expect_err("closed");
+        assert_eq!(err.code, ErrorCode::DaemonUnreachable);
+        assert!(
+            err.message.starts_with("lost the daemon during"),
+            "{}",
+            err.message
+        );
+
+        let too_large = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            MAX_RESPONSE_BYTES + 1
+        );
+        let (_dir, socket) = scripted(vec![too_large.into_bytes()]);
+        let err = call_text_blocking(&socket, status(), json!({})).expect_err("too large");
+        assert_eq!(err, crate::answer::too_large_answer(status()));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = call_text_blocking(&dir.path().join("none.sock"), status(), json!({}))
+            .expect_err("nobody there");
+        assert_eq!(err.code, ErrorCode::DaemonUnreachable);
+        assert!(
+            err.message.starts_with("cannot reach the daemon at"),
+            "{}",
+            err.message
+        );
+    }
+
+    /// A daemon that never answers ends the exchange at its deadline, not later.
+    #[test]
+    fn a_silent_daemon_times_out_at_the_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let stream = UnixStream::connect(&socket).expect("connect");
+        let (_held, _) = listener.accept().expect("accept");
+        let started = Instant::now();
+        let outcome = exchange(stream, b"{}", started + Duration::from_millis(200));
+        let waited = started.elapsed();
+        assert!(matches!(outcome, Err(Exchange::TimedOut)));
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
+}
