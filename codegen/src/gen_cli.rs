@@ -213,6 +213,19 @@ pub fn generate(contract: &Contract) -> TokenStream {
         insert(&mut tree, &op.meta.cli.path, op);
     }
     let words: Vec<&str> = tree.keys().copied().collect();
+    let summaries = tree.iter().map(|(w, n)| {
+        let summary = match n {
+            Node::Leaf(op) => {
+                let about = &op.meta.summary;
+                quote!(Command::new(#w).about(#about))
+            }
+            Node::Group(_) => {
+                let about = contract.groups.get(*w).cloned().unwrap_or_default();
+                quote!(Command::new(#w).about(#about))
+            }
+        };
+        quote!(#w => Some(#summary),)
+    });
     let top = tree.iter().map(|(w, n)| {
         let node = node_tokens(contract, w, n);
         quote!(#w => Some(#node),)
@@ -303,6 +316,16 @@ pub fn generate(contract: &Contract) -> TokenStream {
         pub fn operation_command(word: &str) -> Option<Command> {
             match word {
                 #(#top)*
+                _ => None,
+            }
+        }
+
+        /// The top-level command `word` as the root's help and errors show it: its name and
+        /// summary (clap lists a command by its `about`), without its arguments or
+        /// operations.
+        pub fn operation_summary(word: &str) -> Option<Command> {
+            match word {
+                #(#summaries)*
                 _ => None,
             }
         }

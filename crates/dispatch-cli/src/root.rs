@@ -5,9 +5,16 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use clap_complete::Shell;
 
-use crate::generated::cli::{operation_command, operation_commands};
+use crate::generated::cli::{
+    OPERATION_WORDS, operation_command, operation_commands, operation_summary,
+};
 
 const ABOUT: &str = "Orchestrate Codex lanes (threads) through the Codex App Server";
+
+const MCP_ABOUT: &str =
+    "Serve the operations as MCP tools on stdin/stdout (dispatch_<op>), by toolset";
+
+const COMPLETION_ABOUT: &str = "Print shell completions";
 
 const AFTER_HELP: &str = "Every command prints human output; --json prints the contract's \
 output object (errors as {\"error\":{code,message,hint}}). `dispatch schema <command>` prints \
@@ -21,25 +28,39 @@ pub fn command() -> Command {
         .subcommand(mcp_command())
 }
 
-/// The tree that parsing `args` (the whole command line, program name first) needs: when
-/// the first word after any `--json` names a command, the root with that command alone (with
-/// all of a group's operations), so a call does not build the clap commands of every other
-/// operation; for anything else (help, version, an unknown word, another flag first) the whole
-/// tree. Both parse the command line to the same matches, help text and errors, because clap
-/// looks only at the command the words lead to and its ancestors
+/// The tree that parsing `args` (the whole command line, program name first) needs, so that a
+/// call does not build the clap commands of every operation (most of a short call's work
+/// before this):
+/// - the first word after any `--json` names a command: the root with that command alone
+///   (with all of a group's operations);
+/// - it is `help`: the whole tree (`help` can name any command);
+/// - anything else (no word, `--help`, `--version`, an unknown word or flag): the root with
+///   every command as a summary (its name and `about` only), which is all the root's help,
+///   version and errors (suggestions included) show.
+///
+/// Each parses the command line to the same matches, help text and errors as the whole tree
 /// (`tests::the_pruned_tree_parses_and_explains_as_the_whole_one`).
 pub fn command_for(args: &[String]) -> Command {
     let first = args.iter().skip(1).find(|arg| *arg != "--json");
     let named = match first.map(String::as_str) {
         Some("completion") => Some(completion_command()),
         Some("mcp") => Some(mcp_command()),
+        Some("help") => return command(),
         Some(word) => operation_command(word),
         None => None,
     };
     match named {
         Some(sub) => root().subcommand(sub),
-        None => command(),
+        None => summaries(),
     }
+}
+
+/// The root with every command as a summary: its name and `about`.
+fn summaries() -> Command {
+    root()
+        .subcommands(OPERATION_WORDS.iter().filter_map(|w| operation_summary(w)))
+        .subcommand(Command::new("completion").about(COMPLETION_ABOUT))
+        .subcommand(Command::new("mcp").about(MCP_ABOUT))
 }
 
 /// The root command without its subcommands.
@@ -60,19 +81,17 @@ fn root() -> Command {
 }
 
 fn completion_command() -> Command {
-    Command::new("completion")
-        .about("Print shell completions")
-        .arg(
-            Arg::new("shell")
-                .required(true)
-                .value_parser(clap::value_parser!(Shell))
-                .help("The shell to complete for"),
-        )
+    Command::new("completion").about(COMPLETION_ABOUT).arg(
+        Arg::new("shell")
+            .required(true)
+            .value_parser(clap::value_parser!(Shell))
+            .help("The shell to complete for"),
+    )
 }
 
 fn mcp_command() -> Command {
     Command::new("mcp")
-        .about("Serve the operations as MCP tools on stdin/stdout (dispatch_<op>), by toolset")
+        .about(MCP_ABOUT)
         .after_help(mcp_toolsets_help())
         .arg(
             Arg::new("toolsets")
@@ -261,6 +280,13 @@ mod tests {
             vec!["completion", "nosh"],
             vec!["mcp", "--toolsets", "all"],
             vec!["mcp", "--toolsets", "lanes,threads", "--help"],
+            vec!["--", "daemon", "status"],
+            vec!["-h", "daemon"],
+            vec!["--version", "daemon", "status"],
+            vec!["help"],
+            vec!["help", "help"],
+            vec!["help", "daemon", "status"],
+            vec!["help", "dameon"],
         ] {
             lines.push(
                 std::iter::once("dispatch")
@@ -300,16 +326,19 @@ mod tests {
             ["list"]
         );
         assert_eq!(names(command_for(&line(&["mcp"]))), ["mcp"]);
-        let all = names(command()).len();
-        assert!(all > 40, "{all}");
-        for words in [
-            &[][..],
-            &["--help"],
-            &["dameon"],
-            &["help", "list"],
-            &["-V"],
-        ] {
-            assert_eq!(names(command_for(&line(words))).len(), all, "{words:?}");
+        let all = names(command());
+        assert!(all.len() > 40, "{all:?}");
+        assert_eq!(names(command_for(&line(&["help", "list"]))), all);
+        // Help, version and unknown words get every command, as a summary without arguments.
+        for words in [&[][..], &["--help"], &["dameon"], &["-V"], &["--json"]] {
+            let tree = command_for(&line(words));
+            assert_eq!(names(tree.clone()), all, "{words:?}");
+            assert!(
+                tree.get_subcommands()
+                    .all(|sub| sub.get_arguments().count() == 0
+                        && sub.get_subcommands().count() == 0),
+                "{words:?}"
+            );
         }
     }
 }

@@ -286,6 +286,269 @@ pub fn operation_command(word: &str) -> Option<Command> {
         _ => None,
     }
 }
+/// The top-level command `word` as the root's help and errors show it: its name and
+/// summary (clap lists a command by its `about`), without its arguments or
+/// operations.
+pub fn operation_summary(word: &str) -> Option<Command> {
+    match word {
+        "archive" => {
+            Some(
+                Command::new("archive")
+                    .about("Archive a lane or an unmanaged Codex thread"),
+            )
+        }
+        "assets" => {
+            Some(
+                Command::new("assets")
+                    .about(
+                        "List the embedded skills and Codex plugin, or write them out with --out DIR",
+                    ),
+            )
+        }
+        "attach" => {
+            Some(
+                Command::new("attach")
+                    .about(
+                        "Adopt an existing Codex thread as an attached (observe-only) lane",
+                    ),
+            )
+        }
+        "compact" => {
+            Some(
+                Command::new("compact")
+                    .about(
+                        "Start compacting a lane's context; get shows when it finished",
+                    ),
+            )
+        }
+        "config" => {
+            Some(
+                Command::new("config")
+                    .about(
+                        "Show the launch settings that config files and presets give new lanes",
+                    ),
+            )
+        }
+        "daemon" => {
+            Some(
+                Command::new("daemon")
+                    .about("Inspect the running daemon: its status and its action log"),
+            )
+        }
+        "delete" => {
+            Some(
+                Command::new("delete")
+                    .about("Delete a lane's Codex thread for good (needs yes)"),
+            )
+        }
+        "delivery" => {
+            Some(
+                Command::new("delivery")
+                    .about(
+                        "Follow a message's receipt: where it is, and whether an ambiguous one arrived",
+                    ),
+            )
+        }
+        "doctor" => {
+            Some(
+                Command::new("doctor")
+                    .about(
+                        "Check binaries, daemon files and registry, with recovery hints",
+                    ),
+            )
+        }
+        "down" => {
+            Some(
+                Command::new("down")
+                    .about("Stop the daemon and the App Server it started"),
+            )
+        }
+        "fork" => {
+            Some(
+                Command::new("fork")
+                    .about(
+                        "Fork a lane into a new owned lane with a copy of its history",
+                    ),
+            )
+        }
+        "get" => {
+            Some(
+                Command::new("get")
+                    .about("Show one lane: status, latest turn, goal, errors and counts"),
+            )
+        }
+        "goal" => {
+            Some(
+                Command::new("goal")
+                    .about("Set, show or clear a lane's native Codex goal"),
+            )
+        }
+        "history" => {
+            Some(
+                Command::new("history")
+                    .about("Show what lanes did: turns, tools, files, tokens"),
+            )
+        }
+        "inbox" => {
+            Some(
+                Command::new("inbox")
+                    .about("Read and acknowledge messages for lanes and the operator"),
+            )
+        }
+        "list" => Some(Command::new("list").about("List lanes, newest activity first")),
+        "models" => {
+            Some(
+                Command::new("models")
+                    .about(
+                        "List the model catalog with efforts, modalities, service tiers and aliases",
+                    ),
+            )
+        }
+        "new" => {
+            Some(
+                Command::new("new")
+                    .about(
+                        "Create an owned lane (new Codex thread), optionally with a goal and a first message",
+                    ),
+            )
+        }
+        "permissions" => {
+            Some(
+                Command::new("permissions")
+                    .about("List the permission profiles Codex allows in a directory"),
+            )
+        }
+        "registry" => {
+            Some(
+                Command::new("registry")
+                    .about(
+                        "Maintain the registry (SQLite) that holds lanes, events and the action log",
+                    ),
+            )
+        }
+        "rename" => {
+            Some(
+                Command::new("rename")
+                    .about("Rename a lane or an unmanaged Codex thread"),
+            )
+        }
+        "requests" => {
+            Some(Command::new("requests").about("List pending approval requests"))
+        }
+        "respond" => {
+            Some(Command::new("respond").about("Answer a pending approval request"))
+        }
+        "restore" => {
+            Some(
+                Command::new("restore")
+                    .about("Unarchive a lane or an unmanaged Codex thread"),
+            )
+        }
+        "revert" => {
+            Some(
+                Command::new("revert")
+                    .about(
+                        "Drop the last turns from a lane's history (files are not reverted)",
+                    ),
+            )
+        }
+        "review" => {
+            Some(
+                Command::new("review")
+                    .about("Start Codex's code review of a lane's working directory"),
+            )
+        }
+        "schema" => {
+            Some(
+                Command::new("schema")
+                    .about("Print an operation's input and output JSON Schema"),
+            )
+        }
+        "search" => {
+            Some(
+                Command::new("search")
+                    .about("Search lanes' items and titles, and unmanaged Codex threads"),
+            )
+        }
+        "send" => {
+            Some(
+                Command::new("send")
+                    .about(
+                        "Send a message to an owned lane: a new turn, steered in, queued, interjected or as context",
+                    ),
+            )
+        }
+        "stop" => {
+            Some(
+                Command::new("stop").about("Interrupt the running turn of an owned lane"),
+            )
+        }
+        "subscribe" => {
+            Some(
+                Command::new("subscribe")
+                    .about(
+                        "Subscribe a lane to another lane's turn ends, approvals or activity",
+                    ),
+            )
+        }
+        "subscriptions" => {
+            Some(Command::new("subscriptions").about("List subscriptions"))
+        }
+        "sync" => {
+            Some(
+                Command::new("sync")
+                    .about(
+                        "Refresh a lane's indexed turns and items from the App Server",
+                    ),
+            )
+        }
+        "tail" => Some(Command::new("tail").about("Show the last items of a lane")),
+        "trigger" => {
+            Some(
+                Command::new("trigger")
+                    .about(
+                        "Deliver messages to lanes on a schedule, when idle, or on an event",
+                    ),
+            )
+        }
+        "unsubscribe" => Some(Command::new("unsubscribe").about("End a subscription")),
+        "up" => {
+            Some(
+                Command::new("up")
+                    .about(
+                        "Start the daemon in the background and wait until it is ready",
+                    ),
+            )
+        }
+        "usage" => {
+            Some(
+                Command::new("usage")
+                    .about("Show the Codex account, plan, rate limits and token usage"),
+            )
+        }
+        "wait" => {
+            Some(
+                Command::new("wait")
+                    .about(
+                        "Wait until any (or all) of some lanes end a turn or are idle, bounded",
+                    ),
+            )
+        }
+        "watch" => {
+            Some(
+                Command::new("watch")
+                    .about("Stream a lane's live events, bounded by time and count"),
+            )
+        }
+        "worktree" => {
+            Some(
+                Command::new("worktree")
+                    .about("Manage the git worktrees dispatch made for lanes"),
+            )
+        }
+        _ => None,
+    }
+}
 ///The `archive` command.
 fn archive_command() -> Command {
     Command::new("archive")
