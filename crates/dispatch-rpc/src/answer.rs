@@ -183,11 +183,14 @@ struct Bounded {
     max: usize,
 }
 
+// Inlined: the encoder calls it for every token of the answer.
 impl io::Write for Bounded {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.write_all(bytes).map(|()| bytes.len())
     }
 
+    #[inline]
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.buf.len() + bytes.len() > self.max {
             return Err(io::Error::other("over the answer limit"));
