@@ -20,10 +20,10 @@
 //!
 //! A large answer's buffer is used again: once its body was sent, a buffer of
 //! [`RECYCLE_MIN`] to [`RECYCLE_MAX`] bytes goes back to its method, and that method's next
-//! large answer is written into it. The daemon's fixed mmap threshold (ADR 0021) maps every
-//! block over 128 KiB afresh and unmaps it when freed, so each `list` of 1,000 lanes paid about a
-//! hundred page faults and a `munmap` for its answer alone; a method keeps at most one spare
-//! (ADR 0020, "`list` of 1,000 lanes, third round").
+//! large answer is written into it. glibc gives a freed block of that size back to the system
+//! (unmapped, or trimmed off the top of the heap), so each `list` of 1,000 lanes paid about a
+//! hundred page faults for its answer alone; a method keeps at most one spare (ADR 0020,
+//! "`list` of 1,000 lanes, third round").
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,8 +39,9 @@ use serde_json::value::RawValue;
 /// message); the same bound as jsonrpsee's WebSocket client's default.
 pub const MAX_ANSWER_BYTES: usize = 10 * 1024 * 1024;
 
-/// The smallest answer buffer a method keeps for its next answer: glibc's fixed mmap threshold
-/// in the daemon (ADR 0021); a smaller block comes from the heap, whose pages stay mapped.
+/// The smallest answer buffer a method keeps for its next answer: glibc's trim threshold (and
+/// its initial mmap threshold). A smaller block freed stays in the heap, its pages mapped; a
+/// larger one is unmapped or trimmed when freed, and the next one faults its pages in again.
 pub(crate) const RECYCLE_MIN: usize = 128 * 1024;
 
 /// The largest answer buffer a method keeps: what a method holds between calls stays small
