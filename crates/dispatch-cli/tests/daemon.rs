@@ -244,8 +244,8 @@ fn environ(pid: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// `dispatch up` gives the daemon its allocator settings (large blocks go back to the system
-/// when freed, ADR 0021), unless the user set `GLIBC_TUNABLES`; the App Server, and what it
+/// `dispatch up` gives the daemon its allocator settings (a fixed mmap threshold: large blocks
+/// go back to the system when freed, ADRs 0021 and 0024), unless the user set `GLIBC_TUNABLES`; the App Server, and what it
 /// runs for the user, never inherits ours.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]

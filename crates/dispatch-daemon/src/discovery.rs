@@ -290,17 +290,15 @@ impl Handle<ListInput> for Service {
             only,
         };
         let limit = u32::try_from(input.limit.get()).unwrap_or(u32::MAX);
+        let view = self.view();
+        // Each lane is converted as its chunk is read: the rows of a whole page are never
+        // held beside their conversions.
         let page = self
             .registry()
-            .list_lanes_page(&filter, after.as_ref(), limit)
+            .list_lanes_page_as(&filter, after.as_ref(), limit, |l| convert::lane(l, &view))
             .await?;
-        let view = self.view();
         Ok(ListOutput {
-            lanes: page
-                .lanes
-                .into_iter()
-                .map(|l| convert::lane(l, &view))
-                .collect(),
+            lanes: page.lanes,
             next_cursor: page
                 .next
                 .map(|after| encode_cursor(&query, &Cursor::Lanes(after))),

@@ -23,9 +23,11 @@ pub use files::{
 pub use paths::Paths;
 
 /// The glibc allocator settings `dispatch up` gives the daemon (unless `GLIBC_TUNABLES` is
-/// set already): large blocks get mappings of their own and go back to the system when freed,
-/// instead of staying in the heap after the threshold has grown (ADR 0021).
-pub const DAEMON_GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=131072";
+/// set already): a fixed mmap threshold of 1 MiB. Blocks above it get mappings of their own
+/// and go back to the system when freed, instead of staying in the heap after the threshold
+/// has grown (ADR 0021); blocks below it, such as the few hundred KiB a `list` of 1,000 lanes
+/// needs, come from the heap instead of a fresh mapping per call (ADR 0024).
+pub const DAEMON_GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=1048576";
 
 /// Set with [`DAEMON_GLIBC_TUNABLES`], so that the daemon removes both from what the App
 /// Server, and the commands it runs for the user, inherit.

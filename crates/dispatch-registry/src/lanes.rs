@@ -352,40 +352,40 @@ pub(crate) fn parse_lanes(
     })
 }
 
-/// Reads the JSON array of [`select_lanes`] into rows, converting each record as it is parsed;
-/// a record that does not convert is kept in `failed` and ends the parse.
+/// Reads the JSON array of [`select_lanes`], handing each record to `sink` as a row as soon as
+/// it is parsed; a record that does not convert is kept in `failed` and ends the parse.
 struct Rows<'r> {
     registry: &'r Registry,
+    sink: &'r mut dyn FnMut(LaneRow),
     failed: Option<RegistryError>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for &mut Rows<'_> {
-    type Value = Vec<LaneRow>;
+    type Value = ();
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, parser: D) -> Result<Vec<LaneRow>, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, parser: D) -> Result<(), D::Error> {
         parser.deserialize_seq(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for &mut Rows<'_> {
-    type Value = Vec<LaneRow>;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of lanes")
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<LaneRow>, A::Error> {
-        let mut rows = Vec::new();
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(record) = seq.next_element::<LaneRecord>()? {
             match record.into_row(self.registry) {
-                Ok(row) => rows.push(row),
+                Ok(row) => (self.sink)(row),
                 Err(err) => {
                     self.failed = Some(err);
                     return Err(serde::de::Error::custom("a lane did not convert"));
                 }
             }
         }
-        Ok(rows)
+        Ok(())
     }
 }
 
@@ -693,16 +693,29 @@ impl Registry {
     /// Converts lanes read with [`select_lanes`], each as it is parsed: a page of 1,000 lanes
     /// holds no vector of raw records besides the rows (over 500 KiB of fresh memory).
     pub(crate) fn lanes_from(&self, text: &str) -> Result<Vec<LaneRow>, RegistryError> {
+        let mut lanes = Vec::new();
+        self.each_lane(text, &mut |row| lanes.push(row))?;
+        Ok(lanes)
+    }
+
+    /// Hands each lane read with [`select_lanes`] to `sink` as soon as it is parsed, in the
+    /// order of the text.
+    pub(crate) fn each_lane(
+        &self,
+        text: &str,
+        sink: &mut dyn FnMut(LaneRow),
+    ) -> Result<(), RegistryError> {
         let mut rows = Rows {
             registry: self,
+            sink,
             failed: None,
         };
         let mut parser = serde_json::Deserializer::from_str(text);
         let parsed = serde::de::DeserializeSeed::deserialize(&mut rows, &mut parser)
-            .and_then(|lanes| parser.end().map(|()| lanes));
+            .and_then(|()| parser.end());
         match (parsed, rows.failed) {
             (_, Some(err)) => Err(err),
-            (Ok(lanes), None) => Ok(lanes),
+            (Ok(()), None) => Ok(()),
             (Err(err), None) => Err(RegistryError::corrupt(
                 self.path(),
                 format!("lanes did not read back: {err}"),

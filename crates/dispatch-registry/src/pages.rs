@@ -28,14 +28,17 @@ pub struct PageAfter {
     pub lane_ref: String,
 }
 
-/// One page of lanes.
+/// One page of lanes (as rows, or as what [`Registry::list_lanes_page_as`] made of them).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LanePage {
+pub struct LanePage<T = LaneRow> {
     /// The lanes, newest activity first (then by ref).
-    pub lanes: Vec<LaneRow>,
+    pub lanes: Vec<T>,
     /// Where the next page starts, when there are more lanes.
     pub next: Option<PageAfter>,
 }
+
+/// The lanes a page holds room for before it has read any: the largest page `list` asks for.
+const PAGE_ROOM: usize = 1000;
 
 /// A lane in a topology answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,36 @@ pub const TREE_LIMIT: i64 = 10_000;
 /// Deepest level a tree answer descends to.
 pub const TREE_DEPTH: i64 = 64;
 
+/// Where a page continues after `lane`.
+fn after_lane(lane: &LaneRow) -> PageAfter {
+    PageAfter {
+        updated_at_ms: lane.updated_at_ms,
+        lane_ref: lane.lane_ref.clone(),
+    }
+}
+
+/// The page order: newest activity first, then by ref.
+fn page_order(a: &PageAfter, b: &PageAfter) -> std::cmp::Ordering {
+    b.updated_at_ms
+        .cmp(&a.updated_at_ms)
+        .then_with(|| a.lane_ref.cmp(&b.lane_ref))
+}
+
+/// `lanes` and their `keys` (one each, in the same order) in the page order.
+fn in_page_order<T>(lanes: Vec<T>, keys: Vec<PageAfter>) -> (Vec<T>, Vec<PageAfter>) {
+    if keys.is_sorted_by(|a, b| page_order(a, b).is_le()) {
+        return (lanes, keys);
+    }
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| page_order(&keys[a], &keys[b]));
+    let mut lanes: Vec<Option<T>> = lanes.into_iter().map(Some).collect();
+    let mut keys: Vec<Option<PageAfter>> = keys.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|at| Some((lanes.get_mut(at)?.take()?, keys.get_mut(at)?.take()?)))
+        .unzip()
+}
+
 impl Registry {
     /// A page of at most `limit` lanes matching `filter`, newest activity first (then by ref),
     /// starting after `after`. Archived lanes are left out unless `include_archived` is set or
@@ -78,6 +111,20 @@ impl Registry {
         after: Option<&PageAfter>,
         limit: u32,
     ) -> Result<LanePage, RegistryError> {
+        self.list_lanes_page_as(filter, after, limit, |row| row)
+            .await
+    }
+
+    /// [`Registry::list_lanes_page`], each lane converted by `convert` as soon as it is
+    /// parsed: a page of 1,000 lanes is never held as rows (some 450 KiB, a fresh mapping
+    /// under the daemon's fixed mmap threshold) beside what they became.
+    pub async fn list_lanes_page_as<T>(
+        &self,
+        filter: &PageFilter,
+        after: Option<&PageAfter>,
+        limit: u32,
+        mut convert: impl FnMut(LaneRow) -> T,
+    ) -> Result<LanePage<T>, RegistryError> {
         let only = match &filter.only {
             Some(refs) => Some(serde_json::to_string(refs).map_err(|err| {
                 RegistryError::corrupt(self.path(), format!("lane refs did not encode: {err}"))
@@ -115,19 +162,21 @@ impl Registry {
             self.path(),
             "listing a page of lanes",
         ))?;
-        let mut lanes = self.lanes_from(text)?;
-        lanes.sort_unstable_by(|a, b| {
-            b.updated_at_ms
-                .cmp(&a.updated_at_ms)
-                .then_with(|| a.lane_ref.cmp(&b.lane_ref))
-        });
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let next = if lanes.len() > limit {
-            lanes.truncate(limit);
-            lanes.last().map(|last| PageAfter {
-                updated_at_ms: last.updated_at_ms,
-                lane_ref: last.lane_ref.clone(),
-            })
+        let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+        let room = wanted.saturating_add(1).min(PAGE_ROOM + 1);
+        let mut lanes = Vec::with_capacity(room);
+        let mut keys = Vec::with_capacity(room);
+        self.each_lane(text, &mut |row| {
+            keys.push(after_lane(&row));
+            lanes.push(convert(row));
+        })?;
+        // `select_lanes` leaves the order of its array unspecified; SQLite hands the rows
+        // over in the query's order, which is checked, and restored if it was not.
+        let (mut lanes, mut keys) = in_page_order(lanes, keys);
+        let next = if lanes.len() > wanted {
+            lanes.truncate(wanted);
+            keys.truncate(wanted);
+            keys.pop()
         } else {
             None
         };
@@ -232,5 +281,47 @@ impl Registry {
                 depth,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(updated_at_ms: i64, lane_ref: &str) -> PageAfter {
+        PageAfter {
+            updated_at_ms,
+            lane_ref: lane_ref.to_owned(),
+        }
+    }
+
+    /// Lanes handed over out of order are put in the page order, each with its own key;
+    /// lanes already in order are left as they are.
+    #[test]
+    fn lanes_out_of_order_are_put_in_the_page_order_with_their_keys() {
+        let keys = vec![
+            key(5, "b"),
+            key(9, "z"),
+            key(5, "a"),
+            key(1, "c"),
+            key(9, "y"),
+        ];
+        let lanes: Vec<String> = keys.iter().map(|k| k.lane_ref.to_uppercase()).collect();
+        let (lanes, keys) = in_page_order(lanes, keys);
+        assert_eq!(lanes, ["Y", "Z", "A", "B", "C"]);
+        assert_eq!(
+            keys,
+            [
+                key(9, "y"),
+                key(9, "z"),
+                key(5, "a"),
+                key(5, "b"),
+                key(1, "c")
+            ]
+        );
+        let (again, _) = in_page_order(lanes.clone(), keys);
+        assert_eq!(again, lanes);
+        let (none, no_keys) = in_page_order(Vec::<String>::new(), Vec::new());
+        assert!(none.is_empty() && no_keys.is_empty());
     }
 }

@@ -514,3 +514,79 @@ async fn listings_of_many_lanes_answer_each_lane_once_in_order() {
         .collect();
     assert_eq!(paged, refs(&all));
 }
+
+/// Pages converted as they are read (`list_lanes_page_as`, what `list` uses) answer the same
+/// lanes in the same order as one listing, whatever the page size (lanes created in the same
+/// millisecond are ordered by ref), with and without a filter, and say where the next page
+/// starts only when there is one.
+#[tokio::test]
+async fn pages_converted_as_read_answer_each_lane_once_in_order() {
+    let total: u32 = 140;
+    let (_dir, registry) = open_registry().await;
+    for n in 0..total {
+        let lane = registry
+            .create_lane(&new_lane(&format!("thread-{n:03}")))
+            .await
+            .unwrap();
+        if n % 3 == 0 {
+            registry
+                .record(&[facts(&lane.lane_ref, vec![Fact::Archived(true)])])
+                .await
+                .unwrap();
+        }
+    }
+    let all = registry
+        .list_lanes(&LaneFilter {
+            include_archived: true,
+            ..LaneFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), usize::try_from(total).unwrap());
+    let every = dispatch_registry::PageFilter {
+        include_archived: true,
+        ..dispatch_registry::PageFilter::default()
+    };
+    for limit in [1, 7, 64, total - 1, total, total + 1, 1000] {
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = registry
+                .list_lanes_page_as(&every, after.as_ref(), limit, |lane| lane.lane_ref)
+                .await
+                .unwrap();
+            assert!(page.lanes.len() <= usize::try_from(limit).unwrap());
+            let more = page.next.is_some();
+            if more {
+                assert_eq!(page.next.as_ref().map(|n| &n.lane_ref), page.lanes.last());
+            }
+            paged.extend(page.lanes);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, refs(&all), "pages of {limit}");
+    }
+    let whole = registry.list_lanes_page(&every, None, total).await.unwrap();
+    assert!(whole.next.is_none());
+    // A filter applies as before.
+    let archived = registry
+        .list_lanes_page(
+            &dispatch_registry::PageFilter {
+                status: Some(LaneStatus::Archived),
+                ..dispatch_registry::PageFilter::default()
+            },
+            None,
+            1000,
+        )
+        .await
+        .unwrap();
+    let expected: Vec<&str> = all
+        .iter()
+        .filter(|l| l.archived)
+        .map(|l| l.lane_ref.as_str())
+        .collect();
+    assert_eq!(refs(&archived.lanes), expected);
+    assert_eq!(expected.len(), usize::try_from(total.div_ceil(3)).unwrap());
+}

@@ -17,12 +17,20 @@
 //!
 //! An answer is bounded by [`MAX_ANSWER_BYTES`], the most a client reads: a larger one is a
 //! typed error naming the limit, on every path.
+//!
+//! A large answer's buffer is used again: once its body was sent, a buffer of
+//! [`RECYCLE_MIN`] to [`RECYCLE_MAX`] bytes goes back to its method, and that method's next
+//! large answer is written into it. glibc gives a freed block of that size back to the system
+//! (unmapped, or trimmed off the top of the heap), so each `list` of 1,000 lanes paid about a
+//! hundred page faults for its answer alone; a method keeps at most one spare (ADR 0020,
+//! "`list` of 1,000 lanes, third round").
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dispatch_contract::{DispatchError, Operation};
+use hyper::body::Bytes;
 use jsonrpsee::types::Id;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -30,6 +38,15 @@ use serde_json::value::RawValue;
 /// The largest answer the daemon sends and a client reads, in bytes (the whole JSON-RPC
 /// message); the same bound as jsonrpsee's WebSocket client's default.
 pub const MAX_ANSWER_BYTES: usize = 10 * 1024 * 1024;
+
+/// The smallest answer buffer a method keeps for its next answer: glibc's trim threshold (and
+/// its initial mmap threshold). A smaller block freed stays in the heap, its pages mapped; a
+/// larger one is unmapped or trimmed when freed, and the next one faults its pages in again.
+pub(crate) const RECYCLE_MIN: usize = 128 * 1024;
+
+/// The largest answer buffer a method keeps: what a method holds between calls stays small
+/// (a `list` of 1,000 lanes is about 400 KiB).
+pub(crate) const RECYCLE_MAX: usize = 1024 * 1024;
 
 /// Room for the envelope around a result (`{"jsonrpc":"2.0","id":..,"result":..}`), so that a
 /// result encoded alone is held to the same bound as a whole answer.
@@ -45,7 +62,7 @@ struct Slot {
     /// The call's id as JSON, once the call is known to be a single one.
     id: Option<String>,
     /// The whole answer, once the method wrote it.
-    body: Option<Vec<u8>>,
+    body: Option<Bytes>,
 }
 
 impl AnswerSlot {
@@ -69,30 +86,95 @@ impl AnswerSlot {
         }
     }
 
-    fn fill(&self, body: Vec<u8>) {
+    fn fill(&self, body: Bytes) {
         self.lock().body = Some(body);
     }
 
     /// The answer a method wrote, if any.
-    pub(crate) fn take(&self) -> Option<Vec<u8>> {
+    pub(crate) fn take(&self) -> Option<Bytes> {
         self.lock().body.take()
     }
 }
 
-/// The size of a method's last answer, to size the next one's buffer.
+/// What a method remembers of its answers: the size of the last one, to size the next one's
+/// buffer, and the buffer of its last large answer once that was sent.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SizeHint(Arc<AtomicUsize>);
+pub(crate) struct SizeHint(Arc<Memory>);
+
+#[derive(Debug, Default)]
+struct Memory {
+    last: AtomicUsize,
+    /// A buffer of [`RECYCLE_MIN`]..=[`RECYCLE_MAX`] bytes of capacity, empty, back from a
+    /// sent answer.
+    spare: Mutex<Option<Vec<u8>>>,
+}
 
 impl SizeHint {
     /// Room for the next answer: the last one's size and a little more (answers grow by a
     /// lane or an item between calls), at least a small page.
     fn capacity(&self) -> usize {
-        let last = self.0.load(Ordering::Relaxed);
+        let last = self.0.last.load(Ordering::Relaxed);
         (last + last / 16).clamp(512, MAX_ANSWER_BYTES)
     }
 
     fn record(&self, size: usize) {
-        self.0.store(size, Ordering::Relaxed);
+        self.0.last.store(size, Ordering::Relaxed);
+    }
+
+    /// An empty buffer of at least `capacity` bytes: the spare when there is one (grown if
+    /// need be), else a new one.
+    fn buffer(&self, capacity: usize) -> Vec<u8> {
+        let spare = self
+            .0
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match spare {
+            Some(mut buf) => {
+                buf.reserve(capacity);
+                buf
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// `buf` as a body that gives the buffer back to this method once it was sent (dropped),
+    /// when it is worth keeping.
+    fn body(&self, buf: Vec<u8>) -> Bytes {
+        if (RECYCLE_MIN..=RECYCLE_MAX).contains(&buf.capacity()) {
+            Bytes::from_owner(Recycled {
+                buf,
+                home: self.clone(),
+            })
+        } else {
+            Bytes::from(buf)
+        }
+    }
+}
+
+/// An answer's buffer on its way out; dropped once sent, it becomes its method's spare.
+struct Recycled {
+    buf: Vec<u8>,
+    home: SizeHint,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        *self
+            .home
+            .0
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(buf);
     }
 }
 
@@ -102,11 +184,14 @@ struct Bounded {
     max: usize,
 }
 
+// Inlined: the encoder calls it for every token of the answer.
 impl io::Write for Bounded {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.write_all(bytes).map(|()| bytes.len())
     }
 
+    #[inline]
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.buf.len() + bytes.len() > self.max {
             return Err(io::Error::other("over the answer limit"));
@@ -120,19 +205,16 @@ impl io::Write for Bounded {
     }
 }
 
-/// `output` encoded into at most `max` bytes (`None`: larger), preceded by `prefix` and
-/// followed by `suffix`.
+/// `output` encoded into `buf` (empty) up to at most `max` bytes (`None`: larger), preceded
+/// by `prefix` and followed by `suffix`.
 fn encode(
     prefix: &[u8],
     output: &impl Serialize,
     suffix: &[u8],
-    capacity: usize,
+    buf: Vec<u8>,
     max: usize,
 ) -> Result<Option<Vec<u8>>, DispatchError> {
-    let mut out = Bounded {
-        buf: Vec::with_capacity(capacity.min(max)),
-        max,
-    };
+    let mut out = Bounded { buf, max };
     out.buf.extend_from_slice(prefix);
     match serde_json::to_writer(&mut out, output) {
         Ok(()) => {}
@@ -189,12 +271,12 @@ pub(crate) fn answer(
             prefix.as_bytes(),
             output,
             b"}",
-            hint.capacity(),
+            hint.buffer(hint.capacity()),
             MAX_ANSWER_BYTES,
         )?
         .ok_or_else(|| too_large_answer(op))?;
         hint.record(body.len());
-        slot.fill(body);
+        slot.fill(hint.body(body));
         return Ok(RawValue::NULL.to_owned());
     }
     // A WebSocket call or a call in a batch: jsonrpsee wraps the text.
@@ -226,7 +308,7 @@ mod tests {
         assert_eq!(placeholder.get(), "null");
         let body = slot.take().expect("a body");
         assert_eq!(
-            String::from_utf8(body).expect("utf-8"),
+            String::from_utf8(body.to_vec()).expect("utf-8"),
             format!(
                 "{{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}}",
                 serde_json::to_string(&output).expect("json")
@@ -244,7 +326,7 @@ mod tests {
         assert_eq!(text.get(), serde_json::to_string(&output).expect("json"));
         slot.arm(&Id::Str("a\"b".into()));
         answer(op, &output, Some(&slot), &hint).expect("answered");
-        let body = String::from_utf8(slot.take().expect("a body")).expect("utf-8");
+        let body = String::from_utf8(slot.take().expect("a body").to_vec()).expect("utf-8");
         let parsed: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(parsed["id"], json!("a\"b"));
         assert_eq!(parsed["result"], output);
@@ -275,6 +357,63 @@ mod tests {
         assert!(slot.take().is_none(), "nothing of it is sent");
         let fits = "x".repeat(MAX_ANSWER_BYTES - ENVELOPE_ROOM - 2);
         assert!(answer(op, &fits, None, &hint).is_ok());
+    }
+
+    /// A large answer's buffer, once its body was sent (dropped), holds the method's next
+    /// answer: the same memory, not a fresh mapping. Small buffers and ones over
+    /// [`RECYCLE_MAX`] are not kept, and a body still being sent is never written into.
+    #[test]
+    fn a_large_answers_buffer_is_used_again_once_sent() {
+        let op = &dispatch_contract::operations::LIST;
+        let hint = SizeHint::default();
+        let send = |output: &serde_json::Value| {
+            let slot = AnswerSlot::default();
+            slot.arm(&Id::Number(1));
+            answer(op, output, Some(&slot), &hint).expect("answered");
+            slot.take().expect("a body")
+        };
+        let large = json!({ "text": "x".repeat(RECYCLE_MIN * 2) });
+        let first = send(&large);
+        let at = first.as_ptr();
+        // Still being sent: the next answer gets a buffer of its own.
+        let second = send(&large);
+        assert_ne!(second.as_ptr(), at);
+        let expected = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}}",
+            serde_json::to_string(&large).expect("json")
+        );
+        assert_eq!(&first[..], expected.as_bytes());
+        // The last one sent is kept (one spare per method).
+        drop(second);
+        drop(first);
+        let spare = hint
+            .0
+            .spare
+            .lock()
+            .expect("unpoisoned")
+            .as_ref()
+            .map(Vec::as_ptr);
+        assert_eq!(spare, Some(at), "the buffer went back to its method");
+        let third = send(&large);
+        assert_eq!(third.as_ptr(), at, "the kept buffer holds the next answer");
+        assert_eq!(&third[..], expected.as_bytes(), "the same text in it");
+        let kept = third.as_ptr();
+        drop(third);
+        assert_eq!(send(&large).as_ptr(), kept);
+
+        // Too small or too large to keep.
+        for size in [100, RECYCLE_MAX + 1] {
+            let hint = SizeHint::default();
+            let output = json!("y".repeat(size));
+            let slot = AnswerSlot::default();
+            slot.arm(&Id::Number(1));
+            answer(op, &output, Some(&slot), &hint).expect("answered");
+            drop(slot.take().expect("a body"));
+            assert!(
+                hint.0.spare.lock().expect("unpoisoned").is_none(),
+                "{size} bytes"
+            );
+        }
     }
 
     /// The next buffer is sized from the last answer of the same method.

@@ -170,7 +170,7 @@ impl Reader {
             Framing::Chunked => self.chunked()?,
             Framing::Close => self.until_closed()?,
         };
-        read_answer(status, &body).map_err(Exchange::Failed)
+        read_answer(status, body).map_err(Exchange::Failed)
     }
 
     /// The next `len` bytes of the body.
@@ -178,6 +178,8 @@ impl Reader {
         if len > MAX_RESPONSE_BYTES {
             return Err(Failure::TooLarge.into());
         }
+        // One allocation of the announced size, instead of a buffer doubled read by read.
+        self.buffer.reserve(len.saturating_sub(self.buffer.len()));
         while self.buffer.len() < len {
             if !self.fill()? {
                 return Err(lost(

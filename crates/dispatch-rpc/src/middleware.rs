@@ -154,7 +154,7 @@ where
         Box::pin(async move {
             let response = answer.await?;
             if let Some(body) = slot.and_then(|slot| slot.take()) {
-                return Ok(response.map(|_| HttpBody::from(body)));
+                return Ok(response.map(|_| HttpBody::new(http_body_util::Full::new(body))));
             }
             if response.status().as_u16() != 413 {
                 return Ok(response);
