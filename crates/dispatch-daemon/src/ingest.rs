@@ -364,10 +364,23 @@ fn end_refused_turn(service: &Service, lanes: &mut LaneCache, error: &ErrorNotif
     });
 }
 
+/// Whether `fact` can change a lane's status, and so the daemon's idle flag: a turn starting
+/// or ending, an explicit status, archiving. Items, deltas, errors (a retry only ever moves a
+/// busy lane between busy and retrying), token usage, goals and titles cannot.
+fn changes_status(fact: &Fact) -> bool {
+    matches!(
+        fact,
+        Fact::TurnStarted { .. } | Fact::TurnCompleted { .. } | Fact::Status(_) | Fact::Archived(_)
+    )
+}
+
 async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
     if batch.is_empty() {
         return;
     }
+    let status_changed = batch
+        .iter()
+        .any(|recorded| recorded.facts.iter().any(changes_status));
     match service.registry().record(batch).await {
         Ok(()) => {}
         // A lane deleted meanwhile: the others' events are stored without its own.
@@ -385,7 +398,13 @@ async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
         Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
     }
     batch.clear();
-    service.events_stored().await;
+    // The idle flag is a count over all lanes: in the middle of a flood of output, where no
+    // status changes, it is not counted again after every batch.
+    if status_changed {
+        service.events_stored().await;
+    } else {
+        service.wake_watchers();
+    }
 }
 
 async fn hold_request(
