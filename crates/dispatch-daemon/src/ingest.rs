@@ -72,12 +72,14 @@ async fn run_process(service: Arc<Service>, process: usize) {
             seen_generation = generation.incarnation;
         }
         let mut lanes = LaneCache::default();
+        let mut writing = Writing::default();
         let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
         loop {
             tokio::select! {
                 event = subscription.recv_raw() => {
                     let Some(first) = event else {
+                        writing.done().await;
                         // Reaped, so that no one asks it anything any more (bounded: a child
                         // may hold its stdout open).
                         let _ = tokio::time::timeout(EXIT_WAIT, exited).await;
@@ -105,17 +107,25 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     let turn_completed = events.iter().any(|(event, _)| {
                         matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
                     });
-                    persist(&service, &mut lanes, events).await;
+                    persist(&service, &mut lanes, events, &mut writing).await;
+                    // The next batch is folded while this one is written, unless nothing more
+                    // has arrived or what follows needs it stored.
+                    let drained = subscription.is_empty();
+                    checkpoints.stored(stored);
+                    let checkpoint = checkpoints.due(drained);
+                    batches = batches.wrapping_add(1);
+                    let prune = batches.is_multiple_of(PRUNE_EVERY);
+                    if drained || turn_completed || checkpoint || prune {
+                        writing.done().await;
+                    }
                     if turn_completed {
                         service.recycle_soon(process);
                     }
                     // Checkpoint the WAL between floods, not inside their commits.
-                    checkpoints.stored(stored);
-                    if checkpoints.due(subscription.is_empty()) {
+                    if checkpoint {
                         checkpoints.run(&service).await;
                     }
-                    batches = batches.wrapping_add(1);
-                    if batches.is_multiple_of(PRUNE_EVERY) {
+                    if prune {
                         match service.registry().prune_events(EVENTS_PER_LANE).await {
                             Ok(0) => {}
                             Ok(pruned) => tracing::info!(pruned, "pruned old events"),
@@ -124,6 +134,7 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     }
                 }
                 changed = generations.changed() => {
+                    writing.done().await;
                     if changed.is_err() {
                         return;
                     }
@@ -261,7 +272,12 @@ fn compacted(notification: &ServerNotification) -> bool {
 /// A notification and its params as the App Server sent them.
 type Received = (Arc<ServerNotification>, Option<Box<str>>);
 
-async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, Option<Box<str>>)>) {
+async fn persist(
+    service: &Arc<Service>,
+    lanes: &mut LaneCache,
+    events: Vec<(Event, Option<Box<str>>)>,
+    writing: &mut Writing,
+) {
     // A lane was deleted: the threads it cached may be gone with it.
     let removed = service.lanes_removed();
     if lanes.removed != removed {
@@ -309,13 +325,15 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
                     tracing::warn!(%err, lane = lane_ref, "recording a compaction");
                 }
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
-                    flush(service, &mut batch).await;
+                    flush(service, &mut batch, writing).await;
+                    writing.done().await;
                     settle_request(service, &lane_ref, &thread_id, &resolved.request_id).await;
                 }
             }
             Event::ServerRequest(request) => {
                 // Keep the order: what came before the request is stored first.
-                flush(service, &mut batch).await;
+                flush(service, &mut batch, writing).await;
+                writing.done().await;
                 let Some(thread_id) = request.thread_id().map(str::to_owned) else {
                     tracing::warn!(method = %request.method, "a server request without a thread is left pending");
                     continue;
@@ -332,7 +350,7 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
             }
         }
     }
-    flush(service, &mut batch).await;
+    flush(service, &mut batch, writing).await;
 }
 
 /// Codex retries a provider that refused the credentials as if it were a network failure
@@ -374,14 +392,43 @@ fn changes_status(fact: &Fact) -> bool {
     )
 }
 
-async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
+/// The batch being stored while the pump folds the next one: SQLite writes on its own thread,
+/// so the two overlap. At most one batch is in flight, so batches are stored in order.
+#[derive(Default)]
+struct Writing {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Writing {
+    /// Waits until the batch in flight, if any, is stored and its watchers woken.
+    async fn done(&mut self) {
+        if let Some(task) = self.task.take()
+            && let Err(err) = task.await
+        {
+            tracing::error!(%err, "storing events failed");
+        }
+    }
+}
+
+/// Stores `batch` (taking it) once the batch before it is stored, without waiting for it to be
+/// stored (see [`Writing::done`]).
+async fn flush(service: &Arc<Service>, batch: &mut Vec<Recorded>, writing: &mut Writing) {
     if batch.is_empty() {
         return;
     }
+    writing.done().await;
+    let batch = std::mem::take(batch);
+    let service = Arc::clone(service);
+    writing.task = Some(tokio::spawn(async move { store(&service, batch).await }));
+}
+
+/// Stores a batch, then wakes watchers (and counts the lanes again for the idle flag when the
+/// batch can have changed a lane's status).
+async fn store(service: &Service, mut batch: Vec<Recorded>) {
     let status_changed = batch
         .iter()
         .any(|recorded| recorded.facts.iter().any(changes_status));
-    match service.registry().record(batch).await {
+    match service.registry().record(&batch).await {
         Ok(()) => {}
         // A lane deleted meanwhile: the others' events are stored without its own.
         Err(dispatch_registry::RegistryError::LaneNotFound { .. }) => {
@@ -397,7 +444,7 @@ async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
         }
         Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
     }
-    batch.clear();
+    drop(batch);
     // The idle flag is a count over all lanes: in the middle of a flood of output, where no
     // status changes, it is not counted again after every batch.
     if status_changed {
