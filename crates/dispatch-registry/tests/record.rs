@@ -1003,7 +1003,7 @@ async fn a_batch_mixing_lanes_turns_and_methods_stores_each_row_with_its_own_val
     }
 }
 
-/// A flood's batch is written in several statements (events in chunks of up to 1,024 rows,
+/// A flood's batch is written in several statements (events in chunks of up to 512 rows,
 /// then items, turns, lanes): when a later one fails, the whole batch is rolled back, events
 /// already inserted included, and the registry takes the next batch as if nothing happened.
 #[tokio::test]
