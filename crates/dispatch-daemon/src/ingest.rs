@@ -756,3 +756,63 @@ fn record(
         facts,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The idle flag (no lane busy, retrying or waiting) is counted again only after a batch
+    /// holding one of these facts; a flood of output (items, deltas, token usage) holds none.
+    #[test]
+    fn only_turns_statuses_and_archiving_can_change_the_idle_flag() {
+        let turn = TurnRow {
+            turn_id: "t".into(),
+            status: TurnStatus::Completed,
+            error: None,
+            started_at_ms: None,
+            completed_at_ms: None,
+            duration_ms: None,
+        };
+        for fact in [
+            Fact::TurnStarted {
+                turn_id: "t".into(),
+                at_ms: 1,
+            },
+            Fact::TurnCompleted { turn },
+            Fact::Status(LaneStatus::WaitingApproval),
+            Fact::Status(LaneStatus::Busy),
+            Fact::Archived(true),
+        ] {
+            assert!(changes_status(&fact), "{fact:?}");
+        }
+        for fact in [
+            Fact::Item {
+                turn_id: Some("t".into()),
+                item_id: "i".into(),
+                kind: "agent_message".into(),
+                text: Some("hi".into()),
+                status: None,
+                at_ms: 1,
+            },
+            Fact::ItemDelta {
+                turn_id: Some("t".into()),
+                item_id: "i".into(),
+                kind: "agent_message".into(),
+                delta: "hi".into(),
+                at_ms: 1,
+            },
+            Fact::Error {
+                turn_id: Some("t".into()),
+                message: "retrying".into(),
+                will_retry: true,
+                cause: None,
+                at_ms: 1,
+            },
+            Fact::TokenUsage(Value::Null),
+            Fact::Goal(None),
+            Fact::Title(Some("x".into())),
+        ] {
+            assert!(!changes_status(&fact), "{fact:?}");
+        }
+    }
+}
