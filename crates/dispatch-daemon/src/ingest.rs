@@ -396,16 +396,20 @@ fn changes_status(fact: &Fact) -> bool {
 /// so the two overlap. At most one batch is in flight, so batches are stored in order.
 #[derive(Default)]
 struct Writing {
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<Vec<Recorded>>>,
 }
 
 impl Writing {
     /// Waits until the batch in flight, if any, is stored and its watchers woken.
     async fn done(&mut self) {
-        if let Some(task) = self.task.take()
-            && let Err(err) = task.await
-        {
-            tracing::error!(%err, "storing events failed");
+        if let Some(task) = self.task.take() {
+            match task.await {
+                // Freed here, by the pump that allocated it, not by the worker thread that
+                // stored it: glibc frees another thread's memory under that thread's arena
+                // lock, which the pump holds while it folds the next batch.
+                Ok(batch) => drop(batch),
+                Err(err) => tracing::error!(%err, "storing events failed"),
+            }
         }
     }
 }
@@ -423,8 +427,8 @@ async fn flush(service: &Arc<Service>, batch: &mut Vec<Recorded>, writing: &mut 
 }
 
 /// Stores a batch, then wakes watchers (and counts the lanes again for the idle flag when the
-/// batch can have changed a lane's status).
-async fn store(service: &Service, mut batch: Vec<Recorded>) {
+/// batch can have changed a lane's status); gives the batch back, for the pump to free.
+async fn store(service: &Service, mut batch: Vec<Recorded>) -> Vec<Recorded> {
     let status_changed = batch
         .iter()
         .any(|recorded| recorded.facts.iter().any(changes_status));
@@ -441,10 +445,10 @@ async fn store(service: &Service, mut batch: Vec<Recorded>) {
             if let Err(err) = service.registry().record(&kept).await {
                 tracing::error!(%err, events = kept.len(), "storing events failed");
             }
+            batch = kept;
         }
         Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
     }
-    drop(batch);
     // The idle flag is a count over all lanes: in the middle of a flood of output, where no
     // status changes, it is not counted again after every batch.
     if status_changed {
@@ -452,6 +456,7 @@ async fn store(service: &Service, mut batch: Vec<Recorded>) {
     } else {
         service.wake_watchers();
     }
+    batch
 }
 
 async fn hold_request(
