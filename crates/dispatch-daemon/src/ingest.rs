@@ -72,14 +72,12 @@ async fn run_process(service: Arc<Service>, process: usize) {
             seen_generation = generation.incarnation;
         }
         let mut lanes = LaneCache::default();
-        let mut writing = Writing::default();
         let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
         loop {
             tokio::select! {
                 event = subscription.recv_raw() => {
                     let Some(first) = event else {
-                        writing.done().await;
                         // Reaped, so that no one asks it anything any more (bounded: a child
                         // may hold its stdout open).
                         let _ = tokio::time::timeout(EXIT_WAIT, exited).await;
@@ -107,25 +105,17 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     let turn_completed = events.iter().any(|(event, _)| {
                         matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
                     });
-                    persist(&service, &mut lanes, events, &mut writing).await;
-                    // The next batch is folded while this one is written, unless nothing more
-                    // has arrived or what follows needs it stored.
-                    let drained = subscription.is_empty();
-                    checkpoints.stored(stored);
-                    let checkpoint = checkpoints.due(drained);
-                    batches = batches.wrapping_add(1);
-                    let prune = batches.is_multiple_of(PRUNE_EVERY);
-                    if drained || turn_completed || checkpoint || prune {
-                        writing.done().await;
-                    }
+                    persist(&service, &mut lanes, events).await;
                     if turn_completed {
                         service.recycle_soon(process);
                     }
                     // Checkpoint the WAL between floods, not inside their commits.
-                    if checkpoint {
+                    checkpoints.stored(stored);
+                    if checkpoints.due(subscription.is_empty()) {
                         checkpoints.run(&service).await;
                     }
-                    if prune {
+                    batches = batches.wrapping_add(1);
+                    if batches.is_multiple_of(PRUNE_EVERY) {
                         match service.registry().prune_events(EVENTS_PER_LANE).await {
                             Ok(0) => {}
                             Ok(pruned) => tracing::info!(pruned, "pruned old events"),
@@ -134,7 +124,6 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     }
                 }
                 changed = generations.changed() => {
-                    writing.done().await;
                     if changed.is_err() {
                         return;
                     }
@@ -270,14 +259,9 @@ fn compacted(notification: &ServerNotification) -> bool {
 }
 
 /// A notification and its params as the App Server sent them.
-type Received = (Arc<ServerNotification>, Option<Arc<str>>);
+type Received = (Arc<ServerNotification>, Option<Box<str>>);
 
-async fn persist(
-    service: &Arc<Service>,
-    lanes: &mut LaneCache,
-    events: Vec<(Event, Option<Arc<str>>)>,
-    writing: &mut Writing,
-) {
+async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, Option<Box<str>>)>) {
     // A lane was deleted: the threads it cached may be gone with it.
     let removed = service.lanes_removed();
     if lanes.removed != removed {
@@ -325,15 +309,13 @@ async fn persist(
                     tracing::warn!(%err, lane = lane_ref, "recording a compaction");
                 }
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
-                    flush(service, &mut batch, writing).await;
-                    writing.done().await;
+                    flush(service, &mut batch).await;
                     settle_request(service, &lane_ref, &thread_id, &resolved.request_id).await;
                 }
             }
             Event::ServerRequest(request) => {
                 // Keep the order: what came before the request is stored first.
-                flush(service, &mut batch, writing).await;
-                writing.done().await;
+                flush(service, &mut batch).await;
                 let Some(thread_id) = request.thread_id().map(str::to_owned) else {
                     tracing::warn!(method = %request.method, "a server request without a thread is left pending");
                     continue;
@@ -350,7 +332,7 @@ async fn persist(
             }
         }
     }
-    flush(service, &mut batch, writing).await;
+    flush(service, &mut batch).await;
 }
 
 /// Codex retries a provider that refused the credentials as if it were a network failure
@@ -392,47 +374,14 @@ fn changes_status(fact: &Fact) -> bool {
     )
 }
 
-/// The batch being stored while the pump folds the next one: SQLite writes on its own thread,
-/// so the two overlap. At most one batch is in flight, so batches are stored in order.
-#[derive(Default)]
-struct Writing {
-    task: Option<tokio::task::JoinHandle<Vec<Recorded>>>,
-}
-
-impl Writing {
-    /// Waits until the batch in flight, if any, is stored and its watchers woken.
-    async fn done(&mut self) {
-        if let Some(task) = self.task.take() {
-            match task.await {
-                // Freed here, by the pump that allocated it, not by the worker thread that
-                // stored it: glibc frees another thread's memory under that thread's arena
-                // lock, which the pump holds while it folds the next batch.
-                Ok(batch) => drop(batch),
-                Err(err) => tracing::error!(%err, "storing events failed"),
-            }
-        }
-    }
-}
-
-/// Stores `batch` (taking it) once the batch before it is stored, without waiting for it to be
-/// stored (see [`Writing::done`]).
-async fn flush(service: &Arc<Service>, batch: &mut Vec<Recorded>, writing: &mut Writing) {
+async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
     if batch.is_empty() {
         return;
     }
-    writing.done().await;
-    let batch = std::mem::take(batch);
-    let service = Arc::clone(service);
-    writing.task = Some(tokio::spawn(async move { store(&service, batch).await }));
-}
-
-/// Stores a batch, then wakes watchers (and counts the lanes again for the idle flag when the
-/// batch can have changed a lane's status); gives the batch back, for the pump to free.
-async fn store(service: &Service, mut batch: Vec<Recorded>) -> Vec<Recorded> {
     let status_changed = batch
         .iter()
         .any(|recorded| recorded.facts.iter().any(changes_status));
-    match service.registry().record(&batch).await {
+    match service.registry().record(batch).await {
         Ok(()) => {}
         // A lane deleted meanwhile: the others' events are stored without its own.
         Err(dispatch_registry::RegistryError::LaneNotFound { .. }) => {
@@ -445,10 +394,10 @@ async fn store(service: &Service, mut batch: Vec<Recorded>) -> Vec<Recorded> {
             if let Err(err) = service.registry().record(&kept).await {
                 tracing::error!(%err, events = kept.len(), "storing events failed");
             }
-            batch = kept;
         }
         Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
     }
+    batch.clear();
     // The idle flag is a count over all lanes: in the middle of a flood of output, where no
     // status changes, it is not counted again after every batch.
     if status_changed {
@@ -456,7 +405,6 @@ async fn store(service: &Service, mut batch: Vec<Recorded>) -> Vec<Recorded> {
     } else {
         service.wake_watchers();
     }
-    batch
 }
 
 async fn hold_request(
@@ -493,7 +441,7 @@ async fn hold_request(
         method: request.method.clone(),
         turn_id: new.turn_id.clone(),
         at_ms: new.at_ms,
-        params: params.to_string().into(),
+        params: params.to_string(),
     };
     let recorded = Recorded {
         lane_ref,
@@ -646,13 +594,13 @@ pub fn turn_row(turn: &codex_app_server::protocol::Turn) -> TurnRow {
 fn record(
     lane_ref: String,
     notification: &ServerNotification,
-    raw: Option<Arc<str>>,
+    raw: Option<Box<str>>,
     auth_failed: &mut HashMap<String, String>,
 ) -> Recorded {
     let at_ms = now_ms();
     let params = match raw {
-        Some(raw) => raw,
-        None => notification.params().to_string().into(),
+        Some(raw) => raw.into_string(),
+        None => notification.params().to_string(),
     };
     let mut event = Some(NewEvent {
         method: notification.method().to_owned(),

@@ -297,8 +297,7 @@ impl Service {
                             "error": turn.error.as_ref().map(|message| json!({ "message": message })),
                         },
                     })
-                    .to_string()
-                    .into(),
+                    .to_string(),
                 }),
                 facts: Vec::new(),
             });

@@ -72,8 +72,7 @@ fn stored(lane: &str, method: &str, turn: &str, at_ms: i64, facts: Vec<Fact>) ->
                 "method": method,
                 "payload": { "seq": at_ms, "note": "a typical small notification body" },
             })
-            .to_string()
-            .into(),
+            .to_string(),
         }),
         facts,
     }
