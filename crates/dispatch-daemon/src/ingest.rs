@@ -364,10 +364,23 @@ fn end_refused_turn(service: &Service, lanes: &mut LaneCache, error: &ErrorNotif
     });
 }
 
+/// Whether `fact` can change a lane's status, and so the daemon's idle flag: a turn starting
+/// or ending, an explicit status, archiving. Items, deltas, errors (a retry only ever moves a
+/// busy lane between busy and retrying), token usage, goals and titles cannot.
+fn changes_status(fact: &Fact) -> bool {
+    matches!(
+        fact,
+        Fact::TurnStarted { .. } | Fact::TurnCompleted { .. } | Fact::Status(_) | Fact::Archived(_)
+    )
+}
+
 async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
     if batch.is_empty() {
         return;
     }
+    let status_changed = batch
+        .iter()
+        .any(|recorded| recorded.facts.iter().any(changes_status));
     match service.registry().record(batch).await {
         Ok(()) => {}
         // A lane deleted meanwhile: the others' events are stored without its own.
@@ -385,7 +398,13 @@ async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
         Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
     }
     batch.clear();
-    service.events_stored().await;
+    // The idle flag is a count over all lanes: in the middle of a flood of output, where no
+    // status changes, it is not counted again after every batch.
+    if status_changed {
+        service.events_stored().await;
+    } else {
+        service.wake_watchers();
+    }
 }
 
 async fn hold_request(
@@ -688,5 +707,65 @@ fn record(
         lane_ref,
         event,
         facts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The idle flag (no lane busy, retrying or waiting) is counted again only after a batch
+    /// holding one of these facts; a flood of output (items, deltas, token usage) holds none.
+    #[test]
+    fn only_turns_statuses_and_archiving_can_change_the_idle_flag() {
+        let turn = TurnRow {
+            turn_id: "t".into(),
+            status: TurnStatus::Completed,
+            error: None,
+            started_at_ms: None,
+            completed_at_ms: None,
+            duration_ms: None,
+        };
+        for fact in [
+            Fact::TurnStarted {
+                turn_id: "t".into(),
+                at_ms: 1,
+            },
+            Fact::TurnCompleted { turn },
+            Fact::Status(LaneStatus::WaitingApproval),
+            Fact::Status(LaneStatus::Busy),
+            Fact::Archived(true),
+        ] {
+            assert!(changes_status(&fact), "{fact:?}");
+        }
+        for fact in [
+            Fact::Item {
+                turn_id: Some("t".into()),
+                item_id: "i".into(),
+                kind: "agent_message".into(),
+                text: Some("hi".into()),
+                status: None,
+                at_ms: 1,
+            },
+            Fact::ItemDelta {
+                turn_id: Some("t".into()),
+                item_id: "i".into(),
+                kind: "agent_message".into(),
+                delta: "hi".into(),
+                at_ms: 1,
+            },
+            Fact::Error {
+                turn_id: Some("t".into()),
+                message: "retrying".into(),
+                will_retry: true,
+                cause: None,
+                at_ms: 1,
+            },
+            Fact::TokenUsage(Value::Null),
+            Fact::Goal(None),
+            Fact::Title(Some("x".into())),
+        ] {
+            assert!(!changes_status(&fact), "{fact:?}");
+        }
     }
 }

@@ -560,6 +560,12 @@ impl Service {
                 Ordering::Relaxed,
             );
         }
+        self.wake_watchers();
+    }
+
+    /// Wakes watchers after events were stored that changed no lane's status (so the idle
+    /// flag, a count over all lanes, stays as it is).
+    pub fn wake_watchers(&self) {
         self.stored.send_modify(|n| *n = n.wrapping_add(1));
     }
 

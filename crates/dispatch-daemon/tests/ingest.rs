@@ -85,5 +85,71 @@ async fn a_flood_is_stored_whole_and_as_sent(d: &Daemon) {
         .map(String::as_str)
         .collect();
     assert_eq!(keys, ["threadId", "turnId", "completedAtMs", "item"]);
+
+    // In the order sent, across batches (the pump folds a batch while the one before it is
+    // written: they must not overtake each other): the agent messages' events come in the
+    // order of their numbers, each started before it completed, and every item's text is
+    // whole (its delta folded in).
+    let mut after = 0;
+    let mut last = (0, "");
+    let mut seen = 0;
+    loop {
+        let page = d
+            .service
+            .registry()
+            .events_after(&lane.lane_ref, after, 5_000)
+            .await
+            .expect("events");
+        let Some(tail) = page.last() else { break };
+        after = tail.id;
+        for event in &page {
+            let Some(n) = event.params["item"]["id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix("msg_"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let this = (n, event.method.as_str());
+            let expected_after = match this.1 {
+                "item/started" => (n - 1, "item/completed"),
+                _ => (n, "item/started"),
+            };
+            if n > 1 || this.1 != "item/started" {
+                assert_eq!(last, expected_after, "{this:?} stored after {last:?}");
+            }
+            last = (
+                n,
+                if this.1 == "item/started" {
+                    "item/started"
+                } else {
+                    "item/completed"
+                },
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        seen,
+        2 * plan.items,
+        "item/started and item/completed of every message"
+    );
+    let items = d
+        .service
+        .registry()
+        .tail(
+            &lane.lane_ref,
+            u32::try_from(plan.stored_items()).expect("fits"),
+        )
+        .await
+        .expect("items");
+    let mut messages = 0;
+    for item in items.iter().filter(|i| i.item_id.starts_with("msg_")) {
+        let n: u64 = item.item_id["msg_".len()..].parse().expect("a number");
+        let text = format!("agent message {n}: the quick brown fox jumps over the lazy dog");
+        assert_eq!(item.text.as_deref(), Some(text.as_str()), "{item:?}");
+        messages += 1;
+    }
+    assert_eq!(messages, plan.items, "every agent message is an item");
     pump.abort();
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{has_sidecars, new_lane, open_registry};
+use common::{has_sidecars, new_lane, open_registry, raw, registry_path};
 use dispatch_registry::{
     ErrorRow, Fact, GoalRow, ItemRow, LaneActivity, LaneFilter, LaneStatus, NewEvent, Recorded,
     Registry, RegistryError, RetryRow, TurnRow, TurnStatus,
@@ -936,4 +936,73 @@ async fn events_page_by_id_per_lane_and_pruning_keeps_the_newest() {
     let path = registry.path().to_path_buf();
     registry.close().await;
     assert!(!has_sidecars(&path));
+}
+
+/// A flood's batch is written in several statements (events in chunks of up to 512 rows,
+/// then items, turns, lanes): when a later one fails, the whole batch is rolled back, events
+/// already inserted included, and the registry takes the next batch as if nothing happened.
+#[tokio::test]
+async fn a_batch_failing_after_its_first_statements_writes_nothing() {
+    let (_dir, path) = registry_path();
+    let registry = Registry::open(&path).await.unwrap();
+    let lane = registry.create_lane(&new_lane("thread-1")).await.unwrap();
+    // A failure no input can cause: the items of this batch are refused by the database.
+    let mut poke = raw(&path).await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON items WHEN new.item_id = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut poke)
+    .await
+    .unwrap();
+    let batch = |item_id: &str| -> Vec<Recorded> {
+        let mut batch: Vec<Recorded> = (0..2_500)
+            .map(|i| {
+                note(
+                    &lane.lane_ref,
+                    "thread/tokenUsage/updated",
+                    Some("t"),
+                    i,
+                    vec![],
+                )
+            })
+            .collect();
+        batch.push(note(
+            &lane.lane_ref,
+            "item/completed",
+            Some("t"),
+            2_500,
+            vec![item(
+                "t",
+                item_id,
+                "agent_message",
+                Some("hi"),
+                "completed",
+                2_500,
+            )],
+        ));
+        batch
+    };
+    let err = registry.record(&batch("boom")).await.unwrap_err();
+    assert!(err.to_string().contains("storing items"), "{err}");
+    assert_eq!(
+        registry.counts(&lane.lane_ref).await.unwrap(),
+        LaneActivity::default()
+    );
+    assert!(
+        registry
+            .events_after(&lane.lane_ref, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    registry.record(&batch("fine")).await.unwrap();
+    let counts = registry.counts(&lane.lane_ref).await.unwrap();
+    assert_eq!((counts.events, counts.items), (2_501, 1), "{counts:?}");
+    sqlx::query("DROP TRIGGER refuse_boom")
+        .execute(&mut poke)
+        .await
+        .unwrap();
+    registry.close().await;
 }
