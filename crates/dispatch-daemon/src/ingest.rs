@@ -367,11 +367,20 @@ fn end_refused_turn(service: &Service, lanes: &mut LaneCache, error: &ErrorNotif
 /// Whether `fact` can change a lane's status, and so the daemon's idle flag: a turn starting
 /// or ending, an explicit status, archiving. Items, deltas, errors (a retry only ever moves a
 /// busy lane between busy and retrying), token usage, goals and titles cannot.
+/// Exhaustive, so that a new kind of fact is decided here.
 fn changes_status(fact: &Fact) -> bool {
-    matches!(
-        fact,
-        Fact::TurnStarted { .. } | Fact::TurnCompleted { .. } | Fact::Status(_) | Fact::Archived(_)
-    )
+    match fact {
+        Fact::TurnStarted { .. }
+        | Fact::TurnCompleted { .. }
+        | Fact::Status(_)
+        | Fact::Archived(_) => true,
+        Fact::Item { .. }
+        | Fact::ItemDelta { .. }
+        | Fact::Error { .. }
+        | Fact::Goal(_)
+        | Fact::Title(_)
+        | Fact::TokenUsage(_) => false,
+    }
 }
 
 async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
