@@ -38,7 +38,7 @@ pub fn main_with_args(raw: Vec<OsString>) -> ExitCode {
     let (path, leaf) = root::subcommand_path(&matches);
     match path.as_slice() {
         ["completion"] => root::completion(leaf),
-        ["mcp"] => run_async(async {
+        ["mcp"] => dispatch_client::block_on(async {
             let runner = Runner::from_env()?;
             let enabled = root::mcp_toolsets(leaf, runner.paths())?;
             dispatch_mcp::serve_stdio(runner, enabled)
@@ -166,7 +166,7 @@ fn run_operation(
     let input = resolve_local_paths(input)?;
     let runner = Runner::from_env()?;
     if let Some(stream) = op.streaming {
-        return run_async(run_stream(&runner, op, stream, input, json));
+        return dispatch_client::block_on(run_stream(&runner, op, stream, input, json));
     }
     if json {
         // The daemon's answer goes to stdout as the text it wrote, never parsed into a tree:
@@ -182,16 +182,6 @@ fn run_operation(
     let exit = shown.exit;
     let _closed = write_line(Stream::Stdout, &shown.text());
     Ok(exit)
-}
-
-fn run_async<F: std::future::Future<Output = Result<ExitCode, DispatchError>>>(
-    future: F,
-) -> Result<ExitCode, DispatchError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| DispatchError::internal(format!("cannot start the async runtime: {err}")))?
-        .block_on(future)
 }
 
 /// Prints `err` as the contract says: one line and a hint on stderr, or `{"error":..}` on

@@ -11,4 +11,4 @@ mod runner;
 
 pub use daemon_process::{DaemonLaunch, daemon_binary};
 pub use local::LocalOps;
-pub use runner::Runner;
+pub use runner::{Runner, block_on};

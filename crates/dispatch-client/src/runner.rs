@@ -255,8 +255,9 @@ fn after_first_call(
 }
 
 /// Runs `future` to completion on a current-thread runtime started for it (timers and I/O
-/// enabled), for the calls of [`Runner::run_blocking`] that need one.
-fn block_on<T>(
+/// enabled): for the calls of [`Runner::run_blocking`] that need one, and for a CLI command
+/// that needs one (a stream, `mcp`).
+pub fn block_on<T>(
     future: impl std::future::Future<Output = Result<T, DispatchError>>,
 ) -> Result<T, DispatchError> {
     tokio::runtime::Builder::new_current_thread()
