@@ -35,7 +35,7 @@ pub fn call_text_blocking(
     op: &Operation,
     input: Value,
 ) -> Result<Box<RawValue>, DispatchError> {
-    let stream = UnixStream::connect(socket).map_err(|err| connect_failed(socket, &err))?;
+    let stream = connect(socket).map_err(|err| connect_failed(socket, &err))?;
     let peer = rustix::net::sockopt::socket_peercred(&stream)
         .map_err(|err| unreachable(socket, std::io::Error::from(err)))?;
     vet_peer(socket, peer.uid.as_raw())?;
@@ -57,6 +57,23 @@ pub fn call_text_blocking(
     };
     post_outcome(socket, op, answer)
         .map_err(|err| older_than_surface(op, call.surface.is_some(), err))
+}
+
+/// Connects to `socket` without waiting: when the daemon's queue of connections is full (it
+/// accepts none: stopped, or stuck), the connect fails at once (`EAGAIN`), as the async
+/// client's non-blocking connect does, instead of blocking with no deadline. The stream is
+/// blocking again once connected.
+fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::net::connect(&fd, &SocketAddrUnix::new(socket)?)?;
+    rustix::io::ioctl_fionbio(&fd, false)?;
+    Ok(UnixStream::from(fd))
 }
 
 /// How an exchange ended without an answer.
@@ -82,8 +99,7 @@ fn exchange(mut stream: UnixStream, body: &[u8], deadline: Instant) -> Result<An
     let mut request = Vec::with_capacity(head.len() + body.len());
     request.extend_from_slice(head.as_bytes());
     request.extend_from_slice(body);
-    let sent = set_timeout(&stream, deadline, UnixStream::set_write_timeout)
-        .and_then(|()| stream.write_all(&request).map_err(|err| io_failure(&err)));
+    let sent = send(&mut stream, &request, deadline);
     let mut reader = Reader {
         stream,
         buffer: Vec::with_capacity(4096),
@@ -96,6 +112,20 @@ fn exchange(mut stream: UnixStream, body: &[u8], deadline: Instant) -> Result<An
         (Err(failed), Err(_)) => Err(failed),
         (Ok(()), Err(failed)) => Err(failed),
     }
+}
+
+/// Writes all of `bytes` by `deadline`: each write may wait only for what is left of it.
+fn send(stream: &mut UnixStream, mut bytes: &[u8], deadline: Instant) -> Result<(), Exchange> {
+    while !bytes.is_empty() {
+        set_timeout(stream, deadline, UnixStream::set_write_timeout)?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(lost("the daemon stopped reading the call")),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(io_failure(&err)),
+        }
+    }
+    Ok(())
 }
 
 fn io_failure(err: &std::io::Error) -> Exchange {
@@ -476,6 +506,68 @@ mod tests {
             err.message.starts_with("cannot reach the daemon at"),
             "{}",
             err.message
+        );
+    }
+
+    /// A daemon that accepts no connection (its queue full) is unreachable at once; the
+    /// call never waits for a connection without a deadline.
+    #[test]
+    fn a_daemon_that_accepts_nothing_is_unreachable_at_once() {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let addr = SocketAddrUnix::new(&socket).expect("address");
+        let listener =
+            rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).expect("socket");
+        rustix::net::bind(&listener, &addr).expect("bind");
+        rustix::net::listen(&listener, 0).expect("listen");
+        // Fill the queue: connections nobody accepts, until the next one would wait.
+        let mut queued = Vec::new();
+        for _ in 0..1024 {
+            let fd = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                SocketFlags::NONBLOCK,
+                None,
+            )
+            .expect("socket");
+            if rustix::net::connect(&fd, &addr).is_err() {
+                break;
+            }
+            queued.push(fd);
+        }
+        let (done, outcome) = std::sync::mpsc::channel();
+        let path = socket.clone();
+        std::thread::spawn(move || {
+            let _sent = done.send(call_text_blocking(&path, status(), json!({})));
+        });
+        let answer = outcome
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the call waited for a connection the daemon never accepts");
+        let err = answer.expect_err("nothing accepted the connection");
+        assert_eq!(err.code, ErrorCode::DaemonUnreachable, "{}", err.message);
+        drop(queued);
+    }
+
+    /// A daemon that never reads the call ends the exchange at its deadline, not later.
+    #[test]
+    fn a_daemon_that_reads_nothing_times_out_at_the_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let stream = UnixStream::connect(&socket).expect("connect");
+        let (_held, _) = listener.accept().expect("accept");
+        // More than the socket's buffers hold, so that the writes wait for a reader.
+        let call = vec![b' '; 8 * 1024 * 1024];
+        let started = Instant::now();
+        let outcome = exchange(stream, &call, started + Duration::from_millis(300));
+        let waited = started.elapsed();
+        assert!(matches!(outcome, Err(Exchange::TimedOut)));
+        // Each write waits for what is left of the deadline only: one full timeout per write
+        // would take twice as long at least.
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_millis(550),
+            "{waited:?}"
         );
     }
 
