@@ -7,6 +7,7 @@ mod harness;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use dispatch_contract::Dispatch;
 use dispatch_contract::types::{GetInput, GetOutput, SendInput, SendOutput};
 use dispatch_registry::Ownership;
 use fake_app_server::{FloodPlan, Script};
@@ -55,10 +56,22 @@ async fn a_flood_is_stored_whole_and_as_sent(d: &Daemon) {
         if done && got.counts.events >= expected {
             break got;
         }
+        // The idle flag (what a client with another contract may restart the daemon on) is
+        // not counted again after a batch of output alone, but a busy lane keeps it false.
+        if !done {
+            assert!(!d.service.idle(), "idle while the turn runs: {got:?}");
+        }
         // The next batch stored, or a bounded wait for a pump that has stalled.
         let _ = tokio::time::timeout(Duration::from_secs(5), stored.changed()).await;
     };
     assert_eq!(got.counts.events, expected, "every event once: {got:?}");
+    // The batch that completed the turn counts the lanes again: idle once it is stored (the
+    // count follows the write, so it is waited for, bounded).
+    let idle_by = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !d.service.idle() && tokio::time::Instant::now() < idle_by {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stored.changed()).await;
+    }
+    assert!(d.service.idle(), "not idle after the turn completed");
     assert_eq!(
         got.counts.items,
         u64::try_from(plan.stored_items()).expect("fits"),
