@@ -12,16 +12,15 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dispatch_contract::{DispatchError, Operation, Surface};
+use dispatch_contract::{DispatchError, Operation};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::client::{
-    check_request_size, connect_failed, older_than_surface, post_outcome, timed_out, unreachable,
-    vet_peer,
+    caller_surface, connect_failed, older_than_surface, post_outcome, prepare_call, timed_out,
+    unreachable, vet_peer,
 };
 use crate::oneshot::{Answer, Failure, MAX_RESPONSE_BYTES, read_answer, request_body};
-use crate::server::CallParams;
 
 /// The most bytes of a response head read, and the most headers parsed in it.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -39,14 +38,7 @@ pub fn call_text_blocking(
     let peer = rustix::net::sockopt::socket_peercred(&stream)
         .map_err(|err| unreachable(socket, std::io::Error::from(err)))?;
     vet_peer(socket, peer.uid.as_raw())?;
-    let surface = Surface::current();
-    let call = CallParams {
-        contract_hash: Some(op.contract_hash.to_owned()),
-        input: Some(input),
-        surface: (surface != Surface::Cli).then_some(surface),
-    };
-    check_request_size(op, &call)?;
-    let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
+    let (call, deadline) = prepare_call(op, Some(op.contract_hash), input, caller_surface())?;
     let body = request_body(op.id, &call).map_err(|failure| {
         DispatchError::internal(format!("encoding the call of `{}`: {failure:?}", op.title))
     })?;

@@ -42,6 +42,32 @@ pub(crate) fn unreachable(socket: &Path, why: impl std::fmt::Display) -> Dispatc
 
 /// `connect` failed: `permission_denied` when the socket is not ours to use, `invalid_input`
 /// when the path holds something else, `daemon_unreachable` otherwise.
+/// The surface a call names in its params: the caller's, unless it is the CLI (which every
+/// daemon assumes).
+pub(crate) fn caller_surface() -> Option<Surface> {
+    let surface = Surface::current();
+    (surface != Surface::Cli).then_some(surface)
+}
+
+/// The params of a call of `op` (its input, the contract hash and surface when given),
+/// checked against the request size limit, and its deadline: the operation's own bound (e.g.
+/// `watch`'s timeout) plus a margin, from the contract.
+pub(crate) fn prepare_call(
+    op: &Operation,
+    hash: Option<&str>,
+    input: Value,
+    surface: Option<Surface>,
+) -> Result<(CallParams, std::time::Duration), DispatchError> {
+    let call = CallParams {
+        contract_hash: hash.map(str::to_owned),
+        input: Some(input),
+        surface,
+    };
+    check_request_size(op, &call)?;
+    let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
+    Ok((call, deadline))
+}
+
 pub(crate) fn connect_failed(socket: &Path, err: &std::io::Error) -> DispatchError {
     if err.kind() == std::io::ErrorKind::PermissionDenied {
         return DispatchError::new(
@@ -238,9 +264,7 @@ impl DaemonClient {
         op: &Operation,
         input: Value,
     ) -> Result<Box<RawValue>, DispatchError> {
-        let surface = Surface::current();
-        let surface = (surface != Surface::Cli).then_some(surface);
-        self.request(op, Some(op.contract_hash), input, surface)
+        self.request(op, Some(op.contract_hash), input, caller_surface())
             .await
     }
 
@@ -261,14 +285,7 @@ impl DaemonClient {
         input: Value,
         surface: Option<Surface>,
     ) -> Result<Box<RawValue>, DispatchError> {
-        let call = CallParams {
-            contract_hash: hash.map(str::to_owned),
-            input: Some(input),
-            surface,
-        };
-        check_request_size(op, &call)?;
-        // The operation's own bound (e.g. `watch`'s timeout) plus a margin, from the contract.
-        let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
+        let (call, deadline) = prepare_call(op, hash, input, surface)?;
         let answer = match &self.transport {
             Transport::Http(client) => {
                 tokio::time::timeout(deadline, self.post(client, op, &call)).await
