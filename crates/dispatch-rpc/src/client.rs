@@ -40,8 +40,6 @@ pub(crate) fn unreachable(socket: &Path, why: impl std::fmt::Display) -> Dispatc
     )
 }
 
-/// `connect` failed: `permission_denied` when the socket is not ours to use, `invalid_input`
-/// when the path holds something else, `daemon_unreachable` otherwise.
 /// The surface a call names in its params: the caller's, unless it is the CLI (which every
 /// daemon assumes).
 pub(crate) fn caller_surface() -> Option<Surface> {
@@ -57,7 +55,7 @@ pub(crate) fn prepare_call(
     hash: Option<&str>,
     input: Value,
     surface: Option<Surface>,
-) -> Result<(CallParams, std::time::Duration), DispatchError> {
+) -> Result<(CallParams, Duration), DispatchError> {
     let call = CallParams {
         contract_hash: hash.map(str::to_owned),
         input: Some(input),
@@ -68,6 +66,8 @@ pub(crate) fn prepare_call(
     Ok((call, deadline))
 }
 
+/// `connect` failed: `permission_denied` when the socket is not ours to use, `invalid_input`
+/// when the path holds something else, `daemon_unreachable` otherwise.
 pub(crate) fn connect_failed(socket: &Path, err: &std::io::Error) -> DispatchError {
     if err.kind() == std::io::ErrorKind::PermissionDenied {
         return DispatchError::new(
