@@ -56,10 +56,7 @@ impl Runner {
     /// the daemon. It never reads files or standard input: the CLI reads its file inputs
     /// before calling this.
     pub async fn run(&self, op: &'static Operation, input: Value) -> Result<Value, DispatchError> {
-        match self.run_output(op, input).await? {
-            Output::Local(value) => Ok(value),
-            Output::Daemon(text) => dispatch_rpc::parse_output(op, &text),
-        }
+        value_of(op, self.run_output(op, input).await?)
     }
 
     /// [`Self::run`], answering the output as JSON text: the daemon's answer exactly as it
@@ -83,10 +80,7 @@ impl Runner {
         op: &'static Operation,
         input: Value,
     ) -> Result<Value, DispatchError> {
-        match self.run_output_blocking(op, input)? {
-            Output::Local(value) => Ok(value),
-            Output::Daemon(text) => dispatch_rpc::parse_output(op, &text),
-        }
+        value_of(op, self.run_output_blocking(op, input)?)
     }
 
     /// [`Self::run_text`] without an async runtime, as [`Self::run_blocking`].
@@ -112,10 +106,7 @@ impl Runner {
         let first = dispatch_rpc::call_text_blocking(&self.paths().socket, op, input.clone());
         let answer = match after_first_call(op, &input, first)? {
             First::Answer(answer) => answer,
-            First::Stale(stale) => block_on(async {
-                self.restart_if_idle(stale).await?;
-                self.call_daemon(op, input).await
-            }),
+            First::Stale(stale) => block_on(self.call_after_restart(op, input, stale)),
         };
         answer.map(Output::Daemon)
     }
@@ -128,6 +119,17 @@ impl Runner {
         input: Value,
     ) -> Result<Output, DispatchError> {
         block_on(self.run_output(op, input))
+    }
+
+    /// The call again, after restarting the stale daemon (when it is idle).
+    async fn call_after_restart(
+        &self,
+        op: &'static Operation,
+        input: Value,
+        stale: DispatchError,
+    ) -> Result<Box<RawValue>, DispatchError> {
+        self.restart_if_idle(stale).await?;
+        self.call_daemon(op, input).await
     }
 
     async fn run_output(
@@ -144,10 +146,7 @@ impl Runner {
                 let first = self.call_daemon(op, input.clone()).await;
                 let answer = match after_first_call(op, &input, first)? {
                     First::Answer(answer) => answer,
-                    First::Stale(stale) => {
-                        self.restart_if_idle(stale).await?;
-                        self.call_daemon(op, input).await
-                    }
+                    First::Stale(stale) => self.call_after_restart(op, input, stale).await,
                 };
                 answer.map(Output::Daemon)
             }
@@ -197,6 +196,14 @@ impl Runner {
             Ok(status) => status.lanes.busy == 0 && status.lanes.waiting_approval == 0,
             Err(_) => false,
         }
+    }
+}
+
+/// An output as a `Value`: a client-side operation's as it is, the daemon's text parsed.
+fn value_of(op: &Operation, output: Output) -> Result<Value, DispatchError> {
+    match output {
+        Output::Local(value) => Ok(value),
+        Output::Daemon(text) => dispatch_rpc::parse_output(op, &text),
     }
 }
 
