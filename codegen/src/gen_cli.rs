@@ -186,6 +186,14 @@ fn insert<'a>(tree: &mut BTreeMap<&'a str, Node<'a>>, path: &'a [String], op: &'
     }
 }
 
+/// What a node's command says of itself (`about`): an operation's summary, a group's text.
+fn node_about(contract: &Contract, word: &str, node: &Node) -> String {
+    match node {
+        Node::Leaf(op) => op.meta.summary.clone(),
+        Node::Group(_) => contract.groups.get(word).cloned().unwrap_or_default(),
+    }
+}
+
 fn node_tokens(contract: &Contract, word: &str, node: &Node) -> TokenStream {
     match node {
         Node::Leaf(op) => {
@@ -193,7 +201,7 @@ fn node_tokens(contract: &Contract, word: &str, node: &Node) -> TokenStream {
             quote!(#builder())
         }
         Node::Group(children) => {
-            let about = contract.groups.get(word).cloned().unwrap_or_default();
+            let about = node_about(contract, word, node);
             let subs = children.iter().map(|(w, n)| node_tokens(contract, w, n));
             quote! {
                 Command::new(#word)
@@ -214,17 +222,8 @@ pub fn generate(contract: &Contract) -> TokenStream {
     }
     let words: Vec<&str> = tree.keys().copied().collect();
     let summaries = tree.iter().map(|(w, n)| {
-        let summary = match n {
-            Node::Leaf(op) => {
-                let about = &op.meta.summary;
-                quote!(Command::new(#w).about(#about))
-            }
-            Node::Group(_) => {
-                let about = contract.groups.get(*w).cloned().unwrap_or_default();
-                quote!(Command::new(#w).about(#about))
-            }
-        };
-        quote!(#w => Some(#summary),)
+        let about = node_about(contract, w, n);
+        quote!(#w => Some(Command::new(#w).about(#about)),)
     });
     let top = tree.iter().map(|(w, n)| {
         let node = node_tokens(contract, w, n);
