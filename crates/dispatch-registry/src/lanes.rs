@@ -389,6 +389,12 @@ impl<'de> serde::de::Visitor<'de> for &mut Rows<'_> {
     }
 }
 
+/// The order of lane listings, by `(updated_at_ms, lane_ref)`: newest activity first, then
+/// by ref.
+pub(crate) fn activity_order(a: (i64, &str), b: (i64, &str)) -> std::cmp::Ordering {
+    b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1))
+}
+
 /// A raw `lanes` row, as [`select_lanes`] reads it.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LaneRecord {
@@ -760,9 +766,10 @@ impl Registry {
             .map_err(RegistryError::db_with(self.path(), "listing lanes"))?;
         let mut lanes = self.lanes_from(text)?;
         lanes.sort_unstable_by(|a, b| {
-            b.updated_at_ms
-                .cmp(&a.updated_at_ms)
-                .then_with(|| a.lane_ref.cmp(&b.lane_ref))
+            activity_order(
+                (a.updated_at_ms, &a.lane_ref),
+                (b.updated_at_ms, &b.lane_ref),
+            )
         });
         Ok(lanes)
     }

@@ -81,9 +81,10 @@ fn after_lane(lane: &LaneRow) -> PageAfter {
 
 /// The page order: newest activity first, then by ref.
 fn page_order(a: &PageAfter, b: &PageAfter) -> std::cmp::Ordering {
-    b.updated_at_ms
-        .cmp(&a.updated_at_ms)
-        .then_with(|| a.lane_ref.cmp(&b.lane_ref))
+    crate::lanes::activity_order(
+        (a.updated_at_ms, &a.lane_ref),
+        (b.updated_at_ms, &b.lane_ref),
+    )
 }
 
 /// `lanes` and their `keys` (one each, in the same order) in the page order.
