@@ -294,6 +294,26 @@ mod tests {
     use dispatch_contract::ErrorCode;
     use serde_json::json;
 
+    /// The answer to a client's call (id 1) begins as the client's in-place read expects
+    /// (`oneshot::WRITTEN_PREFIX`): were the two to drift apart, every answer would take the
+    /// client's slower path without a word.
+    #[test]
+    fn the_answer_to_a_clients_call_is_in_the_form_the_client_cuts() {
+        let slot = AnswerSlot::default();
+        slot.arm(&Id::Number(1));
+        let output = json!({"lanes": []});
+        answer(
+            &dispatch_contract::operations::LIST,
+            &output,
+            Some(&slot),
+            &SizeHint::default(),
+        )
+        .expect("answered");
+        let body = slot.take().expect("a body");
+        assert!(body.starts_with(crate::oneshot::WRITTEN_PREFIX), "{body:?}");
+        assert!(body.ends_with(b"}"));
+    }
+
     /// An armed slot receives the whole answer, with the call's id; jsonrpsee gets `null`.
     /// An unarmed one (a WebSocket call, a call in a batch) is left alone and the result comes
     /// back as text.

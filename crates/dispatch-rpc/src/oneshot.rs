@@ -128,7 +128,7 @@ fn present<'de, D: serde::Deserializer<'de>>(
 
 /// How the daemon begins its answer to a call with id 1 (every call of this client), the
 /// result following and `}` closing it (`answer`).
-const WRITTEN_PREFIX: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":"#;
+pub(crate) const WRITTEN_PREFIX: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":"#;
 
 /// The answer in an HTTP body: the error object if there is one, else the result's text (not
 /// parsed into a tree). A result in the form the daemon writes is taken from the body where
