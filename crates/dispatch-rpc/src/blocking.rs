@@ -165,7 +165,9 @@ impl Reader {
         }
     }
 
-    /// Reads the response: its head, then a body of `content-length` bytes or in chunks.
+    /// Reads the response: its head (after any interim `1xx` heads), then a body of
+    /// `content-length` bytes, in chunks, up to the end of the connection, or none (`204`,
+    /// `304`).
     fn answer(&mut self) -> Result<Answer, Exchange> {
         let (status, head_len, framing) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -173,7 +175,16 @@ impl Reader {
             match response.parse(&self.buffer) {
                 Ok(httparse::Status::Complete(len)) => {
                     let status = response.code.unwrap_or_default();
-                    break (status, len, framing(response.headers)?);
+                    match status {
+                        // An interim answer (`100 Continue`...) comes before the real one.
+                        100..=199 => {
+                            self.buffer.drain(..len);
+                            continue;
+                        }
+                        // These never carry a body, whatever their headers say (RFC 9112, 6.3).
+                        204 | 304 => break (status, len, Framing::Length(0)),
+                        _ => break (status, len, framing(response.headers)?),
+                    }
                 }
                 Ok(httparse::Status::Partial) if self.buffer.len() <= MAX_HEAD_BYTES => {
                     if !self.fill()? {
@@ -427,6 +438,11 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_vec(),
                 body.to_vec(),
             ],
+            // Interim heads before the answer, one of them in the same read as the answer.
+            vec![
+                b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+                [b"HTTP/1.1 102 Processing\r\n\r\n", length.as_bytes(), body].concat(),
+            ],
         ];
         for (n, pieces) in cases.into_iter().enumerate() {
             let (_dir, socket) = scripted(pieces);
@@ -576,6 +592,45 @@ mod tests {
         let err = answer.expect_err("nothing accepted the connection");
         assert_eq!(err.code, ErrorCode::DaemonUnreachable, "{}", err.message);
         drop(queued);
+    }
+
+    /// A `204` or `304` has no body whatever its headers say: the call ends when its head
+    /// arrives, not when the daemon closes the connection (here, never) or at the deadline.
+    #[test]
+    fn an_answer_without_a_body_is_read_without_waiting_for_one() {
+        for head in [
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let socket = dir.path().join("s.sock");
+            let listener = UnixListener::bind(&socket).expect("bind");
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    return;
+                };
+                let _sent = stream.write_all(head.as_bytes());
+                // Keep the connection open until the test is over.
+                let _ = held.recv();
+            });
+            let (done, outcome) = std::sync::mpsc::channel();
+            let path = socket.clone();
+            std::thread::spawn(move || {
+                let _sent = done.send(call_text_blocking(&path, status(), json!({})));
+            });
+            let answer = outcome
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the call waited for a body that a 204 or 304 never has");
+            let err = answer.expect_err("no result in an empty answer");
+            assert_eq!(
+                err.code,
+                ErrorCode::DaemonUnreachable,
+                "{head}: {}",
+                err.message
+            );
+            drop(release);
+        }
     }
 
     /// A daemon that never reads the call ends the exchange at its deadline, not later.
