@@ -39,9 +39,7 @@ pub fn call_text_blocking(
         .map_err(|err| unreachable(socket, std::io::Error::from(err)))?;
     vet_peer(socket, peer.uid.as_raw())?;
     let (call, deadline) = prepare_call(op, Some(op.contract_hash), input, caller_surface())?;
-    let body = request_body(op.id, &call).map_err(|failure| {
-        DispatchError::internal(format!("encoding the call of `{}`: {failure:?}", op.title))
-    })?;
+    let body = request_body(op, &call)?;
     let answer = match exchange(stream, &body, Instant::now() + deadline) {
         Err(Exchange::TimedOut) => return Err(timed_out(op, deadline)),
         Err(Exchange::Failed(failure)) => Err(failure),

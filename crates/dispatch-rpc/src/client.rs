@@ -17,7 +17,7 @@ use tokio::net::UnixStream;
 
 use crate::answer::too_large_answer;
 use crate::listener::{MAX_REQUEST_BYTES, full_hint, refused_user_hint};
-use crate::oneshot::{Answer, Failure, OneShot};
+use crate::oneshot::{Answer, Failure, OneShot, request_body};
 use crate::server::CallParams;
 
 /// A connection to `dispatchd`.
@@ -314,7 +314,8 @@ impl DaemonClient {
         op: &Operation,
         call: &CallParams,
     ) -> Result<Box<RawValue>, DispatchError> {
-        post_outcome(&self.socket, op, client.call(op.id, call).await)
+        let body = request_body(op, call)?;
+        post_outcome(&self.socket, op, client.call(body).await)
     }
 }
 

@@ -333,6 +333,7 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oneshot::body_of;
     use jsonrpsee::client_transport::ws::{Url, WsHandshakeError, WsTransportClientBuilder};
     use jsonrpsee::core::client::{Client, ClientBuilder, ClientT};
     use jsonrpsee::rpc_params;
@@ -512,12 +513,21 @@ mod tests {
     async fn a_one_shot_post_is_answered_and_a_call_in_flight_outlives_the_idle_timeout() {
         let served = serve_tight();
         let client = crate::oneshot::connect_for_test(&served.socket).await;
-        let answer = client.call("ping", &json!({})).await.expect("answered");
+        let answer = client
+            .call(body_of("ping", &json!({})))
+            .await
+            .expect("answered");
         assert_eq!(parsed(answer), Ok(json!("pong")));
         // Kept alive: a second call on the same connection, longer than the idle timeout.
-        let answer = client.call("slow", &json!({})).await.expect("not cut");
+        let answer = client
+            .call(body_of("slow", &json!({})))
+            .await
+            .expect("not cut");
         assert_eq!(parsed(answer), Ok(json!("done")));
-        let unknown = client.call("nope", &json!({})).await.expect("answered");
+        let unknown = client
+            .call(body_of("nope", &json!({})))
+            .await
+            .expect("answered");
         assert_eq!(
             unknown.expect_err("no such method")["code"],
             json!(jsonrpsee::types::ErrorCode::MethodNotFound.code())
@@ -531,7 +541,7 @@ mod tests {
         for _ in 0..2 {
             let busy = crate::oneshot::connect_for_test(&served.socket).await;
             calls.push(tokio::spawn(async move {
-                busy.call("slow", &json!({}))
+                busy.call(body_of("slow", &json!({})))
                     .await
                     .map_err(|e| format!("{e:?}"))
             }));
@@ -540,7 +550,10 @@ mod tests {
             served.started.recv().await.expect("a call started");
         }
         let refused = crate::oneshot::connect_for_test(&served.socket).await;
-        let answer = refused.call("ping", &json!({})).await.expect("an answer");
+        let answer = refused
+            .call(body_of("ping", &json!({})))
+            .await
+            .expect("an answer");
         let error = answer.expect_err("refused");
         assert_eq!(error["data"]["code"], "daemon_unreachable", "{error}");
         assert_eq!(error["data"]["hint"], full_hint(), "{error}");
@@ -555,7 +568,7 @@ mod tests {
         let served = serve_tight();
         let client = crate::oneshot::connect_for_test(&served.socket).await;
         let big = "x".repeat(MAX_REQUEST_BYTES as usize + 1);
-        let answer = client.call("ping", &json!({ "text": big })).await;
+        let answer = client.call(body_of("ping", &json!({ "text": big }))).await;
         let error = answer.expect("an answer").expect_err("refused");
         assert_eq!(error["data"]["code"], "invalid_input", "{error}");
     }
@@ -568,7 +581,7 @@ mod tests {
         let one_shot = crate::oneshot::connect_for_test(&served.socket).await;
         for size in [0, 10, 300_000, 40] {
             let answer = one_shot
-                .call("echo", &json!([size]))
+                .call(body_of("echo", &json!([size])))
                 .await
                 .expect("answered");
             let result = parsed(answer).expect("a result");
@@ -607,7 +620,7 @@ mod tests {
         let one_shot = crate::oneshot::connect_for_test(&served.socket).await;
         let size = crate::answer::MAX_ANSWER_BYTES;
         let error = one_shot
-            .call("echo", &json!([size]))
+            .call(body_of("echo", &json!([size])))
             .await
             .expect("answered")
             .expect_err("too large");
@@ -644,7 +657,10 @@ mod tests {
         // The daemon still serves calls (on a new connection: the first one may have passed
         // the tight idle timeout meanwhile).
         let one_shot = crate::oneshot::connect_for_test(&served.socket).await;
-        let answer = one_shot.call("echo", &json!([8])).await.expect("answered");
+        let answer = one_shot
+            .call(body_of("echo", &json!([8])))
+            .await
+            .expect("answered");
         assert_eq!(parsed(answer).expect("a result")["size"], json!(8));
     }
 

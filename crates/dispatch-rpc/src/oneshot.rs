@@ -5,6 +5,7 @@
 //! the same defences to it as to a WebSocket (peer credentials at accept, the connection cap,
 //! the idle timeouts, the request size cap; see `listener`).
 
+use dispatch_contract::{DispatchError, Operation};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::{SendRequest, handshake};
@@ -68,13 +69,8 @@ impl OneShot {
         })
     }
 
-    /// Sends `{"jsonrpc":"2.0","id":1,"method":method,"params":params}` and reads the answer.
-    pub(crate) async fn call(
-        &self,
-        method: &str,
-        params: &impl serde::Serialize,
-    ) -> Result<Answer, Failure> {
-        let body = request_body(method, params)?;
+    /// Sends a call's body ([`request_body`]) and reads the answer.
+    pub(crate) async fn call(&self, body: Vec<u8>) -> Result<Answer, Failure> {
         let request = hyper::Request::post("/")
             .header(HOST, "dispatchd.local")
             .header(CONTENT_TYPE, "application/json")
@@ -105,18 +101,40 @@ impl OneShot {
     }
 }
 
-/// The body of a call: `{"jsonrpc":"2.0","id":1,"method":method,"params":params}`.
+/// The body of a call of `op`: `{"jsonrpc":"2.0","id":1,"method":<op id>,"params":params}`,
+/// on the async and the blocking path alike. A call that cannot be encoded is this client's
+/// fault (`internal`), not the daemon's.
 pub(crate) fn request_body(
-    method: &str,
+    op: &Operation,
     params: &impl serde::Serialize,
-) -> Result<Vec<u8>, Failure> {
-    serde_json::to_vec(&serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": method,
-        "params": params,
-    }))
-    .map_err(|err| Failure::Lost(format!("encoding the request: {err}")))
+) -> Result<Vec<u8>, DispatchError> {
+    envelope(op.id, params).map_err(|err| {
+        DispatchError::internal(format!("encoding the call of `{}`: {err}", op.title))
+    })
+}
+
+/// `{"jsonrpc":"2.0","id":1,"method":method,"params":params}`, encoded straight from the
+/// params (`json!` would build a tree first, and panics on params that do not encode).
+fn envelope(method: &str, params: &impl serde::Serialize) -> serde_json::Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Request<'a, P> {
+        jsonrpc: &'static str,
+        id: u32,
+        method: &'a str,
+        params: &'a P,
+    }
+    serde_json::to_vec(&Request {
+        jsonrpc: "2.0",
+        id: 1,
+        method,
+        params,
+    })
+}
+
+/// The body of a call of any method, operation or not: for tests of the transport.
+#[cfg(test)]
+pub(crate) fn body_of(method: &str, params: &Value) -> Vec<u8> {
+    envelope(method, params).expect("a Value encodes")
 }
 
 /// A member that is present, whatever its value (`Option`'s own impl reads `null` as absent).
@@ -179,6 +197,24 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    /// A call that cannot be encoded is this client's fault on both paths (`internal`),
+    /// never a daemon that could not be reached.
+    #[test]
+    fn a_call_that_cannot_be_encoded_is_internal() {
+        struct Unencodable;
+        impl serde::Serialize for Unencodable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no text for this"))
+            }
+        }
+        let op = &dispatch_contract::operations::DAEMON_STATUS;
+        let err = request_body(op, &Unencodable).expect_err("nothing to send");
+        assert_eq!(err.code, dispatch_contract::ErrorCode::Internal);
+        assert!(err.message.contains("no text for this"), "{}", err.message);
+        let body = request_body(op, &json!({"input": {}})).expect("encodes");
+        assert!(body.starts_with(br#"{"jsonrpc":"2.0","id":1,"method":"daemon_status""#));
+    }
 
     fn text(answer: Result<Answer, Failure>) -> Result<String, String> {
         match answer {
@@ -257,7 +293,7 @@ mod tests {
             Ok(client) => client,
             Err(err) => panic!("{err:?}"),
         };
-        let answer = client.call("list", &json!({})).await;
+        let answer = client.call(body_of("list", &json!({}))).await;
         assert!(
             matches!(answer, Err(Failure::TooLarge)),
             "{:?}",
