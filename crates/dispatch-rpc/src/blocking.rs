@@ -356,6 +356,20 @@ mod tests {
         &operations::DAEMON_STATUS
     }
 
+    /// A `daemon status` call on its own thread, if it ends within `bound` (its deadline is far
+    /// longer): `None` when it is still waiting.
+    fn status_within(
+        socket: &Path,
+        bound: Duration,
+    ) -> Option<Result<Box<RawValue>, DispatchError>> {
+        let (done, outcome) = std::sync::mpsc::channel();
+        let path = socket.to_owned();
+        std::thread::spawn(move || {
+            let _sent = done.send(call_text_blocking(&path, status(), json!({})));
+        });
+        outcome.recv_timeout(bound).ok()
+    }
+
     fn text(answer: Result<Box<RawValue>, DispatchError>) -> Result<String, DispatchError> {
         answer.map(|raw| raw.get().to_owned())
     }
@@ -579,13 +593,7 @@ mod tests {
             }
             queued.push(fd);
         }
-        let (done, outcome) = std::sync::mpsc::channel();
-        let path = socket.clone();
-        std::thread::spawn(move || {
-            let _sent = done.send(call_text_blocking(&path, status(), json!({})));
-        });
-        let answer = outcome
-            .recv_timeout(Duration::from_secs(20))
+        let answer = status_within(&socket, Duration::from_secs(20))
             .expect("the call waited for a connection the daemon never accepts");
         let err = answer.expect_err("nothing accepted the connection");
         assert_eq!(err.code, ErrorCode::DaemonUnreachable, "{}", err.message);
@@ -612,13 +620,7 @@ mod tests {
                 // Keep the connection open until the test is over.
                 let _ = held.recv();
             });
-            let (done, outcome) = std::sync::mpsc::channel();
-            let path = socket.clone();
-            std::thread::spawn(move || {
-                let _sent = done.send(call_text_blocking(&path, status(), json!({})));
-            });
-            let answer = outcome
-                .recv_timeout(Duration::from_secs(5))
+            let answer = status_within(&socket, Duration::from_secs(5))
                 .expect("the call waited for a body that a 204 or 304 never has");
             let err = answer.expect_err("no result in an empty answer");
             assert_eq!(
