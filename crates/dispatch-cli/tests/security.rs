@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{Home, Run, dispatch_bin, dispatchd_bin};
 
+include!("../glibc_version.rs");
+
 /// The unprivileged user the other-uid tests run as.
 const NOBODY: &str = "65534";
 
@@ -755,21 +757,112 @@ fn the_daemon_keeps_address_randomization_and_only_the_cli_is_fixed() {
 #[test]
 fn the_daemon_packs_its_relative_relocations_where_glibc_reads_them() {
     let decided = option_env!("DISPATCH_PACKED_RELOCS") == Some("1");
-    let out = Command::new("getconf")
-        .arg("GNU_LIBC_VERSION")
-        .output()
-        .expect("getconf runs");
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let numbers: Vec<u32> = version
-        .trim_start_matches("glibc ")
-        .split('.')
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    let reads_them = numbers.len() >= 2 && (numbers[0], numbers[1]) >= (2, 36);
-    assert!(!decided || reads_them, "packed relocations with {version}");
+    let version = glibc_version();
+    let reads_them = version.is_some_and(|v| v >= (2, 36));
+    assert!(
+        !decided || reads_them,
+        "packed relocations with {version:?}"
+    );
     let binary = std::fs::read(dispatchd_bin()).expect("read dispatchd");
     let packed = binary
         .windows(b"GLIBC_ABI_DT_RELR".len())
         .any(|w| w == b"GLIBC_ABI_DT_RELR");
-    assert_eq!(packed, decided, "dispatchd's link with {version}");
+    assert_eq!(packed, decided, "dispatchd's link with {version:?}");
+}
+
+/// The types of the program headers of the ELF file `binary` (64-bit, little-endian).
+fn program_header_types(binary: &[u8]) -> Vec<u32> {
+    let field = |at: usize, len: usize| -> u64 {
+        let bytes = binary.get(at..at + len).expect("an ELF header field");
+        bytes
+            .iter()
+            .rev()
+            .fold(0, |value, byte| (value << 8) | u64::from(*byte))
+    };
+    let offset = usize::try_from(field(0x20, 8)).expect("e_phoff");
+    let size = usize::try_from(field(0x36, 2)).expect("e_phentsize");
+    let count = usize::try_from(field(0x38, 2)).expect("e_phnum");
+    (0..count)
+        .map(|i| u32::try_from(field(offset + i * size, 4)).expect("p_type"))
+        .collect()
+}
+
+/// Where `build.rs` found the static archives (`DISPATCH_STATIC_CLI`), `dispatch` is linked
+/// statically (ADR 0026): no interpreter and no dynamic section, so no loader runs at its start
+/// and no library is mapped. And none of the glibc functions that need the shared libraries at
+/// run time (NSS's `getpwuid_r`, `getaddrinfo`, ..., `dlopen`) is in it: glibc marks each with a
+/// `.gnu.warning.<name>` section, which the linker copies into the output when it takes the
+/// object that defines it from `libc.a`; the function itself is left out by `--gc-sections`
+/// unless something that can run calls it (`nm` then lists it). A static `getpwuid_r` for a user
+/// that `/etc/passwd` does not know loads `libnss_systemd.so.2` and crashes the process, so the
+/// CLI resolves `~/.dispatch` from `HOME` alone.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_endian = "little"))]
+#[test]
+fn the_cli_is_static_and_holds_no_glibc_function_that_needs_shared_libraries() {
+    const PT_DYNAMIC: u32 = 2;
+    const PT_INTERP: u32 = 3;
+    let decided = option_env!("DISPATCH_STATIC_CLI") == Some("1");
+    let binary = std::fs::read(dispatch_bin()).expect("read dispatch");
+    let types = program_header_types(&binary);
+    let dynamic = types.contains(&PT_INTERP) || types.contains(&PT_DYNAMIC);
+    assert_eq!(!dynamic, decided, "dispatch's program headers: {types:?}");
+    if !decided {
+        return;
+    }
+    let marker = b".gnu.warning.";
+    let warned: Vec<String> = binary
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, w)| w == marker)
+        .map(|(at, _)| {
+            let name = &binary[at + marker.len()..];
+            let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+            String::from_utf8_lossy(&name[..end]).into_owned()
+        })
+        .collect();
+    let out = Command::new("nm")
+        .args(["--defined-only", "--format=posix"])
+        .arg(dispatch_bin())
+        .output()
+        .expect("run nm");
+    assert!(out.status.success(), "{out:?}");
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let defined: std::collections::BTreeSet<&str> = symbols
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    // `dlopen` (and `dlmopen`, which comes with it) is kept by SQLite's extension loading
+    // (`unixDlOpen`, run only by `sqlite3_load_extension`): dispatch loads no extension, and
+    // SQLite's SQL function `load_extension()` is off unless a connection turns it on.
+    let unreached = ["dlopen", "dlmopen"];
+    let linked: Vec<&String> = warned
+        .iter()
+        .filter(|name| defined.contains(name.as_str()) && !unreached.contains(&name.as_str()))
+        .collect();
+    assert!(
+        linked.is_empty(),
+        "dispatch holds glibc functions that need shared libraries: {linked:?} (of {warned:?})"
+    );
+    let version = Command::new(dispatch_bin())
+        .arg("--version")
+        .env_clear()
+        .output()
+        .expect("run dispatch");
+    assert!(version.status.success(), "{version:?}");
+}
+
+/// Without `DISPATCH_HOME` and `HOME`, the CLI refuses with the variable to set instead of
+/// asking the user database for a home directory (which a static glibc cannot do safely, see
+/// above): an empty environment gets `invalid_input`, never a call to some other home.
+#[test]
+fn the_cli_without_dispatch_home_or_home_refuses_and_asks_no_user_database() {
+    let out = Command::new(dispatch_bin())
+        .args(["daemon", "status", "--json"])
+        .env_clear()
+        .output()
+        .expect("run dispatch");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let body: Value = serde_json::from_slice(&out.stdout).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "invalid_input", "{body}");
+    assert!(message(&body["error"]).contains("DISPATCH_HOME"), "{body}");
 }

@@ -133,7 +133,12 @@ fn codex_home() -> Option<PathBuf> {
     std::env::var_os("CODEX_HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
-        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().join(".codex")))
+        .or_else(|| {
+            // `HOME` only, never the user database (NSS): the CLI is linked statically (ADR 0026).
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".codex"))
+        })
 }
 
 /// `codex_auth`: whether Codex has credentials stored. Only presence is looked at; the file
@@ -144,7 +149,7 @@ pub fn auth(bin: Option<&CodexBin>) -> DoctorCheck {
         return check(
             "codex_auth",
             CheckStatus::Warn,
-            "no CODEX_HOME and no home directory".into(),
+            "neither CODEX_HOME nor HOME is set".into(),
             Some("set CODEX_HOME".into()),
         );
     };

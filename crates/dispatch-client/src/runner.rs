@@ -26,10 +26,11 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A runner for the layout in the process environment.
+    /// A runner for the layout that the environment variables name (`DISPATCH_HOME`, else
+    /// `$HOME/.dispatch`; never the user database, which the statically linked CLI must not
+    /// ask: [`Paths::from_env_vars`]).
     pub fn from_env() -> Result<Runner, DispatchError> {
-        let paths =
-            Paths::from_env().map_err(|err| DispatchError::invalid_input(err.to_string()))?;
+        let paths = Paths::from_env_vars().map_err(DispatchError::from)?;
         Ok(Runner::new(paths))
     }
 

@@ -9,7 +9,7 @@ use dispatch_contract::{DispatchError, ErrorCode, error_chain};
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
     /// No home directory to put `~/.dispatch` in, and no `DISPATCH_HOME`.
-    #[error("cannot find a home directory for ~/.dispatch; set DISPATCH_HOME")]
+    #[error("cannot find a home directory for ~/.dispatch (HOME is not set); set DISPATCH_HOME")]
     NoHome,
     /// A directory or file could not be created, secured, read or removed.
     #[error("cannot use {path}")]
@@ -87,7 +87,7 @@ impl From<HomeError> for DispatchError {
         let (code, hint) = match &err {
             HomeError::NoHome => (
                 ErrorCode::InvalidInput,
-                Some("set DISPATCH_HOME to a directory of your own".to_owned()),
+                Some("set DISPATCH_HOME (or HOME) to a directory of your own".to_owned()),
             ),
             HomeError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>

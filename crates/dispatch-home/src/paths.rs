@@ -24,23 +24,46 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// Resolves the layout from the process environment.
+    /// Resolves the layout from the process environment: `DISPATCH_HOME`, else `~/.dispatch`
+    /// with the home directory from `HOME` or, when `HOME` is unset or empty, from the user
+    /// database (`getpwuid_r`, i.e. NSS). The daemon's resolution.
     pub fn from_env() -> Result<Paths, HomeError> {
-        Self::from_lookup(|key| {
-            std::env::var_os(key)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
+        Self::from_lookup(env_var)
+    }
+
+    /// Resolves the layout from environment variables alone: `DISPATCH_HOME`, else
+    /// `$HOME/.dispatch`; with neither it is [`HomeError::NoHome`]. It never asks the user
+    /// database: the `dispatch` CLI is linked statically (ADR 0026), and a static glibc that
+    /// looks a user up loads the system's NSS modules, which crash a static process when their
+    /// glibc is not the one it was linked with (or even when it is, for `nss_systemd`).
+    pub fn from_env_vars() -> Result<Paths, HomeError> {
+        Self::from_vars(env_var)
+    }
+
+    /// Resolves the layout with `lookup` standing in for the environment; the home directory
+    /// for `~/.dispatch` comes from the process's `HOME` or the user database, as in
+    /// [`Paths::from_env`].
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<PathBuf>) -> Result<Paths, HomeError> {
+        Self::resolve(lookup, || {
+            directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf())
         })
     }
 
-    /// Resolves the layout with `lookup` standing in for the environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<PathBuf>) -> Result<Paths, HomeError> {
+    /// Resolves the layout with `lookup` standing in for the environment, `HOME` included, as
+    /// in [`Paths::from_env_vars`].
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<PathBuf>) -> Result<Paths, HomeError> {
+        let user_home = lookup("HOME");
+        Self::resolve(lookup, || user_home)
+    }
+
+    /// The layout under `DISPATCH_HOME`, else under `.dispatch` in `user_home`.
+    fn resolve(
+        lookup: impl Fn(&str) -> Option<PathBuf>,
+        user_home: impl FnOnce() -> Option<PathBuf>,
+    ) -> Result<Paths, HomeError> {
         let home = match lookup("DISPATCH_HOME") {
             Some(home) => home,
-            None => directories::BaseDirs::new()
-                .ok_or(HomeError::NoHome)?
-                .home_dir()
-                .join(".dispatch"),
+            None => user_home().ok_or(HomeError::NoHome)?.join(".dispatch"),
         };
         Ok(Paths {
             socket: lookup("DISPATCH_SOCKET").unwrap_or_else(|| home.join("dispatchd.sock")),
@@ -98,6 +121,13 @@ impl Paths {
     }
 }
 
+/// A variable of the process environment; an empty one counts as unset.
+fn env_var(key: &str) -> Option<PathBuf> {
+    std::env::var_os(key)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), HomeError> {
     // Anything already there (a directory, or a file `check_private_dir` then refuses).
     if std::fs::metadata(dir).is_ok() {
@@ -129,6 +159,22 @@ mod tests {
         assert_eq!(paths.pidfile, PathBuf::from("/h/dispatchd.pid"));
         assert_eq!(paths.log, PathBuf::from("/h/dispatchd.log"));
         assert_eq!(paths.db, PathBuf::from("/data/r.db"));
+    }
+
+    #[test]
+    fn from_vars_takes_the_home_from_home_and_never_from_the_user_database() {
+        let paths = Paths::from_vars(|key| (key == "HOME").then(|| "/u".into())).expect("paths");
+        assert_eq!(paths.home, PathBuf::from("/u/.dispatch"));
+        assert_eq!(paths.socket, PathBuf::from("/u/.dispatch/dispatchd.sock"));
+        let paths = Paths::from_vars(|key| match key {
+            "HOME" => Some("/u".into()),
+            "DISPATCH_HOME" => Some("/h".into()),
+            _ => None,
+        })
+        .expect("paths");
+        assert_eq!(paths.home, PathBuf::from("/h"));
+        let neither = Paths::from_vars(|_| None);
+        assert!(matches!(neither, Err(HomeError::NoHome)), "{neither:?}");
     }
 
     #[test]
