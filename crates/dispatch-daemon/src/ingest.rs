@@ -2,7 +2,6 @@
 //! lane is persisted, in batches, with the lane state it implies. After an App Server restart,
 //! turns that were running are marked interrupted and pending requests cancelled.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use codex_app_server::protocol::{
@@ -13,6 +12,8 @@ use codex_app_server::{Event, ServerRequest};
 use dispatch_registry::{
     Fact, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow, TurnStatus,
 };
+// Seeded like std's maps, cheaper on the short ids every notification is looked up by.
+use foldhash::{HashMap, HashSet};
 use serde_json::Value;
 
 use dispatch_home::ApprovalPolicy;
@@ -183,7 +184,7 @@ struct LaneCache {
     /// [`Service::lanes_removed`] when `refs` was last valid.
     removed: u64,
     /// Running review turns (`review/start`, seen by their `enteredReviewMode` item).
-    reviews: std::collections::HashSet<String>,
+    reviews: HashSet<String>,
 }
 
 impl LaneCache {
@@ -276,14 +277,15 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
                     service.note_rate_limits(now_ms(), n.rate_limits.clone());
                     continue;
                 }
-                let Some(thread_id) = notification.thread_id().map(str::to_owned) else {
+                let Some(thread_id) = notification.thread_id() else {
                     continue;
                 };
-                let Some(lane_ref) = lanes.lane_of(service, &thread_id).await else {
+                let Some(lane_ref) = lanes.lane_of(service, thread_id).await else {
+                    let thread_id = thread_id.to_owned();
                     lanes.keep_early(&thread_id, (notification, raw));
                     continue;
                 };
-                for (early, early_raw) in lanes.take_early(&thread_id) {
+                for (early, early_raw) in lanes.take_early(thread_id) {
                     batch.push(record(
                         lane_ref.clone(),
                         &early,
@@ -294,23 +296,26 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
                 if let ServerNotification::Error(error) = notification.as_ref() {
                     end_refused_turn(service, lanes, error);
                 }
-                let mut recorded =
-                    record(lane_ref.clone(), &notification, raw, &mut lanes.auth_failed);
+                let mut recorded = record(lane_ref, &notification, raw, &mut lanes.auth_failed);
                 if lanes.inside_review(&notification) {
                     // The review's inner turn: the lane's turn stays the review's own.
                     recorded
                         .facts
                         .retain(|f| !matches!(f, Fact::TurnStarted { .. }));
                 }
-                batch.push(recorded);
+                let lane_ref = recorded.lane_ref.as_str();
                 if compacted(&notification)
-                    && let Err(err) = service.registry().note_compacted(&lane_ref, now_ms()).await
+                    && let Err(err) = service.registry().note_compacted(lane_ref, now_ms()).await
                 {
                     tracing::warn!(%err, lane = lane_ref, "recording a compaction");
                 }
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
+                    let lane_ref = lane_ref.to_owned();
+                    batch.push(recorded);
                     flush(service, &mut batch).await;
-                    settle_request(service, &lane_ref, &thread_id, &resolved.request_id).await;
+                    settle_request(service, &lane_ref, thread_id, &resolved.request_id).await;
+                } else {
+                    batch.push(recorded);
                 }
             }
             Event::ServerRequest(request) => {

@@ -9,8 +9,10 @@
 //! 3. the lane facts are applied in memory, in order, to those rows;
 //! 4. everything is written back with multi-row statements (see [`crate::bulk`]).
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+
+// Seeded like std's maps, cheaper on the short keys a batch is folded by.
+use foldhash::{HashMap, HashMapExt};
 
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::SqliteArguments;
