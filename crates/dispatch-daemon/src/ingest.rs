@@ -110,9 +110,14 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     if turn_completed {
                         service.recycle_soon(process);
                     }
+                    let drained = subscription.is_empty();
+                    // Index for search between floods, not inside their batches.
+                    if drained {
+                        index_for_search(&service).await;
+                    }
                     // Checkpoint the WAL between floods, not inside their commits.
                     checkpoints.stored(stored);
-                    if checkpoints.due(subscription.is_empty()) {
+                    if checkpoints.due(drained) {
                         checkpoints.run(&service).await;
                     }
                     batches = batches.wrapping_add(1);
@@ -161,9 +166,20 @@ impl Checkpoints {
 
     async fn run(&mut self, service: &Service) {
         self.since = 0;
+        // In the middle of a long flood, so that what is pending stays bounded too.
+        index_for_search(service).await;
         if let Err(err) = service.registry().checkpoint().await {
             tracing::warn!(%err, "checkpointing the registry's WAL");
         }
+    }
+}
+
+/// Folds the items stored since the last time into the full-text index
+/// (`Registry::index_pending`); a search does the same first, so a failure here delays
+/// nothing a search can see.
+async fn index_for_search(service: &Service) {
+    if let Err(err) = service.registry().index_pending().await {
+        tracing::warn!(%err, "indexing items for search");
     }
 }
 
