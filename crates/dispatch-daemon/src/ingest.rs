@@ -12,8 +12,11 @@ use codex_app_server::{Event, ServerRequest};
 use dispatch_registry::{
     Fact, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow, TurnStatus,
 };
-// Seeded like std's maps, cheaper on the short ids every notification is looked up by.
-use foldhash::{HashMap, HashSet};
+/// std's map with foldhash, seeded per map, cheaper than SipHash on the short ids every
+/// notification is looked up by (ADR 0020, "Ingest, sixth round").
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// std's set with foldhash, as [`HashMap`].
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 use serde_json::Value;
 
 use dispatch_home::ApprovalPolicy;
