@@ -78,6 +78,8 @@ async fn run_process(service: Arc<Service>, process: usize) {
         let mut lanes = LaneCache::default();
         let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
+        // Whether batches were written since the full-text index was last brought up to date.
+        let mut unindexed = false;
         loop {
             tokio::select! {
                 event = subscription.recv_raw() => {
@@ -109,14 +111,17 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     let turn_completed = events.iter().any(|(event, _)| {
                         matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
                     });
-                    persist(&service, &mut lanes, events).await;
+                    unindexed |= persist(&service, &mut lanes, events).await;
                     if turn_completed {
                         service.recycle_soon(process);
                     }
                     let drained = subscription.is_empty();
-                    // Index for search between floods, not inside their batches.
-                    if drained {
+                    // Index for search between floods, not inside their batches (and not at
+                    // all after notifications that stored nothing: an idle daemon does not
+                    // open the ingest connection for them).
+                    if drained && unindexed {
                         index_for_search(&service).await;
+                        unindexed = false;
                     }
                     // Checkpoint the WAL between floods, not inside their commits.
                     checkpoints.stored(stored);
@@ -281,7 +286,13 @@ fn compacted(notification: &ServerNotification) -> bool {
 /// A notification and its params as the App Server sent them.
 type Received = (Arc<ServerNotification>, Option<Box<str>>);
 
-async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, Option<Box<str>>)>) {
+/// Stores `events`; returns whether a batch was written.
+async fn persist(
+    service: &Service,
+    lanes: &mut LaneCache,
+    events: Vec<(Event, Option<Box<str>>)>,
+) -> bool {
+    let mut written = false;
     // A lane was deleted: the threads it cached may be gone with it.
     let removed = service.lanes_removed();
     if lanes.removed != removed {
@@ -331,7 +342,7 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
                     let lane_ref = lane_ref.to_owned();
                     batch.push(recorded);
-                    flush(service, &mut batch).await;
+                    written |= flush(service, &mut batch).await;
                     settle_request(service, &lane_ref, thread_id, &resolved.request_id).await;
                 } else {
                     batch.push(recorded);
@@ -339,7 +350,7 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
             }
             Event::ServerRequest(request) => {
                 // Keep the order: what came before the request is stored first.
-                flush(service, &mut batch).await;
+                written |= flush(service, &mut batch).await;
                 let Some(thread_id) = request.thread_id().map(str::to_owned) else {
                     tracing::warn!(method = %request.method, "a server request without a thread is left pending");
                     continue;
@@ -356,7 +367,7 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
             }
         }
     }
-    flush(service, &mut batch).await;
+    written | flush(service, &mut batch).await
 }
 
 /// Codex retries a provider that refused the credentials as if it were a network failure
@@ -407,9 +418,10 @@ fn changes_status(fact: &Fact) -> bool {
     }
 }
 
-async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
+/// Writes `batch` (emptying it); returns whether there was anything to write.
+async fn flush(service: &Service, batch: &mut Vec<Recorded>) -> bool {
     if batch.is_empty() {
-        return;
+        return false;
     }
     let status_changed = batch
         .iter()
@@ -438,6 +450,7 @@ async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
     } else {
         service.wake_watchers();
     }
+    true
 }
 
 async fn hold_request(
