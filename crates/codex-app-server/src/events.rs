@@ -24,7 +24,6 @@
 //! When the connection closes, subscriptions drain what they already hold and then
 //! [`Subscription::recv`] returns `None`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -33,6 +32,10 @@ use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::protocol::ServerNotification;
 use crate::server_request::ServerRequest;
+
+/// std's map with foldhash, seeded per map, cheaper than SipHash on the thread id every
+/// notification is looked up by.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One thing the App Server sent unasked.
 #[derive(Debug, Clone)]
@@ -219,7 +222,7 @@ impl Fanout {
         Self {
             capacity,
             all: Some(broadcast::channel(capacity).0),
-            threads: HashMap::new(),
+            threads: HashMap::default(),
             lossless: Vec::new(),
         }
     }

@@ -2,7 +2,6 @@
 //! lane is persisted, in batches, with the lane state it implies. After an App Server restart,
 //! turns that were running are marked interrupted and pending requests cancelled.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use codex_app_server::protocol::{
@@ -13,6 +12,11 @@ use codex_app_server::{Event, ServerRequest};
 use dispatch_registry::{
     Fact, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow, TurnStatus,
 };
+/// std's map with foldhash, seeded per map, cheaper than SipHash on the short ids every
+/// notification is looked up by (ADR 0020, "Ingest, sixth round").
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// std's set with foldhash, as [`HashMap`].
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 use serde_json::Value;
 
 use dispatch_home::ApprovalPolicy;
@@ -74,6 +78,8 @@ async fn run_process(service: Arc<Service>, process: usize) {
         let mut lanes = LaneCache::default();
         let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
+        // Whether batches were written since the full-text index was last brought up to date.
+        let mut unindexed = false;
         loop {
             tokio::select! {
                 event = subscription.recv_raw() => {
@@ -105,13 +111,21 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     let turn_completed = events.iter().any(|(event, _)| {
                         matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
                     });
-                    persist(&service, &mut lanes, events).await;
+                    unindexed |= persist(&service, &mut lanes, events).await;
                     if turn_completed {
                         service.recycle_soon(process);
                     }
+                    let drained = subscription.is_empty();
+                    // Index for search between floods, not inside their batches (and not at
+                    // all after notifications that stored nothing: an idle daemon does not
+                    // open the ingest connection for them).
+                    if drained && unindexed {
+                        index_for_search(&service).await;
+                        unindexed = false;
+                    }
                     // Checkpoint the WAL between floods, not inside their commits.
                     checkpoints.stored(stored);
-                    if checkpoints.due(subscription.is_empty()) {
+                    if checkpoints.due(drained) {
                         checkpoints.run(&service).await;
                     }
                     batches = batches.wrapping_add(1);
@@ -160,9 +174,20 @@ impl Checkpoints {
 
     async fn run(&mut self, service: &Service) {
         self.since = 0;
+        // In the middle of a long flood, so that what is pending stays bounded too.
+        index_for_search(service).await;
         if let Err(err) = service.registry().checkpoint().await {
             tracing::warn!(%err, "checkpointing the registry's WAL");
         }
+    }
+}
+
+/// Folds the items stored since the last time into the full-text index
+/// (`Registry::index_pending`); a search does the same first, so a failure here delays
+/// nothing a search can see.
+async fn index_for_search(service: &Service) {
+    if let Err(err) = service.registry().index_pending().await {
+        tracing::warn!(%err, "indexing items for search");
     }
 }
 
@@ -183,7 +208,7 @@ struct LaneCache {
     /// [`Service::lanes_removed`] when `refs` was last valid.
     removed: u64,
     /// Running review turns (`review/start`, seen by their `enteredReviewMode` item).
-    reviews: std::collections::HashSet<String>,
+    reviews: HashSet<String>,
 }
 
 impl LaneCache {
@@ -261,7 +286,13 @@ fn compacted(notification: &ServerNotification) -> bool {
 /// A notification and its params as the App Server sent them.
 type Received = (Arc<ServerNotification>, Option<Box<str>>);
 
-async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, Option<Box<str>>)>) {
+/// Stores `events`; returns whether a batch was written.
+async fn persist(
+    service: &Service,
+    lanes: &mut LaneCache,
+    events: Vec<(Event, Option<Box<str>>)>,
+) -> bool {
+    let mut written = false;
     // A lane was deleted: the threads it cached may be gone with it.
     let removed = service.lanes_removed();
     if lanes.removed != removed {
@@ -276,14 +307,15 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
                     service.note_rate_limits(now_ms(), n.rate_limits.clone());
                     continue;
                 }
-                let Some(thread_id) = notification.thread_id().map(str::to_owned) else {
+                let Some(thread_id) = notification.thread_id() else {
                     continue;
                 };
-                let Some(lane_ref) = lanes.lane_of(service, &thread_id).await else {
+                let Some(lane_ref) = lanes.lane_of(service, thread_id).await else {
+                    let thread_id = thread_id.to_owned();
                     lanes.keep_early(&thread_id, (notification, raw));
                     continue;
                 };
-                for (early, early_raw) in lanes.take_early(&thread_id) {
+                for (early, early_raw) in lanes.take_early(thread_id) {
                     batch.push(record(
                         lane_ref.clone(),
                         &early,
@@ -294,28 +326,31 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
                 if let ServerNotification::Error(error) = notification.as_ref() {
                     end_refused_turn(service, lanes, error);
                 }
-                let mut recorded =
-                    record(lane_ref.clone(), &notification, raw, &mut lanes.auth_failed);
+                let mut recorded = record(lane_ref, &notification, raw, &mut lanes.auth_failed);
                 if lanes.inside_review(&notification) {
                     // The review's inner turn: the lane's turn stays the review's own.
                     recorded
                         .facts
                         .retain(|f| !matches!(f, Fact::TurnStarted { .. }));
                 }
-                batch.push(recorded);
+                let lane_ref = recorded.lane_ref.as_str();
                 if compacted(&notification)
-                    && let Err(err) = service.registry().note_compacted(&lane_ref, now_ms()).await
+                    && let Err(err) = service.registry().note_compacted(lane_ref, now_ms()).await
                 {
                     tracing::warn!(%err, lane = lane_ref, "recording a compaction");
                 }
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
-                    flush(service, &mut batch).await;
-                    settle_request(service, &lane_ref, &thread_id, &resolved.request_id).await;
+                    let lane_ref = lane_ref.to_owned();
+                    batch.push(recorded);
+                    written |= flush(service, &mut batch).await;
+                    settle_request(service, &lane_ref, thread_id, &resolved.request_id).await;
+                } else {
+                    batch.push(recorded);
                 }
             }
             Event::ServerRequest(request) => {
                 // Keep the order: what came before the request is stored first.
-                flush(service, &mut batch).await;
+                written |= flush(service, &mut batch).await;
                 let Some(thread_id) = request.thread_id().map(str::to_owned) else {
                     tracing::warn!(method = %request.method, "a server request without a thread is left pending");
                     continue;
@@ -332,7 +367,7 @@ async fn persist(service: &Service, lanes: &mut LaneCache, events: Vec<(Event, O
             }
         }
     }
-    flush(service, &mut batch).await;
+    written | flush(service, &mut batch).await
 }
 
 /// Codex retries a provider that refused the credentials as if it were a network failure
@@ -383,9 +418,10 @@ fn changes_status(fact: &Fact) -> bool {
     }
 }
 
-async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
+/// Writes `batch` (emptying it); returns whether there was anything to write.
+async fn flush(service: &Service, batch: &mut Vec<Recorded>) -> bool {
     if batch.is_empty() {
-        return;
+        return false;
     }
     let status_changed = batch
         .iter()
@@ -414,6 +450,7 @@ async fn flush(service: &Service, batch: &mut Vec<Recorded>) {
     } else {
         service.wake_watchers();
     }
+    true
 }
 
 async fn hold_request(

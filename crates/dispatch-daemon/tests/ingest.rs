@@ -164,5 +164,17 @@ async fn a_flood_is_stored_whole_and_as_sent(d: &Daemon) {
         messages += 1;
     }
     assert_eq!(messages, plan.items, "every agent message is an item");
+
+    // Searchable at once, though the flood's batches only marked their items for the index:
+    // the last message is found by its number (no other item holds that word).
+    let last = plan.items.to_string();
+    let hits = d
+        .service
+        .registry()
+        .search(&last, 10)
+        .await
+        .expect("search");
+    let found: Vec<Option<&str>> = hits.iter().map(|hit| hit.item_id.as_deref()).collect();
+    assert_eq!(found, [Some(format!("msg_{last:0>7}").as_str())]);
     pump.abort();
 }

@@ -32,6 +32,7 @@ mod pages;
 mod probe;
 mod refs;
 mod search;
+mod search_index;
 mod selectors;
 mod subscriptions;
 mod thread_ops;
@@ -65,7 +66,7 @@ pub use triggers::{
 };
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 10;
+pub const LATEST_SCHEMA_VERSION: i64 = 12;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -77,7 +78,8 @@ mod tests {
     #[test]
     fn latest_schema_version_matches_the_embedded_migrations() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
-        let expected: Vec<i64> = (1..=LATEST_SCHEMA_VERSION).collect();
+        // 0011 is another branch's (`lanes.version`); until it is merged, 11 is skipped.
+        let expected: Vec<i64> = (1..=LATEST_SCHEMA_VERSION).filter(|v| *v != 11).collect();
         assert_eq!(versions, expected);
         assert!(MIGRATOR.iter().all(|migration| !migration.no_tx));
     }

@@ -77,7 +77,21 @@ impl Registry {
         if let Schema::Version(found) = probe::probe_schema(path).await? {
             check_version(path, found)?;
         }
-        Self::connect_and_migrate(path).await
+        let registry = Self::connect_and_migrate(path).await?;
+        // Items a crash left unindexed (see `crate::search_index`) are indexed now.
+        if let Err(err) = registry.index_left_pending().await {
+            registry.close().await;
+            return Err(err);
+        }
+        Ok(registry)
+    }
+
+    /// Indexes what was left pending, without opening the ingest connection when nothing is.
+    async fn index_left_pending(&self) -> Result<(), RegistryError> {
+        if self.search_index_pending().await? {
+            self.index_pending().await?;
+        }
+        Ok(())
     }
 
     /// Opens the pool and applies any pending embedded migrations, without version checks.

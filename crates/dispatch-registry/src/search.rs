@@ -81,6 +81,9 @@ impl Registry {
         let Some(query) = fts_query(words) else {
             return Ok(Vec::new());
         };
+        // Items stored since the index was last brought up to date are indexed first, so
+        // that the search finds everything stored before it began.
+        self.index_pending().await?;
         let titles: Vec<(String, String, Option<String>, String)> = if filter.items_only() {
             Vec::new()
         } else {
