@@ -29,6 +29,7 @@ mod deliver;
 mod discovery;
 mod errors;
 mod history;
+mod idle_flag;
 pub mod images;
 mod inbox;
 mod ingest;

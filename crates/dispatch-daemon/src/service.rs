@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
@@ -22,6 +22,7 @@ use dispatch_registry::{NewAction, Outcome, Registry};
 use tokio::sync::watch;
 
 use crate::convert::{View, lock, now_ms, write_lock};
+use crate::idle_flag::IdleFlag;
 use crate::supervisor::{Generation, State, Supervisor};
 
 /// Threads loaded in one App Server process of the pool, with when each was last used.
@@ -110,7 +111,7 @@ pub struct Service {
     /// old one still holds it (Codex refuses a second writer; see `recycle.rs`).
     pub(crate) replacing: Vec<watch::Sender<u64>>,
     stored: watch::Sender<u64>,
-    idle: AtomicBool,
+    idle: IdleFlag,
     policy: Policy,
     stall_after: Duration,
     /// One lock per lane: turn-starting writes to a lane run one at a time.
@@ -172,7 +173,7 @@ impl Service {
                 .map(|_| watch::Sender::new(0))
                 .collect(),
             stored: watch::channel(0).0,
-            idle: AtomicBool::new(true),
+            idle: IdleFlag::new(),
             policy: config.policy.clone(),
             stall_after: Duration::from_secs(config.lanes.stall_after_s),
             lane_locks: Mutex::new(HashMap::new()),
@@ -554,10 +555,11 @@ impl Service {
 
     /// Wakes watchers after events were stored, and refreshes the idle flag.
     pub async fn events_stored(&self) {
+        let ticket = self.idle.ticket();
         if let Ok(counts) = self.registry.lane_counts().await {
-            self.idle.store(
+            self.idle.settle(
+                ticket,
                 counts.busy == 0 && counts.retrying == 0 && counts.waiting_approval == 0,
-                Ordering::Relaxed,
             );
         }
         self.wake_watchers();
@@ -642,7 +644,7 @@ impl Service {
 
 impl Dispatch for Service {
     fn idle(&self) -> bool {
-        self.idle.load(Ordering::Relaxed)
+        self.idle.get()
     }
 
     async fn authorize_history_write(

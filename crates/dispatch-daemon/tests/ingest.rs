@@ -46,6 +46,9 @@ async fn a_flood_is_stored_whole_and_as_sent(d: &Daemon) {
 
     // Until the turn completed and its events are all stored (or the harness's bound).
     let got = loop {
+        // Read before the lane: a `get` that shows the turn running was answered after this
+        // read, so the flag cannot yet hold a count made after the turn completed.
+        let idle_before = d.service.idle();
         let got: GetOutput = d
             .call::<GetInput>(json!({"lane": lane.lane_ref}))
             .await
@@ -59,7 +62,7 @@ async fn a_flood_is_stored_whole_and_as_sent(d: &Daemon) {
         // The idle flag (what a client with another contract may restart the daemon on) is
         // not counted again after a batch of output alone, but a busy lane keeps it false.
         if !done {
-            assert!(!d.service.idle(), "idle while the turn runs: {got:?}");
+            assert!(!idle_before, "idle while the turn runs: {got:?}");
         }
         // The next batch stored, or a bounded wait for a pump that has stalled.
         let _ = tokio::time::timeout(Duration::from_secs(5), stored.changed()).await;
