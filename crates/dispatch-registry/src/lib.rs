@@ -24,6 +24,7 @@ mod history;
 mod inbox;
 mod ingest;
 mod inspect;
+mod kept_pages;
 mod lane_events;
 mod lanes;
 mod migrate;
@@ -47,6 +48,7 @@ pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use history::{FileHistory, LaneHistory, TOOL_KINDS, ToolHistory, TurnHistory};
 pub use inbox::{InboxFilter, InboxRow};
 pub use inspect::{Inspection, inspect};
+pub use kept_pages::LaneStamp;
 pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
 pub use lanes::{
     GoalRow, LaneActivity, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership,
@@ -65,7 +67,7 @@ pub use triggers::{
 };
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 10;
+pub const LATEST_SCHEMA_VERSION: i64 = 11;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
