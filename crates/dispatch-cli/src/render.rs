@@ -669,7 +669,7 @@ impl Render for ListOutput {
         }
         if !self.tree.is_empty() {
             let lanes: std::collections::HashMap<&str, &Lane> =
-                self.lanes.iter().map(|l| (l.ref_.as_str(), l)).collect();
+                self.lanes.iter().map(|l| (l.ref_.as_str(), &**l)).collect();
             let body = self
                 .tree
                 .iter()

@@ -4,13 +4,14 @@
 
 use codex_app_server::protocol::{ThreadListCwdFilter, ThreadListParams};
 use dispatch_contract::types::{ListInput, ListOutput, TreeNode, UnmanagedThread};
-use dispatch_contract::{DispatchError, Handle};
+use dispatch_contract::{DispatchError, Handle, Surface};
 use dispatch_registry::{PageAfter, PageFilter, TREE_LIMIT, TopologyRow};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::convert;
 use crate::errors::app_server_error;
+use crate::lane_texts::LaneTexts;
 use crate::service::Service;
 
 /// Most `thread/list` calls one `list --unmanaged` page makes (attached threads are skipped,
@@ -291,12 +292,26 @@ impl Handle<ListInput> for Service {
         };
         let limit = u32::try_from(input.limit.get()).unwrap_or(u32::MAX);
         let view = self.view();
-        // Each lane is converted as its chunk is read: the rows of a whole page are never
-        // held beside their conversions.
+        let surface = Surface::current();
+        let texts = self.lane_texts();
+        // The lanes kept for their row version are copied; the others are read in the same
+        // snapshot, converted as they are parsed, and kept unless they read the clock.
+        let mut made = Vec::new();
         let page = self
             .registry()
-            .list_lanes_page_as(&filter, after.as_ref(), limit, |l| convert::lane(l, &view))
+            .list_lanes_page_kept(
+                &filter,
+                after.as_ref(),
+                limit,
+                |stamps| texts.kept(stamps, &view, surface),
+                |row, stamp| {
+                    let (lane, kept) = LaneTexts::make(row, stamp, &view);
+                    made.extend(kept);
+                    lane
+                },
+            )
             .await?;
+        texts.keep(made, &view, surface);
         Ok(ListOutput {
             lanes: page.lanes,
             next_cursor: page
