@@ -24,7 +24,7 @@ pub mod generated {
     pub mod types;
 }
 
-pub use encoded::{Encoded, EncodedValue};
+pub use encoded::{Encoded, EncodedText};
 pub use error::{DispatchError, error_chain};
 pub use generated::api::{ClientOps, Dispatch, call_client_op};
 pub use generated::errors::ErrorCode;

@@ -4,7 +4,7 @@
 
 use codex_app_server::protocol::{ThreadListCwdFilter, ThreadListParams};
 use dispatch_contract::types::{ListInput, ListOutput, TreeNode, UnmanagedThread};
-use dispatch_contract::{DispatchError, Handle, Surface};
+use dispatch_contract::{DispatchError, Encoded, Handle, Surface};
 use dispatch_registry::{PageAfter, PageFilter, TREE_LIMIT, TopologyRow};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -294,24 +294,35 @@ impl Handle<ListInput> for Service {
         let view = self.view();
         let surface = Surface::current();
         let texts = self.lane_texts();
-        // The lanes kept for their row version are copied; the others are read in the same
-        // snapshot, converted as they are parsed, and kept unless they read the clock.
-        let mut made = Vec::new();
-        let page = self
-            .registry()
-            .list_lanes_page_kept(
-                &filter,
-                after.as_ref(),
-                limit,
-                |stamps| texts.kept(stamps, &view, surface),
-                |row, stamp| {
-                    let (lane, kept) = LaneTexts::make(row, stamp, &view);
-                    made.extend(kept);
-                    lane
-                },
-            )
-            .await?;
-        texts.keep(made, &view, surface);
+        let page = if texts.reads_stamps(surface) {
+            // The lanes kept for their row version are copied; the others are read in the
+            // same snapshot and converted as they are parsed; those seen unchanged before are
+            // kept unless they read the clock.
+            let mut made = Vec::new();
+            let page = self
+                .registry()
+                .list_lanes_page_kept(
+                    &filter,
+                    after.as_ref(),
+                    limit,
+                    |stamps| texts.kept(stamps, &view, surface),
+                    |row, stamp, admit| {
+                        let (lane, kept) = LaneTexts::make(row, stamp, &view, admit);
+                        made.extend(kept);
+                        lane
+                    },
+                )
+                .await?;
+            texts.keep(made, &view, surface);
+            page
+        } else {
+            // Most of the last page changed or read the clock: read this one plainly.
+            self.registry()
+                .list_lanes_page_as(&filter, after.as_ref(), limit, |row| {
+                    Encoded::Typed(convert::lane(row, &view))
+                })
+                .await?
+        };
         Ok(ListOutput {
             lanes: page.lanes,
             next_cursor: page

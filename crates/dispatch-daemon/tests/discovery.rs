@@ -8,11 +8,11 @@ mod harness;
 use std::collections::HashSet;
 use std::process::ExitCode;
 
-use dispatch_contract::ErrorCode;
 use dispatch_contract::types::{
     AttachInput, AttachOutput, GetInput, GetOutput, HistoryInput, HistoryOutput, ListInput,
     ListOutput, SearchInput, SearchOutput,
 };
+use dispatch_contract::{ErrorCode, Surface};
 use dispatch_registry::{Fact, GoalRow, Ownership, TurnRow, TurnStatus, WorktreeRow};
 use fake_app_server::Script;
 use harness::{Daemon, expect_error, trial, trial_with};
@@ -146,6 +146,20 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
             .expect(&sql);
         assert_eq!(done.rows_affected(), 1, "{sql}");
     }
+    // Three times: made (the lanes seen), made and kept (seen again), and copied.
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let listed = d
+            .call::<ListInput>(json!({ "all": true, "limit": 5 }))
+            .await
+            .expect("list");
+        answers.push(serde_json::to_string(&listed).expect("encoded"));
+    }
+    assert_eq!(
+        d.service.lane_texts().size().0,
+        3,
+        "the resting lanes of the page are kept"
+    );
     let listed = d
         .call::<ListInput>(json!({ "all": true, "limit": 5 }))
         .await
@@ -160,6 +174,26 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
         r##",{"created_at":"2099-12-31T23:59:58.996Z","cwd":null,"goal":null,"handle":null,"hint":"a request waits for an answer: `dispatch requests --lane wai000` lists it, `dispatch respond <request-id> 'accept|decline'` answers it","id":"thread-waiting","latest_turn":{"completed_at":null,"duration_ms":null,"error":null,"id":"turn-w","started_at":null,"status":"in_progress"},"model":null,"ownership":"owned","ref":"wai000","retry":null,"stalled_since":null,"status":"waiting_approval","title":"waiting","updated_at":"2099-12-31T23:59:59.996Z","worktree":null,"writable":true,"write_locked_reason":null}],"next_cursor":"76317c653539363664626661616639363635617c4c7c343130323434343739393939367c776169303030"}"##,
     );
     assert_eq!(text, expected, "{text}");
+    for answer in &answers {
+        assert_eq!(answer, expected);
+    }
+    // Every row written again (the same values): the next call finds the page mostly
+    // changed and the calls after it read the page plainly; the same text either way.
+    let texts = d.service.lane_texts();
+    sqlx::query("UPDATE lanes SET title = title")
+        .execute(&mut conn)
+        .await
+        .expect("every row written");
+    let mut plain = Vec::new();
+    for _ in 0..3 {
+        let listed = d
+            .call::<ListInput>(json!({ "all": true, "limit": 5 }))
+            .await
+            .expect("list");
+        plain.push(texts.plain_calls(Surface::Cli));
+        assert_eq!(serde_json::to_string(&listed).expect("encoded"), expected);
+    }
+    assert_eq!(plain, [3, 2, 1], "read plainly after the changed page");
     let second = d
         .call::<ListInput>(json!({ "all": true, "limit": 5, "cursor": cursor }))
         .await
@@ -181,16 +215,26 @@ async fn raw_connection(d: &Daemon) -> sqlx::SqliteConnection {
 }
 
 /// `list` of every lane (the cache warm from the calls before) against each lane converted
-/// afresh (`get` never uses the cache): the same text, lane by lane. Returns how many lanes
-/// the cache holds after the call.
+/// afresh (`get` never uses the cache): the same text, lane by lane, twice (a lane is kept
+/// when the second call sees it unchanged). Returns how many lanes the cache holds a text
+/// of after the calls.
 async fn list_matches_fresh_conversions(d: &Daemon, after: &str) -> usize {
+    for call in ["first", "second"] {
+        list_once_matches_fresh_conversions(d, &format!("{after} ({call} call)")).await;
+    }
+    d.service.lane_texts().size().0
+}
+
+/// One `list` of every lane against each lane converted afresh.
+async fn list_once_matches_fresh_conversions(d: &Daemon, after: &str) {
     let listed = d
         .call::<ListInput>(json!({ "all": true, "limit": 1000 }))
         .await
         .expect("list");
     for lane in &listed.lanes {
+        let lane_ref = lane.decode().expect("decoded").ref_.clone();
         let fresh: GetOutput = d
-            .call::<GetInput>(json!({ "lane": lane.ref_ }))
+            .call::<GetInput>(json!({ "lane": lane_ref }))
             .await
             .expect("get");
         assert_eq!(
@@ -199,7 +243,6 @@ async fn list_matches_fresh_conversions(d: &Daemon, after: &str) -> usize {
             "after {after}: the listed lane differs from a fresh conversion"
         );
     }
-    d.service.lane_texts().size().0
 }
 
 /// Every kind of write to a lane's row, by the registry's own calls, by the operations and
@@ -418,12 +461,16 @@ async fn list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d: &Daemon) {
         let shown = page
             .lanes
             .iter()
+            .map(|l| l.decode().expect("decoded").into_owned())
             .find(|l| l.ref_ == lane.lane_ref)
             .expect("listed");
         (shown.stalled_since.clone(), shown.hint.clone())
     };
     let first = d.call::<ListInput>(json!({})).await.expect("list");
     let (stalled, hint) = hint_of(&first);
+    // Seen a second time unchanged, the resting lane is kept; the running one is not.
+    let second = d.call::<ListInput>(json!({})).await.expect("list");
+    assert_eq!(hint_of(&second).0, stalled);
     assert!(stalled.is_some(), "stalled");
     assert!(
         hint.as_deref()
@@ -468,7 +515,11 @@ async fn list_pages_with_a_cursor_bound_to_its_query(d: &Daemon) {
         }
         let page = d.call::<ListInput>(input).await.expect("list");
         pages += 1;
-        seen.extend(page.lanes.iter().map(|l| l.ref_.clone()));
+        seen.extend(
+            page.lanes
+                .iter()
+                .map(|l| l.decode().expect("decoded").ref_.clone()),
+        );
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
@@ -615,7 +666,7 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         children
             .lanes
             .iter()
-            .map(|l| l.ref_.as_str())
+            .map(|l| l.decode().expect("decoded").ref_.clone())
             .collect::<Vec<_>>(),
         vec![child.lane.ref_.as_str()]
     );
@@ -627,7 +678,7 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         parent
             .lanes
             .iter()
-            .map(|l| l.ref_.as_str())
+            .map(|l| l.decode().expect("decoded").ref_.clone())
             .collect::<Vec<_>>(),
         vec![child.lane.ref_.as_str()]
     );

@@ -48,7 +48,7 @@ pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use history::{FileHistory, LaneHistory, TOOL_KINDS, ToolHistory, TurnHistory};
 pub use inbox::{InboxFilter, InboxRow};
 pub use inspect::{Inspection, inspect};
-pub use kept_pages::LaneStamp;
+pub use kept_pages::{Kept, LaneStamp};
 pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
 pub use lanes::{
     GoalRow, LaneActivity, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership,

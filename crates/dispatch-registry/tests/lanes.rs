@@ -8,8 +8,8 @@ use std::collections::HashSet;
 
 use common::{new_lane, open_registry, raw};
 use dispatch_registry::{
-    Fact, LaneCounts, LaneFilter, LaneRow, LaneStamp, LaneStatus, NewLane, Ownership, Recorded,
-    RegistryError,
+    Fact, Kept, LaneCounts, LaneFilter, LaneRow, LaneStamp, LaneStatus, NewLane, Ownership,
+    Recorded, RegistryError,
 };
 use sqlx::Connection;
 
@@ -606,9 +606,9 @@ async fn stamps(registry: &dispatch_registry::Registry) -> Vec<LaneStamp> {
             1000,
             |stamps| {
                 seen = Some(stamps.to_vec());
-                Vec::new()
+                Vec::<Kept<LaneRow, ()>>::new()
             },
-            |row, _| row,
+            |row, _, ()| row,
         )
         .await
         .unwrap();
@@ -714,7 +714,9 @@ async fn every_update_of_a_lane_bumps_its_version_and_every_insert_makes_an_inca
 
 /// Pages for a reader that keeps lanes (`list_lanes_page_kept`, what `list` uses) answer
 /// the same lanes in the same order with the same `next` as plain pages, whatever the page
-/// size and filter, taking the kept lanes as kept and reading only the others' rows.
+/// size and filter, taking the kept lanes as kept and handing only the others' rows to
+/// `make`, with what the reader said of each: whether it holds few of the page (the rows
+/// read by name) or most (the whole page read).
 #[tokio::test]
 async fn kept_pages_answer_what_plain_pages_answer() {
     let total: u32 = 90;
@@ -732,12 +734,34 @@ async fn kept_pages_answer_what_plain_pages_answer() {
         }
     }
     let all = stamps(&registry).await;
-    // Keeps every other lane, with its version.
-    let kept: std::collections::HashMap<String, i64> = all
-        .iter()
-        .step_by(2)
-        .map(|s| (s.lane_ref.clone(), s.version))
-        .collect();
+    /// Which lanes (by place in the activity order) a set keeps.
+    type Keeps = fn(usize) -> bool;
+    let sets: [(&str, Keeps); 5] = [
+        ("none", |_| false),
+        ("every 10th", |at| at % 10 == 0),
+        ("every other", |at| at % 2 == 0),
+        ("all but every 10th", |at| at % 10 != 0),
+        ("all", |_| true),
+    ];
+    for (name, keeps) in sets {
+        // The lanes kept, with their versions.
+        let kept: std::collections::HashMap<String, i64> = all
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| keeps(*at))
+            .map(|(_, s)| (s.lane_ref.clone(), s.version))
+            .collect();
+        println!("keeping {name}");
+        kept_pages_agree(&registry, &kept, total).await;
+    }
+}
+
+/// [`kept_pages_answer_what_plain_pages_answer`] for one set of kept lanes.
+async fn kept_pages_agree(
+    registry: &dispatch_registry::Registry,
+    kept: &std::collections::HashMap<String, i64>,
+    total: u32,
+) {
     for filter in [
         dispatch_registry::PageFilter::default(),
         dispatch_registry::PageFilter {
@@ -766,13 +790,17 @@ async fn kept_pages_answer_what_plain_pages_answer() {
                             stamps
                                 .iter()
                                 .map(|s| {
-                                    (kept.get(&s.lane_ref) == Some(&s.version))
-                                        .then(|| format!("kept {}", s.lane_ref))
+                                    if kept.get(&s.lane_ref) == Some(&s.version) {
+                                        Kept::Held(format!("kept {}", s.lane_ref))
+                                    } else {
+                                        Kept::Make(format!("for {}", s.lane_ref))
+                                    }
                                 })
                                 .collect()
                         },
-                        |row, stamp| {
+                        |row, stamp, with: String| {
                             assert_eq!(row.lane_ref, stamp.lane_ref);
+                            assert_eq!(with, format!("for {}", row.lane_ref));
                             made.push(row.lane_ref.clone());
                             format!("made {}", row.lane_ref)
                         },
@@ -793,7 +821,15 @@ async fn kept_pages_answer_what_plain_pages_answer() {
                     .collect();
                 assert_eq!(page.lanes, expected, "{filter:?} pages of {limit}");
                 assert_eq!(page.next, plain.next);
-                assert!(made.iter().all(|r| !kept.contains_key(r)));
+                let mut made_expected: Vec<String> = plain
+                    .lanes
+                    .iter()
+                    .filter(|l| !kept.contains_key(&l.lane_ref))
+                    .map(|l| l.lane_ref.clone())
+                    .collect();
+                made_expected.sort();
+                made.sort();
+                assert_eq!(made, made_expected, "each lane not kept made once");
                 match plain.next {
                     Some(next) => after = Some(next),
                     None => break,
