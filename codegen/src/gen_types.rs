@@ -50,6 +50,7 @@ pub fn generate(contract: &Contract) -> anyhow::Result<TokenStream> {
     for op in &contract.ops {
         let mut input = to_definitions_refs(&op.wire_input);
         let mut output = to_definitions_refs(&op.output);
+        encoded_items(&mut output, &op.meta.encoded_outputs)?;
         describe(
             &mut input,
             &format!("Input of `{}`: {}", op.title, op.meta.summary),
@@ -64,7 +65,9 @@ pub fn generate(contract: &Contract) -> anyhow::Result<TokenStream> {
     let mut settings = typify::TypeSpaceSettings::default();
     settings
         .with_struct_builder(false)
-        .with_derive("PartialEq".into());
+        .with_derive("PartialEq".into())
+        // `encoded_outputs`' items: `dispatch_contract::Encoded<T>` (see `encoded_items`).
+        .with_crate("dispatch-contract", typify::CrateVers::Any, None);
     let mut space = typify::TypeSpace::new(&settings);
     space
         .add_root_schema(root)
@@ -76,6 +79,28 @@ pub fn generate(contract: &Contract) -> anyhow::Result<TokenStream> {
         #![allow(missing_docs, dead_code, clippy::all, clippy::unwrap_used)]
         #types
     })
+}
+
+/// Makes the items of each of `fields` (arrays of a shared definition, checked by the lint)
+/// `dispatch_contract::Encoded<T>` for typify, with its `x-rust-type` extension: values the
+/// daemon may hand over already encoded. Only typify sees this; the schemas served are the
+/// contract's.
+fn encoded_items(output: &mut Value, fields: &[String]) -> anyhow::Result<()> {
+    for field in fields {
+        let items = output
+            .pointer_mut(&format!("/properties/{field}/items"))
+            .with_context(|| format!("encoded output `{field}` has no `items`"))?;
+        let item = items.take();
+        *items = serde_json::json!({
+            "x-rust-type": {
+                "crate": "dispatch-contract",
+                "version": "*",
+                "path": "dispatch_contract::Encoded",
+                "parameters": [item],
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Gives a schema a description when its author did not, so every type has a doc comment.

@@ -286,6 +286,16 @@ fn check_lane_and_streaming(contract: &Contract, op: &Operation) -> anyhow::Resu
             "{file}: `lane_field` created `{name}` must be a required output object with a `ref` (or null)"
         ),
     }
+    for field in &op.meta.encoded_outputs {
+        ensure!(
+            output(field).is_some_and(|s| s["type"] == "array"
+                && s["items"]
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.contains("#/$defs/"))),
+            "{file}: `encoded_outputs` names `{field}`, which must be an array output field whose `items` is a `$ref` to a shared definition"
+        );
+    }
     if let Some(stream) = &op.meta.streaming {
         let is = |schema: Option<&Value>, kind: &str| schema.is_some_and(|s| s["type"] == kind);
         ensure!(

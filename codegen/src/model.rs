@@ -134,6 +134,12 @@ pub struct OperationMeta {
     /// operation MCP offers, refused for a CLI-only one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_toolset: Option<String>,
+    /// Output fields, arrays of a shared definition (`"items": {"$ref": ..}`), whose items
+    /// the daemon may hand over already encoded (text it keeps): their Rust type is
+    /// `Vec<dispatch_contract::Encoded<T>>`, which encodes either form to the same text and
+    /// decodes to the typed one. The schemas are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encoded_outputs: Vec<String>,
     /// Wire input fields that only the CLI offers (`watch`'s `stream`): absent from the MCP
     /// tool, refused there. File inputs are CLI-only without being listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -274,3 +274,26 @@ fn references_are_written_only_in_an_operations_description() {
         "rendered in the operation's `description` only",
     );
 }
+
+#[test]
+fn encoded_outputs_name_arrays_of_a_shared_definition() {
+    lint_with("list", |_| {}).expect("`list`'s lanes are encoded outputs");
+    assert_refused(
+        lint_with("list", |d| {
+            d["x-dispatch"]["encoded_outputs"] = json!(["nope"]);
+        }),
+        "`encoded_outputs` names `nope`",
+    );
+    assert_refused(
+        lint_with("list", |d| {
+            d["x-dispatch"]["encoded_outputs"] = json!(["next_cursor"]);
+        }),
+        "`encoded_outputs` names `next_cursor`",
+    );
+    assert_refused(
+        lint_with("list", |d| {
+            d["x-dispatch"]["encoded_outputs"] = json!(["threads"]);
+        }),
+        "`encoded_outputs` names `threads`",
+    );
+}

@@ -667,9 +667,17 @@ impl Render for ListOutput {
         if self.lanes.is_empty() {
             return "no lanes".into();
         }
+        // A decoded answer holds typed lanes: this borrows them (an item still in its text,
+        // which no decoded answer holds, is read back from it).
+        let shown: Result<Vec<std::borrow::Cow<'_, Lane>>, _> =
+            self.lanes.iter().map(|l| l.decode()).collect();
+        let shown = match shown {
+            Ok(shown) => shown,
+            Err(err) => return format!("the lanes did not read back: {err}"),
+        };
         if !self.tree.is_empty() {
             let lanes: std::collections::HashMap<&str, &Lane> =
-                self.lanes.iter().map(|l| (l.ref_.as_str(), l)).collect();
+                shown.iter().map(|l| (l.ref_.as_str(), &**l)).collect();
             let body = self
                 .tree
                 .iter()
@@ -685,8 +693,7 @@ impl Render for ListOutput {
                 .collect();
             return headed(&["REF", "STATUS", "TITLE"], body) + &next_page(&self.next_cursor);
         }
-        let body = self
-            .lanes
+        let body = shown
             .iter()
             .map(|l| {
                 vec![

@@ -4,6 +4,11 @@
 //!
 //! Everything under `generated/` is written by `cargo xtask gen` from `contract/`.
 
+// The generated types name `::dispatch_contract::Encoded` (typify's `x-rust-type`), which
+// must resolve inside this crate too.
+extern crate self as dispatch_contract;
+
+mod encoded;
 mod error;
 mod handle;
 mod hint;
@@ -19,6 +24,7 @@ pub mod generated {
     pub mod types;
 }
 
+pub use encoded::{Encoded, EncodedText};
 pub use error::{DispatchError, error_chain};
 pub use generated::api::{ClientOps, Dispatch, call_client_op};
 pub use generated::errors::ErrorCode;

@@ -7,6 +7,7 @@ use dispatch_contract::types::{
 use dispatch_contract::{Hint, operations};
 use dispatch_registry as registry;
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// RFC 3339 of Unix epoch milliseconds.
 pub fn rfc3339(ms: i64) -> String {
@@ -108,15 +109,56 @@ pub fn write_lock(row: &registry::LaneRow, allow_attached_writes: bool) -> Optio
     })
 }
 
-/// What showing a lane depends on besides its row.
-#[derive(Debug, Clone, Copy)]
+/// What showing a lane depends on besides its row (and the surface that asked, which words
+/// its hint).
+#[derive(Debug)]
 pub struct View {
     /// `[policy] allow_attached_writes`.
     pub allow_attached_writes: bool,
     /// `[lanes] stall_after_s`, in milliseconds.
     pub stall_after_ms: i64,
-    /// Now (Unix epoch milliseconds).
-    pub now_ms: i64,
+    /// Now (Unix epoch milliseconds): read through [`View::now_ms`] only.
+    now_ms: i64,
+    /// Whether [`View::now_ms`] was read since [`View::lane_with_clock`] last looked.
+    clock_read: AtomicBool,
+}
+
+impl View {
+    /// A view at `now_ms`.
+    pub fn new(allow_attached_writes: bool, stall_after_ms: i64, now_ms: i64) -> View {
+        View {
+            allow_attached_writes,
+            stall_after_ms,
+            now_ms,
+            clock_read: AtomicBool::new(false),
+        }
+    }
+
+    /// Now (Unix epoch milliseconds); what is being shown depends on the clock from here on.
+    pub fn now_ms(&self) -> i64 {
+        self.clock_read.store(true, Ordering::Relaxed);
+        self.now_ms
+    }
+
+    /// [`lane`], and whether what it made depends on the clock (read [`View::now_ms`]): a
+    /// lane that does not can be shown again for as long as its row and the view's settings
+    /// are unchanged.
+    pub fn lane_with_clock(&self, row: registry::LaneRow) -> (Lane, bool) {
+        self.clock_read.store(false, Ordering::Relaxed);
+        let shown = lane(row, self);
+        (shown, self.clock_read.swap(false, Ordering::Relaxed))
+    }
+}
+
+impl Clone for View {
+    fn clone(&self) -> View {
+        View {
+            allow_attached_writes: self.allow_attached_writes,
+            stall_after_ms: self.stall_after_ms,
+            now_ms: self.now_ms,
+            clock_read: AtomicBool::new(self.clock_read.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// When a running lane went silent, if it has been silent longer than the stall limit.
@@ -125,7 +167,8 @@ pub fn stalled_since(row: &registry::LaneRow, view: &View) -> Option<i64> {
         row.status,
         registry::LaneStatus::Busy | registry::LaneStatus::Retrying
     );
-    (running && view.now_ms - row.updated_at_ms >= view.stall_after_ms).then_some(row.updated_at_ms)
+    (running && view.now_ms() - row.updated_at_ms >= view.stall_after_ms)
+        .then_some(row.updated_at_ms)
 }
 
 /// What to do about a lane that needs attention, rendered in the words of the surface that
@@ -161,7 +204,7 @@ pub fn lane_hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> 
             stop(&format!(
                 "no event from the App Server for {} s: the model provider may hang; {{1}} \
                  shows whether it moves, {{0}} ends the turn",
-                (view.now_ms - since) / 1000
+                (view.now_ms() - since) / 1000
             ))
             .run(&operations::WATCH, lane())
         }),
@@ -307,11 +350,7 @@ mod tests {
     /// on the CLI, tools with their arguments on MCP.
     #[test]
     fn every_lane_hint_speaks_each_surfaces_words() {
-        let view = View {
-            allow_attached_writes: false,
-            stall_after_ms: 1000,
-            now_ms: 60_000,
-        };
+        let view = View::new(false, 1000, 60_000);
         let mut seen = 0;
         for status in [
             registry::LaneStatus::Idle,

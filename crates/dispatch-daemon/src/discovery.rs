@@ -4,13 +4,14 @@
 
 use codex_app_server::protocol::{ThreadListCwdFilter, ThreadListParams};
 use dispatch_contract::types::{ListInput, ListOutput, TreeNode, UnmanagedThread};
-use dispatch_contract::{DispatchError, Handle};
+use dispatch_contract::{DispatchError, Encoded, Handle, Surface};
 use dispatch_registry::{PageAfter, PageFilter, TREE_LIMIT, TopologyRow};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::convert;
 use crate::errors::app_server_error;
+use crate::lane_texts::LaneTexts;
 use crate::service::Service;
 
 /// Most `thread/list` calls one `list --unmanaged` page makes (attached threads are skipped,
@@ -291,12 +292,37 @@ impl Handle<ListInput> for Service {
         };
         let limit = u32::try_from(input.limit.get()).unwrap_or(u32::MAX);
         let view = self.view();
-        // Each lane is converted as its chunk is read: the rows of a whole page are never
-        // held beside their conversions.
-        let page = self
-            .registry()
-            .list_lanes_page_as(&filter, after.as_ref(), limit, |l| convert::lane(l, &view))
-            .await?;
+        let surface = Surface::current();
+        let texts = self.lane_texts();
+        let page = if texts.reads_stamps(surface) {
+            // The lanes kept for their row version are copied; the others are read in the
+            // same snapshot and converted as they are parsed; those seen unchanged before are
+            // kept unless they read the clock.
+            let mut made = Vec::new();
+            let page = self
+                .registry()
+                .list_lanes_page_kept(
+                    &filter,
+                    after.as_ref(),
+                    limit,
+                    |stamps| texts.kept(stamps, &view, surface),
+                    |row, stamp, admit| {
+                        let (lane, kept) = LaneTexts::make(row, stamp, &view, admit);
+                        made.extend(kept);
+                        lane
+                    },
+                )
+                .await?;
+            texts.keep(made, &view, surface);
+            page
+        } else {
+            // Most of the last page changed or read the clock: read this one plainly.
+            self.registry()
+                .list_lanes_page_as(&filter, after.as_ref(), limit, |row| {
+                    Encoded::Typed(convert::lane(row, &view))
+                })
+                .await?
+        };
         Ok(ListOutput {
             lanes: page.lanes,
             next_cursor: page

@@ -8,7 +8,7 @@
 //! Every daemon operation is implemented once, as `impl Handle<<Op>Input> for Service` (the
 //! generated `Dispatch` trait requires one per operation), in the module that owns it:
 //! `lanes.rs` (`new`, `send`, `stop`, `get`, `tail`, `goal set|get|clear`), `discovery.rs`
-//! (`list`), `history.rs`,
+//! (`list`, with `lane_texts.rs`, its cache of lanes as last shown), `history.rs`,
 //! `watch.rs`, `approvals.rs` (`requests`, `respond`), `threads.rs` (`attach`, `sync`,
 //! `rename`, `archive`, `restore`), `search.rs`, `models.rs`, `daemon.rs` (`daemon
 //! status`, `daemon log`), `trigger_ops.rs` (`trigger add|list|rm|pause|resume`; the
@@ -35,6 +35,7 @@ mod inbox;
 mod ingest;
 mod intro;
 mod lane_access;
+mod lane_texts;
 mod lanes;
 mod launch;
 mod launch_config;

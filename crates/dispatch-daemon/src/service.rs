@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::convert::{View, lock, now_ms, write_lock};
 use crate::idle_flag::IdleFlag;
+use crate::lane_texts::LaneTexts;
 use crate::supervisor::{Generation, State, Supervisor};
 
 /// Threads loaded in one App Server process of the pool, with when each was last used.
@@ -114,6 +115,8 @@ pub struct Service {
     idle: IdleFlag,
     policy: Policy,
     stall_after: Duration,
+    /// `list`'s lanes as last shown, with their text (see `lane_texts.rs`).
+    lane_texts: LaneTexts,
     /// One lock per lane: turn-starting writes to a lane run one at a time.
     lane_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Lanes whose queue may move, for the orchestration task (see [`Service::wake_queue`]).
@@ -176,6 +179,7 @@ impl Service {
             idle: IdleFlag::new(),
             policy: config.policy.clone(),
             stall_after: Duration::from_secs(config.lanes.stall_after_s),
+            lane_texts: LaneTexts::default(),
             lane_locks: Mutex::new(HashMap::new()),
             triggers: watch::channel(0).0,
             lanes_removed: AtomicU64::new(0),
@@ -259,13 +263,18 @@ impl Service {
         self.stall_after
     }
 
+    /// `list`'s cache of lanes as last shown.
+    pub fn lane_texts(&self) -> &LaneTexts {
+        &self.lane_texts
+    }
+
     /// What showing a lane depends on, now.
     pub fn view(&self) -> View {
-        View {
-            allow_attached_writes: self.policy.allow_attached_writes,
-            stall_after_ms: i64::try_from(self.stall_after.as_millis()).unwrap_or(i64::MAX),
-            now_ms: now_ms(),
-        }
+        View::new(
+            self.policy.allow_attached_writes,
+            i64::try_from(self.stall_after.as_millis()).unwrap_or(i64::MAX),
+            now_ms(),
+        )
     }
 
     /// Takes the lane's write lock: turn-starting writes (and the busy check before them) run

@@ -8,12 +8,12 @@ mod harness;
 use std::collections::HashSet;
 use std::process::ExitCode;
 
-use dispatch_contract::ErrorCode;
 use dispatch_contract::types::{
     AttachInput, AttachOutput, GetInput, GetOutput, HistoryInput, HistoryOutput, ListInput,
     ListOutput, SearchInput, SearchOutput,
 };
-use dispatch_registry::{Fact, Ownership, TurnStatus};
+use dispatch_contract::{ErrorCode, Surface};
+use dispatch_registry::{Fact, GoalRow, Ownership, TurnRow, TurnStatus, WorktreeRow};
 use fake_app_server::Script;
 use harness::{Daemon, expect_error, trial, trial_with};
 use libtest_mimic::Arguments;
@@ -30,6 +30,13 @@ fn main() -> ExitCode {
         trial("list_answers_exactly_the_text_it_always_did", |d| {
             Box::pin(list_answers_exactly_the_text_it_always_did(d))
         }),
+        trial("list_with_a_warm_cache_shows_every_write", |d| {
+            Box::pin(list_with_a_warm_cache_shows_every_write(d))
+        }),
+        trial(
+            "list_of_a_running_lane_follows_the_clock_on_a_warm_cache",
+            |d| Box::pin(list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d)),
+        ),
         trial_with(
             "list_unmanaged_pages_codex_threads_that_are_not_lanes",
             codex_threads,
@@ -139,6 +146,20 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
             .expect(&sql);
         assert_eq!(done.rows_affected(), 1, "{sql}");
     }
+    // Three times: made (the lanes seen), made and kept (seen again), and copied.
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let listed = d
+            .call::<ListInput>(json!({ "all": true, "limit": 5 }))
+            .await
+            .expect("list");
+        answers.push(serde_json::to_string(&listed).expect("encoded"));
+    }
+    assert_eq!(
+        d.service.lane_texts().size().0,
+        3,
+        "the resting lanes of the page are kept"
+    );
     let listed = d
         .call::<ListInput>(json!({ "all": true, "limit": 5 }))
         .await
@@ -153,6 +174,26 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
         r##",{"created_at":"2099-12-31T23:59:58.996Z","cwd":null,"goal":null,"handle":null,"hint":"a request waits for an answer: `dispatch requests --lane wai000` lists it, `dispatch respond <request-id> 'accept|decline'` answers it","id":"thread-waiting","latest_turn":{"completed_at":null,"duration_ms":null,"error":null,"id":"turn-w","started_at":null,"status":"in_progress"},"model":null,"ownership":"owned","ref":"wai000","retry":null,"stalled_since":null,"status":"waiting_approval","title":"waiting","updated_at":"2099-12-31T23:59:59.996Z","worktree":null,"writable":true,"write_locked_reason":null}],"next_cursor":"76317c653539363664626661616639363635617c4c7c343130323434343739393939367c776169303030"}"##,
     );
     assert_eq!(text, expected, "{text}");
+    for answer in &answers {
+        assert_eq!(answer, expected);
+    }
+    // Every row written again (the same values): the next call finds the page mostly
+    // changed and the calls after it read the page plainly; the same text either way.
+    let texts = d.service.lane_texts();
+    sqlx::query("UPDATE lanes SET title = title")
+        .execute(&mut conn)
+        .await
+        .expect("every row written");
+    let mut plain = Vec::new();
+    for _ in 0..3 {
+        let listed = d
+            .call::<ListInput>(json!({ "all": true, "limit": 5 }))
+            .await
+            .expect("list");
+        plain.push(texts.plain_calls(Surface::Cli));
+        assert_eq!(serde_json::to_string(&listed).expect("encoded"), expected);
+    }
+    assert_eq!(plain, [3, 2, 1], "read plainly after the changed page");
     let second = d
         .call::<ListInput>(json!({ "all": true, "limit": 5, "cursor": cursor }))
         .await
@@ -164,6 +205,300 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
         r##",{"created_at":"2099-12-31T23:59:58.993Z","cwd":null,"goal":{"objective":"ship it","status":"active","token_budget":1000,"tokens_used":12},"handle":null,"hint":null,"id":"thread-goal","latest_turn":null,"model":null,"ownership":"owned","ref":"goa000","retry":null,"stalled_since":null,"status":"idle","title":"goal","updated_at":"2099-12-31T23:59:59.993Z","worktree":{"branch":"dispatch/goal","path":"/wt/goal","repo":"/repo"},"writable":true,"write_locked_reason":null}]}"##,
     );
     assert_eq!(text, expected, "{text}");
+}
+
+/// A second connection to the daemon's registry, as another process would open.
+async fn raw_connection(d: &Daemon) -> sqlx::SqliteConnection {
+    <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", d.db.display()))
+        .await
+        .expect("a second connection")
+}
+
+/// `list` of every lane (the cache warm from the calls before) against each lane converted
+/// afresh (`get` never uses the cache): the same text, lane by lane, twice (a lane is kept
+/// when the second call sees it unchanged). Returns how many lanes the cache holds a text
+/// of after the calls.
+async fn list_matches_fresh_conversions(d: &Daemon, after: &str) -> usize {
+    for call in ["first", "second"] {
+        list_once_matches_fresh_conversions(d, &format!("{after} ({call} call)")).await;
+    }
+    d.service.lane_texts().size().0
+}
+
+/// One `list` of every lane against each lane converted afresh.
+async fn list_once_matches_fresh_conversions(d: &Daemon, after: &str) {
+    let listed = d
+        .call::<ListInput>(json!({ "all": true, "limit": 1000 }))
+        .await
+        .expect("list");
+    for lane in &listed.lanes {
+        let lane_ref = lane.decode().expect("decoded").ref_.clone();
+        let fresh: GetOutput = d
+            .call::<GetInput>(json!({ "lane": lane_ref }))
+            .await
+            .expect("get");
+        assert_eq!(
+            serde_json::to_string(lane).expect("encoded"),
+            serde_json::to_string(&fresh.lane).expect("encoded"),
+            "after {after}: the listed lane differs from a fresh conversion"
+        );
+    }
+}
+
+/// Every kind of write to a lane's row, by the registry's own calls, by the operations and
+/// by another connection's raw SQL, shows in the next `list` although the cache holds the
+/// lane as it was before.
+async fn list_with_a_warm_cache_shows_every_write(d: &Daemon) {
+    let lane = d.lane("subject", Ownership::Owned).await;
+    let bystander = d.lane("bystander-0", Ownership::Owned).await;
+    for n in 1..3 {
+        d.lane(&format!("bystander-{n}"), Ownership::Owned).await;
+    }
+    d.lane("observed", Ownership::Attached).await;
+    let subject = lane.lane_ref.clone();
+    assert_eq!(list_matches_fresh_conversions(d, "creating").await, 5);
+    assert_eq!(
+        list_matches_fresh_conversions(d, "nothing").await,
+        5,
+        "the cache is warm"
+    );
+    let at = |offset: i64| harness::now_ms() + offset;
+    let facts: Vec<(&str, Vec<Fact>)> = vec![
+        (
+            "a turn starting",
+            vec![Fact::TurnStarted {
+                turn_id: "turn-1".into(),
+                at_ms: at(0),
+            }],
+        ),
+        (
+            "an error Codex retries",
+            vec![Fact::Error {
+                turn_id: Some("turn-1".into()),
+                message: "upstream 502".into(),
+                will_retry: true,
+                cause: Some("network".into()),
+                at_ms: at(1),
+            }],
+        ),
+        (
+            "a turn failing",
+            vec![Fact::TurnCompleted {
+                turn: TurnRow {
+                    turn_id: "turn-1".into(),
+                    status: TurnStatus::Failed,
+                    error: Some("unauthorized".into()),
+                    started_at_ms: Some(at(-50)),
+                    completed_at_ms: Some(at(2)),
+                    duration_ms: None,
+                },
+            }],
+        ),
+        (
+            "an error cause",
+            vec![Fact::Error {
+                turn_id: None,
+                message: "no credentials".into(),
+                will_retry: false,
+                cause: Some("authentication".into()),
+                at_ms: at(3),
+            }],
+        ),
+        (
+            "a turn completing",
+            vec![
+                Fact::TurnStarted {
+                    turn_id: "turn-2".into(),
+                    at_ms: at(4),
+                },
+                Fact::TurnCompleted {
+                    turn: TurnRow {
+                        turn_id: "turn-2".into(),
+                        status: TurnStatus::Completed,
+                        error: None,
+                        started_at_ms: Some(at(4)),
+                        completed_at_ms: Some(at(5)),
+                        duration_ms: Some(1),
+                    },
+                },
+            ],
+        ),
+        (
+            "an approval request",
+            vec![Fact::Status(dispatch_registry::LaneStatus::WaitingApproval)],
+        ),
+        (
+            "a status back to idle",
+            vec![Fact::Status(dispatch_registry::LaneStatus::Idle)],
+        ),
+        (
+            "a goal",
+            vec![Fact::Goal(Some(GoalRow {
+                objective: "ship it".into(),
+                status: "active".into(),
+                token_budget: Some(1000),
+                tokens_used: Some(3),
+            }))],
+        ),
+        ("a title", vec![Fact::Title(Some("renamed".into()))]),
+        (
+            "token usage",
+            vec![Fact::TokenUsage(json!({ "total": { "totalTokens": 9 } }))],
+        ),
+        ("archiving", vec![Fact::Archived(true)]),
+        ("restoring", vec![Fact::Archived(false)]),
+    ];
+    for (what, facts) in facts {
+        d.record(&lane, None, facts).await;
+        assert!(list_matches_fresh_conversions(d, what).await >= 4, "{what}");
+    }
+    let registry = d.service.registry();
+    registry
+        .set_title(&subject, Some("titled"))
+        .await
+        .expect("title");
+    list_matches_fresh_conversions(d, "set_title").await;
+    registry
+        .set_handle(&subject, Some("handled"))
+        .await
+        .expect("handle");
+    list_matches_fresh_conversions(d, "set_handle").await;
+    registry
+        .set_worktree(
+            &subject,
+            Some(&WorktreeRow {
+                path: "/wt/subject".into(),
+                branch: "dispatch/subject".into(),
+                repo: "/repo".into(),
+            }),
+        )
+        .await
+        .expect("worktree");
+    list_matches_fresh_conversions(d, "set_worktree").await;
+    registry
+        .set_worktree(&subject, None)
+        .await
+        .expect("worktree");
+    list_matches_fresh_conversions(d, "removing the worktree").await;
+    registry.touch(&subject, at(60_000)).await.expect("touch");
+    list_matches_fresh_conversions(d, "touch").await;
+    // Another connection, as another process would write, past every call of the registry.
+    let mut conn = raw_connection(d).await;
+    for (what, set) in [
+        ("raw SQL: the model", "model = 'gpt-raw'"),
+        ("raw SQL: the cwd", "cwd = '/raw'"),
+        ("raw SQL: the ownership", "ownership = 'attached'"),
+        ("raw SQL: the same values again", "ownership = 'attached'"),
+        (
+            "raw SQL: the retry columns",
+            "status = 'busy', retry_attempts = 2, retry_error = 'e'",
+        ),
+        (
+            "raw SQL: back to owned and idle",
+            "status = 'idle', retry_attempts = 0, ownership = 'owned'",
+        ),
+    ] {
+        let sql = format!("UPDATE lanes SET {set} WHERE ref = '{subject}'");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect(what);
+        list_matches_fresh_conversions(d, what).await;
+    }
+    // A lane written back by hand from an older copy (a retired ref): the trigger of its
+    // INSERT bumps the copy's version to the one the cache holds, with other values; only
+    // its new incarnation tells them apart.
+    sqlx::query("CREATE TEMP TABLE saved AS SELECT * FROM lanes WHERE ref = ?1")
+        .bind(&bystander.lane_ref)
+        .execute(&mut conn)
+        .await
+        .expect("save");
+    sqlx::query("UPDATE lanes SET title = 'in between' WHERE ref = ?1")
+        .bind(&bystander.lane_ref)
+        .execute(&mut conn)
+        .await
+        .expect("update");
+    list_matches_fresh_conversions(d, "a title in between").await;
+    sqlx::query("UPDATE saved SET title = 'came back'")
+        .execute(&mut conn)
+        .await
+        .expect("edit");
+    sqlx::query("INSERT OR REPLACE INTO lanes SELECT * FROM saved")
+        .execute(&mut conn)
+        .await
+        .expect("replace");
+    list_matches_fresh_conversions(d, "a row replaced").await;
+    // Operations, through the daemon.
+    d.call::<dispatch_contract::types::ArchiveInput>(json!({ "target": subject }))
+        .await
+        .expect("archive");
+    list_matches_fresh_conversions(d, "archive").await;
+    d.call::<dispatch_contract::types::RenameInput>(
+        json!({ "target": subject, "title": "named by rename" }),
+    )
+    .await
+    .expect("rename");
+    list_matches_fresh_conversions(d, "rename").await;
+}
+
+/// A running lane's `stalled_since` and hint depend on the clock: a warm cache never holds
+/// it, and its hint counts the seconds as they pass.
+async fn list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d: &Daemon) {
+    let lane = d.lane("running", Ownership::Owned).await;
+    d.lane("resting", Ownership::Owned).await;
+    let mut conn = raw_connection(d).await;
+    // Silent for an hour: stalled under the default limit.
+    let silent_since = harness::now_ms() - 3_600_000;
+    sqlx::query(
+        "UPDATE lanes SET status = 'busy', latest_turn_id = 't',          latest_turn_status = 'in_progress', updated_at_ms = ?2 WHERE ref = ?1",
+    )
+    .bind(&lane.lane_ref)
+    .bind(silent_since)
+    .execute(&mut conn)
+    .await
+    .expect("busy");
+    let hint_of = |page: &ListOutput| {
+        let shown = page
+            .lanes
+            .iter()
+            .map(|l| l.decode().expect("decoded").into_owned())
+            .find(|l| l.ref_ == lane.lane_ref)
+            .expect("listed");
+        (shown.stalled_since.clone(), shown.hint.clone())
+    };
+    let first = d.call::<ListInput>(json!({})).await.expect("list");
+    let (stalled, hint) = hint_of(&first);
+    // Seen a second time unchanged, the resting lane is kept; the running one is not.
+    let second = d.call::<ListInput>(json!({})).await.expect("list");
+    assert_eq!(hint_of(&second).0, stalled);
+    assert!(stalled.is_some(), "stalled");
+    assert!(
+        hint.as_deref()
+            .is_some_and(|h| h.contains("no event from the App Server for 3600 s")
+                || h.contains("for 3601 s")),
+        "{hint:?}"
+    );
+    assert_eq!(
+        d.service.lane_texts().size().0,
+        1,
+        "only the resting lane is kept"
+    );
+    // The hint counts on as the clock moves, the row unchanged: wait for the next second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = d.call::<ListInput>(json!({})).await.expect("list");
+        let (stalled_again, hint_again) = hint_of(&again);
+        assert_eq!(stalled_again, stalled);
+        if hint_again != hint {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hint never moved on: {hint_again:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(d.service.lane_texts().size().0, 1);
 }
 
 async fn list_pages_with_a_cursor_bound_to_its_query(d: &Daemon) {
@@ -180,7 +515,11 @@ async fn list_pages_with_a_cursor_bound_to_its_query(d: &Daemon) {
         }
         let page = d.call::<ListInput>(input).await.expect("list");
         pages += 1;
-        seen.extend(page.lanes.iter().map(|l| l.ref_.clone()));
+        seen.extend(
+            page.lanes
+                .iter()
+                .map(|l| l.decode().expect("decoded").ref_.clone()),
+        );
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
@@ -327,7 +666,7 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         children
             .lanes
             .iter()
-            .map(|l| l.ref_.as_str())
+            .map(|l| l.decode().expect("decoded").ref_.clone())
             .collect::<Vec<_>>(),
         vec![child.lane.ref_.as_str()]
     );
@@ -339,7 +678,7 @@ async fn attach_records_codex_parent_and_get_and_list_show_the_family(d: &Daemon
         parent
             .lanes
             .iter()
-            .map(|l| l.ref_.as_str())
+            .map(|l| l.decode().expect("decoded").ref_.clone())
             .collect::<Vec<_>>(),
         vec![child.lane.ref_.as_str()]
     );

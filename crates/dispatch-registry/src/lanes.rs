@@ -330,12 +330,12 @@ pub(crate) use lane_json_array;
 /// `$rest` may filter, order and limit, but the order of the array is unspecified: callers
 /// sort what they read.
 macro_rules! select_lanes {
-    ($rest:literal) => {
+    ($($rest:tt)+) => {
         concat!(
             "SELECT '[' || COALESCE(group_concat(j, ','), '') || ']' FROM (SELECT ",
             $crate::lanes::lane_json_array!(),
             " AS j FROM lanes ",
-            $rest,
+            $($rest)+,
             ")"
         )
     };

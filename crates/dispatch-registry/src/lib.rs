@@ -24,6 +24,7 @@ mod history;
 mod inbox;
 mod ingest;
 mod inspect;
+mod kept_pages;
 mod lane_events;
 mod lanes;
 mod migrate;
@@ -48,6 +49,7 @@ pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use history::{FileHistory, LaneHistory, TOOL_KINDS, ToolHistory, TurnHistory};
 pub use inbox::{InboxFilter, InboxRow};
 pub use inspect::{Inspection, inspect};
+pub use kept_pages::{Kept, LaneStamp};
 pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
 pub use lanes::{
     GoalRow, LaneActivity, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership,
@@ -78,8 +80,7 @@ mod tests {
     #[test]
     fn latest_schema_version_matches_the_embedded_migrations() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
-        // 0011 is another branch's (`lanes.version`); until it is merged, 11 is skipped.
-        let expected: Vec<i64> = (1..=LATEST_SCHEMA_VERSION).filter(|v| *v != 11).collect();
+        let expected: Vec<i64> = (1..=LATEST_SCHEMA_VERSION).collect();
         assert_eq!(versions, expected);
         assert!(MIGRATOR.iter().all(|migration| !migration.no_tx));
     }

@@ -80,7 +80,7 @@ fn after_lane(lane: &LaneRow) -> PageAfter {
 }
 
 /// The page order: newest activity first, then by ref.
-fn page_order(a: &PageAfter, b: &PageAfter) -> std::cmp::Ordering {
+pub(crate) fn page_order(a: &PageAfter, b: &PageAfter) -> std::cmp::Ordering {
     crate::lanes::activity_order(
         (a.updated_at_ms, &a.lane_ref),
         (b.updated_at_ms, &b.lane_ref),
@@ -100,6 +100,45 @@ fn in_page_order<T>(lanes: Vec<T>, keys: Vec<PageAfter>) -> (Vec<T>, Vec<PageAft
         .into_iter()
         .filter_map(|at| Some((lanes.get_mut(at)?.take()?, keys.get_mut(at)?.take()?)))
         .unzip()
+}
+
+/// The `WHERE .. ORDER BY .. LIMIT` of a page of lanes, binding `?1`..`?6` as
+/// [`bind_page`] does: every query of a page selects its lanes with it, so they agree.
+macro_rules! page_rest {
+    () => {
+        "WHERE CASE \
+           WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
+           WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
+           ELSE NOT (archived OR status = 'archived') AND CASE ?1 \
+             WHEN 'retrying' THEN status = 'busy' AND retry_attempts > 0 \
+             WHEN 'busy' THEN status = 'busy' AND retry_attempts = 0 \
+             ELSE status = ?1 END \
+         END \
+         AND (?3 IS NULL OR ref IN (SELECT value FROM json_each(?3))) \
+         AND updated_at_ms <= COALESCE(?4, 9223372036854775807) \
+         AND (?4 IS NULL OR updated_at_ms < ?4 OR ref > ?5) \
+         ORDER BY updated_at_ms DESC, ref LIMIT ?6"
+    };
+}
+pub(crate) use page_rest;
+
+/// Binds [`page_rest`]'s parameters: the filter, the refs it is limited to (JSON, from
+/// [`Registry::only_refs`]), where the page starts and one lane more than it holds (to know
+/// whether another page follows).
+pub(crate) fn bind_page<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    filter: &'q PageFilter,
+    only: Option<String>,
+    after: Option<&'q PageAfter>,
+    limit: u32,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(filter.status.map(LaneStatus::as_str))
+        .bind(filter.include_archived)
+        .bind(only)
+        .bind(after.map(|a| a.updated_at_ms))
+        .bind(after.map(|a| a.lane_ref.as_str()))
+        .bind(i64::from(limit) + 1)
 }
 
 impl Registry {
@@ -126,32 +165,14 @@ impl Registry {
         limit: u32,
         mut convert: impl FnMut(LaneRow) -> T,
     ) -> Result<LanePage<T>, RegistryError> {
-        let only = match &filter.only {
-            Some(refs) => Some(serde_json::to_string(refs).map_err(|err| {
-                RegistryError::corrupt(self.path(), format!("lane refs did not encode: {err}"))
-            })?),
-            None => None,
-        };
-        let row = sqlx::query(select_lanes!(
-            "WHERE CASE \
-               WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
-               WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
-               ELSE NOT (archived OR status = 'archived') AND CASE ?1 \
-                 WHEN 'retrying' THEN status = 'busy' AND retry_attempts > 0 \
-                 WHEN 'busy' THEN status = 'busy' AND retry_attempts = 0 \
-                 ELSE status = ?1 END \
-             END \
-             AND (?3 IS NULL OR ref IN (SELECT value FROM json_each(?3))) \
-             AND updated_at_ms <= COALESCE(?4, 9223372036854775807) \
-             AND (?4 IS NULL OR updated_at_ms < ?4 OR ref > ?5) \
-             ORDER BY updated_at_ms DESC, ref LIMIT ?6"
-        ))
-        .bind(filter.status.map(LaneStatus::as_str))
-        .bind(filter.include_archived)
-        .bind(only)
-        .bind(after.map(|a| a.updated_at_ms))
-        .bind(after.map(|a| a.lane_ref.as_str()))
-        .bind(i64::from(limit) + 1)
+        let only = self.only_refs(filter)?;
+        let row = bind_page(
+            sqlx::query(select_lanes!(page_rest!())),
+            filter,
+            only,
+            after,
+            limit,
+        )
         .fetch_one(&self.pool)
         .await
         .map_err(RegistryError::db_with(
@@ -182,6 +203,19 @@ impl Registry {
             None
         };
         Ok(LanePage { lanes, next })
+    }
+
+    /// The refs a filter limits a page to, as the JSON array [`page_rest`] reads.
+    pub(crate) fn only_refs(&self, filter: &PageFilter) -> Result<Option<String>, RegistryError> {
+        filter
+            .only
+            .as_ref()
+            .map(|refs| {
+                serde_json::to_string(refs).map_err(|err| {
+                    RegistryError::corrupt(self.path(), format!("lane refs did not encode: {err}"))
+                })
+            })
+            .transpose()
     }
 
     /// Records a lane's parents: the lane it was forked from (`parent_ref`) and the thread

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 
 use common::{new_lane, open_registry, raw};
 use dispatch_registry::{
-    Fact, LaneCounts, LaneFilter, LaneRow, LaneStatus, NewLane, Ownership, Recorded, RegistryError,
+    Fact, Kept, LaneCounts, LaneFilter, LaneRow, LaneStamp, LaneStatus, NewLane, Ownership,
+    Recorded, RegistryError,
 };
 use sqlx::Connection;
 
@@ -589,4 +590,251 @@ async fn pages_converted_as_read_answer_each_lane_once_in_order() {
         .collect();
     assert_eq!(refs(&archived.lanes), expected);
     assert_eq!(expected.len(), usize::try_from(total.div_ceil(3)).unwrap());
+}
+
+/// The stamps of every lane, newest activity first.
+async fn stamps(registry: &dispatch_registry::Registry) -> Vec<LaneStamp> {
+    let mut seen = None;
+    let every = dispatch_registry::PageFilter {
+        include_archived: true,
+        ..dispatch_registry::PageFilter::default()
+    };
+    registry
+        .list_lanes_page_kept(
+            &every,
+            None,
+            1000,
+            |stamps| {
+                seen = Some(stamps.to_vec());
+                Vec::<Kept<LaneRow, ()>>::new()
+            },
+            |row, _, ()| row,
+        )
+        .await
+        .unwrap();
+    seen.unwrap()
+}
+
+/// The stamp of `lane_ref`'s row.
+async fn stamp_of(registry: &dispatch_registry::Registry, lane_ref: &str) -> LaneStamp {
+    stamps(registry)
+        .await
+        .into_iter()
+        .find(|s| s.lane_ref == lane_ref)
+        .unwrap()
+}
+
+/// The version of `lane_ref`'s row.
+async fn version_of(registry: &dispatch_registry::Registry, lane_ref: &str) -> i64 {
+    stamp_of(registry, lane_ref).await.version
+}
+
+/// Every UPDATE of a lane's row bumps its version, whoever writes it (the registry's calls,
+/// ingest's batches, another connection's raw SQL, an UPDATE that changes nothing), and
+/// leaves the other lanes' versions alone; every INSERT into `lanes` makes a new incarnation
+/// (`INSERT OR REPLACE` too, which brings a row back with the version it is given).
+#[tokio::test]
+async fn every_update_of_a_lane_bumps_its_version_and_every_insert_makes_an_incarnation() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry.create_lane(&new_lane("thread-a")).await.unwrap();
+    let other = registry.create_lane(&new_lane("thread-b")).await.unwrap();
+    let a = lane.lane_ref.as_str();
+    let first = stamp_of(&registry, a).await;
+    let second = stamp_of(&registry, &other.lane_ref).await;
+    assert!(second.incarnation > first.incarnation);
+    let mut version = first.version;
+    let mut conn = raw(registry.path()).await;
+    for step in 0..9 {
+        match step {
+            0 => registry
+                .record(&[facts(a, vec![Fact::Status(LaneStatus::WaitingApproval)])])
+                .await
+                .unwrap(),
+            1 => registry
+                .record(&[facts(a, vec![Fact::Title(Some("t".into()))])])
+                .await
+                .unwrap(),
+            2 => registry.set_title(a, Some("u")).await.unwrap(),
+            3 => registry.set_handle(a, Some("h")).await.unwrap(),
+            4 => registry.touch(a, lane.updated_at_ms + 10).await.unwrap(),
+            5 => registry.note_compacted(a, 5).await.unwrap(),
+            6 => {
+                sqlx::query("UPDATE lanes SET model = 'raw' WHERE ref = ?1")
+                    .bind(a)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            7 => {
+                sqlx::query("UPDATE lanes SET model = model WHERE ref = ?1")
+                    .bind(a)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                // Several lanes in one statement: each row is bumped once.
+                sqlx::query("UPDATE lanes SET cwd = '/x'")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        let now = version_of(&registry, a).await;
+        // One statement bumps a row once; a batch of ingest may run two on it.
+        if step >= 6 {
+            assert_eq!(now, version + 1, "step {step}");
+        } else {
+            assert!(now > version, "step {step}: {now} after {version}");
+        }
+        version = now;
+    }
+    assert_eq!(
+        version_of(&registry, &other.lane_ref).await,
+        second.version + 1,
+        "only its own writes"
+    );
+    assert_eq!(stamp_of(&registry, a).await.incarnation, first.incarnation);
+    let third = registry.create_lane(&new_lane("thread-c")).await.unwrap();
+    let third = stamp_of(&registry, &third.lane_ref).await;
+    assert!(third.incarnation > second.incarnation);
+    // The row written back as it was, version included: a new incarnation all the same.
+    sqlx::query("INSERT OR REPLACE INTO lanes SELECT * FROM lanes WHERE ref = ?1")
+        .bind(&other.lane_ref)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let back = stamp_of(&registry, &other.lane_ref).await;
+    assert!(
+        back.incarnation > third.incarnation,
+        "{back:?} after {third:?}"
+    );
+    conn.close().await.unwrap();
+}
+
+/// Pages for a reader that keeps lanes (`list_lanes_page_kept`, what `list` uses) answer
+/// the same lanes in the same order with the same `next` as plain pages, whatever the page
+/// size and filter, taking the kept lanes as kept and handing only the others' rows to
+/// `make`, with what the reader said of each: whether it holds few of the page (the rows
+/// read by name) or most (the whole page read).
+#[tokio::test]
+async fn kept_pages_answer_what_plain_pages_answer() {
+    let total: u32 = 90;
+    let (_dir, registry) = open_registry().await;
+    for n in 0..total {
+        let lane = registry
+            .create_lane(&new_lane(&format!("thread-{n:03}")))
+            .await
+            .unwrap();
+        if n % 3 == 0 {
+            registry
+                .record(&[facts(&lane.lane_ref, vec![Fact::Archived(true)])])
+                .await
+                .unwrap();
+        }
+    }
+    let all = stamps(&registry).await;
+    /// Which lanes (by place in the activity order) a set keeps.
+    type Keeps = fn(usize) -> bool;
+    let sets: [(&str, Keeps); 5] = [
+        ("none", |_| false),
+        ("every 10th", |at| at % 10 == 0),
+        ("every other", |at| at % 2 == 0),
+        ("all but every 10th", |at| at % 10 != 0),
+        ("all", |_| true),
+    ];
+    for (name, keeps) in sets {
+        // The lanes kept, with their versions.
+        let kept: std::collections::HashMap<String, i64> = all
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| keeps(*at))
+            .map(|(_, s)| (s.lane_ref.clone(), s.version))
+            .collect();
+        println!("keeping {name}");
+        kept_pages_agree(&registry, &kept, total).await;
+    }
+}
+
+/// [`kept_pages_answer_what_plain_pages_answer`] for one set of kept lanes.
+async fn kept_pages_agree(
+    registry: &dispatch_registry::Registry,
+    kept: &std::collections::HashMap<String, i64>,
+    total: u32,
+) {
+    for filter in [
+        dispatch_registry::PageFilter::default(),
+        dispatch_registry::PageFilter {
+            include_archived: true,
+            ..dispatch_registry::PageFilter::default()
+        },
+        dispatch_registry::PageFilter {
+            status: Some(LaneStatus::Archived),
+            ..dispatch_registry::PageFilter::default()
+        },
+    ] {
+        for limit in [1, 7, 64, total - 1, total, total + 1, 1000] {
+            let mut after = None;
+            loop {
+                let plain = registry
+                    .list_lanes_page(&filter, after.as_ref(), limit)
+                    .await
+                    .unwrap();
+                let mut made = Vec::new();
+                let page = registry
+                    .list_lanes_page_kept(
+                        &filter,
+                        after.as_ref(),
+                        limit,
+                        |stamps| {
+                            stamps
+                                .iter()
+                                .map(|s| {
+                                    if kept.get(&s.lane_ref) == Some(&s.version) {
+                                        Kept::Held(format!("kept {}", s.lane_ref))
+                                    } else {
+                                        Kept::Make(format!("for {}", s.lane_ref))
+                                    }
+                                })
+                                .collect()
+                        },
+                        |row, stamp, with: String| {
+                            assert_eq!(row.lane_ref, stamp.lane_ref);
+                            assert_eq!(with, format!("for {}", row.lane_ref));
+                            made.push(row.lane_ref.clone());
+                            format!("made {}", row.lane_ref)
+                        },
+                    )
+                    .await
+                    .unwrap();
+                let expected: Vec<String> = plain
+                    .lanes
+                    .iter()
+                    .map(|l| {
+                        let how = if kept.contains_key(&l.lane_ref) {
+                            "kept"
+                        } else {
+                            "made"
+                        };
+                        format!("{how} {}", l.lane_ref)
+                    })
+                    .collect();
+                assert_eq!(page.lanes, expected, "{filter:?} pages of {limit}");
+                assert_eq!(page.next, plain.next);
+                let mut made_expected: Vec<String> = plain
+                    .lanes
+                    .iter()
+                    .filter(|l| !kept.contains_key(&l.lane_ref))
+                    .map(|l| l.lane_ref.clone())
+                    .collect();
+                made_expected.sort();
+                made.sort();
+                assert_eq!(made, made_expected, "each lane not kept made once");
+                match plain.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
 }

@@ -3599,7 +3599,7 @@ impl<'de> ::serde::Deserialize<'de> for ListInputCwd {
 ///Output of `list`.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 pub struct ListOutput {
-    pub lanes: ::std::vec::Vec<Lane>,
+    pub lanes: ::std::vec::Vec<::dispatch_contract::Encoded<Lane>>,
     ///Pass as `cursor` for the next page; null on the last.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub next_cursor: ::std::option::Option<::std::string::String>,
