@@ -79,15 +79,16 @@ impl Registry {
         }
         let registry = Self::connect_and_migrate(path).await?;
         // Items a crash left unindexed (see `crate::search_index`) are indexed now.
-        if let Err(err) = registry.index_left_pending().await {
+        if let Err(err) = registry.index_if_pending().await {
             registry.close().await;
             return Err(err);
         }
         Ok(registry)
     }
 
-    /// Indexes what was left pending, without opening the ingest connection when nothing is.
-    async fn index_left_pending(&self) -> Result<(), RegistryError> {
+    /// Indexes what is pending, without the ingest connection (a write lock) when nothing is:
+    /// a read on the pool that begins now sees every commit made before it.
+    pub(crate) async fn index_if_pending(&self) -> Result<(), RegistryError> {
         if self.search_index_pending().await? {
             self.index_pending().await?;
         }

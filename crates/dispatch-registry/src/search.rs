@@ -82,8 +82,9 @@ impl Registry {
             return Ok(Vec::new());
         };
         // Items stored since the index was last brought up to date are indexed first, so
-        // that the search finds everything stored before it began.
-        self.index_pending().await?;
+        // that the search finds everything stored before it began; with nothing pending, a
+        // search takes no write lock (and never waits for a batch being stored).
+        self.index_if_pending().await?;
         let titles: Vec<(String, String, Option<String>, String)> = if filter.items_only() {
             Vec::new()
         } else {

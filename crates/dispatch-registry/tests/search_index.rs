@@ -90,6 +90,33 @@ async fn a_search_right_after_storing_finds_what_the_batch_stored() {
     index_is_consistent(&path).await;
 }
 
+/// A search with nothing pending is a read: it answers while another connection holds the
+/// write lock (an ingest batch being stored), instead of waiting for it (5 s, then "locked").
+#[tokio::test]
+async fn a_search_with_nothing_pending_takes_no_write_lock() {
+    let (_dir, registry) = open_registry().await;
+    let lane = registry.create_lane(&new_lane("t-1")).await.unwrap();
+    registry
+        .record(&[said(&lane.lane_ref, "m1", "the zebra crossing", 1)])
+        .await
+        .unwrap();
+    assert_eq!(registry.search("zebra", 10).await.unwrap().len(), 1);
+    let mut writer = raw(registry.path()).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let hits = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        registry.search("zebra", 10),
+    )
+    .await
+    .expect("the search waited for the write lock")
+    .unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+}
+
 #[tokio::test]
 async fn texts_changed_after_indexing_are_found_as_they_are_now() {
     let (_dir, registry) = open_registry().await;
