@@ -644,7 +644,7 @@ async fn every_update_of_a_lane_bumps_its_version_and_every_insert_makes_an_inca
     assert!(second.incarnation > first.incarnation);
     let mut version = first.version;
     let mut conn = raw(registry.path()).await;
-    for step in 0..9 {
+    for step in 0..10 {
         match step {
             0 => registry
                 .record(&[facts(a, vec![Fact::Status(LaneStatus::WaitingApproval)])])
@@ -672,9 +672,18 @@ async fn every_update_of_a_lane_bumps_its_version_and_every_insert_makes_an_inca
                     .await
                     .unwrap();
             }
-            _ => {
+            8 => {
                 // Several lanes in one statement: each row is bumped once.
                 sqlx::query("UPDATE lanes SET cwd = '/x'")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                // A version set back by hand is bumped past where it was: a row's version
+                // only rises, so no later write can land on a stamp a reader has seen.
+                sqlx::query("UPDATE lanes SET title = 'y', version = version - 1 WHERE ref = ?1")
+                    .bind(a)
                     .execute(&mut conn)
                     .await
                     .unwrap();
