@@ -178,8 +178,8 @@ impl Reader {
     }
 
     /// Reads the response: its head (after any interim `1xx` heads), then a body of
-    /// `content-length` bytes, in chunks, up to the end of the connection, or none (`204`,
-    /// `304`).
+    /// `content-length` bytes, in chunks, up to the end of the connection, or none (`101`,
+    /// `204`, `304`).
     fn answer(&mut self) -> Result<Answer, Exchange> {
         let (status, head_len, framing) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -189,12 +189,13 @@ impl Reader {
                     let status = response.code.unwrap_or_default();
                     match status {
                         // An interim answer (`100 Continue`...) comes before the real one.
-                        100..=199 => {
+                        100 | 102..=199 => {
                             self.buffer.drain(..len);
                             continue;
                         }
-                        // These never carry a body, whatever their headers say (RFC 9112, 6.3).
-                        204 | 304 => break (status, len, Framing::Length(0)),
+                        // These never carry a body, whatever their headers say (RFC 9112,
+                        // 6.3); `101 Switching Protocols` is final, and no answer to a call.
+                        101 | 204 | 304 => break (status, len, Framing::Length(0)),
                         _ => break (status, len, framing(response.headers)?),
                     }
                 }
@@ -653,11 +654,13 @@ mod tests {
         drop(queued);
     }
 
-    /// A `204` or `304` has no body whatever its headers say: the call ends when its head
-    /// arrives, not when the daemon closes the connection (here, never) or at the deadline.
+    /// A `101`, `204` or `304` has no body whatever its headers say: the call ends when its
+    /// head arrives, not when the daemon closes the connection (here, never) or at the
+    /// deadline.
     #[test]
     fn an_answer_without_a_body_is_read_without_waiting_for_one() {
         for head in [
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
             "HTTP/1.1 204 No Content\r\n\r\n",
             "HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
         ] {
