@@ -323,6 +323,23 @@ macro_rules! lane_json_array {
 }
 pub(crate) use lane_json_array;
 
+/// `WHERE <the lanes a listing shows>`: `?1` the status asked for (`NULL`: any), `?2` whether
+/// archived lanes are shown when no status is asked for. Every listing of lanes filters with
+/// it, so they agree on what `busy`, `retrying` and `archived` mean.
+macro_rules! status_filter {
+    () => {
+        "WHERE CASE \
+           WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
+           WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
+           ELSE NOT (archived OR status = 'archived') AND CASE ?1 \
+             WHEN 'retrying' THEN status = 'busy' AND retry_attempts > 0 \
+             WHEN 'busy' THEN status = 'busy' AND retry_attempts = 0 \
+             ELSE status = ?1 END \
+         END"
+    };
+}
+pub(crate) use status_filter;
+
 /// `SELECT <one JSON array of the matching lanes> FROM (SELECT .. FROM lanes <$rest>)`; the
 /// single text column it yields is read by [`parse_lanes`].
 ///
@@ -743,17 +760,10 @@ impl Registry {
             0 => -1,
             limit => i64::from(limit),
         };
-        let row = sqlx::query(select_lanes!(
-            "WHERE CASE \
-               WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
-               WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
-               ELSE NOT (archived OR status = 'archived') AND CASE ?1 \
-                 WHEN 'retrying' THEN status = 'busy' AND retry_attempts > 0 \
-                 WHEN 'busy' THEN status = 'busy' AND retry_attempts = 0 \
-                 ELSE status = ?1 END \
-             END \
-             ORDER BY updated_at_ms DESC, ref LIMIT ?3"
-        ))
+        let row = sqlx::query(select_lanes!(concat!(
+            status_filter!(),
+            " ORDER BY updated_at_ms DESC, ref LIMIT ?3"
+        )))
         .bind(filter.status.map(LaneStatus::as_str))
         .bind(filter.include_archived)
         .bind(limit)

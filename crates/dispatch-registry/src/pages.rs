@@ -106,18 +106,13 @@ fn in_page_order<T>(lanes: Vec<T>, keys: Vec<PageAfter>) -> (Vec<T>, Vec<PageAft
 /// [`bind_page`] does: every query of a page selects its lanes with it, so they agree.
 macro_rules! page_rest {
     () => {
-        "WHERE CASE \
-           WHEN ?1 IS NULL THEN ?2 OR NOT (archived OR status = 'archived') \
-           WHEN ?1 = 'archived' THEN archived OR status = 'archived' \
-           ELSE NOT (archived OR status = 'archived') AND CASE ?1 \
-             WHEN 'retrying' THEN status = 'busy' AND retry_attempts > 0 \
-             WHEN 'busy' THEN status = 'busy' AND retry_attempts = 0 \
-             ELSE status = ?1 END \
-         END \
-         AND (?3 IS NULL OR ref IN (SELECT value FROM json_each(?3))) \
+        concat!(
+            $crate::lanes::status_filter!(),
+            " AND (?3 IS NULL OR ref IN (SELECT value FROM json_each(?3))) \
          AND updated_at_ms <= COALESCE(?4, 9223372036854775807) \
          AND (?4 IS NULL OR updated_at_ms < ?4 OR ref > ?5) \
          ORDER BY updated_at_ms DESC, ref LIMIT ?6"
+        )
     };
 }
 pub(crate) use page_rest;
