@@ -150,17 +150,6 @@ impl View {
     }
 }
 
-impl Clone for View {
-    fn clone(&self) -> View {
-        View {
-            allow_attached_writes: self.allow_attached_writes,
-            stall_after_ms: self.stall_after_ms,
-            now_ms: self.now_ms,
-            clock_read: AtomicBool::new(self.clock_read.load(Ordering::Relaxed)),
-        }
-    }
-}
-
 /// When a running lane went silent, if it has been silent longer than the stall limit.
 pub fn stalled_since(row: &registry::LaneRow, view: &View) -> Option<i64> {
     let running = matches!(
