@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::lanes::{LaneRow, select_lanes};
-use crate::pages::{LanePage, PageAfter, PageFilter, bind_page, page_rest};
+use crate::pages::{LanePage, PageAfter, PageFilter, SELECT_PAGE, bind_page, page_rest};
 use crate::{Registry, RegistryError};
 
 /// A lane's place in a page and the version of its row: the same stamp, the same row.
@@ -77,9 +77,6 @@ fn take_make<T, M: Default>(slot: &mut Kept<T, M>) -> Option<M> {
         Kept::Held(_) => None,
     }
 }
-
-/// The rows of a page, as [`crate::Registry::list_lanes_page_as`] reads them.
-const SELECT_PAGE: &str = select_lanes!(page_rest!());
 
 impl Registry {
     /// [`Registry::list_lanes_page_as`] for a reader that keeps what it made of lanes: the

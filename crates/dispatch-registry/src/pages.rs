@@ -80,7 +80,7 @@ fn after_lane(lane: &LaneRow) -> PageAfter {
 }
 
 /// The page order: newest activity first, then by ref.
-pub(crate) fn page_order(a: &PageAfter, b: &PageAfter) -> std::cmp::Ordering {
+fn page_order(a: &PageAfter, b: &PageAfter) -> std::cmp::Ordering {
     crate::lanes::activity_order(
         (a.updated_at_ms, &a.lane_ref),
         (b.updated_at_ms, &b.lane_ref),
@@ -116,6 +116,9 @@ macro_rules! page_rest {
     };
 }
 pub(crate) use page_rest;
+
+/// The rows of a page, as one JSON text ([`select_lanes`] with [`page_rest`]).
+pub(crate) const SELECT_PAGE: &str = select_lanes!(page_rest!());
 
 /// Binds [`page_rest`]'s parameters: the filter, the refs it is limited to (JSON, from
 /// [`Registry::only_refs`]), where the page starts and one lane more than it holds (to know
@@ -161,19 +164,13 @@ impl Registry {
         mut convert: impl FnMut(LaneRow) -> T,
     ) -> Result<LanePage<T>, RegistryError> {
         let only = self.only_refs(filter)?;
-        let row = bind_page(
-            sqlx::query(select_lanes!(page_rest!())),
-            filter,
-            only,
-            after,
-            limit,
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(RegistryError::db_with(
-            self.path(),
-            "listing a page of lanes",
-        ))?;
+        let row = bind_page(sqlx::query(SELECT_PAGE), filter, only, after, limit)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(RegistryError::db_with(
+                self.path(),
+                "listing a page of lanes",
+            ))?;
         // Parsed where sqlx holds it: a page of 1,000 lanes is over 500 KiB of text.
         let text: &str = row.try_get(0).map_err(RegistryError::db_with(
             self.path(),
