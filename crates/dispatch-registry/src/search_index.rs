@@ -23,6 +23,9 @@ const INDEX_NEW: &str = "INSERT INTO items_fts (rowid, text) \
      SELECT i.id, i.text FROM items_fts_pending p JOIN items i ON i.id = p.item \
      WHERE i.text IS NOT NULL";
 
+/// One pending item, if any.
+const ANY_PENDING: &str = "SELECT item FROM items_fts_pending LIMIT 1";
+
 /// Nothing is pending any more.
 const CLEAR_PENDING: &str = "DELETE FROM items_fts_pending";
 
@@ -33,7 +36,7 @@ impl Registry {
     pub async fn index_pending(&self) -> Result<u64, RegistryError> {
         let path = self.path().to_path_buf();
         self.write_tx(CONTEXT, async |conn: &mut SqliteConnection| {
-            let any: Option<i64> = sqlx::query_scalar("SELECT item FROM items_fts_pending LIMIT 1")
+            let any: Option<i64> = sqlx::query_scalar(ANY_PENDING)
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(RegistryError::db_with(&path, CONTEXT))?;
@@ -58,7 +61,7 @@ impl Registry {
     /// Whether some item waits to be indexed (read on the pool, without the ingest
     /// connection).
     pub(crate) async fn search_index_pending(&self) -> Result<bool, RegistryError> {
-        let any: Option<i64> = sqlx::query_scalar("SELECT item FROM items_fts_pending LIMIT 1")
+        let any: Option<i64> = sqlx::query_scalar(ANY_PENDING)
             .fetch_optional(&self.pool)
             .await
             .map_err(RegistryError::db_with(self.path(), CONTEXT))?;
