@@ -12,11 +12,6 @@ use codex_app_server::{Event, ServerRequest};
 use dispatch_registry::{
     Fact, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow, TurnStatus,
 };
-/// std's map with foldhash, seeded per map, cheaper than SipHash on the short ids every
-/// notification is looked up by (ADR 0020, "Ingest, sixth round").
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-/// std's set with foldhash, as [`HashMap`].
-type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 use serde_json::Value;
 
 use dispatch_home::ApprovalPolicy;
@@ -25,6 +20,12 @@ use crate::convert::{goal_row, now_ms, wire_name};
 use crate::provider_error;
 use crate::reconcile::Why;
 use crate::service::Service;
+
+/// std's map with foldhash, seeded per map, cheaper than SipHash on the short ids every
+/// notification is looked up by (ADR 0020, "Ingest, sixth round").
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// std's set with foldhash, as [`HashMap`].
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// Events taken from the subscription into one registry transaction at the most. A batch
 /// costs a fixed handful of statements, so a flood is stored in few, large transactions.

@@ -11,10 +11,6 @@
 
 use std::collections::hash_map::Entry;
 
-/// std's map with foldhash, seeded per map, cheaper than SipHash on the short keys a batch is
-/// folded by (ADR 0020, "Ingest, sixth round").
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Connection, SqliteConnection};
@@ -24,6 +20,10 @@ use crate::bulk::Bulk;
 use crate::events::{Fact, NewEvent, Recorded};
 use crate::lanes::{LaneRow, LaneStatus, RetryRow, TurnRow, TurnStatus, parse_lanes, select_lanes};
 use crate::{Registry, RegistryError};
+
+/// std's map with foldhash, seeded per map, cheaper than SipHash on the short keys a batch is
+/// folded by (ADR 0020, "Ingest, sixth round").
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What [`Registry::record`] is doing, for error messages.
 const CONTEXT: &str = "recording lane events";
