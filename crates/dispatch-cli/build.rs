@@ -15,8 +15,8 @@
 //!   before the system's (`-L`, this binary's link only), that points at the static archive
 //!   (`libgcc_s` at `libgcc_eh.a` and `libgcc.a`, as rustc's own `crt-static` does). The names
 //!   are asked from this toolchain (`rustc --print native-static-libs`); when an archive is
-//!   missing (e.g. glibc's static library is a package of its own), `dispatch` stays dynamic
-//!   and the build says so. The CLI never asks the user database (NSS), which a static glibc
+//!   missing (e.g. glibc's static library is a package of its own), or the scripts cannot be
+//!   written, `dispatch` stays dynamic and the build says so and why (`cargo:warning`). The CLI never asks the user database (NSS), which a static glibc
 //!   cannot do safely; the `security` tests check the link and that no glibc function that
 //!   needs shared libraries at run time is in it.
 //! - Release builds pass each binary's symbol ordering file (`link-order/<binary>.txt`,
@@ -52,7 +52,13 @@ fn main() {
         println!("cargo:rustc-link-arg-bin=dispatch=-no-pie");
     }
     let static_dir = if !keep_pie && native() && default_linker() {
-        static_library_scripts()
+        match static_library_scripts() {
+            Ok(dir) => Some(dir),
+            Err(why) => {
+                println!("cargo:warning=dispatch is linked dynamically: {why}");
+                None
+            }
+        }
     } else {
         None
     };
@@ -105,17 +111,19 @@ fn native() -> bool {
 
 /// Writes, for each library rustc links std with, a linker script `lib<name>.a` naming the
 /// static archive of that library into a directory of `OUT_DIR`, and returns the directory;
-/// `None` (with a warning) when rustc does not say which libraries, or an archive is missing.
-fn static_library_scripts() -> Option<PathBuf> {
-    let names = std_native_libraries();
+/// or why it could not (rustc does not say which libraries, an archive is missing, a file
+/// cannot be written), for the warning.
+fn static_library_scripts() -> Result<PathBuf, String> {
+    let out_dir = std::env::var_os("OUT_DIR")
+        .map(PathBuf::from)
+        .ok_or("cargo set no OUT_DIR")?;
+    let names = std_native_libraries(&out_dir)?;
     if names.is_empty() {
-        println!(
-            "cargo:warning=dispatch is linked dynamically: rustc did not name std's libraries"
-        );
-        return None;
+        return Err("rustc did not name std's libraries".to_owned());
     }
-    let dir = PathBuf::from(std::env::var_os("OUT_DIR")?).join("static-cli");
-    std::fs::create_dir_all(&dir).ok()?;
+    let dir = out_dir.join("static-cli");
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     for name in &names {
         // The unwinder: rustc's own `crt-static` links libgcc_eh and libgcc for libgcc_s.
         let archives = if name == "gcc_s" {
@@ -125,32 +133,28 @@ fn static_library_scripts() -> Option<PathBuf> {
         };
         let mut paths = Vec::new();
         for archive in &archives {
-            let Some(path) = archive_path(archive) else {
-                println!(
-                    "cargo:warning=dispatch is linked dynamically: no static {archive} (for -l{name}); install the C library's static archives to link it statically"
-                );
-                return None;
-            };
+            let path = archive_path(archive).ok_or_else(|| {
+                format!(
+                    "no static {archive} (for -l{name}); install the C library's static archives to link it statically"
+                )
+            })?;
             paths.push(path);
         }
-        let script = format!("INPUT({})\n", paths.join(" "));
-        std::fs::write(dir.join(format!("lib{name}.a")), script).ok()?;
+        let script = dir.join(format!("lib{name}.a"));
+        std::fs::write(&script, format!("INPUT({})\n", paths.join(" ")))
+            .map_err(|err| format!("cannot write {}: {err}", script.display()))?;
     }
-    Some(dir)
+    Ok(dir)
 }
 
 /// The libraries rustc links std with on this target (`-lgcc_s -lutil ... -lc`), read from
-/// `rustc --print native-static-libs` of an empty static library.
-fn std_native_libraries() -> Vec<String> {
-    let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
-        return Vec::new();
-    };
+/// `rustc --print native-static-libs` of an empty static library built in `out_dir`; or why
+/// they could not be asked.
+fn std_native_libraries(out_dir: &Path) -> Result<Vec<String>, String> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let probe = out_dir.join("std-probe.rs");
     let archive = out_dir.join("libstd_probe.a");
-    if std::fs::write(&probe, "").is_err() {
-        return Vec::new();
-    }
+    std::fs::write(&probe, "").map_err(|err| format!("cannot write {}: {err}", probe.display()))?;
     let out = std::process::Command::new(rustc)
         .args(["--crate-type", "staticlib", "--crate-name", "std_probe"])
         .arg("--target")
@@ -160,16 +164,15 @@ fn std_native_libraries() -> Vec<String> {
         .arg(&probe)
         .output();
     let _removed = std::fs::remove_file(&archive);
-    let Ok(out) = out else {
-        return Vec::new();
-    };
+    let out = out.map_err(|err| format!("cannot run rustc to ask for std's libraries: {err}"))?;
     let text = String::from_utf8_lossy(&out.stderr);
-    text.lines()
+    Ok(text
+        .lines()
         .filter_map(|line| line.split("native-static-libs:").nth(1))
         .flat_map(str::split_whitespace)
         .filter_map(|flag| flag.strip_prefix("-l"))
         .map(str::to_owned)
-        .collect()
+        .collect())
 }
 
 /// The absolute path of `archive` in the C compiler's library path (`cc -print-file-name`),

@@ -22,6 +22,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail, ensure};
 
+use crate::target_dir::release_dir;
+
 /// The binaries that get an ordering file.
 pub const BINARIES: [&str; 2] = ["dispatch", "dispatchd"];
 
@@ -96,22 +98,6 @@ pub fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
 /// (below [`MIN_FOUND_PERCENT`]).
 pub fn stale_at(found: usize, listed: usize) -> bool {
     found * 100 < listed * MIN_FOUND_PERCENT
-}
-
-/// The release directory of the caller's target dir.
-pub fn release_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .map(|dir| {
-            if dir.is_absolute() {
-                dir
-            } else {
-                root.join(dir)
-            }
-        })
-        .unwrap_or_else(|| root.join("target"))
-        .join("release")
 }
 
 fn build_release(root: &Path) -> anyhow::Result<PathBuf> {

@@ -16,6 +16,7 @@ use std::process::{Command, ExitCode};
 use dispatch_codegen::{Mode, generate};
 
 mod link_order;
+mod target_dir;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,7 +70,7 @@ fn print_link_order_coverage() {
     let bin_dir = std::env::var_os("DISPATCH_BENCH_BIN_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| link_order::release_dir(&root));
+        .unwrap_or_else(|| target_dir::release_dir(&root));
     for binary in link_order::BINARIES {
         match link_order::coverage(&root, &bin_dir.join(binary), binary) {
             Ok((found, listed)) => {

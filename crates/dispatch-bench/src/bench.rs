@@ -18,6 +18,8 @@ mod lanes;
 mod mcp_cost;
 mod pool;
 mod scale;
+#[path = "../../../xtask/src/target_dir.rs"]
+mod target_dir;
 mod threads;
 mod triggers;
 mod truth;
@@ -28,6 +30,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use target_dir::{release_dir, target_dir};
 
 use env::{AppServer, Bins, Env, absolute, exec};
 
@@ -544,14 +547,6 @@ fn real_server_benches(bins: &Bins, options: &Options, report: &mut Report) -> a
     Ok(())
 }
 
-/// `CARGO_TARGET_DIR` (made absolute), else `<root>/target`.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|d| !d.is_empty())
-        .map(|d| absolute(Path::new(&d)))
-        .unwrap_or_else(|| root.join("target"))
-}
-
 /// Builds the release binaries into the target directory and returns `<target>/release`.
 fn build(root: &Path) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV).filter(|d| !d.is_empty()) {
@@ -573,7 +568,7 @@ fn build(root: &Path) -> anyhow::Result<PathBuf> {
         .status()
         .context("cargo build --release")?;
     ensure!(status.success(), "release build failed");
-    let bin_dir = target.join("release");
+    let bin_dir = release_dir(root);
     for bin in ["dispatch", "dispatchd"] {
         ensure!(
             bin_dir.join(bin).is_file(),

@@ -186,7 +186,9 @@ fn run_operation(
     let output = runner.run_blocking(op, input)?;
     let shown = generated::cli::shown(op, &output);
     let exit = shown.exit;
-    let _closed = write_line(Stream::Stdout, &shown.text());
+    // A renderer's failure is reported as an error with its exit status; nothing is printed.
+    let text = shown.text()?;
+    let _closed = write_line(Stream::Stdout, &text);
     Ok(exit)
 }
 

@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use comfy_table::{Table, presets::NOTHING};
-use dispatch_contract::Operation;
 use dispatch_contract::types::*;
+use dispatch_contract::{DispatchError, Operation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -117,6 +117,14 @@ pub trait Render: Serialize {
     fn human(&self) -> String {
         json_text(&serde_json::to_value(self).unwrap_or(Value::Null))
     }
+
+    /// The human text, or why it could not be written: what the CLI shows. The default is
+    /// [`Render::human`], which cannot fail; a renderer that can (one that reads back items
+    /// the daemon encoded before, with [`read_back`]) implements this one instead, so a
+    /// failure is an error with its exit status, never text on stdout.
+    fn try_human(&self) -> Result<String, DispatchError> {
+        Ok(self.human())
+    }
 }
 
 /// The exit status of a successful call with this output.
@@ -142,14 +150,14 @@ pub fn exit_as<T: Render + DeserializeOwned>(text: &str) -> ExitCode {
 /// What the CLI prints for a successful call, and its exit status. The text is rendered
 /// only when asked for: with `--json` only the exit status is needed.
 pub struct Shown {
-    render: Box<dyn FnOnce() -> String>,
+    render: Box<dyn FnOnce() -> Result<String, DispatchError>>,
     /// The exit status.
     pub exit: ExitCode,
 }
 
 impl Shown {
-    /// The human text.
-    pub fn text(self) -> String {
+    /// The human text, or the renderer's error ([`Render::try_human`]).
+    pub fn text(self) -> Result<String, DispatchError> {
         (self.render)()
     }
 }
@@ -160,20 +168,20 @@ pub fn shown_as<T: Render + DeserializeOwned + 'static>(output: &Value) -> Shown
     match T::deserialize(output) {
         Ok(typed) => Shown {
             exit: exit_of(&typed),
-            render: Box::new(move || typed.human()),
+            render: Box::new(move || typed.try_human()),
         },
         Err(_) => {
             let text = json_text(output);
             Shown {
                 exit: ExitCode::SUCCESS,
-                render: Box::new(move || text),
+                render: Box::new(move || Ok(text)),
             }
         }
     }
 }
 
-/// The human rendering of `op`'s `output`.
-pub fn human(op: &Operation, output: &Value) -> String {
+/// The human rendering of `op`'s `output`, or the renderer's error.
+pub fn human(op: &Operation, output: &Value) -> Result<String, DispatchError> {
     crate::generated::cli::shown(op, output).text()
 }
 
@@ -660,21 +668,17 @@ fn next_page(cursor: &Option<String>) -> String {
 }
 
 impl Render for ListOutput {
-    fn human(&self) -> String {
+    /// Fails only when a lane kept as its encoded text does not read back (no decoded answer
+    /// holds one).
+    fn try_human(&self) -> Result<String, DispatchError> {
         if !self.threads.is_empty() || (self.lanes.is_empty() && self.next_cursor.is_some()) {
-            return unmanaged_threads(&self.threads) + &next_page(&self.next_cursor);
+            return Ok(unmanaged_threads(&self.threads) + &next_page(&self.next_cursor));
         }
         if self.lanes.is_empty() {
-            return "no lanes".into();
+            return Ok("no lanes".into());
         }
-        // A decoded answer holds typed lanes: this borrows them (an item still in its text,
-        // which no decoded answer holds, is read back from it).
-        let shown: Result<Vec<std::borrow::Cow<'_, Lane>>, _> =
-            self.lanes.iter().map(|l| l.decode()).collect();
-        let shown = match shown {
-            Ok(shown) => shown,
-            Err(err) => return format!("the lanes did not read back: {err}"),
-        };
+        // A decoded answer holds typed lanes: this borrows them.
+        let shown = read_back(&self.lanes, "a lane of `list`")?;
         if !self.tree.is_empty() {
             let lanes: std::collections::HashMap<&str, &Lane> =
                 shown.iter().map(|l| (l.ref_.as_str(), &**l)).collect();
@@ -691,7 +695,7 @@ impl Render for ListOutput {
                     ]
                 })
                 .collect();
-            return headed(&["REF", "STATUS", "TITLE"], body) + &next_page(&self.next_cursor);
+            return Ok(headed(&["REF", "STATUS", "TITLE"], body) + &next_page(&self.next_cursor));
         }
         let body = shown
             .iter()
@@ -711,7 +715,7 @@ impl Render for ListOutput {
                 ]
             })
             .collect();
-        headed(
+        Ok(headed(
             &[
                 "REF",
                 "STATUS",
@@ -722,7 +726,7 @@ impl Render for ListOutput {
                 "UPDATED",
             ],
             body,
-        ) + &next_page(&self.next_cursor)
+        ) + &next_page(&self.next_cursor))
     }
 }
 
@@ -1454,4 +1458,7 @@ impl Render for SchemaOutput {}
 impl Render for Value {}
 
 mod launch;
+mod read_back;
 mod thread_ops;
+
+pub use read_back::read_back;

@@ -79,7 +79,7 @@ fn every_renderer_escapes_control_characters() {
     for op in OPERATIONS {
         let schema: Value = serde_json::from_str(op.output_schema).expect("schema");
         let output = instance(&schema, &schema);
-        let text = dispatch_cli::render::human(op, &output);
+        let text = dispatch_cli::render::human(op, &output).expect("rendered");
         assert_terminal_safe(op.id, &text);
         assert!(
             text.contains("P\\u{1b}[31mred\\nFAKE") || text.contains("P\\u001b[31mred\\nFAKE"),

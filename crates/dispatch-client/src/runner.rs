@@ -6,7 +6,7 @@ use dispatch_contract::{
     validate_input,
 };
 use dispatch_home::Paths;
-use dispatch_rpc::DaemonClient;
+use dispatch_rpc::{DaemonClient, EncodedCall};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -103,11 +103,11 @@ impl Runner {
         if op.runs_in == RunsIn::Client || op.streaming.is_some() {
             return block_on(self.run_output(op, input));
         }
-        let input = daemon_input(op, input)?;
-        let first = dispatch_rpc::call_text_blocking(&self.paths().socket, op, input.clone());
-        let answer = match after_first_call(op, &input, first)? {
+        let call = daemon_call(op, input)?;
+        let first = dispatch_rpc::call_text_blocking(&self.paths().socket, &call);
+        let answer = match after_first_call(op, call.input(), first)? {
             First::Answer(answer) => answer,
-            First::Stale(stale) => block_on(self.call_after_restart(op, input, stale)),
+            First::Stale(stale) => block_on(self.call_after_restart(&call, stale)),
         };
         answer.map(Output::Daemon)
     }
@@ -125,12 +125,11 @@ impl Runner {
     /// The call again, after restarting the stale daemon (when it is idle).
     async fn call_after_restart(
         &self,
-        op: &'static Operation,
-        input: Value,
+        call: &EncodedCall<'_>,
         stale: DispatchError,
     ) -> Result<Box<RawValue>, DispatchError> {
         self.restart_if_idle(stale).await?;
-        self.call_daemon(op, input).await
+        self.call_daemon(call).await
     }
 
     async fn run_output(
@@ -143,11 +142,11 @@ impl Runner {
                 .await
                 .map(Output::Local),
             RunsIn::Daemon => {
-                let input = daemon_input(op, input)?;
-                let first = self.call_daemon(op, input.clone()).await;
-                let answer = match after_first_call(op, &input, first)? {
+                let call = daemon_call(op, input)?;
+                let first = self.call_daemon(&call).await;
+                let answer = match after_first_call(op, call.input(), first)? {
                     First::Answer(answer) => answer,
-                    First::Stale(stale) => self.call_after_restart(op, input, stale).await,
+                    First::Stale(stale) => self.call_after_restart(&call, stale).await,
                 };
                 answer.map(Output::Daemon)
             }
@@ -155,13 +154,9 @@ impl Runner {
     }
 
     /// One call: a plain HTTP/1.1 POST, or the WebSocket for a streaming operation.
-    async fn call_daemon(
-        &self,
-        op: &Operation,
-        input: Value,
-    ) -> Result<Box<RawValue>, DispatchError> {
-        let client = DaemonClient::connect_for(&self.paths().socket, op).await?;
-        client.call_text(op, input).await
+    async fn call_daemon(&self, call: &EncodedCall<'_>) -> Result<Box<RawValue>, DispatchError> {
+        let client = DaemonClient::connect_for(&self.paths().socket, call.op()).await?;
+        client.send(call).await
     }
 
     /// Restarts a stale daemon that has no work in flight; a busy one is left alone and the
@@ -218,20 +213,24 @@ fn text_of(op: &Operation, output: Output) -> Result<Box<RawValue>, DispatchErro
     }
 }
 
-/// A daemon operation's input as it is sent: with the client defaults, and refused (after the
-/// contract check, so that a bad field is named first) when it is too large to send.
+/// A call of a daemon operation as it is sent, encoded once: the input with the client
+/// defaults, refused (after the contract check, so that a bad field is named first) when it
+/// cannot be sent, too large for the daemon to read.
 ///
 /// The daemon validates every input before it acts, with validators it compiled once.
 /// Compiling the schema here as well would be most of the cost of a call from a short-lived
 /// CLI process, so the input is checked here only when the daemon does not take it: too large
 /// to send, unreachable, or stale (about to be restarted).
-fn daemon_input(op: &'static Operation, input: Value) -> Result<Value, DispatchError> {
+fn daemon_call(
+    op: &'static Operation,
+    input: Value,
+) -> Result<EncodedCall<'static>, DispatchError> {
     let input = apply_client_defaults(op, input)?;
-    if let Err(too_large) = DaemonClient::check_size(op, &input) {
-        validate_input(op, &input)?;
-        return Err(too_large);
-    }
-    Ok(input)
+    EncodedCall::new(op, input).map_err(|refused| {
+        validate_input(op, &refused.input)
+            .err()
+            .unwrap_or(refused.error)
+    })
 }
 
 /// What the first call to the daemon leaves to do.
@@ -273,4 +272,35 @@ pub fn block_on<T>(
         .build()
         .map_err(|err| DispatchError::internal(format!("cannot start the async runtime: {err}")))?
         .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use dispatch_contract::{ErrorCode, operations};
+    use serde_json::json;
+
+    use super::*;
+
+    /// An input too large to send is refused with the size error, after the contract check:
+    /// a bad field in it is named first.
+    #[test]
+    fn a_call_too_large_to_send_is_refused_after_the_contract_check() {
+        // Valid, and over the request limit once encoded: each character is `\u0001`.
+        let long = "\u{1}".repeat(1024 * 1024);
+        let big = json!({"name": "n", "developer_instructions": long, "base_instructions": long});
+        let err = daemon_call(&operations::NEW, big.clone()).expect_err("too large");
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(
+            err.message.starts_with("the request for `new` is 12.0 MiB"),
+            "{}",
+            err.message
+        );
+        let mut invalid = big;
+        invalid["no_such_field"] = json!(1);
+        let err = daemon_call(&operations::NEW, invalid).expect_err("invalid");
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(err.message.contains("no_such_field"), "{}", err.message);
+        let call = daemon_call(&operations::NEW, json!({"name": "n"})).expect("sent as it is");
+        assert_eq!(call.input()["name"], "n");
+    }
 }

@@ -315,23 +315,9 @@ mod tests {
 
     fn row(status: registry::LaneStatus, cause: Option<&str>) -> registry::LaneRow {
         registry::LaneRow {
-            lane_ref: "0k7M4a".into(),
-            thread_id: "thr".into(),
-            title: None,
-            handle: None,
-            ownership: registry::Ownership::Owned,
-            cwd: None,
-            model: None,
             status,
-            archived: false,
-            latest_turn: None,
-            retry: None,
             error_cause: cause.map(str::to_owned),
-            goal: None,
-            token_usage: None,
-            worktree: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+            ..crate::test_rows::lane_row("0k7M4a", "thr")
         }
     }
 

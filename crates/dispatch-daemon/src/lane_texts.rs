@@ -335,23 +335,8 @@ mod tests {
 
     fn row(lane_ref: &str, title: &str) -> registry::LaneRow {
         registry::LaneRow {
-            lane_ref: lane_ref.into(),
-            thread_id: format!("thread-{lane_ref}"),
             title: Some(title.into()),
-            handle: None,
-            ownership: registry::Ownership::Owned,
-            cwd: None,
-            model: None,
-            status: registry::LaneStatus::Idle,
-            archived: false,
-            latest_turn: None,
-            retry: None,
-            error_cause: None,
-            goal: None,
-            token_usage: None,
-            worktree: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+            ..crate::test_rows::lane_row(lane_ref, &format!("thread-{lane_ref}"))
         }
     }
 

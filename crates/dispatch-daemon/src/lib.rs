@@ -53,6 +53,8 @@ mod search;
 mod service;
 mod subscriptions;
 mod supervisor;
+#[cfg(test)]
+mod test_rows;
 mod thread_ops;
 mod threads;
 mod trigger_ops;

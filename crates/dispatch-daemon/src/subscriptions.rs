@@ -402,8 +402,6 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use dispatch_registry::{LaneStatus, Ownership};
-
     use super::*;
 
     fn subscription(tail: u32, once: bool) -> SubscriptionRow {
@@ -424,23 +422,8 @@ mod tests {
 
     fn target() -> LaneRow {
         LaneRow {
-            lane_ref: "aaaaaa".into(),
-            thread_id: "thread-a".into(),
             title: Some("worker".into()),
-            handle: None,
-            ownership: Ownership::Owned,
-            cwd: None,
-            model: None,
-            status: LaneStatus::Idle,
-            archived: false,
-            latest_turn: None,
-            goal: None,
-            token_usage: None,
-            worktree: None,
-            retry: None,
-            error_cause: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+            ..crate::test_rows::lane_row("aaaaaa", "thread-a")
         }
     }
 

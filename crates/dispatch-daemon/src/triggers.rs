@@ -652,23 +652,9 @@ mod tests {
 
     fn lane(status: LaneStatus, updated_at_ms: i64) -> LaneRow {
         LaneRow {
-            lane_ref: "abcdef".to_owned(),
-            thread_id: "t".to_owned(),
-            title: None,
-            handle: None,
-            ownership: dispatch_registry::Ownership::Owned,
-            cwd: None,
-            model: None,
             status,
-            archived: false,
-            latest_turn: None,
-            retry: None,
-            error_cause: None,
-            goal: None,
-            token_usage: None,
-            worktree: None,
-            created_at_ms: 0,
             updated_at_ms,
+            ..crate::test_rows::lane_row("abcdef", "t")
         }
     }
 

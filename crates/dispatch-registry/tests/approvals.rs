@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{new_lane, open_registry};
+use common::{new_lane_ref, open_registry};
 use dispatch_registry::{NewRequest, RegistryError, RequestStatus};
 use serde_json::{Value, json};
 
@@ -24,16 +24,8 @@ fn request(lane_ref: &str, thread_id: &str, rpc_id: Value, at_ms: i64) -> NewReq
 #[tokio::test]
 async fn requests_are_pending_until_finished_exactly_once() {
     let (_dir, registry) = open_registry().await;
-    let a = registry
-        .create_lane(&new_lane("thread-a"))
-        .await
-        .unwrap()
-        .lane_ref;
-    let b = registry
-        .create_lane(&new_lane("thread-b"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let a = new_lane_ref(&registry, "thread-a").await;
+    let b = new_lane_ref(&registry, "thread-b").await;
 
     let first = registry
         .insert_request(&request(&a, "thread-a", json!(0), 100))

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{new_lane, open_registry};
+use common::{new_lane_ref, open_registry};
 use dispatch_registry::{
     DeliveryMode, DeliveryState, Effects, Fact, ImageRef, LaneEventKind, NewDelivery,
-    NewInboxMessage, Recorded, Recording, Registry, TurnRow, TurnStatus, WorktreeRow,
+    NewInboxMessage, Recorded, Recording, TurnRow, TurnStatus, WorktreeRow,
 };
 
 fn delivery(id: &str, lane: &str, state: DeliveryState) -> NewDelivery {
@@ -45,18 +45,10 @@ fn ended(turn: &str, status: TurnStatus) -> Fact {
     }
 }
 
-async fn lane(registry: &Registry, thread: &str) -> String {
-    registry
-        .create_lane(&new_lane(thread))
-        .await
-        .unwrap()
-        .lane_ref
-}
-
 #[tokio::test]
 async fn an_idempotency_key_binds_one_payload() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     let mut first = delivery("d1", &lane, DeliveryState::Submitting);
     first.idempotency = Some(("key-1".into(), "hash-a".into()));
     let Recording::New(row) = registry.record_delivery(&first).await.unwrap() else {
@@ -85,7 +77,7 @@ async fn an_idempotency_key_binds_one_payload() {
 #[tokio::test]
 async fn queues_keep_their_order_and_an_open_delivery_holds_them() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     for id in ["q1", "q2", "q3"] {
         registry
             .record_delivery(&delivery(id, &lane, DeliveryState::Queued))
@@ -132,7 +124,7 @@ async fn queues_keep_their_order_and_an_open_delivery_holds_them() {
 #[tokio::test]
 async fn a_receipt_ends_with_its_turn_and_lane_events_are_handled_once() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     registry
         .record_delivery(&delivery("d1", &lane, DeliveryState::Submitting))
         .await
@@ -228,7 +220,7 @@ async fn a_receipt_ends_with_its_turn_and_lane_events_are_handled_once() {
 #[tokio::test]
 async fn images_are_kept_by_path_size_and_digest() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-img").await;
+    let lane = new_lane_ref(&registry, "t-img").await;
     let image = ImageRef {
         path: "/work/shot.png".into(),
         size: 70,
@@ -250,7 +242,7 @@ async fn images_are_kept_by_path_size_and_digest() {
 #[tokio::test]
 async fn a_lanes_worktree_is_recorded_and_forgotten() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-tree").await;
+    let lane = new_lane_ref(&registry, "t-tree").await;
     assert_eq!(
         registry.lane(&lane).await.unwrap().expect("lane").worktree,
         None

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{ALL_MIGRATIONS, new_lane, open_registry, registry_path};
+use common::{new_lane, open_registry, pool_at_version, registry_path};
 use dispatch_registry::{
     Fact, LaneStatus, PageFilter, Recorded, Registry, SearchFilter, TurnRow, TurnStatus,
 };
@@ -458,26 +458,8 @@ async fn search_filters_narrow_item_hits() {
 /// A registry from before version 9 gets its file paths and per-kind counts when migrated.
 #[tokio::test]
 async fn migrating_fills_the_history_tables_from_existing_items() {
-    use sqlx::migrate::Migrator;
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-
     let (_dir, path) = registry_path();
-    let older: Vec<_> = ALL_MIGRATIONS
-        .iter()
-        .filter(|m| m.version <= 7)
-        .cloned()
-        .collect();
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal),
-        )
-        .await
-        .unwrap();
-    Migrator::with_migrations(older).run(&pool).await.unwrap();
+    let pool = pool_at_version(&path, 7).await;
     sqlx::query(
         "INSERT INTO lanes (ref, thread_id, ownership, created_at_ms, updated_at_ms) \
          VALUES ('abc123', 't-old', 'owned', 1, 2)",

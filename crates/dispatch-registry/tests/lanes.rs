@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{new_lane, open_registry, raw};
+use common::{new_lane, new_lane_ref, open_registry, raw};
 use dispatch_registry::{
     Fact, Kept, LaneCounts, LaneFilter, LaneRow, LaneStamp, LaneStatus, NewLane, Ownership,
     Recorded, RegistryError,
@@ -317,13 +317,7 @@ async fn lane_counts_count_archived_lanes_as_archived_only() {
     let (_dir, registry) = open_registry().await;
     let mut lanes = Vec::new();
     for n in 0..6 {
-        lanes.push(
-            registry
-                .create_lane(&new_lane(&format!("t-{n}")))
-                .await
-                .unwrap()
-                .lane_ref,
-        );
+        lanes.push(new_lane_ref(&registry, &format!("t-{n}")).await);
     }
     registry
         .record(&[

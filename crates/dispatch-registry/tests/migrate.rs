@@ -151,26 +151,8 @@ async fn migrate_creates_a_missing_registry_without_a_backup() {
 /// handles and indexed items keeps its items (and their search index) and gets unique handles.
 #[tokio::test]
 async fn version_6_keeps_items_and_search_and_makes_handles_unique() {
-    use sqlx::migrate::Migrator;
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-
     let (_dir, path) = registry_path();
-    let up_to_5: Vec<_> = common::ALL_MIGRATIONS
-        .iter()
-        .filter(|migration| migration.version <= 5)
-        .cloned()
-        .collect();
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal),
-        )
-        .await
-        .unwrap();
-    Migrator::with_migrations(up_to_5).run(&pool).await.unwrap();
+    let pool = common::pool_at_version(&path, 5).await;
     sqlx::query(
         "INSERT INTO lanes (ref, thread_id, title, handle, ownership, status, created_at_ms, \
          updated_at_ms) VALUES \

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{has_sidecars, new_lane, open_registry, raw, registry_path};
+use common::{has_sidecars, new_lane, new_lane_ref, open_registry, raw, registry_path};
 use dispatch_registry::{
     ErrorRow, Fact, GoalRow, ItemRow, LaneActivity, LaneFilter, LaneStatus, NewEvent, Recorded,
     Registry, RegistryError, RetryRow, TurnRow, TurnStatus,
@@ -90,11 +90,7 @@ async fn status(registry: &Registry, lane_ref: &str) -> LaneStatus {
 #[tokio::test]
 async fn a_completed_turn_derives_busy_then_idle_and_folds_deltas() {
     let (_dir, registry) = open_registry().await;
-    let lane = registry
-        .create_lane(&new_lane("thread-1"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let lane = new_lane_ref(&registry, "thread-1").await;
     let t0 = 2_000_000_000_000;
 
     registry
@@ -328,11 +324,7 @@ async fn a_completed_turn_derives_busy_then_idle_and_folds_deltas() {
 #[tokio::test]
 async fn a_failed_turn_sets_error_and_retrying_errors_show_the_lane_retrying() {
     let (_dir, registry) = open_registry().await;
-    let lane = registry
-        .create_lane(&new_lane("thread-1"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let lane = new_lane_ref(&registry, "thread-1").await;
     let t0 = 2_000_000_000_000;
 
     registry
@@ -510,11 +502,7 @@ async fn a_failed_turn_sets_error_and_retrying_errors_show_the_lane_retrying() {
 #[tokio::test]
 async fn approvals_and_system_errors_set_explicit_statuses() {
     let (_dir, registry) = open_registry().await;
-    let lane = registry
-        .create_lane(&new_lane("thread-1"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let lane = new_lane_ref(&registry, "thread-1").await;
     let t0 = 2_000_000_000_000;
     registry
         .record(&[
@@ -615,11 +603,7 @@ async fn approvals_and_system_errors_set_explicit_statuses() {
 #[tokio::test]
 async fn a_late_completion_of_an_older_turn_does_not_replace_the_running_one() {
     let (_dir, registry) = open_registry().await;
-    let lane = registry
-        .create_lane(&new_lane("thread-1"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let lane = new_lane_ref(&registry, "thread-1").await;
     let t0 = 2_000_000_000_000;
     registry
         .record(&[
@@ -744,16 +728,8 @@ async fn a_batch_naming_an_unknown_lane_writes_nothing() {
 #[tokio::test]
 async fn tail_returns_the_last_items_oldest_first() {
     let (_dir, registry) = open_registry().await;
-    let lane = registry
-        .create_lane(&new_lane("thread-1"))
-        .await
-        .unwrap()
-        .lane_ref;
-    let other = registry
-        .create_lane(&new_lane("thread-2"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let lane = new_lane_ref(&registry, "thread-1").await;
+    let other = new_lane_ref(&registry, "thread-2").await;
     let batch: Vec<Recorded> = (0..8)
         .map(|n| {
             note(
@@ -819,11 +795,7 @@ async fn tail_returns_the_last_items_oldest_first() {
 #[tokio::test]
 async fn an_item_id_reused_in_another_turn_is_another_item() {
     let (_dir, registry) = open_registry().await;
-    let lane = registry
-        .create_lane(&new_lane("thread-1"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let lane = new_lane_ref(&registry, "thread-1").await;
     // A provider that names every reply `msg_1`: each turn keeps its own reply.
     for (n, turn) in ["turn-1", "turn-2"].into_iter().enumerate() {
         let at = 100 + i64::try_from(n).unwrap();
@@ -865,16 +837,8 @@ async fn an_item_id_reused_in_another_turn_is_another_item() {
 #[tokio::test]
 async fn events_page_by_id_per_lane_and_pruning_keeps_the_newest() {
     let (_dir, registry) = open_registry().await;
-    let a = registry
-        .create_lane(&new_lane("thread-a"))
-        .await
-        .unwrap()
-        .lane_ref;
-    let b = registry
-        .create_lane(&new_lane("thread-b"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let a = new_lane_ref(&registry, "thread-a").await;
+    let b = new_lane_ref(&registry, "thread-b").await;
     assert_eq!(registry.last_event_id(&a).await.unwrap(), 0);
 
     // Interleaved lanes: each lane's ids increase but are not contiguous.

@@ -6,19 +6,11 @@
 
 mod common;
 
-use common::{new_lane, open_registry};
+use common::{new_lane_ref, open_registry};
 use dispatch_registry::{
     ClaimIf, DeliveryMode, Effects, FireClaim, FireOutcome, InboxFilter, NewInboxMessage,
-    NewTrigger, Registry, TriggerFire, TriggerKind,
+    NewTrigger, TriggerFire, TriggerKind,
 };
-
-async fn lane(registry: &Registry, thread: &str) -> String {
-    registry
-        .create_lane(&new_lane(thread))
-        .await
-        .unwrap()
-        .lane_ref
-}
 
 fn every(name: &str, lane: &str, next: i64) -> NewTrigger {
     NewTrigger {
@@ -73,7 +65,7 @@ fn outcome(id: i64, key: &str, lane: &str, ok: bool) -> FireOutcome {
 #[tokio::test]
 async fn names_are_unique_and_triggers_are_counted() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     let first = registry
         .add_trigger(&every("tick", &lane, 10))
         .await
@@ -114,7 +106,7 @@ async fn names_are_unique_and_triggers_are_counted() {
 #[tokio::test]
 async fn a_due_time_is_claimed_once_and_a_fire_finished_once() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     let id = registry
         .add_trigger(&every("tick", &lane, 10_000))
         .await
@@ -169,7 +161,7 @@ async fn a_due_time_is_claimed_once_and_a_fire_finished_once() {
 #[tokio::test]
 async fn a_paused_or_removed_trigger_is_not_claimed() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     let id = registry
         .add_trigger(&every("tick", &lane, 10_000))
         .await
@@ -209,7 +201,7 @@ async fn a_paused_or_removed_trigger_is_not_claimed() {
 #[tokio::test]
 async fn an_idle_period_fires_once() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     let mut idle = every("idle", &lane, 0);
     idle.kind = TriggerKind::IdleFor;
     idle.next_fire_at_ms = None;
@@ -242,7 +234,7 @@ async fn an_idle_period_fires_once() {
 #[tokio::test]
 async fn an_on_triggers_fire_is_stored_with_its_lane_event() {
     let (_dir, registry) = open_registry().await;
-    let lane = lane(&registry, "t-1").await;
+    let lane = new_lane_ref(&registry, "t-1").await;
     let mut on = every("after", &lane, 0);
     on.kind = TriggerKind::On;
     on.spec = "turn_completed".to_owned();

@@ -12,15 +12,14 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dispatch_contract::{DispatchError, Operation};
-use serde_json::Value;
+use dispatch_contract::DispatchError;
 use serde_json::value::RawValue;
 
+use crate::call::EncodedCall;
 use crate::client::{
-    caller_surface, connect_failed, older_than_surface, post_outcome, prepare_call, timed_out,
-    unreachable, vet_peer,
+    connect_failed, older_than_surface, post_outcome, timed_out, unreachable, vet_peer,
 };
-use crate::oneshot::{Answer, Failure, MAX_RESPONSE_BYTES, read_answer, request_body};
+use crate::oneshot::{Answer, Failure, MAX_RESPONSE_BYTES, read_answer};
 
 /// The most bytes of a response head read, and the most headers parsed in it.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -30,27 +29,26 @@ const MIN_READ: usize = 4 * 1024;
 const MAX_READ: usize = 16 * 1024;
 const MAX_HEADERS: usize = 32;
 
-/// Calls `op` with `input` on the daemon at `socket`, once, blocking this thread until the
-/// answer or the operation's deadline: the daemon's result as the JSON text it wrote. Errors,
-/// params and limits are those of `DaemonClient::connect` then `DaemonClient::call_text`.
+/// Sends `call` (encoded, and checked against the request size limit, by
+/// [`EncodedCall::new`]) to the daemon at `socket`, once, blocking this thread until the
+/// answer or the operation's deadline: the daemon's result as the JSON text it wrote. Errors
+/// are those of `DaemonClient::connect` then `DaemonClient::send`.
 pub fn call_text_blocking(
     socket: &Path,
-    op: &Operation,
-    input: Value,
+    call: &EncodedCall<'_>,
 ) -> Result<Box<RawValue>, DispatchError> {
+    let (op, deadline) = (call.op(), call.deadline());
     let stream = connect(socket).map_err(|err| connect_failed(socket, &err))?;
     let peer = rustix::net::sockopt::socket_peercred(&stream)
         .map_err(|err| unreachable(socket, std::io::Error::from(err)))?;
     vet_peer(socket, peer.uid.as_raw())?;
-    let (call, deadline) = prepare_call(op, Some(op.contract_hash), input, caller_surface())?;
-    let body = request_body(op, &call)?;
-    let answer = match exchange(stream, &body, Instant::now() + deadline) {
+    let answer = match exchange(stream, &call.body(), Instant::now() + deadline) {
         Err(Exchange::TimedOut) => return Err(timed_out(op, deadline)),
         Err(Exchange::Failed(failure)) => Err(failure),
         Ok(answer) => Ok(answer),
     };
     post_outcome(socket, op, answer)
-        .map_err(|err| older_than_surface(op, call.surface.is_some(), err))
+        .map_err(|err| older_than_surface(op, call.surface().is_some(), err))
 }
 
 /// Connects to `socket` without waiting: when the daemon's queue of connections is full (it
@@ -326,9 +324,9 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::time::{Duration, Instant};
 
-    use dispatch_contract::{ErrorCode, operations};
+    use dispatch_contract::{ErrorCode, Operation, operations};
     use jsonrpsee::RpcModule;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::DaemonClient;
@@ -380,9 +378,21 @@ mod tests {
         let (done, outcome) = std::sync::mpsc::channel();
         let path = socket.to_owned();
         std::thread::spawn(move || {
-            let _sent = done.send(call_text_blocking(&path, status(), json!({})));
+            let _sent = done.send(call_blocking(&path, status(), json!({})));
         });
         outcome.recv_timeout(bound).ok()
+    }
+
+    /// A call of `op` with `input`, encoded then sent as the runner does.
+    fn call_blocking(
+        socket: &Path,
+        op: &Operation,
+        input: Value,
+    ) -> Result<Box<RawValue>, DispatchError> {
+        call_text_blocking(
+            socket,
+            &EncodedCall::new(op, input).map_err(DispatchError::from)?,
+        )
     }
 
     fn text(answer: Result<Box<RawValue>, DispatchError>) -> Result<String, DispatchError> {
@@ -420,7 +430,7 @@ mod tests {
         }));
         for op in [status(), &operations::GET] {
             let input = json!({"lane": "x"});
-            let blocking = text(call_text_blocking(&socket, op, input.clone()));
+            let blocking = text(call_blocking(&socket, op, input.clone()));
             let async_answer = runtime.block_on(async {
                 let client = DaemonClient::connect(&socket).await?;
                 client.call_text(op, input).await
@@ -428,10 +438,10 @@ mod tests {
             assert_eq!(blocking, text(async_answer), "{}", op.id);
         }
         assert_eq!(
-            text(call_text_blocking(&socket, status(), json!({}))),
+            text(call_blocking(&socket, status(), json!({}))),
             Ok(r#"{"z":1,"a":[true,"é"]}"#.to_owned())
         );
-        let err = call_text_blocking(&socket, &operations::GET, json!({})).expect_err("an error");
+        let err = call_blocking(&socket, &operations::GET, json!({})).expect_err("an error");
         assert_eq!(err.code, ErrorCode::NotFound);
         let _ = stop.send(());
     }
@@ -474,7 +484,7 @@ mod tests {
         for (n, pieces) in cases.into_iter().enumerate() {
             let (_dir, socket) = scripted(pieces);
             assert_eq!(
-                text(call_text_blocking(&socket, status(), json!({}))),
+                text(call_blocking(&socket, status(), json!({}))),
                 Ok(r#"{"pid":7}"#.to_owned()),
                 "case {n}"
             );
@@ -513,7 +523,7 @@ mod tests {
         for (n, answer) in cases.iter().enumerate() {
             let (_dir, socket) = scripted(pieces(answer));
             assert_eq!(
-                text(call_text_blocking(&socket, status(), json!({}))),
+                text(call_blocking(&socket, status(), json!({}))),
                 Ok(result.clone()),
                 "case {n}"
             );
@@ -571,12 +581,12 @@ mod tests {
             MAX_RESPONSE_BYTES + 1
         );
         let (_dir, socket) = scripted(vec![too_large.into_bytes()]);
-        let err = call_text_blocking(&socket, status(), json!({})).expect_err("too large");
+        let err = call_blocking(&socket, status(), json!({})).expect_err("too large");
         assert_eq!(err, crate::answer::too_large_answer(status()));
 
         let dir = tempfile::tempdir().expect("tempdir");
         let nobody = dir.path().join("none.sock");
-        let err = call_text_blocking(&nobody, status(), json!({})).expect_err("nobody there");
+        let err = call_blocking(&nobody, status(), json!({})).expect_err("nobody there");
         let theirs = runtime()
             .block_on(DaemonClient::connect(&nobody))
             .map(|_| ())
@@ -602,7 +612,7 @@ mod tests {
     /// `same_message`).
     fn same_failure(pieces: Vec<Vec<u8>>, same_message: bool) -> DispatchError {
         let (_dir, mine) = scripted(pieces.clone());
-        let ours = call_text_blocking(&mine, status(), json!({})).expect_err("blocking");
+        let ours = call_blocking(&mine, status(), json!({})).expect_err("blocking");
         let (_dir, other) = scripted(pieces);
         let theirs = runtime()
             .block_on(async {

@@ -16,9 +16,9 @@ use serde_json::value::RawValue;
 use tokio::net::UnixStream;
 
 use crate::answer::too_large_answer;
-use crate::listener::{MAX_REQUEST_BYTES, full_hint, refused_user_hint};
-use crate::oneshot::{Answer, Failure, OneShot, request_body};
-use crate::server::CallParams;
+use crate::call::{EncodedCall, check_request_size};
+use crate::listener::{full_hint, refused_user_hint};
+use crate::oneshot::{Answer, Failure, OneShot};
 
 /// A connection to `dispatchd`.
 pub struct DaemonClient {
@@ -45,25 +45,6 @@ pub(crate) fn unreachable(socket: &Path, why: impl std::fmt::Display) -> Dispatc
 pub(crate) fn caller_surface() -> Option<Surface> {
     let surface = Surface::current();
     (surface != Surface::Cli).then_some(surface)
-}
-
-/// The params of a call of `op` (its input, the contract hash and surface when given),
-/// checked against the request size limit, and its deadline: the operation's own bound (e.g.
-/// `watch`'s timeout) plus a margin, from the contract.
-pub(crate) fn prepare_call(
-    op: &Operation,
-    hash: Option<&str>,
-    input: Value,
-    surface: Option<Surface>,
-) -> Result<(CallParams, Duration), DispatchError> {
-    let call = CallParams {
-        contract_hash: hash.map(str::to_owned),
-        input: Some(input),
-        surface,
-    };
-    check_request_size(op, &call)?;
-    let deadline = op.call_timeout(call.input.as_ref().unwrap_or(&Value::Null));
-    Ok((call, deadline))
 }
 
 /// `connect` failed: `permission_denied` when the socket is not ours to use, `invalid_input`
@@ -209,34 +190,6 @@ fn lost_at_connect(socket: &Path, err: Failure) -> DispatchError {
 }
 
 impl DaemonClient {
-    /// Refuses an input too large for the daemon to read (`invalid_input` naming the limit),
-    /// as [`Self::call_json`] would before sending it.
-    pub fn check_size(op: &Operation, input: &Value) -> Result<(), DispatchError> {
-        struct Sized<'a> {
-            contract_hash: &'a str,
-            input: &'a Value,
-            surface: Surface,
-        }
-        impl serde::Serialize for Sized<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeMap;
-                let mut map = s.serialize_map(Some(3))?;
-                map.serialize_entry("contract_hash", self.contract_hash)?;
-                map.serialize_entry("input", self.input)?;
-                map.serialize_entry("surface", &self.surface)?;
-                map.end()
-            }
-        }
-        check_request_size(
-            op,
-            &Sized {
-                contract_hash: op.contract_hash,
-                input,
-                surface: Surface::current(),
-            },
-        )
-    }
-
     /// Calls a typed operation (its input type names the operation and its output type).
     pub async fn call<R: Request>(&self, input: &R) -> Result<R::Output, DispatchError> {
         let input = encode_input(input)?;
@@ -278,20 +231,32 @@ impl DaemonClient {
         parse_output(op, &self.request(op, None, input, None).await?)
     }
 
-    async fn request(
+    async fn request<'op>(
         &self,
-        op: &Operation,
-        hash: Option<&str>,
+        op: &'op Operation,
+        hash: Option<&'op str>,
         input: Value,
         surface: Option<Surface>,
     ) -> Result<Box<RawValue>, DispatchError> {
-        let (call, deadline) = prepare_call(op, hash, input, surface)?;
+        self.send(&EncodedCall::with(op, hash, input, surface).map_err(DispatchError::from)?)
+            .await
+    }
+
+    /// Sends a call encoded before ([`EncodedCall::new`]): on the HTTP path its body as it
+    /// is, on a WebSocket its params (whose envelope jsonrpsee writes).
+    pub async fn send(&self, call: &EncodedCall<'_>) -> Result<Box<RawValue>, DispatchError> {
+        let (op, deadline) = (call.op(), call.deadline());
         let answer = match &self.transport {
             Transport::Http(client) => {
-                tokio::time::timeout(deadline, self.post(client, op, &call)).await
+                tokio::time::timeout(deadline, async {
+                    post_outcome(&self.socket, op, client.call(call.body()).await)
+                })
+                .await
             }
             Transport::Ws(client) => {
-                let params = ws_params(&call)?;
+                // jsonrpsee's envelope is the one-shot body's but for its id, a counter.
+                check_request_size(op, call.body().len() + WS_ID_DIGITS)?;
+                let params = ws_params(call)?;
                 tokio::time::timeout(deadline, async {
                     client
                         .request::<Box<RawValue>, _>(op.id, params)
@@ -302,22 +267,17 @@ impl DaemonClient {
             }
         };
         match answer {
-            Ok(answer) => answer.map_err(|err| older_than_surface(op, call.surface.is_some(), err)),
+            Ok(answer) => {
+                answer.map_err(|err| older_than_surface(op, call.surface().is_some(), err))
+            }
             Err(_elapsed) => Err(timed_out(op, deadline)),
         }
     }
-
-    /// One call on the HTTP path.
-    async fn post(
-        &self,
-        client: &OneShot,
-        op: &Operation,
-        call: &CallParams,
-    ) -> Result<Box<RawValue>, DispatchError> {
-        let body = request_body(op, call)?;
-        post_outcome(&self.socket, op, client.call(body).await)
-    }
 }
+
+/// The most digits a WebSocket call's id (a `u64` counter) has beyond the one of the
+/// one-shot body's id.
+const WS_ID_DIGITS: usize = 19;
 
 /// The result or error of one call on the HTTP path (async or blocking), from what was read.
 pub(crate) fn post_outcome(
@@ -359,60 +319,22 @@ pub fn parse_output(op: &Operation, text: &RawValue) -> Result<Value, DispatchEr
 }
 
 /// The params of a call on the WebSocket path.
-fn ws_params(call: &CallParams) -> Result<ObjectParams, DispatchError> {
+fn ws_params(call: &EncodedCall<'_>) -> Result<ObjectParams, DispatchError> {
     let mut params = ObjectParams::new();
-    if let Some(hash) = &call.contract_hash {
+    if let Some(hash) = call.hash() {
         params
             .insert("contract_hash", hash)
             .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
     }
     params
-        .insert("input", &call.input)
+        .insert("input", call.input())
         .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
-    if let Some(surface) = call.surface {
+    if let Some(surface) = call.surface() {
         params
             .insert("surface", surface)
             .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
     }
     Ok(params)
-}
-
-/// Room for the JSON-RPC envelope around the params: `{"jsonrpc":"2.0","id":..,"method":..,
-/// "params":..}`, with the longest id the client uses.
-const ENVELOPE_BYTES: usize = 64;
-
-/// Refuses a request larger than the daemon reads ([`MAX_REQUEST_BYTES`]) before it is sent,
-/// with `invalid_input` naming the limit (the transport would only drop the connection).
-pub(crate) fn check_request_size(
-    op: &Operation,
-    call: &impl serde::Serialize,
-) -> Result<(), DispatchError> {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(ENVELOPE_BYTES + op.id.len());
-    serde_json::to_writer(&mut count, call)
-        .map_err(|err| DispatchError::internal(format!("encoding params: {err}")))?;
-    let limit = MAX_REQUEST_BYTES as usize;
-    if count.0 <= limit {
-        return Ok(());
-    }
-    let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
-    Err(DispatchError::invalid_input(format!(
-        "the request for `{}` is {:.1} MiB; the daemon accepts at most {} MiB per request",
-        op.title,
-        mib(count.0),
-        mib(limit)
-    ))
-    .with_hint("make the input smaller: split long text into several messages")
-    .with_details(serde_json::json!({ "limit_bytes": limit, "request_bytes": count.0 })))
 }
 
 fn encode_input<R: Request>(input: &R) -> Result<Value, DispatchError> {

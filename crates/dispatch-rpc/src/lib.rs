@@ -12,6 +12,7 @@
 mod answer;
 #[cfg(target_os = "linux")]
 mod blocking;
+mod call;
 mod client;
 mod connections;
 mod listener;
@@ -27,6 +28,7 @@ pub mod generated {
 pub use answer::MAX_ANSWER_BYTES;
 #[cfg(target_os = "linux")]
 pub use blocking::call_text_blocking;
+pub use call::{EncodedCall, Refused};
 pub use client::{DaemonClient, parse_output};
 pub use generated::rpc::{METHODS, rpc_module};
 pub use listener::{Limits, MAX_BATCH, MAX_REQUEST_BYTES, serve, serve_with};

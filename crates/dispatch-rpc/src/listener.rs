@@ -573,6 +573,25 @@ mod tests {
         assert_eq!(error["data"]["code"], "invalid_input", "{error}");
     }
 
+    /// The daemon reads a one-shot request of exactly [`MAX_REQUEST_BYTES`] and refuses one
+    /// byte more: the limit that `EncodedCall` counts its body against, byte for byte.
+    #[tokio::test]
+    async fn a_one_shot_request_of_exactly_the_limit_is_read() {
+        let served = serve_tight();
+        let limit = MAX_REQUEST_BYTES as usize;
+        let empty = body_of("ping", &json!({ "text": "" })).len();
+        let sized = |bytes: usize| body_of("ping", &json!({ "text": "x".repeat(bytes - empty) }));
+        let at = sized(limit);
+        assert_eq!(at.len(), limit);
+        let client = crate::oneshot::connect_for_test(&served.socket).await;
+        let answer = client.call(at).await.expect("an answer");
+        assert_eq!(parsed(answer), Ok(json!("pong")));
+        let client = crate::oneshot::connect_for_test(&served.socket).await;
+        let answer = client.call(sized(limit + 1)).await;
+        let error = answer.expect("an answer").expect_err("refused");
+        assert_eq!(error["data"]["code"], "invalid_input", "{error}");
+    }
+
     /// A single call's answer is the buffer its method wrote (not jsonrpsee's placeholder),
     /// with the call's id; the same method answers the same on a WebSocket and in a batch.
     #[tokio::test]

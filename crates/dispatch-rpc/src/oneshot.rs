@@ -70,11 +70,11 @@ impl OneShot {
     }
 
     /// Sends a call's body ([`request_body`]) and reads the answer.
-    pub(crate) async fn call(&self, body: Vec<u8>) -> Result<Answer, Failure> {
+    pub(crate) async fn call(&self, body: impl Into<Bytes>) -> Result<Answer, Failure> {
         let request = hyper::Request::post("/")
             .header(HOST, "dispatchd.local")
             .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body.into()))
             .map_err(|err| Failure::Lost(format!("building the request: {err}")))?;
         let mut sender = self.sender.lock().await;
         sender

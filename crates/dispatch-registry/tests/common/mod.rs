@@ -31,23 +31,7 @@ pub async fn raw(path: &Path) -> SqliteConnection {
 
 /// Creates a schema-version-1 registry (only `0001_init.sql` applied) holding two actions.
 pub async fn build_v1_registry(path: &Path) {
-    let first = ALL_MIGRATIONS
-        .iter()
-        .find(|migration| migration.version == 1)
-        .cloned()
-        .expect("migration 1");
-    let migrator = Migrator::with_migrations(vec![first]);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(path)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal),
-        )
-        .await
-        .expect("v1 pool");
-    migrator.run(&pool).await.expect("apply migration 1");
+    let pool = pool_at_version(path, 1).await;
     sqlx::query(
         "INSERT INTO action_log (at_ms, op, lane, outcome, error_code, detail) VALUES \
          (1000, 'old.first', NULL, 'ok', NULL, NULL), \
@@ -143,6 +127,40 @@ pub fn new_lane(thread_id: &str) -> dispatch_registry::NewLane {
         cwd: None,
         model: None,
     }
+}
+
+/// Creates an owned lane for `thread_id` (as [`new_lane`]) and returns its ref.
+pub async fn new_lane_ref(registry: &dispatch_registry::Registry, thread_id: &str) -> String {
+    registry
+        .create_lane(&new_lane(thread_id))
+        .await
+        .expect("create lane")
+        .lane_ref
+}
+
+/// A pool on a new registry file at `path` with the migrations up to `version` applied (an
+/// older schema, to migrate from).
+pub async fn pool_at_version(path: &Path, version: i64) -> sqlx::SqlitePool {
+    let migrations: Vec<_> = ALL_MIGRATIONS
+        .iter()
+        .filter(|migration| migration.version <= version)
+        .cloned()
+        .collect();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .expect("pool");
+    Migrator::with_migrations(migrations)
+        .run(&pool)
+        .await
+        .expect("apply the migrations");
+    pool
 }
 
 /// A fresh registry in a temporary directory.
