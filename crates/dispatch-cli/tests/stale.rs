@@ -1,5 +1,5 @@
 //! A daemon built from another contract answers `daemon_stale`; the client restarts an idle
-//! one once and retries.
+//! one once and retries, having asked the daemon itself to stop if idle (ADR 0027).
 
 mod support;
 
@@ -35,11 +35,30 @@ fn an_idle_stale_daemon_is_restarted_once() {
     assert_eq!(err.code, ErrorCode::DaemonStale, "{err:?}");
     let now = home.json(&["daemon", "status"]).ok_json()["pid"].clone();
     assert_ne!(now, first, "the idle daemon was restarted");
-    let starts = home.json(&["daemon", "log"]).ok_json()["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter(|e| e["op"] == "daemon_start")
-        .count();
+    let log = home.json(&["daemon", "log"]).ok_json();
+    let entries = log["entries"].as_array().expect("entries");
+    let starts = entries.iter().filter(|e| e["op"] == "daemon_start").count();
     assert_eq!(starts, 2, "restarted exactly once");
+    // The stale daemon decided it was idle and stopped itself: the check and the stop were
+    // one step in the daemon, not a client's check followed by a signal.
+    let oldest_first: Vec<(&str, &str)> = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["op"].as_str().unwrap_or_default(),
+                e["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        oldest_first,
+        [
+            ("daemon_start", "ok"),
+            ("daemon_stop_if_idle", "ok"),
+            ("daemon_stop", "ok"),
+            ("daemon_start", "ok"),
+        ],
+        "{log}"
+    );
 }
