@@ -762,10 +762,13 @@ fn busy_error(busy: &Busy) -> DispatchError {
     let why = match (busy.lanes_busy, busy.in_flight) {
         (true, 0) => "a lane is running a turn or waiting on an approval".to_owned(),
         (true, n) => format!(
-            "a lane is running a turn or waiting on an approval, and {n} call(s) that can \
-             start model work are in flight"
+            "a lane is running a turn or waiting on an approval, and model work is starting \
+             ({n} admission(s): calls that can start it, and their turn starts)"
         ),
-        (false, n) => format!("{n} call(s) that can start model work are in flight"),
+        (false, n) => format!(
+            "model work is starting ({n} admission(s): calls that can start it, and their \
+             turn starts)"
+        ),
     };
     DispatchError::new(
         ErrorCode::DaemonBusy,

@@ -39,7 +39,8 @@ pub(crate) struct Stopping;
 /// Why a conditional stop was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Busy {
-    /// Operations and turn starts in flight.
+    /// Admissions in flight: an operation that can start model work counts once, and its
+    /// `turn/start` once more while it runs.
     pub in_flight: usize,
     /// Whether the idle flag said a lane runs a turn or waits on an approval.
     pub lanes_busy: bool,
