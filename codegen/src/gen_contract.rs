@@ -43,6 +43,10 @@ pub fn operations(contract: &Contract) -> TokenStream {
         };
         let idempotent = op.meta.idempotent;
         let writes_history = op.meta.writes_history;
+        let starts_model_work = op
+            .meta
+            .model_work
+            .contains(&crate::model::ModelWork::Starts);
         let path = &op.meta.cli.path;
         let positionals = &op.meta.cli.positionals;
         let hash = &op.hash;
@@ -103,6 +107,7 @@ pub fn operations(contract: &Contract) -> TokenStream {
                 intent: #intent,
                 idempotent: #idempotent,
                 writes_history: #writes_history,
+                starts_model_work: #starts_model_work,
                 runs_in: #runs_in,
                 cli_path: &[#(#path),*],
                 positionals: &[#(#positionals),*],
@@ -266,6 +271,19 @@ pub fn api(contract: &Contract) -> TokenStream {
                 let _ = (op, lane);
                 async { Ok(None) }
             }
+
+            /// Called before every operation the contract says can start model work
+            /// (`model_work` has `starts`), before its first side effect: from then until
+            /// [`Self::model_work_ends`] the daemon is not idle. Refused (typed, nothing
+            /// done) once the daemon has agreed to stop.
+            fn model_work_begins(&self, op: &'static Operation) -> Result<(), DispatchError> {
+                let _ = op;
+                Ok(())
+            }
+
+            /// Called once the operation that [`Self::model_work_begins`] admitted has ended
+            /// (its outcome recorded, or the call dropped).
+            fn model_work_ends(&self) {}
 
             /// Called after every operation whose intent is write or destroy: the one place
             /// where the action log is written.

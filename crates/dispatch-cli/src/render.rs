@@ -265,6 +265,15 @@ impl Render for DownOutput {
     }
 }
 
+impl Render for DaemonStopIfIdleOutput {
+    fn human(&self) -> String {
+        format!(
+            "dispatchd was idle and is stopping (pid {}); it starts no new model work",
+            self.pid
+        )
+    }
+}
+
 impl Render for DaemonStatusOutput {
     fn human(&self) -> String {
         let app = &self.app_server;

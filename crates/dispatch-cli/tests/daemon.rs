@@ -195,6 +195,34 @@ fn sigterm_stops_the_daemon_gracefully_and_it_logs_its_stop() {
 }
 
 #[test]
+fn stop_if_idle_stops_an_idle_daemon_which_logs_it() {
+    let home = Home::new();
+    let pid = home.up()["pid"].clone();
+    let stopping = home.json(&["daemon", "stop-if-idle"]).ok_json();
+    assert_eq!(stopping["status"], "stopping", "{stopping}");
+    assert_eq!(stopping["pid"], pid);
+    home.wait_daemon_gone();
+    assert!(!home.file("dispatchd.sock").exists());
+    home.up();
+    let log = home.json(&["daemon", "log"]).ok_json();
+    let ops: Vec<&str> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["op"].as_str())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "daemon_start",
+            "daemon_stop",
+            "daemon_stop_if_idle",
+            "daemon_start"
+        ]
+    );
+}
+
+#[test]
 fn completion_prints_a_script() {
     let home = Home::new();
     let bash = home.run(&["completion", "bash"]);

@@ -1,6 +1,6 @@
 //! [`Runner`]: the one entry point both front ends call with an operation and JSON input.
 
-use dispatch_contract::types::{DaemonStatusInput, DownInput, UpInput};
+use dispatch_contract::types::{DaemonStatusInput, DaemonStopIfIdleInput, DownInput, UpInput};
 use dispatch_contract::{
     ClientOps, DispatchError, ErrorCode, Hint, Operation, RunsIn, call_client_op, operations,
     validate_input,
@@ -160,11 +160,18 @@ impl Runner {
     }
 
     /// Restarts a stale daemon that has no work in flight; a busy one is left alone and the
-    /// error says how to restart it.
+    /// error says how to restart it. The daemon decides (`daemon stop-if-idle`, asked without
+    /// the contract check): idle, it admits no new model work and stops, so no turn that
+    /// starts after the check is interrupted. A daemon older than that operation is judged
+    /// from its `idle` answer, then stopped (the check and the stop are then two steps).
     async fn restart_if_idle(&self, stale: DispatchError) -> Result<(), DispatchError> {
-        let idle = match stale.details.get("idle").and_then(Value::as_bool) {
-            Some(idle) => idle,
-            None => self.daemon_is_idle().await,
+        let idle = match self.stop_if_idle().await {
+            StopAnswer::Stopping => true,
+            StopAnswer::Busy => false,
+            StopAnswer::Unknown => match stale.details.get("idle").and_then(Value::as_bool) {
+                Some(idle) => idle,
+                None => self.daemon_is_idle().await,
+            },
         };
         if !idle {
             return Err(stale.with_hint(
@@ -176,9 +183,22 @@ impl Runner {
                 .run(&operations::UP, serde_json::json!({})),
             ));
         }
+        // A daemon that agreed to stop exits by itself; `down` waits for that (and stops an
+        // older daemon outright).
         self.local.down(DownInput::default()).await?;
         self.local.up(UpInput::default()).await?;
         Ok(())
+    }
+
+    /// Asks the daemon, whatever its contract, to stop if it is idle.
+    async fn stop_if_idle(&self) -> StopAnswer {
+        let Ok(client) = DaemonClient::connect(&self.paths().socket).await else {
+            return StopAnswer::Unknown;
+        };
+        match client.call_unchecked(&DaemonStopIfIdleInput {}).await {
+            Ok(_) => StopAnswer::Stopping,
+            Err(err) => StopAnswer::of_error(&err),
+        }
     }
 
     /// Asks a daemon too old to know the operation whether it is idle (no busy lane, no pending
@@ -191,6 +211,27 @@ impl Runner {
         match client.call_unchecked(&DaemonStatusInput {}).await {
             Ok(status) => status.lanes.busy == 0 && status.lanes.waiting_approval == 0,
             Err(_) => false,
+        }
+    }
+}
+
+/// What a stale daemon answered when asked to stop if idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopAnswer {
+    /// It was idle and is stopping (or was already stopping): it starts no new model work.
+    Stopping,
+    /// It has work in flight and stays up.
+    Busy,
+    /// It does not know the request (older than it) or did not answer it: no decision.
+    Unknown,
+}
+
+impl StopAnswer {
+    fn of_error(err: &DispatchError) -> StopAnswer {
+        match err.code {
+            ErrorCode::DaemonBusy => StopAnswer::Busy,
+            ErrorCode::DaemonStopping => StopAnswer::Stopping,
+            _ => StopAnswer::Unknown,
         }
     }
 }
@@ -302,5 +343,17 @@ mod tests {
         assert!(err.message.contains("no_such_field"), "{}", err.message);
         let call = daemon_call(&operations::NEW, json!({"name": "n"})).expect("sent as it is");
         assert_eq!(call.input()["name"], "n");
+    }
+
+    /// What the stale daemon's answer to `daemon stop-if-idle` makes of the restart: a busy
+    /// one stays up, an older one that does not know the request is judged as before.
+    #[test]
+    fn a_stop_answer_decides_the_restart_only_when_the_daemon_knows_the_request() {
+        let of = |code| StopAnswer::of_error(&DispatchError::new(code, "x"));
+        assert_eq!(of(ErrorCode::DaemonBusy), StopAnswer::Busy);
+        assert_eq!(of(ErrorCode::DaemonStopping), StopAnswer::Stopping);
+        // What an older daemon's unknown method becomes (`from_error_object`).
+        assert_eq!(of(ErrorCode::DaemonStale), StopAnswer::Unknown);
+        assert_eq!(of(ErrorCode::DaemonUnreachable), StopAnswer::Unknown);
     }
 }

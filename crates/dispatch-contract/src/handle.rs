@@ -96,16 +96,35 @@ pub trait Handle<R: Request>: Send + Sync {
     }
 }
 
-/// Runs one daemon operation as every surface reaches it: for an operation that writes
-/// history, the attached-lane lock on the lane its input names ([`Dispatch::authorize_history_write`],
-/// the one place it is enforced); then the operation; then, for a write or a destroy, the
-/// action log ([`Dispatch::record_write`], the one place it is written).
+/// Model work admitted by [`Dispatch::model_work_begins`]; ends it when dropped, so that an
+/// operation that returns early, fails or is cancelled cannot leave the daemon busy.
+struct ModelWork<'a, D: Dispatch>(&'a D);
+
+impl<D: Dispatch> Drop for ModelWork<'_, D> {
+    fn drop(&mut self) {
+        self.0.model_work_ends();
+    }
+}
+
+/// Runs one daemon operation as every surface reaches it: for an operation that can start
+/// model work (`Operation::starts_model_work`), admission ([`Dispatch::model_work_begins`],
+/// held until the action log is written, so the daemon is not idle while it runs); for an
+/// operation that writes history, the attached-lane lock on the lane its input names
+/// ([`Dispatch::authorize_history_write`], the one place it is enforced); then the operation;
+/// then, for a write or a destroy, the action log ([`Dispatch::record_write`], the one place
+/// it is written).
 pub async fn run_operation<D, R>(service: &D, input: R) -> Result<R::Output, DispatchError>
 where
     D: Dispatch + Handle<R>,
     R: Request,
 {
     let op = R::OPERATION;
+    let _model_work = if op.starts_model_work {
+        service.model_work_begins(op)?;
+        Some(ModelWork(service))
+    } else {
+        None
+    };
     let mut lane = None;
     if op.writes_history {
         let Some(arg) = input.lane() else {

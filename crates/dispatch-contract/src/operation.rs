@@ -49,6 +49,9 @@ pub struct Operation {
     pub idempotent: bool,
     /// Whether it writes turns or history of a lane (blocked on attached lanes).
     pub writes_history: bool,
+    /// Whether it can start model work on a lane (`x-dispatch.model_work` has `starts`): a
+    /// turn, or a held action that runs. The daemon is not idle while one runs.
+    pub starts_model_work: bool,
     /// Which process runs it.
     pub runs_in: RunsIn,
     /// CLI command words.

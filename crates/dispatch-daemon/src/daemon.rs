@@ -1,12 +1,14 @@
-//! `daemon status` and `daemon log`: the daemon describing itself and its action log.
+//! `daemon status`, `daemon log` and `daemon stop-if-idle`: the daemon describing itself and
+//! its action log, and stopping when it has no work in flight.
 
 use std::num::NonZeroU64;
 
 use dispatch_contract::types::{
     ActionEntry, ActionEntryOutcome, DaemonLogInput, DaemonLogOutput, DaemonStatusInput,
-    DaemonStatusOutput, DaemonStatusOutputLanes, OrchestrationCounts, Timestamp,
+    DaemonStatusOutput, DaemonStatusOutputLanes, DaemonStopIfIdleInput, DaemonStopIfIdleOutput,
+    DaemonStopIfIdleOutputStatus, OrchestrationCounts, Timestamp,
 };
-use dispatch_contract::{DispatchError, Handle};
+use dispatch_contract::{DispatchError, Handle, Logged};
 use dispatch_registry::{Action, Outcome};
 
 use crate::service::Service;
@@ -38,6 +40,25 @@ impl Handle<DaemonLogInput> for Service {
         Ok(DaemonLogOutput {
             entries: actions.into_iter().map(entry).collect(),
         })
+    }
+}
+
+/// `daemon stop-if-idle`: the daemon decides in one step whether it is idle and, if so,
+/// admits no more model work and shuts down (see `work_gate.rs`).
+impl Handle<DaemonStopIfIdleInput> for Service {
+    async fn handle(
+        &self,
+        _input: DaemonStopIfIdleInput,
+    ) -> Result<DaemonStopIfIdleOutput, DispatchError> {
+        self.stop_if_idle()?;
+        Ok(DaemonStopIfIdleOutput {
+            pid: NonZeroU64::new(u64::from(std::process::id())).unwrap_or(NonZeroU64::MIN),
+            status: DaemonStopIfIdleOutputStatus::Stopping,
+        })
+    }
+
+    fn logged(output: &DaemonStopIfIdleOutput) -> Logged {
+        Logged::detail(format!("idle: stopping pid {}", output.pid))
     }
 }
 

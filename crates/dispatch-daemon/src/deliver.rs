@@ -561,6 +561,11 @@ impl Service {
         if !self.registry().has_claimable_queued(lane_ref).await? {
             return Ok(());
         }
+        // Admitted before the message is claimed: a daemon that agreed to stop leaves it
+        // queued for the next one rather than failing it in `start_turn`.
+        let Ok(_work) = self.admit_model_work() else {
+            return Ok(());
+        };
         let (server, generation) = self.server_for(&lane.thread_id)?;
         self.ensure_loaded(&server, generation, &lane.thread_id)
             .await?;

@@ -62,6 +62,7 @@ mod triggers;
 mod turn_start;
 mod wait;
 mod watch;
+mod work_gate;
 pub mod worktree;
 mod worktree_ops;
 

@@ -28,7 +28,7 @@ pub fn report_start_failure(err: &DispatchError) {
     eprintln!("dispatchd: {}\nhint: {}", err.message, err.hint);
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT, or until it agrees to stop while idle.
 pub async fn run() -> Result<(), DispatchError> {
     let paths = Paths::from_env()?;
     paths.prepare()?;
@@ -110,7 +110,15 @@ async fn serve(paths: &Paths) -> Result<(), DispatchError> {
     let orchestration = tokio::spawn(crate::orchestrate::run(Arc::clone(&service)));
     let triggers = tokio::spawn(crate::triggers::run(Arc::clone(&service)));
     let module = dispatch_rpc::rpc_module(Arc::clone(&service));
-    let shutdown = shutdown_signal()?;
+    let signalled = shutdown_signal()?;
+    let asked = Arc::clone(&service);
+    // SIGTERM/SIGINT, or a conditional stop the daemon accepted (`daemon stop-if-idle`).
+    let shutdown = async move {
+        tokio::select! {
+            () = signalled => {}
+            () = asked.stop_requested() => tracing::info!("stopping: idle, as asked"),
+        }
+    };
     announce_ready(pid, &paths.socket);
     dispatch_rpc::serve(listener, module, shutdown).await;
 

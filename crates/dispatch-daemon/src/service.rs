@@ -25,6 +25,7 @@ use crate::convert::{View, lock, now_ms, write_lock};
 use crate::idle_flag::IdleFlag;
 use crate::lane_texts::LaneTexts;
 use crate::supervisor::{Generation, State, Supervisor};
+use crate::work_gate::{Busy, Stopping, WorkGate, WorkGuard};
 
 /// Threads loaded in one App Server process of the pool, with when each was last used.
 #[derive(Default)]
@@ -113,6 +114,8 @@ pub struct Service {
     pub(crate) replacing: Vec<watch::Sender<u64>>,
     stored: watch::Sender<u64>,
     idle: IdleFlag,
+    /// Model work in flight that the idle flag cannot see yet, and the conditional stop.
+    work: WorkGate,
     policy: Policy,
     stall_after: Duration,
     /// `list`'s lanes as last shown, with their text (see `lane_texts.rs`).
@@ -177,6 +180,7 @@ impl Service {
                 .collect(),
             stored: watch::channel(0).0,
             idle: IdleFlag::new(),
+            work: WorkGate::new(),
             policy: config.policy.clone(),
             stall_after: Duration::from_secs(config.lanes.stall_after_s),
             lane_texts: LaneTexts::default(),
@@ -562,6 +566,26 @@ impl Service {
         }
     }
 
+    /// Admits one piece of model work (a `turn/start`) until the guard is dropped; refused
+    /// with `daemon_stopping` once a conditional stop was accepted.
+    pub(crate) fn admit_model_work(&self) -> Result<WorkGuard<'_>, DispatchError> {
+        self.work.admit().map_err(stopping)
+    }
+
+    /// Stops admitting model work and lets the daemon shut down, if it is idle (no lane busy
+    /// or waiting on an approval, nothing admitted in flight); otherwise `daemon_busy`.
+    pub(crate) fn stop_if_idle(&self) -> Result<(), DispatchError> {
+        self.work
+            .stop_if_idle(|| self.idle.get())
+            .map_err(|busy| busy_error(&busy))
+    }
+
+    /// Resolves once a conditional stop was accepted ([`Self::stop_if_idle`]): the daemon
+    /// then shuts down as on SIGTERM.
+    pub async fn stop_requested(&self) {
+        self.work.stopped().await;
+    }
+
     /// Wakes watchers after events were stored, and refreshes the idle flag.
     pub async fn events_stored(&self) {
         let ticket = self.idle.ticket();
@@ -653,7 +677,18 @@ impl Service {
 
 impl Dispatch for Service {
     fn idle(&self) -> bool {
-        self.idle.get()
+        // The gate first: work admitted then is busy; work that ended before had its turn
+        // counted by the flag before its admission ended, so the flag read after sees it.
+        // (Read the other way round, a turn recorded between the two reads was missed.)
+        self.work.quiet() && self.idle.get()
+    }
+
+    fn model_work_begins(&self, _op: &'static Operation) -> Result<(), DispatchError> {
+        self.work.begin().map_err(stopping)
+    }
+
+    fn model_work_ends(&self) {
+        self.work.end();
     }
 
     async fn authorize_history_write(
@@ -711,6 +746,38 @@ impl Dispatch for Service {
             tracing::warn!(%err, op = record.op.id, "recording an action");
         }
     }
+}
+
+/// `daemon_stopping`: model work refused because the daemon agreed to stop.
+fn stopping(_: Stopping) -> DispatchError {
+    DispatchError::new(
+        ErrorCode::DaemonStopping,
+        "the daemon is stopping (it was idle and agreed to stop) and starts no new model work; \
+         nothing was done",
+    )
+}
+
+/// `daemon_busy`: a conditional stop refused, with what was in flight.
+fn busy_error(busy: &Busy) -> DispatchError {
+    let why = match (busy.lanes_busy, busy.in_flight) {
+        (true, 0) => "a lane is running a turn or waiting on an approval".to_owned(),
+        (true, n) => format!(
+            "a lane is running a turn or waiting on an approval, and model work is starting \
+             ({n} admission(s): calls that can start it, and their turn starts)"
+        ),
+        (false, n) => format!(
+            "model work is starting ({n} admission(s): calls that can start it, and their \
+             turn starts)"
+        ),
+    };
+    DispatchError::new(
+        ErrorCode::DaemonBusy,
+        format!("the daemon did not stop: {why}"),
+    )
+    .with_details(serde_json::json!({
+        "in_flight": busy.in_flight,
+        "lanes_busy": busy.lanes_busy,
+    }))
 }
 
 /// A request id as the registry stores it.

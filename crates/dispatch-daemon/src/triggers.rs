@@ -465,7 +465,7 @@ fn delivered_outcome(receipt: &DeliveryRow, earlier: bool) -> (bool, String) {
 
 impl Service {
     /// Carries out one claimed fire and records its outcome; `false` when the registry failed
-    /// and the fire is still unfinished.
+    /// or the daemon is stopping, and the fire is still unfinished.
     async fn carry_out(&self, fire: &TriggerFire) -> bool {
         let registry = self.registry();
         let row = match registry.trigger(fire.trigger_id).await {
@@ -486,7 +486,15 @@ impl Service {
                 ))),
                 Err(err) => Err(err.into()),
             },
-            Ok(None) => self.deliver_fire(&row, key).await,
+            Ok(None) => {
+                // A daemon that agreed to stop delivers nothing: the fire stays unfinished
+                // and the next daemon carries it out (never twice: its key).
+                let Ok(_work) = self.admit_model_work() else {
+                    tracing::info!(trigger = row.id, "the daemon is stopping; the fire waits");
+                    return false;
+                };
+                self.deliver_fire(&row, key).await
+            }
             Err(err) => {
                 tracing::warn!(%err, trigger = row.id, "looking up a trigger's delivery");
                 return false;

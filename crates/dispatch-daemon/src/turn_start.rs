@@ -170,7 +170,8 @@ pub(crate) fn running_turn(lane: &LaneRow) -> Option<String> {
 }
 
 impl Service {
-    /// Starts a turn with `text` on `lane` (whose write lock the caller holds), with
+    /// Starts a turn with `text` on `lane` (whose write lock the caller holds), admitted as
+    /// model work (`daemon_stopping` once the daemon agreed to stop, before anything is sent), with
     /// `client_id` as the user message's `clientUserMessageId`, waits until Codex has recorded
     /// the message in the thread, and records the turn as started, so the lane is busy for
     /// the next caller even before `turn/started` is stored.
@@ -188,6 +189,9 @@ impl Service {
         turn: TurnOptions,
         client_id: &str,
     ) -> Result<StartedTurn, DispatchError> {
+        // Held until the started turn is recorded (and the idle flag counted it): until then
+        // the flag cannot see this turn, and the daemon must not look idle.
+        let _work = self.admit_model_work()?;
         let asked_at_s = now_ms() / 1000;
         let mut events = server.subscribe_thread(&lane.thread_id);
         let turn = server

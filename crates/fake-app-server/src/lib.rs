@@ -292,6 +292,10 @@ pub struct Script {
     pub flood: Option<usize>,
     /// A method the fake never answers: its requests stay in flight.
     pub unanswered: Option<String>,
+    /// `(method, fifo)`: before answering each request of `method`, the fake opens the named
+    /// pipe `fifo` and reads one line from it. A test that opens the pipe for writing is
+    /// let through once the fake holds such a request; the line it writes releases it.
+    pub hold: Option<(String, String)>,
     /// How long the fake takes to exit once its stdin is closed, in milliseconds (Codex
     /// finishing its writes); with a `process_log`, `<pid> exit` is logged as it exits.
     pub linger_ms: u64,
@@ -375,6 +379,15 @@ fn scripted(
     let thread_id = params["threadId"].as_str().unwrap_or_default();
     if script.unanswered.as_deref() == Some(method) {
         return Ok(true);
+    }
+    if let Some((held, fifo)) = &script.hold
+        && held == method
+    {
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(std::fs::File::open(fifo)?),
+            &mut line,
+        )?;
     }
     match method {
         "thread/resume" => {

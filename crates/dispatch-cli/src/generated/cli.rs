@@ -19,6 +19,7 @@ pub fn shown(op: &Operation, output: &serde_json::Value) -> Shown {
         "config_show" => shown_as::<types::ConfigShowOutput>(output),
         "daemon_log" => shown_as::<types::DaemonLogOutput>(output),
         "daemon_status" => shown_as::<types::DaemonStatusOutput>(output),
+        "daemon_stop_if_idle" => shown_as::<types::DaemonStopIfIdleOutput>(output),
         "delete" => shown_as::<types::DeleteOutput>(output),
         "delivery_get" => shown_as::<types::DeliveryGetOutput>(output),
         "delivery_reconcile" => shown_as::<types::DeliveryReconcileOutput>(output),
@@ -79,6 +80,7 @@ pub fn exit_status(op: &Operation, text: &str) -> std::process::ExitCode {
         "config_show" => exit_as::<types::ConfigShowOutput>(text),
         "daemon_log" => exit_as::<types::DaemonLogOutput>(text),
         "daemon_status" => exit_as::<types::DaemonStatusOutput>(text),
+        "daemon_stop_if_idle" => exit_as::<types::DaemonStopIfIdleOutput>(text),
         "delete" => exit_as::<types::DeleteOutput>(text),
         "delivery_get" => exit_as::<types::DeliveryGetOutput>(text),
         "delivery_reconcile" => exit_as::<types::DeliveryReconcileOutput>(text),
@@ -195,11 +197,14 @@ pub fn operation_command(word: &str) -> Option<Command> {
         ),
         "daemon" => Some(
             Command::new("daemon")
-                .about("Inspect the running daemon: its status and its action log")
+                .about(
+                    "Inspect the running daemon: its status and its action log; stop it when idle",
+                )
                 .subcommand_required(true)
                 .arg_required_else_help(true)
                 .subcommand(daemon_log_command())
-                .subcommand(daemon_status_command()),
+                .subcommand(daemon_status_command())
+                .subcommand(daemon_stop_if_idle_command()),
         ),
         "delete" => Some(delete_command()),
         "delivery" => Some(
@@ -332,7 +337,9 @@ pub fn operation_summary(word: &str) -> Option<Command> {
         "daemon" => {
             Some(
                 Command::new("daemon")
-                    .about("Inspect the running daemon: its status and its action log"),
+                    .about(
+                        "Inspect the running daemon: its status and its action log; stop it when idle",
+                    ),
             )
         }
         "delete" => {
@@ -664,6 +671,14 @@ fn daemon_status_command() -> Command {
         .about("Show the daemon's pid, uptime, socket, App Server and lane counts")
         .long_about(
             "The running daemon: pid, uptime, socket, registry schema version, its Codex App Server processes, and lane counts by status.",
+        )
+}
+///The `daemon stop-if-idle` command.
+fn daemon_stop_if_idle_command() -> Command {
+    Command::new("stop-if-idle")
+        .about("Stop the daemon if it has no work in flight")
+        .long_about(
+            "Stop the daemon only if it is idle: no lane running a turn or waiting on an approval, and no operation that can start model work in flight. The daemon decides in one step: if idle, it admits no new model work from then on (such calls fail with `daemon_stopping`) and shuts down gracefully; otherwise it refuses with `daemon_busy` and stays up. What a client restarting a stale daemon asks, whatever the daemon's contract; `down` stops it unconditionally.",
         )
 }
 ///The `delete` command.
@@ -1882,6 +1897,7 @@ pub fn resolve(path: &[&str]) -> Option<(&'static Operation, &'static [Field])> 
             }],
         )),
         ["daemon", "status"] => Some((&operations::DAEMON_STATUS, &[])),
+        ["daemon", "stop-if-idle"] => Some((&operations::DAEMON_STOP_IF_IDLE, &[])),
         ["delete"] => Some((
             &operations::DELETE,
             &[

@@ -22,6 +22,7 @@ pub trait Dispatch:
     + Handle<ConfigShowInput>
     + Handle<DaemonLogInput>
     + Handle<DaemonStatusInput>
+    + Handle<DaemonStopIfIdleInput>
     + Handle<DeleteInput>
     + Handle<DeliveryGetInput>
     + Handle<DeliveryReconcileInput>
@@ -79,6 +80,17 @@ pub trait Dispatch:
         let _ = (op, lane);
         async { Ok(None) }
     }
+    /// Called before every operation the contract says can start model work
+    /// (`model_work` has `starts`), before its first side effect: from then until
+    /// [`Self::model_work_ends`] the daemon is not idle. Refused (typed, nothing
+    /// done) once the daemon has agreed to stop.
+    fn model_work_begins(&self, op: &'static Operation) -> Result<(), DispatchError> {
+        let _ = op;
+        Ok(())
+    }
+    /// Called once the operation that [`Self::model_work_begins`] admitted has ended
+    /// (its outcome recorded, or the call dropped).
+    fn model_work_ends(&self) {}
     /// Called after every operation whose intent is write or destroy: the one place
     /// where the action log is written.
     fn record_write(&self, record: WriteRecord<'_>) -> impl Future<Output = ()> + Send {

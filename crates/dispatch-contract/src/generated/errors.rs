@@ -33,6 +33,10 @@ pub enum ErrorCode {
     DaemonStale,
     ///`daemon_running`: the operation needs the daemon to be stopped.
     DaemonRunning,
+    ///`daemon_busy`: the daemon has work in flight, so it did not stop.
+    DaemonBusy,
+    ///`daemon_stopping`: the daemon is stopping and starts no new model work; the call changed nothing.
+    DaemonStopping,
     ///`app_server_unavailable`: the Codex App Server could not be started or does not answer.
     AppServerUnavailable,
     ///`app_server_error`: the Codex App Server rejected the request.
@@ -65,6 +69,8 @@ impl ErrorCode {
         ErrorCode::DaemonUnreachable,
         ErrorCode::DaemonStale,
         ErrorCode::DaemonRunning,
+        ErrorCode::DaemonBusy,
+        ErrorCode::DaemonStopping,
         ErrorCode::AppServerUnavailable,
         ErrorCode::AppServerError,
         ErrorCode::RegistrySchemaTooOld,
@@ -90,6 +96,8 @@ impl ErrorCode {
             ErrorCode::DaemonUnreachable => "daemon_unreachable",
             ErrorCode::DaemonStale => "daemon_stale",
             ErrorCode::DaemonRunning => "daemon_running",
+            ErrorCode::DaemonBusy => "daemon_busy",
+            ErrorCode::DaemonStopping => "daemon_stopping",
             ErrorCode::AppServerUnavailable => "app_server_unavailable",
             ErrorCode::AppServerError => "app_server_error",
             ErrorCode::RegistrySchemaTooOld => "registry_schema_too_old",
@@ -116,6 +124,8 @@ impl ErrorCode {
             ErrorCode::DaemonUnreachable => 8u8,
             ErrorCode::DaemonStale => 8u8,
             ErrorCode::DaemonRunning => 6u8,
+            ErrorCode::DaemonBusy => 6u8,
+            ErrorCode::DaemonStopping => 8u8,
             ErrorCode::AppServerUnavailable => 8u8,
             ErrorCode::AppServerError => 9u8,
             ErrorCode::RegistrySchemaTooOld => 10u8,
@@ -146,6 +156,8 @@ impl ErrorCode {
             ErrorCode::DaemonUnreachable => -32010i32,
             ErrorCode::DaemonStale => -32011i32,
             ErrorCode::DaemonRunning => -32014i32,
+            ErrorCode::DaemonBusy => -32018i32,
+            ErrorCode::DaemonStopping => -32019i32,
             ErrorCode::AppServerUnavailable => -32012i32,
             ErrorCode::AppServerError => -32013i32,
             ErrorCode::RegistrySchemaTooOld => -32020i32,
@@ -184,6 +196,10 @@ impl ErrorCode {
                 "the running daemon was built from a different contract than this client"
             }
             ErrorCode::DaemonRunning => "the operation needs the daemon to be stopped",
+            ErrorCode::DaemonBusy => "the daemon has work in flight, so it did not stop",
+            ErrorCode::DaemonStopping => {
+                "the daemon is stopping and starts no new model work; the call changed nothing"
+            }
             ErrorCode::AppServerUnavailable => {
                 "the Codex App Server could not be started or does not answer"
             }

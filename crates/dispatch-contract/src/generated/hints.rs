@@ -86,6 +86,17 @@ impl ErrorCode {
             ErrorCode::DaemonRunning => {
                 Hint::new("stop it with {0} first").run(&operations::DOWN, json("{}"))
             }
+            ErrorCode::DaemonBusy => {
+                Hint::new(
+                        "wait until its lanes are idle ({0} shows them) and ask again, or stop it anyway with {1}, which interrupts running turns",
+                    )
+                    .run(&operations::DAEMON_STATUS, json("{}"))
+                    .run(&operations::DOWN, json("{}"))
+            }
+            ErrorCode::DaemonStopping => {
+                Hint::new("call again once a daemon is up ({0} starts one)")
+                    .run(&operations::UP, json("{}"))
+            }
             ErrorCode::AppServerUnavailable => {
                 Hint::new(
                         "check the Codex CLI with {0}; set DISPATCH_CODEX_BIN to the codex binary if it is not on PATH",

@@ -922,6 +922,65 @@ pub struct DaemonStatusOutputLanes {
     pub total: u64,
     pub waiting_approval: u64,
 }
+///Input of `daemon stop-if-idle`: Stop the daemon if it has no work in flight
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonStopIfIdleInput {}
+///Output of `daemon stop-if-idle`.
+#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+pub struct DaemonStopIfIdleOutput {
+    ///Process id of the daemon that is stopping.
+    pub pid: ::std::num::NonZeroU64,
+    ///`stopping`: the daemon was idle, admits no new model work and is shutting down.
+    pub status: DaemonStopIfIdleOutputStatus,
+}
+///`stopping`: the daemon was idle, admits no new model work and is shutting down.
+#[derive(
+    ::serde::Deserialize,
+    ::serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Eq,
+    Hash,
+    Ord,
+    PartialEq,
+    PartialOrd,
+)]
+pub enum DaemonStopIfIdleOutputStatus {
+    #[serde(rename = "stopping")]
+    Stopping,
+}
+impl ::std::fmt::Display for DaemonStopIfIdleOutputStatus {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        match *self {
+            Self::Stopping => f.write_str("stopping"),
+        }
+    }
+}
+impl ::std::str::FromStr for DaemonStopIfIdleOutputStatus {
+    type Err = self::error::ConversionError;
+    fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        match value {
+            "stopping" => Ok(Self::Stopping),
+            _ => Err("invalid value".into()),
+        }
+    }
+}
+impl ::std::convert::TryFrom<&str> for DaemonStopIfIdleOutputStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
+impl ::std::convert::TryFrom<::std::string::String> for DaemonStopIfIdleOutputStatus {
+    type Error = self::error::ConversionError;
+    fn try_from(
+        value: ::std::string::String,
+    ) -> ::std::result::Result<Self, self::error::ConversionError> {
+        value.parse()
+    }
+}
 ///Input of `delete`: Delete a lane's Codex thread for good (needs yes)
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -17,6 +17,7 @@ pub const METHODS: &[&str] = &[
     "config_show",
     "daemon_log",
     "daemon_status",
+    "daemon_stop_if_idle",
     "delete",
     "delivery_get",
     "delivery_reconcile",
@@ -67,6 +68,7 @@ pub fn rpc_module<D: Dispatch>(service: Arc<D>) -> RpcModule<D> {
     register::<D, ConfigShowInput>(&mut module);
     register::<D, DaemonLogInput>(&mut module);
     register::<D, DaemonStatusInput>(&mut module);
+    register::<D, DaemonStopIfIdleInput>(&mut module);
     register::<D, DeleteInput>(&mut module);
     register::<D, DeliveryGetInput>(&mut module);
     register::<D, DeliveryReconcileInput>(&mut module);
