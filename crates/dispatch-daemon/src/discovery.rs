@@ -297,7 +297,7 @@ impl Handle<ListInput> for Service {
         let page = if texts.reads_stamps(surface) {
             // The lanes kept for their row version are copied; the others are read in the
             // same snapshot and converted as they are parsed; those seen unchanged before are
-            // kept unless they read the clock.
+            // kept for the readings of the clock they hold for (none when they read its value).
             let mut made = Vec::new();
             let page = self
                 .registry()

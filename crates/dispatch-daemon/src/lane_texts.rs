@@ -8,9 +8,11 @@
 //! (`allow_attached_writes`, `stall_after_ms`) and for the same surface (which words the
 //! hint). A lane is admitted on second sight: the first call that shows a row only notes its
 //! stamp, and the text is kept when a later call finds the same stamp again, so lanes that
-//! change between every two calls never pay for an entry. A lane whose entry read the clock
-//! (`View::now_ms`: a running lane's `stalled_since` and hint) is never kept. Entries hold
-//! the text only (the typed lane is not kept). The cache is bounded ([`MAX_BYTES`]),
+//! change between every two calls never pay for an entry. An entry holds for the readings of
+//! the clock its conversion said it holds for (`View::lane_with_clock`: a running lane not yet
+//! stalled until the moment it would stall), and is a miss from then on; a lane whose
+//! conversion read the clock's value (a stalled lane's hint counting seconds) is never kept.
+//! Entries hold the text only (the typed lane is not kept). The cache is bounded ([`MAX_BYTES`]),
 //! dropping the least recently used entries, and starts empty.
 
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use dispatch_contract::types::Lane;
 use dispatch_contract::{Encoded, EncodedText, Surface};
 use dispatch_registry::{Kept, LaneStamp};
 
-use crate::convert::{self, View, lock};
+use crate::convert::{self, Holds, View, lock};
 
 /// Most bytes the cache holds (counted as [`entry_bytes`]): some 6,000 lanes of `list`.
 pub const MAX_BYTES: usize = 4 << 20;
@@ -64,8 +66,9 @@ struct Entry {
     version: i64,
     settings: Settings,
     text: Option<Arc<EncodedText<Lane>>>,
-    /// Whether showing this row read the clock (it is never kept).
-    clocked: bool,
+    /// The readings of the clock its text holds for; [`Holds::NEVER`] once showing this row
+    /// read the clock's value (it is never kept); [`Holds::ALWAYS`] while not yet made.
+    holds: Holds,
     /// The `uses` count of the call that used it last.
     used: u64,
 }
@@ -132,13 +135,14 @@ pub struct LaneTexts {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Admit(bool);
 
-/// A lane made for a page, to note once the page is read: its text to keep, or `None` when
-/// showing it read the clock.
+/// A lane made for a page, to note once the page is read: its text to keep and the readings
+/// of the clock it holds for, or `None` when showing it read the clock's value.
 pub struct Made {
     lane_ref: String,
     incarnation: i64,
     version: i64,
     text: Option<Arc<EncodedText<Lane>>>,
+    holds: Holds,
 }
 
 /// How many calls after one whose page mostly could not be kept (changed since the last call,
@@ -179,7 +183,8 @@ impl LaneTexts {
             bytes,
             uses,
         } = &mut *guard;
-        // Lanes that changed since they were last seen, or read the clock.
+        // Lanes that changed since they were last seen, read the clock's value, or outlived
+        // the readings their text held for.
         let mut unkept = 0;
         *uses += 1;
         let uses = *uses;
@@ -196,7 +201,7 @@ impl LaneTexts {
                             version: stamp.version,
                             settings,
                             text: None,
-                            clocked: false,
+                            holds: Holds::ALWAYS,
                             used: uses,
                         },
                     );
@@ -209,13 +214,24 @@ impl LaneTexts {
                     entry.incarnation = stamp.incarnation;
                     entry.version = stamp.version;
                     entry.settings = settings;
-                    entry.clocked = false;
+                    entry.holds = Holds::ALWAYS;
                     unkept += 1;
                     return Kept::Make(Admit(false));
                 }
                 match &entry.text {
-                    Some(text) => Kept::Held(Encoded::Shared(Arc::clone(text))),
-                    None if entry.clocked => {
+                    Some(text) if view.within(entry.holds) => {
+                        Kept::Held(Encoded::Shared(Arc::clone(text)))
+                    }
+                    // The clock moved past what its text holds for (a running lane that
+                    // stalls now): made again, and kept again if what it is now holds on.
+                    Some(_) => {
+                        let text = entry.text.take();
+                        *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
+                        entry.holds = Holds::ALWAYS;
+                        unkept += 1;
+                        Kept::Make(Admit(true))
+                    }
+                    None if !entry.holds.ever() => {
                         unkept += 1;
                         Kept::Make(Admit(false))
                     }
@@ -231,7 +247,8 @@ impl LaneTexts {
     }
 
     /// `row` (stamped `stamp`) as `list` shows it under `view`; a lane to admit that did not
-    /// read the clock comes as its text, with what [`LaneTexts::keep`] keeps of it.
+    /// read the clock's value comes as its text, with what [`LaneTexts::keep`] keeps of it
+    /// and the readings of the clock it holds for.
     pub fn make(
         row: dispatch_registry::LaneRow,
         stamp: &LaneStamp,
@@ -241,20 +258,21 @@ impl LaneTexts {
         if !admit.0 {
             return (Encoded::Typed(convert::lane(row, view)), None);
         }
-        let (lane, clocked) = view.lane_with_clock(row);
-        let made = |text| Made {
+        let (lane, holds) = view.lane_with_clock(row);
+        let made = |text, holds| Made {
             lane_ref: stamp.lane_ref.clone(),
             incarnation: stamp.incarnation,
             version: stamp.version,
             text,
+            holds,
         };
-        if clocked {
-            return (Encoded::Typed(lane), Some(made(None)));
+        if !holds.ever() {
+            return (Encoded::Typed(lane), Some(made(None, Holds::NEVER)));
         }
         match EncodedText::encode(&lane) {
             Ok(text) => {
                 let text = Arc::new(text);
-                let kept = made(Some(Arc::clone(&text)));
+                let kept = made(Some(Arc::clone(&text)), holds);
                 (Encoded::Shared(text), Some(kept))
             }
             // Not kept; encoding the answer fails the same way and says so.
@@ -279,6 +297,7 @@ impl LaneTexts {
             incarnation,
             version,
             text,
+            holds,
         } in made
         {
             let bytes = entry_bytes(&lane_ref, text.as_deref());
@@ -288,7 +307,7 @@ impl LaneTexts {
                 incarnation,
                 version,
                 settings,
-                clocked: text.is_none(),
+                holds,
                 text,
                 used: uses,
             };
@@ -456,6 +475,46 @@ mod tests {
         };
         let fresh = serde_json::to_string(&convert::lane(row("a", "x"), &view)).unwrap();
         assert_eq!(text.text(), fresh);
+    }
+
+    /// A running lane not yet stalled is kept until the clock reaches the moment it would
+    /// stall: a miss from then on, made again (stalled, its hint counting seconds) and no
+    /// longer kept.
+    #[test]
+    fn a_running_lane_is_kept_until_the_moment_it_would_stall() {
+        let texts = LaneTexts::default();
+        let busy = stamp("b");
+        let limit = 1_000;
+        // The row's activity is at 0: it stalls at 1,000.
+        let at = |now| View::new(false, limit, now);
+        let show_at = |now| {
+            let view = at(now);
+            let page = texts.kept(std::slice::from_ref(&busy), &view, Surface::Cli);
+            let Some(kept) = page.into_iter().next() else {
+                panic!("one lane")
+            };
+            match kept {
+                Kept::Held(lane) => (true, lane.decode().unwrap().into_owned()),
+                Kept::Make(admit) => {
+                    let mut running = row("b", "x");
+                    running.status = registry::LaneStatus::Busy;
+                    let (lane, made) = LaneTexts::make(running, &busy, &view, admit);
+                    texts.keep(made.into_iter().collect(), &view, Surface::Cli);
+                    (false, lane.decode().unwrap().into_owned())
+                }
+            }
+        };
+        assert!(!show_at(0).0, "noted");
+        assert!(!show_at(10).0, "made and kept");
+        assert_eq!(texts.size().0, 1);
+        let (held, lane) = show_at(999);
+        assert!(held && lane.stalled_since.is_none(), "kept until the bound");
+        let (held, lane) = show_at(1_000);
+        assert!(!held && lane.stalled_since.is_some(), "a miss at the bound");
+        assert_eq!(texts.size().0, 0);
+        let (held, lane) = show_at(1_001);
+        assert!(!held && lane.hint.is_some(), "stalled: never kept");
+        assert_eq!(texts.size().0, 0);
     }
 
     /// A call whose page mostly changed since the last call, or read the clock, makes the
