@@ -86,7 +86,7 @@ struct Inner {
     /// Per surface, per lane ref.
     entries: HashMap<Surface, HashMap<String, Entry>>,
     /// Per surface, how many of the next calls read their page plainly (see
-    /// [`LaneTexts::reads_stamps`]).
+    /// [`LaneTexts::read`]).
     plain_calls: HashMap<Surface, u32>,
     bytes: usize,
     /// Calls served so far: the clock of [`Entry::used`].
@@ -125,6 +125,60 @@ impl Inner {
     }
 }
 
+/// What is kept for `stamp` under `view` among `entries` (one surface's), noting the lane as
+/// seen at that stamp when it is not kept (`bytes` follows what the entries hold), and
+/// whether it counts as not kept: changed since it was last seen, read the clock's value, or
+/// outlived the readings its text held for.
+fn look(
+    entries: &mut HashMap<String, Entry>,
+    bytes: &mut usize,
+    stamp: &LaneStamp,
+    settings: Settings,
+    view: &View,
+    uses: u64,
+) -> (Kept<Encoded<Lane>, Admit>, bool) {
+    let Some(entry) = entries.get_mut(stamp.lane_ref.as_str()) else {
+        *bytes += entry_bytes(&stamp.lane_ref, None);
+        entries.insert(
+            stamp.lane_ref.clone(),
+            Entry {
+                incarnation: stamp.incarnation,
+                version: stamp.version,
+                settings,
+                text: None,
+                holds: Holds::ALWAYS,
+                used: uses,
+            },
+        );
+        return (Kept::Make(Admit(false)), false);
+    };
+    entry.used = uses;
+    if !entry.shows(stamp, settings) {
+        let text = entry.text.take();
+        *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
+        entry.incarnation = stamp.incarnation;
+        entry.version = stamp.version;
+        entry.settings = settings;
+        entry.holds = Holds::ALWAYS;
+        return (Kept::Make(Admit(false)), true);
+    }
+    match &entry.text {
+        Some(text) if view.within(entry.holds) => {
+            (Kept::Held(Encoded::Shared(Arc::clone(text))), false)
+        }
+        // The clock moved past what its text holds for (a running lane that stalls now):
+        // made again, and kept again if what it is now holds on.
+        Some(_) => {
+            let text = entry.text.take();
+            *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
+            entry.holds = Holds::ALWAYS;
+            (Kept::Make(Admit(true)), true)
+        }
+        None if !entry.holds.ever() => (Kept::Make(Admit(false)), true),
+        None => (Kept::Make(Admit(true)), false),
+    }
+}
+
 /// Lanes as `list` shows them, kept per (lane, surface).
 #[derive(Debug, Default)]
 pub struct LaneTexts {
@@ -145,24 +199,100 @@ pub struct Made {
     holds: Holds,
 }
 
+/// How a `list` call reads its page ([`LaneTexts::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// The stamps first, then the rows of the lanes not kept ([`LaneTexts::kept`]).
+    Stamps,
+    /// The rows with their stamps in one statement, looking at the cache lane by lane
+    /// ([`LaneTexts::probe`]).
+    Probe,
+    /// The rows only, as before the cache.
+    Plain,
+}
+
+/// One call's look at the cache lane by lane ([`LaneTexts::probe`]).
+pub struct Probe<'t> {
+    texts: &'t LaneTexts,
+    surface: Surface,
+    settings: Settings,
+    /// The `uses` count of this call.
+    uses: u64,
+    /// Lanes looked at.
+    seen: usize,
+    /// Of those, lanes that count as not kept.
+    unkept: usize,
+}
+
+impl Probe<'_> {
+    /// What is kept for `stamp` under `view`, as [`LaneTexts::kept`] answers for one lane (and
+    /// noted as it does). `view` is the one the probe was made with.
+    pub fn look(&mut self, stamp: &LaneStamp, view: &View) -> Kept<Encoded<Lane>, Admit> {
+        let mut guard = lock(&self.texts.inner);
+        let inner = &mut *guard;
+        let entries = inner.entries.entry(self.surface).or_default();
+        let (kept, unkept) = look(
+            entries,
+            &mut inner.bytes,
+            stamp,
+            self.settings,
+            view,
+            self.uses,
+        );
+        self.seen += 1;
+        self.unkept += usize::from(unkept);
+        kept
+    }
+
+    /// Ends the look: when most lanes looked at could not be kept, the next [`PLAIN_CALLS`]
+    /// calls read plainly; the least recently used entries beyond the bound are dropped.
+    pub fn finish(self) {
+        let mut inner = lock(&self.texts.inner);
+        if self.unkept * 2 > self.seen {
+            inner.plain_calls.insert(self.surface, PLAIN_CALLS);
+        }
+        inner.evict();
+    }
+}
+
 /// How many calls after one whose page mostly could not be kept (changed since the last call,
 /// or read the clock) read their page plainly, without stamps and without the cache.
 pub const PLAIN_CALLS: u32 = 3;
 
 impl LaneTexts {
-    /// Whether this call reads its page's stamps and uses the cache (`true`), or reads the
-    /// page plainly as before the cache (`false`): one of the [`PLAIN_CALLS`] calls after a
-    /// call whose page was mostly lanes that changed since they were last seen or that read
-    /// the clock. The plain read is cheaper for such a page (one statement, nothing noted);
-    /// the next call with stamps looks again. Either way the answer is the same.
-    pub fn reads_stamps(&self, surface: Surface) -> bool {
+    /// How this call reads its page: [`Read::Plain`] for the [`PLAIN_CALLS`] calls after a
+    /// call whose page was mostly lanes that changed since they were last seen or read the
+    /// clock's value (cheaper for such a page: one statement, nothing noted), [`Read::Probe`]
+    /// for the call after them (the page and its stamps in one statement, to look again),
+    /// [`Read::Stamps`] otherwise. Either way the answer is the same.
+    pub fn read(&self, surface: Surface) -> Read {
         let mut inner = lock(&self.inner);
         match inner.plain_calls.get_mut(&surface) {
             Some(left) if *left > 0 => {
                 *left -= 1;
-                false
+                Read::Plain
             }
-            _ => true,
+            Some(_) => {
+                inner.plain_calls.remove(&surface);
+                Read::Probe
+            }
+            None => Read::Stamps,
+        }
+    }
+
+    /// A look at the cache lane by lane, for a page read with its stamps in its rows
+    /// ([`Read::Probe`]): [`Probe::look`] answers what [`LaneTexts::kept`] would for each
+    /// lane, and [`Probe::finish`] applies the same rule for the next calls.
+    pub fn probe(&self, view: &View, surface: Surface) -> Probe<'_> {
+        let mut inner = lock(&self.inner);
+        inner.uses += 1;
+        Probe {
+            texts: self,
+            surface,
+            settings: Settings::of(view),
+            uses: inner.uses,
+            seen: 0,
+            unkept: 0,
         }
     }
 
@@ -192,51 +322,9 @@ impl LaneTexts {
         let page = stamps
             .iter()
             .map(|stamp| {
-                let Some(entry) = entries.get_mut(stamp.lane_ref.as_str()) else {
-                    *bytes += entry_bytes(&stamp.lane_ref, None);
-                    entries.insert(
-                        stamp.lane_ref.clone(),
-                        Entry {
-                            incarnation: stamp.incarnation,
-                            version: stamp.version,
-                            settings,
-                            text: None,
-                            holds: Holds::ALWAYS,
-                            used: uses,
-                        },
-                    );
-                    return Kept::Make(Admit(false));
-                };
-                entry.used = uses;
-                if !entry.shows(stamp, settings) {
-                    let text = entry.text.take();
-                    *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
-                    entry.incarnation = stamp.incarnation;
-                    entry.version = stamp.version;
-                    entry.settings = settings;
-                    entry.holds = Holds::ALWAYS;
-                    unkept += 1;
-                    return Kept::Make(Admit(false));
-                }
-                match &entry.text {
-                    Some(text) if view.within(entry.holds) => {
-                        Kept::Held(Encoded::Shared(Arc::clone(text)))
-                    }
-                    // The clock moved past what its text holds for (a running lane that
-                    // stalls now): made again, and kept again if what it is now holds on.
-                    Some(_) => {
-                        let text = entry.text.take();
-                        *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
-                        entry.holds = Holds::ALWAYS;
-                        unkept += 1;
-                        Kept::Make(Admit(true))
-                    }
-                    None if !entry.holds.ever() => {
-                        unkept += 1;
-                        Kept::Make(Admit(false))
-                    }
-                    None => Kept::Make(Admit(true)),
-                }
+                let (kept, changed) = look(entries, bytes, stamp, settings, view, uses);
+                unkept += usize::from(changed);
+                kept
             })
             .collect();
         if unkept * 2 > stamps.len() {
@@ -526,7 +614,7 @@ mod tests {
         let mut stamps: Vec<LaneStamp> = (0..10).map(|i| stamp(&format!("l{i}"))).collect();
         // New lanes are not changed ones: a first call leaves the next ones reading stamps.
         for _ in 0..3 {
-            assert!(texts.reads_stamps(Surface::Cli));
+            assert_eq!(texts.read(Surface::Cli), Read::Stamps);
             show(&texts, &stamps, "x", &view);
         }
         assert_eq!(texts.size().0, 10);
@@ -543,9 +631,14 @@ mod tests {
         show(&texts, &stamps, "x", &view);
         assert_eq!(texts.plain_calls(Surface::Mcp), 0, "per surface");
         for _ in 0..PLAIN_CALLS {
-            assert!(!texts.reads_stamps(Surface::Cli));
+            assert_eq!(texts.read(Surface::Cli), Read::Plain);
         }
-        assert!(texts.reads_stamps(Surface::Cli));
+        assert_eq!(
+            texts.read(Surface::Cli),
+            Read::Probe,
+            "the call after them probes"
+        );
+        assert_eq!(texts.read(Surface::Cli), Read::Stamps);
         // Running lanes (they read the clock) count as not kept once noted as such.
         let held = texts.size().0;
         let late = View::new(false, 1, 10_000);
@@ -569,6 +662,67 @@ mod tests {
             assert_eq!(texts.plain_calls(Surface::Cli), expected, "call {call}");
         }
         assert_eq!(texts.size().0, held, "running lanes have no text");
+    }
+
+    /// A probe, looking lane by lane, answers and notes what `kept` answers and notes for the
+    /// whole page, and applies the same rule for the next calls.
+    #[test]
+    fn a_probe_answers_lane_by_lane_what_kept_answers() {
+        let by_page = LaneTexts::default();
+        let by_lane = LaneTexts::default();
+        let view = View::new(false, 60_000, 0);
+        let mut stamps: Vec<LaneStamp> = (0..10).map(|i| stamp(&format!("l{i}"))).collect();
+        let what = |kept: &Kept<Encoded<Lane>, Admit>| match kept {
+            Kept::Held(lane) => format!("held {}", lane.decode().unwrap().ref_),
+            Kept::Make(admit) => format!("make {admit:?}"),
+        };
+        // Seen, kept, copied; then six of ten changed.
+        for call in 0..4 {
+            if call == 3 {
+                for stamp in stamps.iter_mut().take(6) {
+                    stamp.version += 1;
+                }
+            }
+            let page: Vec<String> = by_page
+                .kept(&stamps, &view, Surface::Cli)
+                .iter()
+                .map(what)
+                .collect();
+            let mut probe = by_lane.probe(&view, Surface::Cli);
+            let mut made = Vec::new();
+            let looked: Vec<String> = stamps
+                .iter()
+                .map(|stamp| {
+                    let kept = probe.look(stamp, &view);
+                    if let Kept::Make(admit) = kept {
+                        made.extend(
+                            LaneTexts::make(row(&stamp.lane_ref, "x"), stamp, &view, admit).1,
+                        );
+                    }
+                    what(&kept)
+                })
+                .collect();
+            probe.finish();
+            by_lane.keep(made, &view, Surface::Cli);
+            // The page side makes and keeps the lanes it admits.
+            let mut kept_made = Vec::new();
+            for (stamp, text) in stamps.iter().zip(&page) {
+                if text.starts_with("make Admit(true)") {
+                    kept_made.extend(
+                        LaneTexts::make(row(&stamp.lane_ref, "x"), stamp, &view, Admit(true)).1,
+                    );
+                }
+            }
+            by_page.keep(kept_made, &view, Surface::Cli);
+            assert_eq!(looked, page, "call {call}");
+            assert_eq!(
+                by_lane.plain_calls(Surface::Cli),
+                by_page.plain_calls(Surface::Cli),
+                "call {call}"
+            );
+            assert_eq!(by_lane.size().0, by_page.size().0, "call {call}");
+        }
+        assert_eq!(by_lane.plain_calls(Surface::Cli), PLAIN_CALLS);
     }
 
     /// An entry is used only for its row (incarnation and version), settings and surface.

@@ -198,6 +198,18 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
         assert_eq!(serde_json::to_string(&listed).expect("encoded"), expected);
     }
     assert_eq!(plain, [3, 2, 1], "read plainly after the changed page");
+    // The last plain call; the call after it probes (the page and its stamps in one
+    // statement), finds the lanes as the changed page noted them and keeps them; the next one
+    // copies them. The same text every time.
+    for _ in 0..3 {
+        let listed = d
+            .call::<ListInput>(json!({ "all": true, "limit": 5 }))
+            .await
+            .expect("list");
+        assert_eq!(texts.plain_calls(Surface::Cli), 0);
+        assert_eq!(serde_json::to_string(&listed).expect("encoded"), expected);
+    }
+    assert_eq!(texts.size().0, 5, "kept again");
     let second = d
         .call::<ListInput>(json!({ "all": true, "limit": 5, "cursor": cursor }))
         .await
