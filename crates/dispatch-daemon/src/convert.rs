@@ -7,7 +7,7 @@ use dispatch_contract::types::{
 use dispatch_contract::{Hint, operations};
 use dispatch_registry as registry;
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// RFC 3339 of Unix epoch milliseconds.
 pub fn rfc3339(ms: i64) -> String {
@@ -109,6 +109,47 @@ pub fn write_lock(row: &registry::LaneRow, allow_attached_writes: bool) -> Optio
     })
 }
 
+/// The clock readings for which what a conversion made stays the same: every `now` with
+/// `from <= now < until` (Unix epoch milliseconds). Each comparison with the clock narrows
+/// it to the side of its deadline that `now` was on; reading the clock's value itself
+/// empties it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holds {
+    /// The earliest reading it holds for.
+    from: i64,
+    /// The first reading past the latest it holds for.
+    until: i64,
+}
+
+impl Holds {
+    /// For every reading of the clock: nothing made read it.
+    pub const ALWAYS: Holds = Holds {
+        from: i64::MIN,
+        until: i64::MAX,
+    };
+
+    /// For no reading of the clock, not even the one made (it may have read its value).
+    pub const NEVER: Holds = Holds {
+        from: i64::MAX,
+        until: i64::MIN,
+    };
+
+    /// A span `from <= now < until`.
+    pub fn between(from: i64, until: i64) -> Holds {
+        Holds { from, until }
+    }
+
+    /// Whether it holds at `now_ms`.
+    pub fn at(self, now_ms: i64) -> bool {
+        self.from <= now_ms && now_ms < self.until
+    }
+
+    /// Whether it holds for any reading at all.
+    pub fn ever(self) -> bool {
+        self.from < self.until
+    }
+}
+
 /// What showing a lane depends on besides its row (and the surface that asked, which words
 /// its hint).
 #[derive(Debug)]
@@ -117,10 +158,14 @@ pub struct View {
     pub allow_attached_writes: bool,
     /// `[lanes] stall_after_s`, in milliseconds.
     pub stall_after_ms: i64,
-    /// Now (Unix epoch milliseconds): read through [`View::now_ms`] only.
+    /// Now (Unix epoch milliseconds): read through [`View::now_ms`] and [`View::has_passed`]
+    /// only, which narrow what was made since [`View::lane_with_clock`] last looked to the
+    /// readings it holds for ([`Holds`]).
     now_ms: i64,
-    /// Whether [`View::now_ms`] was read since [`View::lane_with_clock`] last looked.
-    clock_read: AtomicBool,
+    /// [`Holds::from`] of what is being made.
+    holds_from: AtomicI64,
+    /// [`Holds::until`] of what is being made.
+    holds_until: AtomicI64,
 }
 
 impl View {
@@ -130,33 +175,64 @@ impl View {
             allow_attached_writes,
             stall_after_ms,
             now_ms,
-            clock_read: AtomicBool::new(false),
+            holds_from: AtomicI64::new(Holds::ALWAYS.from),
+            holds_until: AtomicI64::new(Holds::ALWAYS.until),
         }
     }
 
-    /// Now (Unix epoch milliseconds); what is being shown depends on the clock from here on.
+    /// Whether `holds` holds at the view's clock (without reading it for what is being made).
+    pub fn within(&self, holds: Holds) -> bool {
+        holds.at(self.now_ms)
+    }
+
+    /// Now (Unix epoch milliseconds): what is being made depends on the clock's value from
+    /// here on, so it holds for no other reading ([`Holds::NEVER`]).
     pub fn now_ms(&self) -> i64 {
-        self.clock_read.store(true, Ordering::Relaxed);
+        self.narrow(Holds::NEVER);
         self.now_ms
     }
 
-    /// [`lane`], and whether what it made depends on the clock (read [`View::now_ms`]): a
-    /// lane that does not can be shown again for as long as its row and the view's settings
-    /// are unchanged.
-    pub fn lane_with_clock(&self, row: registry::LaneRow) -> (Lane, bool) {
-        self.clock_read.store(false, Ordering::Relaxed);
+    /// Whether the clock reads `deadline_ms` or later: what is being made holds only on the
+    /// same side of `deadline_ms` from here on.
+    pub fn has_passed(&self, deadline_ms: i64) -> bool {
+        let passed = self.now_ms >= deadline_ms;
+        self.narrow(if passed {
+            Holds::between(deadline_ms, i64::MAX)
+        } else {
+            Holds::between(i64::MIN, deadline_ms)
+        });
+        passed
+    }
+
+    /// Narrows what is being made to the readings `holds` holds for.
+    fn narrow(&self, holds: Holds) {
+        self.holds_from.fetch_max(holds.from, Ordering::Relaxed);
+        self.holds_until.fetch_min(holds.until, Ordering::Relaxed);
+    }
+
+    /// [`lane`], and the readings of the clock it holds for (the narrowest of every clock
+    /// comparison it made; [`Holds::NEVER`] once it read the clock's value): at any of them,
+    /// for the same row and settings, it would be made the same.
+    pub fn lane_with_clock(&self, row: registry::LaneRow) -> (Lane, Holds) {
+        self.holds_from.store(Holds::ALWAYS.from, Ordering::Relaxed);
+        self.holds_until
+            .store(Holds::ALWAYS.until, Ordering::Relaxed);
         let shown = lane(row, self);
-        (shown, self.clock_read.swap(false, Ordering::Relaxed))
+        let holds = Holds {
+            from: self.holds_from.load(Ordering::Relaxed),
+            until: self.holds_until.load(Ordering::Relaxed),
+        };
+        (shown, holds)
     }
 }
 
-/// When a running lane went silent, if it has been silent longer than the stall limit.
+/// When a running lane went silent, if it has been silent for the stall limit or longer.
 pub fn stalled_since(row: &registry::LaneRow, view: &View) -> Option<i64> {
     let running = matches!(
         row.status,
         registry::LaneStatus::Busy | registry::LaneStatus::Retrying
     );
-    (running && view.now_ms() - row.updated_at_ms >= view.stall_after_ms)
+    (running && view.has_passed(row.updated_at_ms.saturating_add(view.stall_after_ms)))
         .then_some(row.updated_at_ms)
 }
 
@@ -319,6 +395,44 @@ mod tests {
             error_cause: cause.map(str::to_owned),
             ..crate::test_rows::lane_row("0k7M4a", "thr")
         }
+    }
+
+    /// A conversion says for which readings of the clock it holds: always for a lane that
+    /// does not run, until the stall limit for a running lane not yet stalled, from then on for
+    /// a stalled retrying lane (its hint counts nothing), and never for a stalled busy lane
+    /// (its hint counts the seconds); at every reading it holds for, it is made the same.
+    #[test]
+    fn a_conversion_says_until_when_it_holds() {
+        let limit = 1_000;
+        let holds = |status, now| {
+            let mut row = row(status, None);
+            row.updated_at_ms = 5_000;
+            View::new(false, limit, now).lane_with_clock(row).1
+        };
+        assert_eq!(holds(registry::LaneStatus::Idle, 5_500), Holds::ALWAYS);
+        let running = holds(registry::LaneStatus::Busy, 5_500);
+        assert_eq!(running, Holds::between(i64::MIN, 6_000));
+        assert!(running.at(5_999) && !running.at(6_000));
+        assert_eq!(holds(registry::LaneStatus::Busy, 5_999), running);
+        assert_eq!(holds(registry::LaneStatus::Busy, 6_000), Holds::NEVER);
+        assert!(!Holds::NEVER.ever() && !Holds::NEVER.at(6_000));
+        let retrying = holds(registry::LaneStatus::Retrying, 6_000);
+        assert_eq!(retrying, Holds::between(6_000, i64::MAX));
+        assert_eq!(retrying, holds(registry::LaneStatus::Retrying, 90_000));
+        // Made the same at every reading it holds for.
+        let shown = |status, now| {
+            let mut row = row(status, None);
+            row.updated_at_ms = 5_000;
+            lane(row, &View::new(false, limit, now))
+        };
+        for status in [registry::LaneStatus::Busy, registry::LaneStatus::Retrying] {
+            assert_eq!(shown(status, 0), shown(status, 5_999));
+            assert_ne!(shown(status, 5_999), shown(status, 6_000));
+        }
+        assert_eq!(
+            shown(registry::LaneStatus::Retrying, 6_000),
+            shown(registry::LaneStatus::Retrying, 90_000)
+        );
     }
 
     /// Every lane hint, in every state and cause, speaks each surface's words: command lines

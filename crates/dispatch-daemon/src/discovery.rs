@@ -5,13 +5,13 @@
 use codex_app_server::protocol::{ThreadListCwdFilter, ThreadListParams};
 use dispatch_contract::types::{ListInput, ListOutput, TreeNode, UnmanagedThread};
 use dispatch_contract::{DispatchError, Encoded, Handle, Surface};
-use dispatch_registry::{PageAfter, PageFilter, TREE_LIMIT, TopologyRow};
+use dispatch_registry::{Kept, PageAfter, PageFilter, TREE_LIMIT, TopologyRow};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::convert;
 use crate::errors::app_server_error;
-use crate::lane_texts::LaneTexts;
+use crate::lane_texts::{LaneTexts, Read};
 use crate::service::Service;
 
 /// Most `thread/list` calls one `list --unmanaged` page makes (attached threads are skipped,
@@ -294,34 +294,60 @@ impl Handle<ListInput> for Service {
         let view = self.view();
         let surface = Surface::current();
         let texts = self.lane_texts();
-        let page = if texts.reads_stamps(surface) {
-            // The lanes kept for their row version are copied; the others are read in the
-            // same snapshot and converted as they are parsed; those seen unchanged before are
-            // kept unless they read the clock.
-            let mut made = Vec::new();
-            let page = self
-                .registry()
-                .list_lanes_page_kept(
-                    &filter,
-                    after.as_ref(),
-                    limit,
-                    |stamps| texts.kept(stamps, &view, surface),
-                    |row, stamp, admit| {
-                        let (lane, kept) = LaneTexts::make(row, stamp, &view, admit);
-                        made.extend(kept);
-                        lane
-                    },
-                )
-                .await?;
-            texts.keep(made, &view, surface);
-            page
-        } else {
-            // Most of the last page changed or read the clock: read this one plainly.
-            self.registry()
-                .list_lanes_page_as(&filter, after.as_ref(), limit, |row| {
-                    Encoded::Typed(convert::lane(row, &view))
-                })
-                .await?
+        let page = match texts.read(surface) {
+            Read::Stamps => {
+                // The lanes kept for their row version are copied; the others are read in the
+                // same snapshot and converted as they are parsed; those seen unchanged before
+                // are kept for the readings of the clock they hold for (none when they read
+                // its value).
+                let mut made = Vec::new();
+                let page = self
+                    .registry()
+                    .list_lanes_page_kept(
+                        &filter,
+                        after.as_ref(),
+                        limit,
+                        |stamps| texts.kept(stamps, &view, surface),
+                        |row, stamp, admit| {
+                            let (lane, kept) = LaneTexts::make(row, stamp, &view, admit);
+                            made.extend(kept);
+                            lane
+                        },
+                    )
+                    .await?;
+                texts.keep(made, &view, surface);
+                page
+            }
+            Read::Probe => {
+                // After the plain calls: the page with its stamps in one statement, each lane
+                // looked up as it is parsed (a page that still churns costs one read).
+                let mut made = Vec::new();
+                let mut probe = texts.probe(&view, surface);
+                let page = self
+                    .registry()
+                    .list_lanes_page_stamped(&filter, after.as_ref(), limit, |row, stamp| {
+                        match probe.look(stamp, &view) {
+                            Kept::Held(lane) => lane,
+                            Kept::Make(admit) => {
+                                let (lane, kept) = LaneTexts::make(row, stamp, &view, admit);
+                                made.extend(kept);
+                                lane
+                            }
+                        }
+                    })
+                    .await?;
+                probe.finish();
+                texts.keep(made, &view, surface);
+                page
+            }
+            // Most of a recent page changed or read the clock: read this one plainly.
+            Read::Plain => {
+                self.registry()
+                    .list_lanes_page_as(&filter, after.as_ref(), limit, |row| {
+                        Encoded::Typed(convert::lane(row, &view))
+                    })
+                    .await?
+            }
         };
         Ok(ListOutput {
             lanes: page.lanes,

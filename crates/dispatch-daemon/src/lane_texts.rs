@@ -8,9 +8,11 @@
 //! (`allow_attached_writes`, `stall_after_ms`) and for the same surface (which words the
 //! hint). A lane is admitted on second sight: the first call that shows a row only notes its
 //! stamp, and the text is kept when a later call finds the same stamp again, so lanes that
-//! change between every two calls never pay for an entry. A lane whose entry read the clock
-//! (`View::now_ms`: a running lane's `stalled_since` and hint) is never kept. Entries hold
-//! the text only (the typed lane is not kept). The cache is bounded ([`MAX_BYTES`]),
+//! change between every two calls never pay for an entry. An entry holds for the readings of
+//! the clock its conversion said it holds for (`View::lane_with_clock`: a running lane not yet
+//! stalled until the moment it would stall), and is a miss from then on; a lane whose
+//! conversion read the clock's value (a stalled lane's hint counting seconds) is never kept.
+//! Entries hold the text only (the typed lane is not kept). The cache is bounded ([`MAX_BYTES`]),
 //! dropping the least recently used entries, and starts empty.
 
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use dispatch_contract::types::Lane;
 use dispatch_contract::{Encoded, EncodedText, Surface};
 use dispatch_registry::{Kept, LaneStamp};
 
-use crate::convert::{self, View, lock};
+use crate::convert::{self, Holds, View, lock};
 
 /// Most bytes the cache holds (counted as [`entry_bytes`]): some 6,000 lanes of `list`.
 pub const MAX_BYTES: usize = 4 << 20;
@@ -64,8 +66,9 @@ struct Entry {
     version: i64,
     settings: Settings,
     text: Option<Arc<EncodedText<Lane>>>,
-    /// Whether showing this row read the clock (it is never kept).
-    clocked: bool,
+    /// The readings of the clock its text holds for; [`Holds::NEVER`] once showing this row
+    /// read the clock's value (it is never kept); [`Holds::ALWAYS`] while not yet made.
+    holds: Holds,
     /// The `uses` count of the call that used it last.
     used: u64,
 }
@@ -83,7 +86,7 @@ struct Inner {
     /// Per surface, per lane ref.
     entries: HashMap<Surface, HashMap<String, Entry>>,
     /// Per surface, how many of the next calls read their page plainly (see
-    /// [`LaneTexts::reads_stamps`]).
+    /// [`LaneTexts::read`]).
     plain_calls: HashMap<Surface, u32>,
     bytes: usize,
     /// Calls served so far: the clock of [`Entry::used`].
@@ -122,6 +125,60 @@ impl Inner {
     }
 }
 
+/// What is kept for `stamp` under `view` among `entries` (one surface's), noting the lane as
+/// seen at that stamp when it is not kept (`bytes` follows what the entries hold), and
+/// whether it counts as not kept: changed since it was last seen, read the clock's value, or
+/// outlived the readings its text held for.
+fn look(
+    entries: &mut HashMap<String, Entry>,
+    bytes: &mut usize,
+    stamp: &LaneStamp,
+    settings: Settings,
+    view: &View,
+    uses: u64,
+) -> (Kept<Encoded<Lane>, Admit>, bool) {
+    let Some(entry) = entries.get_mut(stamp.lane_ref.as_str()) else {
+        *bytes += entry_bytes(&stamp.lane_ref, None);
+        entries.insert(
+            stamp.lane_ref.clone(),
+            Entry {
+                incarnation: stamp.incarnation,
+                version: stamp.version,
+                settings,
+                text: None,
+                holds: Holds::ALWAYS,
+                used: uses,
+            },
+        );
+        return (Kept::Make(Admit(false)), false);
+    };
+    entry.used = uses;
+    if !entry.shows(stamp, settings) {
+        let text = entry.text.take();
+        *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
+        entry.incarnation = stamp.incarnation;
+        entry.version = stamp.version;
+        entry.settings = settings;
+        entry.holds = Holds::ALWAYS;
+        return (Kept::Make(Admit(false)), true);
+    }
+    match &entry.text {
+        Some(text) if view.within(entry.holds) => {
+            (Kept::Held(Encoded::Shared(Arc::clone(text))), false)
+        }
+        // The clock moved past what its text holds for (a running lane that stalls now):
+        // made again, and kept again if what it is now holds on.
+        Some(_) => {
+            let text = entry.text.take();
+            *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
+            entry.holds = Holds::ALWAYS;
+            (Kept::Make(Admit(true)), true)
+        }
+        None if !entry.holds.ever() => (Kept::Make(Admit(false)), true),
+        None => (Kept::Make(Admit(true)), false),
+    }
+}
+
 /// Lanes as `list` shows them, kept per (lane, surface).
 #[derive(Debug, Default)]
 pub struct LaneTexts {
@@ -132,13 +189,70 @@ pub struct LaneTexts {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Admit(bool);
 
-/// A lane made for a page, to note once the page is read: its text to keep, or `None` when
-/// showing it read the clock.
+/// A lane made for a page, to note once the page is read: its text to keep and the readings
+/// of the clock it holds for, or `None` when showing it read the clock's value.
 pub struct Made {
     lane_ref: String,
     incarnation: i64,
     version: i64,
     text: Option<Arc<EncodedText<Lane>>>,
+    holds: Holds,
+}
+
+/// How a `list` call reads its page ([`LaneTexts::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// The stamps first, then the rows of the lanes not kept ([`LaneTexts::kept`]).
+    Stamps,
+    /// The rows with their stamps in one statement, looking at the cache lane by lane
+    /// ([`LaneTexts::probe`]).
+    Probe,
+    /// The rows only, as before the cache.
+    Plain,
+}
+
+/// One call's look at the cache lane by lane ([`LaneTexts::probe`]).
+pub struct Probe<'t> {
+    texts: &'t LaneTexts,
+    surface: Surface,
+    settings: Settings,
+    /// The `uses` count of this call.
+    uses: u64,
+    /// Lanes looked at.
+    seen: usize,
+    /// Of those, lanes that count as not kept.
+    unkept: usize,
+}
+
+impl Probe<'_> {
+    /// What is kept for `stamp` under `view`, as [`LaneTexts::kept`] answers for one lane (and
+    /// noted as it does). `view` is the one the probe was made with.
+    pub fn look(&mut self, stamp: &LaneStamp, view: &View) -> Kept<Encoded<Lane>, Admit> {
+        let mut guard = lock(&self.texts.inner);
+        let inner = &mut *guard;
+        let entries = inner.entries.entry(self.surface).or_default();
+        let (kept, unkept) = look(
+            entries,
+            &mut inner.bytes,
+            stamp,
+            self.settings,
+            view,
+            self.uses,
+        );
+        self.seen += 1;
+        self.unkept += usize::from(unkept);
+        kept
+    }
+
+    /// Ends the look: when most lanes looked at could not be kept, the next [`PLAIN_CALLS`]
+    /// calls read plainly; the least recently used entries beyond the bound are dropped.
+    pub fn finish(self) {
+        let mut inner = lock(&self.texts.inner);
+        if self.unkept * 2 > self.seen {
+            inner.plain_calls.insert(self.surface, PLAIN_CALLS);
+        }
+        inner.evict();
+    }
 }
 
 /// How many calls after one whose page mostly could not be kept (changed since the last call,
@@ -146,19 +260,39 @@ pub struct Made {
 pub const PLAIN_CALLS: u32 = 3;
 
 impl LaneTexts {
-    /// Whether this call reads its page's stamps and uses the cache (`true`), or reads the
-    /// page plainly as before the cache (`false`): one of the [`PLAIN_CALLS`] calls after a
-    /// call whose page was mostly lanes that changed since they were last seen or that read
-    /// the clock. The plain read is cheaper for such a page (one statement, nothing noted);
-    /// the next call with stamps looks again. Either way the answer is the same.
-    pub fn reads_stamps(&self, surface: Surface) -> bool {
+    /// How this call reads its page: [`Read::Plain`] for the [`PLAIN_CALLS`] calls after a
+    /// call whose page was mostly lanes that changed since they were last seen or read the
+    /// clock's value (cheaper for such a page: one statement, nothing noted), [`Read::Probe`]
+    /// for the call after them (the page and its stamps in one statement, to look again),
+    /// [`Read::Stamps`] otherwise. Either way the answer is the same.
+    pub fn read(&self, surface: Surface) -> Read {
         let mut inner = lock(&self.inner);
         match inner.plain_calls.get_mut(&surface) {
             Some(left) if *left > 0 => {
                 *left -= 1;
-                false
+                Read::Plain
             }
-            _ => true,
+            Some(_) => {
+                inner.plain_calls.remove(&surface);
+                Read::Probe
+            }
+            None => Read::Stamps,
+        }
+    }
+
+    /// A look at the cache lane by lane, for a page read with its stamps in its rows
+    /// ([`Read::Probe`]): [`Probe::look`] answers what [`LaneTexts::kept`] would for each
+    /// lane, and [`Probe::finish`] applies the same rule for the next calls.
+    pub fn probe(&self, view: &View, surface: Surface) -> Probe<'_> {
+        let mut inner = lock(&self.inner);
+        inner.uses += 1;
+        Probe {
+            texts: self,
+            surface,
+            settings: Settings::of(view),
+            uses: inner.uses,
+            seen: 0,
+            unkept: 0,
         }
     }
 
@@ -179,7 +313,8 @@ impl LaneTexts {
             bytes,
             uses,
         } = &mut *guard;
-        // Lanes that changed since they were last seen, or read the clock.
+        // Lanes that changed since they were last seen, read the clock's value, or outlived
+        // the readings their text held for.
         let mut unkept = 0;
         *uses += 1;
         let uses = *uses;
@@ -187,40 +322,9 @@ impl LaneTexts {
         let page = stamps
             .iter()
             .map(|stamp| {
-                let Some(entry) = entries.get_mut(stamp.lane_ref.as_str()) else {
-                    *bytes += entry_bytes(&stamp.lane_ref, None);
-                    entries.insert(
-                        stamp.lane_ref.clone(),
-                        Entry {
-                            incarnation: stamp.incarnation,
-                            version: stamp.version,
-                            settings,
-                            text: None,
-                            clocked: false,
-                            used: uses,
-                        },
-                    );
-                    return Kept::Make(Admit(false));
-                };
-                entry.used = uses;
-                if !entry.shows(stamp, settings) {
-                    let text = entry.text.take();
-                    *bytes = bytes.saturating_sub(text_bytes(text.as_deref()));
-                    entry.incarnation = stamp.incarnation;
-                    entry.version = stamp.version;
-                    entry.settings = settings;
-                    entry.clocked = false;
-                    unkept += 1;
-                    return Kept::Make(Admit(false));
-                }
-                match &entry.text {
-                    Some(text) => Kept::Held(Encoded::Shared(Arc::clone(text))),
-                    None if entry.clocked => {
-                        unkept += 1;
-                        Kept::Make(Admit(false))
-                    }
-                    None => Kept::Make(Admit(true)),
-                }
+                let (kept, changed) = look(entries, bytes, stamp, settings, view, uses);
+                unkept += usize::from(changed);
+                kept
             })
             .collect();
         if unkept * 2 > stamps.len() {
@@ -231,7 +335,8 @@ impl LaneTexts {
     }
 
     /// `row` (stamped `stamp`) as `list` shows it under `view`; a lane to admit that did not
-    /// read the clock comes as its text, with what [`LaneTexts::keep`] keeps of it.
+    /// read the clock's value comes as its text, with what [`LaneTexts::keep`] keeps of it
+    /// and the readings of the clock it holds for.
     pub fn make(
         row: dispatch_registry::LaneRow,
         stamp: &LaneStamp,
@@ -241,20 +346,21 @@ impl LaneTexts {
         if !admit.0 {
             return (Encoded::Typed(convert::lane(row, view)), None);
         }
-        let (lane, clocked) = view.lane_with_clock(row);
-        let made = |text| Made {
+        let (lane, holds) = view.lane_with_clock(row);
+        let made = |text, holds| Made {
             lane_ref: stamp.lane_ref.clone(),
             incarnation: stamp.incarnation,
             version: stamp.version,
             text,
+            holds,
         };
-        if clocked {
-            return (Encoded::Typed(lane), Some(made(None)));
+        if !holds.ever() {
+            return (Encoded::Typed(lane), Some(made(None, Holds::NEVER)));
         }
         match EncodedText::encode(&lane) {
             Ok(text) => {
                 let text = Arc::new(text);
-                let kept = made(Some(Arc::clone(&text)));
+                let kept = made(Some(Arc::clone(&text)), holds);
                 (Encoded::Shared(text), Some(kept))
             }
             // Not kept; encoding the answer fails the same way and says so.
@@ -279,6 +385,7 @@ impl LaneTexts {
             incarnation,
             version,
             text,
+            holds,
         } in made
         {
             let bytes = entry_bytes(&lane_ref, text.as_deref());
@@ -288,7 +395,7 @@ impl LaneTexts {
                 incarnation,
                 version,
                 settings,
-                clocked: text.is_none(),
+                holds,
                 text,
                 used: uses,
             };
@@ -443,6 +550,46 @@ mod tests {
         assert_eq!(text.text(), fresh);
     }
 
+    /// A running lane not yet stalled is kept until the clock reaches the moment it would
+    /// stall: a miss from then on, made again (stalled, its hint counting seconds) and no
+    /// longer kept.
+    #[test]
+    fn a_running_lane_is_kept_until_the_moment_it_would_stall() {
+        let texts = LaneTexts::default();
+        let busy = stamp("b");
+        let limit = 1_000;
+        // The row's activity is at 0: it stalls at 1,000.
+        let at = |now| View::new(false, limit, now);
+        let show_at = |now| {
+            let view = at(now);
+            let page = texts.kept(std::slice::from_ref(&busy), &view, Surface::Cli);
+            let Some(kept) = page.into_iter().next() else {
+                panic!("one lane")
+            };
+            match kept {
+                Kept::Held(lane) => (true, lane.decode().unwrap().into_owned()),
+                Kept::Make(admit) => {
+                    let mut running = row("b", "x");
+                    running.status = registry::LaneStatus::Busy;
+                    let (lane, made) = LaneTexts::make(running, &busy, &view, admit);
+                    texts.keep(made.into_iter().collect(), &view, Surface::Cli);
+                    (false, lane.decode().unwrap().into_owned())
+                }
+            }
+        };
+        assert!(!show_at(0).0, "noted");
+        assert!(!show_at(10).0, "made and kept");
+        assert_eq!(texts.size().0, 1);
+        let (held, lane) = show_at(999);
+        assert!(held && lane.stalled_since.is_none(), "kept until the bound");
+        let (held, lane) = show_at(1_000);
+        assert!(!held && lane.stalled_since.is_some(), "a miss at the bound");
+        assert_eq!(texts.size().0, 0);
+        let (held, lane) = show_at(1_001);
+        assert!(!held && lane.hint.is_some(), "stalled: never kept");
+        assert_eq!(texts.size().0, 0);
+    }
+
     /// A call whose page mostly changed since the last call, or read the clock, makes the
     /// next [`PLAIN_CALLS`] calls read their page plainly; a page mostly unchanged does not.
     #[test]
@@ -452,7 +599,7 @@ mod tests {
         let mut stamps: Vec<LaneStamp> = (0..10).map(|i| stamp(&format!("l{i}"))).collect();
         // New lanes are not changed ones: a first call leaves the next ones reading stamps.
         for _ in 0..3 {
-            assert!(texts.reads_stamps(Surface::Cli));
+            assert_eq!(texts.read(Surface::Cli), Read::Stamps);
             show(&texts, &stamps, "x", &view);
         }
         assert_eq!(texts.size().0, 10);
@@ -469,9 +616,14 @@ mod tests {
         show(&texts, &stamps, "x", &view);
         assert_eq!(texts.plain_calls(Surface::Mcp), 0, "per surface");
         for _ in 0..PLAIN_CALLS {
-            assert!(!texts.reads_stamps(Surface::Cli));
+            assert_eq!(texts.read(Surface::Cli), Read::Plain);
         }
-        assert!(texts.reads_stamps(Surface::Cli));
+        assert_eq!(
+            texts.read(Surface::Cli),
+            Read::Probe,
+            "the call after them probes"
+        );
+        assert_eq!(texts.read(Surface::Cli), Read::Stamps);
         // Running lanes (they read the clock) count as not kept once noted as such.
         let held = texts.size().0;
         let late = View::new(false, 1, 10_000);
@@ -495,6 +647,67 @@ mod tests {
             assert_eq!(texts.plain_calls(Surface::Cli), expected, "call {call}");
         }
         assert_eq!(texts.size().0, held, "running lanes have no text");
+    }
+
+    /// A probe, looking lane by lane, answers and notes what `kept` answers and notes for the
+    /// whole page, and applies the same rule for the next calls.
+    #[test]
+    fn a_probe_answers_lane_by_lane_what_kept_answers() {
+        let by_page = LaneTexts::default();
+        let by_lane = LaneTexts::default();
+        let view = View::new(false, 60_000, 0);
+        let mut stamps: Vec<LaneStamp> = (0..10).map(|i| stamp(&format!("l{i}"))).collect();
+        let what = |kept: &Kept<Encoded<Lane>, Admit>| match kept {
+            Kept::Held(lane) => format!("held {}", lane.decode().unwrap().ref_),
+            Kept::Make(admit) => format!("make {admit:?}"),
+        };
+        // Seen, kept, copied; then six of ten changed.
+        for call in 0..4 {
+            if call == 3 {
+                for stamp in stamps.iter_mut().take(6) {
+                    stamp.version += 1;
+                }
+            }
+            let page: Vec<String> = by_page
+                .kept(&stamps, &view, Surface::Cli)
+                .iter()
+                .map(what)
+                .collect();
+            let mut probe = by_lane.probe(&view, Surface::Cli);
+            let mut made = Vec::new();
+            let looked: Vec<String> = stamps
+                .iter()
+                .map(|stamp| {
+                    let kept = probe.look(stamp, &view);
+                    if let Kept::Make(admit) = kept {
+                        made.extend(
+                            LaneTexts::make(row(&stamp.lane_ref, "x"), stamp, &view, admit).1,
+                        );
+                    }
+                    what(&kept)
+                })
+                .collect();
+            probe.finish();
+            by_lane.keep(made, &view, Surface::Cli);
+            // The page side makes and keeps the lanes it admits.
+            let mut kept_made = Vec::new();
+            for (stamp, text) in stamps.iter().zip(&page) {
+                if text.starts_with("make Admit(true)") {
+                    kept_made.extend(
+                        LaneTexts::make(row(&stamp.lane_ref, "x"), stamp, &view, Admit(true)).1,
+                    );
+                }
+            }
+            by_page.keep(kept_made, &view, Surface::Cli);
+            assert_eq!(looked, page, "call {call}");
+            assert_eq!(
+                by_lane.plain_calls(Surface::Cli),
+                by_page.plain_calls(Surface::Cli),
+                "call {call}"
+            );
+            assert_eq!(by_lane.size().0, by_page.size().0, "call {call}");
+        }
+        assert_eq!(by_lane.plain_calls(Surface::Cli), PLAIN_CALLS);
     }
 
     /// An entry is used only for its row (incarnation and version), settings and surface.

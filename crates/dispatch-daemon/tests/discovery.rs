@@ -37,6 +37,10 @@ fn main() -> ExitCode {
             "list_of_a_running_lane_follows_the_clock_on_a_warm_cache",
             |d| Box::pin(list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d)),
         ),
+        trial(
+            "list_keeps_a_running_lane_until_the_moment_it_stalls",
+            |d| Box::pin(list_keeps_a_running_lane_until_the_moment_it_stalls(d)),
+        ),
         trial_with(
             "list_unmanaged_pages_codex_threads_that_are_not_lanes",
             codex_threads,
@@ -157,8 +161,8 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
     }
     assert_eq!(
         d.service.lane_texts().size().0,
-        3,
-        "the resting lanes of the page are kept"
+        5,
+        "every lane of the page is kept, the running ones until they would stall"
     );
     let listed = d
         .call::<ListInput>(json!({ "all": true, "limit": 5 }))
@@ -194,6 +198,18 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
         assert_eq!(serde_json::to_string(&listed).expect("encoded"), expected);
     }
     assert_eq!(plain, [3, 2, 1], "read plainly after the changed page");
+    // The last plain call; the call after it probes (the page and its stamps in one
+    // statement), finds the lanes as the changed page noted them and keeps them; the next one
+    // copies them. The same text every time.
+    for _ in 0..3 {
+        let listed = d
+            .call::<ListInput>(json!({ "all": true, "limit": 5 }))
+            .await
+            .expect("list");
+        assert_eq!(texts.plain_calls(Surface::Cli), 0);
+        assert_eq!(serde_json::to_string(&listed).expect("encoded"), expected);
+    }
+    assert_eq!(texts.size().0, 5, "kept again");
     let second = d
         .call::<ListInput>(json!({ "all": true, "limit": 5, "cursor": cursor }))
         .await
@@ -507,6 +523,85 @@ async fn list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d: &Daemon) {
         tokio::task::yield_now().await;
     }
     assert_eq!(d.service.lane_texts().size().0, 1);
+}
+
+/// A running lane not yet stalled shows the same text until its silence reaches the stall
+/// limit: a warm cache keeps it, and it shows as stalled from exactly the moment the clock
+/// passes that bound (every answer asked for at or after it is stalled, every answer given
+/// before it is not).
+async fn list_keeps_a_running_lane_until_the_moment_it_stalls(d: &Daemon) {
+    let lane = d.lane("running", Ownership::Owned).await;
+    d.lane("resting", Ownership::Owned).await;
+    let stall_after_ms = d.service.view().stall_after_ms;
+    let mut conn = raw_connection(d).await;
+    // Silent for the stall limit less three seconds: it stalls at `stalls_at`.
+    let silent_since = harness::now_ms() - stall_after_ms + 3_000;
+    let stalls_at = silent_since + stall_after_ms;
+    sqlx::query(
+        "UPDATE lanes SET status = 'busy', latest_turn_id = 't', \
+         latest_turn_status = 'in_progress', updated_at_ms = ?2 WHERE ref = ?1",
+    )
+    .bind(&lane.lane_ref)
+    .bind(silent_since)
+    .execute(&mut conn)
+    .await
+    .expect("busy");
+    // The running lane as listed, and the clock before the call and after its answer.
+    let list = || async {
+        let asked_at = harness::now_ms();
+        let page = d.call::<ListInput>(json!({})).await.expect("list");
+        let answered_at = harness::now_ms();
+        let shown = page
+            .lanes
+            .iter()
+            .map(|l| l.decode().expect("decoded").into_owned())
+            .find(|l| l.ref_ == lane.lane_ref)
+            .expect("listed");
+        (shown, asked_at, answered_at)
+    };
+    // Noted, then kept (seen a second time unchanged), then copied: both lanes are kept.
+    for _ in 0..3 {
+        let (shown, _, answered_at) = list().await;
+        assert!(answered_at < stalls_at, "the calls took too long to test");
+        assert_eq!(shown.stalled_since, None);
+        assert_eq!(shown.hint, None);
+    }
+    assert_eq!(
+        d.service.lane_texts().size().0,
+        2,
+        "the running lane is kept until it would stall"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (shown, asked_at, answered_at) = list().await;
+        if answered_at < stalls_at {
+            assert_eq!(shown.stalled_since, None, "stalled before its time");
+        }
+        if asked_at >= stalls_at {
+            assert!(
+                shown.stalled_since.is_some(),
+                "not stalled {} ms after the bound",
+                asked_at - stalls_at
+            );
+            assert!(
+                shown
+                    .hint
+                    .as_deref()
+                    .is_some_and(|h| h.contains("no event")),
+                "{:?}",
+                shown.hint
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock never reached the bound"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Stalled, it reads the clock's value (its hint counts seconds): no longer kept.
+    list().await;
+    assert_eq!(d.service.lane_texts().size().0, 1, "only the resting lane");
 }
 
 async fn list_pages_with_a_cursor_bound_to_its_query(d: &Daemon) {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::lanes::{LaneRow, select_lanes};
+use crate::lanes::{LaneElement, LaneRecord, LaneRow, lane_json_array, select_lanes};
 use crate::pages::{LanePage, PageAfter, PageFilter, SELECT_PAGE, bind_page, page_rest};
 use crate::{Registry, RegistryError};
 
@@ -55,6 +55,28 @@ const SELECT_STAMPS: &str = concat!(
     page_rest!(),
     ")"
 );
+
+/// The rows of a page with their stamps, as one JSON text: `[row, incarnation, version]` per
+/// lane (the row as [`select_lanes`] reads it; its activity time is in it).
+const SELECT_PAGE_STAMPED: &str = concat!(
+    "SELECT '[' || COALESCE(group_concat(j, ','), '') || ']' FROM (SELECT json_array(",
+    lane_json_array!(),
+    ", incarnation, version) AS j FROM lanes ",
+    page_rest!(),
+    ")"
+);
+
+/// An element of [`SELECT_PAGE_STAMPED`]'s array.
+#[derive(Deserialize)]
+struct StampedRecord(LaneRecord, i64, i64);
+
+impl LaneElement for StampedRecord {
+    type With = (i64, i64);
+
+    fn into_parts(self) -> (LaneRecord, (i64, i64)) {
+        (self.0, (self.1, self.2))
+    }
+}
 
 /// The rows of the lanes named by `?1`, a JSON array of refs.
 const SELECT_NAMED: &str = select_lanes!("WHERE ref IN (SELECT value FROM json_each(?1))");
@@ -214,6 +236,35 @@ impl Registry {
             )
         })?;
         Ok(LanePage { lanes, next })
+    }
+
+    /// [`Registry::list_lanes_page_as`] with each lane's stamp, read in the same statement as
+    /// its row (one read of the page): the same lanes, order and `next`, each lane converted
+    /// by `convert` with its stamp as soon as it is parsed. For a reader that keeps what it
+    /// made of lanes and expects most of the page to have changed.
+    pub async fn list_lanes_page_stamped<T>(
+        &self,
+        filter: &PageFilter,
+        after: Option<&PageAfter>,
+        limit: u32,
+        mut convert: impl FnMut(LaneRow, &LaneStamp) -> T,
+    ) -> Result<LanePage<T>, RegistryError> {
+        self.page_of::<StampedRecord, T>(
+            SELECT_PAGE_STAMPED,
+            filter,
+            after,
+            limit,
+            |row, (incarnation, version)| {
+                let stamp = LaneStamp {
+                    lane_ref: row.lane_ref.clone(),
+                    incarnation,
+                    version,
+                    updated_at_ms: row.updated_at_ms,
+                };
+                convert(row, &stamp)
+            },
+        )
+        .await
     }
 
     /// Parses the stamps selected by [`SELECT_STAMPS`].

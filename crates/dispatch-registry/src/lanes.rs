@@ -369,15 +369,33 @@ pub(crate) fn parse_lanes(
     })
 }
 
-/// Reads the JSON array of [`select_lanes`], handing each record to `sink` as a row as soon as
-/// it is parsed; a record that does not convert is kept in `failed` and ends the parse.
-struct Rows<'r> {
-    registry: &'r Registry,
-    sink: &'r mut dyn FnMut(LaneRow),
-    failed: Option<RegistryError>,
+/// An element of a JSON array of lanes: a lane's record, and what comes with it.
+pub(crate) trait LaneElement: serde::de::DeserializeOwned {
+    /// What comes with the record.
+    type With;
+    /// The record and what comes with it.
+    fn into_parts(self) -> (LaneRecord, Self::With);
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for &mut Rows<'_> {
+impl LaneElement for LaneRecord {
+    type With = ();
+
+    fn into_parts(self) -> (LaneRecord, ()) {
+        (self, ())
+    }
+}
+
+/// Reads a JSON array of lanes ([`select_lanes`]'s, or one whose elements carry more than the
+/// record: `E`), handing each record to `sink` as a row, with what came with it, as soon as it
+/// is parsed; a record that does not convert is kept in `failed` and ends the parse.
+struct Rows<'r, E: LaneElement> {
+    registry: &'r Registry,
+    sink: &'r mut dyn FnMut(LaneRow, E::With),
+    failed: Option<RegistryError>,
+    element: std::marker::PhantomData<E>,
+}
+
+impl<'de, E: LaneElement> serde::de::DeserializeSeed<'de> for &mut Rows<'_, E> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, parser: D) -> Result<(), D::Error> {
@@ -385,7 +403,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for &mut Rows<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for &mut Rows<'_> {
+impl<'de, E: LaneElement> serde::de::Visitor<'de> for &mut Rows<'_, E> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -393,9 +411,10 @@ impl<'de> serde::de::Visitor<'de> for &mut Rows<'_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(record) = seq.next_element::<LaneRecord>()? {
+        while let Some(element) = seq.next_element::<E>()? {
+            let (record, with) = element.into_parts();
             match record.into_row(self.registry) {
-                Ok(row) => (self.sink)(row),
+                Ok(row) => (self.sink)(row, with),
                 Err(err) => {
                     self.failed = Some(err);
                     return Err(serde::de::Error::custom("a lane did not convert"));
@@ -728,10 +747,21 @@ impl Registry {
         text: &str,
         sink: &mut dyn FnMut(LaneRow),
     ) -> Result<(), RegistryError> {
-        let mut rows = Rows {
+        self.each_element::<LaneRecord>(text, &mut |row, ()| sink(row))
+    }
+
+    /// [`Registry::each_lane`] for an array whose elements are `E`: each lane with what came
+    /// with it.
+    pub(crate) fn each_element<E: LaneElement>(
+        &self,
+        text: &str,
+        sink: &mut dyn FnMut(LaneRow, E::With),
+    ) -> Result<(), RegistryError> {
+        let mut rows = Rows::<E> {
             registry: self,
             sink,
             failed: None,
+            element: std::marker::PhantomData,
         };
         let mut parser = serde_json::Deserializer::from_str(text);
         let parsed = serde::de::DeserializeSeed::deserialize(&mut rows, &mut parser)

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::lanes::{LaneRow, LaneStatus, select_lanes};
+use crate::lanes::{LaneElement, LaneRecord, LaneRow, LaneStatus, select_lanes};
 use crate::{Registry, RegistryError};
 
 /// Which lanes [`Registry::list_lanes_page`] returns.
@@ -163,8 +163,22 @@ impl Registry {
         limit: u32,
         mut convert: impl FnMut(LaneRow) -> T,
     ) -> Result<LanePage<T>, RegistryError> {
+        self.page_of::<LaneRecord, T>(SELECT_PAGE, filter, after, limit, |row, ()| convert(row))
+            .await
+    }
+
+    /// A page read with `statement` ([`page_rest`]'s selection, as a JSON array of `E`), each
+    /// lane converted by `convert`, with what came with it, as soon as it is parsed.
+    pub(crate) async fn page_of<E: LaneElement, T>(
+        &self,
+        statement: &'static str,
+        filter: &PageFilter,
+        after: Option<&PageAfter>,
+        limit: u32,
+        mut convert: impl FnMut(LaneRow, E::With) -> T,
+    ) -> Result<LanePage<T>, RegistryError> {
         let only = self.only_refs(filter)?;
-        let row = bind_page(sqlx::query(SELECT_PAGE), filter, only, after, limit)
+        let row = bind_page(sqlx::query(statement), filter, only, after, limit)
             .fetch_one(&self.pool)
             .await
             .map_err(RegistryError::db_with(
@@ -180,9 +194,9 @@ impl Registry {
         let room = wanted.saturating_add(1).min(PAGE_ROOM + 1);
         let mut lanes = Vec::with_capacity(room);
         let mut keys = Vec::with_capacity(room);
-        self.each_lane(text, &mut |row| {
+        self.each_element::<E>(text, &mut |row, with| {
             keys.push(after_lane(&row));
-            lanes.push(convert(row));
+            lanes.push(convert(row, with));
         })?;
         // `select_lanes` leaves the order of its array unspecified; SQLite hands the rows
         // over in the query's order, which is checked, and restored if it was not.

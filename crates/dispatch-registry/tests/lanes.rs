@@ -759,6 +759,75 @@ async fn kept_pages_answer_what_plain_pages_answer() {
     }
 }
 
+/// Pages read with their stamps in the rows (`list_lanes_page_stamped`, what `list` probes a
+/// churning page with) answer the same rows in the same order with the same `next` as plain
+/// pages, whatever the page size and filter, each row with the stamp the stamps statement
+/// reads for it.
+#[tokio::test]
+async fn stamped_pages_answer_what_plain_pages_answer() {
+    let total: u32 = 40;
+    let (_dir, registry) = open_registry().await;
+    for n in 0..total {
+        let lane = registry
+            .create_lane(&new_lane(&format!("thread-{n:03}")))
+            .await
+            .unwrap();
+        if n % 3 == 0 {
+            registry
+                .record(&[facts(&lane.lane_ref, vec![Fact::Archived(true)])])
+                .await
+                .unwrap();
+        }
+    }
+    let all: std::collections::HashMap<String, LaneStamp> = stamps(&registry)
+        .await
+        .into_iter()
+        .map(|s| (s.lane_ref.clone(), s))
+        .collect();
+    assert!(
+        all.values()
+            .any(|s| s.version > all.values().map(|s| s.version).min().unwrap())
+    );
+    for filter in [
+        dispatch_registry::PageFilter::default(),
+        dispatch_registry::PageFilter {
+            include_archived: true,
+            ..dispatch_registry::PageFilter::default()
+        },
+        dispatch_registry::PageFilter {
+            status: Some(LaneStatus::Archived),
+            ..dispatch_registry::PageFilter::default()
+        },
+    ] {
+        for limit in [1, 7, total - 1, total, total + 1, 1000] {
+            let mut after = None;
+            loop {
+                let plain = registry
+                    .list_lanes_page(&filter, after.as_ref(), limit)
+                    .await
+                    .unwrap();
+                let page = registry
+                    .list_lanes_page_stamped(&filter, after.as_ref(), limit, |row, stamp| {
+                        (row, stamp.clone())
+                    })
+                    .await
+                    .unwrap();
+                let (rows, stamped): (Vec<LaneRow>, Vec<LaneStamp>) =
+                    page.lanes.into_iter().unzip();
+                assert_eq!(rows, plain.lanes, "{filter:?} pages of {limit}");
+                assert_eq!(page.next, plain.next);
+                for stamp in stamped {
+                    assert_eq!(Some(&stamp), all.get(&stamp.lane_ref));
+                }
+                match plain.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
 /// [`kept_pages_answer_what_plain_pages_answer`] for one set of kept lanes.
 async fn kept_pages_agree(
     registry: &dispatch_registry::Registry,
