@@ -77,7 +77,6 @@ async fn run_process(service: Arc<Service>, process: usize) {
             seen_generation = generation.incarnation;
         }
         let mut lanes = LaneCache::default();
-        let mut writing = Writing::default();
         let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
         // Whether batches were written since the full-text index was last brought up to date.
@@ -86,7 +85,6 @@ async fn run_process(service: Arc<Service>, process: usize) {
             tokio::select! {
                 event = subscription.recv_raw() => {
                     let Some(first) = event else {
-                        writing.done().await;
                         // Reaped, so that no one asks it anything any more (bounded: a child
                         // may hold its stdout open).
                         let _ = tokio::time::timeout(EXIT_WAIT, exited).await;
@@ -114,20 +112,11 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     let turn_completed = events.iter().any(|(event, _)| {
                         matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
                     });
-                    unindexed |= persist(&service, &mut lanes, events, &mut writing).await;
-                    // The next batch is folded while this one is stored, unless nothing more
-                    // has arrived or what follows needs it stored.
-                    let drained = subscription.is_empty();
-                    checkpoints.stored(stored);
-                    let checkpoint = checkpoints.due(drained);
-                    batches = batches.wrapping_add(1);
-                    let prune = batches.is_multiple_of(PRUNE_EVERY);
-                    if drained || turn_completed || checkpoint || prune {
-                        writing.done().await;
-                    }
+                    unindexed |= persist(&service, &mut lanes, events).await;
                     if turn_completed {
                         service.recycle_soon(process);
                     }
+                    let drained = subscription.is_empty();
                     // Index for search between floods, not inside their batches (and not at
                     // all after notifications that stored nothing: an idle daemon does not
                     // open the ingest connection for them).
@@ -136,10 +125,12 @@ async fn run_process(service: Arc<Service>, process: usize) {
                         unindexed = false;
                     }
                     // Checkpoint the WAL between floods, not inside their commits.
-                    if checkpoint {
+                    checkpoints.stored(stored);
+                    if checkpoints.due(drained) {
                         checkpoints.run(&service).await;
                     }
-                    if prune {
+                    batches = batches.wrapping_add(1);
+                    if batches.is_multiple_of(PRUNE_EVERY) {
                         match service.registry().prune_events(EVENTS_PER_LANE).await {
                             Ok(0) => {}
                             Ok(pruned) => tracing::info!(pruned, "pruned old events"),
@@ -148,7 +139,6 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     }
                 }
                 changed = generations.changed() => {
-                    writing.done().await;
                     if changed.is_err() {
                         return;
                     }
@@ -299,10 +289,9 @@ type Received = (Arc<ServerNotification>, Option<Arc<str>>);
 
 /// Stores `events`; returns whether a batch was written.
 async fn persist(
-    service: &Arc<Service>,
+    service: &Service,
     lanes: &mut LaneCache,
     events: Vec<(Event, Option<Arc<str>>)>,
-    writing: &mut Writing,
 ) -> bool {
     let mut written = false;
     // A lane was deleted: the threads it cached may be gone with it.
@@ -354,8 +343,7 @@ async fn persist(
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
                     let lane_ref = lane_ref.to_owned();
                     batch.push(recorded);
-                    written |= flush(service, &mut batch, writing).await;
-                    writing.done().await;
+                    written |= flush(service, &mut batch).await;
                     settle_request(service, &lane_ref, thread_id, &resolved.request_id).await;
                 } else {
                     batch.push(recorded);
@@ -363,8 +351,7 @@ async fn persist(
             }
             Event::ServerRequest(request) => {
                 // Keep the order: what came before the request is stored first.
-                written |= flush(service, &mut batch, writing).await;
-                writing.done().await;
+                written |= flush(service, &mut batch).await;
                 let Some(thread_id) = request.thread_id().map(str::to_owned) else {
                     tracing::warn!(method = %request.method, "a server request without a thread is left pending");
                     continue;
@@ -381,7 +368,7 @@ async fn persist(
             }
         }
     }
-    written | flush(service, &mut batch, writing).await
+    written | flush(service, &mut batch).await
 }
 
 /// Codex retries a provider that refused the credentials as if it were a network failure
@@ -432,55 +419,15 @@ fn changes_status(fact: &Fact) -> bool {
     }
 }
 
-/// The batch being stored while the pump folds the next one: SQLite writes on its own thread,
-/// so the two overlap (ADR 0020, "Ingest, seventh round"). At most one batch is in flight, so
-/// batches are stored in the order they were taken.
-#[derive(Default)]
-struct Writing {
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Writing {
-    /// Waits until the batch in flight, if any, is stored and its watchers woken.
-    async fn done(&mut self) {
-        if let Some(task) = self.task.take()
-            && let Err(err) = task.await
-        {
-            tracing::error!(%err, "storing events failed");
-        }
-    }
-}
-
-impl Drop for Writing {
-    /// A pump stopped with a batch in flight stops storing it too (its transaction is rolled
-    /// back), as a pump stopped inside `Registry::record` did before batches were pipelined.
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// Stores `batch` (emptying it) once the batch before it is stored, without waiting for it to
-/// be stored (see [`Writing::done`]); returns whether there was anything to store.
-async fn flush(service: &Arc<Service>, batch: &mut Vec<Recorded>, writing: &mut Writing) -> bool {
+/// Writes `batch` (emptying it); returns whether there was anything to write.
+async fn flush(service: &Service, batch: &mut Vec<Recorded>) -> bool {
     if batch.is_empty() {
         return false;
     }
-    writing.done().await;
-    let batch = std::mem::take(batch);
-    let service = Arc::clone(service);
-    writing.task = Some(tokio::spawn(async move { store(&service, batch).await }));
-    true
-}
-
-/// Stores a batch, then wakes the watchers (and counts the lanes again for the idle flag when
-/// the batch can have changed a lane's status): nothing of it is seen before its commit.
-async fn store(service: &Service, mut batch: Vec<Recorded>) {
     let status_changed = batch
         .iter()
         .any(|recorded| recorded.facts.iter().any(changes_status));
-    match service.registry().record(&batch).await {
+    match service.registry().record(batch).await {
         Ok(()) => {}
         // A lane deleted meanwhile: the others' events are stored without its own.
         Err(dispatch_registry::RegistryError::LaneNotFound { .. }) => {
@@ -496,7 +443,7 @@ async fn store(service: &Service, mut batch: Vec<Recorded>) {
         }
         Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
     }
-    drop(batch);
+    batch.clear();
     // The idle flag is a count over all lanes: in the middle of a flood of output, where no
     // status changes, it is not counted again after every batch.
     if status_changed {
@@ -504,6 +451,7 @@ async fn store(service: &Service, mut batch: Vec<Recorded>) {
     } else {
         service.wake_watchers();
     }
+    true
 }
 
 async fn hold_request(
