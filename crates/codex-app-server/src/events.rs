@@ -95,8 +95,9 @@ enum Receiver {
 }
 
 /// What a lossless subscription queues: the event and, for a notification, its params as the
-/// App Server sent them (JSON text; `None` when absent).
-type Delivery = (Event, Option<Box<str>>);
+/// App Server sent them (JSON text; `None` when absent), shared so that a consumer can store
+/// them without copying them again.
+type Delivery = (Event, Option<Arc<str>>);
 
 /// Events queued in a lossless subscription above which the reader waits for it.
 pub const LOSSLESS_HIGH: usize = 8192;
@@ -168,7 +169,7 @@ impl Subscription {
 
     /// [`Subscription::recv`], with a notification's params as the App Server sent them
     /// (lossless subscriptions only; `None` otherwise and for other events).
-    pub async fn recv_raw(&mut self) -> Option<(Event, Option<Box<str>>)> {
+    pub async fn recv_raw(&mut self) -> Option<(Event, Option<Arc<str>>)> {
         match &mut self.rx {
             Receiver::Ring(rx) => match rx.recv().await {
                 Ok(event) => Some((event, None)),
@@ -188,7 +189,7 @@ impl Subscription {
     }
 
     /// [`Subscription::try_recv`] with the params text, as [`Subscription::recv_raw`].
-    pub fn try_recv_raw(&mut self) -> Option<(Event, Option<Box<str>>)> {
+    pub fn try_recv_raw(&mut self) -> Option<(Event, Option<Arc<str>>)> {
         match &mut self.rx {
             Receiver::Ring(rx) => match rx.try_recv() {
                 Ok(event) => Some((event, None)),
@@ -281,7 +282,7 @@ impl Fanout {
         let mut full = Vec::new();
         self.lossless.retain(|(tx, gauge)| {
             gauge.queued.fetch_add(1, Ordering::AcqRel);
-            if tx.send((event.clone(), raw_params.map(Box::from))).is_err() {
+            if tx.send((event.clone(), raw_params.map(Arc::from))).is_err() {
                 return false;
             }
             if gauge.over() {

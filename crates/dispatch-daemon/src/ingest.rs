@@ -285,13 +285,13 @@ fn compacted(notification: &ServerNotification) -> bool {
 }
 
 /// A notification and its params as the App Server sent them.
-type Received = (Arc<ServerNotification>, Option<Box<str>>);
+type Received = (Arc<ServerNotification>, Option<Arc<str>>);
 
 /// Stores `events`; returns whether a batch was written.
 async fn persist(
     service: &Service,
     lanes: &mut LaneCache,
-    events: Vec<(Event, Option<Box<str>>)>,
+    events: Vec<(Event, Option<Arc<str>>)>,
 ) -> bool {
     let mut written = false;
     // A lane was deleted: the threads it cached may be gone with it.
@@ -488,7 +488,7 @@ async fn hold_request(
         method: request.method.clone(),
         turn_id: new.turn_id.clone(),
         at_ms: new.at_ms,
-        params: params.to_string(),
+        params: params.to_string().into(),
     };
     let recorded = Recorded {
         lane_ref,
@@ -641,13 +641,13 @@ pub fn turn_row(turn: &codex_app_server::protocol::Turn) -> TurnRow {
 fn record(
     lane_ref: String,
     notification: &ServerNotification,
-    raw: Option<Box<str>>,
+    raw: Option<Arc<str>>,
     auth_failed: &mut HashMap<String, String>,
 ) -> Recorded {
     let at_ms = now_ms();
     let params = match raw {
-        Some(raw) => raw.into_string(),
-        None => notification.params().to_string(),
+        Some(raw) => raw,
+        None => notification.params().to_string().into(),
     };
     let mut event = Some(NewEvent {
         method: notification.method().to_owned(),

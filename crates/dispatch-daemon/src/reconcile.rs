@@ -297,7 +297,8 @@ impl Service {
                             "error": turn.error.as_ref().map(|message| json!({ "message": message })),
                         },
                     })
-                    .to_string(),
+                    .to_string()
+                    .into(),
                 }),
                 facts: Vec::new(),
             });

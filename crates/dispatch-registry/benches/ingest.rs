@@ -72,7 +72,8 @@ fn stored(lane: &str, method: &str, turn: &str, at_ms: i64, facts: Vec<Fact>) ->
                 "method": method,
                 "payload": { "seq": at_ms, "note": "a typical small notification body" },
             })
-            .to_string(),
+            .to_string()
+            .into(),
         }),
         facts,
     }

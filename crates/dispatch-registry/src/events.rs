@@ -4,6 +4,8 @@
 //! the types a batch is made of and the read side: items (`tail`), errors, the stored events
 //! (`watch` paging) and pruning.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -31,8 +33,25 @@ pub struct NewEvent {
     pub turn_id: Option<String>,
     /// When it arrived (Unix epoch milliseconds).
     pub at_ms: i64,
-    /// Its params as JSON text, as received (stored as they are, not encoded again).
-    pub params: String,
+    /// Its params as JSON text, as received (stored as they are, not encoded again). Shared,
+    /// so that storing them binds the text without copying it.
+    #[serde(with = "shared_text")]
+    pub params: Arc<str>,
+}
+
+/// Serde for shared text (`Arc<str>`), as a plain string.
+mod shared_text {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(text: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
+    }
 }
 
 /// A change to a lane's derived state.

@@ -10,6 +10,7 @@
 //! 4. everything is written back with multi-row statements (see [`crate::bulk`]).
 
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::SqliteArguments;
@@ -716,16 +717,23 @@ impl Registry {
     }
 
     /// Writes events, items, errors, turns and lanes.
-    async fn write(
+    async fn write<'a>(
         &self,
         conn: &mut SqliteConnection,
-        plan: &Plan<'_>,
+        plan: &Plan<'a>,
         lanes: &[LaneState],
         turns: &HashMap<(String, String), TurnRow>,
     ) -> Result<(), RegistryError> {
         let path = self.path();
+        let mut shared = Shared::default();
         INSERT_EVENTS
-            .run(conn, &plan.events, bind_event, path, "storing events")
+            .run(
+                conn,
+                &plan.events,
+                |args, row| bind_event(args, row, &mut shared),
+                path,
+                "storing events",
+            )
             .await?;
 
         let mut replaced = Vec::new();
@@ -738,14 +746,16 @@ impl Registry {
                 TextChange::Keep => kept.push(item),
             }
         }
+        let mut bind =
+            |args: &mut SqliteArguments, item: &&ItemChange<'a>| bind_item(args, item, &mut shared);
         REPLACE_ITEMS
-            .run(conn, &replaced, bind_item, path, "storing items")
+            .run(conn, &replaced, &mut bind, path, "storing items")
             .await?;
         APPEND_ITEMS
-            .run(conn, &appended, bind_item, path, "storing item deltas")
+            .run(conn, &appended, &mut bind, path, "storing item deltas")
             .await?;
         KEEP_ITEMS
-            .run(conn, &kept, bind_item, path, "storing items")
+            .run(conn, &kept, &mut bind, path, "storing items")
             .await?;
 
         INSERT_ERRORS
@@ -805,20 +815,44 @@ impl Registry {
     }
 }
 
-fn bind_event(args: &mut SqliteArguments, row: &(&str, &NewEvent)) -> Result<(), BoxDynError> {
-    let (lane_ref, event) = row;
-    args.add(*lane_ref)?;
-    args.add(event.method.as_str())?;
-    args.add(event.turn_id.as_deref())?;
-    args.add(event.at_ms)?;
-    args.add(event.params.as_str())
+/// One shared copy of each short text a batch binds on many rows (lane refs, methods, turn
+/// ids, item kinds). sqlx copies every borrowed `&str` it binds into a new allocation, which
+/// for a flood was a large part of the cost of storing it; a shared `Arc<str>` is bound
+/// without copying, so each distinct text is copied once per batch instead of once per row.
+#[derive(Default)]
+struct Shared<'a> {
+    texts: HashMap<&'a str, Arc<str>>,
 }
 
-fn bind_item(args: &mut SqliteArguments, item: &&ItemChange<'_>) -> Result<(), BoxDynError> {
-    args.add(item.lane_ref)?;
+impl<'a> Shared<'a> {
+    fn get(&mut self, text: &'a str) -> Arc<str> {
+        Arc::clone(self.texts.entry(text).or_insert_with(|| Arc::from(text)))
+    }
+}
+
+fn bind_event<'a>(
+    args: &mut SqliteArguments,
+    row: &(&'a str, &'a NewEvent),
+    shared: &mut Shared<'a>,
+) -> Result<(), BoxDynError> {
+    let (lane_ref, event) = *row;
+    args.add(shared.get(lane_ref))?;
+    args.add(shared.get(&event.method))?;
+    args.add(event.turn_id.as_deref().map(|turn| shared.get(turn)))?;
+    args.add(event.at_ms)?;
+    // The params as received, bound without a copy.
+    args.add(Arc::clone(&event.params))
+}
+
+fn bind_item<'a>(
+    args: &mut SqliteArguments,
+    item: &&ItemChange<'a>,
+    shared: &mut Shared<'a>,
+) -> Result<(), BoxDynError> {
+    args.add(shared.get(item.lane_ref))?;
     args.add(item.item_id)?;
-    args.add(item.turn_id)?;
-    args.add(item.kind)?;
+    args.add(shared.get(item.turn_id))?;
+    args.add(shared.get(item.kind))?;
     args.add(item.text())?;
     args.add(item.status)?;
     args.add(item.at_ms)

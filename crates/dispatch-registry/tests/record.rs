@@ -25,7 +25,7 @@ fn note(
             method: method.to_owned(),
             turn_id: turn.map(str::to_owned),
             at_ms,
-            params: json!({ "method": method, "at": at_ms }).to_string(),
+            params: json!({ "method": method, "at": at_ms }).to_string().into(),
         }),
         facts,
     }
@@ -969,4 +969,69 @@ async fn a_batch_failing_after_its_first_statements_writes_nothing() {
         .await
         .unwrap();
     registry.close().await;
+}
+
+/// A batch binds each distinct lane ref, method, turn id and item kind once and shares it
+/// between rows (`Shared` in `ingest.rs`): every row must still get its own values.
+#[tokio::test]
+async fn a_batch_mixing_lanes_turns_and_methods_stores_each_row_with_its_own_values() {
+    let (_dir, registry) = open_registry().await;
+    let a = registry
+        .create_lane(&new_lane("thread-a"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let b = registry
+        .create_lane(&new_lane("thread-b"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let methods = [
+        "item/started",
+        "item/completed",
+        "thread/tokenUsage/updated",
+    ];
+    let turns = ["turn-1", "turn-2", "turn-3"];
+    let kinds = ["agent_message", "command", "reasoning"];
+    let mut batch = Vec::new();
+    for n in 0..60_i64 {
+        let lane = if n % 2 == 0 { &a } else { &b };
+        let i = usize::try_from(n).unwrap();
+        let (method, turn, kind) = (methods[i % 3], turns[(i / 2) % 3], kinds[(i / 3) % 3]);
+        let text = format!("text {n}");
+        batch.push(note(
+            lane,
+            method,
+            Some(turn),
+            n,
+            vec![item(
+                turn,
+                &format!("item-{n}"),
+                kind,
+                Some(&text),
+                "done",
+                n,
+            )],
+        ));
+    }
+    registry.record(&batch).await.unwrap();
+
+    for (lane, parity) in [(&a, 0), (&b, 1)] {
+        let events = registry.events_after(lane, 0, 100).await.unwrap();
+        let items = registry.tail(lane, 100).await.unwrap();
+        assert_eq!(events.len(), 30);
+        assert_eq!(items.len(), 30);
+        for (event, item) in events.iter().zip(&items) {
+            let n = event.at_ms;
+            assert_eq!(n % 2, parity, "event {n} stored on the wrong lane");
+            let i = usize::try_from(n).unwrap();
+            assert_eq!(event.method, methods[i % 3]);
+            assert_eq!(event.turn_id.as_deref(), Some(turns[(i / 2) % 3]));
+            assert_eq!(event.params, json!({ "method": methods[i % 3], "at": n }));
+            assert_eq!(item.item_id, format!("item-{n}"));
+            assert_eq!(item.turn_id.as_deref(), Some(turns[(i / 2) % 3]));
+            assert_eq!(item.kind, kinds[(i / 3) % 3]);
+            assert_eq!(item.text.as_deref(), Some(format!("text {n}").as_str()));
+        }
+    }
 }

@@ -213,7 +213,7 @@ impl Daemon {
                 method: "turn/started".into(),
                 turn_id: Some(turn_id.into()),
                 at_ms,
-                params: json!({}).to_string(),
+                params: json!({}).to_string().into(),
             }),
             vec![Fact::TurnStarted {
                 turn_id: turn_id.to_owned(),
@@ -254,7 +254,7 @@ impl Daemon {
                 method: "turn/completed".into(),
                 turn_id: Some(turn_id.into()),
                 at_ms,
-                params: json!({}).to_string(),
+                params: json!({}).to_string().into(),
             }),
             vec![Fact::TurnCompleted {
                 turn: dispatch_registry::TurnRow {
