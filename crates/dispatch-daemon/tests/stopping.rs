@@ -112,6 +112,23 @@ async fn stop_if_idle(
     d.call::<DaemonStopIfIdleInput>(json!({})).await
 }
 
+/// Once the fake holds a request of `method`: the daemon is not idle, and a stop is refused
+/// with `in_flight` admissions; then releases the request.
+async fn busy_while_held(d: &Daemon, method: &'static str, in_flight: u64) {
+    let mut release = fake_holds(method).await;
+    assert!(
+        !d.service.idle(),
+        "reported idle while Codex holds {method}"
+    );
+    let refused = expect_error(stop_if_idle(d).await, ErrorCode::DaemonBusy);
+    assert_eq!(
+        refused.details["in_flight"], in_flight,
+        "{}",
+        refused.message
+    );
+    writeln!(release, "go").unwrap_or_else(|err| panic!("release {method}: {err}"));
+}
+
 fn a_send_between_turn_start_and_its_record_keeps_the_daemon_from_stopping(
     d: &Daemon,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
@@ -119,18 +136,9 @@ fn a_send_between_turn_start_and_its_record_keeps_the_daemon_from_stopping(
         let lane = d.lane("held", Ownership::Owned).await;
         assert!(d.service.idle(), "no lane runs a turn yet");
         let send = d.call::<SendInput>(json!({"lane": "held", "text": "start"}));
-        let while_held = async {
-            let mut release = fake_holds("turn/start").await;
-            // Codex has the `turn/start`; the registry does not know the turn yet.
-            assert!(
-                !d.service.idle(),
-                "a send waiting for turn/start was reported idle"
-            );
-            let refused = expect_error(stop_if_idle(d).await, ErrorCode::DaemonBusy);
-            // The send (run_operation) and its turn/start (start_turn).
-            assert_eq!(refused.details["in_flight"], 2, "{}", refused.message);
-            writeln!(release, "go").expect("release turn/start");
-        };
+        // Codex has the `turn/start`; the registry does not know the turn yet. In flight: the
+        // send (run_operation) and its turn/start (start_turn).
+        let while_held = busy_while_held(d, "turn/start", 2);
         let (sent, ()) = tokio::join!(send, while_held);
         let sent: SendOutput = sent.expect("the send's turn started");
         assert!(sent.message_accepted, "{sent:?}");
@@ -156,16 +164,7 @@ fn a_compaction_being_started_keeps_the_daemon_from_stopping(
         d.lane("compacted", Ownership::Owned).await;
         assert!(d.service.idle(), "nothing runs yet");
         let compact = d.call::<CompactInput>(json!({"lane": "compacted"}));
-        let while_held = async {
-            let mut release = fake_holds("thread/compact/start").await;
-            assert!(
-                !d.service.idle(),
-                "a compaction being started was reported idle"
-            );
-            let refused = expect_error(stop_if_idle(d).await, ErrorCode::DaemonBusy);
-            assert_eq!(refused.details["in_flight"], 1, "{}", refused.message);
-            writeln!(release, "go").expect("release thread/compact/start");
-        };
+        let while_held = busy_while_held(d, "thread/compact/start", 1);
         let (compacted, ()) = tokio::join!(compact, while_held);
         let compacted: CompactOutput = compacted.expect("the compaction started");
         assert!(compacted.started, "{compacted:?}");
