@@ -184,13 +184,7 @@ fn sigterm_stops_the_daemon_gracefully_and_it_logs_its_stop() {
     home.wait_daemon_gone();
     assert!(!home.file("dispatchd.sock").exists());
     home.up();
-    let log = home.json(&["daemon", "log"]).ok_json();
-    let ops: Vec<&str> = log["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["op"].as_str())
-        .collect();
+    let ops = home.logged_ops();
     assert_eq!(ops, ["daemon_start", "daemon_stop", "daemon_start"]);
 }
 
@@ -204,13 +198,7 @@ fn stop_if_idle_stops_an_idle_daemon_which_logs_it() {
     home.wait_daemon_gone();
     assert!(!home.file("dispatchd.sock").exists());
     home.up();
-    let log = home.json(&["daemon", "log"]).ok_json();
-    let ops: Vec<&str> = log["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["op"].as_str())
-        .collect();
+    let ops = home.logged_ops();
     assert_eq!(
         ops,
         [

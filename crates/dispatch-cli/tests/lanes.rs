@@ -101,14 +101,11 @@ fn the_readme_walkthrough() {
 
     let listed = home.json(&["list"]).ok_json();
     assert_eq!(listed["lanes"][0]["ref"], lane.as_str());
-    let log = home.json(&["daemon", "log"]).ok_json();
-    let ops: Vec<&str> = log["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["op"].as_str())
-        .collect();
-    assert!(ops.contains(&"new") && ops.contains(&"send"), "{ops:?}");
+    let ops = home.logged_ops();
+    assert!(
+        ops.iter().any(|op| op == "new") && ops.iter().any(|op| op == "send"),
+        "{ops:?}"
+    );
 }
 
 #[test]

@@ -101,13 +101,7 @@ fn an_old_registry_is_refused_until_migrated_with_a_backup() {
     assert!(Path::new(backup).is_file(), "the backup exists");
 
     home.up();
-    let log = home.json(&["daemon", "log"]).ok_json();
-    let ops: Vec<&str> = log["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["op"].as_str())
-        .collect();
+    let ops = home.logged_ops();
     assert_eq!(
         ops,
         ["daemon_start", "registry_migrate", "legacy"],

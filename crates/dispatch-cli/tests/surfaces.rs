@@ -269,6 +269,7 @@ fn mcp_annotations_follow_the_contract_rule() {
             "respond",
             "trigger_add",
             "review",
+            "compact",
         ]
         .contains(&op.id);
         assert_eq!(

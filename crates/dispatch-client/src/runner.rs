@@ -5,7 +5,7 @@ use dispatch_contract::{
     ClientOps, DispatchError, ErrorCode, Hint, Operation, RunsIn, call_client_op, operations,
     validate_input,
 };
-use dispatch_home::Paths;
+use dispatch_home::{DaemonProbe, Paths};
 use dispatch_rpc::{DaemonClient, EncodedCall};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -165,8 +165,9 @@ impl Runner {
     /// starts after the check is interrupted. A daemon older than that operation is judged
     /// from its `idle` answer, then stopped (the check and the stop are then two steps).
     async fn restart_if_idle(&self, stale: DispatchError) -> Result<(), DispatchError> {
-        let idle = match self.stop_if_idle().await {
-            StopAnswer::Stopping => true,
+        let answer = self.stop_if_idle().await;
+        let idle = match answer {
+            StopAnswer::Stopping { .. } => true,
             StopAnswer::Busy => false,
             StopAnswer::Unknown => match stale.details.get("idle").and_then(Value::as_bool) {
                 Some(idle) => idle,
@@ -183,11 +184,30 @@ impl Runner {
                 .run(&operations::UP, serde_json::json!({})),
             ));
         }
-        // A daemon that agreed to stop exits by itself; `down` waits for that (and stops an
-        // older daemon outright).
-        self.local.down(DownInput::default()).await?;
+        self.end_stale_daemon(answer).await?;
         self.local.up(UpInput::default()).await?;
         Ok(())
+    }
+
+    /// Ends the stale daemon before the restart's `up`. A daemon that agreed to stop exits by
+    /// itself: `down` waits for that, but only while that daemon (its pid) holds the pidfile;
+    /// once it has exited, a daemon holding it now was started after it (another client's
+    /// restart, whose turn may already run) and is left alone. An older daemon, which does not
+    /// stop by itself, is stopped outright.
+    async fn end_stale_daemon(&self, answer: StopAnswer) -> Result<(), DispatchError> {
+        if let StopAnswer::Stopping { pid: Some(pid) } = answer
+            && !self.holds_pidfile(pid)?
+        {
+            return Ok(());
+        }
+        self.local.down(DownInput::default()).await?;
+        Ok(())
+    }
+
+    /// Whether the daemon `pid` is running and holds the pidfile.
+    fn holds_pidfile(&self, pid: u32) -> Result<bool, DispatchError> {
+        let probe = dispatch_home::probe(&self.paths().pidfile)?;
+        Ok(matches!(probe, DaemonProbe::Running { pid: Some(running) } if running == pid))
     }
 
     /// Asks the daemon, whatever its contract, to stop if it is idle.
@@ -196,7 +216,9 @@ impl Runner {
             return StopAnswer::Unknown;
         };
         match client.call_unchecked(&DaemonStopIfIdleInput {}).await {
-            Ok(_) => StopAnswer::Stopping,
+            Ok(stopping) => StopAnswer::Stopping {
+                pid: u32::try_from(u64::from(stopping.pid)).ok(),
+            },
             Err(err) => StopAnswer::of_error(&err),
         }
     }
@@ -219,7 +241,10 @@ impl Runner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StopAnswer {
     /// It was idle and is stopping (or was already stopping): it starts no new model work.
-    Stopping,
+    Stopping {
+        /// Its pid, when it said (`daemon_stopping` does not).
+        pid: Option<u32>,
+    },
     /// It has work in flight and stays up.
     Busy,
     /// It does not know the request (older than it) or did not answer it: no decision.
@@ -230,7 +255,7 @@ impl StopAnswer {
     fn of_error(err: &DispatchError) -> StopAnswer {
         match err.code {
             ErrorCode::DaemonBusy => StopAnswer::Busy,
-            ErrorCode::DaemonStopping => StopAnswer::Stopping,
+            ErrorCode::DaemonStopping => StopAnswer::Stopping { pid: None },
             _ => StopAnswer::Unknown,
         }
     }
@@ -345,13 +370,57 @@ mod tests {
         assert_eq!(call.input()["name"], "n");
     }
 
+    /// Another client's restart may have replaced the daemon that agreed to stop before this
+    /// client stops it: the replacement (which may already run that client's turn) is left
+    /// alone, since the daemon that agreed to stop exits by itself.
+    #[test]
+    fn a_daemon_that_replaced_the_stopping_one_is_not_stopped() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let home = tempfile::tempdir().expect("tempdir");
+        let pidfile = home.path().join("dispatchd.pid");
+        std::fs::write(&pidfile, "").expect("pidfile");
+        // The replacement daemon: a process holding the pidfile's lock until its stdin closes.
+        let mut replacement = Command::new("flock")
+            .arg("-x")
+            .arg(&pidfile)
+            .args(["-c", "echo locked; read _"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("flock");
+        let mut line = String::new();
+        BufReader::new(replacement.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the lock is held");
+        std::fs::write(&pidfile, format!("{}\n", replacement.id())).expect("its pid");
+        let paths = Paths::from_lookup(|key| (key == "DISPATCH_HOME").then(|| home.path().into()))
+            .expect("paths");
+        let runner = Runner::new(paths);
+        let stopped_before = replacement.id() + 1;
+        block_on(runner.end_stale_daemon(StopAnswer::Stopping {
+            pid: Some(stopped_before),
+        }))
+        .expect("nothing to stop");
+        assert!(
+            replacement.try_wait().expect("try_wait").is_none(),
+            "the replacement daemon was signalled"
+        );
+        drop(replacement.stdin.take());
+        replacement.wait().expect("the replacement exits");
+    }
+
     /// What the stale daemon's answer to `daemon stop-if-idle` makes of the restart: a busy
     /// one stays up, an older one that does not know the request is judged as before.
     #[test]
     fn a_stop_answer_decides_the_restart_only_when_the_daemon_knows_the_request() {
         let of = |code| StopAnswer::of_error(&DispatchError::new(code, "x"));
         assert_eq!(of(ErrorCode::DaemonBusy), StopAnswer::Busy);
-        assert_eq!(of(ErrorCode::DaemonStopping), StopAnswer::Stopping);
+        assert_eq!(
+            of(ErrorCode::DaemonStopping),
+            StopAnswer::Stopping { pid: None }
+        );
         // What an older daemon's unknown method becomes (`from_error_object`).
         assert_eq!(of(ErrorCode::DaemonStale), StopAnswer::Unknown);
         assert_eq!(of(ErrorCode::DaemonUnreachable), StopAnswer::Unknown);

@@ -15,7 +15,8 @@ use std::process::ExitCode;
 use std::sync::LazyLock;
 
 use dispatch_contract::types::{
-    DaemonStopIfIdleInput, DaemonStopIfIdleOutput, SendInput, SendOutput,
+    CompactInput, CompactOutput, DaemonStopIfIdleInput, DaemonStopIfIdleOutput, SendInput,
+    SendOutput,
 };
 use dispatch_contract::{Dispatch, ErrorCode};
 use dispatch_home::Config;
@@ -41,6 +42,11 @@ fn main() -> ExitCode {
                 )
             },
         ),
+        harness::trial_with(
+            "a_compaction_being_started_keeps_the_daemon_from_stopping",
+            held_compact_start,
+            a_compaction_being_started_keeps_the_daemon_from_stopping,
+        ),
         harness::trial(
             "an_idle_daemon_stops_and_then_starts_no_model_work",
             an_idle_daemon_stops_and_then_starts_no_model_work,
@@ -53,16 +59,27 @@ fn main() -> ExitCode {
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
 }
 
-/// The directory of the named pipe that holds `turn/start`.
+/// The directory of the named pipes that hold a method.
 static HOLD: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
 
-fn hold_pipe() -> PathBuf {
-    HOLD.path().join("turn-start")
+/// The named pipe that holds `method`.
+fn hold_pipe(method: &str) -> PathBuf {
+    HOLD.path().join(method.replace('/', "-"))
 }
 
 /// The fake App Server holding every `turn/start` until the test releases it.
 fn held_turn_start() -> Script {
-    let pipe = hold_pipe();
+    held("turn/start")
+}
+
+/// The fake App Server holding every `thread/compact/start` until the test releases it.
+fn held_compact_start() -> Script {
+    held("thread/compact/start")
+}
+
+/// The fake App Server holding every request of `method` until the test releases it.
+fn held(method: &str) -> Script {
+    let pipe = hold_pipe(method);
     if !pipe.exists() {
         let made = std::process::Command::new("mkfifo")
             .arg(&pipe)
@@ -71,18 +88,18 @@ fn held_turn_start() -> Script {
         assert!(made.success(), "mkfifo {}", pipe.display());
     }
     Script {
-        hold: Some(("turn/start".to_owned(), pipe.display().to_string())),
+        hold: Some((method.to_owned(), pipe.display().to_string())),
         ..Script::default()
     }
 }
 
-/// Waits until the fake holds a `turn/start` (it opened the pipe), and returns the pipe's
-/// writing end, which releases it.
-async fn fake_holds_turn_start() -> std::fs::File {
-    tokio::task::spawn_blocking(|| {
+/// Waits until the fake holds a request of `method` (it opened the pipe), and returns the
+/// pipe's writing end, which releases it.
+async fn fake_holds(method: &'static str) -> std::fs::File {
+    tokio::task::spawn_blocking(move || {
         std::fs::OpenOptions::new()
             .write(true)
-            .open(hold_pipe())
+            .open(hold_pipe(method))
             .expect("open the hold pipe")
     })
     .await
@@ -95,6 +112,23 @@ async fn stop_if_idle(
     d.call::<DaemonStopIfIdleInput>(json!({})).await
 }
 
+/// Once the fake holds a request of `method`: the daemon is not idle, and a stop is refused
+/// with `in_flight` admissions; then releases the request.
+async fn busy_while_held(d: &Daemon, method: &'static str, in_flight: u64) {
+    let mut release = fake_holds(method).await;
+    assert!(
+        !d.service.idle(),
+        "reported idle while Codex holds {method}"
+    );
+    let refused = expect_error(stop_if_idle(d).await, ErrorCode::DaemonBusy);
+    assert_eq!(
+        refused.details["in_flight"], in_flight,
+        "{}",
+        refused.message
+    );
+    writeln!(release, "go").unwrap_or_else(|err| panic!("release {method}: {err}"));
+}
+
 fn a_send_between_turn_start_and_its_record_keeps_the_daemon_from_stopping(
     d: &Daemon,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
@@ -102,18 +136,9 @@ fn a_send_between_turn_start_and_its_record_keeps_the_daemon_from_stopping(
         let lane = d.lane("held", Ownership::Owned).await;
         assert!(d.service.idle(), "no lane runs a turn yet");
         let send = d.call::<SendInput>(json!({"lane": "held", "text": "start"}));
-        let while_held = async {
-            let mut release = fake_holds_turn_start().await;
-            // Codex has the `turn/start`; the registry does not know the turn yet.
-            assert!(
-                !d.service.idle(),
-                "a send waiting for turn/start was reported idle"
-            );
-            let refused = expect_error(stop_if_idle(d).await, ErrorCode::DaemonBusy);
-            // The send (run_operation) and its turn/start (start_turn).
-            assert_eq!(refused.details["in_flight"], 2, "{}", refused.message);
-            writeln!(release, "go").expect("release turn/start");
-        };
+        // Codex has the `turn/start`; the registry does not know the turn yet. In flight: the
+        // send (run_operation) and its turn/start (start_turn).
+        let while_held = busy_while_held(d, "turn/start", 2);
         let (sent, ()) = tokio::join!(send, while_held);
         let sent: SendOutput = sent.expect("the send's turn started");
         assert!(sent.message_accepted, "{sent:?}");
@@ -127,6 +152,22 @@ fn a_send_between_turn_start_and_its_record_keeps_the_daemon_from_stopping(
         assert!(d.service.idle());
         stop_if_idle(d).await.expect("an idle daemon stops");
         assert_eq!(d.turn_inputs().len(), 1, "one turn/start, the send's");
+    })
+}
+
+/// Compaction is model work too: while Codex has `thread/compact/start`, the daemon is not
+/// idle and a stop (whose SIGTERM would end Codex) is refused.
+fn a_compaction_being_started_keeps_the_daemon_from_stopping(
+    d: &Daemon,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        d.lane("compacted", Ownership::Owned).await;
+        assert!(d.service.idle(), "nothing runs yet");
+        let compact = d.call::<CompactInput>(json!({"lane": "compacted"}));
+        let while_held = busy_while_held(d, "thread/compact/start", 1);
+        let (compacted, ()) = tokio::join!(compact, while_held);
+        let compacted: CompactOutput = compacted.expect("the compaction started");
+        assert!(compacted.started, "{compacted:?}");
     })
 }
 

@@ -121,12 +121,14 @@ pub async fn wait_released(path: &Path, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(true)))
 }
 
-/// Sends SIGTERM to `pid`.
+/// Sends SIGTERM to `pid`; a process that is already gone is not an error (it is what the
+/// signal asks for: a daemon that agreed to stop exits by itself, maybe between a probe and
+/// this signal).
 pub fn signal_terminate(pid: u32) -> std::io::Result<()> {
     send(pid, rustix::process::Signal::TERM)
 }
 
-/// Sends SIGKILL to `pid`.
+/// Sends SIGKILL to `pid`; a process that is already gone is not an error.
 pub fn signal_kill(pid: u32) -> std::io::Result<()> {
     send(pid, rustix::process::Signal::KILL)
 }
@@ -136,7 +138,10 @@ fn send(pid: u32, signal: rustix::process::Signal) -> std::io::Result<()> {
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad pid"))?;
-    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
+    match rustix::process::kill_process(pid, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(err) => Err(std::io::Error::from(err)),
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +200,17 @@ mod tests {
             std::fs::read_to_string(&target).expect("read"),
             "precious\n"
         );
+    }
+
+    /// A daemon that stops by itself (`daemon stop-if-idle`) can exit between `down`'s probe
+    /// and its signal: signalling a process that is gone is what the signal asked for.
+    #[test]
+    fn signalling_a_process_that_already_exited_succeeds() {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("reaped");
+        signal_terminate(pid).expect("gone: nothing to stop");
+        signal_kill(pid).expect("gone: nothing to kill");
     }
 
     #[tokio::test]

@@ -461,6 +461,7 @@ fn scripted(
             error(out, id, -32600, "thread/start failed (scripted)")?;
         }
         "thread/archive" | "thread/unarchive" => reply(out, id, json!({}))?,
+        "thread/compact/start" => reply(out, id, json!({}))?,
         "model/list" => reply(out, id, model_list_result())?,
         "config/read" => reply(out, id, json!({ "config": {}, "origins": {} }))?,
         "turn/steer" => {

@@ -201,6 +201,17 @@ impl Home {
         self.run(&args)
     }
 
+    /// The operations in `dispatch daemon log`, newest first.
+    pub fn logged_ops(&self) -> Vec<String> {
+        let log = self.json(&["daemon", "log"]).ok_json();
+        log["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["op"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// `dispatch up --json`, asserted to succeed.
     pub fn up(&self) -> Value {
         self.json(&["up"]).ok_json()

@@ -90,7 +90,7 @@ pub static COMPACT: Operation = Operation {
     intent: Intent::Write,
     idempotent: false,
     writes_history: true,
-    starts_model_work: false,
+    starts_model_work: true,
     runs_in: RunsIn::Daemon,
     cli_path: &["compact"],
     positionals: &["lane"],

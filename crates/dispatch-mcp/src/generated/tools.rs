@@ -129,7 +129,7 @@ pub static TOOLS: &[ToolSpec] = &[
         read_only: false,
         destructive: false,
         idempotent: false,
-        open_world: false,
+        open_world: true,
         cli_only_inputs: &[],
     },
     ToolSpec {
