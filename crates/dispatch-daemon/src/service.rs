@@ -586,15 +586,20 @@ impl Service {
         self.work.stopped().await;
     }
 
-    /// Wakes watchers after events were stored, and refreshes the idle flag.
+    /// Wakes watchers after events were stored, and refreshes the idle flag. A count that
+    /// fails says "not idle": what the lanes are doing is then unknown, and a stale daemon
+    /// must not be restarted over a turn the failed count could not see. The next count that
+    /// succeeds sets the flag again.
     pub async fn events_stored(&self) {
         let ticket = self.idle.ticket();
-        if let Ok(counts) = self.registry.lane_counts().await {
-            self.idle.settle(
-                ticket,
-                counts.busy == 0 && counts.retrying == 0 && counts.waiting_approval == 0,
-            );
-        }
+        let idle = match self.registry.lane_counts().await {
+            Ok(counts) => counts.busy == 0 && counts.retrying == 0 && counts.waiting_approval == 0,
+            Err(err) => {
+                tracing::warn!(%err, "counting the lanes for the idle flag; taken as not idle");
+                false
+            }
+        };
+        self.idle.settle(ticket, idle);
         self.wake_watchers();
     }
 

@@ -55,6 +55,10 @@ fn main() -> ExitCode {
             "a_stopping_daemon_leaves_a_queued_message_queued",
             a_stopping_daemon_leaves_a_queued_message_queued,
         ),
+        harness::trial(
+            "a_lane_count_that_fails_leaves_the_daemon_not_idle",
+            a_lane_count_that_fails_leaves_the_daemon_not_idle,
+        ),
     ];
     libtest_mimic::run(&Arguments::from_args(), tests).exit_code()
 }
@@ -241,5 +245,38 @@ fn a_stopping_daemon_leaves_a_queued_message_queued(
             .expect("registry")
             .expect("the receipt");
         assert_eq!(receipt.state.as_str(), "queued", "{receipt:?}");
+    })
+}
+
+/// When the idle flag's count of the lanes fails, what the lanes do is unknown: the daemon
+/// is not idle (a stop is refused) until a count succeeds again.
+fn a_lane_count_that_fails_leaves_the_daemon_not_idle(
+    d: &Daemon,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        d.lane("counted", Ownership::Owned).await;
+        d.service.events_stored().await;
+        assert!(d.service.idle(), "an idle lane, counted");
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            d.db.display()
+        ))
+        .await
+        .expect("a second connection");
+        // The count reads `lanes`; without it, it fails.
+        sqlx::query("ALTER TABLE lanes RENAME TO lanes_hidden")
+            .execute(&mut conn)
+            .await
+            .expect("hide the lanes");
+        d.service.events_stored().await;
+        assert!(!d.service.idle(), "a failed count was taken as idle");
+        let refused = expect_error(stop_if_idle(d).await, ErrorCode::DaemonBusy);
+        assert_eq!(refused.details["lanes_busy"], true, "{}", refused.message);
+        sqlx::query("ALTER TABLE lanes_hidden RENAME TO lanes")
+            .execute(&mut conn)
+            .await
+            .expect("restore the lanes");
+        d.service.events_stored().await;
+        assert!(d.service.idle(), "counted again");
     })
 }
