@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::process::ExitCode;
 
 use dispatch_contract::types::{
-    AttachInput, AttachOutput, GetInput, GetOutput, HistoryInput, HistoryOutput, ListInput,
+    AttachInput, AttachOutput, GetInput, GetOutput, HistoryInput, HistoryOutput, Lane, ListInput,
     ListOutput, SearchInput, SearchOutput,
 };
 use dispatch_contract::{ErrorCode, Surface};
@@ -457,6 +457,15 @@ async fn list_with_a_warm_cache_shows_every_write(d: &Daemon) {
     list_matches_fresh_conversions(d, "rename").await;
 }
 
+/// The lane `lane_ref` as `page` shows it.
+fn listed(page: &ListOutput, lane_ref: &str) -> Lane {
+    page.lanes
+        .iter()
+        .map(|l| l.decode().expect("decoded").into_owned())
+        .find(|l| l.ref_ == lane_ref)
+        .expect("listed")
+}
+
 /// A running lane's `stalled_since` and hint depend on the clock: a warm cache never holds
 /// it, and its hint counts the seconds as they pass.
 async fn list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d: &Daemon) {
@@ -474,12 +483,7 @@ async fn list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d: &Daemon) {
     .await
     .expect("busy");
     let hint_of = |page: &ListOutput| {
-        let shown = page
-            .lanes
-            .iter()
-            .map(|l| l.decode().expect("decoded").into_owned())
-            .find(|l| l.ref_ == lane.lane_ref)
-            .expect("listed");
+        let shown = listed(page, &lane.lane_ref);
         (shown.stalled_since.clone(), shown.hint.clone())
     };
     let asked_at = harness::now_ms();
@@ -551,12 +555,7 @@ async fn list_keeps_a_running_lane_until_the_moment_it_stalls(d: &Daemon) {
         let asked_at = harness::now_ms();
         let page = d.call::<ListInput>(json!({})).await.expect("list");
         let answered_at = harness::now_ms();
-        let shown = page
-            .lanes
-            .iter()
-            .map(|l| l.decode().expect("decoded").into_owned())
-            .find(|l| l.ref_ == lane.lane_ref)
-            .expect("listed");
+        let shown = listed(&page, &lane.lane_ref);
         (shown, asked_at, answered_at)
     };
     // Noted, then kept (seen a second time unchanged), then copied: both lanes are kept.

@@ -518,18 +518,7 @@ async fn listings_of_many_lanes_answer_each_lane_once_in_order() {
 async fn pages_converted_as_read_answer_each_lane_once_in_order() {
     let total: u32 = 140;
     let (_dir, registry) = open_registry().await;
-    for n in 0..total {
-        let lane = registry
-            .create_lane(&new_lane(&format!("thread-{n:03}")))
-            .await
-            .unwrap();
-        if n % 3 == 0 {
-            registry
-                .record(&[facts(&lane.lane_ref, vec![Fact::Archived(true)])])
-                .await
-                .unwrap();
-        }
-    }
+    lanes_with_every_third_archived(&registry, total).await;
     let all = registry
         .list_lanes(&LaneFilter {
             include_archived: true,
@@ -584,6 +573,23 @@ async fn pages_converted_as_read_answer_each_lane_once_in_order() {
         .collect();
     assert_eq!(refs(&archived.lanes), expected);
     assert_eq!(expected.len(), usize::try_from(total.div_ceil(3)).unwrap());
+}
+
+/// `total` lanes (threads `thread-000`, `thread-001`, …), every third one archived: what the
+/// paging tests page through, with and without the archive filter.
+async fn lanes_with_every_third_archived(registry: &dispatch_registry::Registry, total: u32) {
+    for n in 0..total {
+        let lane = registry
+            .create_lane(&new_lane(&format!("thread-{n:03}")))
+            .await
+            .unwrap();
+        if n % 3 == 0 {
+            registry
+                .record(&[facts(&lane.lane_ref, vec![Fact::Archived(true)])])
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// The stamps of every lane, newest activity first.
@@ -724,18 +730,7 @@ async fn every_update_of_a_lane_bumps_its_version_and_every_insert_makes_an_inca
 async fn kept_pages_answer_what_plain_pages_answer() {
     let total: u32 = 90;
     let (_dir, registry) = open_registry().await;
-    for n in 0..total {
-        let lane = registry
-            .create_lane(&new_lane(&format!("thread-{n:03}")))
-            .await
-            .unwrap();
-        if n % 3 == 0 {
-            registry
-                .record(&[facts(&lane.lane_ref, vec![Fact::Archived(true)])])
-                .await
-                .unwrap();
-        }
-    }
+    lanes_with_every_third_archived(&registry, total).await;
     let all = stamps(&registry).await;
     /// Which lanes (by place in the activity order) a set keeps.
     type Keeps = fn(usize) -> bool;
@@ -767,18 +762,7 @@ async fn kept_pages_answer_what_plain_pages_answer() {
 async fn stamped_pages_answer_what_plain_pages_answer() {
     let total: u32 = 40;
     let (_dir, registry) = open_registry().await;
-    for n in 0..total {
-        let lane = registry
-            .create_lane(&new_lane(&format!("thread-{n:03}")))
-            .await
-            .unwrap();
-        if n % 3 == 0 {
-            registry
-                .record(&[facts(&lane.lane_ref, vec![Fact::Archived(true)])])
-                .await
-                .unwrap();
-        }
-    }
+    lanes_with_every_third_archived(&registry, total).await;
     let all: std::collections::HashMap<String, LaneStamp> = stamps(&registry)
         .await
         .into_iter()
