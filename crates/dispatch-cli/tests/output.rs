@@ -61,6 +61,16 @@ fn instance(root: &Value, schema: &Value) -> Value {
     }
 }
 
+/// Whether `value` holds [`POISON`] anywhere.
+fn holds_poison(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text == POISON,
+        Value::Array(items) => items.iter().any(holds_poison),
+        Value::Object(fields) => fields.values().any(holds_poison),
+        _ => false,
+    }
+}
+
 fn assert_terminal_safe(what: &str, text: &str) {
     for bad in ['\u{1b}', '\r', '\u{9b}', '\u{202e}'] {
         assert!(
@@ -81,6 +91,10 @@ fn every_renderer_escapes_control_characters() {
         let output = instance(&schema, &schema);
         let text = dispatch_cli::render::human(op, &output).expect("rendered");
         assert_terminal_safe(op.id, &text);
+        // An output with no free string (only numbers and enums) has nothing to escape.
+        if !holds_poison(&output) {
+            continue;
+        }
         assert!(
             text.contains("P\\u{1b}[31mred\\nFAKE") || text.contains("P\\u001b[31mred\\nFAKE"),
             "{}: the value is shown, escaped:\n{text}",
