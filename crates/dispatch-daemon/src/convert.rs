@@ -269,7 +269,7 @@ pub fn lane_hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> 
             stop(&format!(
                 "no event from the App Server for {} s: the model provider may hang; {{1}} \
                  shows whether it moves, {{0}} ends the turn",
-                (view.now_ms() - since) / 1000
+                view.now_ms().saturating_sub(since) / 1000
             ))
             .run(&operations::WATCH, lane())
         }),
@@ -485,6 +485,28 @@ mod tests {
         assert!(
             hint.render(Surface::Cli)
                 .contains("`dispatch stop 0k7M4a` ends the turn")
+        );
+    }
+
+    /// A busy lane whose activity time is as far in the past as an `i64` goes (a row written
+    /// by hand, a broken clock) is shown as stalled, its silence counted without overflowing,
+    /// instead of panicking (overflow checks) or counting a wrapped, negative silence.
+    #[test]
+    fn a_busy_lane_silent_since_the_earliest_time_is_shown_without_overflow() {
+        let row = registry::LaneRow {
+            status: registry::LaneStatus::Busy,
+            updated_at_ms: i64::MIN,
+            ..crate::test_rows::lane_row("0k7M4a", "thr")
+        };
+        let shown = lane(row, &View::new(false, 60_000, 1_700_000_000_000));
+        assert_eq!(
+            shown.stalled_since.as_deref(),
+            Some(i64::MIN.to_string().as_str())
+        );
+        let hint = shown.hint.expect("a stalled lane has a hint");
+        assert!(
+            hint.contains(&format!("for {} s", i64::MAX / 1000)),
+            "{hint}"
         );
     }
 }
