@@ -22,7 +22,8 @@ use dispatch_contract::types::Lane;
 use dispatch_contract::{Encoded, EncodedText, Surface};
 use dispatch_registry::{Kept, LaneStamp};
 
-use crate::convert::{self, Holds, View, lock};
+use crate::convert::{self, lock};
+use crate::view::{Holds, View};
 
 /// Most bytes the cache holds (counted as [`entry_bytes`]): some 6,000 lanes of `list`.
 pub const MAX_BYTES: usize = 4 << 20;
