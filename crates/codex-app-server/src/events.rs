@@ -280,9 +280,13 @@ impl Fanout {
             }
         }
         let mut full = Vec::new();
+        // One copy of the text, shared by every lossless subscription.
+        let raw_params: Option<Arc<str>> = raw_params
+            .filter(|_| !self.lossless.is_empty())
+            .map(Arc::from);
         self.lossless.retain(|(tx, gauge)| {
             gauge.queued.fetch_add(1, Ordering::AcqRel);
-            if tx.send((event.clone(), raw_params.map(Arc::from))).is_err() {
+            if tx.send((event.clone(), raw_params.clone())).is_err() {
                 return false;
             }
             if gauge.over() {
@@ -342,6 +346,23 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 100);
+    }
+
+    /// Every lossless subscription gets the same shared params text: one copy per message,
+    /// however many subscribe.
+    #[tokio::test]
+    async fn lossless_subscriptions_share_one_params_text() {
+        let mut fanout = Fanout::new(2);
+        let mut first = fanout.subscribe_lossless();
+        let mut second = fanout.subscribe_lossless();
+        fanout.publish(note("a", "t1"), Some(r#"{"threadId": "t1"}"#));
+        let (_, one) = first.recv_raw().await.expect("an event");
+        let (_, other) = second.recv_raw().await.expect("an event");
+        let (Some(one), Some(other)) = (one, other) else {
+            panic!("both carry the params text")
+        };
+        assert_eq!(&*one, r#"{"threadId": "t1"}"#);
+        assert!(Arc::ptr_eq(&one, &other), "one copy, shared");
     }
 
     #[tokio::test]

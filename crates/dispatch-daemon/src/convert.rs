@@ -1,5 +1,6 @@
 //! Registry rows as the contract's shapes.
 
+use crate::view::{Holds, View};
 use dispatch_contract::types::{
     Goal, Lane, LaneError, LaneOwnership, LaneRef, LaneStatus, LatestTurn, Retry, TailItem,
     TurnStatus, Worktree,
@@ -7,7 +8,6 @@ use dispatch_contract::types::{
 use dispatch_contract::{Hint, operations};
 use dispatch_registry as registry;
 use serde_json::json;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 /// RFC 3339 of Unix epoch milliseconds.
 pub fn rfc3339(ms: i64) -> String {
@@ -109,120 +109,12 @@ pub fn write_lock(row: &registry::LaneRow, allow_attached_writes: bool) -> Optio
     })
 }
 
-/// The clock readings for which what a conversion made stays the same: every `now` with
-/// `from <= now < until` (Unix epoch milliseconds). Each comparison with the clock narrows
-/// it to the side of its deadline that `now` was on; reading the clock's value itself
-/// empties it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Holds {
-    /// The earliest reading it holds for.
-    from: i64,
-    /// The first reading past the latest it holds for.
-    until: i64,
-}
-
-impl Holds {
-    /// For every reading of the clock: nothing made read it.
-    pub const ALWAYS: Holds = Holds {
-        from: i64::MIN,
-        until: i64::MAX,
-    };
-
-    /// For no reading of the clock, not even the one made (it may have read its value).
-    pub const NEVER: Holds = Holds {
-        from: i64::MAX,
-        until: i64::MIN,
-    };
-
-    /// A span `from <= now < until`.
-    pub fn between(from: i64, until: i64) -> Holds {
-        Holds { from, until }
-    }
-
-    /// Whether it holds at `now_ms`.
-    pub fn at(self, now_ms: i64) -> bool {
-        self.from <= now_ms && now_ms < self.until
-    }
-
-    /// Whether it holds for any reading at all.
-    pub fn ever(self) -> bool {
-        self.from < self.until
-    }
-}
-
-/// What showing a lane depends on besides its row (and the surface that asked, which words
-/// its hint).
-#[derive(Debug)]
-pub struct View {
-    /// `[policy] allow_attached_writes`.
-    pub allow_attached_writes: bool,
-    /// `[lanes] stall_after_s`, in milliseconds.
-    pub stall_after_ms: i64,
-    /// Now (Unix epoch milliseconds): read through [`View::now_ms`] and [`View::has_passed`]
-    /// only, which narrow what was made since [`View::lane_with_clock`] last looked to the
-    /// readings it holds for ([`Holds`]).
-    now_ms: i64,
-    /// [`Holds::from`] of what is being made.
-    holds_from: AtomicI64,
-    /// [`Holds::until`] of what is being made.
-    holds_until: AtomicI64,
-}
-
+/// Conversions that say for which readings of the clock they hold.
 impl View {
-    /// A view at `now_ms`.
-    pub fn new(allow_attached_writes: bool, stall_after_ms: i64, now_ms: i64) -> View {
-        View {
-            allow_attached_writes,
-            stall_after_ms,
-            now_ms,
-            holds_from: AtomicI64::new(Holds::ALWAYS.from),
-            holds_until: AtomicI64::new(Holds::ALWAYS.until),
-        }
-    }
-
-    /// Whether `holds` holds at the view's clock (without reading it for what is being made).
-    pub fn within(&self, holds: Holds) -> bool {
-        holds.at(self.now_ms)
-    }
-
-    /// Now (Unix epoch milliseconds): what is being made depends on the clock's value from
-    /// here on, so it holds for no other reading ([`Holds::NEVER`]).
-    pub fn now_ms(&self) -> i64 {
-        self.narrow(Holds::NEVER);
-        self.now_ms
-    }
-
-    /// Whether the clock reads `deadline_ms` or later: what is being made holds only on the
-    /// same side of `deadline_ms` from here on.
-    pub fn has_passed(&self, deadline_ms: i64) -> bool {
-        let passed = self.now_ms >= deadline_ms;
-        self.narrow(if passed {
-            Holds::between(deadline_ms, i64::MAX)
-        } else {
-            Holds::between(i64::MIN, deadline_ms)
-        });
-        passed
-    }
-
-    /// Narrows what is being made to the readings `holds` holds for.
-    fn narrow(&self, holds: Holds) {
-        self.holds_from.fetch_max(holds.from, Ordering::Relaxed);
-        self.holds_until.fetch_min(holds.until, Ordering::Relaxed);
-    }
-
-    /// [`lane`], and the readings of the clock it holds for (the narrowest of every clock
-    /// comparison it made; [`Holds::NEVER`] once it read the clock's value): at any of them,
-    /// for the same row and settings, it would be made the same.
+    /// [`lane`], and the readings of the clock it holds for ([`View::with_clock`]): at any of
+    /// them, for the same row and settings, it would be made the same.
     pub fn lane_with_clock(&self, row: registry::LaneRow) -> (Lane, Holds) {
-        self.holds_from.store(Holds::ALWAYS.from, Ordering::Relaxed);
-        self.holds_until
-            .store(Holds::ALWAYS.until, Ordering::Relaxed);
-        let shown = lane(row, self);
-        let holds = Holds {
-            from: self.holds_from.load(Ordering::Relaxed),
-            until: self.holds_until.load(Ordering::Relaxed),
-        };
-        (shown, holds)
+        self.with_clock(|view| lane(row, view))
     }
 }
 
@@ -269,7 +161,7 @@ pub fn lane_hint(row: &registry::LaneRow, stalled: Option<i64>, view: &View) -> 
             stop(&format!(
                 "no event from the App Server for {} s: the model provider may hang; {{1}} \
                  shows whether it moves, {{0}} ends the turn",
-                (view.now_ms() - since) / 1000
+                view.now_ms().saturating_sub(since) / 1000
             ))
             .run(&operations::WATCH, lane())
         }),
@@ -485,6 +377,28 @@ mod tests {
         assert!(
             hint.render(Surface::Cli)
                 .contains("`dispatch stop 0k7M4a` ends the turn")
+        );
+    }
+
+    /// A busy lane whose activity time is as far in the past as an `i64` goes (a row written
+    /// by hand, a broken clock) is shown as stalled, its silence counted without overflowing,
+    /// instead of panicking (overflow checks) or counting a wrapped, negative silence.
+    #[test]
+    fn a_busy_lane_silent_since_the_earliest_time_is_shown_without_overflow() {
+        let row = registry::LaneRow {
+            status: registry::LaneStatus::Busy,
+            updated_at_ms: i64::MIN,
+            ..crate::test_rows::lane_row("0k7M4a", "thr")
+        };
+        let shown = lane(row, &View::new(false, 60_000, 1_700_000_000_000));
+        assert_eq!(
+            shown.stalled_since.as_deref(),
+            Some(i64::MIN.to_string().as_str())
+        );
+        let hint = shown.hint.expect("a stalled lane has a hint");
+        assert!(
+            hint.contains(&format!("for {} s", i64::MAX / 1000)),
+            "{hint}"
         );
     }
 }

@@ -322,7 +322,8 @@ impl Handle<ListInput> for Service {
                 // After the plain calls: the page with its stamps in one statement, each lane
                 // looked up as it is parsed (a page that still churns costs one read).
                 let mut made = Vec::new();
-                let mut probe = texts.probe(&view, surface);
+                let mut probe =
+                    texts.probe(&view, surface, usize::try_from(limit).unwrap_or(usize::MAX));
                 let page = self
                     .registry()
                     .list_lanes_page_stamped(&filter, after.as_ref(), limit, |row, stamp| {

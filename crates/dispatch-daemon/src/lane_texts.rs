@@ -22,7 +22,8 @@ use dispatch_contract::types::Lane;
 use dispatch_contract::{Encoded, EncodedText, Surface};
 use dispatch_registry::{Kept, LaneStamp};
 
-use crate::convert::{self, Holds, View, lock};
+use crate::convert::{self, lock};
+use crate::view::{Holds, View};
 
 /// Most bytes the cache holds (counted as [`entry_bytes`]): some 6,000 lanes of `list`.
 pub const MAX_BYTES: usize = 4 << 20;
@@ -218,6 +219,8 @@ pub struct Probe<'t> {
     settings: Settings,
     /// The `uses` count of this call.
     uses: u64,
+    /// How many lanes the page shows: the lanes parsed past them are read only for `next`.
+    page_len: usize,
     /// Lanes looked at.
     seen: usize,
     /// Of those, lanes that count as not kept.
@@ -226,8 +229,14 @@ pub struct Probe<'t> {
 
 impl Probe<'_> {
     /// What is kept for `stamp` under `view`, as [`LaneTexts::kept`] answers for one lane (and
-    /// noted as it does). `view` is the one the probe was made with.
+    /// noted as it does). `view` is the one the probe was made with. A lane looked at after
+    /// the page's length (the one read only for `next`: SQLite hands the rows over in page
+    /// order) is made without a look, neither noted nor counted; should the order differ, a
+    /// lane of the page is only made again, never shown wrong.
     pub fn look(&mut self, stamp: &LaneStamp, view: &View) -> Kept<Encoded<Lane>, Admit> {
+        if self.seen >= self.page_len {
+            return Kept::Make(Admit(false));
+        }
         let mut guard = lock(&self.texts.inner);
         let inner = &mut *guard;
         let entries = inner.entries.entry(self.surface).or_default();
@@ -282,8 +291,10 @@ impl LaneTexts {
 
     /// A look at the cache lane by lane, for a page read with its stamps in its rows
     /// ([`Read::Probe`]): [`Probe::look`] answers what [`LaneTexts::kept`] would for each
-    /// lane, and [`Probe::finish`] applies the same rule for the next calls.
-    pub fn probe(&self, view: &View, surface: Surface) -> Probe<'_> {
+    /// lane, and [`Probe::finish`] applies the same rule for the next calls. `page_len` is the
+    /// page's limit: the lane read past it for `next` is not looked at (`kept`'s stamps end
+    /// at the page).
+    pub fn probe(&self, view: &View, surface: Surface, page_len: usize) -> Probe<'_> {
         let mut inner = lock(&self.inner);
         inner.uses += 1;
         Probe {
@@ -291,6 +302,7 @@ impl LaneTexts {
             surface,
             settings: Settings::of(view),
             uses: inner.uses,
+            page_len,
             seen: 0,
             unkept: 0,
         }
@@ -673,7 +685,7 @@ mod tests {
                 .iter()
                 .map(what)
                 .collect();
-            let mut probe = by_lane.probe(&view, Surface::Cli);
+            let mut probe = by_lane.probe(&view, Surface::Cli, stamps.len());
             let mut made = Vec::new();
             let looked: Vec<String> = stamps
                 .iter()
@@ -708,6 +720,36 @@ mod tests {
             assert_eq!(by_lane.size().0, by_page.size().0, "call {call}");
         }
         assert_eq!(by_lane.plain_calls(Surface::Cli), PLAIN_CALLS);
+    }
+
+    /// The lane a page reads past its end (only for `next`) is not looked at: it is neither
+    /// noted nor counted, so a probe decides on the page alone, as [`LaneTexts::kept`] does
+    /// (its stamps end at the page).
+    #[test]
+    fn a_probe_leaves_out_the_lane_read_only_for_next() {
+        let texts = LaneTexts::default();
+        let view = View::new(false, 60_000, 0);
+        let mut page: Vec<LaneStamp> = (0..3).map(|i| stamp(&format!("l{i}"))).collect();
+        // Seen twice: all three kept.
+        show(&texts, &page, "x", &view);
+        show(&texts, &page, "x", &view);
+        assert_eq!(texts.size().0, 3);
+        // The second lane and the one past a page of two changed: one of the page's two.
+        page[1].version += 1;
+        page[2].version += 1;
+        let mut probe = texts.probe(&view, Surface::Cli, 2);
+        let looked: Vec<bool> = page
+            .iter()
+            .map(|stamp| matches!(probe.look(stamp, &view), Kept::Held(_)))
+            .collect();
+        probe.finish();
+        assert_eq!(looked, [true, false, false]);
+        assert_eq!(
+            texts.plain_calls(Surface::Cli),
+            0,
+            "half the page: not most"
+        );
+        assert_eq!(texts.size().0, 2, "the lane past the page keeps its entry");
     }
 
     /// An entry is used only for its row (incarnation and version), settings and surface.

@@ -60,6 +60,7 @@ mod threads;
 mod trigger_ops;
 mod triggers;
 mod turn_start;
+mod view;
 mod wait;
 mod watch;
 mod work_gate;

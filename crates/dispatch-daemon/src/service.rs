@@ -21,10 +21,11 @@ use dispatch_home::{ApprovalPolicy, Config, Policy};
 use dispatch_registry::{NewAction, Outcome, Registry};
 use tokio::sync::watch;
 
-use crate::convert::{View, lock, now_ms, write_lock};
+use crate::convert::{lock, now_ms, write_lock};
 use crate::idle_flag::IdleFlag;
 use crate::lane_texts::LaneTexts;
 use crate::supervisor::{Generation, State, Supervisor};
+use crate::view::View;
 use crate::work_gate::{Busy, Stopping, WorkGate, WorkGuard};
 
 /// Threads loaded in one App Server process of the pool, with when each was last used.

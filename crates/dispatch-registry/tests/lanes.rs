@@ -592,6 +592,22 @@ async fn lanes_with_every_third_archived(registry: &dispatch_registry::Registry,
     }
 }
 
+/// The filters the paging tests page with: the default, archived lanes included, and
+/// archived lanes only.
+fn paging_filters() -> [dispatch_registry::PageFilter; 3] {
+    [
+        dispatch_registry::PageFilter::default(),
+        dispatch_registry::PageFilter {
+            include_archived: true,
+            ..dispatch_registry::PageFilter::default()
+        },
+        dispatch_registry::PageFilter {
+            status: Some(LaneStatus::Archived),
+            ..dispatch_registry::PageFilter::default()
+        },
+    ]
+}
+
 /// The stamps of every lane, newest activity first.
 async fn stamps(registry: &dispatch_registry::Registry) -> Vec<LaneStamp> {
     let mut seen = None;
@@ -772,17 +788,7 @@ async fn stamped_pages_answer_what_plain_pages_answer() {
         all.values()
             .any(|s| s.version > all.values().map(|s| s.version).min().unwrap())
     );
-    for filter in [
-        dispatch_registry::PageFilter::default(),
-        dispatch_registry::PageFilter {
-            include_archived: true,
-            ..dispatch_registry::PageFilter::default()
-        },
-        dispatch_registry::PageFilter {
-            status: Some(LaneStatus::Archived),
-            ..dispatch_registry::PageFilter::default()
-        },
-    ] {
+    for filter in paging_filters() {
         for limit in [1, 7, total - 1, total, total + 1, 1000] {
             let mut after = None;
             loop {
@@ -818,17 +824,7 @@ async fn kept_pages_agree(
     kept: &std::collections::HashMap<String, i64>,
     total: u32,
 ) {
-    for filter in [
-        dispatch_registry::PageFilter::default(),
-        dispatch_registry::PageFilter {
-            include_archived: true,
-            ..dispatch_registry::PageFilter::default()
-        },
-        dispatch_registry::PageFilter {
-            status: Some(LaneStatus::Archived),
-            ..dispatch_registry::PageFilter::default()
-        },
-    ] {
+    for filter in paging_filters() {
         for limit in [1, 7, 64, total - 1, total, total + 1, 1000] {
             let mut after = None;
             loop {

@@ -1035,3 +1035,26 @@ async fn a_batch_mixing_lanes_turns_and_methods_stores_each_row_with_its_own_val
         }
     }
 }
+
+/// An event's params are stored as the text the App Server sent, byte for byte (spacing, key
+/// order, escapes) and as SQLite text, whether shared by the reader (`Arc<str>`) or not.
+#[tokio::test]
+async fn an_events_params_are_stored_as_the_text_sent() {
+    let (_dir, path) = registry_path();
+    let registry = Registry::open(&path).await.unwrap();
+    let lane = registry.create_lane(&new_lane("thread-1")).await.unwrap();
+    let sent = "{ \"threadId\":\"thread-1\",  \"b\": [1, 2.50],\"a\":\"\\u00e9\\n\" }";
+    let mut event = note(&lane.lane_ref, "item/started", Some("t"), 7, vec![]);
+    if let Some(new) = event.event.as_mut() {
+        new.params = sent.into();
+    }
+    registry.record(&[event]).await.unwrap();
+    let mut poke = raw(&path).await;
+    let (stored, kind): (String, String) =
+        sqlx::query_as("SELECT params, typeof(params) FROM events WHERE lane_ref = ?1")
+            .bind(&lane.lane_ref)
+            .fetch_one(&mut poke)
+            .await
+            .unwrap();
+    assert_eq!((stored.as_str(), kind.as_str()), (sent, "text"));
+}
