@@ -213,8 +213,15 @@ impl Schedule {
         }
         match self {
             Schedule::Every(period) if *period > 0 => {
-                let missed = (now_ms - due_ms) / period + 1;
-                (missed, due_ms.checked_add(missed.saturating_mul(*period)))
+                // In i128, exact for any two times (a due time written by hand can be far in
+                // the past); a count past i64 saturates, a next time past it is none.
+                let period = i128::from(*period);
+                let missed = (i128::from(now_ms) - i128::from(due_ms)) / period + 1;
+                let next = i128::from(due_ms) + missed * period;
+                (
+                    i64::try_from(missed).unwrap_or(i64::MAX),
+                    i64::try_from(next).ok(),
+                )
             }
             Schedule::Cron { .. } => {
                 let mut count = 1;
@@ -311,6 +318,15 @@ mod tests {
         assert_eq!(every.catch_up(10_000, 10_005), (1, Some(12_000)));
         assert_eq!(every.catch_up(10_000, 15_000), (3, Some(16_000)));
         assert_eq!(every.catch_up(10_000, 9_000), (1, Some(10_000)));
+        // A due time far in the past (a row written by hand) neither overflows nor wraps.
+        assert_eq!(
+            Schedule::Every(1).catch_up(i64::MIN, 10_000),
+            (i64::MAX, Some(10_001))
+        );
+        assert_eq!(
+            Schedule::Every(2_000).catch_up(i64::MIN, 10_000),
+            (4_611_686_018_427_393, Some(10_192))
+        );
         let cron = Schedule::Cron {
             cron: Box::new(parse_cron("* * * * * *").expect("cron")),
             tz: TimeZone::UTC,
