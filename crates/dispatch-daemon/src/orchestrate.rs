@@ -162,7 +162,7 @@ impl Service {
             else {
                 continue;
             };
-            if now - receipt.updated_at_ms < *wait {
+            if !waited(now, receipt.updated_at_ms, *wait) {
                 continue;
             }
             self.look_for(receipt).await;
@@ -202,5 +202,24 @@ impl Service {
                 false
             }
         }
+    }
+}
+
+/// Whether `wait_ms` have passed from `since_ms` to `now_ms`; a time written by hand far in
+/// the past neither overflows nor wraps.
+fn waited(now_ms: i64, since_ms: i64, wait_ms: i64) -> bool {
+    now_ms.saturating_sub(since_ms) >= wait_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_measured_without_overflow() {
+        assert!(waited(12_000, 10_000, 2_000));
+        assert!(!waited(11_999, 10_000, 2_000));
+        assert!(waited(10_000, i64::MIN, 10_000));
+        assert!(!waited(i64::MIN, 10_000, 0));
     }
 }
