@@ -358,3 +358,38 @@ fn spawn_future_is_send() {
     let future = AppServer::spawn(SpawnOptions::new("codex"));
     assert_send(&future);
 }
+
+/// A script written while other threads spawn processes runs every time: no "Text file busy"
+/// (ETXTBSY) from a writer a forked child inherited.
+#[test]
+fn scripts_written_while_other_threads_spawn_run_every_time() {
+    let dir = scratch_dir("etxtbsy-");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::process::Command::new("true").status();
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for n in 0..200 {
+        let script = write_script(dir.path(), &format!("s{n}"), "exit 0\n");
+        if let Err(err) = std::process::Command::new(&script).status() {
+            failures.push(err.to_string());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for spawner in spawners {
+        spawner.join().expect("spawner");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 200 failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}

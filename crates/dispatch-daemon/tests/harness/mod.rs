@@ -315,7 +315,6 @@ pub fn now_ms() -> i64 {
 
 /// A `codex` script that runs this test binary as the fake App Server with `script`.
 fn fake_codex(dir: &Path, script: &Script) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
     let exe = std::env::current_exe().expect("the test binary");
     let path = dir.join("codex");
     let body = format!(
@@ -324,8 +323,24 @@ fn fake_codex(dir: &Path, script: &Script) -> PathBuf {
         script.to_env(),
         exe.display()
     );
-    std::fs::write(&path, body).expect("write the fake codex");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A child process writes it, never this one: trials run on parallel threads, and a
+    // process another trial forks while this one holds the script open for writing keeps
+    // that writer open until its own exec, so executing the script fails with "Text file
+    // busy" (ETXTBSY).
+    let mut writer = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the fake codex's writer");
+    let mut stdin = writer.stdin.take().expect("the writer's stdin");
+    std::io::Write::write_all(&mut stdin, body.as_bytes()).expect("write the fake codex");
+    drop(stdin);
+    assert!(
+        writer.wait().expect("the writer").success(),
+        "write {}",
+        path.display()
+    );
     path
 }
 
