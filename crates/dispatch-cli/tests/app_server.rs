@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -114,8 +113,7 @@ fn a_missing_codex_binary_fails_up_and_doctor_with_app_server_unavailable() {
 fn fake_codex(home: &Home, name: &str, script: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(home.path()).expect("home");
     let path = home.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    support::write_executable(&path, &format!("#!/bin/sh\n{script}\n"));
     path
 }
 

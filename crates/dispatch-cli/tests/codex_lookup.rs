@@ -6,7 +6,6 @@
 mod support;
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -34,8 +33,7 @@ impl World {
         let fake_dir = dir.path().join("fake-bin");
         std::fs::create_dir_all(&fake_dir).expect("mkdir");
         let fake = fake_dir.join("codex");
-        std::fs::write(&fake, "#!/bin/sh\necho 'codex-cli 0.1.0'\n").expect("write fake codex");
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        support::write_executable(&fake, "#!/bin/sh\necho 'codex-cli 0.1.0'\n");
         let bin_dir = support::dispatch_bin()
             .parent()
             .map(Path::to_path_buf)

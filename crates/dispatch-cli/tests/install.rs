@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -134,8 +133,7 @@ impl Machine {
                 bin.display()
             ));
         }
-        std::fs::write(&cargo, script).expect("fake cargo");
-        std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        support::write_executable(&cargo, &script);
         let installed =
             codex_app_server::installed_codex_bin(None, Some(machine.path("home").into()))
                 .expect("installed path");
@@ -240,9 +238,12 @@ fn scripts_install_pins_the_tested_codex_when_another_is_on_path() {
     let machine = Machine::new();
     let old = machine.path("old-codex");
     std::fs::create_dir_all(&old).expect("mkdir");
-    std::fs::write(old.join("codex"), "#!/bin/sh\necho 'codex-cli 0.1.0'\n").expect("fake");
-    std::fs::set_permissions(old.join("codex"), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
+    support::write_executable(
+        &old.join("codex"),
+        "#!/bin/sh
+echo 'codex-cli 0.1.0'
+",
+    );
     let said = machine.install(Some(&old));
     assert!(
         said.contains("recorded the pinned copy as [codex] bin"),
@@ -267,13 +268,12 @@ fn scripts_install_says_what_is_done_when_a_step_fails() {
     // A `codex` on PATH that claims the pinned version but cannot serve: `up` fails.
     let broken = machine.path("broken-codex");
     std::fs::create_dir_all(&broken).expect("mkdir");
-    std::fs::write(
-        broken.join("codex"),
-        "#!/bin/sh\necho 'codex-cli 0.169.0'\n",
-    )
-    .expect("fake");
-    std::fs::set_permissions(broken.join("codex"), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
+    support::write_executable(
+        &broken.join("codex"),
+        "#!/bin/sh
+echo 'codex-cli 0.169.0'
+",
+    );
     let out = machine
         .command(&workspace_root().join("scripts/install"), Some(&broken))
         .output()
