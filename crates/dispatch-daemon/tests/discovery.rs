@@ -90,12 +90,7 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
         };
         d.lane(name, ownership).await;
     }
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        d.db.display()
-    ))
-    .await
-    .expect("a second connection");
+    let mut conn = d.raw_connection().await;
     // Far in the future, so that no busy lane counts as stalled; one ms apart, newest first.
     let base: i64 = 4_102_444_800_000;
     let pinned = [
@@ -221,13 +216,6 @@ async fn list_answers_exactly_the_text_it_always_did(d: &Daemon) {
         r##",{"created_at":"2099-12-31T23:59:58.993Z","cwd":null,"goal":{"objective":"ship it","status":"active","token_budget":1000,"tokens_used":12},"handle":null,"hint":null,"id":"thread-goal","latest_turn":null,"model":null,"ownership":"owned","ref":"goa000","retry":null,"stalled_since":null,"status":"idle","title":"goal","updated_at":"2099-12-31T23:59:59.993Z","worktree":{"branch":"dispatch/goal","path":"/wt/goal","repo":"/repo"},"writable":true,"write_locked_reason":null}]}"##,
     );
     assert_eq!(text, expected, "{text}");
-}
-
-/// A second connection to the daemon's registry, as another process would open.
-async fn raw_connection(d: &Daemon) -> sqlx::SqliteConnection {
-    <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", d.db.display()))
-        .await
-        .expect("a second connection")
 }
 
 /// `list` of every lane (the cache warm from the calls before) against each lane converted
@@ -399,7 +387,7 @@ async fn list_with_a_warm_cache_shows_every_write(d: &Daemon) {
     registry.touch(&subject, at(60_000)).await.expect("touch");
     list_matches_fresh_conversions(d, "touch").await;
     // Another connection, as another process would write, past every call of the registry.
-    let mut conn = raw_connection(d).await;
+    let mut conn = d.raw_connection().await;
     for (what, set) in [
         ("raw SQL: the model", "model = 'gpt-raw'"),
         ("raw SQL: the cwd", "cwd = '/raw'"),
@@ -471,7 +459,7 @@ fn listed(page: &ListOutput, lane_ref: &str) -> Lane {
 async fn list_of_a_running_lane_follows_the_clock_on_a_warm_cache(d: &Daemon) {
     let lane = d.lane("running", Ownership::Owned).await;
     d.lane("resting", Ownership::Owned).await;
-    let mut conn = raw_connection(d).await;
+    let mut conn = d.raw_connection().await;
     // Silent for an hour: stalled under the default limit.
     let silent_since = harness::now_ms() - 3_600_000;
     sqlx::query(
@@ -537,7 +525,7 @@ async fn list_keeps_a_running_lane_until_the_moment_it_stalls(d: &Daemon) {
     let lane = d.lane("running", Ownership::Owned).await;
     d.lane("resting", Ownership::Owned).await;
     let stall_after_ms = d.service.view().stall_after_ms;
-    let mut conn = raw_connection(d).await;
+    let mut conn = d.raw_connection().await;
     // Silent for the stall limit less three seconds: it stalls at `stalls_at`.
     let silent_since = harness::now_ms() - stall_after_ms + 3_000;
     let stalls_at = silent_since + stall_after_ms;

@@ -283,12 +283,7 @@ async fn an_event_whose_effects_cannot_be_read_stays_for_later(d: &Daemon) {
     .await;
     d.turn(&a, "turn-1", "done", TurnStatus::Completed).await;
     // The subscriptions cannot be read for a moment (here: their table is renamed away).
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        d.db.display()
-    ))
-    .await
-    .expect("a second connection");
+    let mut conn = d.raw_connection().await;
     sqlx::query("ALTER TABLE subscriptions RENAME TO subscriptions_away")
         .execute(&mut conn)
         .await

@@ -257,12 +257,7 @@ fn a_lane_count_that_fails_leaves_the_daemon_not_idle(
         d.lane("counted", Ownership::Owned).await;
         d.service.events_stored().await;
         assert!(d.service.idle(), "an idle lane, counted");
-        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-            "sqlite://{}",
-            d.db.display()
-        ))
-        .await
-        .expect("a second connection");
+        let mut conn = d.raw_connection().await;
         // The count reads `lanes`; without it, it fails.
         sqlx::query("ALTER TABLE lanes RENAME TO lanes_hidden")
             .execute(&mut conn)

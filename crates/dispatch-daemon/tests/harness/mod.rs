@@ -122,6 +122,16 @@ impl Daemon {
         }
     }
 
+    /// A second connection to the daemon's registry, as another process would open.
+    pub async fn raw_connection(&self) -> sqlx::SqliteConnection {
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            self.db.display()
+        ))
+        .await
+        .expect("a second connection")
+    }
+
     /// Runs an operation as the RPC registration does: decode (validate) the JSON input, then
     /// `run_operation` (lock, operation, action log).
     pub async fn call<R: Request>(&self, input: Value) -> Result<R::Output, DispatchError>
