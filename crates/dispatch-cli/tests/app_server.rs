@@ -113,7 +113,7 @@ fn a_missing_codex_binary_fails_up_and_doctor_with_app_server_unavailable() {
 fn fake_codex(home: &Home, name: &str, script: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(home.path()).expect("home");
     let path = home.path().join(name);
-    support::write_executable(&path, &format!("#!/bin/sh\n{script}\n"));
+    support::executable::write_executable(&path, &format!("#!/bin/sh\n{script}\n"));
     path
 }
 

@@ -33,7 +33,7 @@ impl World {
         let fake_dir = dir.path().join("fake-bin");
         std::fs::create_dir_all(&fake_dir).expect("mkdir");
         let fake = fake_dir.join("codex");
-        support::write_executable(&fake, "#!/bin/sh\necho 'codex-cli 0.1.0'\n");
+        support::executable::write_executable(&fake, "#!/bin/sh\necho 'codex-cli 0.1.0'\n");
         let bin_dir = support::dispatch_bin()
             .parent()
             .map(Path::to_path_buf)

@@ -133,7 +133,7 @@ impl Machine {
                 bin.display()
             ));
         }
-        support::write_executable(&cargo, &script);
+        support::executable::write_executable(&cargo, &script);
         let installed =
             codex_app_server::installed_codex_bin(None, Some(machine.path("home").into()))
                 .expect("installed path");
@@ -238,7 +238,7 @@ fn scripts_install_pins_the_tested_codex_when_another_is_on_path() {
     let machine = Machine::new();
     let old = machine.path("old-codex");
     std::fs::create_dir_all(&old).expect("mkdir");
-    support::write_executable(
+    support::executable::write_executable(
         &old.join("codex"),
         "#!/bin/sh
 echo 'codex-cli 0.1.0'
@@ -268,7 +268,7 @@ fn scripts_install_says_what_is_done_when_a_step_fails() {
     // A `codex` on PATH that claims the pinned version but cannot serve: `up` fails.
     let broken = machine.path("broken-codex");
     std::fs::create_dir_all(&broken).expect("mkdir");
-    support::write_executable(
+    support::executable::write_executable(
         &broken.join("codex"),
         "#!/bin/sh
 echo 'codex-cli 0.169.0'

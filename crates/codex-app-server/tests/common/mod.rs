@@ -96,30 +96,13 @@ pub fn methods(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-/// Write an executable shell script `name` in `dir`.
-///
-/// A child process writes it, never this one: tests run on parallel threads, and a process
-/// another test forks while this one holds the script open for writing keeps that writer
-/// open until its own exec, so executing the script fails with "Text file busy" (ETXTBSY).
+#[path = "../../../test-support/executable.rs"]
+mod executable;
+
+/// Write an executable shell script `name` in `dir` ([`executable::write_executable`]).
 pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::io::Write as _;
     let path = dir.join(name);
-    let mut writer = std::process::Command::new("sh")
-        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the script's writer");
-    let mut stdin = writer.stdin.take().expect("the writer's stdin");
-    stdin
-        .write_all(format!("#!/bin/sh\n{body}").as_bytes())
-        .expect("write script");
-    drop(stdin);
-    assert!(
-        writer.wait().expect("the writer").success(),
-        "write {}",
-        path.display()
-    );
+    executable::write_executable(&path, &format!("#!/bin/sh\n{body}"));
     path
 }
 

@@ -323,6 +323,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+#[path = "../../../test-support/executable.rs"]
+mod executable;
+
 /// A `codex` script that runs this test binary as the fake App Server with `script`.
 fn fake_codex(dir: &Path, script: &Script) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary");
@@ -333,24 +336,7 @@ fn fake_codex(dir: &Path, script: &Script) -> PathBuf {
         script.to_env(),
         exe.display()
     );
-    // A child process writes it, never this one: trials run on parallel threads, and a
-    // process another trial forks while this one holds the script open for writing keeps
-    // that writer open until its own exec, so executing the script fails with "Text file
-    // busy" (ETXTBSY).
-    let mut writer = std::process::Command::new("sh")
-        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the fake codex's writer");
-    let mut stdin = writer.stdin.take().expect("the writer's stdin");
-    std::io::Write::write_all(&mut stdin, body.as_bytes()).expect("write the fake codex");
-    drop(stdin);
-    assert!(
-        writer.wait().expect("the writer").success(),
-        "write {}",
-        path.display()
-    );
+    executable::write_executable(&path, &body);
     path
 }
 
