@@ -324,4 +324,25 @@ mod tests {
         drop(writer);
         registry.close().await;
     }
+
+    /// The bundled SQLite is built with the options of `.cargo/config.toml` (ADR 0028): a build
+    /// that lost them (another working directory, the variable dropped) fails here.
+    #[tokio::test]
+    async fn sqlite_is_built_without_memory_statistics() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let registry = Registry::open(&dir.path().join("registry.sqlite"))
+            .await
+            .expect("open");
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&registry.pool)
+            .await
+            .expect("compile options");
+        for wanted in ["DEFAULT_MEMSTATUS=0", "USE_ALLOCA"] {
+            assert!(
+                options.iter().any(|option| option == wanted),
+                "{wanted} missing from {options:?}"
+            );
+        }
+        registry.close().await;
+    }
 }
