@@ -1033,7 +1033,7 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
             /// straight into the modelled type (no `Value` tree); `Other` holds them parsed
             /// as a `Value`. Never fails.
             pub fn from_raw(
-                method: ::std::string::String,
+                method: &str,
                 params: ::std::option::Option<&::serde_json::value::RawValue>,
             ) -> Self {
                 fn typed<'de, T: ::serde::Deserialize<'de>>(
@@ -1048,12 +1048,12 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
                         .and_then(|p| ::serde_json::from_str(p.get()).ok())
                         .unwrap_or(::serde_json::Value::Null)
                 }
-                let parsed = match method.as_str() {
+                let parsed = match method {
                     #(#parse_raw)*
                     _ => {
                         return Self::Other {
                             params: value(params),
-                            method,
+                            method: method.to_owned(),
                         };
                     }
                 };
@@ -1067,7 +1067,7 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
                         );
                         Self::Other {
                             params: value(params),
-                            method,
+                            method: method.to_owned(),
                         }
                     }
                 }

@@ -292,7 +292,7 @@ impl ServerNotification {
     /// straight into the modelled type (no `Value` tree); `Other` holds them parsed
     /// as a `Value`. Never fails.
     pub fn from_raw(
-        method: ::std::string::String,
+        method: &str,
         params: ::std::option::Option<&::serde_json::value::RawValue>,
     ) -> Self {
         fn typed<'de, T: ::serde::Deserialize<'de>>(
@@ -307,7 +307,7 @@ impl ServerNotification {
                 .and_then(|p| ::serde_json::from_str(p.get()).ok())
                 .unwrap_or(::serde_json::Value::Null)
         }
-        let parsed = match method.as_str() {
+        let parsed = match method {
             "account/rateLimits/updated" => typed(params).map(Self::AccountRateLimitsUpdated),
             "error" => typed(params).map(Self::Error),
             "item/agentMessage/delta" => typed(params).map(Self::AgentMessageDelta),
@@ -329,7 +329,7 @@ impl ServerNotification {
             _ => {
                 return Self::Other {
                     params: value(params),
-                    method,
+                    method: method.to_owned(),
                 };
             }
         };
@@ -342,7 +342,7 @@ impl ServerNotification {
                 );
                 Self::Other {
                     params: value(params),
-                    method,
+                    method: method.to_owned(),
                 }
             }
         }
