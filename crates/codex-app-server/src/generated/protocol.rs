@@ -697,10 +697,18 @@ impl<'de> ::serde::Deserialize<'de> for ThreadItem {
         if !text.trim_start().starts_with('{') {
             return Err(D::Error::custom("a ThreadItem must be a JSON object"));
         }
-        let tag = ::serde_json::from_str::<Tag<'_>>(text).ok();
-        let parsed = match tag
-            .as_ref()
-            .and_then(|tag| tag.kind.as_deref())
+        let first = text
+            .trim_start()
+            .strip_prefix("{\"type\":\"")
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(kind, _)| kind)
+            .filter(|kind| !kind.contains('\\'));
+        let tag = match first {
+            ::std::option::Option::Some(_) => ::std::option::Option::None,
+            ::std::option::Option::None => ::serde_json::from_str::<Tag<'_>>(text).ok(),
+        };
+        let parsed = match first
+            .or_else(|| tag.as_ref().and_then(|tag| tag.kind.as_deref()))
             .unwrap_or_default()
         {
             "userMessage" => typed(text).map(Self::UserMessage),
