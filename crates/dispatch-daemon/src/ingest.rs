@@ -549,7 +549,9 @@ pub fn item_kind(kind: &str) -> String {
     match kind {
         "commandExecution" => "command".to_owned(),
         other => {
-            let mut out = String::new();
+            // Sized once: a `_` is added before each capital.
+            let capitals = other.bytes().filter(u8::is_ascii_uppercase).count();
+            let mut out = String::with_capacity(other.len() + capitals);
             for c in other.chars() {
                 if c.is_ascii_uppercase() {
                     out.push('_');
@@ -923,6 +925,22 @@ mod tests {
                 None,
             ),
         ]
+    }
+
+    #[test]
+    fn item_kinds_are_snake_case_in_one_allocation() {
+        for (kind, expected) in [
+            ("commandExecution", "command"),
+            ("agentMessage", "agent_message"),
+            ("userMessage", "user_message"),
+            ("plan", "plan"),
+            ("aB", "a_b"),
+            ("", ""),
+        ] {
+            let named = item_kind(kind);
+            assert_eq!(named, expected);
+            assert_eq!(named.capacity(), expected.len(), "{kind}: sized once");
+        }
     }
 
     /// Moving the texts out of a notification the pump owns records exactly what copying them
