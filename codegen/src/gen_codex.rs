@@ -718,6 +718,8 @@ impl OpenUnion {
     fn tokens(&self) -> TokenStream {
         let name = ident(&self.name);
         let tag = &self.tag;
+        // What an object starting with the tag starts with (`{"type":"`).
+        let tag_first = format!("{{{}:\"", serde_json::Value::String(tag.clone()));
         let doc = self
             .doc
             .clone()
@@ -844,10 +846,20 @@ impl OpenUnion {
                     if !text.trim_start().starts_with('{') {
                         return Err(D::Error::custom(#not_object));
                     }
-                    let tag = ::serde_json::from_str::<Tag<'_>>(text).ok();
-                    let parsed = match tag
-                        .as_ref()
-                        .and_then(|tag| tag.kind.as_deref())
+                    // The tag first (as serde writes it) and without escapes: read as it
+                    // is; else the object is read for its tag alone.
+                    let first = text
+                        .trim_start()
+                        .strip_prefix(#tag_first)
+                        .and_then(|rest| rest.split_once('"'))
+                        .map(|(kind, _)| kind)
+                        .filter(|kind| !kind.contains('\\'));
+                    let tag = match first {
+                        ::std::option::Option::Some(_) => ::std::option::Option::None,
+                        ::std::option::Option::None => ::serde_json::from_str::<Tag<'_>>(text).ok(),
+                    };
+                    let parsed = match first
+                        .or_else(|| tag.as_ref().and_then(|tag| tag.kind.as_deref()))
                         .unwrap_or_default()
                     {
                         #(#decode)*
@@ -1033,7 +1045,7 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
             /// straight into the modelled type (no `Value` tree); `Other` holds them parsed
             /// as a `Value`. Never fails.
             pub fn from_raw(
-                method: ::std::string::String,
+                method: &str,
                 params: ::std::option::Option<&::serde_json::value::RawValue>,
             ) -> Self {
                 fn typed<'de, T: ::serde::Deserialize<'de>>(
@@ -1048,12 +1060,12 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
                         .and_then(|p| ::serde_json::from_str(p.get()).ok())
                         .unwrap_or(::serde_json::Value::Null)
                 }
-                let parsed = match method.as_str() {
+                let parsed = match method {
                     #(#parse_raw)*
                     _ => {
                         return Self::Other {
                             params: value(params),
-                            method,
+                            method: method.to_owned(),
                         };
                     }
                 };
@@ -1067,7 +1079,7 @@ fn notifications(methods: &Methods, defs: &Map<String, Value>) -> anyhow::Result
                         );
                         Self::Other {
                             params: value(params),
-                            method,
+                            method: method.to_owned(),
                         }
                     }
                 }

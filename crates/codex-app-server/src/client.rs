@@ -787,7 +787,7 @@ impl Shared {
                 self.on_server_request(ServerRequest { id, method, params })
             }
             Incoming::Notification { method, params } => {
-                let notification = ServerNotification::from_raw(method, params);
+                let notification = ServerNotification::from_raw(&method, params);
                 if let ServerNotification::ServerRequestResolved(resolved) = &notification {
                     // Settled on the server side (answered, or moot after an interrupt):
                     // it can no longer be answered here.
@@ -915,9 +915,11 @@ async fn read_loop(stdout: ChildStdout, shared: Arc<Shared>) {
         tokio::time::sleep(STDOUT_LINGER).await;
     };
     tokio::pin!(linger);
+    // One buffer for every line (see `next_line`).
+    let mut buf = Vec::new();
     loop {
         let line = tokio::select! {
-            line = next_line(&mut reader, MAX_STDOUT_LINE) => line,
+            line = next_line(&mut reader, MAX_STDOUT_LINE, &mut buf) => line,
             () = &mut linger => {
                 tracing::warn!(target: "codex_app_server", "codex app-server exited but its stdout is still open (a child process holds it?); stop reading");
                 break;
@@ -955,8 +957,9 @@ async fn read_loop(stdout: ChildStdout, shared: Arc<Shared>) {
 
 async fn stderr_loop(stderr: ChildStderr, shared: Arc<Shared>) {
     let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
     loop {
-        match next_line(&mut reader, MAX_STDERR_LINE).await {
+        match next_line(&mut reader, MAX_STDERR_LINE, &mut buf).await {
             Ok(Some(Line::Text(line))) => {
                 let line = strip_ansi(&line);
                 if line.trim().is_empty() {

@@ -270,7 +270,9 @@ impl Fanout {
         let Some(all) = &self.all else {
             return Vec::new();
         };
-        if let Some(thread_id) = event.thread_id()
+        // Nobody subscribes to a thread (the usual case): no thread id to hash.
+        if !self.threads.is_empty()
+            && let Some(thread_id) = event.thread_id()
             && let Some(tx) = self.threads.get(thread_id)
         {
             if tx.receiver_count() == 0 {

@@ -1,5 +1,7 @@
 //! Newline-delimited JSON framing: bounded line reading and message classification.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -10,20 +12,30 @@ use crate::protocol::RequestId;
 
 /// One line read by [`next_line`].
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Line {
-    /// A line (without its terminator), lossily decoded as UTF-8.
-    Text(String),
+pub(crate) enum Line<'a> {
+    /// A line (without its terminator), lossily decoded as UTF-8; borrowed from the caller's
+    /// buffer when it is valid UTF-8.
+    Text(Cow<'a, str>),
     /// A line longer than the limit; it was skipped. Holds its length.
     TooLong(usize),
 }
 
-/// Read the next `\n`-terminated line, never buffering more than `max` bytes of it.
+/// Capacity of a line buffer kept from one line to the next; a buffer grown past it by a
+/// longer line is let go, so that one long line does not stay in memory.
+pub(crate) const LINE_BUFFER_KEPT: usize = 64 * 1024;
+
+/// Read the next `\n`-terminated line into `buf` (emptied first, reused from line to line so
+/// that reading a line allocates nothing), never buffering more than `max` bytes of it.
 /// `Ok(None)` at end of stream. A final unterminated line is returned as a line.
-pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
+pub(crate) async fn next_line<'b, R: AsyncBufRead + Unpin>(
     reader: &mut R,
     max: usize,
-) -> std::io::Result<Option<Line>> {
-    let mut buf = Vec::new();
+    buf: &'b mut Vec<u8>,
+) -> std::io::Result<Option<Line<'b>>> {
+    if buf.capacity() > LINE_BUFFER_KEPT {
+        *buf = Vec::new();
+    }
+    buf.clear();
     let mut skipped: Option<usize> = None;
     let mut saw_any = false;
     loop {
@@ -35,7 +47,7 @@ pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
             break;
         }
         saw_any = true;
-        let (chunk_len, consumed, done) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk_len, consumed, done) = match memchr::memchr(b'\n', available) {
             Some(i) => (i, i + 1, true),
             None => (available.len(), available.len(), false),
         };
@@ -55,8 +67,11 @@ pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
     if buf.last() == Some(&b'\r') {
         buf.pop();
     }
-    let text = String::from_utf8(buf)
-        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
+    // Checked first on its own: the lossy decoder's own check is several times slower.
+    let text = match std::str::from_utf8(buf) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(buf),
+    };
     Ok(Some(Line::Text(text)))
 }
 
@@ -67,8 +82,8 @@ pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
 pub(crate) struct Envelope<'a> {
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    method: Option<Value>,
+    #[serde(default, borrow, deserialize_with = "present_raw")]
+    method: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present_raw")]
     params: Option<&'a RawValue>,
     #[serde(default, deserialize_with = "present")]
@@ -83,6 +98,22 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
 
 fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
+}
+
+/// The method's text: borrowed from the line when it has no escapes (every method Codex
+/// sends), decoded otherwise; `None` when it is not a JSON string.
+fn method_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    match text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        _ => match serde_json::from_str::<Value>(text) {
+            Ok(Value::String(method)) => Some(Cow::Owned(method)),
+            _ => None,
+        },
+    }
 }
 
 /// Parses one line; `None` when it is not a JSON object.
@@ -115,8 +146,8 @@ pub(crate) enum Incoming<'a> {
     },
     /// A notification (has `method`, no `id`).
     Notification {
-        /// The method.
-        method: String,
+        /// The method, borrowed from the line when it holds no escapes.
+        method: Cow<'a, str>,
         /// The params as JSON text, if present.
         params: Option<&'a RawValue>,
     },
@@ -133,19 +164,20 @@ pub(crate) fn classify(message: Envelope<'_>) -> Incoming<'_> {
         result,
         error,
     } = message;
+    let method = method.map(|raw| method_text(raw).ok_or(()));
     match (method, id) {
-        (Some(Value::String(method)), Some(id)) => match parse_id(id) {
+        (Some(Ok(method)), Some(id)) => match parse_id(id) {
             Some(id) => Incoming::Request {
                 id,
-                method,
+                method: method.into_owned(),
                 params: params
                     .and_then(|p| serde_json::from_str(p.get()).ok())
                     .unwrap_or(Value::Null),
             },
             None => Incoming::Invalid("server request with an invalid id"),
         },
-        (Some(Value::String(method)), None) => Incoming::Notification { method, params },
-        (Some(_), _) => Incoming::Invalid("method is not a string"),
+        (Some(Ok(method)), None) => Incoming::Notification { method, params },
+        (Some(Err(())), _) => Incoming::Invalid("method is not a string"),
         (None, Some(id)) => {
             let Some(id) = parse_id(id) else {
                 return Incoming::Invalid("reply with an invalid id");
@@ -264,6 +296,22 @@ mod tests {
             classify(envelope(bare).expect("object")),
             Incoming::Notification { method, params: None } if method == "turn/started"
         ));
+        // A method is borrowed from the line, unless it has escapes to decode.
+        let plain = r#"{"method":"turn/started"}"#;
+        assert!(matches!(
+            classify(envelope(plain).expect("object")),
+            Incoming::Notification {
+                method: Cow::Borrowed("turn/started"),
+                params: None
+            }
+        ));
+        let escaped = r#"{"method":"turn\/started"}"#;
+        assert!(matches!(
+            classify(envelope(escaped).expect("object")),
+            Incoming::Notification { method: Cow::Owned(method), params: None } if method == "turn/started"
+        ));
+        assert!(classified(json!({"method": null})).starts_with("Invalid"));
+        assert!(classified(json!({"method": ["m"], "id": 1})).starts_with("Invalid"));
         // The params of a notification stay the text that was sent.
         let sent = r#"{"jsonrpc":"2.0","method":"m","params":{"b": [1, 2],"a":"x"}}"#;
         match classify(envelope(sent).expect("object")) {
@@ -283,23 +331,72 @@ mod tests {
     async fn reads_bounded_lines() {
         let data = b"short\r\nthis line is far too long\nok\nlast";
         let mut reader = tokio::io::BufReader::with_capacity(4, &data[..]);
+        let mut buf = Vec::new();
         assert_eq!(
-            next_line(&mut reader, 10).await.expect("io"),
+            next_line(&mut reader, 10, &mut buf).await.expect("io"),
             Some(Line::Text("short".into()))
         );
         assert_eq!(
-            next_line(&mut reader, 10).await.expect("io"),
+            next_line(&mut reader, 10, &mut buf).await.expect("io"),
             Some(Line::TooLong(25))
         );
         assert_eq!(
-            next_line(&mut reader, 10).await.expect("io"),
+            next_line(&mut reader, 10, &mut buf).await.expect("io"),
             Some(Line::Text("ok".into()))
         );
         assert_eq!(
-            next_line(&mut reader, 10).await.expect("io"),
+            next_line(&mut reader, 10, &mut buf).await.expect("io"),
             Some(Line::Text("last".into()))
         );
-        assert_eq!(next_line(&mut reader, 10).await.expect("io"), None);
+        assert_eq!(
+            next_line(&mut reader, 10, &mut buf).await.expect("io"),
+            None
+        );
+    }
+
+    /// Lines are read into one buffer, reused while it stays small (no allocation per line),
+    /// and let go once a long line grew it; bytes that are not UTF-8 are still replaced.
+    #[tokio::test]
+    async fn lines_reuse_one_buffer_while_it_stays_small() {
+        let long = "x".repeat(LINE_BUFFER_KEPT + 1);
+        let data = format!("{{\"a\":1}}\n{{\"b\":2}}\n{long}\nsmall\n");
+        let mut bytes = data.into_bytes();
+        bytes.extend_from_slice(b"bad \xff byte\n");
+        let mut reader = tokio::io::BufReader::with_capacity(64, &bytes[..]);
+        let mut buf = Vec::with_capacity(1024);
+        let kept = buf.as_ptr();
+        let line = next_line(&mut reader, usize::MAX, &mut buf)
+            .await
+            .expect("io");
+        assert!(
+            matches!(line, Some(Line::Text(Cow::Borrowed(r#"{"a":1}"#)))),
+            "{line:?}"
+        );
+        let line = next_line(&mut reader, usize::MAX, &mut buf)
+            .await
+            .expect("io");
+        assert!(
+            matches!(line, Some(Line::Text(Cow::Borrowed(r#"{"b":2}"#)))),
+            "{line:?}"
+        );
+        assert_eq!(buf.as_ptr(), kept, "the same buffer for every line");
+        let line = next_line(&mut reader, usize::MAX, &mut buf)
+            .await
+            .expect("io");
+        assert!(matches!(line, Some(Line::Text(text)) if text.len() == long.len()));
+        assert!(buf.capacity() > LINE_BUFFER_KEPT);
+        let line = next_line(&mut reader, usize::MAX, &mut buf)
+            .await
+            .expect("io");
+        assert_eq!(line, Some(Line::Text("small".into())));
+        assert!(
+            buf.capacity() <= LINE_BUFFER_KEPT,
+            "a long line's buffer is let go"
+        );
+        let line = next_line(&mut reader, usize::MAX, &mut buf)
+            .await
+            .expect("io");
+        assert_eq!(line, Some(Line::Text("bad \u{fffd} byte".into())));
     }
 
     #[test]

@@ -252,6 +252,19 @@ mod tests {
             let from_value: ThreadItem = serde_json::from_value(raw.clone()).expect("from value");
             assert_eq!(from_text, from_value, "{raw}");
         }
+        // The tag read where serde writes it (first, no spaces) or from the whole object.
+        for text in [
+            r#"{"type":"agentMessage","id":"m","text":"t"}"#,
+            r#"{"type" : "agentMessage","id":"m","text":"t"}"#,
+            r#"{"type":"agent\"Message","id":"m"}"#,
+            r#"{"type":"","id":"m"}"#,
+            r#"{"id":"m","type":"agentMessage","text":"t"}"#,
+        ] {
+            let from_text: ThreadItem = serde_json::from_str(text).expect("from text");
+            let value: Value = serde_json::from_str(text).expect("a value");
+            let from_value: ThreadItem = serde_json::from_value(value).expect("from value");
+            assert_eq!(from_text, from_value, "{text}");
+        }
         let item: ThreadItem =
             serde_json::from_str(r#"{"type":"agent\u004dessage","id":"m","text":"t"}"#)
                 .expect("an escaped tag");

@@ -319,7 +319,7 @@ async fn persist(
                 for (early, early_raw) in lanes.take_early(thread_id) {
                     batch.push(record(
                         lane_ref.clone(),
-                        &early,
+                        early,
                         early_raw,
                         &mut lanes.auth_failed,
                     ));
@@ -327,24 +327,33 @@ async fn persist(
                 if let ServerNotification::Error(error) = notification.as_ref() {
                     end_refused_turn(service, lanes, error);
                 }
-                let mut recorded = record(lane_ref, &notification, raw, &mut lanes.auth_failed);
-                if lanes.inside_review(&notification) {
+                // Read before `record` takes the notification (moving its texts out).
+                let inside_review = lanes.inside_review(&notification);
+                let compacted = compacted(&notification);
+                let resolved = match notification.as_ref() {
+                    ServerNotification::ServerRequestResolved(resolved) => {
+                        Some((thread_id.to_owned(), resolved.request_id.clone()))
+                    }
+                    _ => None,
+                };
+                let mut recorded = record(lane_ref, notification, raw, &mut lanes.auth_failed);
+                if inside_review {
                     // The review's inner turn: the lane's turn stays the review's own.
                     recorded
                         .facts
                         .retain(|f| !matches!(f, Fact::TurnStarted { .. }));
                 }
                 let lane_ref = recorded.lane_ref.as_str();
-                if compacted(&notification)
+                if compacted
                     && let Err(err) = service.registry().note_compacted(lane_ref, now_ms()).await
                 {
                     tracing::warn!(%err, lane = lane_ref, "recording a compaction");
                 }
-                if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
+                if let Some((thread_id, request_id)) = resolved {
                     let lane_ref = lane_ref.to_owned();
                     batch.push(recorded);
                     written |= flush(service, &mut batch).await;
-                    settle_request(service, &lane_ref, thread_id, &resolved.request_id).await;
+                    settle_request(service, &lane_ref, &thread_id, &request_id).await;
                 } else {
                     batch.push(recorded);
                 }
@@ -540,7 +549,9 @@ pub fn item_kind(kind: &str) -> String {
     match kind {
         "commandExecution" => "command".to_owned(),
         other => {
-            let mut out = String::new();
+            // Sized once: a `_` is added before each capital.
+            let capitals = other.bytes().filter(u8::is_ascii_uppercase).count();
+            let mut out = String::with_capacity(other.len() + capitals);
             for c in other.chars() {
                 if c.is_ascii_uppercase() {
                     out.push('_');
@@ -605,6 +616,25 @@ pub fn item_fact(turn_id: &str, item: &ThreadItem, at_ms: i64) -> Fact {
     }
 }
 
+/// [`item_fact`] for an item the pump owns: an agent message's id and text are moved, not
+/// copied (other kinds are copied from it as [`item_fact`] does).
+fn item_fact_owned(turn_id: String, item: ThreadItem, at_ms: i64) -> Fact {
+    match item {
+        ThreadItem::AgentMessage(m) => Fact::Item {
+            turn_id: Some(turn_id),
+            item_id: m.id,
+            kind: item_kind(AGENT_MESSAGE),
+            text: Some(m.text),
+            status: None,
+            at_ms,
+        },
+        other => item_fact(&turn_id, &other, at_ms),
+    }
+}
+
+/// Codex's kind of an agent message item (`ThreadItem::kind`).
+const AGENT_MESSAGE: &str = "agentMessage";
+
 fn seconds_or_ms(value: i64) -> i64 {
     // Codex reports turn times in seconds; be tolerant of milliseconds.
     if value > 100_000_000_000 {
@@ -638,13 +668,98 @@ pub fn turn_row(turn: &codex_app_server::protocol::Turn) -> TurnRow {
 /// The registry's record of one notification, whose params are stored as `raw` (the text the
 /// App Server sent) when known; `auth_failed` holds the turns dispatch ended for
 /// authentication (taken out when they complete).
+///
+/// When the pump holds the only reference to the notification (nobody else subscribes to its
+/// thread), the texts of the kinds a flood is made of (items, deltas) are moved out of it
+/// instead of copied: [`record_owned`]. Either way the record is the same.
 fn record(
     lane_ref: String,
-    notification: &ServerNotification,
+    notification: Arc<ServerNotification>,
     raw: Option<Arc<str>>,
     auth_failed: &mut HashMap<String, String>,
 ) -> Recorded {
     let at_ms = now_ms();
+    match Arc::try_unwrap(notification) {
+        Ok(owned) => record_owned(lane_ref, owned, raw, auth_failed, at_ms),
+        Err(shared) => record_shared(lane_ref, &shared, raw, auth_failed, at_ms),
+    }
+}
+
+/// [`record_shared`] for a notification the pump owns: item and delta texts (ids, turn ids,
+/// message texts) are moved into the record, not copied; other kinds, and notifications
+/// without their params text, go to [`record_shared`].
+fn record_owned(
+    lane_ref: String,
+    notification: ServerNotification,
+    raw: Option<Arc<str>>,
+    auth_failed: &mut HashMap<String, String>,
+    at_ms: i64,
+) -> Recorded {
+    let Some(params) = raw else {
+        return record_shared(lane_ref, &notification, None, auth_failed, at_ms);
+    };
+    // Only an item's event is made here (deltas are not stored one by one).
+    let method = match &notification {
+        ServerNotification::ItemStarted(_) | ServerNotification::ItemCompleted(_) => {
+            notification.method().to_owned()
+        }
+        _ => String::new(),
+    };
+    let item = |turn_id: String, item: ThreadItem, started: bool| {
+        let mut fact = item_fact_owned(turn_id.clone(), item, at_ms);
+        if started {
+            keep_folded_text(&mut fact);
+        }
+        (turn_id, fact)
+    };
+    let (turn_id, fact) = match notification {
+        ServerNotification::AgentMessageDelta(n) => {
+            return Recorded {
+                lane_ref,
+                event: None,
+                facts: vec![Fact::ItemDelta {
+                    turn_id: Some(n.turn_id),
+                    item_id: n.item_id,
+                    kind: DELTA_KIND.to_owned(),
+                    delta: n.delta,
+                    at_ms,
+                }],
+            };
+        }
+        ServerNotification::ItemStarted(n) => item(n.turn_id, n.item, true),
+        ServerNotification::ItemCompleted(n) => item(n.turn_id, n.item, false),
+        other => return record_shared(lane_ref, &other, Some(params), auth_failed, at_ms),
+    };
+    Recorded {
+        lane_ref,
+        event: Some(NewEvent {
+            method,
+            turn_id: Some(turn_id),
+            at_ms,
+            params,
+        }),
+        facts: vec![fact],
+    }
+}
+
+/// The kind of the item an `item/agentMessage/delta` is folded into.
+const DELTA_KIND: &str = "agent_message";
+
+/// An item that starts empty must not wipe text folded from deltas.
+fn keep_folded_text(fact: &mut Fact) {
+    if let Fact::Item { text, .. } = fact {
+        *text = text.take().filter(|t| !t.is_empty());
+    }
+}
+
+/// The registry's record of one notification (see [`record`]), its texts copied.
+fn record_shared(
+    lane_ref: String,
+    notification: &ServerNotification,
+    raw: Option<Arc<str>>,
+    auth_failed: &mut HashMap<String, String>,
+    at_ms: i64,
+) -> Recorded {
     let params = match raw {
         Some(raw) => raw,
         None => notification.params().to_string().into(),
@@ -676,10 +791,7 @@ fn record(
         ServerNotification::ItemStarted(n) => {
             turn = Some(n.turn_id.clone());
             let mut fact = item_fact(&n.turn_id, &n.item, at_ms);
-            // An item that starts empty must not wipe text folded from deltas.
-            if let Fact::Item { text, .. } = &mut fact {
-                *text = text.take().filter(|t| !t.is_empty());
-            }
+            keep_folded_text(&mut fact);
             vec![fact]
         }
         ServerNotification::ItemCompleted(n) => {
@@ -692,7 +804,7 @@ fn record(
             vec![Fact::ItemDelta {
                 turn_id: Some(n.turn_id.clone()),
                 item_id: n.item_id.clone(),
-                kind: "agent_message".to_owned(),
+                kind: DELTA_KIND.to_owned(),
                 delta: n.delta.clone(),
                 at_ms,
             }]
@@ -760,6 +872,146 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// Notifications of the kinds `record_owned` moves texts out of, and some it does not.
+    fn notifications() -> Vec<(ServerNotification, Option<Arc<str>>)> {
+        let item = |kind: &str, item: Value| {
+            let params = json!({
+                "threadId": "th", "turnId": "tu", "item": item,
+                "startedAtMs": 1, "completedAtMs": 2,
+            });
+            let raw: Arc<str> = params.to_string().into();
+            (
+                ServerNotification::from_parts(kind.into(), params),
+                Some(raw),
+            )
+        };
+        let delta = json!({"threadId": "th", "turnId": "tu", "itemId": "i1", "delta": "hel"});
+        vec![
+            (
+                ServerNotification::from_parts("item/agentMessage/delta".into(), delta.clone()),
+                Some(delta.to_string().into()),
+            ),
+            (
+                ServerNotification::from_parts("item/agentMessage/delta".into(), delta),
+                None,
+            ),
+            item(
+                "item/started",
+                json!({"type": "agentMessage", "id": "i1", "text": ""}),
+            ),
+            item(
+                "item/started",
+                json!({"type": "agentMessage", "id": "i1", "text": "hel"}),
+            ),
+            item(
+                "item/completed",
+                json!({"type": "agentMessage", "id": "i1", "text": "hello"}),
+            ),
+            item(
+                "item/completed",
+                json!({"type": "userMessage", "id": "u1", "content": [{"type": "text", "text": "go"}]}),
+            ),
+            item(
+                "item/completed",
+                json!({"type": "brandNewKind", "id": "w1", "query": "q"}),
+            ),
+            (
+                ServerNotification::from_parts(
+                    "warning".into(),
+                    json!({"threadId": "th", "message": "m"}),
+                ),
+                None,
+            ),
+        ]
+    }
+
+    #[test]
+    fn item_kinds_are_snake_case_in_one_allocation() {
+        for (kind, expected) in [
+            ("commandExecution", "command"),
+            ("agentMessage", "agent_message"),
+            ("userMessage", "user_message"),
+            ("plan", "plan"),
+            ("aB", "a_b"),
+            ("", ""),
+        ] {
+            let named = item_kind(kind);
+            assert_eq!(named, expected);
+            assert_eq!(named.capacity(), expected.len(), "{kind}: sized once");
+        }
+    }
+
+    /// Moving the texts out of a notification the pump owns records exactly what copying them
+    /// from a shared one does.
+    #[test]
+    fn an_owned_notification_is_recorded_as_a_shared_one() {
+        for (notification, raw) in notifications() {
+            assert!(
+                !matches!(notification, ServerNotification::Other { .. }),
+                "{notification:?}"
+            );
+            let shared = record_shared(
+                "lane".into(),
+                &notification,
+                raw.clone(),
+                &mut HashMap::default(),
+                7,
+            );
+            let owned = record_owned(
+                "lane".into(),
+                notification.clone(),
+                raw,
+                &mut HashMap::default(),
+                7,
+            );
+            assert_eq!(owned, shared, "{notification:?}");
+        }
+    }
+
+    /// A message's text and ids are moved out of a notification nobody else holds, not copied;
+    /// one somebody else holds (a thread's subscriber) is left whole.
+    #[test]
+    fn an_item_text_is_moved_out_of_a_notification_the_pump_alone_holds() {
+        let (notification, raw) = notifications().swap_remove(4);
+        let ServerNotification::ItemCompleted(completed) = &notification else {
+            panic!("not an item: {notification:?}");
+        };
+        let ThreadItem::AgentMessage(message) = &completed.item else {
+            panic!("not a message: {completed:?}");
+        };
+        let (text, id) = (message.text.as_ptr(), message.id.as_ptr());
+        let notification = Arc::new(notification);
+        let held = Arc::clone(&notification);
+        let copied = record(
+            "lane".into(),
+            notification,
+            raw.clone(),
+            &mut HashMap::default(),
+        );
+        let moved = record("lane".into(), held, raw, &mut HashMap::default());
+        let texts = |recorded: &Recorded| match recorded.facts.as_slice() {
+            [
+                Fact::Item {
+                    text: Some(text),
+                    item_id,
+                    ..
+                },
+            ] => (text.as_ptr(), item_id.as_ptr()),
+            other => panic!("not one item: {other:?}"),
+        };
+        assert_ne!(
+            texts(&copied),
+            (text, id),
+            "a shared notification is copied from"
+        );
+        assert_eq!(
+            texts(&moved),
+            (text, id),
+            "the last holder's texts are moved"
+        );
+    }
 
     /// The idle flag (no lane busy, retrying or waiting) is counted again only after a batch
     /// holding one of these facts; a flood of output (items, deltas, token usage) holds none.

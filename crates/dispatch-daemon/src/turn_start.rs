@@ -220,6 +220,9 @@ impl Service {
         }
         let recorded =
             message_recorded(server, &lane.thread_id, &mut events, &turn.id, client_id).await;
+        // Not held while the started turn is written (which waits for the event pump's
+        // batches): the reader would copy the turn's flood into it for nothing meanwhile.
+        drop(events);
         if let MessageRecorded::Unconfirmed = recorded {
             // A warning is read like a hint: in the words of the surface that asked.
             warnings.push(

@@ -292,7 +292,7 @@ impl ServerNotification {
     /// straight into the modelled type (no `Value` tree); `Other` holds them parsed
     /// as a `Value`. Never fails.
     pub fn from_raw(
-        method: ::std::string::String,
+        method: &str,
         params: ::std::option::Option<&::serde_json::value::RawValue>,
     ) -> Self {
         fn typed<'de, T: ::serde::Deserialize<'de>>(
@@ -307,7 +307,7 @@ impl ServerNotification {
                 .and_then(|p| ::serde_json::from_str(p.get()).ok())
                 .unwrap_or(::serde_json::Value::Null)
         }
-        let parsed = match method.as_str() {
+        let parsed = match method {
             "account/rateLimits/updated" => typed(params).map(Self::AccountRateLimitsUpdated),
             "error" => typed(params).map(Self::Error),
             "item/agentMessage/delta" => typed(params).map(Self::AgentMessageDelta),
@@ -329,7 +329,7 @@ impl ServerNotification {
             _ => {
                 return Self::Other {
                     params: value(params),
-                    method,
+                    method: method.to_owned(),
                 };
             }
         };
@@ -342,7 +342,7 @@ impl ServerNotification {
                 );
                 Self::Other {
                     params: value(params),
-                    method,
+                    method: method.to_owned(),
                 }
             }
         }
@@ -697,10 +697,18 @@ impl<'de> ::serde::Deserialize<'de> for ThreadItem {
         if !text.trim_start().starts_with('{') {
             return Err(D::Error::custom("a ThreadItem must be a JSON object"));
         }
-        let tag = ::serde_json::from_str::<Tag<'_>>(text).ok();
-        let parsed = match tag
-            .as_ref()
-            .and_then(|tag| tag.kind.as_deref())
+        let first = text
+            .trim_start()
+            .strip_prefix("{\"type\":\"")
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(kind, _)| kind)
+            .filter(|kind| !kind.contains('\\'));
+        let tag = match first {
+            ::std::option::Option::Some(_) => ::std::option::Option::None,
+            ::std::option::Option::None => ::serde_json::from_str::<Tag<'_>>(text).ok(),
+        };
+        let parsed = match first
+            .or_else(|| tag.as_ref().and_then(|tag| tag.kind.as_deref()))
             .unwrap_or_default()
         {
             "userMessage" => typed(text).map(Self::UserMessage),
