@@ -33,6 +33,7 @@ mod idle_flag;
 pub mod images;
 mod inbox;
 mod ingest;
+mod ingest_store;
 mod intro;
 mod lane_access;
 mod lane_texts;
