@@ -14,6 +14,40 @@ use crate::service::Service;
 #[derive(Default)]
 pub(crate) struct Writing {
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The store's own thread: a current-thread runtime, kept until the pump stops.
+    thread: Option<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Writing {
+    /// The runtime of the store's own thread, started on first use.
+    fn runtime(&mut self) -> Option<tokio::runtime::Handle> {
+        if let Some((handle, _)) = &self.thread {
+            return Some(handle.clone());
+        }
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                tracing::error!(%err, "starting the store's thread");
+                return None;
+            }
+        };
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = std::thread::Builder::new()
+            .name("ingest-store".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            });
+        if let Err(err) = started {
+            tracing::error!(%err, "starting the store's thread");
+            return None;
+        }
+        self.thread = Some((handle.clone(), stop));
+        Some(handle)
+    }
 }
 
 impl Writing {
@@ -62,9 +96,13 @@ pub(crate) async fn flush(
         }
     };
     let service = Arc::clone(service);
-    writing.task = Some(tokio::spawn(async move {
+    let work = async move {
         store(&service, prepared, status_changed).await;
-    }));
+    };
+    writing.task = Some(match writing.runtime() {
+        Some(runtime) => runtime.spawn(work),
+        None => tokio::spawn(work),
+    });
     true
 }
 
