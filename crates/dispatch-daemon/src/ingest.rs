@@ -17,7 +17,6 @@ use serde_json::Value;
 use dispatch_home::ApprovalPolicy;
 
 use crate::convert::{goal_row, now_ms, wire_name};
-use crate::ingest_store::{Writing, flush};
 use crate::provider_error;
 use crate::reconcile::Why;
 use crate::service::Service;
@@ -78,7 +77,6 @@ async fn run_process(service: Arc<Service>, process: usize) {
             seen_generation = generation.incarnation;
         }
         let mut lanes = LaneCache::default();
-        let mut writing = Writing::default();
         let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
         // Whether batches were written since the full-text index was last brought up to date.
@@ -87,7 +85,6 @@ async fn run_process(service: Arc<Service>, process: usize) {
             tokio::select! {
                 event = subscription.recv_raw() => {
                     let Some(first) = event else {
-                        writing.done().await;
                         // Reaped, so that no one asks it anything any more (bounded: a child
                         // may hold its stdout open).
                         let _ = tokio::time::timeout(EXIT_WAIT, exited).await;
@@ -115,20 +112,11 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     let turn_completed = events.iter().any(|(event, _)| {
                         matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
                     });
-                    unindexed |= persist(&service, &mut lanes, events, &mut writing).await;
-                    // The next batch is folded while this one is stored, unless nothing more
-                    // has arrived or what follows needs it stored.
-                    let drained = subscription.is_empty();
-                    checkpoints.stored(stored);
-                    let checkpoint = checkpoints.due(drained);
-                    batches = batches.wrapping_add(1);
-                    let prune = batches.is_multiple_of(PRUNE_EVERY);
-                    if drained || turn_completed || checkpoint || prune {
-                        writing.done().await;
-                    }
+                    unindexed |= persist(&service, &mut lanes, events).await;
                     if turn_completed {
                         service.recycle_soon(process);
                     }
+                    let drained = subscription.is_empty();
                     // Index for search between floods, not inside their batches (and not at
                     // all after notifications that stored nothing: an idle daemon does not
                     // open the ingest connection for them).
@@ -137,10 +125,12 @@ async fn run_process(service: Arc<Service>, process: usize) {
                         unindexed = false;
                     }
                     // Checkpoint the WAL between floods, not inside their commits.
-                    if checkpoint {
+                    checkpoints.stored(stored);
+                    if checkpoints.due(drained) {
                         checkpoints.run(&service).await;
                     }
-                    if prune {
+                    batches = batches.wrapping_add(1);
+                    if batches.is_multiple_of(PRUNE_EVERY) {
                         match service.registry().prune_events(EVENTS_PER_LANE).await {
                             Ok(0) => {}
                             Ok(pruned) => tracing::info!(pruned, "pruned old events"),
@@ -149,7 +139,6 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     }
                 }
                 changed = generations.changed() => {
-                    writing.done().await;
                     if changed.is_err() {
                         return;
                     }
@@ -300,10 +289,9 @@ type Received = (Arc<ServerNotification>, Option<Arc<str>>);
 
 /// Stores `events`; returns whether a batch was written.
 async fn persist(
-    service: &Arc<Service>,
+    service: &Service,
     lanes: &mut LaneCache,
     events: Vec<(Event, Option<Arc<str>>)>,
-    writing: &mut Writing,
 ) -> bool {
     let mut written = false;
     // A lane was deleted: the threads it cached may be gone with it.
@@ -355,8 +343,7 @@ async fn persist(
                 if let ServerNotification::ServerRequestResolved(resolved) = notification.as_ref() {
                     let lane_ref = lane_ref.to_owned();
                     batch.push(recorded);
-                    written |= flush(service, &mut batch, writing).await;
-                    writing.done().await;
+                    written |= flush(service, &mut batch).await;
                     settle_request(service, &lane_ref, thread_id, &resolved.request_id).await;
                 } else {
                     batch.push(recorded);
@@ -364,8 +351,7 @@ async fn persist(
             }
             Event::ServerRequest(request) => {
                 // Keep the order: what came before the request is stored first.
-                written |= flush(service, &mut batch, writing).await;
-                writing.done().await;
+                written |= flush(service, &mut batch).await;
                 let Some(thread_id) = request.thread_id().map(str::to_owned) else {
                     tracing::warn!(method = %request.method, "a server request without a thread is left pending");
                     continue;
@@ -382,7 +368,7 @@ async fn persist(
             }
         }
     }
-    written | flush(service, &mut batch, writing).await
+    written | flush(service, &mut batch).await
 }
 
 /// Codex retries a provider that refused the credentials as if it were a network failure
@@ -418,7 +404,7 @@ fn end_refused_turn(service: &Service, lanes: &mut LaneCache, error: &ErrorNotif
 /// or ending, an explicit status, archiving. Items, deltas, errors (a retry only ever moves a
 /// busy lane between busy and retrying), token usage, goals and titles cannot.
 /// Exhaustive, so that a new kind of fact is decided here.
-pub(crate) fn changes_status(fact: &Fact) -> bool {
+fn changes_status(fact: &Fact) -> bool {
     match fact {
         Fact::TurnStarted { .. }
         | Fact::TurnCompleted { .. }
@@ -431,6 +417,41 @@ pub(crate) fn changes_status(fact: &Fact) -> bool {
         | Fact::Title(_)
         | Fact::TokenUsage(_) => false,
     }
+}
+
+/// Writes `batch` (emptying it); returns whether there was anything to write.
+async fn flush(service: &Service, batch: &mut Vec<Recorded>) -> bool {
+    if batch.is_empty() {
+        return false;
+    }
+    let status_changed = batch
+        .iter()
+        .any(|recorded| recorded.facts.iter().any(changes_status));
+    match service.registry().record(batch).await {
+        Ok(()) => {}
+        // A lane deleted meanwhile: the others' events are stored without its own.
+        Err(dispatch_registry::RegistryError::LaneNotFound { .. }) => {
+            let mut kept = Vec::with_capacity(batch.len());
+            for recorded in batch.drain(..) {
+                if let Ok(Some(_)) = service.registry().lane(&recorded.lane_ref).await {
+                    kept.push(recorded);
+                }
+            }
+            if let Err(err) = service.registry().record(&kept).await {
+                tracing::error!(%err, events = kept.len(), "storing events failed");
+            }
+        }
+        Err(err) => tracing::error!(%err, events = batch.len(), "storing events failed"),
+    }
+    batch.clear();
+    // The idle flag is a count over all lanes: in the middle of a flood of output, where no
+    // status changes, it is not counted again after every batch.
+    if status_changed {
+        service.events_stored().await;
+    } else {
+        service.wake_watchers();
+    }
+    true
 }
 
 async fn hold_request(

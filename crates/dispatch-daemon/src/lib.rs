@@ -33,7 +33,6 @@ mod idle_flag;
 pub mod images;
 mod inbox;
 mod ingest;
-mod ingest_store;
 mod intro;
 mod lane_access;
 mod lane_texts;

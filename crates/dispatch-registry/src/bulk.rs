@@ -52,34 +52,30 @@ impl Bulk {
         &texts[index]
     }
 
-    /// Binds all `rows` into chunks ready to run (see [`BoundChunk::execute`]), each row with
-    /// `bind` (which must add exactly `columns` values), appending them to `out`. Binding
-    /// needs no connection, so it can be done while another batch is being stored.
-    pub(crate) fn bind<R>(
-        &'static self,
-        mut rows: impl ExactSizeIterator<Item = R>,
-        mut bind: impl FnMut(&mut SqliteArguments, R) -> Result<(), BoxDynError>,
+    /// Runs the statement over all `rows`, binding each with `bind` (which must add exactly
+    /// `columns` values); returns the total of rows affected.
+    pub(crate) async fn run<R>(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[R],
+        mut bind: impl FnMut(&mut SqliteArguments, &R) -> Result<(), BoxDynError>,
         path: &Path,
         context: &'static str,
-        out: &mut Vec<BoundChunk>,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<u64, RegistryError> {
         let largest = CHUNK_SIZES[CHUNK_SIZES.len() - 1];
-        loop {
-            let rows_in_chunk = rows.len().min(largest);
-            if rows_in_chunk == 0 {
-                return Ok(());
-            }
+        let mut affected = 0;
+        for chunk in rows.chunks(largest) {
             let index = CHUNK_SIZES
                 .iter()
-                .position(|&size| size >= rows_in_chunk)
+                .position(|&size| size >= chunk.len())
                 .unwrap_or(CHUNK_SIZES.len() - 1);
-            let padding = CHUNK_SIZES[index] - rows_in_chunk;
+            let padding = CHUNK_SIZES[index] - chunk.len();
             let mut args = SqliteArguments::default();
             // Sized once: grown by pushes, a 512-row chunk's values were copied ten times
             // over, and the freed 64 KiB blocks made glibc consolidate its free lists.
             args.reserve(CHUNK_SIZES[index] * self.columns, 0);
             let bound: Result<(), BoxDynError> = (|| {
-                for row in rows.by_ref().take(rows_in_chunk) {
+                for row in chunk {
                     bind(&mut args, row)?;
                 }
                 for _ in 0..padding * self.columns {
@@ -88,58 +84,14 @@ impl Bulk {
                 Ok(())
             })();
             bound.map_err(|err| RegistryError::db(path, context, sqlx::Error::Encode(err)))?;
-            out.push(BoundChunk {
-                bulk: self,
-                index,
-                args,
-                context,
-            });
-        }
-    }
-
-    /// Runs the statement over all `rows`, binding each with `bind` (which must add exactly
-    /// `columns` values); returns the total of rows affected.
-    pub(crate) async fn run<R>(
-        &'static self,
-        conn: &mut SqliteConnection,
-        rows: &[R],
-        mut bind: impl FnMut(&mut SqliteArguments, &R) -> Result<(), BoxDynError>,
-        path: &Path,
-        context: &'static str,
-    ) -> Result<u64, RegistryError> {
-        let mut chunks = Vec::new();
-        self.bind(rows.iter(), &mut bind, path, context, &mut chunks)?;
-        let mut affected = 0;
-        for chunk in chunks {
-            affected += chunk.execute(conn, path).await?;
+            // The text is built only from the constant fragments given to `Bulk::new`.
+            let done = sqlx::query_with(AssertSqlSafe(self.text(index)), args)
+                .execute(&mut *conn)
+                .await
+                .map_err(RegistryError::db_with(path, context))?;
+            affected += done.rows_affected();
         }
         Ok(affected)
-    }
-}
-
-/// One chunk of a [`Bulk`] statement's rows, bound and ready to run: it owns its values, so
-/// it can be bound on one task and run on another.
-pub(crate) struct BoundChunk {
-    bulk: &'static Bulk,
-    /// Which of the statement's texts (by `CHUNK_SIZES`).
-    index: usize,
-    args: SqliteArguments,
-    context: &'static str,
-}
-
-impl BoundChunk {
-    /// Runs the chunk on `conn`; returns the rows affected.
-    pub(crate) async fn execute(
-        self,
-        conn: &mut SqliteConnection,
-        path: &Path,
-    ) -> Result<u64, RegistryError> {
-        // The text is built only from the constant fragments given to `Bulk::new`.
-        let done = sqlx::query_with(AssertSqlSafe(self.bulk.text(self.index)), self.args)
-            .execute(&mut *conn)
-            .await
-            .map_err(RegistryError::db_with(path, self.context))?;
-        Ok(done.rows_affected())
     }
 }
 

@@ -5,14 +5,9 @@
 //! 1. the batch is folded in memory: events and errors are collected, all changes to one item
 //!    become a single upsert (deltas concatenated), and each lane's state changes are listed
 //!    in order;
-//!    the rows that do not depend on what is stored (events, items, errors) are bound into
-//!    multi-row statements (see [`crate::bulk`]), ready to run;
 //! 2. inside a write transaction, the lanes (and the turns the batch mentions) are read once;
 //! 3. the lane facts are applied in memory, in order, to those rows;
-//! 4. the bound statements run, and the lanes, turns and what they caused are written back.
-//!
-//! Step 1 needs no connection: [`Registry::prepare`] does it while the batch before is being
-//! stored, and [`Registry::store`] does the rest (ADR 0020, "Ingest, eighth round").
+//! 4. everything is written back with multi-row statements (see [`crate::bulk`]).
 
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
@@ -22,7 +17,7 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Connection, SqliteConnection};
 
 use crate::actions::now_ms;
-use crate::bulk::{BoundChunk, Bulk};
+use crate::bulk::Bulk;
 use crate::events::{Fact, NewEvent, Recorded};
 use crate::lanes::{LaneRow, LaneStatus, RetryRow, TurnRow, TurnStatus, parse_lanes, select_lanes};
 use crate::{Registry, RegistryError};
@@ -34,19 +29,11 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 /// What [`Registry::record`] is doing, for error messages.
 const CONTEXT: &str = "recording lane events";
 
-/// Where a fact is in its batch: the index of its [`Recorded`], then of the fact in it.
-type FactAt = (usize, usize);
-
 /// A batch, folded.
 #[derive(Debug, Default)]
 struct Plan<'a> {
     /// Distinct lanes in first-seen order, with their state changes.
-    lanes: Vec<LanePlan>,
-    /// Per lane (as `lanes`): the turn of the output fact last listed for it, while no other
-    /// fact followed it (see [`Plan::output`]).
-    last_output: Vec<Option<&'a str>>,
-    /// Per lane (as `lanes`): its ref, borrowed from the batch.
-    lane_refs: Vec<&'a str>,
+    lanes: Vec<LanePlan<'a>>,
     /// Index into `lanes` by ref.
     lane_index: HashMap<&'a str, usize>,
     /// Events to store, in order.
@@ -63,10 +50,10 @@ struct Plan<'a> {
 
 /// One lane's state changes, in order.
 #[derive(Debug)]
-struct LanePlan {
-    lane_ref: String,
-    /// The facts that can change the lane's row or turns, by their place in the batch.
-    facts: Vec<FactAt>,
+struct LanePlan<'a> {
+    lane_ref: &'a str,
+    /// The facts that change the lane's row or turns.
+    facts: Vec<&'a Fact>,
     /// The latest `at_ms` seen for the lane in this batch.
     max_at_ms: Option<i64>,
 }
@@ -96,6 +83,16 @@ struct ItemChange<'a> {
     at_ms: i64,
 }
 
+impl ItemChange<'_> {
+    fn text(&self) -> Option<&str> {
+        match &self.text {
+            TextChange::Keep => None,
+            TextChange::Append(text) => Some(text),
+            TextChange::Replace(text) => Some(text),
+        }
+    }
+}
+
 /// An error to store.
 #[derive(Debug)]
 struct ErrorChange<'a> {
@@ -114,14 +111,14 @@ impl<'a> Plan<'a> {
             events: Vec::with_capacity(batch.len()),
             ..Plan::default()
         };
-        for (index, recorded) in batch.iter().enumerate() {
+        for recorded in batch {
             let lane = plan.lane(&recorded.lane_ref);
             if let Some(event) = &recorded.event {
                 plan.events.push((&recorded.lane_ref, event));
                 plan.lanes[lane].seen(event.at_ms);
             }
-            for (fact_index, fact) in recorded.facts.iter().enumerate() {
-                plan.fact(lane, fact, (index, fact_index));
+            for fact in &recorded.facts {
+                plan.fact(lane, fact);
             }
         }
         plan.turns.sort_unstable();
@@ -135,52 +132,27 @@ impl<'a> Plan<'a> {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
                 self.lanes.push(LanePlan {
-                    lane_ref: lane_ref.to_owned(),
+                    lane_ref,
                     facts: Vec::new(),
                     max_at_ms: None,
                 });
-                self.last_output.push(None);
-                self.lane_refs.push(lane_ref);
                 *entry.insert(self.lanes.len() - 1)
             }
         }
     }
 
-    /// Lists the fact at `at` for lane number `lane`, to be applied to its row in order.
-    fn listed(&mut self, lane: usize, at: FactAt) {
-        self.lanes[lane].facts.push(at);
-        self.last_output[lane] = None;
-    }
-
-    /// Lists an output fact (an item or a delta) at `at` for lane number `lane`, if applying
-    /// it can change anything: output of the latest turn ends a retry ([`LaneState::apply`]),
-    /// other output does nothing. Applying such a fact again right after it (no other fact of
-    /// the lane in between, so the latest turn is the same) changes nothing more, so a run of
-    /// output of one turn is listed once: a flood of deltas costs its lane one fact, not one
-    /// per delta.
-    fn output(&mut self, lane: usize, turn_id: Option<&'a str>, kind: &str, at: FactAt) {
-        let Some(turn_id) = turn_id else {
-            return;
-        };
-        if kind == "error" || kind == "user_message" || self.last_output[lane] == Some(turn_id) {
-            return;
-        }
-        self.lanes[lane].facts.push(at);
-        self.last_output[lane] = Some(turn_id);
-    }
-
-    /// Folds one fact about lane number `lane`, found at `at` in the batch.
-    fn fact(&mut self, lane: usize, fact: &'a Fact, at: FactAt) {
-        let lane_ref = self.lane_refs[lane];
+    /// Folds one fact about lane number `lane`.
+    fn fact(&mut self, lane: usize, fact: &'a Fact) {
+        let lane_ref = self.lanes[lane].lane_ref;
         match fact {
             Fact::TurnStarted { turn_id, at_ms } => {
                 self.turns.push((lane_ref, turn_id));
-                self.listed(lane, at);
+                self.lanes[lane].facts.push(fact);
                 self.lanes[lane].seen(*at_ms);
             }
             Fact::TurnCompleted { turn } => {
                 self.turns.push((lane_ref, &turn.turn_id));
-                self.listed(lane, at);
+                self.lanes[lane].facts.push(fact);
                 for at_ms in [turn.started_at_ms, turn.completed_at_ms]
                     .into_iter()
                     .flatten()
@@ -205,7 +177,7 @@ impl<'a> Plan<'a> {
                     change.text = TextChange::Replace(text.as_str().into());
                 }
                 self.lanes[lane].seen(*at_ms);
-                self.output(lane, turn_id.as_deref(), kind, at);
+                self.lanes[lane].facts.push(fact);
             }
             Fact::ItemDelta {
                 turn_id,
@@ -222,7 +194,7 @@ impl<'a> Plan<'a> {
                     TextChange::Replace(text) => text.to_mut().push_str(delta),
                 }
                 self.lanes[lane].seen(*at_ms);
-                self.output(lane, turn_id.as_deref(), kind, at);
+                self.lanes[lane].facts.push(fact);
             }
             Fact::Error {
                 turn_id,
@@ -240,13 +212,13 @@ impl<'a> Plan<'a> {
                     at_ms: *at_ms,
                 });
                 self.lanes[lane].seen(*at_ms);
-                self.listed(lane, at);
+                self.lanes[lane].facts.push(fact);
             }
             Fact::Status(_)
             | Fact::Archived(_)
             | Fact::Goal(_)
             | Fact::Title(_)
-            | Fact::TokenUsage(_) => self.listed(lane, at),
+            | Fact::TokenUsage(_) => self.lanes[lane].facts.push(fact),
         }
     }
 
@@ -279,7 +251,7 @@ impl<'a> Plan<'a> {
     }
 }
 
-impl LanePlan {
+impl LanePlan<'_> {
     fn seen(&mut self, at_ms: i64) {
         self.max_at_ms = Some(self.max_at_ms.map_or(at_ms, |max| max.max(at_ms)));
     }
@@ -593,114 +565,10 @@ static UPDATE_LANES: Bulk = Bulk::new(
      FROM p WHERE lanes.ref = p.r",
 );
 
-/// A batch of notifications made ready to store by [`Registry::prepare`]: folded, and the
-/// rows that do not depend on what is stored bound into statements; [`Registry::store`] runs
-/// it.
-pub struct PreparedBatch {
-    recorded: Vec<Recorded>,
-    prepared: Prepared,
-}
-
-impl PreparedBatch {
-    /// The notifications of the batch, as given to [`Registry::prepare`].
-    pub fn recorded(&self) -> &[Recorded] {
-        &self.recorded
-    }
-}
-
-impl std::fmt::Debug for PreparedBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedBatch")
-            .field("recorded", &self.recorded.len())
-            .field("statements", &self.prepared.rows.len())
-            .finish()
-    }
-}
-
-/// A prepared batch that [`Registry::store`] did not store (nothing of it is written), with
-/// why, and its notifications, to be stored otherwise (e.g. without a lane deleted meanwhile).
-#[derive(Debug)]
-pub struct Unstored {
-    /// Why it was not stored; [`RegistryError::LaneNotFound`] if one of its lanes is gone.
-    pub error: RegistryError,
-    /// The batch's notifications, as given to [`Registry::prepare`].
-    pub recorded: Vec<Recorded>,
-}
-
-/// What a batch needs stored, owning everything (no borrow of the batch): the lanes' facts by
-/// their place in the batch, the turns they mention, and the bound rows.
-struct Prepared {
-    lanes: Vec<LanePlan>,
-    /// The `(lane, turn)` pairs that turn facts mention, sorted, without duplicates.
-    turns: Vec<(String, String)>,
-    /// Events, items and errors, bound, in the order they are run.
-    rows: Vec<BoundChunk>,
-}
-
-impl Prepared {
-    /// Folds `batch` and binds its events, items and errors.
-    fn new(registry: &Registry, batch: &[Recorded]) -> Result<Prepared, RegistryError> {
-        let path = registry.path();
-        let Plan {
-            lanes,
-            events,
-            items,
-            errors,
-            turns,
-            ..
-        } = Plan::build(batch);
-        let mut rows = Vec::new();
-        let mut shared = Shared::default();
-        INSERT_EVENTS.bind(
-            events.iter(),
-            |args, row| bind_event(args, row, &mut shared),
-            path,
-            "storing events",
-            &mut rows,
-        )?;
-        let mut replaced = Vec::new();
-        let mut appended = Vec::new();
-        let mut kept = Vec::new();
-        for item in items {
-            match item.text {
-                TextChange::Replace(_) => replaced.push(item),
-                TextChange::Append(_) => appended.push(item),
-                TextChange::Keep => kept.push(item),
-            }
-        }
-        for (statement, items, context) in [
-            (&REPLACE_ITEMS, replaced, "storing items"),
-            (&APPEND_ITEMS, appended, "storing item deltas"),
-            (&KEEP_ITEMS, kept, "storing items"),
-        ] {
-            statement.bind(
-                items.into_iter(),
-                |args, item| bind_item(args, item, &mut shared),
-                path,
-                context,
-                &mut rows,
-            )?;
-        }
-        INSERT_ERRORS.bind(
-            errors.iter(),
-            bind_error,
-            path,
-            "storing lane errors",
-            &mut rows,
-        )?;
-        let turns = turns
-            .into_iter()
-            .map(|(lane_ref, turn_id)| (lane_ref.to_owned(), turn_id.to_owned()))
-            .collect();
-        Ok(Prepared { lanes, turns, rows })
-    }
-}
-
 impl Registry {
     /// Applies a batch of notifications in one transaction: stores the events (skipping
     /// `None`), applies the facts in order, and moves each lane's `updated_at_ms` forward to
-    /// the latest `at_ms` seen for it. The same as [`Registry::prepare`], then
-    /// [`Registry::store`].
+    /// the latest `at_ms` seen for it.
     ///
     /// Every lane must exist; otherwise nothing is written and the error is
     /// [`RegistryError::LaneNotFound`]. A batch costs a handful of statements whatever its
@@ -710,44 +578,10 @@ impl Registry {
         if batch.is_empty() {
             return Ok(());
         }
-        let prepared = Prepared::new(self, batch)?;
-        self.execute(batch, prepared).await
-    }
-
-    /// Does what needs no connection of [`Registry::record`]: folds `batch` and binds the
-    /// rows that do not depend on what is stored (events, items, errors). Meant to run while
-    /// the batch before is being stored; fails only if a value cannot be bound.
-    pub fn prepare(&self, batch: Vec<Recorded>) -> Result<PreparedBatch, RegistryError> {
-        let prepared = Prepared::new(self, &batch)?;
-        Ok(PreparedBatch {
-            recorded: batch,
-            prepared,
-        })
-    }
-
-    /// Stores a batch made by [`Registry::prepare`] in one transaction, as
-    /// [`Registry::record`] stores it: reads its lanes and turns, applies the facts, runs the
-    /// bound rows and writes the lanes, turns and what they caused. Batches are stored in the
-    /// order this is called for them (each reads the lanes as the one before left them).
-    ///
-    /// On failure nothing of the batch is written, and its notifications come back with the
-    /// error ([`RegistryError::LaneNotFound`] if one of its lanes does not exist).
-    pub async fn store(&self, batch: PreparedBatch) -> Result<(), Unstored> {
-        let PreparedBatch { recorded, prepared } = batch;
-        if recorded.is_empty() {
-            return Ok(());
-        }
-        match self.execute(&recorded, prepared).await {
-            Ok(()) => Ok(()),
-            Err(error) => Err(Unstored { error, recorded }),
-        }
-    }
-
-    /// Stores `prepared`, made from `batch`, in one transaction on the ingest connection.
-    async fn execute(&self, batch: &[Recorded], prepared: Prepared) -> Result<(), RegistryError> {
+        let plan = Plan::build(batch);
         let mut writer = self.writer().await?;
         let result = match writer.conn() {
-            Some(conn) => self.apply(conn, batch, prepared).await,
+            Some(conn) => self.apply(conn, &plan).await,
             None => Err(RegistryError::db(
                 self.path(),
                 CONTEXT,
@@ -764,49 +598,40 @@ impl Registry {
         result
     }
 
-    /// Runs a prepared batch in one transaction on `conn`.
+    /// Runs a folded batch in one transaction on `conn`.
     async fn apply(
         &self,
         conn: &mut SqliteConnection,
-        batch: &[Recorded],
-        prepared: Prepared,
+        plan: &Plan<'_>,
     ) -> Result<(), RegistryError> {
         let mut tx = conn
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(RegistryError::db_with(self.path(), CONTEXT))?;
-        let mut lanes = self.load_lanes(&mut tx, &prepared.lanes).await?;
-        let mut turns = self.load_turns(&mut tx, &prepared.turns).await?;
-        for (lane, state) in prepared.lanes.iter().zip(&mut lanes) {
-            for &(index, fact_index) in &lane.facts {
-                if let Some(fact) = batch
-                    .get(index)
-                    .and_then(|recorded| recorded.facts.get(fact_index))
-                {
-                    state.apply(fact, &mut turns);
-                }
+        let mut lanes = self.load_lanes(&mut tx, plan).await?;
+        let mut turns = self.load_turns(&mut tx, plan).await?;
+        for (lane, state) in plan.lanes.iter().zip(&mut lanes) {
+            for fact in &lane.facts {
+                state.apply(fact, &mut turns);
             }
             if let Some(at_ms) = lane.max_at_ms {
                 state.row.updated_at_ms = state.row.updated_at_ms.max(at_ms);
             }
         }
-        for chunk in prepared.rows {
-            chunk.execute(&mut tx, self.path()).await?;
-        }
-        self.write(&mut tx, &prepared.turns, &lanes, &turns).await?;
+        self.write(&mut tx, plan, &lanes, &turns).await?;
         tx.commit()
             .await
             .map_err(RegistryError::db_with(self.path(), CONTEXT))
     }
 
-    /// Reads the batch's lanes, in the order of `plans`; fails with
-    /// [`RegistryError::LaneNotFound`] if one does not exist.
+    /// Reads the plan's lanes, in the plan's order; fails with [`RegistryError::LaneNotFound`]
+    /// if one does not exist.
     async fn load_lanes(
         &self,
         conn: &mut SqliteConnection,
-        plans: &[LanePlan],
+        plan: &Plan<'_>,
     ) -> Result<Vec<LaneState>, RegistryError> {
-        let refs: Vec<&str> = plans.iter().map(|lane| lane.lane_ref.as_str()).collect();
+        let refs: Vec<&str> = plan.lanes.iter().map(|lane| lane.lane_ref).collect();
         let text: String = sqlx::query_scalar(select_lanes!(
             "WHERE ref IN (SELECT value FROM json_each(?))"
         ))
@@ -838,13 +663,13 @@ impl Registry {
             .collect()
     }
 
-    /// Reads the stored turns among `keys` (`(lane, turn)` pairs).
+    /// Reads the stored turns that the plan's turn facts mention.
     async fn load_turns(
         &self,
         conn: &mut SqliteConnection,
-        keys: &[(String, String)],
+        plan: &Plan<'_>,
     ) -> Result<HashMap<(String, String), TurnRow>, RegistryError> {
-        if keys.is_empty() {
+        if plan.turns.is_empty() {
             return Ok(HashMap::default());
         }
         type TurnRecord = (
@@ -861,7 +686,7 @@ impl Registry {
              FROM turns WHERE (lane_ref, turn_id) IN \
                (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
         )
-        .bind(json_text(self, keys)?)
+        .bind(json_text(self, &plan.turns)?)
         .fetch_all(&mut *conn)
         .await
         .map_err(RegistryError::db_with(self.path(), CONTEXT))?;
@@ -891,19 +716,60 @@ impl Registry {
             .collect()
     }
 
-    /// Writes what depends on the stored lanes: turns, lanes, lane events, deliveries and
-    /// titles.
-    async fn write(
+    /// Writes events, items, errors, turns and lanes.
+    async fn write<'a>(
         &self,
         conn: &mut SqliteConnection,
-        keys: &[(String, String)],
+        plan: &Plan<'a>,
         lanes: &[LaneState],
         turns: &HashMap<(String, String), TurnRow>,
     ) -> Result<(), RegistryError> {
         let path = self.path();
-        let touched: Vec<(&str, &TurnRow)> = keys
+        let mut shared = Shared::default();
+        INSERT_EVENTS
+            .run(
+                conn,
+                &plan.events,
+                |args, row| bind_event(args, row, &mut shared),
+                path,
+                "storing events",
+            )
+            .await?;
+
+        let mut replaced = Vec::new();
+        let mut appended = Vec::new();
+        let mut kept = Vec::new();
+        for item in &plan.items {
+            match item.text {
+                TextChange::Replace(_) => replaced.push(item),
+                TextChange::Append(_) => appended.push(item),
+                TextChange::Keep => kept.push(item),
+            }
+        }
+        let mut bind =
+            |args: &mut SqliteArguments, item: &&ItemChange<'a>| bind_item(args, item, &mut shared);
+        REPLACE_ITEMS
+            .run(conn, &replaced, &mut bind, path, "storing items")
+            .await?;
+        APPEND_ITEMS
+            .run(conn, &appended, &mut bind, path, "storing item deltas")
+            .await?;
+        KEEP_ITEMS
+            .run(conn, &kept, &mut bind, path, "storing items")
+            .await?;
+
+        INSERT_ERRORS
+            .run(conn, &plan.errors, bind_error, path, "storing lane errors")
+            .await?;
+
+        let touched: Vec<(&str, &TurnRow)> = plan
+            .turns
             .iter()
-            .filter_map(|key| turns.get(key).map(|turn| (key.0.as_str(), turn)))
+            .filter_map(|&(lane_ref, turn_id)| {
+                turns
+                    .get(&(lane_ref.to_owned(), turn_id.to_owned()))
+                    .map(|turn| (lane_ref, turn))
+            })
             .collect();
         UPSERT_TURNS
             .run(conn, &touched, bind_turn, path, "storing turns")
@@ -980,19 +846,14 @@ fn bind_event<'a>(
 
 fn bind_item<'a>(
     args: &mut SqliteArguments,
-    item: ItemChange<'a>,
+    item: &&ItemChange<'a>,
     shared: &mut Shared<'a>,
 ) -> Result<(), BoxDynError> {
     args.add(shared.get(item.lane_ref))?;
     args.add(item.item_id)?;
     args.add(shared.get(item.turn_id))?;
     args.add(shared.get(item.kind))?;
-    // The folded text moved into the statement, not copied.
-    match item.text {
-        TextChange::Keep => args.add(None::<String>)?,
-        TextChange::Append(text) => args.add(text)?,
-        TextChange::Replace(text) => args.add(text.into_owned())?,
-    }
+    args.add(item.text())?;
     args.add(item.status)?;
     args.add(item.at_ms)
 }

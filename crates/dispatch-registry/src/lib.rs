@@ -48,7 +48,6 @@ pub use error::RegistryError;
 pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
 pub use history::{FileHistory, LaneHistory, TOOL_KINDS, ToolHistory, TurnHistory};
 pub use inbox::{InboxFilter, InboxRow};
-pub use ingest::{PreparedBatch, Unstored};
 pub use inspect::{Inspection, inspect};
 pub use kept_pages::{Kept, LaneStamp};
 pub use lane_events::{Effects, LaneEvent, LaneEventKind, NewInboxMessage};
