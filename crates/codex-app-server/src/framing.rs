@@ -399,6 +399,51 @@ mod tests {
         assert_eq!(line, Some(Line::Text("bad \u{fffd} byte".into())));
     }
 
+    /// Every line of `data` read `chunk` bytes at a time into one buffer, as owned lines.
+    async fn all_lines(data: &[u8], chunk: usize, max: usize) -> Vec<Line<'static>> {
+        let mut reader = tokio::io::BufReader::with_capacity(chunk, data);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while let Some(line) = next_line(&mut reader, max, &mut buf).await.expect("io") {
+            lines.push(match line {
+                Line::Text(text) => Line::Text(Cow::Owned(text.into_owned())),
+                Line::TooLong(len) => Line::TooLong(len),
+            });
+        }
+        lines
+    }
+
+    /// Whatever the reads cut a line into: empty lines, a `\r\n` cut between its bytes, a
+    /// character cut between reads, bytes that are not UTF-8, a skipped line (nothing of it
+    /// left in the buffer for the next one), a line of exactly `max` bytes, a last line
+    /// without its newline.
+    #[tokio::test]
+    async fn lines_read_the_same_whatever_the_reads_cut() {
+        let data = b"\na\r\n\xe2\x82\xac\nx\xffy\n1234567\n123456\n\r\nend";
+        let expected = [
+            Line::Text("".into()),
+            Line::Text("a".into()),
+            Line::Text("\u{20ac}".into()),
+            Line::Text("x\u{fffd}y".into()),
+            Line::TooLong(7),
+            Line::Text("123456".into()),
+            Line::Text("".into()),
+            Line::Text("end".into()),
+        ];
+        for chunk in 1..=data.len() {
+            assert_eq!(
+                all_lines(data, chunk, 6).await,
+                expected,
+                "reads of {chunk}"
+            );
+        }
+        assert_eq!(
+            all_lines(b"ok\n1234567", 4, 6).await,
+            [Line::Text("ok".into()), Line::TooLong(7)]
+        );
+        assert!(all_lines(b"", 4, 6).await.is_empty());
+    }
+
     #[test]
     fn strips_colours() {
         assert_eq!(
