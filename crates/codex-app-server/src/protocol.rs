@@ -269,6 +269,17 @@ mod tests {
             serde_json::from_str(r#"{"type":"agent\u004dessage","id":"m","text":"t"}"#)
                 .expect("an escaped tag");
         assert!(matches!(item, ThreadItem::AgentMessage(_)), "{item:?}");
+        // A duplicate tag (malformed; Codex never sends it, ADR 0020, "Ingest, eighth round"):
+        // written first, the first is read; elsewhere, the scan refuses it and the item is kept
+        // raw.
+        let item: ThreadItem =
+            serde_json::from_str(r#"{"type":"agentMessage","id":"m","text":"t","type":"plan"}"#)
+                .expect("a duplicate tag first");
+        assert!(matches!(item, ThreadItem::AgentMessage(_)), "{item:?}");
+        let item: ThreadItem =
+            serde_json::from_str(r#"{"id":"m","type":"agentMessage","text":"t","type":"plan"}"#)
+                .expect("a duplicate tag later");
+        assert!(matches!(item, ThreadItem::Other(_)), "{item:?}");
         assert!(serde_json::from_str::<ThreadItem>(r#"["type"]"#).is_err());
         assert!(serde_json::from_str::<ThreadItem>(r#""text""#).is_err());
     }
