@@ -301,13 +301,19 @@ pub(crate) fn check_version(path: &Path, found: i64) -> Result<(), RegistryError
 mod tests {
     use super::*;
 
-    /// Each pooled connection keeps a small page cache; the ingest connection a large one.
-    #[tokio::test]
-    async fn the_pool_and_the_ingest_connection_have_their_page_caches() {
+    /// A registry in a new temporary directory, which lives as long as the returned guard.
+    async fn fresh() -> (tempfile::TempDir, Registry) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let registry = Registry::open(&dir.path().join("registry.sqlite"))
             .await
             .expect("open");
+        (dir, registry)
+    }
+
+    /// Each pooled connection keeps a small page cache; the ingest connection a large one.
+    #[tokio::test]
+    async fn the_pool_and_the_ingest_connection_have_their_page_caches() {
+        let (_dir, registry) = fresh().await;
         for _ in 0..MAX_CONNECTIONS {
             let pooled: i64 = sqlx::query_scalar("PRAGMA cache_size")
                 .fetch_one(&registry.pool)
@@ -329,10 +335,7 @@ mod tests {
     /// that lost them (another working directory, the variable dropped) fails here.
     #[tokio::test]
     async fn sqlite_is_built_without_memory_statistics() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let registry = Registry::open(&dir.path().join("registry.sqlite"))
-            .await
-            .expect("open");
+        let (_dir, registry) = fresh().await;
         let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
             .fetch_all(&registry.pool)
             .await
