@@ -465,6 +465,10 @@ impl Service {
         let ended = tokio::time::timeout(INTERRUPT_TIMEOUT, ended)
             .await
             .unwrap_or(false);
+        // Nothing more is read from the thread: kept while the new turn starts, the subscription
+        // would take a copy of the turn's output, and the pump could not move texts out of it
+        // (as in `start_turn`).
+        drop(events);
         if !ended
             && crate::turn_start::codex_running_turn(server, &lane.thread_id)
                 .await
