@@ -10,6 +10,7 @@ use dispatch_contract::types::{
 use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
 use dispatch_registry::{Fact, LaneStatus, RequestRow, RequestStatus};
 use serde_json::{Value, json};
+use smallvec::smallvec;
 
 use crate::convert::{now_ms, rfc3339};
 use crate::errors::app_server_error;
@@ -184,9 +185,9 @@ impl Handle<RespondInput> for Service {
         if !still_waiting {
             self.registry()
                 .record(&[dispatch_registry::Recorded {
-                    lane_ref: row.lane_ref.clone(),
+                    lane_ref: row.lane_ref.as_str().into(),
                     event: None,
-                    facts: vec![Fact::Status(LaneStatus::Busy)],
+                    facts: smallvec![Fact::Status(LaneStatus::Busy)],
                 }])
                 .await?;
         }

@@ -533,7 +533,7 @@ impl Service {
         let fact = Fact::Item {
             turn_id: None,
             item_id: receipt.id.clone(),
-            kind: "context".to_owned(),
+            kind: "context".into(),
             text: Some(receipt.text.clone()),
             status: Some("added".to_owned()),
             at_ms: now_ms(),

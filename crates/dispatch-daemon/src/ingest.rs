@@ -2,6 +2,7 @@
 //! lane is persisted, in batches, with the lane state it implies. After an App Server restart,
 //! turns that were running are marked interrupted and pending requests cancelled.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use codex_app_server::protocol::{
@@ -10,9 +11,10 @@ use codex_app_server::protocol::{
 };
 use codex_app_server::{Event, ServerRequest};
 use dispatch_registry::{
-    Fact, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow, TurnStatus,
+    Fact, Facts, LaneStatus, NewEvent, NewRequest, Recorded, RequestStatus, TurnRow, TurnStatus,
 };
 use serde_json::Value;
+use smallvec::smallvec;
 
 use dispatch_home::ApprovalPolicy;
 
@@ -201,7 +203,7 @@ const EARLY_THREADS: usize = 256;
 /// the App Server says in between belongs to the lane once it exists.
 #[derive(Default)]
 struct LaneCache {
-    refs: HashMap<String, Option<String>>,
+    refs: HashMap<String, Option<Arc<str>>>,
     early: HashMap<String, Vec<Received>>,
     /// Turns dispatch interrupted because the provider refused the credentials, with the
     /// message to record: they end as failed, not interrupted.
@@ -213,13 +215,13 @@ struct LaneCache {
 }
 
 impl LaneCache {
-    async fn lane_of(&mut self, service: &Service, thread_id: &str) -> Option<String> {
+    async fn lane_of(&mut self, service: &Service, thread_id: &str) -> Option<Arc<str>> {
         if let Some(Some(known)) = self.refs.get(thread_id) {
-            return Some(known.clone());
+            return Some(Arc::clone(known));
         }
         // Unknown threads are asked again: a lane may have been created since.
         let found = match service.registry().lane_by_thread(thread_id).await {
-            Ok(row) => row.map(|r| r.lane_ref),
+            Ok(row) => row.map(|r| Arc::from(r.lane_ref)),
             Err(err) => {
                 tracing::warn!(%err, "looking up a lane by thread");
                 None
@@ -318,7 +320,7 @@ async fn persist(
                 };
                 for (early, early_raw) in lanes.take_early(thread_id) {
                     batch.push(record(
-                        lane_ref.clone(),
+                        Arc::clone(&lane_ref),
                         early,
                         early_raw,
                         &mut lanes.auth_failed,
@@ -343,7 +345,7 @@ async fn persist(
                         .facts
                         .retain(|f| !matches!(f, Fact::TurnStarted { .. }));
                 }
-                let lane_ref = recorded.lane_ref.as_str();
+                let lane_ref: &str = &recorded.lane_ref;
                 if compacted
                     && let Err(err) = service.registry().note_compacted(lane_ref, now_ms()).await
                 {
@@ -366,7 +368,7 @@ async fn persist(
                     continue;
                 };
                 if let Some(lane_ref) = lanes.lane_of(service, &thread_id).await {
-                    hold_request(service, lane_ref, thread_id, &request).await;
+                    hold_request(service, lane_ref.to_string(), thread_id, &request).await;
                 }
             }
             Event::Lagged { missed } => {
@@ -494,15 +496,15 @@ async fn hold_request(
     }
     service.announce_request(&row).await;
     let event = NewEvent {
-        method: request.method.clone(),
+        method: request.method.clone().into(),
         turn_id: new.turn_id.clone(),
         at_ms: new.at_ms,
         params: params.to_string().into(),
     };
     let recorded = Recorded {
-        lane_ref,
+        lane_ref: lane_ref.into(),
         event: Some(event),
-        facts: vec![Fact::Status(LaneStatus::WaitingApproval)],
+        facts: smallvec![Fact::Status(LaneStatus::WaitingApproval)],
     };
     if let Err(err) = service.registry().record(&[recorded]).await {
         tracing::error!(%err, "marking a lane waiting for approval failed");
@@ -533,9 +535,9 @@ async fn settle_request(
     let lane = registry.lane(lane_ref).await.ok().flatten();
     if !waiting && lane.is_some_and(|l| l.status == LaneStatus::WaitingApproval) {
         let recorded = Recorded {
-            lane_ref: lane_ref.to_owned(),
+            lane_ref: lane_ref.into(),
             event: None,
-            facts: vec![Fact::Status(LaneStatus::Busy)],
+            facts: smallvec![Fact::Status(LaneStatus::Busy)],
         };
         if let Err(err) = registry.record(&[recorded]).await {
             tracing::warn!(%err, "returning a lane to busy");
@@ -545,25 +547,44 @@ async fn settle_request(
 }
 
 /// Codex's item kind as dispatch names it: `commandExecution` → `command`, else snake_case.
-pub fn item_kind(kind: &str) -> String {
-    match kind {
-        "commandExecution" => "command".to_owned(),
-        other => {
-            // Sized once: a `_` is added before each capital.
-            let capitals = other.bytes().filter(u8::is_ascii_uppercase).count();
-            let mut out = String::with_capacity(other.len() + capitals);
-            for c in other.chars() {
-                if c.is_ascii_uppercase() {
-                    out.push('_');
-                    out.push(c.to_ascii_lowercase());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
+/// The kinds Codex sends most are static text (no allocation per item).
+pub fn item_kind(kind: &str) -> Cow<'static, str> {
+    if kind == "commandExecution" {
+        return Cow::Borrowed("command");
+    }
+    if let Some(known) = KNOWN_KINDS.iter().find(|(wire, _)| *wire == kind) {
+        return Cow::Borrowed(known.1);
+    }
+    Cow::Owned(snake_case(kind))
+}
+
+/// `camelCase` → `camel_case`, sized once: a `_` is added before each capital.
+fn snake_case(kind: &str) -> String {
+    let capitals = kind.bytes().filter(u8::is_ascii_uppercase).count();
+    let mut out = String::with_capacity(kind.len() + capitals);
+    for c in kind.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
         }
     }
+    out
 }
+
+/// Codex's commonest item kinds and their snake_case names (a test checks each against the
+/// general rule of [`item_kind`]).
+const KNOWN_KINDS: [(&str, &str); 8] = [
+    ("agentMessage", "agent_message"),
+    ("reasoning", "reasoning"),
+    ("userMessage", "user_message"),
+    ("fileChange", "file_change"),
+    ("mcpToolCall", "mcp_tool_call"),
+    ("dynamicToolCall", "dynamic_tool_call"),
+    ("webSearch", "web_search"),
+    ("contextCompaction", "context_compaction"),
+];
 
 /// The text a user looks for in an item, and its status.
 fn item_text(item: &ThreadItem) -> (Option<String>, Option<String>) {
@@ -673,7 +694,7 @@ pub fn turn_row(turn: &codex_app_server::protocol::Turn) -> TurnRow {
 /// thread), the texts of the kinds a flood is made of (items, deltas) are moved out of it
 /// instead of copied: [`record_owned`]. Either way the record is the same.
 fn record(
-    lane_ref: String,
+    lane_ref: Arc<str>,
     notification: Arc<ServerNotification>,
     raw: Option<Arc<str>>,
     auth_failed: &mut HashMap<String, String>,
@@ -689,7 +710,7 @@ fn record(
 /// message texts) are moved into the record, not copied; other kinds, and notifications
 /// without their params text, go to [`record_shared`].
 fn record_owned(
-    lane_ref: String,
+    lane_ref: Arc<str>,
     notification: ServerNotification,
     raw: Option<Arc<str>>,
     auth_failed: &mut HashMap<String, String>,
@@ -699,11 +720,10 @@ fn record_owned(
         return record_shared(lane_ref, &notification, None, auth_failed, at_ms);
     };
     // Only an item's event is made here (deltas are not stored one by one).
-    let method = match &notification {
-        ServerNotification::ItemStarted(_) | ServerNotification::ItemCompleted(_) => {
-            notification.method().to_owned()
-        }
-        _ => String::new(),
+    let method: Cow<'static, str> = match &notification {
+        ServerNotification::ItemStarted(_) => Cow::Borrowed(ITEM_STARTED),
+        ServerNotification::ItemCompleted(_) => Cow::Borrowed(ITEM_COMPLETED),
+        _ => Cow::Borrowed(""),
     };
     let item = |turn_id: String, item: ThreadItem, started: bool| {
         let mut fact = item_fact_owned(turn_id.clone(), item, at_ms);
@@ -717,10 +737,10 @@ fn record_owned(
             return Recorded {
                 lane_ref,
                 event: None,
-                facts: vec![Fact::ItemDelta {
+                facts: smallvec![Fact::ItemDelta {
                     turn_id: Some(n.turn_id),
                     item_id: n.item_id,
-                    kind: DELTA_KIND.to_owned(),
+                    kind: DELTA_KIND.into(),
                     delta: n.delta,
                     at_ms,
                 }],
@@ -738,9 +758,13 @@ fn record_owned(
             at_ms,
             params,
         }),
-        facts: vec![fact],
+        facts: smallvec![fact],
     }
 }
+
+/// The methods of the notifications whose events `record_owned` makes.
+const ITEM_STARTED: &str = "item/started";
+const ITEM_COMPLETED: &str = "item/completed";
 
 /// The kind of the item an `item/agentMessage/delta` is folded into.
 const DELTA_KIND: &str = "agent_message";
@@ -754,7 +778,7 @@ fn keep_folded_text(fact: &mut Fact) {
 
 /// The registry's record of one notification (see [`record`]), its texts copied.
 fn record_shared(
-    lane_ref: String,
+    lane_ref: Arc<str>,
     notification: &ServerNotification,
     raw: Option<Arc<str>>,
     auth_failed: &mut HashMap<String, String>,
@@ -765,7 +789,7 @@ fn record_shared(
         None => notification.params().to_string().into(),
     };
     let mut event = Some(NewEvent {
-        method: notification.method().to_owned(),
+        method: Cow::Owned(notification.method().to_owned()),
         turn_id: None,
         at_ms,
         params,
@@ -774,7 +798,7 @@ fn record_shared(
     let facts = match notification {
         ServerNotification::TurnStarted(n) => {
             turn = Some(n.turn.id.clone());
-            vec![Fact::TurnStarted {
+            smallvec![Fact::TurnStarted {
                 turn_id: n.turn.id.clone(),
                 at_ms,
             }]
@@ -786,25 +810,25 @@ fn record_shared(
                 row.status = TurnStatus::Failed;
                 row.error = Some(message);
             }
-            vec![Fact::TurnCompleted { turn: row }]
+            smallvec![Fact::TurnCompleted { turn: row }]
         }
         ServerNotification::ItemStarted(n) => {
             turn = Some(n.turn_id.clone());
             let mut fact = item_fact(&n.turn_id, &n.item, at_ms);
             keep_folded_text(&mut fact);
-            vec![fact]
+            smallvec![fact]
         }
         ServerNotification::ItemCompleted(n) => {
             turn = Some(n.turn_id.clone());
-            vec![item_fact(&n.turn_id, &n.item, at_ms)]
+            smallvec![item_fact(&n.turn_id, &n.item, at_ms)]
         }
         ServerNotification::AgentMessageDelta(n) => {
             // Deltas are folded into their item, not stored one by one.
             event = None;
-            vec![Fact::ItemDelta {
+            smallvec![Fact::ItemDelta {
                 turn_id: Some(n.turn_id.clone()),
                 item_id: n.item_id.clone(),
-                kind: DELTA_KIND.to_owned(),
+                kind: DELTA_KIND.into(),
                 delta: n.delta.clone(),
                 at_ms,
             }]
@@ -813,7 +837,7 @@ fn record_shared(
             turn = Some(n.turn_id.clone());
             let cause = provider_error::classify(&n.error);
             let message = provider_error::message(&n.error, cause);
-            vec![
+            smallvec![
                 Fact::Error {
                     turn_id: Some(n.turn_id.clone()),
                     message: message.clone(),
@@ -824,7 +848,7 @@ fn record_shared(
                 Fact::Item {
                     turn_id: Some(n.turn_id.clone()),
                     item_id: format!("error-{}-{at_ms}", n.turn_id),
-                    kind: "error".to_owned(),
+                    kind: "error".into(),
                     text: Some(message),
                     status: Some(if n.will_retry { "retrying" } else { "final" }.to_owned()),
                     at_ms,
@@ -833,31 +857,32 @@ fn record_shared(
         }
         ServerNotification::ThreadStatusChanged(n) => match &n.status {
             ThreadStatus::Active(flags) if flags.contains(&ThreadActiveFlag::WaitingOnApproval) => {
-                vec![Fact::Status(LaneStatus::WaitingApproval)]
+                smallvec![Fact::Status(LaneStatus::WaitingApproval)]
             }
-            ThreadStatus::Active(_) => vec![Fact::Status(LaneStatus::Busy)],
-            ThreadStatus::SystemError => vec![Fact::Status(LaneStatus::Error)],
+            ThreadStatus::Active(_) => smallvec![Fact::Status(LaneStatus::Busy)],
+            ThreadStatus::SystemError => smallvec![Fact::Status(LaneStatus::Error)],
             // Idle follows the turn's own end, which decides between idle and error.
-            ThreadStatus::Idle | ThreadStatus::NotLoaded => Vec::new(),
+            ThreadStatus::Idle | ThreadStatus::NotLoaded => Facts::new(),
         },
         ServerNotification::ThreadTokenUsageUpdated(n) => {
             turn = Some(n.turn_id.clone());
-            vec![Fact::TokenUsage(
-                serde_json::to_value(&n.token_usage).unwrap_or(Value::Null),
-            )]
+            // As text: the registry stores it as it is, and a `Value` tree costs dozens of
+            // allocations per update.
+            let usage = serde_json::to_string(&n.token_usage).unwrap_or_else(|_| "null".to_owned());
+            smallvec![Fact::TokenUsage(usage.into())]
         }
-        ServerNotification::ThreadGoalUpdated(n) => vec![Fact::Goal(Some(goal_row(&n.goal)))],
-        ServerNotification::ThreadGoalCleared(_) => vec![Fact::Goal(None)],
-        ServerNotification::ThreadNameUpdated(n) => vec![Fact::Title(n.thread_name.clone())],
+        ServerNotification::ThreadGoalUpdated(n) => smallvec![Fact::Goal(Some(goal_row(&n.goal)))],
+        ServerNotification::ThreadGoalCleared(_) => smallvec![Fact::Goal(None)],
+        ServerNotification::ThreadNameUpdated(n) => smallvec![Fact::Title(n.thread_name.clone())],
         ServerNotification::Other { method, .. }
             if method.to_ascii_lowercase().contains("delta") =>
         {
             event = None;
-            Vec::new()
+            Facts::new()
         }
-        ServerNotification::ThreadArchived(_) => vec![Fact::Archived(true)],
-        ServerNotification::ThreadUnarchived(_) => vec![Fact::Archived(false)],
-        _ => Vec::new(),
+        ServerNotification::ThreadArchived(_) => smallvec![Fact::Archived(true)],
+        ServerNotification::ThreadUnarchived(_) => smallvec![Fact::Archived(false)],
+        _ => Facts::new(),
     };
     if let Some(event) = &mut event {
         event.turn_id = turn;
@@ -939,8 +964,21 @@ mod tests {
         ] {
             let named = item_kind(kind);
             assert_eq!(named, expected);
-            assert_eq!(named.capacity(), expected.len(), "{kind}: sized once");
+            if let Cow::Owned(named) = named {
+                assert_eq!(named.capacity(), expected.len(), "{kind}: sized once");
+            }
         }
+    }
+
+    /// The static names of the commonest kinds are what the general rule gives, and they are
+    /// not allocated.
+    #[test]
+    fn known_item_kinds_are_static_and_follow_the_rule() {
+        for (wire, name) in KNOWN_KINDS {
+            assert!(matches!(item_kind(wire), Cow::Borrowed(_)), "{wire}");
+            assert_eq!(name, snake_case(wire), "{wire}");
+        }
+        assert!(matches!(item_kind("somethingNew"), Cow::Owned(_)));
     }
 
     /// Moving the texts out of a notification the pump owns records exactly what copying them
@@ -1060,7 +1098,7 @@ mod tests {
                 cause: None,
                 at_ms: 1,
             },
-            Fact::TokenUsage(Value::Null),
+            Fact::TokenUsage("null".into()),
             Fact::Goal(None),
             Fact::Title(Some("x".into())),
         ] {

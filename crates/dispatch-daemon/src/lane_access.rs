@@ -92,9 +92,9 @@ impl Service {
     ) -> Result<(), DispatchError> {
         self.registry()
             .record(&[Recorded {
-                lane_ref: lane_ref.to_owned(),
+                lane_ref: lane_ref.into(),
                 event: None,
-                facts,
+                facts: facts.into(),
             }])
             .await?;
         self.events_stored().await;

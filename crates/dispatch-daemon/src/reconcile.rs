@@ -278,15 +278,15 @@ impl Service {
             return;
         }
         batch.push(Recorded {
-            lane_ref: lane.lane_ref.clone(),
+            lane_ref: lane.lane_ref.as_str().into(),
             event: None,
-            facts,
+            facts: facts.into(),
         });
         for turn in &ended {
             batch.push(Recorded {
-                lane_ref: lane.lane_ref.clone(),
+                lane_ref: lane.lane_ref.as_str().into(),
                 event: Some(NewEvent {
-                    method: TURN_ENDED.to_owned(),
+                    method: TURN_ENDED.into(),
                     turn_id: Some(turn.turn_id.clone()),
                     at_ms,
                     params: json!({
@@ -300,7 +300,7 @@ impl Service {
                     .to_string()
                     .into(),
                 }),
-                facts: Vec::new(),
+                facts: Default::default(),
             });
         }
         if let Err(err) = self.registry().record(&batch).await {

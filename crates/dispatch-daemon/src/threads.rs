@@ -14,6 +14,7 @@ use dispatch_contract::types::{
 use dispatch_contract::{DispatchError, ErrorCode, Handle, Hint, Logged, operations};
 use dispatch_registry::{Fact, LaneRow, NewLane, Ownership, Recorded, Resolution, TurnStatus};
 use serde_json::json;
+use smallvec::smallvec;
 
 use crate::convert::{self, now_ms};
 use crate::errors::app_server_error;
@@ -218,9 +219,9 @@ impl Service {
         }
         self.registry()
             .record(&[Recorded {
-                lane_ref: lane.lane_ref.clone(),
+                lane_ref: lane.lane_ref.as_str().into(),
                 event: None,
-                facts,
+                facts: facts.into(),
             }])
             .await?;
         self.events_stored().await;
@@ -344,9 +345,9 @@ impl Service {
         if let Some(lane) = &lane {
             self.registry()
                 .record(&[Recorded {
-                    lane_ref: lane.lane_ref.clone(),
+                    lane_ref: lane.lane_ref.as_str().into(),
                     event: None,
-                    facts: vec![Fact::Archived(archived)],
+                    facts: smallvec![Fact::Archived(archived)],
                 }])
                 .await?;
             self.events_stored().await;

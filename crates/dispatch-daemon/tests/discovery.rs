@@ -347,7 +347,9 @@ async fn list_with_a_warm_cache_shows_every_write(d: &Daemon) {
         ("a title", vec![Fact::Title(Some("renamed".into()))]),
         (
             "token usage",
-            vec![Fact::TokenUsage(json!({ "total": { "totalTokens": 9 } }))],
+            vec![Fact::TokenUsage(
+                json!({ "total": { "totalTokens": 9 } }).to_string().into(),
+            )],
         ),
         ("archiving", vec![Fact::Archived(true)]),
         ("restoring", vec![Fact::Archived(false)]),

@@ -262,9 +262,9 @@ async fn unloading_never_touches_a_busy_or_waiting_lane_on_any_process(d: &Daemo
     ];
     let record = |row: &LaneRow, facts: Vec<Fact>| {
         let recorded = Recorded {
-            lane_ref: row.lane_ref.clone(),
+            lane_ref: row.lane_ref.as_str().into(),
             event: None,
-            facts,
+            facts: facts.into(),
         };
         async move {
             d.service

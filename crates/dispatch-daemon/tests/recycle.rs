@@ -119,9 +119,9 @@ impl Daemon {
         self.service
             .registry()
             .record(&[Recorded {
-                lane_ref: lane.to_owned(),
+                lane_ref: lane.into(),
                 event: None,
-                facts: vec![Fact::Status(status)],
+                facts: vec![Fact::Status(status)].into(),
             }])
             .await
             .expect("facts");

@@ -61,9 +61,9 @@ fn options() -> Options {
 
 fn stored(lane: &str, method: &str, turn: &str, at_ms: i64, facts: Vec<Fact>) -> Recorded {
     Recorded {
-        lane_ref: lane.to_owned(),
+        lane_ref: lane.into(),
         event: Some(NewEvent {
-            method: method.to_owned(),
+            method: method.to_owned().into(),
             turn_id: Some(turn.to_owned()),
             at_ms,
             params: json!({
@@ -75,21 +75,22 @@ fn stored(lane: &str, method: &str, turn: &str, at_ms: i64, facts: Vec<Fact>) ->
             .to_string()
             .into(),
         }),
-        facts,
+        facts: facts.into(),
     }
 }
 
 fn folded(lane: &str, turn: &str, item: &str, kind: &str, delta: &str, at_ms: i64) -> Recorded {
     Recorded {
-        lane_ref: lane.to_owned(),
+        lane_ref: lane.into(),
         event: None,
         facts: vec![Fact::ItemDelta {
             turn_id: Some(turn.to_owned()),
             item_id: item.to_owned(),
-            kind: kind.to_owned(),
+            kind: kind.to_owned().into(),
             delta: delta.to_owned(),
             at_ms,
-        }],
+        }]
+        .into(),
     }
 }
 
@@ -97,7 +98,7 @@ fn item(turn: &str, id: &str, kind: &str, text: Option<&str>, status: &str, at_m
     Fact::Item {
         turn_id: Some(turn.to_owned()),
         item_id: id.to_owned(),
-        kind: kind.to_owned(),
+        kind: kind.to_owned().into(),
         text: text.map(str::to_owned),
         status: Some(status.to_owned()),
         at_ms,
@@ -179,7 +180,7 @@ fn turn(lane: &str, n: usize, t0: i64) -> Vec<Recorded> {
             vec![Fact::TokenUsage(json!({
                 "total": { "inputTokens": 1200 + n, "outputTokens": 300, "totalTokens": 1500 + n },
                 "last": { "inputTokens": 200, "outputTokens": 40, "totalTokens": 240 },
-            }))],
+            }).to_string().into())],
         ),
         stored(
             lane,
@@ -263,7 +264,7 @@ fn turn(lane: &str, n: usize, t0: i64) -> Vec<Recorded> {
             at(36),
             vec![Fact::TokenUsage(json!({
                 "total": { "inputTokens": 1400 + n, "outputTokens": 340, "totalTokens": 1740 + n },
-            }))],
+            }).to_string().into())],
         ),
         stored(lane, "thread/status/changed", t, at(37), vec![]),
         stored(

@@ -4,6 +4,7 @@
 //! the types a batch is made of and the read side: items (`tail`), errors, the stored events
 //! (`watch` paging) and pruning.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -16,19 +17,26 @@ use crate::{Registry, RegistryError};
 /// of its batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recorded {
-    /// The lane the notification belongs to; it must exist.
-    pub lane_ref: String,
+    /// The lane the notification belongs to; it must exist. Shared, so that a batch's records
+    /// of one lane, and the rows they bind, hold one copy of it.
+    #[serde(with = "shared_text")]
+    pub lane_ref: Arc<str>,
     /// The notification to store, or `None` for one that is only folded into state (deltas).
     pub event: Option<NewEvent>,
-    /// The state changes it implies, applied in order.
-    pub facts: Vec<Fact>,
+    /// The state changes it implies, applied in order (most notifications imply one, held
+    /// without an allocation of its own).
+    pub facts: Facts,
 }
+
+/// The facts of one notification: one is held inline.
+pub type Facts = smallvec::SmallVec<[Fact; 1]>;
 
 /// A notification to store in the lane's event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
-    /// The App Server method, e.g. `"item/completed"`.
-    pub method: String,
+    /// The App Server method, e.g. `"item/completed"` (static text for the methods a flood is
+    /// made of).
+    pub method: Cow<'static, str>,
     /// The turn it belongs to, if any.
     pub turn_id: Option<String>,
     /// When it arrived (Unix epoch milliseconds).
@@ -80,7 +88,7 @@ pub enum Fact {
         /// The item id.
         item_id: String,
         /// Its type, e.g. `"agent_message"`, `"command"`.
-        kind: String,
+        kind: Cow<'static, str>,
         /// Its text, if the notification carries it.
         text: Option<String>,
         /// Its status, if the notification carries it.
@@ -96,7 +104,7 @@ pub enum Fact {
         /// The item id.
         item_id: String,
         /// The item's type.
-        kind: String,
+        kind: Cow<'static, str>,
         /// The text to append.
         delta: String,
         /// When it arrived.
@@ -129,8 +137,8 @@ pub enum Fact {
     Goal(Option<GoalRow>),
     /// Sets or clears the title.
     Title(Option<String>),
-    /// The latest token usage, as reported.
-    TokenUsage(Value),
+    /// The latest token usage, as reported: JSON text (stored as it is).
+    TokenUsage(#[serde(with = "shared_text")] Arc<str>),
 }
 
 /// One item of a lane.

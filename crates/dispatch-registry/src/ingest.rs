@@ -17,7 +17,7 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Connection, SqliteConnection};
 
 use crate::actions::now_ms;
-use crate::bulk::Bulk;
+use crate::bulk::{Bulk, Columns};
 use crate::events::{Fact, NewEvent, Recorded};
 use crate::lanes::{LaneRow, LaneStatus, RetryRow, TurnRow, TurnStatus, parse_lanes, select_lanes};
 use crate::{Registry, RegistryError};
@@ -36,8 +36,8 @@ struct Plan<'a> {
     lanes: Vec<LanePlan<'a>>,
     /// Index into `lanes` by ref.
     lane_index: HashMap<&'a str, usize>,
-    /// Events to store, in order.
-    events: Vec<(&'a str, &'a NewEvent)>,
+    /// Events to store, in order, with their lane.
+    events: Vec<(&'a Arc<str>, &'a NewEvent)>,
     /// One folded change per item, in first-seen order.
     items: Vec<ItemChange<'a>>,
     /// Index into `items` by `(lane, turn, item)`.
@@ -52,6 +52,8 @@ struct Plan<'a> {
 #[derive(Debug)]
 struct LanePlan<'a> {
     lane_ref: &'a str,
+    /// The lane's ref as the records share it (bound without a copy).
+    shared_ref: &'a Arc<str>,
     /// The facts that change the lane's row or turns.
     facts: Vec<&'a Fact>,
     /// The latest `at_ms` seen for the lane in this batch.
@@ -72,7 +74,7 @@ enum TextChange<'a> {
 /// All changes to one item in a batch.
 #[derive(Debug)]
 struct ItemChange<'a> {
-    lane_ref: &'a str,
+    lane_ref: &'a Arc<str>,
     item_id: &'a str,
     /// The turn, `""` for none (part of the item's identity).
     turn_id: &'a str,
@@ -127,12 +129,13 @@ impl<'a> Plan<'a> {
     }
 
     /// The index of the lane's plan, created if new.
-    fn lane(&mut self, lane_ref: &'a str) -> usize {
-        match self.lane_index.entry(lane_ref) {
+    fn lane(&mut self, shared_ref: &'a Arc<str>) -> usize {
+        match self.lane_index.entry(shared_ref.as_ref()) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
                 self.lanes.push(LanePlan {
-                    lane_ref,
+                    lane_ref: shared_ref.as_ref(),
+                    shared_ref,
                     facts: Vec::new(),
                     max_at_ms: None,
                 });
@@ -144,6 +147,7 @@ impl<'a> Plan<'a> {
     /// Folds one fact about lane number `lane`.
     fn fact(&mut self, lane: usize, fact: &'a Fact) {
         let lane_ref = self.lanes[lane].lane_ref;
+        let shared_ref = self.lanes[lane].shared_ref;
         match fact {
             Fact::TurnStarted { turn_id, at_ms } => {
                 self.turns.push((lane_ref, turn_id));
@@ -168,8 +172,14 @@ impl<'a> Plan<'a> {
                 status,
                 at_ms,
             } => {
-                let change = self.item(lane_ref, turn_id.as_deref(), item_id, kind, *at_ms);
-                change.kind = kind;
+                let change = self.item(
+                    shared_ref,
+                    turn_id.as_deref(),
+                    item_id,
+                    kind.as_ref(),
+                    *at_ms,
+                );
+                change.kind = kind.as_ref();
                 if status.is_some() {
                     change.status = status.as_deref();
                 }
@@ -186,8 +196,14 @@ impl<'a> Plan<'a> {
                 delta,
                 at_ms,
             } => {
-                let change = self.item(lane_ref, turn_id.as_deref(), item_id, kind, *at_ms);
-                change.kind = kind;
+                let change = self.item(
+                    shared_ref,
+                    turn_id.as_deref(),
+                    item_id,
+                    kind.as_ref(),
+                    *at_ms,
+                );
+                change.kind = kind.as_ref();
                 match &mut change.text {
                     TextChange::Keep => change.text = TextChange::Append(delta.clone()),
                     TextChange::Append(text) => text.push_str(delta),
@@ -225,14 +241,14 @@ impl<'a> Plan<'a> {
     /// The folded change of an item, created if new.
     fn item(
         &mut self,
-        lane_ref: &'a str,
+        lane_ref: &'a Arc<str>,
         turn_id: Option<&'a str>,
         item_id: &'a str,
         kind: &'a str,
         at_ms: i64,
     ) -> &mut ItemChange<'a> {
         let turn_id = turn_id.unwrap_or("");
-        let index = match self.item_index.entry((lane_ref, turn_id, item_id)) {
+        let index = match self.item_index.entry((lane_ref.as_ref(), turn_id, item_id)) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
                 self.items.push(ItemChange {
@@ -266,6 +282,8 @@ struct LaneState {
     /// Whether a fact set the title. Titles are written apart from the other columns, so that
     /// triggers on title updates (search indexing) fire only when a title was set.
     title_set: bool,
+    /// The token usage a fact set, as JSON text (bound as it is, instead of `row.token_usage`).
+    token_usage: Option<Arc<str>>,
     /// The transitions the batch caused, in order (stored as `lane_events`).
     transitions: Vec<Transition>,
 }
@@ -283,9 +301,9 @@ struct Transition {
 impl LaneState {
     /// Applies one lane fact (see [`Fact`] for the rules).
     fn apply(&mut self, fact: &Fact, turns: &mut HashMap<(String, String), TurnRow>) {
-        let lane_ref = self.row.lane_ref.clone();
         match fact {
             Fact::TurnStarted { turn_id, at_ms } => {
+                let lane_ref = self.row.lane_ref.clone();
                 let new_turn = !self.is_latest(turn_id)
                     && !turns.contains_key(&(lane_ref.clone(), turn_id.clone()));
                 let turn = turns
@@ -313,6 +331,7 @@ impl LaneState {
                 }
             }
             Fact::TurnCompleted { turn: new } => {
+                let lane_ref = self.row.lane_ref.clone();
                 let was_running = turns
                     .get(&(lane_ref.clone(), new.turn_id.clone()))
                     .is_some_and(|turn| turn.status == TurnStatus::InProgress);
@@ -410,7 +429,7 @@ impl LaneState {
                 self.row.title = title.clone();
                 self.title_set = true;
             }
-            Fact::TokenUsage(usage) => self.row.token_usage = Some(usage.clone()),
+            Fact::TokenUsage(usage) => self.token_usage = Some(Arc::clone(usage)),
             Fact::Item { .. } | Fact::ItemDelta { .. } => {}
         }
     }
@@ -462,18 +481,25 @@ fn elapsed(started: Option<i64>, completed: Option<i64>) -> Option<i64> {
     Some(completed? - started?)
 }
 
-/// Stores events.
-static INSERT_EVENTS: Bulk = Bulk::new(
-    "INSERT INTO events (lane_ref, method, turn_id, at_ms, params) SELECT * FROM (VALUES",
+/// Stores events; a chunk of one lane's turn binds the lane and the turn once.
+static INSERT_EVENTS: Bulk = Bulk::sharing(
+    "INSERT INTO events (method, lane_ref, turn_id, at_ms, params)",
     5,
+    &EVENT_SHARED,
     ") WHERE column1 IS NOT NULL",
 );
 
+/// The columns of [`INSERT_EVENTS`] a chunk may bind once: the lane and the turn.
+const EVENT_SHARED: [usize; 2] = [1, 2];
+
+/// The columns of the item statements a chunk may bind once: the lane, the turn and the kind.
+const ITEM_SHARED: [usize; 3] = [1, 2, 3];
+
 /// Upserts items whose text is replaced.
-static REPLACE_ITEMS: Bulk = Bulk::new(
-    "INSERT INTO items (lane_ref, item_id, turn_id, kind, text, status, at_ms) \
-     SELECT * FROM (VALUES",
+static REPLACE_ITEMS: Bulk = Bulk::sharing(
+    "INSERT INTO items (item_id, lane_ref, turn_id, kind, text, status, at_ms)",
     7,
+    &ITEM_SHARED,
     ") WHERE column1 IS NOT NULL \
      ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
        kind = excluded.kind, \
@@ -482,10 +508,10 @@ static REPLACE_ITEMS: Bulk = Bulk::new(
 );
 
 /// Upserts items whose text is appended to.
-static APPEND_ITEMS: Bulk = Bulk::new(
-    "INSERT INTO items (lane_ref, item_id, turn_id, kind, text, status, at_ms) \
-     SELECT * FROM (VALUES",
+static APPEND_ITEMS: Bulk = Bulk::sharing(
+    "INSERT INTO items (item_id, lane_ref, turn_id, kind, text, status, at_ms)",
     7,
+    &ITEM_SHARED,
     ") WHERE column1 IS NOT NULL \
      ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
        kind = excluded.kind, \
@@ -495,10 +521,10 @@ static APPEND_ITEMS: Bulk = Bulk::new(
 
 /// Upserts items whose text is left alone (the text column is not even assigned, so triggers
 /// on text updates do not fire).
-static KEEP_ITEMS: Bulk = Bulk::new(
-    "INSERT INTO items (lane_ref, item_id, turn_id, kind, text, status, at_ms) \
-     SELECT * FROM (VALUES",
+static KEEP_ITEMS: Bulk = Bulk::sharing(
+    "INSERT INTO items (item_id, lane_ref, turn_id, kind, text, status, at_ms)",
     7,
+    &ITEM_SHARED,
     ") WHERE column1 IS NOT NULL \
      ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
        kind = excluded.kind, \
@@ -650,6 +676,7 @@ impl Registry {
                     row,
                     live,
                     title_set: false,
+                    token_usage: None,
                     transitions: Vec::new(),
                 },
             );
@@ -727,10 +754,12 @@ impl Registry {
         let path = self.path();
         let mut shared = Shared::default();
         INSERT_EVENTS
-            .run(
+            .run_sharing(
                 conn,
                 &plan.events,
-                |args, row| bind_event(args, row, &mut shared),
+                same_turn,
+                bind_event_shared,
+                |args, row, columns| bind_event(args, row, columns, &mut shared),
                 path,
                 "storing events",
             )
@@ -746,17 +775,26 @@ impl Registry {
                 TextChange::Keep => kept.push(item),
             }
         }
-        let mut bind =
-            |args: &mut SqliteArguments, item: &&ItemChange<'a>| bind_item(args, item, &mut shared);
-        REPLACE_ITEMS
-            .run(conn, &replaced, &mut bind, path, "storing items")
-            .await?;
-        APPEND_ITEMS
-            .run(conn, &appended, &mut bind, path, "storing item deltas")
-            .await?;
-        KEEP_ITEMS
-            .run(conn, &kept, &mut bind, path, "storing items")
-            .await?;
+        let mut bind = |args: &mut SqliteArguments, item: &&ItemChange<'a>, columns| {
+            bind_item(args, item, columns, &mut shared)
+        };
+        for (statement, items, context) in [
+            (&REPLACE_ITEMS, &replaced, "storing items"),
+            (&APPEND_ITEMS, &appended, "storing item deltas"),
+            (&KEEP_ITEMS, &kept, "storing items"),
+        ] {
+            statement
+                .run_sharing(
+                    conn,
+                    items,
+                    same_item_kind,
+                    bind_item_shared,
+                    &mut bind,
+                    path,
+                    context,
+                )
+                .await?;
+        }
 
         INSERT_ERRORS
             .run(conn, &plan.errors, bind_error, path, "storing lane errors")
@@ -819,40 +857,91 @@ impl Registry {
 /// ids, item kinds). sqlx copies every borrowed `&str` it binds into a new allocation, which
 /// for a flood was a large part of the cost of storing it; a shared `Arc<str>` is bound
 /// without copying, so each distinct text is copied once per batch instead of once per row.
+///
+/// The last few texts asked for are compared before the map is hashed: a row binds a method,
+/// a turn id and a kind, and the next row mostly the same ones.
 #[derive(Default)]
 struct Shared<'a> {
     texts: HashMap<&'a str, Arc<str>>,
+    recent: [Option<(&'a str, Arc<str>)>; 4],
+    next: usize,
 }
 
 impl<'a> Shared<'a> {
     fn get(&mut self, text: &'a str) -> Arc<str> {
-        Arc::clone(self.texts.entry(text).or_insert_with(|| Arc::from(text)))
+        for (seen, shared) in self.recent.iter().flatten() {
+            if *seen == text {
+                return Arc::clone(shared);
+            }
+        }
+        let shared = Arc::clone(self.texts.entry(text).or_insert_with(|| Arc::from(text)));
+        self.recent[self.next] = Some((text, Arc::clone(&shared)));
+        self.next = (self.next + 1) % self.recent.len();
+        shared
     }
 }
 
+/// Whether two events belong to the same lane and turn (a chunk of them binds those once).
+fn same_turn(a: &(&Arc<str>, &NewEvent), b: &(&Arc<str>, &NewEvent)) -> bool {
+    a.0 == b.0 && a.1.turn_id == b.1.turn_id
+}
+
+/// Binds an event's lane and turn, for a chunk of events that share them.
+fn bind_event_shared(
+    args: &mut SqliteArguments,
+    row: &(&Arc<str>, &NewEvent),
+) -> Result<(), BoxDynError> {
+    let (lane_ref, event) = *row;
+    args.add(Arc::clone(lane_ref))?;
+    args.add(event.turn_id.as_deref().map(Arc::<str>::from))
+}
+
+/// Binds an event in [`INSERT_EVENTS`]'s column order: the method, then (unless the chunk
+/// shares them) the lane and the turn, then the time and the params.
 fn bind_event<'a>(
     args: &mut SqliteArguments,
-    row: &(&'a str, &'a NewEvent),
+    row: &(&'a Arc<str>, &'a NewEvent),
+    columns: Columns,
     shared: &mut Shared<'a>,
 ) -> Result<(), BoxDynError> {
     let (lane_ref, event) = *row;
-    args.add(shared.get(lane_ref))?;
     args.add(shared.get(&event.method))?;
-    args.add(event.turn_id.as_deref().map(|turn| shared.get(turn)))?;
+    if columns == Columns::All {
+        args.add(Arc::clone(lane_ref))?;
+        args.add(event.turn_id.as_deref().map(|turn| shared.get(turn)))?;
+    }
     args.add(event.at_ms)?;
     // The params as received, bound without a copy.
     args.add(Arc::clone(&event.params))
 }
 
+/// Whether two items belong to the same lane and turn and are of the same kind (a chunk of
+/// them binds those once).
+fn same_item_kind(a: &&ItemChange<'_>, b: &&ItemChange<'_>) -> bool {
+    a.lane_ref == b.lane_ref && a.turn_id == b.turn_id && a.kind == b.kind
+}
+
+/// Binds an item's lane, turn and kind, for a chunk of items that share them.
+fn bind_item_shared(args: &mut SqliteArguments, item: &&ItemChange<'_>) -> Result<(), BoxDynError> {
+    args.add(Arc::clone(item.lane_ref))?;
+    args.add(Arc::<str>::from(item.turn_id))?;
+    args.add(Arc::<str>::from(item.kind))
+}
+
+/// Binds an item in the item statements' column order: its id, then (unless the chunk shares
+/// them) the lane, the turn and the kind, then the text, the status and the time.
 fn bind_item<'a>(
     args: &mut SqliteArguments,
     item: &&ItemChange<'a>,
+    columns: Columns,
     shared: &mut Shared<'a>,
 ) -> Result<(), BoxDynError> {
-    args.add(shared.get(item.lane_ref))?;
     args.add(item.item_id)?;
-    args.add(shared.get(item.turn_id))?;
-    args.add(shared.get(item.kind))?;
+    if columns == Columns::All {
+        args.add(Arc::clone(item.lane_ref))?;
+        args.add(shared.get(item.turn_id))?;
+        args.add(shared.get(item.kind))?;
+    }
     args.add(item.text())?;
     args.add(item.status)?;
     args.add(item.at_ms)
@@ -889,7 +978,10 @@ fn bind_lane(args: &mut SqliteArguments, state: &LaneState) -> Result<(), BoxDyn
     args.add(goal.map(|goal| goal.status.as_str()))?;
     args.add(goal.and_then(|goal| goal.token_budget))?;
     args.add(goal.and_then(|goal| goal.tokens_used))?;
-    args.add(row.token_usage.as_ref().map(ToString::to_string))?;
+    match &state.token_usage {
+        Some(usage) => args.add(Arc::clone(usage))?,
+        None => args.add(row.token_usage.as_ref().map(ToString::to_string))?,
+    }
     args.add(turn.map(|turn| turn.turn_id.as_str()))?;
     args.add(turn.map(|turn| turn.status.as_str()))?;
     args.add(turn.and_then(|turn| turn.error.as_deref()))?;

@@ -45,7 +45,7 @@ pub use catalog::CachedCatalog;
 pub use creations::CreationRow;
 pub use deliveries::{DeliveryMode, DeliveryRow, DeliveryState, ImageRef, NewDelivery, Recording};
 pub use error::RegistryError;
-pub use events::{ErrorRow, EventRow, Fact, ItemRow, NewEvent, Recorded};
+pub use events::{ErrorRow, EventRow, Fact, Facts, ItemRow, NewEvent, Recorded};
 pub use history::{FileHistory, LaneHistory, TOOL_KINDS, ToolHistory, TurnHistory};
 pub use inbox::{InboxFilter, InboxRow};
 pub use inspect::{Inspection, inspect};

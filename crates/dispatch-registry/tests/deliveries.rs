@@ -26,9 +26,9 @@ fn delivery(id: &str, lane: &str, state: DeliveryState) -> NewDelivery {
 
 fn facts(lane: &str, facts: Vec<Fact>) -> Recorded {
     Recorded {
-        lane_ref: lane.to_owned(),
+        lane_ref: lane.into(),
         event: None,
-        facts,
+        facts: facts.into(),
     }
 }
 

@@ -15,7 +15,7 @@ fn item(turn: &str, id: &str, kind: &str, text: &str, status: Option<&str>, at_m
     Fact::Item {
         turn_id: Some(turn.to_owned()),
         item_id: id.to_owned(),
-        kind: kind.to_owned(),
+        kind: kind.to_owned().into(),
         text: Some(text.to_owned()),
         status: status.map(str::to_owned),
         at_ms,
@@ -38,9 +38,9 @@ fn turn(id: &str, status: TurnStatus, started: i64, done: i64) -> Fact {
 async fn record(registry: &Registry, lane_ref: &str, facts: Vec<Fact>) {
     registry
         .record(&[Recorded {
-            lane_ref: lane_ref.to_owned(),
+            lane_ref: lane_ref.into(),
             event: None,
-            facts,
+            facts: facts.into(),
         }])
         .await
         .unwrap();
@@ -262,7 +262,11 @@ async fn history_counts_turns_tools_files_and_messages() {
                 20_100,
             ),
             turn("turn-2", TurnStatus::Failed, 20_000, 20_500),
-            Fact::TokenUsage(serde_json::json!({"total": {"totalTokens": 4321}})),
+            Fact::TokenUsage(
+                serde_json::json!({"total": {"totalTokens": 4321}})
+                    .to_string()
+                    .into(),
+            ),
         ],
     )
     .await;

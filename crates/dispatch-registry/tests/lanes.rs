@@ -16,9 +16,9 @@ use sqlx::Connection;
 /// Records one notification carrying only `facts`.
 fn facts(lane_ref: &str, facts: Vec<Fact>) -> Recorded {
     Recorded {
-        lane_ref: lane_ref.to_owned(),
+        lane_ref: lane_ref.into(),
         event: None,
-        facts,
+        facts: facts.into(),
     }
 }
 

@@ -20,29 +20,30 @@ fn note(
     facts: Vec<Fact>,
 ) -> Recorded {
     Recorded {
-        lane_ref: lane_ref.to_owned(),
+        lane_ref: lane_ref.into(),
         event: Some(NewEvent {
-            method: method.to_owned(),
+            method: method.to_owned().into(),
             turn_id: turn.map(str::to_owned),
             at_ms,
             params: json!({ "method": method, "at": at_ms }).to_string().into(),
         }),
-        facts,
+        facts: facts.into(),
     }
 }
 
 /// A delta: folded, not stored.
 fn delta(lane_ref: &str, turn: &str, item: &str, text: &str, at_ms: i64) -> Recorded {
     Recorded {
-        lane_ref: lane_ref.to_owned(),
+        lane_ref: lane_ref.into(),
         event: None,
         facts: vec![Fact::ItemDelta {
             turn_id: Some(turn.to_owned()),
             item_id: item.to_owned(),
-            kind: "agent_message".to_owned(),
+            kind: "agent_message".into(),
             delta: text.to_owned(),
             at_ms,
-        }],
+        }]
+        .into(),
     }
 }
 
@@ -57,7 +58,7 @@ fn item(
     Fact::Item {
         turn_id: Some(turn.to_owned()),
         item_id: item_id.to_owned(),
-        kind: kind.to_owned(),
+        kind: kind.to_owned().into(),
         text: text.map(str::to_owned),
         status: Some(status.to_owned()),
         at_ms,
@@ -187,7 +188,9 @@ async fn a_completed_turn_derives_busy_then_idle_and_folds_deltas() {
                 Some("turn-1"),
                 t0 + 7,
                 vec![Fact::TokenUsage(
-                    json!({ "total": { "totalTokens": 1234 } }),
+                    json!({ "total": { "totalTokens": 1234 } })
+                        .to_string()
+                        .into(),
                 )],
             ),
             note(
@@ -541,7 +544,7 @@ async fn approvals_and_system_errors_set_explicit_statuses() {
     // A refreshed in-progress state of the same turn (e.g. from a sync) keeps the wait.
     registry
         .record(&[Recorded {
-            lane_ref: lane.clone(),
+            lane_ref: lane.as_str().into(),
             event: None,
             facts: vec![Fact::TurnCompleted {
                 turn: TurnRow {
@@ -552,7 +555,8 @@ async fn approvals_and_system_errors_set_explicit_statuses() {
                     completed_at_ms: None,
                     duration_ms: None,
                 },
-            }],
+            }]
+            .into(),
         }])
         .await
         .unwrap();
@@ -562,9 +566,9 @@ async fn approvals_and_system_errors_set_explicit_statuses() {
     registry
         .record(&[
             Recorded {
-                lane_ref: lane.clone(),
+                lane_ref: lane.as_str().into(),
                 event: None,
-                facts: vec![Fact::Status(LaneStatus::Busy)],
+                facts: vec![Fact::Status(LaneStatus::Busy)].into(),
             },
             note(
                 &lane,
@@ -1031,6 +1035,102 @@ async fn a_batch_mixing_lanes_turns_and_methods_stores_each_row_with_its_own_val
             assert_eq!(item.item_id, format!("item-{n}"));
             assert_eq!(item.turn_id.as_deref(), Some(turns[(i / 2) % 3]));
             assert_eq!(item.kind, kinds[(i / 3) % 3]);
+            assert_eq!(item.text.as_deref(), Some(format!("text {n}").as_str()));
+        }
+    }
+}
+
+/// A chunk of rows of one lane and turn (one kind, for items) binds those once (`Bulk`'s
+/// shared columns in `ingest.rs`), padded or not, and a chunk that mixes them binds every
+/// row's own: either way each row is stored with its own values, in order, padding never.
+#[tokio::test]
+async fn chunks_of_one_lane_and_turn_store_each_row_as_mixed_chunks_do() {
+    let (_dir, registry) = open_registry().await;
+    let a = registry
+        .create_lane(&new_lane("thread-a"))
+        .await
+        .unwrap()
+        .lane_ref;
+    let b = registry
+        .create_lane(&new_lane("thread-b"))
+        .await
+        .unwrap()
+        .lane_ref;
+    // (lane, turn, kind) of each row: 520 rows of one lane and turn (a full chunk of 512 that
+    // shares them, then 8 more in a mixed chunk), 10 of another lane, 5 of another turn.
+    let mut rows: Vec<(&str, &str, &str)> = Vec::new();
+    rows.extend(std::iter::repeat_n(
+        (a.as_str(), "turn-1", "agent_message"),
+        520,
+    ));
+    rows.extend(std::iter::repeat_n((b.as_str(), "turn-2", "reasoning"), 10));
+    rows.extend(std::iter::repeat_n((a.as_str(), "turn-3", "command"), 5));
+    let note_of = |n: usize, (lane, turn, kind): (&str, &str, &str)| {
+        let at = i64::try_from(n).unwrap();
+        let method = if n.is_multiple_of(2) {
+            "item/started"
+        } else {
+            "item/completed"
+        };
+        let text = format!("text {n}");
+        note(
+            lane,
+            method,
+            Some(turn),
+            at,
+            vec![item(
+                turn,
+                &format!("item-{n}"),
+                kind,
+                Some(&text),
+                "done",
+                at,
+            )],
+        )
+    };
+    let batch: Vec<Recorded> = rows
+        .iter()
+        .enumerate()
+        .map(|(n, &row)| note_of(n, row))
+        .collect();
+    registry.record(&batch).await.unwrap();
+    // A short chunk of one lane and turn, padded to 64 rows, and a single row.
+    let second: Vec<Recorded> = (535..544)
+        .map(|n| note_of(n, (b.as_str(), "turn-2", "reasoning")))
+        .chain(std::iter::once(note_of(
+            544,
+            (a.as_str(), "turn-3", "command"),
+        )))
+        .collect();
+    registry.record(&second).await.unwrap();
+    rows.extend(std::iter::repeat_n((b.as_str(), "turn-2", "reasoning"), 9));
+    rows.push((a.as_str(), "turn-3", "command"));
+
+    for lane in [&a, &b] {
+        let expected: Vec<usize> = (0..rows.len())
+            .filter(|&n| rows[n].0 == lane.as_str())
+            .collect();
+        let events = registry.events_after(lane, 0, 1000).await.unwrap();
+        let items = registry.tail(lane, 1000).await.unwrap();
+        assert_eq!(events.len(), expected.len(), "events of {lane}");
+        assert_eq!(items.len(), expected.len(), "items of {lane}");
+        for ((event, item), &n) in events.iter().zip(&items).zip(&expected) {
+            let (_, turn, kind) = rows[n];
+            assert_eq!(
+                event.at_ms,
+                i64::try_from(n).unwrap(),
+                "event order of {lane}"
+            );
+            let method = if n.is_multiple_of(2) {
+                "item/started"
+            } else {
+                "item/completed"
+            };
+            assert_eq!(event.method, method);
+            assert_eq!(event.turn_id.as_deref(), Some(turn));
+            assert_eq!(item.item_id, format!("item-{n}"));
+            assert_eq!(item.turn_id.as_deref(), Some(turn));
+            assert_eq!(item.kind, kind);
             assert_eq!(item.text.as_deref(), Some(format!("text {n}").as_str()));
         }
     }

@@ -15,31 +15,33 @@ use dispatch_registry::{Fact, Recorded, Registry};
 /// An agent message's text, replaced (`item/started` or `item/completed`).
 fn said(lane_ref: &str, item_id: &str, text: &str, at_ms: i64) -> Recorded {
     Recorded {
-        lane_ref: lane_ref.to_owned(),
+        lane_ref: lane_ref.into(),
         event: None,
         facts: vec![Fact::Item {
             turn_id: Some("turn-1".to_owned()),
             item_id: item_id.to_owned(),
-            kind: "agent_message".to_owned(),
+            kind: "agent_message".into(),
             text: Some(text.to_owned()),
             status: None,
             at_ms,
-        }],
+        }]
+        .into(),
     }
 }
 
 /// A delta appended to an agent message.
 fn appended(lane_ref: &str, item_id: &str, delta: &str, at_ms: i64) -> Recorded {
     Recorded {
-        lane_ref: lane_ref.to_owned(),
+        lane_ref: lane_ref.into(),
         event: None,
         facts: vec![Fact::ItemDelta {
             turn_id: Some("turn-1".to_owned()),
             item_id: item_id.to_owned(),
-            kind: "agent_message".to_owned(),
+            kind: "agent_message".into(),
             delta: delta.to_owned(),
             at_ms,
-        }],
+        }]
+        .into(),
     }
 }
 

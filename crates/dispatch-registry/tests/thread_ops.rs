@@ -11,7 +11,7 @@ use dispatch_registry::{Fact, Recorded, RegistryError, TurnRow, TurnStatus};
 
 fn turn(lane_ref: &str, turn_id: &str, said: &str) -> Recorded {
     Recorded {
-        lane_ref: lane_ref.to_owned(),
+        lane_ref: lane_ref.into(),
         event: None,
         facts: vec![
             Fact::TurnStarted {
@@ -36,7 +36,8 @@ fn turn(lane_ref: &str, turn_id: &str, said: &str) -> Recorded {
                     duration_ms: Some(1),
                 },
             },
-        ],
+        ]
+        .into(),
     }
 }
 

@@ -243,12 +243,13 @@ async fn an_on_triggers_fire_is_stored_with_its_lane_event() {
     assert_eq!(registry.triggers_on(&lane).await.unwrap().len(), 1);
     registry
         .record(&[dispatch_registry::Recorded {
-            lane_ref: lane.clone(),
+            lane_ref: lane.as_str().into(),
             event: None,
             facts: vec![dispatch_registry::Fact::TurnStarted {
                 turn_id: "turn-1".into(),
                 at_ms: 1,
-            }],
+            }]
+            .into(),
         }])
         .await
         .unwrap();

@@ -52,7 +52,7 @@ fn lane_facts(l: usize) -> Vec<Fact> {
             facts.push(Fact::Item {
                 turn_id: Some(turn.clone()),
                 item_id: format!("i{i}"),
-                kind: kind.to_owned(),
+                kind: kind.into(),
                 text: Some(text),
                 status: Some(if i == 2 { "failed" } else { "completed" }.to_owned()),
                 at_ms: at + i * 1000,
@@ -70,7 +70,9 @@ fn lane_facts(l: usize) -> Vec<Fact> {
         });
     }
     facts.push(Fact::TokenUsage(
-        serde_json::json!({"total": {"totalTokens": 1000 * l}}),
+        serde_json::json!({"total": {"totalTokens": 1000 * l}})
+            .to_string()
+            .into(),
     ));
     facts
 }
@@ -98,9 +100,9 @@ pub fn history(bins: &Bins, runs: usize) -> anyhow::Result<Vec<Row>> {
                 .await?;
             registry
                 .record(&[Recorded {
-                    lane_ref: lane.lane_ref,
+                    lane_ref: lane.lane_ref.into(),
                     event: None,
-                    facts: lane_facts(l),
+                    facts: lane_facts(l).into(),
                 }])
                 .await?;
         }

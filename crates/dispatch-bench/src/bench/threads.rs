@@ -48,7 +48,7 @@ fn populate(env: &Env) -> anyhow::Result<()> {
                 })
                 .collect();
             registry
-                .record(&[Recorded { lane_ref: lane.lane_ref, event: None, facts }])
+                .record(&[Recorded { lane_ref: lane.lane_ref.into(), event: None, facts }])
                 .await?;
         }
         registry.close().await;

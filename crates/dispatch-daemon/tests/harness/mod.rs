@@ -191,9 +191,9 @@ impl Daemon {
         self.service
             .registry()
             .record(&[Recorded {
-                lane_ref: lane.lane_ref.clone(),
+                lane_ref: lane.lane_ref.as_str().into(),
                 event,
-                facts,
+                facts: facts.into(),
             }])
             .await
             .expect("facts");
