@@ -179,7 +179,6 @@ impl<'a> Plan<'a> {
                     kind.as_ref(),
                     *at_ms,
                 );
-                change.kind = kind.as_ref();
                 if status.is_some() {
                     change.status = status.as_deref();
                 }
@@ -203,7 +202,6 @@ impl<'a> Plan<'a> {
                     kind.as_ref(),
                     *at_ms,
                 );
-                change.kind = kind.as_ref();
                 match &mut change.text {
                     TextChange::Keep => change.text = TextChange::Append(delta.clone()),
                     TextChange::Append(text) => text.push_str(delta),
@@ -238,7 +236,7 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The folded change of an item, created if new.
+    /// The folded change of an item, created if new; its kind is the latest seen.
     fn item(
         &mut self,
         lane_ref: &'a Arc<str>,
@@ -263,7 +261,9 @@ impl<'a> Plan<'a> {
                 *entry.insert(self.items.len() - 1)
             }
         };
-        &mut self.items[index]
+        let change = &mut self.items[index];
+        change.kind = kind;
+        change
     }
 }
 

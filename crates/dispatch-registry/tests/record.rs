@@ -84,6 +84,21 @@ fn turn_done(
     }
 }
 
+/// Two new lanes' refs.
+async fn two_lanes(registry: &Registry) -> (String, String) {
+    let mut refs = Vec::new();
+    for thread in ["thread-a", "thread-b"] {
+        refs.push(
+            registry
+                .create_lane(&new_lane(thread))
+                .await
+                .unwrap()
+                .lane_ref,
+        );
+    }
+    (refs.remove(0), refs.remove(0))
+}
+
 async fn status(registry: &Registry, lane_ref: &str) -> LaneStatus {
     registry.lane(lane_ref).await.unwrap().unwrap().status
 }
@@ -980,16 +995,7 @@ async fn a_batch_failing_after_its_first_statements_writes_nothing() {
 #[tokio::test]
 async fn a_batch_mixing_lanes_turns_and_methods_stores_each_row_with_its_own_values() {
     let (_dir, registry) = open_registry().await;
-    let a = registry
-        .create_lane(&new_lane("thread-a"))
-        .await
-        .unwrap()
-        .lane_ref;
-    let b = registry
-        .create_lane(&new_lane("thread-b"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let (a, b) = two_lanes(&registry).await;
     let methods = [
         "item/started",
         "item/completed",
@@ -1046,16 +1052,7 @@ async fn a_batch_mixing_lanes_turns_and_methods_stores_each_row_with_its_own_val
 #[tokio::test]
 async fn chunks_of_one_lane_and_turn_store_each_row_as_mixed_chunks_do() {
     let (_dir, registry) = open_registry().await;
-    let a = registry
-        .create_lane(&new_lane("thread-a"))
-        .await
-        .unwrap()
-        .lane_ref;
-    let b = registry
-        .create_lane(&new_lane("thread-b"))
-        .await
-        .unwrap()
-        .lane_ref;
+    let (a, b) = two_lanes(&registry).await;
     // (lane, turn, kind) of each row: 520 rows of one lane and turn (a full chunk of 512 that
     // shares them, then 8 more in a mixed chunk), 10 of another lane, 5 of another turn.
     let mut rows: Vec<(&str, &str, &str)> = Vec::new();
