@@ -72,6 +72,20 @@ impl Bulk {
         shared: &'static [usize],
         tail: &'static str,
     ) -> Bulk {
+        // Checked when the statics are compiled: the first column tells padding rows (every
+        // tail filters on `column1`), and `shared_text` numbers the others in order.
+        let mut i = 0;
+        while i < shared.len() {
+            assert!(
+                shared[i] > 0 && shared[i] < columns,
+                "a shared column out of range"
+            );
+            assert!(
+                i == 0 || shared[i - 1] < shared[i],
+                "shared columns out of order"
+            );
+            i += 1;
+        }
         Bulk {
             head: insert,
             values: " SELECT * FROM (VALUES",

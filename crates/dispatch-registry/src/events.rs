@@ -137,7 +137,8 @@ pub enum Fact {
     Goal(Option<GoalRow>),
     /// Sets or clears the title.
     Title(Option<String>),
-    /// The latest token usage, as reported: JSON text (stored as it is).
+    /// The latest token usage, as reported: JSON text, stored as it is (it must be valid
+    /// JSON: the column's `CHECK` refuses anything else, and with it the whole batch).
     TokenUsage(#[serde(with = "shared_text")] Arc<str>),
 }
 

@@ -282,7 +282,8 @@ struct LaneState {
     /// Whether a fact set the title. Titles are written apart from the other columns, so that
     /// triggers on title updates (search indexing) fire only when a title was set.
     title_set: bool,
-    /// The token usage a fact set, as JSON text (bound as it is, instead of `row.token_usage`).
+    /// The token usage a fact set, as JSON text: bound as it is, instead of `row.token_usage`
+    /// (which `apply` leaves as it was read).
     token_usage: Option<Arc<str>>,
     /// The transitions the batch caused, in order (stored as `lane_events`).
     transitions: Vec<Transition>,
@@ -429,7 +430,13 @@ impl LaneState {
                 self.row.title = title.clone();
                 self.title_set = true;
             }
-            Fact::TokenUsage(usage) => self.token_usage = Some(Arc::clone(usage)),
+            Fact::TokenUsage(usage) => {
+                debug_assert!(
+                    serde_json::from_str::<serde::de::IgnoredAny>(usage).is_ok(),
+                    "token usage is not JSON: {usage}"
+                );
+                self.token_usage = Some(Arc::clone(usage));
+            }
             Fact::Item { .. } | Fact::ItemDelta { .. } => {}
         }
     }

@@ -1133,6 +1133,81 @@ async fn chunks_of_one_lane_and_turn_store_each_row_as_mixed_chunks_do() {
     }
 }
 
+/// The other shared forms: a chunk of events without a turn (the turn bound once as NULL), a
+/// chunk of items made by deltas (appended) and one of items whose text is left as it is; and
+/// a chunk of one lane mixing no turn and a turn, which binds each row's own.
+#[tokio::test]
+async fn shared_chunks_of_turnless_events_deltas_and_kept_items_store_each_row() {
+    let (_dir, registry) = open_registry().await;
+    let (lane, _) = two_lanes(&registry).await;
+    let turnless: Vec<Recorded> = (0..6)
+        .map(|n| note(&lane, "thread/status/changed", None, n, Vec::new()))
+        .collect();
+    registry.record(&turnless).await.unwrap();
+    let mut batch: Vec<Recorded> = (6..9)
+        .map(|n| note(&lane, "turn/started", Some("turn-9"), n, Vec::new()))
+        .collect();
+    batch.extend((0..6).map(|n| {
+        delta(
+            &lane,
+            "turn-1",
+            &format!("d-{n}"),
+            &format!("delta {n}"),
+            10 + n,
+        )
+    }));
+    batch.extend((0..6).map(|n| {
+        Recorded {
+            lane_ref: lane.as_str().into(),
+            event: None,
+            facts: vec![Fact::Item {
+                turn_id: Some("turn-1".to_owned()),
+                item_id: format!("k-{n}"),
+                kind: "command".into(),
+                text: None,
+                status: Some("running".to_owned()),
+                at_ms: 20 + n,
+            }]
+            .into(),
+        }
+    }));
+    registry.record(&batch).await.unwrap();
+
+    // Mixed in one chunk: turnless events first, then events of a turn.
+    let mixed: Vec<Recorded> = (9..12)
+        .map(|n| note(&lane, "thread/status/changed", None, n, Vec::new()))
+        .chain((12..15).map(|n| note(&lane, "turn/started", Some("turn-9"), n, Vec::new())))
+        .collect();
+    registry.record(&mixed).await.unwrap();
+
+    let events = registry.events_after(&lane, 0, 100).await.unwrap();
+    assert_eq!(events.len(), 15);
+    for (n, event) in (0..).zip(&events) {
+        assert_eq!(event.at_ms, n);
+        let (method, turn) = match n {
+            0..6 | 9..12 => ("thread/status/changed", None),
+            _ => ("turn/started", Some("turn-9")),
+        };
+        assert_eq!(event.method, method, "event {n}");
+        assert_eq!(event.turn_id.as_deref(), turn, "event {n}");
+    }
+    let items = registry.tail(&lane, 100).await.unwrap();
+    assert_eq!(items.len(), 12);
+    for (n, item) in items[..6].iter().enumerate() {
+        assert_eq!(item.item_id, format!("d-{n}"));
+        assert_eq!(item.kind, "agent_message");
+        assert_eq!(item.turn_id.as_deref(), Some("turn-1"));
+        assert_eq!(item.text.as_deref(), Some(format!("delta {n}").as_str()));
+    }
+    for (n, item) in items[6..].iter().enumerate() {
+        assert_eq!(item.item_id, format!("k-{n}"));
+        assert_eq!(item.kind, "command");
+        assert_eq!(item.turn_id.as_deref(), Some("turn-1"));
+        assert_eq!(item.text, None);
+        assert_eq!(item.status.as_deref(), Some("running"));
+    }
+}
+
 /// An event's params are stored as the text the App Server sent, byte for byte (spacing, key
 /// order, escapes) and as SQLite text, whether shared by the reader (`Arc<str>`) or not.
 #[tokio::test]
