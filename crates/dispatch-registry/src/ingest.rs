@@ -51,9 +51,8 @@ struct Plan<'a> {
 /// One lane's state changes, in order.
 #[derive(Debug)]
 struct LanePlan<'a> {
-    lane_ref: &'a str,
     /// The lane's ref as the records share it (bound without a copy).
-    shared_ref: &'a Arc<str>,
+    lane_ref: &'a Arc<str>,
     /// The facts that change the lane's row or turns.
     facts: Vec<&'a Fact>,
     /// The latest `at_ms` seen for the lane in this batch.
@@ -129,13 +128,12 @@ impl<'a> Plan<'a> {
     }
 
     /// The index of the lane's plan, created if new.
-    fn lane(&mut self, shared_ref: &'a Arc<str>) -> usize {
-        match self.lane_index.entry(shared_ref.as_ref()) {
+    fn lane(&mut self, lane_ref: &'a Arc<str>) -> usize {
+        match self.lane_index.entry(lane_ref.as_ref()) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
                 self.lanes.push(LanePlan {
-                    lane_ref: shared_ref.as_ref(),
-                    shared_ref,
+                    lane_ref,
                     facts: Vec::new(),
                     max_at_ms: None,
                 });
@@ -146,8 +144,8 @@ impl<'a> Plan<'a> {
 
     /// Folds one fact about lane number `lane`.
     fn fact(&mut self, lane: usize, fact: &'a Fact) {
-        let lane_ref = self.lanes[lane].lane_ref;
-        let shared_ref = self.lanes[lane].shared_ref;
+        let shared_ref = self.lanes[lane].lane_ref;
+        let lane_ref: &'a str = shared_ref;
         match fact {
             Fact::TurnStarted { turn_id, at_ms } => {
                 self.turns.push((lane_ref, turn_id));
@@ -664,7 +662,11 @@ impl Registry {
         conn: &mut SqliteConnection,
         plan: &Plan<'_>,
     ) -> Result<Vec<LaneState>, RegistryError> {
-        let refs: Vec<&str> = plan.lanes.iter().map(|lane| lane.lane_ref).collect();
+        let refs: Vec<&str> = plan
+            .lanes
+            .iter()
+            .map(|lane| lane.lane_ref.as_ref())
+            .collect();
         let text: String = sqlx::query_scalar(select_lanes!(
             "WHERE ref IN (SELECT value FROM json_each(?))"
         ))
@@ -860,8 +862,8 @@ impl Registry {
     }
 }
 
-/// One shared copy of each short text a batch binds on many rows (lane refs, methods, turn
-/// ids, item kinds). sqlx copies every borrowed `&str` it binds into a new allocation, which
+/// One shared copy of each short text a batch binds on many rows (methods, turn ids, item
+/// kinds; lane refs come shared already). sqlx copies every borrowed `&str` it binds into a new allocation, which
 /// for a flood was a large part of the cost of storing it; a shared `Arc<str>` is bound
 /// without copying, so each distinct text is copied once per batch instead of once per row.
 ///
