@@ -84,6 +84,14 @@ fn turn_done(
     }
 }
 
+/// A stored notification of turn `turn` at `n` with one done item of `kind`, `item-{n}`,
+/// whose text is `text {n}`.
+fn item_note(lane_ref: &str, method: &str, turn: &str, kind: &str, n: i64) -> Recorded {
+    let text = format!("text {n}");
+    let fact = item(turn, &format!("item-{n}"), kind, Some(&text), "done", n);
+    note(lane_ref, method, Some(turn), n, vec![fact])
+}
+
 /// Two new lanes' refs.
 async fn two_lanes(registry: &Registry) -> (String, String) {
     let mut refs = Vec::new();
@@ -1008,21 +1016,7 @@ async fn a_batch_mixing_lanes_turns_and_methods_stores_each_row_with_its_own_val
         let lane = if n % 2 == 0 { &a } else { &b };
         let i = usize::try_from(n).unwrap();
         let (method, turn, kind) = (methods[i % 3], turns[(i / 2) % 3], kinds[(i / 3) % 3]);
-        let text = format!("text {n}");
-        batch.push(note(
-            lane,
-            method,
-            Some(turn),
-            n,
-            vec![item(
-                turn,
-                &format!("item-{n}"),
-                kind,
-                Some(&text),
-                "done",
-                n,
-            )],
-        ));
+        batch.push(item_note(lane, method, turn, kind, n));
     }
     registry.record(&batch).await.unwrap();
 
@@ -1069,21 +1063,7 @@ async fn chunks_of_one_lane_and_turn_store_each_row_as_mixed_chunks_do() {
         } else {
             "item/completed"
         };
-        let text = format!("text {n}");
-        note(
-            lane,
-            method,
-            Some(turn),
-            at,
-            vec![item(
-                turn,
-                &format!("item-{n}"),
-                kind,
-                Some(&text),
-                "done",
-                at,
-            )],
-        )
+        item_note(lane, method, turn, kind, at)
     };
     let batch: Vec<Recorded> = rows
         .iter()
