@@ -10,6 +10,14 @@
 //! Optional arguments: `--runs N` (default 5), `--batch N` (repeatable; default 256 and 4096),
 //! `--quick` (10 lanes, 2 runs, for a smoke test). The machine's load average is printed with
 //! the results: other processes competing for the CPU lower the figures.
+//!
+//! `--flood N` measures instead what storing the daemon benchmark's flood costs the registry
+//! and SQLite alone (ADR 0020, "Ingest, eleventh round"): one lane's turn of `N` notifications
+//! shaped as `fake-app-server` sends them (`FloodPlan`), stored by [`Registry::record`] in
+//! batches of 4,096 as the event pump does, then the same events and items written by SQL
+//! alone (`INSERT … SELECT` from temporary tables, nothing bound per row) with the schema as
+//! shipped and with parts of it taken away. The SQL-only figure is a floor for any code that
+//! stores these rows in this schema on this machine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,6 +37,8 @@ struct Options {
     per_lane: usize,
     runs: usize,
     batches: Vec<usize>,
+    /// `--flood N`: the flood's costs instead of the mixed workload.
+    flood: Option<usize>,
 }
 
 fn options() -> Options {
@@ -37,6 +47,7 @@ fn options() -> Options {
         per_lane: 1_000,
         runs: 5,
         batches: Vec::new(),
+        flood: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -45,6 +56,7 @@ fn options() -> Options {
             "--batch" => options
                 .batches
                 .extend(args.next().and_then(|v| v.parse::<usize>().ok())),
+            "--flood" => options.flood = args.next().and_then(|v| v.parse().ok()),
             "--quick" => {
                 options.lanes = 10;
                 options.runs = 2;
@@ -345,12 +357,22 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+#[path = "ingest/flood.rs"]
+mod flood;
+
 #[tokio::main]
 async fn main() {
     let options = options();
     let dir = tempfile::tempdir().unwrap();
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average before: {}", load.trim());
+    }
+    if let Some(total) = options.flood {
+        flood::run(&dir, total, options.runs).await;
+        if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+            println!("load average after: {}", load.trim());
+        }
+        return;
     }
 
     for &batch in &options.batches {

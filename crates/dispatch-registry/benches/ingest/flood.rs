@@ -1,0 +1,436 @@
+//! `--flood N`: what storing the daemon benchmark's flood costs the registry, and SQLite alone.
+
+use std::path::Path;
+use std::time::Instant;
+
+use dispatch_registry::{
+    Fact, LaneStatus, NewEvent, NewLane, Ownership, Recorded, Registry, TurnRow, TurnStatus,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection};
+
+use super::median;
+
+/// Notifications per transaction, as the event pump takes them.
+const BATCH: usize = 4_096;
+
+const THREAD: &str = "019a0000-0000-7000-8000-0000000000ff";
+const TURN: &str = "019a0000-0000-7000-8000-000000000001";
+
+/// One stored event and, for item notifications, the item's state after it.
+struct Note {
+    method: &'static str,
+    at_ms: i64,
+    params: String,
+    /// The item this notification writes: id, text, status.
+    item: Option<(String, String, Option<&'static str>)>,
+    /// A delta: folded into its item, not stored as an event.
+    delta: bool,
+}
+
+/// The flood of `fake-app-server`'s `FloodPlan` for `total` notifications: `turn/started`, the
+/// user message, agent messages (`item/started`, one delta, `item/completed`) with a token
+/// usage update after every 10th, token usage updates to fill the total up, `turn/completed`.
+fn flood(total: usize) -> Vec<Note> {
+    let budget = total.max(3) - 3;
+    let ids = format!(r#""threadId":"{THREAD}","turnId":"{TURN}""#);
+    let mut notes = vec![
+        Note {
+            method: "turn/started",
+            at_ms: 1_000,
+            params: format!(
+                r#"{{"threadId":"{THREAD}","turn":{{"id":"{TURN}","items":[],"status":"inProgress","startedAt":1}}}}"#
+            ),
+            item: None,
+            delta: false,
+        },
+        Note {
+            method: "item/completed",
+            at_ms: 1_000,
+            params: format!(
+                r#"{{{ids},"completedAtMs":1000,"item":{{"type":"userMessage","id":"user-{TURN}","content":[{{"type":"text","text":"go"}}]}}}}"#
+            ),
+            item: Some((format!("user-{TURN}"), "go".to_owned(), None)),
+            delta: false,
+        },
+    ];
+    let mut tokens = 0_u64;
+    let token_usage = |tokens: &mut u64| {
+        *tokens += 1;
+        let (input, output) = (*tokens * 1200, *tokens * 80);
+        Note {
+            method: "thread/tokenUsage/updated",
+            at_ms: 1_000,
+            params: format!(
+                r#"{{{ids},"tokenUsage":{{"last":{{"cachedInputTokens":1000,"inputTokens":1200,"outputTokens":80,"reasoningOutputTokens":0,"totalTokens":1280}},"total":{{"cachedInputTokens":{cached},"inputTokens":{input},"outputTokens":{output},"reasoningOutputTokens":0,"totalTokens":{sum}}},"modelContextWindow":272000}}}}"#,
+                cached = *tokens * 1000,
+                sum = input + output,
+            ),
+            item: None,
+            delta: false,
+        }
+    };
+    let (mut used, mut i) = (0_usize, 0_usize);
+    loop {
+        let cost = if (i + 1) % 10 == 0 { 4 } else { 3 };
+        if used + cost > budget {
+            break;
+        }
+        used += cost;
+        i += 1;
+        let at_ms = 1_000 + i64::try_from(i / 100).unwrap_or(0);
+        let id = format!("msg_{i:07}");
+        let text = format!("agent message {i}: the quick brown fox jumps over the lazy dog");
+        notes.push(Note {
+            method: "item/started",
+            at_ms,
+            params: format!(
+                r#"{{{ids},"startedAtMs":{at_ms},"item":{{"type":"agentMessage","id":"{id}","text":""}}}}"#
+            ),
+            item: Some((id.clone(), String::new(), None)),
+            delta: false,
+        });
+        notes.push(Note {
+            method: "item/agentMessage/delta",
+            at_ms,
+            params: String::new(),
+            item: Some((id.clone(), text.clone(), None)),
+            delta: true,
+        });
+        notes.push(Note {
+            method: "item/completed",
+            at_ms,
+            params: format!(
+                r#"{{{ids},"completedAtMs":{at_ms},"item":{{"type":"agentMessage","id":"{id}","text":"{text}"}}}}"#
+            ),
+            item: Some((id, text, None)),
+            delta: false,
+        });
+        if i % 10 == 0 {
+            notes.push(token_usage(&mut tokens));
+        }
+    }
+    for _ in used..budget {
+        notes.push(token_usage(&mut tokens));
+    }
+    notes.push(Note {
+        method: "turn/completed",
+        at_ms: 2_000,
+        params: format!(
+            r#"{{"threadId":"{THREAD}","turn":{{"id":"{TURN}","items":[],"status":"completed","startedAt":1,"completedAt":2,"durationMs":1000}}}}"#
+        ),
+        item: None,
+        delta: false,
+    });
+    notes
+}
+
+/// The flood as the event pump hands it to [`Registry::record`].
+fn recorded(lane: &str, notes: &[Note]) -> Vec<Recorded> {
+    let lane_ref: std::sync::Arc<str> = lane.into();
+    notes
+        .iter()
+        .map(|note| {
+            let facts: Vec<Fact> = match (note.method, &note.item) {
+                ("turn/started", _) => vec![
+                    Fact::TurnStarted {
+                        turn_id: TURN.to_owned(),
+                        at_ms: note.at_ms,
+                    },
+                    Fact::Status(LaneStatus::Busy),
+                ],
+                ("turn/completed", _) => vec![
+                    Fact::TurnCompleted {
+                        turn: TurnRow {
+                            turn_id: TURN.to_owned(),
+                            status: TurnStatus::Completed,
+                            error: None,
+                            started_at_ms: Some(1_000),
+                            completed_at_ms: Some(2_000),
+                            duration_ms: Some(1_000),
+                        },
+                    },
+                    Fact::Status(LaneStatus::Idle),
+                ],
+                ("thread/tokenUsage/updated", _) => {
+                    vec![Fact::TokenUsage(note.params.as_str().into())]
+                }
+                (_, Some((id, text, _))) if note.delta => vec![Fact::ItemDelta {
+                    turn_id: Some(TURN.to_owned()),
+                    item_id: id.clone(),
+                    kind: "agent_message".into(),
+                    delta: text.clone(),
+                    at_ms: note.at_ms,
+                }],
+                (_, Some((id, text, status))) => vec![Fact::Item {
+                    turn_id: Some(TURN.to_owned()),
+                    item_id: id.clone(),
+                    kind: if id.starts_with("user-") {
+                        "user_message".into()
+                    } else {
+                        "agent_message".into()
+                    },
+                    text: Some(text.clone()),
+                    status: status.map(str::to_owned),
+                    at_ms: note.at_ms,
+                }],
+                _ => Vec::new(),
+            };
+            Recorded {
+                lane_ref: lane_ref.clone(),
+                event: (!note.delta).then(|| NewEvent {
+                    method: note.method.into(),
+                    turn_id: Some(TURN.to_owned()),
+                    at_ms: note.at_ms,
+                    params: note.params.as_str().into(),
+                }),
+                facts: facts.into_iter().collect(),
+            }
+        })
+        .collect()
+}
+
+/// A registry with one lane, closed again: its file and the lane's ref.
+async fn fresh(path: &Path) -> String {
+    let registry = Registry::open(path).await.unwrap();
+    let lane = registry
+        .create_lane(&NewLane {
+            thread_id: THREAD.to_owned(),
+            title: Some("flood".to_owned()),
+            handle: None,
+            ownership: Ownership::Owned,
+            cwd: Some("/work/project".into()),
+            model: Some("gpt-5".into()),
+        })
+        .await
+        .unwrap()
+        .lane_ref;
+    registry.close().await;
+    lane
+}
+
+/// One SQL-only run: what is taken away from the schema as shipped.
+struct Variant {
+    label: &'static str,
+    /// Triggers and indexes dropped before the run.
+    drops: &'static [&'static str],
+    foreign_keys: bool,
+}
+
+const VARIANTS: &[Variant] = &[
+    Variant {
+        label: "the schema as shipped",
+        drops: &[],
+        foreign_keys: true,
+    },
+    Variant {
+        label: "without `lane_kinds_insert` (history's counts)",
+        drops: &["DROP TRIGGER lane_kinds_insert"],
+        foreign_keys: true,
+    },
+    Variant {
+        label: "without `items_fts_insert` (search's pending items)",
+        drops: &["DROP TRIGGER items_fts_insert"],
+        foreign_keys: true,
+    },
+    Variant {
+        label: "without the items' three insert triggers",
+        drops: &[
+            "DROP TRIGGER lane_kinds_insert",
+            "DROP TRIGGER items_fts_insert",
+            "DROP TRIGGER item_files_insert",
+        ],
+        foreign_keys: true,
+    },
+    Variant {
+        label: "without those triggers and foreign keys",
+        drops: &[
+            "DROP TRIGGER lane_kinds_insert",
+            "DROP TRIGGER items_fts_insert",
+            "DROP TRIGGER item_files_insert",
+        ],
+        foreign_keys: false,
+    },
+    Variant {
+        label: "without those and the secondary indexes",
+        drops: &[
+            "DROP TRIGGER lane_kinds_insert",
+            "DROP TRIGGER items_fts_insert",
+            "DROP TRIGGER item_files_insert",
+            "DROP INDEX events_by_lane",
+            "DROP INDEX items_by_time",
+        ],
+        foreign_keys: false,
+    },
+];
+
+/// Writes the flood's events and items by `INSERT … SELECT` from temporary tables, with the
+/// ingest connection's settings, one transaction per batch; returns the seconds taken.
+async fn sql_only(path: &Path, lane: &str, notes: &[Note], variant: &Variant) -> f64 {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(variant.foreign_keys)
+        .pragma("cache_size", "-16384")
+        .pragma("wal_autocheckpoint", "0");
+    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+    for sql in variant.drops {
+        sqlx::query(*sql).execute(&mut conn).await.unwrap();
+    }
+    sqlx::query("CREATE TEMP TABLE flood_events (method, at_ms, params)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TEMP TABLE flood_items (item_id, text, at_ms)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Each batch's rows are a range of rowids: (events, items) after its last row.
+    let mut ends: Vec<(i64, i64)> = Vec::new();
+    let (mut last_event, mut last_item) = (0, 0);
+    let mut tx = conn.begin().await.unwrap();
+    for (n, note) in notes.iter().enumerate() {
+        if !note.delta {
+            last_event = sqlx::query("INSERT INTO flood_events VALUES (?, ?, ?)")
+                .bind(note.method)
+                .bind(note.at_ms)
+                .bind(&note.params)
+                .execute(&mut *tx)
+                .await
+                .unwrap()
+                .last_insert_rowid();
+        }
+        // An item once per batch, in its state at the batch's end (the registry folds a
+        // batch's notifications of one item into one row).
+        let last_of_batch = notes.get(n + 1).is_none_or(|next| {
+            (n + 1) % BATCH == 0
+                || next.item.as_ref().map(|i| &i.0) != note.item.as_ref().map(|i| &i.0)
+        });
+        if let (Some((id, text, _)), true) = (&note.item, last_of_batch) {
+            last_item = sqlx::query("INSERT INTO flood_items VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(text)
+                .bind(note.at_ms)
+                .execute(&mut *tx)
+                .await
+                .unwrap()
+                .last_insert_rowid();
+        }
+        if (n + 1) % BATCH == 0 || n + 1 == notes.len() {
+            ends.push((last_event, last_item));
+        }
+    }
+    tx.commit().await.unwrap();
+    let start = Instant::now();
+    let mut after = (0, 0);
+    for &(events_end, items_end) in &ends {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO events (method, lane_ref, turn_id, at_ms, params) \
+             SELECT method, ?, ?, at_ms, params FROM flood_events \
+             WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
+        )
+        .bind(lane)
+        .bind(TURN)
+        .bind(after.0)
+        .bind(events_end)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO items (item_id, lane_ref, turn_id, kind, text, status, at_ms) \
+             SELECT item_id, ?, ?, 'agent_message', text, NULL, at_ms FROM flood_items \
+             WHERE rowid > ? AND rowid <= ? ORDER BY rowid \
+             ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
+               kind = excluded.kind, text = excluded.text, \
+               status = COALESCE(excluded.status, items.status)",
+        )
+        .bind(lane)
+        .bind(TURN)
+        .bind(after.1)
+        .bind(items_end)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        after = (events_end, items_end);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    conn.close().await.unwrap();
+    secs
+}
+
+/// Runs the flood's measurements and prints their medians.
+pub async fn run(dir: &tempfile::TempDir, total: usize, runs: usize) {
+    let notes = flood(total);
+    let events = notes.iter().filter(|note| !note.delta).count();
+    let items = notes
+        .iter()
+        .filter_map(|note| note.item.as_ref().map(|item| &item.0))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    println!(
+        "flood of {total} notifications: {events} events and {items} items stored, in batches of {BATCH}"
+    );
+    let report = |label: &str, secs: Vec<f64>| {
+        let ms: Vec<f64> = secs.iter().map(|s| s * 1e3).collect();
+        let best = ms.iter().copied().fold(f64::INFINITY, f64::min);
+        let mid = median(ms);
+        println!(
+            "  {label}: median {mid:.1} ms (best {best:.1}), {:.0} events/s",
+            events as f64 / (mid / 1e3)
+        );
+    };
+
+    // Runs alternate between the record path and the SQL-only variants, so that what else
+    // the machine does (the page cache writing back earlier runs' files) falls on all alike.
+    let mut recorded_secs = Vec::new();
+    let mut sql_secs = vec![Vec::new(); VARIANTS.len()];
+    for run in 0..runs {
+        // Which comes first turns with the run: the one after a record run pays for more of
+        // its writing back.
+        for step in 0..=VARIANTS.len() {
+            let path = dir.path().join(format!("flood-{run}-{step}.db"));
+            let lane = fresh(&path).await;
+            match (run + step) % (VARIANTS.len() + 1) {
+                0 => recorded_secs.push(record(&path, &lane, &notes, events, items).await),
+                n => sql_secs[n - 1].push(sql_only(&path, &lane, &notes, &VARIANTS[n - 1]).await),
+            }
+            remove(&path);
+        }
+    }
+    report("Registry::record (fold, bind, SQL)", recorded_secs);
+    for (variant, secs) in VARIANTS.iter().zip(sql_secs) {
+        report(&format!("SQL alone, {}", variant.label), secs);
+    }
+}
+
+/// Stores the flood by [`Registry::record`] in batches; returns the seconds taken.
+async fn record(path: &Path, lane: &str, notes: &[Note], events: usize, items: usize) -> f64 {
+    let registry = Registry::open(path).await.unwrap();
+    let batches: Vec<Vec<Recorded>> = recorded(lane, notes)
+        .chunks(BATCH)
+        .map(<[Recorded]>::to_vec)
+        .collect();
+    let start = Instant::now();
+    for batch in &batches {
+        registry.record(batch).await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let counts = registry.counts(lane).await.unwrap();
+    assert_eq!(counts.events, i64::try_from(events).unwrap());
+    assert_eq!(counts.items, i64::try_from(items).unwrap());
+    registry.close().await;
+    secs
+}
+
+/// Removes a registry file and its WAL and shared-memory files.
+fn remove(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
