@@ -123,7 +123,7 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     // all after notifications that stored nothing: an idle daemon does not
                     // open the ingest connection for them).
                     if drained && unindexed {
-                        index_for_search(&service).await;
+                        fold_items(&service).await;
                         unindexed = false;
                     }
                     // Checkpoint the WAL between floods, not inside their commits.
@@ -178,19 +178,19 @@ impl Checkpoints {
     async fn run(&mut self, service: &Service) {
         self.since = 0;
         // In the middle of a long flood, so that what is pending stays bounded too.
-        index_for_search(service).await;
+        fold_items(service).await;
         if let Err(err) = service.registry().checkpoint().await {
             tracing::warn!(%err, "checkpointing the registry's WAL");
         }
     }
 }
 
-/// Folds the items stored since the last time into the full-text index
-/// (`Registry::index_pending`); a search does the same first, so a failure here delays
-/// nothing a search can see.
-async fn index_for_search(service: &Service) {
-    if let Err(err) = service.registry().index_pending().await {
-        tracing::warn!(%err, "indexing items for search");
+/// Folds the items stored since the last time into the full-text index and the per-lane
+/// counts (`Registry::fold_items`); a search does the same first, and `history` counts what
+/// is not folded yet, so a failure here delays nothing a search or `history` can see.
+async fn fold_items(service: &Service) {
+    if let Err(err) = service.registry().fold_items().await {
+        tracing::warn!(%err, "folding new items into search and history");
     }
 }
 

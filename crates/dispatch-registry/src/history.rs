@@ -1,6 +1,7 @@
 //! `history`: what the registry knows about lanes' work, as SQL aggregates over indexed
 //! tables: one row per lane (from `lane_kinds`, `turns` and `item_files`, kept small by
-//! triggers), and for one lane its turns, the tools it called and the files it changed.
+//! triggers and folds, plus the items stored since the last fold: `crate::items_fold`), and
+//! for one lane its turns, the tools it called and the files it changed.
 
 use serde::{Deserialize, Serialize};
 
@@ -162,7 +163,12 @@ impl Registry {
             tool_kinds_sql!(),
             " THEN items END) AS tools, \
                  MIN(first_at_ms) AS first_at_ms, MAX(last_at_ms) AS last_at_ms \
-               FROM lane_kinds GROUP BY lane_ref \
+               FROM ( \
+                 SELECT lane_ref, kind, items, first_at_ms, last_at_ms FROM lane_kinds \
+                 UNION ALL \
+                 SELECT lane_ref, kind, COUNT(*), MIN(at_ms), MAX(at_ms) FROM items NOT INDEXED \
+                 WHERE id > (SELECT upto FROM items_mark WHERE id = 0) GROUP BY lane_ref, kind \
+               ) GROUP BY lane_ref \
              ) k ON k.lane_ref = l.ref \
              WHERE (?1 IS NULL AND (?2 OR NOT (l.archived OR l.status = 'archived'))) \
                OR l.ref = ?1 \

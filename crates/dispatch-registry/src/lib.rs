@@ -24,6 +24,7 @@ mod history;
 mod inbox;
 mod ingest;
 mod inspect;
+mod items_fold;
 mod kept_pages;
 mod lane_events;
 mod lanes;
@@ -33,7 +34,6 @@ mod pages;
 mod probe;
 mod refs;
 mod search;
-mod search_index;
 mod selectors;
 mod subscriptions;
 mod thread_ops;
@@ -68,7 +68,7 @@ pub use triggers::{
 };
 
 /// Schema version this binary knows: the highest embedded migration version.
-pub const LATEST_SCHEMA_VERSION: i64 = 12;
+pub const LATEST_SCHEMA_VERSION: i64 = 13;
 
 /// The embedded migrations, `migrations/NNNN_name.sql`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

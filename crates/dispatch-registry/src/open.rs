@@ -78,19 +78,19 @@ impl Registry {
             check_version(path, found)?;
         }
         let registry = Self::connect_and_migrate(path).await?;
-        // Items a crash left unindexed (see `crate::search_index`) are indexed now.
-        if let Err(err) = registry.index_if_pending().await {
+        // Items a crash left unfolded (see `crate::items_fold`) are folded now.
+        if let Err(err) = registry.fold_if_any().await {
             registry.close().await;
             return Err(err);
         }
         Ok(registry)
     }
 
-    /// Indexes what is pending, without the ingest connection (a write lock) when nothing is:
+    /// Folds new items in, without the ingest connection (a write lock) when there are none:
     /// a read on the pool that begins now sees every commit made before it.
-    pub(crate) async fn index_if_pending(&self) -> Result<(), RegistryError> {
-        if self.search_index_pending().await? {
-            self.index_pending().await?;
+    pub(crate) async fn fold_if_any(&self) -> Result<(), RegistryError> {
+        if self.items_to_fold().await? {
+            self.fold_items().await?;
         }
         Ok(())
     }

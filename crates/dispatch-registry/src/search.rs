@@ -84,7 +84,7 @@ impl Registry {
         // Items stored since the index was last brought up to date are indexed first, so
         // that the search finds everything stored before it began; with nothing pending, a
         // search takes no write lock (and never waits for a batch being stored).
-        self.index_if_pending().await?;
+        self.fold_if_any().await?;
         let titles: Vec<(String, String, Option<String>, String)> = if filter.items_only() {
             Vec::new()
         } else {

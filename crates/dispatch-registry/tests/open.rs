@@ -30,7 +30,7 @@ async fn open_creates_a_private_wal_registry_at_the_latest_version() {
     assert!(wal.exists(), "WAL file exists while the registry is open");
     assert_eq!(mode(&wal), 0o600, "WAL file inherits the database's mode");
 
-    assert_eq!(LATEST_SCHEMA_VERSION, 12);
+    assert_eq!(LATEST_SCHEMA_VERSION, 13);
     assert_eq!(
         registry.schema_version().await.unwrap(),
         LATEST_SCHEMA_VERSION

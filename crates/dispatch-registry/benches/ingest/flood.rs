@@ -224,38 +224,18 @@ const VARIANTS: &[Variant] = &[
         foreign_keys: true,
     },
     Variant {
-        label: "without `lane_kinds_insert` (history's counts)",
-        drops: &["DROP TRIGGER lane_kinds_insert"],
+        label: "without `item_files_insert` (the items' one insert trigger)",
+        drops: &["DROP TRIGGER item_files_insert"],
         foreign_keys: true,
     },
     Variant {
-        label: "without `items_fts_insert` (search's pending items)",
-        drops: &["DROP TRIGGER items_fts_insert"],
-        foreign_keys: true,
-    },
-    Variant {
-        label: "without the items' three insert triggers",
-        drops: &[
-            "DROP TRIGGER lane_kinds_insert",
-            "DROP TRIGGER items_fts_insert",
-            "DROP TRIGGER item_files_insert",
-        ],
-        foreign_keys: true,
-    },
-    Variant {
-        label: "without those triggers and foreign keys",
-        drops: &[
-            "DROP TRIGGER lane_kinds_insert",
-            "DROP TRIGGER items_fts_insert",
-            "DROP TRIGGER item_files_insert",
-        ],
+        label: "without that trigger and foreign keys",
+        drops: &["DROP TRIGGER item_files_insert"],
         foreign_keys: false,
     },
     Variant {
         label: "without those and the secondary indexes",
         drops: &[
-            "DROP TRIGGER lane_kinds_insert",
-            "DROP TRIGGER items_fts_insert",
             "DROP TRIGGER item_files_insert",
             "DROP INDEX events_by_lane",
             "DROP INDEX items_by_time",
@@ -376,19 +356,22 @@ pub async fn run(dir: &tempfile::TempDir, total: usize, runs: usize) {
     println!(
         "flood of {total} notifications: {events} events and {items} items stored, in batches of {BATCH}"
     );
-    let report = |label: &str, secs: Vec<f64>| {
+    // The median and best of a measurement; with `rate`, the flood's events per second.
+    let report = |label: &str, secs: Vec<f64>, rate: bool| {
         let ms: Vec<f64> = secs.iter().map(|s| s * 1e3).collect();
         let best = ms.iter().copied().fold(f64::INFINITY, f64::min);
         let mid = median(ms);
-        println!(
-            "  {label}: median {mid:.1} ms (best {best:.1}), {:.0} events/s",
-            events as f64 / (mid / 1e3)
-        );
+        let per_s = if rate {
+            format!(", {:.0} events/s", events as f64 / (mid / 1e3))
+        } else {
+            String::new()
+        };
+        println!("  {label}: median {mid:.1} ms (best {best:.1}){per_s}");
     };
 
     // Runs alternate between the record path and the SQL-only variants, so that what else
     // the machine does (the page cache writing back earlier runs' files) falls on all alike.
-    let mut recorded_secs = Vec::new();
+    let (mut recorded_secs, mut fold_secs) = (Vec::new(), Vec::new());
     let mut sql_secs = vec![Vec::new(); VARIANTS.len()];
     for run in 0..runs {
         // Which comes first turns with the run: the one after a record run pays for more of
@@ -397,20 +380,36 @@ pub async fn run(dir: &tempfile::TempDir, total: usize, runs: usize) {
             let path = dir.path().join(format!("flood-{run}-{step}.db"));
             let lane = fresh(&path).await;
             match (run + step) % (VARIANTS.len() + 1) {
-                0 => recorded_secs.push(record(&path, &lane, &notes, events, items).await),
+                0 => {
+                    let (stored, folded) = record(&path, &lane, &notes, events, items).await;
+                    recorded_secs.push(stored);
+                    fold_secs.push(folded);
+                }
                 n => sql_secs[n - 1].push(sql_only(&path, &lane, &notes, &VARIANTS[n - 1]).await),
             }
             remove(&path);
         }
     }
-    report("Registry::record (fold, bind, SQL)", recorded_secs);
+    report("Registry::record (fold, bind, SQL)", recorded_secs, true);
+    report(
+        "then Registry::fold_items (search index, history counts)",
+        fold_secs,
+        false,
+    );
     for (variant, secs) in VARIANTS.iter().zip(sql_secs) {
-        report(&format!("SQL alone, {}", variant.label), secs);
+        report(&format!("SQL alone, {}", variant.label), secs, true);
     }
 }
 
-/// Stores the flood by [`Registry::record`] in batches; returns the seconds taken.
-async fn record(path: &Path, lane: &str, notes: &[Note], events: usize, items: usize) -> f64 {
+/// Stores the flood by [`Registry::record`] in batches, then folds its items into search and
+/// history ([`Registry::fold_items`]); returns the seconds each took.
+async fn record(
+    path: &Path,
+    lane: &str,
+    notes: &[Note],
+    events: usize,
+    items: usize,
+) -> (f64, f64) {
     let registry = Registry::open(path).await.unwrap();
     let batches: Vec<Vec<Recorded>> = recorded(lane, notes)
         .chunks(BATCH)
@@ -421,11 +420,15 @@ async fn record(path: &Path, lane: &str, notes: &[Note], events: usize, items: u
         registry.record(batch).await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let folded = registry.fold_items().await.unwrap();
+    let fold_secs = start.elapsed().as_secs_f64();
+    assert_eq!(folded, u64::try_from(items).unwrap());
     let counts = registry.counts(lane).await.unwrap();
     assert_eq!(counts.events, i64::try_from(events).unwrap());
     assert_eq!(counts.items, i64::try_from(items).unwrap());
     registry.close().await;
-    secs
+    (secs, fold_secs)
 }
 
 /// Removes a registry file and its WAL and shared-memory files.
