@@ -33,7 +33,7 @@ const INDEX_NEW: &str = "INSERT INTO items_fts (rowid, text) \
 
 /// Counts the items above the mark in `lane_kinds` (`NOT INDEXED`: by their ids, not by a scan
 /// of an index that the grouping would otherwise pick).
-pub(crate) const COUNT_NEW: &str = "INSERT INTO lane_kinds (lane_ref, kind, items, first_at_ms, last_at_ms) \
+const COUNT_NEW: &str = "INSERT INTO lane_kinds (lane_ref, kind, items, first_at_ms, last_at_ms) \
      SELECT lane_ref, kind, COUNT(*), MIN(at_ms), MAX(at_ms) FROM items NOT INDEXED \
      WHERE id > (SELECT upto FROM items_mark WHERE id = 0) GROUP BY lane_ref, kind \
      ON CONFLICT (lane_ref, kind) DO UPDATE SET \
@@ -52,39 +52,38 @@ const RAISE_MARK: &str =
 const ANY_TO_FOLD: &str = "SELECT EXISTS (SELECT 1 FROM items_fts_pending) \
      OR EXISTS (SELECT 1 FROM items WHERE id > (SELECT upto FROM items_mark WHERE id = 0))";
 
-/// Items above the mark and pending texts.
-const TO_FOLD: &str = "SELECT (SELECT COUNT(*) FROM items_fts_pending) \
-     + (SELECT COUNT(*) FROM items WHERE id > (SELECT upto FROM items_mark WHERE id = 0))";
+/// Pending texts, and items above the mark.
+const TO_FOLD: &str = "SELECT (SELECT COUNT(*) FROM items_fts_pending), \
+     (SELECT COUNT(*) FROM items WHERE id > (SELECT upto FROM items_mark WHERE id = 0))";
 
 impl Registry {
     /// Folds the items stored and the texts changed since the last fold into the full-text
     /// index and `lane_kinds`; returns how many items it folded. Runs on the ingest
     /// connection, so it waits for a batch being stored and no batch is stored meanwhile;
-    /// costs one query when there is nothing to fold.
+    /// costs one query when there is nothing to fold, and runs only the statements for what
+    /// there is (changed texts, new items).
     pub async fn fold_items(&self) -> Result<u64, RegistryError> {
         let path = self.path().to_path_buf();
         self.write_tx(CONTEXT, async |conn: &mut SqliteConnection| {
-            let folded: i64 = sqlx::query_scalar(TO_FOLD)
+            let (changed, new): (i64, i64) = sqlx::query_as(TO_FOLD)
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(RegistryError::db_with(&path, CONTEXT))?;
-            if folded == 0 {
-                return Ok(0);
+            // Only what there is to do: a fold runs whenever the event pump has drained.
+            let mut statements = Vec::with_capacity(6);
+            if changed > 0 {
+                statements.extend([UNINDEX_OLD, INDEX_CHANGED, CLEAR_PENDING]);
             }
-            for statement in [
-                UNINDEX_OLD,
-                INDEX_CHANGED,
-                INDEX_NEW,
-                COUNT_NEW,
-                CLEAR_PENDING,
-                RAISE_MARK,
-            ] {
+            if new > 0 {
+                statements.extend([INDEX_NEW, COUNT_NEW, RAISE_MARK]);
+            }
+            for statement in statements {
                 sqlx::query(statement)
                     .execute(&mut *conn)
                     .await
                     .map_err(RegistryError::db_with(&path, CONTEXT))?;
             }
-            Ok(u64::try_from(folded).unwrap_or(0))
+            Ok(u64::try_from(changed + new).unwrap_or(0))
         })
         .await
     }
