@@ -81,8 +81,9 @@ async fn run_process(service: Arc<Service>, process: usize) {
         let mut lanes = LaneCache::default();
         let mut checkpoints = Checkpoints::default();
         let mut batches: u32 = 0;
-        // Whether batches were written since the full-text index was last brought up to date.
-        let mut unindexed = false;
+        // Whether batches were written since new items were last folded into search and
+        // history.
+        let mut unfolded = false;
         loop {
             tokio::select! {
                 event = subscription.recv_raw() => {
@@ -114,17 +115,17 @@ async fn run_process(service: Arc<Service>, process: usize) {
                     let turn_completed = events.iter().any(|(event, _)| {
                         matches!(event.notification(), Some(ServerNotification::TurnCompleted(_)))
                     });
-                    unindexed |= persist(&service, &mut lanes, events).await;
+                    unfolded |= persist(&service, &mut lanes, events).await;
                     if turn_completed {
                         service.recycle_soon(process);
                     }
                     let drained = subscription.is_empty();
-                    // Index for search between floods, not inside their batches (and not at
-                    // all after notifications that stored nothing: an idle daemon does not
-                    // open the ingest connection for them).
-                    if drained && unindexed {
+                    // Fold new items into search and history between floods, not inside their
+                    // batches (and not at all after notifications that stored nothing: an idle
+                    // daemon does not open the ingest connection for them).
+                    if drained && unfolded {
                         fold_items(&service).await;
-                        unindexed = false;
+                        unfolded = false;
                     }
                     // Checkpoint the WAL between floods, not inside their commits.
                     checkpoints.stored(stored);
@@ -188,7 +189,7 @@ impl Checkpoints {
 /// Folds the items stored since the last time into the full-text index and the per-lane
 /// counts (`Registry::fold_items`); a search does the same first, and `history` counts what
 /// is not folded yet, so a failure here delays nothing a search or `history` can see.
-async fn fold_items(service: &Service) {
+pub(crate) async fn fold_items(service: &Service) {
     if let Err(err) = service.registry().fold_items().await {
         tracing::warn!(%err, "folding new items into search and history");
     }

@@ -27,7 +27,7 @@ use dispatch_registry::{
 use serde_json::json;
 
 use crate::convert::now_ms;
-use crate::ingest::{item_fact, turn_row};
+use crate::ingest::{fold_items, item_fact, turn_row};
 use crate::provider_error::Cause;
 use crate::service::Service;
 
@@ -154,6 +154,9 @@ impl Service {
             });
         }
         while tasks.join_next().await.is_some() {}
+        // What reconciling stored is folded into search and history now, not at the event
+        // pump's next drain (until then `history` would count it on every read).
+        fold_items(self).await;
         self.events_stored().await;
         count
     }
@@ -171,6 +174,7 @@ impl Service {
                 let server = loaded_in.unwrap_or(reader);
                 self.reconcile_lane(&server, is_loaded, lane, Why::Silence)
                     .await;
+                fold_items(self).await;
                 self.events_stored().await;
             }
             Err(err) => tracing::warn!(%err, "listing loaded threads"),

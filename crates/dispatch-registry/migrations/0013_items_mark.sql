@@ -9,12 +9,13 @@
 -- * an item above the mark is new to both: the index holds nothing for it, `lane_kinds` does
 --   not count it, and it has no `items_fts_pending` row; changing or deleting it needs no
 --   bookkeeping (the triggers below only act on items at or below the mark);
--- * `Registry::fold_items` indexes the items above the mark, adds them to `lane_kinds`
---   (along with the pending rows of migration 0012, for changed texts of items at or below
---   it) and moves the mark to the highest id, in one transaction; `history` adds the items
---   above the mark to `lane_kinds`'s counts when it reads them;
--- * SQLite gives a new item the highest id plus one (`items.id` is an `INTEGER PRIMARY KEY`),
---   so a new item is always above the mark as long as an item with the mark's id exists. The
+-- * `Registry::fold_items` indexes the items above the mark and adds them to `lane_kinds`,
+--   re-indexes the changed texts of items at or below it (the pending rows of migration
+--   0012), and moves the mark to the highest id, in one transaction; `history` adds the
+--   items above the mark to `lane_kinds`'s counts when it reads them;
+-- * SQLite gives a new item the highest id plus one (`items.id` is an `INTEGER PRIMARY KEY`;
+--   only once an id reached 2^63 - 1 would it pick another), so a new item is always above
+--   the mark as long as an item with the mark's id exists. The
 --   delete trigger keeps that true: deleting the item at the mark moves the mark down to the
 --   highest id below it (everything below was seen, and nothing above it was).
 --
