@@ -6,6 +6,9 @@ use std::time::Instant;
 use dispatch_registry::{
     Fact, LaneStatus, NewEvent, NewLane, Ownership, Recorded, Registry, TurnRow, TurnStatus,
 };
+use fake_app_server::{FloodPlan, render_flood};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 
@@ -19,7 +22,7 @@ const TURN: &str = "019a0000-0000-7000-8000-000000000001";
 
 /// One stored event and, for item notifications, the item's state after it.
 struct Note {
-    method: &'static str,
+    method: String,
     at_ms: i64,
     params: String,
     /// The item this notification writes: id, text, status.
@@ -28,101 +31,58 @@ struct Note {
     delta: bool,
 }
 
-/// The flood of `fake-app-server`'s `FloodPlan` for `total` notifications: `turn/started`, the
-/// user message, agent messages (`item/started`, one delta, `item/completed`) with a token
-/// usage update after every 10th, token usage updates to fill the total up, `turn/completed`.
+/// The daemon benchmark's flood of `total` notifications, as `fake-app-server` renders it
+/// (`FloodPlan`, `render_flood`), read back into what the event pump makes of each line.
 fn flood(total: usize) -> Vec<Note> {
-    let budget = total.max(3) - 3;
-    let ids = format!(r#""threadId":"{THREAD}","turnId":"{TURN}""#);
-    let mut notes = vec![
-        Note {
-            method: "turn/started",
-            at_ms: 1_000,
-            params: format!(
-                r#"{{"threadId":"{THREAD}","turn":{{"id":"{TURN}","items":[],"status":"inProgress","startedAt":1}}}}"#
-            ),
-            item: None,
-            delta: false,
-        },
-        Note {
-            method: "item/completed",
-            at_ms: 1_000,
-            params: format!(
-                r#"{{{ids},"completedAtMs":1000,"item":{{"type":"userMessage","id":"user-{TURN}","content":[{{"type":"text","text":"go"}}]}}}}"#
-            ),
-            item: Some((format!("user-{TURN}"), "go".to_owned(), None)),
-            delta: false,
-        },
-    ];
-    let mut tokens = 0_u64;
-    let token_usage = |tokens: &mut u64| {
-        *tokens += 1;
-        let (input, output) = (*tokens * 1200, *tokens * 80);
-        Note {
-            method: "thread/tokenUsage/updated",
-            at_ms: 1_000,
-            params: format!(
-                r#"{{{ids},"tokenUsage":{{"last":{{"cachedInputTokens":1000,"inputTokens":1200,"outputTokens":80,"reasoningOutputTokens":0,"totalTokens":1280}},"total":{{"cachedInputTokens":{cached},"inputTokens":{input},"outputTokens":{output},"reasoningOutputTokens":0,"totalTokens":{sum}}},"modelContextWindow":272000}}}}"#,
-                cached = *tokens * 1000,
-                sum = input + output,
-            ),
-            item: None,
-            delta: false,
-        }
-    };
-    let (mut used, mut i) = (0_usize, 0_usize);
-    loop {
-        let cost = if (i + 1) % 10 == 0 { 4 } else { 3 };
-        if used + cost > budget {
-            break;
-        }
-        used += cost;
-        i += 1;
-        let at_ms = 1_000 + i64::try_from(i / 100).unwrap_or(0);
-        let id = format!("msg_{i:07}");
-        let text = format!("agent message {i}: the quick brown fox jumps over the lazy dog");
-        notes.push(Note {
-            method: "item/started",
-            at_ms,
-            params: format!(
-                r#"{{{ids},"startedAtMs":{at_ms},"item":{{"type":"agentMessage","id":"{id}","text":""}}}}"#
-            ),
-            item: Some((id.clone(), String::new(), None)),
-            delta: false,
-        });
-        notes.push(Note {
-            method: "item/agentMessage/delta",
-            at_ms,
-            params: String::new(),
-            item: Some((id.clone(), text.clone(), None)),
-            delta: true,
-        });
-        notes.push(Note {
-            method: "item/completed",
-            at_ms,
-            params: format!(
-                r#"{{{ids},"completedAtMs":{at_ms},"item":{{"type":"agentMessage","id":"{id}","text":"{text}"}}}}"#
-            ),
-            item: Some((id, text, None)),
-            delta: false,
-        });
-        if i % 10 == 0 {
-            notes.push(token_usage(&mut tokens));
-        }
-    }
-    for _ in used..budget {
-        notes.push(token_usage(&mut tokens));
-    }
-    notes.push(Note {
-        method: "turn/completed",
-        at_ms: 2_000,
-        params: format!(
-            r#"{{"threadId":"{THREAD}","turn":{{"id":"{TURN}","items":[],"status":"completed","startedAt":1,"completedAt":2,"durationMs":1000}}}}"#
-        ),
-        item: None,
-        delta: false,
-    });
-    notes
+    let plan = FloodPlan::new(total);
+    let lines = render_flood(
+        &plan,
+        THREAD,
+        TURN,
+        1_000,
+        &json!("client-1"),
+        &json!([{ "type": "text", "text": "go" }]),
+    );
+    lines
+        .lines()
+        .map(|line| {
+            let message: Message = serde_json::from_str(line).expect("a flood line");
+            let params: Value = serde_json::from_str(message.params.get()).expect("its params");
+            let at_ms = ["startedAtMs", "completedAtMs"]
+                .iter()
+                .find_map(|field| params[*field].as_i64())
+                .unwrap_or(1_000);
+            let item = &params["item"];
+            let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+            let (item, delta) = match message.method.as_str() {
+                "item/agentMessage/delta" => (
+                    Some((text(&params["itemId"]), text(&params["delta"]), None)),
+                    true,
+                ),
+                "item/started" | "item/completed" if item["type"] == "userMessage" => {
+                    (Some((text(&item["id"]), "go".to_owned(), None)), false)
+                }
+                "item/started" | "item/completed" => {
+                    (Some((text(&item["id"]), text(&item["text"]), None)), false)
+                }
+                _ => (None, false),
+            };
+            Note {
+                method: message.method,
+                at_ms,
+                params: message.params.get().to_owned(),
+                item,
+                delta,
+            }
+        })
+        .collect()
+}
+
+/// A line of the flood: a notification, its params as sent.
+#[derive(serde::Deserialize)]
+struct Message {
+    method: String,
+    params: Box<RawValue>,
 }
 
 /// The flood as the event pump hands it to [`Registry::record`].
@@ -131,7 +91,7 @@ fn recorded(lane: &str, notes: &[Note]) -> Vec<Recorded> {
     notes
         .iter()
         .map(|note| {
-            let facts: Vec<Fact> = match (note.method, &note.item) {
+            let facts: Vec<Fact> = match (note.method.as_str(), &note.item) {
                 ("turn/started", _) => vec![
                     Fact::TurnStarted {
                         turn_id: TURN.to_owned(),
@@ -179,7 +139,7 @@ fn recorded(lane: &str, notes: &[Note]) -> Vec<Recorded> {
             Recorded {
                 lane_ref: lane_ref.clone(),
                 event: (!note.delta).then(|| NewEvent {
-                    method: note.method.into(),
+                    method: note.method.clone().into(),
                     turn_id: Some(TURN.to_owned()),
                     at_ms: note.at_ms,
                     params: note.params.as_str().into(),
@@ -273,7 +233,7 @@ async fn sql_only(path: &Path, lane: &str, notes: &[Note], variant: &Variant) ->
     for (n, note) in notes.iter().enumerate() {
         if !note.delta {
             last_event = sqlx::query("INSERT INTO flood_events VALUES (?, ?, ?)")
-                .bind(note.method)
+                .bind(&note.method)
                 .bind(note.at_ms)
                 .bind(&note.params)
                 .execute(&mut *tx)
