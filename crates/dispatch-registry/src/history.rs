@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::items_fold::unfolded_kinds_sql;
 use crate::{Registry, RegistryError};
 
 /// The item kinds that are tool calls.
@@ -165,10 +166,9 @@ impl Registry {
                  MIN(first_at_ms) AS first_at_ms, MAX(last_at_ms) AS last_at_ms \
                FROM ( \
                  SELECT lane_ref, kind, items, first_at_ms, last_at_ms FROM lane_kinds \
-                 UNION ALL \
-                 SELECT lane_ref, kind, COUNT(*), MIN(at_ms), MAX(at_ms) FROM items NOT INDEXED \
-                 WHERE id > (SELECT upto FROM items_mark WHERE id = 0) GROUP BY lane_ref, kind \
-               ) GROUP BY lane_ref \
+                 UNION ALL ",
+            unfolded_kinds_sql!(),
+            " ) GROUP BY lane_ref \
              ) k ON k.lane_ref = l.ref \
              WHERE (?1 IS NULL AND (?2 OR NOT (l.archived OR l.status = 'archived'))) \
                OR l.ref = ?1 \

@@ -33,15 +33,27 @@ const INDEX_NEW: &str = "INSERT INTO items_fts (rowid, text) \
      SELECT id, text FROM items \
      WHERE id > (SELECT upto FROM items_mark WHERE id = 0) AND text IS NOT NULL";
 
-/// Counts the items above the mark in `lane_kinds` (`NOT INDEXED`: by their ids, not by a scan
-/// of an index that the grouping would otherwise pick).
-const COUNT_NEW: &str = "INSERT INTO lane_kinds (lane_ref, kind, items, first_at_ms, last_at_ms) \
-     SELECT lane_ref, kind, COUNT(*), MIN(at_ms), MAX(at_ms) FROM items NOT INDEXED \
-     WHERE id > (SELECT upto FROM items_mark WHERE id = 0) GROUP BY lane_ref, kind \
-     ON CONFLICT (lane_ref, kind) DO UPDATE SET \
+/// The items above the mark counted as `lane_kinds` counts them: lane, kind, items, first and
+/// last `at_ms`. `COUNT_NEW` folds these rows in; `history` adds them to `lane_kinds`'s until
+/// then. `NOT INDEXED`: the items are read by their ids, not by a scan of an index that the
+/// grouping would otherwise pick.
+macro_rules! unfolded_kinds_sql {
+    () => {
+        "SELECT lane_ref, kind, COUNT(*), MIN(at_ms), MAX(at_ms) FROM items NOT INDEXED \
+         WHERE id > (SELECT upto FROM items_mark WHERE id = 0) GROUP BY lane_ref, kind"
+    };
+}
+pub(crate) use unfolded_kinds_sql;
+
+/// Counts the items above the mark in `lane_kinds`.
+const COUNT_NEW: &str = concat!(
+    "INSERT INTO lane_kinds (lane_ref, kind, items, first_at_ms, last_at_ms) ",
+    unfolded_kinds_sql!(),
+    " ON CONFLICT (lane_ref, kind) DO UPDATE SET \
        items = items + excluded.items, \
        first_at_ms = MIN(first_at_ms, excluded.first_at_ms), \
-       last_at_ms = MAX(last_at_ms, excluded.last_at_ms)";
+       last_at_ms = MAX(last_at_ms, excluded.last_at_ms)"
+);
 
 /// Nothing is pending any more.
 const CLEAR_PENDING: &str = "DELETE FROM items_fts_pending";
