@@ -863,9 +863,10 @@ impl Registry {
 }
 
 /// One shared copy of each short text a batch binds on many rows (methods, turn ids, item
-/// kinds; lane refs come shared already). sqlx copies every borrowed `&str` it binds into a new allocation, which
-/// for a flood was a large part of the cost of storing it; a shared `Arc<str>` is bound
-/// without copying, so each distinct text is copied once per batch instead of once per row.
+/// kinds; lane refs come shared already). sqlx copies every borrowed `&str` it binds into a
+/// new allocation, which for a flood was a large part of the cost of storing it; a shared
+/// `Arc<str>` is bound without copying, so each distinct text is copied once per batch
+/// instead of once per row.
 ///
 /// The last few texts asked for are compared before the map is hashed: a row binds a method,
 /// a turn id and a kind, and the next row mostly the same ones.

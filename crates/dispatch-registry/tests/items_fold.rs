@@ -15,19 +15,7 @@ use dispatch_registry::{Fact, Recorded, Registry};
 
 /// An agent message's text, replaced (`item/started` or `item/completed`).
 fn said(lane_ref: &str, item_id: &str, text: &str, at_ms: i64) -> Recorded {
-    Recorded {
-        lane_ref: lane_ref.into(),
-        event: None,
-        facts: vec![Fact::Item {
-            turn_id: Some("turn-1".to_owned()),
-            item_id: item_id.to_owned(),
-            kind: "agent_message".into(),
-            text: Some(text.to_owned()),
-            status: None,
-            at_ms,
-        }]
-        .into(),
-    }
+    item_of(lane_ref, item_id, "agent_message", text, at_ms)
 }
 
 /// A delta appended to an agent message.
