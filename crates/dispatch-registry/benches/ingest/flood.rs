@@ -25,8 +25,8 @@ struct Note {
     method: String,
     at_ms: i64,
     params: String,
-    /// The item this notification writes: id, text, status.
-    item: Option<(String, String, Option<&'static str>)>,
+    /// The item this notification writes: id, kind (as the registry names it), text.
+    item: Option<(String, &'static str, String)>,
     /// A delta: folded into its item, not stored as an event.
     delta: bool,
 }
@@ -56,15 +56,21 @@ fn flood(total: usize) -> Vec<Note> {
             let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
             let (item, delta) = match message.method.as_str() {
                 "item/agentMessage/delta" => (
-                    Some((text(&params["itemId"]), text(&params["delta"]), None)),
+                    Some((
+                        text(&params["itemId"]),
+                        "agent_message",
+                        text(&params["delta"]),
+                    )),
                     true,
                 ),
-                "item/started" | "item/completed" if item["type"] == "userMessage" => {
-                    (Some((text(&item["id"]), "go".to_owned(), None)), false)
-                }
-                "item/started" | "item/completed" => {
-                    (Some((text(&item["id"]), text(&item["text"]), None)), false)
-                }
+                "item/started" | "item/completed" if item["type"] == "userMessage" => (
+                    Some((text(&item["id"]), "user_message", "go".to_owned())),
+                    false,
+                ),
+                "item/started" | "item/completed" => (
+                    Some((text(&item["id"]), "agent_message", text(&item["text"]))),
+                    false,
+                ),
                 _ => (None, false),
             };
             Note {
@@ -115,23 +121,19 @@ fn recorded(lane: &str, notes: &[Note]) -> Vec<Recorded> {
                 ("thread/tokenUsage/updated", _) => {
                     vec![Fact::TokenUsage(note.params.as_str().into())]
                 }
-                (_, Some((id, text, _))) if note.delta => vec![Fact::ItemDelta {
+                (_, Some((id, kind, text))) if note.delta => vec![Fact::ItemDelta {
                     turn_id: Some(TURN.to_owned()),
                     item_id: id.clone(),
-                    kind: "agent_message".into(),
+                    kind: (*kind).into(),
                     delta: text.clone(),
                     at_ms: note.at_ms,
                 }],
-                (_, Some((id, text, status))) => vec![Fact::Item {
+                (_, Some((id, kind, text))) => vec![Fact::Item {
                     turn_id: Some(TURN.to_owned()),
                     item_id: id.clone(),
-                    kind: if id.starts_with("user-") {
-                        "user_message".into()
-                    } else {
-                        "agent_message".into()
-                    },
+                    kind: (*kind).into(),
                     text: Some(text.clone()),
-                    status: status.map(str::to_owned),
+                    status: None,
                     at_ms: note.at_ms,
                 }],
                 _ => Vec::new(),
@@ -222,7 +224,7 @@ async fn sql_only(path: &Path, lane: &str, notes: &[Note], variant: &Variant) ->
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query("CREATE TEMP TABLE flood_items (item_id, text, at_ms)")
+    sqlx::query("CREATE TEMP TABLE flood_items (item_id, kind, text, at_ms)")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -247,9 +249,10 @@ async fn sql_only(path: &Path, lane: &str, notes: &[Note], variant: &Variant) ->
             (n + 1) % BATCH == 0
                 || next.item.as_ref().map(|i| &i.0) != note.item.as_ref().map(|i| &i.0)
         });
-        if let (Some((id, text, _)), true) = (&note.item, last_of_batch) {
-            last_item = sqlx::query("INSERT INTO flood_items VALUES (?, ?, ?)")
+        if let (Some((id, kind, text)), true) = (&note.item, last_of_batch) {
+            last_item = sqlx::query("INSERT INTO flood_items VALUES (?, ?, ?, ?)")
                 .bind(id)
+                .bind(*kind)
                 .bind(text)
                 .bind(note.at_ms)
                 .execute(&mut *tx)
@@ -283,7 +286,7 @@ async fn sql_only(path: &Path, lane: &str, notes: &[Note], variant: &Variant) ->
         .unwrap();
         sqlx::query(
             "INSERT INTO items (item_id, lane_ref, turn_id, kind, text, status, at_ms) \
-             SELECT item_id, ?, ?, 'agent_message', text, NULL, at_ms FROM flood_items \
+             SELECT item_id, ?, ?, kind, text, NULL, at_ms FROM flood_items \
              WHERE rowid > ? AND rowid <= ? ORDER BY rowid \
              ON CONFLICT (lane_ref, turn_id, item_id) DO UPDATE SET \
                kind = excluded.kind, text = excluded.text, \
